@@ -1,0 +1,45 @@
+package tds
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// CanonicalJSON returns raw re-encoded so that equal JSON values give equal
+// bytes whatever their key order and white space: object keys sorted, no
+// insignificant white space, strings in one escaping. Numbers keep their
+// literal text (1.0 and 1 stay different), so no precision is lost.
+func CanonicalJSON(raw []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("tds: canonical JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("tds: canonical JSON: data after the top-level value")
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("tds: canonical JSON: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// ContentHash returns the hex SHA-256 of the canonical JSON of raw: the
+// content hash stored with every inbox event.
+func ContentHash(raw []byte) (string, error) {
+	c, err := CanonicalJSON(raw)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(c)
+	return hex.EncodeToString(sum[:]), nil
+}

@@ -1,0 +1,135 @@
+package tds
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/dbtest"
+)
+
+func TestMain(m *testing.M) {
+	// A child process started by a multi-process test.
+	if url := os.Getenv("TDS_TEST_CHILD_MIGRATE"); url != "" {
+		os.Exit(childMigrate(url))
+	}
+	dbtest.Main(m)
+}
+
+func childMigrate(url string) int {
+	ctx := context.Background()
+	db, err := Open(ctx, url)
+	if err != nil {
+		os.Stderr.WriteString(err.Error())
+		return 2
+	}
+	defer db.Close()
+	if err := Migrate(ctx, db); err != nil {
+		os.Stderr.WriteString(err.Error())
+		return 1
+	}
+	return 0
+}
+
+// migrateURL prepares the PostgreSQL template every test database is cloned from.
+func migrateURL(ctx context.Context, url string) error {
+	db, err := Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return Migrate(ctx, db)
+}
+
+// testDB is one migrated database of one dialect.
+type testDB struct {
+	name string // "postgres" or "sqlite"
+	url  string
+	db   *bun.DB
+}
+
+// openTestDB opens a fresh migrated database of the dialect.
+func openTestDB(t *testing.T, dialect string) *testDB {
+	t.Helper()
+	ctx := context.Background()
+	var url string
+	switch dialect {
+	case "postgres":
+		url = dbtest.PostgresURL(t, migrateURL)
+	case "sqlite":
+		url = dbtest.SQLiteURL(t)
+	default:
+		t.Fatalf("unknown dialect %q", dialect)
+	}
+	db, err := Open(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	if dialect == "sqlite" {
+		require.NoError(t, Migrate(ctx, db))
+	}
+	return &testDB{name: dialect, url: url, db: db}
+}
+
+// eachDB runs fn as a parallel subtest against a fresh database of each
+// dialect: the conformance suite.
+func eachDB(t *testing.T, fn func(t *testing.T, tdb *testDB)) {
+	t.Helper()
+	for _, d := range []string{"postgres", "sqlite"} {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			fn(t, openTestDB(t, d))
+		})
+	}
+}
+
+// testClock is a settable clock.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// fixture reads testdata/envelope/name and parses it.
+func fixture(t testing.TB, name string) *Event {
+	t.Helper()
+	body, err := os.ReadFile(filepath.Join("testdata", "envelope", name))
+	require.NoError(t, err)
+	ev, err := ParseEnvelope(body)
+	require.NoError(t, err)
+	return ev
+}
+
+// productEvent is a valid product update with the given name.
+func productEvent(id, name string) *Event {
+	data, _ := json.Marshal(map[string]any{"item_id": id, "name": name})
+	return &Event{EventType: EventUpdate, EntityType: "product", EntityID: id, Data: data}
+}
+
+func count(t *testing.T, db bun.IDB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.QueryRowContext(context.Background(), query, args...).Scan(&n))
+	return n
+}

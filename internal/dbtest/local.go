@@ -1,0 +1,249 @@
+package dbtest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// binaries are the PostgreSQL programs the harness runs.
+type binaries struct {
+	initdb, pgCtl string
+	version       string // as initdb --version prints it
+}
+
+// findBinaries looks on PATH, then under /usr/lib/postgresql/*/bin, highest version first.
+func findBinaries() (binaries, error) {
+	if initdb, err := exec.LookPath("initdb"); err == nil {
+		if pgCtl, err := exec.LookPath("pg_ctl"); err == nil {
+			return binaries{initdb: initdb, pgCtl: pgCtl}, nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int { // highest version first
+		return compareVersions(filepath.Base(filepath.Dir(b)), filepath.Base(filepath.Dir(a)))
+	})
+	for _, dir := range dirs {
+		b := binaries{initdb: filepath.Join(dir, "initdb"), pgCtl: filepath.Join(dir, "pg_ctl")}
+		if isExecutable(b.initdb) && isExecutable(b.pgCtl) {
+			return b, nil
+		}
+	}
+	return binaries{}, fmt.Errorf("%w: no initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin", errNoServer)
+}
+
+// compareVersions compares dotted numeric versions such as "9.6" and "15".
+func compareVersions(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(as), len(bs)) {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			return x - y
+		}
+	}
+	return 0
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// localServer is a server started from local binaries in its own directory.
+type localServer struct {
+	bin  binaries
+	dir  string // holds data/, server.log, owner.pid and the unix socket
+	cred *syscall.Credential
+}
+
+const (
+	localDirPattern = "tds-pg-*"
+	ownerFile       = "owner.pid"
+)
+
+// startLocal starts a throwaway server from local binaries on a free port of 127.0.0.1.
+func startLocal() (*server, error) {
+	bin, err := findBinaries()
+	if err != nil {
+		return nil, err
+	}
+	out, err := exec.Command(bin.initdb, "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --version: %w", bin.initdb, err)
+	}
+	bin.version = strings.TrimSpace(string(out))
+
+	ls := &localServer{bin: bin}
+	asWho := ""
+	if os.Geteuid() == 0 {
+		// PostgreSQL refuses to run as root.
+		if ls.cred, err = postgresUser(); err != nil {
+			return nil, err
+		}
+		asWho = " as OS user postgres"
+	}
+
+	sweepOrphans(bin.pgCtl, ls.cred)
+
+	if ls.dir, err = os.MkdirTemp("", localDirPattern); err != nil {
+		return nil, err
+	}
+	// owner.pid lets a later run stop this server if this process dies before Main stops it.
+	if err := os.WriteFile(filepath.Join(ls.dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, errors.Join(err, os.RemoveAll(ls.dir))
+	}
+	if ls.cred != nil {
+		if err := os.Chown(ls.dir, int(ls.cred.Uid), int(ls.cred.Gid)); err != nil {
+			return nil, errors.Join(err, os.RemoveAll(ls.dir))
+		}
+	}
+
+	port, err := ls.start()
+	if err != nil {
+		return nil, errors.Join(err, ls.stop())
+	}
+	adminURL := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	binDir := filepath.Dir(bin.pgCtl)
+	if real, err := filepath.EvalSymlinks(bin.pgCtl); err == nil && filepath.Dir(real) != binDir {
+		binDir += " -> " + filepath.Dir(real)
+	}
+	how := fmt.Sprintf("local PostgreSQL binaries in %s (%s) at 127.0.0.1:%d, data in %s%s",
+		binDir, bin.version, port, ls.dir, asWho)
+	s, err := newServer(adminURL, how, ls.stop)
+	if err != nil {
+		return nil, errors.Join(err, ls.stop())
+	}
+	return s, nil
+}
+
+// postgresUser returns the credentials of the postgres OS user.
+func postgresUser() (*syscall.Credential, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root, PostgreSQL must run as another user, and there is no postgres OS user: %w", err)
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// start runs initdb and pg_ctl start and returns the port the server listens on.
+func (ls *localServer) start() (int, error) {
+	data := filepath.Join(ls.dir, "data")
+	if _, err := ls.run(ls.bin.initdb, "-D", data, "-U", "postgres", "--auth=trust",
+		"-E", "UTF8", "--no-locale", "--no-sync"); err != nil {
+		return 0, err
+	}
+
+	logFile := filepath.Join(ls.dir, "server.log")
+	// The port is free when picked but may be taken before the server binds it: try again.
+	var err error
+	for range 3 {
+		var port int
+		if port, err = freePort(); err != nil {
+			return 0, err
+		}
+		opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k '%s' %s", port, ls.dir, strings.Join(settingsArgs(), " "))
+		if _, err = ls.run(ls.bin.pgCtl, "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", opts); err == nil {
+			return port, nil
+		}
+		log, _ := os.ReadFile(logFile)
+		err = fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, log)
+		if !bytes.Contains(log, []byte("could not bind")) {
+			break
+		}
+	}
+	return 0, err
+}
+
+// stop stops the server at once (its data is thrown away) and removes its directory.
+func (ls *localServer) stop() error {
+	return stopDir(ls.bin.pgCtl, ls.dir, ls.cred)
+}
+
+func stopDir(pgCtl, dir string, cred *syscall.Credential) error {
+	var errs []error
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err == nil {
+		if _, err := runAs(cred, dir, pgCtl, "stop", "-m", "immediate", "-w", "-D", data); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, os.RemoveAll(dir))
+	return errors.Join(errs...)
+}
+
+func (ls *localServer) run(name string, args ...string) ([]byte, error) {
+	return runAs(ls.cred, ls.dir, name, args...)
+}
+
+// runAs runs a program in dir, as cred's user when cred is not nil.
+// pg_ctl start must be given -l: otherwise the server inherits the output pipes
+// and the call never returns.
+func runAs(cred *syscall.Credential, dir, name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir // the postgres user may not be able to enter the current directory
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return out, nil
+}
+
+// sweepOrphans stops the servers of earlier test binaries that died before
+// their Main could (a panic or a -timeout kills the process without cleanups).
+func sweepOrphans(pgCtl string, cred *syscall.Credential) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), localDirPattern))
+	for _, dir := range dirs {
+		raw, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // not ours, or still being set up
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		if err := stopDir(pgCtl, dir, cred); err == nil {
+			fmt.Fprintf(os.Stderr, "dbtest: stopped the orphaned server in %s (its test process %d is gone)\n", dir, pid)
+		}
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

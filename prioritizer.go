@@ -1,0 +1,36 @@
+package tds
+
+import "context"
+
+// Prioritizer chooses the queue priority of a valid event: 1 is the highest,
+// 10 the lowest; values outside that range are clamped.
+//
+// Priority runs inside the ingest transaction and may be called
+// concurrently. It must not modify ev.
+type Prioritizer interface {
+	Priority(ctx context.Context, ev *Event) int
+}
+
+// PrioritizerFunc adapts a function to [Prioritizer].
+type PrioritizerFunc func(ctx context.Context, ev *Event) int
+
+// Priority calls f(ctx, ev).
+func (f PrioritizerFunc) Priority(ctx context.Context, ev *Event) int { return f(ctx, ev) }
+
+var _ Prioritizer = PrioritizerFunc(nil)
+
+// DefaultPrioritizer returns the prioritizer used unless [WithPrioritizer]
+// says otherwise: the entity type's Priority from reg (invoices 2, products
+// 5, price lists 8, ...), or [DefaultPriority] for a type reg lacks.
+func DefaultPrioritizer(reg *Registry) Prioritizer {
+	return PrioritizerFunc(func(_ context.Context, ev *Event) int {
+		if t, ok := reg.Lookup(ev.EntityType); ok {
+			return t.Priority
+		}
+		return DefaultPriority
+	})
+}
+
+func clampPriority(p int) int {
+	return min(max(p, 1), 10)
+}

@@ -1,0 +1,159 @@
+package tds
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// EntityType describes one kind of record the source sends webhooks for.
+type EntityType struct {
+	// Name is the envelope's entity_type, such as "product".
+	Name string
+	// Route is the URL segment of its webhook, such as "products" in
+	// POST /webhooks/products. Defaults to Name.
+	Route string
+	// IDField is the field of data that holds the entity's id, such as
+	// "item_id"; the envelope's entity_id must equal it. Required.
+	IDField string
+	// RequiredFields are other fields data must carry, except in deletes.
+	RequiredFields []string
+	// Priority is the queue priority of its events, 1 (highest) to 10
+	// (lowest). Zero means [DefaultPriority], or 2 for a type named "order".
+	Priority int
+	// MirrorTable is the local table a mirroring syncer writes it to.
+	// Defaults to Name + "s".
+	MirrorTable string
+	// MaxAttempts is how many times its jobs are tried before they are
+	// dead-lettered. Zero means the processor's [WithMaxAttempts].
+	MaxAttempts int
+}
+
+// Registry is the set of entity types tds accepts. It is safe for
+// concurrent use; types may be registered while it is in use.
+type Registry struct {
+	mu      sync.RWMutex
+	byName  map[string]EntityType
+	byRoute map[string]string
+}
+
+// zohoTypes is the built-in preset for Zoho Books and Zoho Inventory.
+var zohoTypes = []EntityType{
+	{Name: "product", Route: "products", IDField: "item_id", RequiredFields: []string{"name"}, Priority: 5, MirrorTable: "products"},
+	{Name: "customer", Route: "customers", IDField: "contact_id", RequiredFields: []string{"contact_name"}, Priority: 5, MirrorTable: "customers"},
+	{Name: "invoice", Route: "invoices", IDField: "invoice_id", RequiredFields: []string{"customer_id", "invoice_number"}, Priority: 2, MirrorTable: "invoices"},
+	{Name: "bill", Route: "bills", IDField: "bill_id", RequiredFields: []string{"vendor_id", "bill_number"}, Priority: 5, MirrorTable: "bills"},
+	{Name: "credit_note", Route: "credit-notes", IDField: "creditnote_id", RequiredFields: []string{"customer_id", "creditnote_number"}, Priority: 8, MirrorTable: "credit_notes"},
+	{Name: "stock", Route: "stock", IDField: "item_id", RequiredFields: []string{"stock_on_hand"}, Priority: 8, MirrorTable: "stock"},
+	{Name: "price_list", Route: "prices", IDField: "pricebook_id", RequiredFields: []string{"name"}, Priority: 8, MirrorTable: "price_lists"},
+}
+
+// wellKnownPriorities are the defaults of types users commonly register.
+var wellKnownPriorities = map[string]int{"order": 2}
+
+// NewRegistry returns a registry holding types.
+func NewRegistry(types ...EntityType) (*Registry, error) {
+	r := &Registry{byName: make(map[string]EntityType), byRoute: make(map[string]string)}
+	for _, t := range types {
+		if err := r.Register(t); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// ZohoRegistry returns a new registry holding the Zoho Books / Zoho
+// Inventory preset: product, customer, invoice, bill, credit_note, stock and
+// price_list. Each call returns a separate registry, free to extend.
+func ZohoRegistry() *Registry {
+	r, err := NewRegistry(zohoTypes...)
+	if err != nil {
+		panic(err) // the preset is a constant; a failure is a bug in tds
+	}
+	return r
+}
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+var tablePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Register adds t, filling in its defaults. It fails if the name or route
+// is already taken or a field is malformed.
+func (r *Registry) Register(t EntityType) error {
+	if !namePattern.MatchString(t.Name) {
+		return fmt.Errorf("tds: registering entity type %q: name must match %s", t.Name, namePattern)
+	}
+	if t.Route == "" {
+		t.Route = t.Name
+	}
+	if !namePattern.MatchString(t.Route) {
+		return fmt.Errorf("tds: registering entity type %q: route %q must match %s", t.Name, t.Route, namePattern)
+	}
+	if strings.TrimSpace(t.IDField) == "" {
+		return fmt.Errorf("tds: registering entity type %q: IDField is required", t.Name)
+	}
+	if t.Priority == 0 {
+		t.Priority = DefaultPriority
+		if p, ok := wellKnownPriorities[t.Name]; ok {
+			t.Priority = p
+		}
+	}
+	if t.Priority < 1 || t.Priority > 10 {
+		return fmt.Errorf("tds: registering entity type %q: priority must be 1..10, got %d", t.Name, t.Priority)
+	}
+	if t.MirrorTable == "" {
+		t.MirrorTable = t.Name + "s"
+	}
+	if !tablePattern.MatchString(t.MirrorTable) {
+		return fmt.Errorf("tds: registering entity type %q: mirror table %q is not a plain SQL identifier", t.Name, t.MirrorTable)
+	}
+	if t.MaxAttempts < 0 {
+		return fmt.Errorf("tds: registering entity type %q: MaxAttempts must be >= 0, got %d", t.Name, t.MaxAttempts)
+	}
+	t.RequiredFields = append([]string(nil), t.RequiredFields...)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.byName[t.Name]; ok {
+		return fmt.Errorf("tds: registering entity type %q: already registered", t.Name)
+	}
+	if other, ok := r.byRoute[t.Route]; ok {
+		return fmt.Errorf("tds: registering entity type %q: route %q is taken by %q", t.Name, t.Route, other)
+	}
+	r.byName[t.Name] = t
+	r.byRoute[t.Route] = t.Name
+	return nil
+}
+
+// Lookup returns the entity type with the given name.
+func (r *Registry) Lookup(name string) (EntityType, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t, ok := r.byName[name]
+	return t, ok
+}
+
+// ByRoute returns the entity type whose webhook route is route.
+func (r *Registry) ByRoute(route string) (EntityType, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	name, ok := r.byRoute[route]
+	if !ok {
+		return EntityType{}, false
+	}
+	return r.byName[name], true
+}
+
+// Types returns every registered type, sorted by name.
+func (r *Registry) Types() []EntityType {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]EntityType, 0, len(r.byName))
+	for _, t := range r.byName {
+		t.RequiredFields = append([]string(nil), t.RequiredFields...)
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

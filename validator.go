@@ -1,0 +1,142 @@
+package tds
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Validator checks an event before it is queued.
+//
+// Validate returns nil when ev may be synced. Any error marks the event
+// invalid: it is stored with its errors and not queued. Return
+// [ValidationErrors] to report several problems at once; they are kept one
+// by one. Any other error is kept as a single problem, with its message.
+//
+// Validate runs inside the ingest transaction, for every new event (not for
+// duplicates), and may be called concurrently. It must not modify ev.
+type Validator interface {
+	Validate(ctx context.Context, ev *Event) error
+}
+
+// ValidatorFunc adapts a function to [Validator].
+type ValidatorFunc func(ctx context.Context, ev *Event) error
+
+// Validate calls f(ctx, ev).
+func (f ValidatorFunc) Validate(ctx context.Context, ev *Event) error { return f(ctx, ev) }
+
+var _ Validator = ValidatorFunc(nil)
+
+// DefaultValidator returns the validator used unless [WithValidator] says
+// otherwise. It reports, all at once: an event type other than create,
+// update or delete; an entity type not in reg; data that is not a JSON
+// object; an id field missing from data or not equal to entity_id; required
+// fields missing or empty (not checked for deletes, which may carry only the
+// id); and a last_modified_time that is not in Zoho's layout.
+func DefaultValidator(reg *Registry) Validator {
+	return ValidatorFunc(func(ctx context.Context, ev *Event) error {
+		var errs ValidationErrors
+		add := func(field, format string, args ...any) {
+			errs = append(errs, ValidationError{Field: field, Message: fmt.Sprintf(format, args...)})
+		}
+		switch ev.EventType {
+		case EventCreate, EventUpdate, EventDelete:
+		default:
+			add("event_type", "must be create, update or delete, got %q", ev.EventType)
+		}
+		et, known := reg.Lookup(ev.EntityType)
+		if !known {
+			add("entity_type", "unknown entity type %q", ev.EntityType)
+		}
+		data, err := decodeObject(ev.Data)
+		if err != nil {
+			add("data", "%v", err)
+			return errs
+		}
+		if known {
+			id, present := data[et.IDField]
+			switch {
+			case !present || isEmpty(id):
+				add("data."+et.IDField, "is required")
+			case scalarText(id) != ev.EntityID:
+				add("data."+et.IDField, "is %s but entity_id is %q", id, ev.EntityID)
+			}
+			if ev.EventType != EventDelete {
+				for _, f := range et.RequiredFields {
+					if v, ok := data[f]; !ok || isEmpty(v) {
+						add("data."+f, "is required")
+					}
+				}
+			}
+		}
+		if v, ok := data["last_modified_time"]; ok && !isNull(v) {
+			if _, err := parseModifiedTime(v); err != nil {
+				add("data.last_modified_time", "%v", err)
+			}
+		}
+		if len(errs) == 0 {
+			return nil
+		}
+		return errs
+	})
+}
+
+func decodeObject(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, fmt.Errorf("is required")
+	}
+	if raw[0] != '{' {
+		return nil, fmt.Errorf("must be a JSON object")
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("must be a JSON object")
+	}
+	return m, nil
+}
+
+func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []byte("null")) }
+
+func isEmpty(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) == 0 || isNull(v) || bytes.Equal(v, []byte(`""`))
+}
+
+// scalarText returns a JSON string's value or a number's literal text.
+func scalarText(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	return string(bytes.TrimSpace(v))
+}
+
+func parseModifiedTime(v json.RawMessage) (time.Time, error) {
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return time.Time{}, fmt.Errorf("must be a string in the layout %s", ZohoTimeLayout)
+	}
+	for _, layout := range []string{ZohoTimeLayout, time.RFC3339Nano} {
+		if t, err := time.Parse(layout, strings.TrimSpace(s)); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not in the layout %s", s, ZohoTimeLayout)
+}
+
+// eventVersion is data.last_modified_time when it parses, else received.
+func eventVersion(data json.RawMessage, received time.Time) time.Time {
+	var m struct {
+		LastModified json.RawMessage `json:"last_modified_time"`
+	}
+	if json.Unmarshal(data, &m) == nil && len(m.LastModified) > 0 && !isNull(m.LastModified) {
+		if t, err := parseModifiedTime(m.LastModified); err == nil {
+			return t
+		}
+	}
+	return received
+}
