@@ -205,6 +205,7 @@ type Job struct {
 	LastError        *string    `bun:"last_error" json:"last_error,omitempty"`
 	LastErrorCode    *string    `bun:"last_error_code" json:"last_error_code,omitempty"`
 	Outcome          *string    `bun:"outcome" json:"outcome,omitempty"`
+	OutcomeDetail    *string    `bun:"outcome_detail" json:"outcome_detail,omitempty"`
 	CreatedAt        time.Time  `bun:"created_at,notnull" json:"created_at"`
 	UpdatedAt        time.Time  `bun:"updated_at,notnull" json:"updated_at"`
 	CompletedAt      *time.Time `bun:"completed_at" json:"completed_at,omitempty"`

@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,9 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
+	time.Sleep(200 * time.Millisecond)
+	buf := make([]byte, 1<<16)
+	fmt.Fprintf(os.Stderr, "GOROUTINES %d\n%s\n", runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 	os.Exit(code)
 }
 

@@ -98,9 +98,13 @@ func startLocal() (*server, error) {
 		asWho = " as OS user postgres"
 	}
 
-	sweepOrphans(bin.pgCtl, ls.cred)
+	base := os.TempDir()
+	if ls.cred != nil && !traversableByAll(base) {
+		base = "/tmp" // a TMPDIR such as /root/tmp is closed to the postgres user
+	}
+	sweepOrphans(base, bin.pgCtl, ls.cred)
 
-	if ls.dir, err = os.MkdirTemp("", localDirPattern); err != nil {
+	if ls.dir, err = os.MkdirTemp(base, localDirPattern); err != nil {
 		return nil, err
 	}
 	// owner.pid lets a later run stop this server if this process dies before Main stops it.
@@ -169,7 +173,7 @@ func (ls *localServer) start() (int, error) {
 			return port, nil
 		}
 		log, _ := os.ReadFile(logFile)
-		err = fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, log)
+		err = fmt.Errorf("%w\nserver log:\n%s", err, log)
 		if !bytes.Contains(log, []byte("could not bind")) {
 			break
 		}
@@ -216,8 +220,8 @@ func runAs(cred *syscall.Credential, dir, name string, args ...string) ([]byte, 
 
 // sweepOrphans stops the servers of earlier test binaries that died before
 // their Main could (a panic or a -timeout kills the process without cleanups).
-func sweepOrphans(pgCtl string, cred *syscall.Credential) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), localDirPattern))
+func sweepOrphans(base, pgCtl string, cred *syscall.Credential) {
+	dirs, _ := filepath.Glob(filepath.Join(base, localDirPattern))
 	for _, dir := range dirs {
 		raw, err := os.ReadFile(filepath.Join(dir, ownerFile))
 		if err != nil {
@@ -231,6 +235,17 @@ func sweepOrphans(pgCtl string, cred *syscall.Credential) {
 			fmt.Fprintf(os.Stderr, "dbtest: stopped the orphaned server in %s (its test process %d is gone)\n", dir, pid)
 		}
 	}
+}
+
+// traversableByAll reports whether every user may enter dir and each of its parents.
+func traversableByAll(dir string) bool {
+	for dir, prev := filepath.Clean(dir), ""; dir != prev; dir, prev = filepath.Dir(dir), dir {
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func processAlive(pid int) bool {

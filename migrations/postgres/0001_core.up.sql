@@ -56,6 +56,8 @@ CREATE TABLE tds_sync_queue (
     last_error_code    TEXT,
     -- how a finished job ended: synced, superseded, discarded
     outcome            TEXT,
+    -- why: the superseding version, the operator's reason for a discard
+    outcome_detail     TEXT,
     created_at         TIMESTAMPTZ NOT NULL,
     updated_at         TIMESTAMPTZ NOT NULL,
     completed_at       TIMESTAMPTZ,

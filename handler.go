@@ -1,0 +1,4 @@
+package tds
+
+// handlerSettings holds the options read by NewHandler.
+type handlerSettings struct{}

@@ -1,0 +1,4 @@
+package tds
+
+// workerSettings holds the options read by NewWorker.
+type workerSettings struct{}
