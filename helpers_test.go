@@ -133,3 +133,10 @@ func count(t *testing.T, db bun.IDB, query string, args ...any) int {
 	require.NoError(t, db.QueryRowContext(context.Background(), query, args...).Scan(&n))
 	return n
 }
+
+// requireSameTime asserts two times are the same instant (databases give
+// back times in their own location).
+func requireSameTime(t *testing.T, want, got time.Time, msgAndArgs ...any) {
+	t.Helper()
+	require.True(t, want.Equal(got), append([]any{"want %s, got %s", want, got}, msgAndArgs...)...)
+}

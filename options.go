@@ -32,6 +32,9 @@ type config struct {
 	maxAttempts int
 	now         func() time.Time
 	logger      *slog.Logger
+
+	worker  workerSettings  // read by NewWorker; see worker.go
+	handler handlerSettings // read by NewHandler; see handler.go
 }
 
 func newConfig(opts []Option) (*config, error) {
