@@ -158,7 +158,7 @@ func (q *Queue) GetByInboxEvent(ctx context.Context, inboxEventID int64) (*Job, 
 func (q *Queue) ListPending(ctx context.Context, limit int) ([]Job, error) {
 	var out []Job
 	err := q.db.NewSelect().Model(&out).
-		Where("status IN (?)", bun.In([]Status{StatusPending, StatusRetry})).
+		Where("status IN (?)", bun.List([]Status{StatusPending, StatusRetry})).
 		Order("priority ASC", "id ASC").
 		Limit(int64(limit)).
 		Scan(ctx)
@@ -231,7 +231,7 @@ func (q *Queue) Stats(ctx context.Context) (*QueueStats, error) {
 		var oldest bun.NullTime
 		if err := tx.NewSelect().Model((*Job)(nil)).
 			ColumnExpr("MIN(created_at)").
-			Where("status IN (?)", bun.In([]Status{StatusPending, StatusRetry})).
+			Where("status IN (?)", bun.List([]Status{StatusPending, StatusRetry})).
 			Scan(ctx, &oldest); err != nil {
 			return err
 		}

@@ -7,14 +7,16 @@
 //
 // PostgreSQL is looked for once per test binary, in this order:
 //
-//  1. TDS_TEST_DATABASE_URL: a server where the URL's user may CREATE and DROP DATABASE.
+//  1. TDS_TEST_DATABASE_URL: a server (PostgreSQL 13 or later, for DROP DATABASE ... WITH (FORCE))
+//     where the URL's user may CREATE and DROP DATABASE. A URL that does not work fails the tests.
 //  2. A PostgreSQL container (testcontainers-go) when a Docker engine answers.
 //     TDS_TEST_POSTGRES_IMAGE overrides the image (default postgres:15-alpine).
 //  3. Local binaries: initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin.
 //     A throwaway server is started in a temporary directory, as the postgres
 //     OS user when the tests run as root.
 //
-// When none is found, tests that ask for PostgreSQL are skipped, unless the CI
+// A way that is found but fails (Docker aside, which falls through to local
+// binaries) fails the tests. When none is found, tests that ask for PostgreSQL are skipped, unless the CI
 // environment variable is non-empty: then they fail, so that a green CI run
 // cannot hide untested code. Which server was used is printed to stderr once.
 //
@@ -32,7 +34,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,9 +59,6 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
-	buf := make([]byte, 1<<16)
-	fmt.Fprintf(os.Stderr, "GOROUTINES %d\n%s\n", runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 	os.Exit(code)
 }
 
