@@ -32,6 +32,7 @@ type config struct {
 	maxAttempts int
 	now         func() time.Time
 	logger      *slog.Logger
+	ingestBatch int
 
 	worker  workerSettings  // read by NewWorker; see worker.go
 	handler handlerSettings // read by NewHandler; see handler.go
@@ -44,6 +45,7 @@ func newConfig(opts []Option) (*config, error) {
 		maxAttempts: DefaultMaxAttempts,
 		now:         time.Now,
 		logger:      slog.Default(),
+		ingestBatch: DefaultIngestBatch,
 	}
 	for _, h := range defaultRedactedHeaders {
 		c.redact[http.CanonicalHeaderKey(h)] = true
@@ -149,6 +151,19 @@ func WithMaxAttempts(n int) Option {
 			return optErr("WithMaxAttempts", "must be >= 1, got %d", n)
 		}
 		c.maxAttempts = n
+		return nil
+	}
+}
+
+// WithIngestBatch sets the most events that concurrent [Processor.Process]
+// calls store in one shared transaction (group commit); 1 gives every event
+// its own transaction. Defaults to [DefaultIngestBatch].
+func WithIngestBatch(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return optErr("WithIngestBatch", "must be >= 1, got %d", n)
+		}
+		c.ingestBatch = n
 		return nil
 	}
 }

@@ -33,14 +33,15 @@ type Result struct {
 // it and queues it, in one transaction. Its methods are safe for concurrent
 // use.
 type Processor struct {
-	db  *bun.DB
-	cfg *config
+	db    *bun.DB
+	cfg   *config
+	batch *batcher
 }
 
 // NewProcessor returns a Processor on db. It reads every option of this
 // package that concerns ingestion: [WithRegistry], [WithValidator],
 // [WithPrioritizer], [WithSource], [WithRedactHeaders], [WithMaxAttempts]
-// and [WithClock].
+// [WithIngestBatch] and [WithClock].
 func NewProcessor(db *bun.DB, opts ...Option) (*Processor, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewProcessor: db is nil")
@@ -52,7 +53,13 @@ func NewProcessor(db *bun.DB, opts ...Option) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Processor{db: db, cfg: cfg}, nil
+	p := &Processor{db: db, cfg: cfg}
+	inflight := 4 // transactions in flight: one commits while the next fills
+	if isSQLite(db) {
+		inflight = 1 // one writer
+	}
+	p.batch = newBatcher(p, cfg.ingestBatch, inflight)
+	return p, nil
 }
 
 // Registry returns the entity types the processor accepts.
@@ -65,21 +72,20 @@ func (p *Processor) Registry() *Registry { return p.cfg.registry }
 //   - a new invalid event is stored with its ValidationErrors, not queued;
 //   - a redelivery of a stored event changes nothing (Duplicate).
 //
+// Concurrent calls share transactions (group commit, see
+// [WithIngestBatch]); each still returns only after the commit that holds
+// its event, and an event that fails to store fails alone.
+//
 // An event without event_type, entity_type or entity_id, or whose data is
 // not JSON, is not stored: the error wraps [ErrInvalidEvent]. When the
 // database cannot be reached the error wraps [ErrDatabaseUnavailable] and
 // nothing was stored.
 func (p *Processor) Process(ctx context.Context, ev *Event) (*Result, error) {
-	var res *Result
-	err := p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		var err error
-		res, err = p.process(ctx, tx, ev)
-		return err
-	})
+	r, err := p.prepare(ctx, ev)
 	if err != nil {
-		return nil, wrapDBErr("processing event", err)
+		return nil, err
 	}
-	return res, nil
+	return p.batch.do(ctx, r)
 }
 
 // ProcessTx is Process inside the caller's transaction tx, so that a host
@@ -87,65 +93,14 @@ func (p *Processor) Process(ctx context.Context, ev *Event) (*Result, error) {
 // rolls back, the event was never received. The result holds only once tx
 // commits. tx must belong to the processor's database.
 func (p *Processor) ProcessTx(ctx context.Context, tx bun.Tx, ev *Event) (*Result, error) {
-	res, err := p.process(ctx, tx, ev)
+	r, err := p.prepare(ctx, ev)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.storeBatch(ctx, tx, []*ingestReq{r}); err != nil {
 		return nil, wrapDBErr("processing event", err)
 	}
-	return res, nil
+	return r.res, nil
 }
 
-func (p *Processor) process(ctx context.Context, tx bun.Tx, ev *Event) (*Result, error) {
-	if ev == nil {
-		return nil, fmt.Errorf("%w: event is nil", ErrInvalidEvent)
-	}
-	row, err := p.cfg.newInboxEvent(ev)
-	if err != nil {
-		return nil, err
-	}
-	now := row.ReceivedAt
-	if verr := p.cfg.validator.Validate(ctx, ev); verr != nil {
-		var ve ValidationErrors
-		if !errors.As(verr, &ve) || len(ve) == 0 {
-			ve = ValidationErrors{{Message: verr.Error()}}
-		}
-		row.ValidationErrors = ve
-	} else {
-		row.IsValid = true
-		row.MovedToQueue = true
-		row.QueuedAt = &now
-	}
-	row.ValidatedAt = &now
-
-	stored, dup, err := insertInboxEvent(ctx, tx, row)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{
-		EventID:          stored.ID,
-		IdempotencyKey:   stored.IdempotencyKey,
-		Duplicate:        dup,
-		Queued:           stored.MovedToQueue,
-		ValidationErrors: stored.ValidationErrors,
-	}
-	if dup {
-		if stored.MovedToQueue {
-			job, err := (&Queue{db: tx, cfg: p.cfg}).GetByInboxEvent(ctx, stored.ID)
-			if err != nil && !errors.Is(err, ErrNotFound) {
-				return nil, err
-			}
-			if job != nil {
-				res.JobID, res.Priority = job.ID, job.Priority
-			}
-		}
-		return res, nil
-	}
-	if !row.IsValid {
-		return res, nil
-	}
-	job, err := insertJob(ctx, tx, p.cfg.newJob(row, p.cfg.prioritizer.Priority(ctx, ev), now))
-	if err != nil {
-		return nil, err
-	}
-	res.JobID, res.Priority = job.ID, job.Priority
-	return res, nil
-}
+var errNilEvent = fmt.Errorf("%w: event is nil", ErrInvalidEvent)

@@ -1,0 +1,274 @@
+package tds
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Group commit: concurrent Process calls share one transaction and one
+// commit. Every caller is answered only after the commit that holds its
+// event, so the guarantee of a single Process call is unchanged; what is
+// shared is the cost of the commit (the WAL flush or SQLite fsync) and the
+// round trips, since a batch is stored with one multi-row INSERT per table.
+
+// DefaultIngestBatch is the most events one ingest transaction holds.
+const DefaultIngestBatch = 64
+
+// ingestTimeout bounds a batch's transaction, whose callers may have gone.
+const ingestTimeout = 30 * time.Second
+
+// ingestReq is one Process call waiting for its batch.
+type ingestReq struct {
+	ev    *Event
+	row   *InboxEvent // built before the batch; nil if ev was rejected
+	prio  int
+	res   *Result
+	err   error
+	done  chan struct{}
+	taken bool // by a batch; guarded by batcher.mu
+	gone  bool // the caller stopped waiting before a batch took it
+}
+
+// batcher groups concurrent requests. There is no background goroutine: a
+// caller that finds a free slot becomes the leader of the next batch, runs
+// it, and wakes the other callers of that batch.
+type batcher struct {
+	p       *Processor
+	max     int
+	mu      sync.Mutex
+	pending []*ingestReq
+	slots   chan struct{} // one per transaction in flight
+}
+
+func newBatcher(p *Processor, max, inflight int) *batcher {
+	return &batcher{p: p, max: max, slots: make(chan struct{}, inflight)}
+}
+
+func (b *batcher) do(ctx context.Context, r *ingestReq) (*Result, error) {
+	r.done = make(chan struct{})
+	b.mu.Lock()
+	b.pending = append(b.pending, r)
+	b.mu.Unlock()
+	for {
+		select {
+		case <-r.done:
+			return r.res, r.err
+		case b.slots <- struct{}{}:
+			if batch := b.take(); len(batch) > 0 {
+				b.run(ctx, batch)
+			}
+			<-b.slots
+		case <-ctx.Done():
+			b.mu.Lock()
+			taken := r.taken
+			r.gone = !taken
+			b.mu.Unlock()
+			if !taken {
+				return nil, ctx.Err()
+			}
+			// A batch holds the event: its outcome is the answer.
+			<-r.done
+			return r.res, r.err
+		}
+	}
+}
+
+// take removes up to max waiting requests from the queue, oldest first.
+func (b *batcher) take() []*ingestReq {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var batch []*ingestReq
+	i := 0
+	for ; i < len(b.pending) && len(batch) < b.max; i++ {
+		r := b.pending[i]
+		if r.gone {
+			continue
+		}
+		r.taken = true
+		batch = append(batch, r)
+	}
+	b.pending = append(b.pending[:0], b.pending[i:]...)
+	return batch
+}
+
+func (b *batcher) run(ctx context.Context, batch []*ingestReq) {
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ingestTimeout)
+	defer cancel()
+	err := b.p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return b.p.storeBatch(ctx, tx, batch)
+	})
+	if err == nil {
+		b.p.afterCommit(batch)
+		return
+	}
+	if len(batch) == 1 || isUnavailable(err) {
+		for _, r := range batch {
+			r.res, r.err = nil, wrapDBErr("processing event", err)
+		}
+		return
+	}
+	// One event spoiled the batch: store each alone so that only the
+	// culprit fails.
+	for _, r := range batch {
+		one := []*ingestReq{r}
+		err := b.p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			return b.p.storeBatch(ctx, tx, one)
+		})
+		if err != nil {
+			r.res, r.err = nil, wrapDBErr("processing event", err)
+			continue
+		}
+		b.p.afterCommit(one)
+	}
+}
+
+// prepare builds the inbox row of r.ev and validates it. It fails only
+// for events that cannot be stored at all.
+func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) {
+	if ev == nil {
+		return nil, errNilEvent
+	}
+	row, err := p.cfg.newInboxEvent(ev)
+	if err != nil {
+		return nil, err
+	}
+	now := row.ReceivedAt
+	r := &ingestReq{ev: ev, row: row}
+	if verr := p.cfg.validator.Validate(ctx, ev); verr != nil {
+		var ve ValidationErrors
+		if !errors.As(verr, &ve) || len(ve) == 0 {
+			ve = ValidationErrors{{Message: verr.Error()}}
+		}
+		row.ValidationErrors = ve
+	} else {
+		row.IsValid = true
+		row.MovedToQueue = true
+		row.QueuedAt = &now
+		r.prio = clampPriority(p.cfg.prioritizer.Priority(ctx, ev))
+	}
+	row.ValidatedAt = &now
+	return r, nil
+}
+
+// storeBatch stores the batch's events in tx with one INSERT per table,
+// and sets each request's result. Redeliveries, within the batch or of
+// events stored before, become duplicates.
+func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestReq) error {
+	// The first request of each key stores it; later ones are duplicates.
+	first := make(map[string]*ingestReq, len(batch))
+	rows := make([]*InboxEvent, 0, len(batch))
+	for _, r := range batch {
+		r.res, r.err = nil, nil
+		if _, seen := first[r.row.IdempotencyKey]; !seen {
+			first[r.row.IdempotencyKey] = r
+			r.row.ID = 0
+			rows = append(rows, r.row)
+		}
+	}
+	var inserted []struct {
+		ID             int64  `bun:"id"`
+		IdempotencyKey string `bun:"idempotency_key"`
+	}
+	if err := tx.NewInsert().Model(&rows).
+		On("CONFLICT (idempotency_key) DO NOTHING").
+		Returning("id, idempotency_key").
+		Scan(ctx, &inserted); err != nil {
+		return err
+	}
+	var jobs []*Job
+	for _, ins := range inserted {
+		r := first[ins.IdempotencyKey]
+		r.row.ID = ins.ID
+		r.res = &Result{EventID: ins.ID, IdempotencyKey: ins.IdempotencyKey, Queued: r.row.IsValid,
+			ValidationErrors: r.row.ValidationErrors}
+		if r.row.IsValid {
+			jobs = append(jobs, p.cfg.newJob(r.row, r.prio, r.row.ReceivedAt))
+		}
+	}
+	if len(jobs) > 0 {
+		var queued []struct {
+			ID           int64 `bun:"id"`
+			InboxEventID int64 `bun:"inbox_event_id"`
+			Priority     int   `bun:"priority"`
+		}
+		if err := tx.NewInsert().Model(&jobs).
+			Returning("id, inbox_event_id, priority").
+			Scan(ctx, &queued); err != nil {
+			return err
+		}
+		byEvent := make(map[int64]*Result, len(queued))
+		for _, r := range batch {
+			if r.res != nil {
+				byEvent[r.res.EventID] = r.res
+			}
+		}
+		for _, q := range queued {
+			byEvent[q.InboxEventID].JobID, byEvent[q.InboxEventID].Priority = q.ID, q.Priority
+		}
+	}
+	// Everything else is a duplicate: of a stored event, or of a request
+	// earlier in this batch.
+	var dupKeys []string
+	for _, r := range batch {
+		if r.res == nil {
+			dupKeys = append(dupKeys, r.row.IdempotencyKey)
+		}
+	}
+	if len(dupKeys) == 0 {
+		return nil
+	}
+	var existing []InboxEvent
+	if err := tx.NewSelect().Model(&existing).
+		Column("id", "idempotency_key", "moved_to_queue", "validation_errors").
+		Where("idempotency_key IN (?)", bun.List(dupKeys)).
+		Scan(ctx); err != nil {
+		return err
+	}
+	byKey := make(map[string]*Result, len(existing))
+	var queuedIDs []int64
+	for _, e := range existing {
+		byKey[e.IdempotencyKey] = &Result{EventID: e.ID, IdempotencyKey: e.IdempotencyKey, Duplicate: true,
+			Queued: e.MovedToQueue, ValidationErrors: e.ValidationErrors}
+		if e.MovedToQueue {
+			queuedIDs = append(queuedIDs, e.ID)
+		}
+	}
+	if len(queuedIDs) > 0 {
+		var jobsOf []Job
+		if err := tx.NewSelect().Model(&jobsOf).Column("id", "inbox_event_id", "priority").
+			Where("inbox_event_id IN (?)", bun.List(queuedIDs)).Scan(ctx); err != nil {
+			return err
+		}
+		byID := make(map[int64]*Result, len(byKey))
+		for _, res := range byKey {
+			byID[res.EventID] = res
+		}
+		for _, j := range jobsOf {
+			byID[j.InboxEventID].JobID, byID[j.InboxEventID].Priority = j.ID, j.Priority
+		}
+	}
+	for _, r := range batch {
+		if r.res != nil {
+			continue
+		}
+		res, ok := byKey[r.row.IdempotencyKey]
+		if !ok {
+			return errors.New("tds: a conflicting inbox event vanished")
+		}
+		cp := *res
+		r.res = &cp
+	}
+	return nil
+}
+
+// afterCommit runs once a batch's transaction has committed.
+func (p *Processor) afterCommit(batch []*ingestReq) {}
