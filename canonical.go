@@ -40,6 +40,11 @@ func ContentHash(raw []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(c)
-	return hex.EncodeToString(sum[:]), nil
+	return hashCanonical(c), nil
+}
+
+// hashCanonical is the content hash of JSON that is canonical already.
+func hashCanonical(canon []byte) string {
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:])
 }

@@ -2,6 +2,8 @@ package tds
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -61,4 +63,18 @@ func FuzzCanonicalJSON(f *testing.F) {
 		require.NoError(t, json.Unmarshal(c, &v2))
 		require.Equal(t, v1, v2)
 	})
+}
+
+func BenchmarkContentHash(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "envelope", "invoice.json"))
+	require.NoError(b, err)
+	ev, err := ParseEnvelope(raw)
+	require.NoError(b, err)
+	b.SetBytes(int64(len(ev.Data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ContentHash(ev.Data); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -80,3 +80,15 @@ func FuzzParseEnvelope(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseEnvelope(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "envelope", "invoice.json"))
+	require.NoError(b, err)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseEnvelope(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

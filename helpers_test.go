@@ -56,7 +56,7 @@ type testDB struct {
 }
 
 // openTestDB opens a fresh migrated database of the dialect.
-func openTestDB(t *testing.T, dialect string) *testDB {
+func openTestDB(t testing.TB, dialect string) *testDB {
 	t.Helper()
 	ctx := context.Background()
 	var url string

@@ -144,10 +144,7 @@ func (c *config) newInboxEvent(ev *Event) (*InboxEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
 	}
-	hash, err := ContentHash(canon)
-	if err != nil {
-		return nil, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
-	}
+	hash := hashCanonical(canon)
 	received := ev.ReceivedAt
 	if received.IsZero() {
 		received = c.now()

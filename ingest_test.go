@@ -3,7 +3,9 @@ package tds
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -117,4 +119,31 @@ func TestProcessConcurrentDistinctEvents(t *testing.T) {
 		require.Equal(t, senders*each, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
 		require.Equal(t, senders*each, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue"))
 	})
+}
+
+// BenchmarkProcess ingests distinct events from 64 concurrent callers, with
+// group commit (batch64) and with a transaction per event (batch1).
+func BenchmarkProcess(b *testing.B) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		for _, batch := range []int{1, DefaultIngestBatch} {
+			b.Run(fmt.Sprintf("%s/batch%d", dialect, batch), func(b *testing.B) {
+				tdb := openTestDB(b, dialect)
+				p, err := NewProcessor(tdb.db, WithIngestBatch(batch))
+				require.NoError(b, err)
+				var n atomic.Int64
+				b.SetParallelism(64 / runtime.GOMAXPROCS(0))
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						id := fmt.Sprint(n.Add(1))
+						if _, err := p.Process(context.Background(), productEvent(id, "bench")); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
+	}
 }
