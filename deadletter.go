@@ -140,8 +140,10 @@ func (q *Queue) retryDeadLetters(ctx context.Context, where func(*bun.SelectQuer
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
-		return err
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		return notifyQueued(ctx, tx)
 	})
 	if err != nil {
 		return 0, wrapDBErr("retrying dead letters", err)

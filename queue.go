@@ -121,6 +121,9 @@ func (q *Queue) Enqueue(ctx context.Context, ev *InboxEvent, priority int) (*Job
 	if err != nil {
 		return nil, wrapDBErr("marking inbox event queued", err)
 	}
+	if err := notifyQueued(ctx, q.db); err != nil {
+		return nil, wrapDBErr("waking workers", err)
+	}
 	ev.MovedToQueue = true
 	return job, nil
 }

@@ -1,4 +1,595 @@
 package tds
 
-// workerSettings holds the options read by NewWorker.
-type workerSettings struct{}
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Defaults of the worker options.
+const (
+	// DefaultConcurrency is how many jobs a Worker syncs at once.
+	DefaultConcurrency = 4
+	// DefaultBatchSize is the most jobs a Worker claims in one statement.
+	DefaultBatchSize = 10
+	// DefaultPollInterval is how often an idle Worker looks for work when
+	// no wake-up arrives.
+	DefaultPollInterval = time.Second
+	// DefaultLeaseDuration is how long a claimed job stays with its worker
+	// without a heartbeat; the worker renews it every third of it.
+	DefaultLeaseDuration = time.Minute
+	// DefaultShutdownTimeout is how long a stopping Worker lets in-flight
+	// syncs finish before cancelling them and handing their jobs back.
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// maxErrorLen caps a recorded error message.
+const maxErrorLen = 4000
+
+// workerSettings holds the options read by NewWorker, NewMirrorSyncer and
+// the housekeeping a Worker runs.
+type workerSettings struct {
+	concurrency          int
+	batchSize            int
+	pollInterval         time.Duration
+	leaseDuration        time.Duration
+	shutdownTimeout      time.Duration
+	housekeepingInterval time.Duration
+	retention            time.Duration
+	retryPolicy          RetryPolicy
+	workerID             string
+}
+
+func (s *workerSettings) withDefaults() workerSettings {
+	out := *s
+	if out.concurrency == 0 {
+		out.concurrency = DefaultConcurrency
+	}
+	if out.batchSize == 0 {
+		out.batchSize = DefaultBatchSize
+	}
+	if out.pollInterval == 0 {
+		out.pollInterval = DefaultPollInterval
+	}
+	if out.leaseDuration == 0 {
+		out.leaseDuration = DefaultLeaseDuration
+	}
+	if out.shutdownTimeout == 0 {
+		out.shutdownTimeout = DefaultShutdownTimeout
+	}
+	if out.housekeepingInterval == 0 {
+		out.housekeepingInterval = DefaultHousekeepingInterval
+	}
+	if out.retention == 0 {
+		out.retention = DefaultRetention
+	}
+	if out.retryPolicy == nil {
+		out.retryPolicy = DefaultRetryPolicy()
+	}
+	if out.workerID == "" {
+		out.workerID = defaultWorkerID()
+	}
+	return out
+}
+
+func defaultWorkerID() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "worker"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// WithConcurrency sets how many jobs a Worker syncs at once.
+// Defaults to [DefaultConcurrency].
+func WithConcurrency(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return optErr("WithConcurrency", "must be >= 1, got %d", n)
+		}
+		c.worker.concurrency = n
+		return nil
+	}
+}
+
+// WithBatchSize sets the most jobs a Worker claims in one statement; it
+// never claims more than it has free slots. Defaults to [DefaultBatchSize].
+func WithBatchSize(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return optErr("WithBatchSize", "must be >= 1, got %d", n)
+		}
+		c.worker.batchSize = n
+		return nil
+	}
+}
+
+// WithPollInterval sets how often an idle Worker looks for work when no
+// wake-up arrives. Defaults to [DefaultPollInterval].
+func WithPollInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return optErr("WithPollInterval", "must be > 0, got %s", d)
+		}
+		c.worker.pollInterval = d
+		return nil
+	}
+}
+
+// WithLeaseDuration sets how long a claimed job stays with its worker
+// without a heartbeat. A job whose worker died is claimed again once its
+// lease has expired. Defaults to [DefaultLeaseDuration].
+func WithLeaseDuration(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 100*time.Millisecond {
+			return optErr("WithLeaseDuration", "must be >= 100ms, got %s", d)
+		}
+		c.worker.leaseDuration = d
+		return nil
+	}
+}
+
+// WithShutdownTimeout sets how long a stopping Worker lets in-flight syncs
+// finish before it cancels them and hands their jobs back to the queue.
+// Defaults to [DefaultShutdownTimeout].
+func WithShutdownTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return optErr("WithShutdownTimeout", "must be >= 0, got %s", d)
+		}
+		if d == 0 {
+			d = time.Nanosecond // cancel at once
+		}
+		c.worker.shutdownTimeout = d
+		return nil
+	}
+}
+
+// WithWorkerID sets the name a Worker records as the owner of the jobs it
+// claims. It must be unique among running workers.
+// Defaults to host:pid:random.
+func WithWorkerID(id string) Option {
+	return func(c *config) error {
+		if err := checkKeyPart(id); err != nil {
+			return optErr("WithWorkerID", "%v", err)
+		}
+		c.worker.workerID = id
+		return nil
+	}
+}
+
+// Worker claims jobs from the sync queue and hands each to a [Syncer]. Any
+// number of Workers may run against one database, in one process or many;
+// they share the queue safely and keep per-entity order between them.
+type Worker struct {
+	db      *bun.DB
+	syncer  Syncer
+	cfg     *config
+	ws      workerSettings
+	log     *slog.Logger
+	running atomic.Bool
+}
+
+// NewWorker returns a Worker that syncs the jobs of db with s. It reads
+// [WithConcurrency], [WithBatchSize], [WithPollInterval],
+// [WithLeaseDuration], [WithShutdownTimeout], [WithRetryPolicy],
+// [WithWorkerID], [WithHousekeepingInterval], [WithRetention], [WithClock]
+// and [WithLogger].
+func NewWorker(db *bun.DB, s Syncer, opts ...Option) (*Worker, error) {
+	if db == nil {
+		return nil, errors.New("tds: NewWorker: db is nil")
+	}
+	if s == nil {
+		return nil, errors.New("tds: NewWorker: syncer is nil")
+	}
+	if !isPostgres(db) && !isSQLite(db) {
+		return nil, errUnsupportedDialect
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	ws := cfg.worker.withDefaults()
+	return &Worker{db: db, syncer: s, cfg: cfg, ws: ws, log: cfg.logger.With("worker", ws.workerID)}, nil
+}
+
+// ID returns the name the Worker records as the owner of its jobs.
+func (w *Worker) ID() string { return w.ws.workerID }
+
+func (w *Worker) now() time.Time { return dbTime(w.cfg.now()) }
+
+// Run claims and syncs jobs until ctx is cancelled, then shuts down
+// gracefully: it stops claiming, lets in-flight syncs finish within the
+// shutdown timeout, cancels the rest and hands their jobs straight back to
+// the queue, and returns nil. It returns an error only when it cannot
+// start (the database is unreachable, or Run is already running). Database
+// errors while running are logged and retried.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("tds: Worker.Run: already running")
+	}
+	defer w.running.Store(false)
+	if err := w.db.PingContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return wrapDBErr("starting worker", err)
+	}
+
+	wake := make(chan struct{}, 1)
+	stopWake := w.subscribe(ctx, wake)
+	defer stopWake()
+
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		w.housekeep(ctx)
+	}()
+	defer bg.Wait()
+
+	// Syncs run under a context that survives ctx until the shutdown
+	// timeout, so in-flight work can finish.
+	syncCtx, cancelSyncs := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelSyncs(nil)
+
+	var inflight sync.WaitGroup
+	done := make(chan struct{}, w.ws.concurrency)
+	busy := 0
+	claimNow := true
+	timer := time.NewTimer(w.ws.pollInterval)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		if claimNow && busy < w.ws.concurrency {
+			want := min(w.ws.concurrency-busy, w.ws.batchSize)
+			jobs, err := w.claim(ctx, want)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				w.log.Error("tds: claiming jobs", "err", err)
+				claimNow = false
+			case err == nil:
+				for _, job := range jobs {
+					busy++
+					inflight.Add(1)
+					go func() {
+						defer inflight.Done()
+						w.process(syncCtx, job)
+						done <- struct{}{}
+					}()
+				}
+				// A full batch means more may be waiting.
+				claimNow = len(jobs) == want
+			}
+			if claimNow && busy < w.ws.concurrency {
+				continue
+			}
+		}
+		timer.Reset(w.ws.pollInterval)
+		select {
+		case <-ctx.Done():
+		case <-wake:
+			claimNow = true
+		case <-done:
+			// A finished job may unblock the next job of its entity.
+			busy--
+			claimNow = true
+		case <-timer.C:
+			claimNow = true
+		}
+	}
+
+	finished := make(chan struct{})
+	go func() {
+		inflight.Wait()
+		close(finished)
+	}()
+	t := time.NewTimer(w.ws.shutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-finished:
+	case <-t.C:
+		w.log.Warn("tds: shutdown timeout: cancelling in-flight syncs", "timeout", w.ws.shutdownTimeout)
+		cancelSyncs(errShutdown)
+		<-finished
+	}
+	return nil
+}
+
+var (
+	errShutdown  = errors.New("tds: worker shutting down")
+	errLeaseLost = errors.New("tds: the job's lease was lost")
+)
+
+// claimSQL takes the first claimable jobs and leases them. A job is
+// claimable when it waits (pending, or retry and due) and its entity has
+// no earlier unfinished job and no job in processing at all: that is what
+// keeps the jobs of one entity one at a time and in order.
+const claimSQL = `UPDATE tds_sync_queue
+SET status = 'processing', attempt_count = attempt_count + 1,
+	locked_by = ?, locked_until = ?, updated_at = ?
+WHERE id IN (
+	SELECT c.id FROM tds_sync_queue AS c
+	WHERE c.status IN ('pending', 'retry') AND c.next_retry_at <= ?
+	AND NOT EXISTS (
+		SELECT 1 FROM tds_sync_queue AS e
+		WHERE e.entity_type = c.entity_type
+		AND e.source_entity_id = c.source_entity_id
+		AND e.source = c.source
+		AND e.status IN ('pending', 'retry', 'processing')
+		AND (e.id < c.id OR e.status = 'processing'))
+	ORDER BY c.priority, c.id
+	LIMIT ? %s)
+RETURNING *`
+
+// claimLockKey is the PostgreSQL advisory lock that serialises claims:
+// "tds.clai" as an int64.
+const claimLockKey = 0x7464732e636c6169
+
+// claim leases up to n jobs to w. On PostgreSQL the claim statement runs
+// under a transaction-scoped advisory lock taken by a statement of its own,
+// so each claim's snapshot sees every earlier claim committed: two claimers
+// can never both take jobs of one entity. On SQLite the single writer
+// serialises claims already.
+func (w *Worker) claim(ctx context.Context, n int) ([]*Job, error) {
+	now := w.now()
+	args := []any{w.ws.workerID, now.Add(w.ws.leaseDuration), now, now, n}
+	var jobs []*Job
+	var err error
+	if isPostgres(w.db) {
+		err = w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(claimLockKey)); err != nil {
+				return err
+			}
+			return tx.NewRaw(fmt.Sprintf(claimSQL, "FOR UPDATE SKIP LOCKED"), args...).Scan(ctx, &jobs)
+		})
+	} else {
+		err = w.db.NewRaw(fmt.Sprintf(claimSQL, ""), args...).Scan(ctx, &jobs)
+	}
+	if err != nil {
+		return nil, wrapDBErr("claiming jobs", err)
+	}
+	sort.Slice(jobs, func(i, j int) bool {
+		if jobs[i].Priority != jobs[j].Priority {
+			return jobs[i].Priority < jobs[j].Priority
+		}
+		return jobs[i].ID < jobs[j].ID
+	})
+	return jobs, nil
+}
+
+// leaseWhere restricts an update to the job as w claimed it: the owner and
+// the attempt identify the lease, so a job rescued and claimed again cannot
+// be completed or failed by its old holder.
+func leaseWhere(q *bun.UpdateQuery, job *Job, owner string) *bun.UpdateQuery {
+	return q.Where("id = ?", job.ID).
+		Where("locked_by = ?", owner).
+		Where("attempt_count = ?", job.AttemptCount).
+		Where("status = ?", StatusProcessing)
+}
+
+// process runs one claimed job to its end: completed, failed, or handed
+// back.
+func (w *Worker) process(ctx context.Context, job *Job) {
+	started := w.now()
+	jobCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		w.heartbeat(jobCtx, cancel, job)
+	}()
+	err := w.syncJob(jobCtx, job)
+	cancel(nil)
+	<-hbDone
+
+	cause := context.Cause(jobCtx)
+	switch {
+	case err == nil:
+	case errors.Is(err, errLeaseLost) || errors.Is(cause, errLeaseLost):
+		w.log.Warn("tds: lost the lease of a job; its result was discarded", "job", job.ID)
+	case errors.Is(cause, errShutdown):
+		w.handBack(job)
+	default:
+		w.fail(job, err, started)
+	}
+}
+
+// syncJob runs the Syncer and completes the job in one transaction.
+func (w *Worker) syncJob(ctx context.Context, job *Job) error {
+	return w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		ev := new(InboxEvent)
+		if err := tx.NewSelect().Model(ev).
+			Column("payload", "source_modified_at", "received_at").
+			Where("id = ?", job.InboxEventID).Scan(ctx); err != nil {
+			return wrapDBErr("reading the job's inbox event", err)
+		}
+		sj := &SyncJob{
+			JobID:        job.ID,
+			InboxEventID: job.InboxEventID,
+			Source:       job.Source,
+			EventType:    job.EventType,
+			EntityType:   job.EntityType,
+			EntityID:     job.SourceEntityID,
+			Data:         ev.Payload,
+			Version:      ev.SourceModifiedAt.UTC(),
+			ReceivedAt:   ev.ReceivedAt.UTC(),
+			Priority:     job.Priority,
+			Attempt:      job.AttemptCount,
+			MaxAttempts:  job.MaxRetryAttempts,
+			WorkerID:     w.ws.workerID,
+			outcome:      OutcomeSynced,
+		}
+		if err := callSync(ctx, w.syncer, tx, sj); err != nil {
+			return err
+		}
+		now := w.now()
+		q := tx.NewUpdate().Model((*Job)(nil)).
+			Set("status = ?", StatusCompleted).
+			Set("outcome = ?", sj.outcome).
+			Set("completed_at = ?", now).
+			Set("updated_at = ?", now).
+			Set("locked_until = NULL")
+		if sj.detail != "" {
+			q = q.Set("outcome_detail = ?", sj.detail)
+		}
+		res, err := leaseWhere(q, job, w.ws.workerID).Exec(ctx)
+		if err != nil {
+			return wrapDBErr("completing job", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errLeaseLost
+		}
+		if _, err := tx.NewUpdate().Model((*InboxEvent)(nil)).
+			Set("processed_at = ?", now).
+			Where("id = ?", job.InboxEventID).
+			Exec(ctx); err != nil {
+			return wrapDBErr("marking inbox event processed", err)
+		}
+		return nil
+	})
+}
+
+func callSync(ctx context.Context, s Syncer, tx bun.Tx, job *SyncJob) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = WithCode(CodePanic, fmt.Errorf("tds: syncer panicked: %v", r))
+		}
+	}()
+	return s.Sync(ctx, tx, job)
+}
+
+// heartbeat renews the job's lease every third of the lease until ctx is
+// done; when the lease turns out lost it cancels the sync.
+func (w *Worker) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, job *Job) {
+	t := time.NewTicker(w.ws.leaseDuration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := w.now()
+		res, err := leaseWhere(w.db.NewUpdate().Model((*Job)(nil)).
+			Set("locked_until = ?", now.Add(w.ws.leaseDuration)), job, w.ws.workerID).
+			Exec(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("tds: renewing a job's lease", "job", job.ID, "err", err)
+			}
+			continue
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			cancel(errLeaseLost)
+			return
+		}
+	}
+}
+
+// cleanupCtx bounds the writes a worker makes after a sync, which must not
+// depend on the (possibly cancelled) sync context.
+func cleanupCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+// handBack returns a job the worker did not finish to the queue at once:
+// not a failed attempt, so its attempt count goes back down.
+func (w *Worker) handBack(job *Job) {
+	ctx, cancel := cleanupCtx()
+	defer cancel()
+	now := w.now()
+	status := StatusPending
+	if job.AttemptCount > 1 {
+		status = StatusRetry
+	}
+	_, err := leaseWhere(w.db.NewUpdate().Model((*Job)(nil)).
+		Set("status = ?", status).
+		Set("attempt_count = attempt_count - 1").
+		Set("next_retry_at = ?", now).
+		Set("locked_by = NULL").
+		Set("locked_until = NULL").
+		Set("updated_at = ?", now), job, w.ws.workerID).
+		Exec(ctx)
+	if err != nil {
+		w.log.Error("tds: handing a job back; it returns when its lease expires", "job", job.ID, "err", err)
+	}
+}
+
+// fail records a failed attempt: the attempt row, then retry or dead
+// letter.
+func (w *Worker) fail(job *Job, syncErr error, started time.Time) {
+	f := classify(syncErr, job.AttemptCount, job.MaxRetryAttempts, w.ws.retryPolicy)
+	ctx, cancel := cleanupCtx()
+	defer cancel()
+	err := w.recordFailure(ctx, job, f, w.ws.workerID, &started)
+	switch {
+	case errors.Is(err, errLeaseLost):
+		w.log.Warn("tds: lost the lease of a failed job", "job", job.ID)
+	case err != nil:
+		w.log.Error("tds: recording a failed attempt; the job returns when its lease expires", "job", job.ID, "err", err)
+	case f.deadLetter:
+		w.log.Warn("tds: job dead-lettered", "job", job.ID, "entity_type", job.EntityType,
+			"entity_id", job.SourceEntityID, "attempt", job.AttemptCount, "err", syncErr)
+	default:
+		w.log.Info("tds: job failed; will retry", "job", job.ID, "attempt", job.AttemptCount,
+			"delay", f.delay, "err", syncErr)
+	}
+}
+
+func (w *Worker) recordFailure(ctx context.Context, job *Job, f failure, owner string, started *time.Time) error {
+	now := w.now()
+	msg := f.msg
+	if len(msg) > maxErrorLen {
+		msg = msg[:maxErrorLen]
+	}
+	var code *string
+	if f.code != "" {
+		code = &f.code
+	}
+	status := StatusRetry
+	if f.deadLetter {
+		status = StatusDeadLetter
+	}
+	return w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := leaseWhere(tx.NewUpdate().Model((*Job)(nil)).
+			Set("status = ?", status).
+			Set("next_retry_at = ?", now.Add(f.delay)).
+			Set("last_error = ?", msg).
+			Set("last_error_code = ?", code).
+			Set("locked_by = NULL").
+			Set("locked_until = NULL").
+			Set("updated_at = ?", now), job, owner).
+			Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errLeaseLost
+		}
+		if _, err := tx.NewInsert().Model(&Attempt{
+			JobID: job.ID, Attempt: job.AttemptCount, Worker: &owner,
+			Error: msg, ErrorCode: code, StartedAt: started, FailedAt: now,
+		}).Exec(ctx); err != nil {
+			return err
+		}
+		if f.deadLetter {
+			_, err = tx.NewUpdate().Model((*InboxEvent)(nil)).
+				Set("processed_at = ?", now).
+				Where("id = ?", job.InboxEventID).
+				Exec(ctx)
+		}
+		return err
+	})
+}

@@ -1,0 +1,199 @@
+package tds
+
+import (
+	"context"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Defaults of housekeeping.
+const (
+	// DefaultHousekeepingInterval is how often the leading Worker rescues
+	// jobs with expired leases and deletes old rows.
+	DefaultHousekeepingInterval = 30 * time.Second
+	// DefaultRetention is how long completed jobs and processed inbox
+	// events are kept.
+	DefaultRetention = 7 * 24 * time.Hour
+)
+
+// housekeepingLockKey is the PostgreSQL advisory lock whose holder runs
+// housekeeping: "tds.hous" as an int64.
+const housekeepingLockKey = 0x7464732e686f7573
+
+// WithHousekeepingInterval sets how often housekeeping (lease rescue,
+// retention cleanup) runs. Defaults to [DefaultHousekeepingInterval].
+func WithHousekeepingInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return optErr("WithHousekeepingInterval", "must be > 0, got %s", d)
+		}
+		c.worker.housekeepingInterval = d
+		return nil
+	}
+}
+
+// WithRetention sets how long completed jobs and processed inbox events
+// are kept before housekeeping deletes them. Dead letters and unprocessed
+// events are never deleted. Defaults to [DefaultRetention].
+func WithRetention(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return optErr("WithRetention", "must be > 0, got %s", d)
+		}
+		c.worker.retention = d
+		return nil
+	}
+}
+
+// housekeep runs the periodic tasks until ctx is done. On PostgreSQL only
+// the Worker holding a session advisory lock runs them; the lock lives on a
+// dedicated connection, so a process that dies hands the role on as soon
+// as the server notices the connection is gone. On SQLite every Worker of
+// the process runs them; the single writer keeps them apart.
+func (w *Worker) housekeep(ctx context.Context) {
+	var leader *bun.Conn
+	defer func() {
+		if leader != nil {
+			_, _ = leader.ExecContext(context.Background(), "SELECT pg_advisory_unlock(?)", int64(housekeepingLockKey))
+			_ = leader.Close()
+		}
+	}()
+	t := time.NewTicker(w.ws.housekeepingInterval)
+	defer t.Stop()
+	for {
+		if isPostgres(w.db) {
+			leader = w.lead(ctx, leader)
+		}
+		if leader != nil || !isPostgres(w.db) {
+			if err := w.runHousekeeping(ctx); err != nil && ctx.Err() == nil {
+				w.log.Error("tds: housekeeping", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lead returns the connection holding the housekeeping lock, taking the
+// lock if it is free, or nil when another process holds it.
+func (w *Worker) lead(ctx context.Context, conn *bun.Conn) *bun.Conn {
+	if conn != nil {
+		if err := conn.PingContext(ctx); err == nil {
+			return conn
+		}
+		_ = conn.Close() // the lock went with the session
+	}
+	c, err := w.db.Conn(ctx)
+	if err != nil {
+		return nil
+	}
+	conn = &c
+	var ok bool
+	if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock(?)", int64(housekeepingLockKey)).Scan(&ok); err != nil || !ok {
+		_ = conn.Close()
+		return nil
+	}
+	w.log.Debug("tds: leading housekeeping")
+	return conn
+}
+
+// runHousekeeping rescues expired leases and deletes rows past retention.
+func (w *Worker) runHousekeeping(ctx context.Context) error {
+	if _, err := w.rescue(ctx); err != nil {
+		return err
+	}
+	cutoff := w.now().Add(-w.ws.retention)
+	if _, err := (&Queue{db: w.db, cfg: w.cfg}).DeleteCompleted(ctx, cutoff); err != nil {
+		return err
+	}
+	_, err := deleteProcessedEvents(ctx, w.db, cutoff)
+	return err
+}
+
+// rescue puts jobs whose lease expired back in the queue, or dead-letters
+// them when they have no attempts left. The lost attempt is recorded with
+// code [CodeLeaseExpired]. A worker still holding such a job cannot
+// complete it afterwards: completion requires status processing and the
+// worker's own lease.
+func (w *Worker) rescue(ctx context.Context) (int, error) {
+	now := w.now()
+	const msg = "lease expired: the worker stopped renewing it (it crashed or lost the database)"
+	var rescued []Job
+	err := w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		rescued = nil
+		if err := tx.NewRaw(`UPDATE tds_sync_queue
+SET status = CASE WHEN attempt_count >= max_retry_attempts THEN 'dead_letter' ELSE 'retry' END,
+	next_retry_at = ?, last_error = ?, last_error_code = ?, locked_until = NULL, updated_at = ?
+WHERE status = 'processing' AND locked_until < ?
+RETURNING *`, now, msg, CodeLeaseExpired, now, now).Scan(ctx, &rescued); err != nil {
+			return err
+		}
+		if len(rescued) == 0 {
+			return nil
+		}
+		attempts := make([]Attempt, 0, len(rescued))
+		var dead []int64
+		code := CodeLeaseExpired
+		for _, j := range rescued {
+			attempts = append(attempts, Attempt{
+				JobID: j.ID, Attempt: j.AttemptCount, Worker: j.LockedBy,
+				Error: msg, ErrorCode: &code, FailedAt: now,
+			})
+			if j.Status == StatusDeadLetter {
+				dead = append(dead, j.InboxEventID)
+			}
+		}
+		if _, err := tx.NewInsert().Model(&attempts).Exec(ctx); err != nil {
+			return err
+		}
+		if len(dead) > 0 {
+			if _, err := tx.NewUpdate().Model((*InboxEvent)(nil)).
+				Set("processed_at = ?", now).
+				Where("id IN (?)", bun.In(dead)).
+				Exec(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, wrapDBErr("rescuing expired leases", err)
+	}
+	for _, j := range rescued {
+		w.log.Warn("tds: rescued a job whose lease expired", "job", j.ID, "holder", deref(j.LockedBy), "status", j.Status)
+	}
+	return len(rescued), nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// deleteProcessedEvents deletes inbox events processed before cutoff, in
+// batches, keeping any whose job is not completed (a dead letter's event
+// is processed too, and deleting it would delete the dead letter).
+func deleteProcessedEvents(ctx context.Context, db bun.IDB, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		sub := db.NewSelect().Model((*InboxEvent)(nil)).Column("id").
+			Where("processed_at < ?", dbTime(cutoff)).
+			Where("NOT EXISTS (SELECT 1 FROM tds_sync_queue AS q WHERE q.inbox_event_id = ?TableAlias.id AND q.status <> ?)", StatusCompleted).
+			Limit(DefaultCleanupBatch)
+		res, err := db.NewDelete().Model((*InboxEvent)(nil)).Where("id IN (?)", sub).Exec(ctx)
+		if err != nil {
+			return total, wrapDBErr("deleting processed inbox events", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if n < DefaultCleanupBatch {
+			return total, nil
+		}
+	}
+}

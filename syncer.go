@@ -1,0 +1,90 @@
+package tds
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Syncer applies one queued event to the local database.
+//
+// The contract:
+//
+//   - Sync runs inside tx, the transaction that also marks the job completed
+//     and its inbox event processed. Write through tx only: the write and
+//     the completion then commit together or not at all, so a crash can
+//     neither lose the write nor apply it twice. On SQLite, where the pool
+//     has one connection, using the *bun.DB instead of tx deadlocks.
+//   - Returning nil commits. Returning an error rolls back everything Sync
+//     wrote and counts as a failed attempt: [Permanent] dead-letters the
+//     job at once, [RetryAfter] asks for a delay, anything else is retried
+//     with the [RetryPolicy] until the job's attempts run out. [WithCode]
+//     attaches a code to the error. Do not commit or roll back tx.
+//   - ctx is cancelled when the worker shuts down past its shutdown
+//     timeout or loses the job's lease; return promptly. An error returned
+//     because ctx was cancelled that way is not a failed attempt: the job
+//     goes back to the queue untouched.
+//   - Sync is called concurrently for different entities, never for two
+//     jobs of the same entity (source, entity type, entity id) at once,
+//     and jobs of one entity arrive in the order they were received.
+//   - Calling external services from Sync is allowed but keeps the
+//     transaction open meanwhile; keep it short. A Sync that runs longer
+//     than the lease is fine: the worker renews the lease while it runs.
+//   - A panic in Sync is recovered and recorded as a failed attempt with
+//     code [CodePanic].
+type Syncer interface {
+	Sync(ctx context.Context, tx bun.Tx, job *SyncJob) error
+}
+
+// SyncFunc adapts a function to the [Syncer] interface.
+type SyncFunc func(ctx context.Context, tx bun.Tx, job *SyncJob) error
+
+// Sync calls f(ctx, tx, job).
+func (f SyncFunc) Sync(ctx context.Context, tx bun.Tx, job *SyncJob) error { return f(ctx, tx, job) }
+
+var _ Syncer = SyncFunc(nil)
+
+// SyncJob is what a [Syncer] gets: the queued job and its event.
+type SyncJob struct {
+	// JobID is the id of the job in tds_sync_queue.
+	JobID int64
+	// InboxEventID is the id of the event in tds_inbox_events.
+	InboxEventID int64
+	// Source is the system that sent the event.
+	Source string
+	// EventType is create, update or delete.
+	EventType string
+	// EntityType names the entity type, such as "product".
+	EntityType string
+	// EntityID is the entity's id in the source system.
+	EntityID string
+	// Data is the entity record as received (canonical JSON).
+	Data json.RawMessage
+	// Version is the event's source_modified_at: the record's
+	// last_modified_time when it had one, else when it was received. A
+	// Syncer compares versions to ignore stale events.
+	Version time.Time
+	// ReceivedAt is when tds received the event.
+	ReceivedAt time.Time
+	// Priority is the job's queue priority, 1 (highest) to 10.
+	Priority int
+	// Attempt is this attempt's number, from 1.
+	Attempt int
+	// MaxAttempts is how many attempts the job has before it is
+	// dead-lettered.
+	MaxAttempts int
+	// WorkerID names the worker running the job.
+	WorkerID string
+
+	outcome, detail string
+}
+
+// Supersede records that the event changed nothing because a newer version
+// of the entity was applied already; detail says which. The job then
+// completes with outcome [OutcomeSuperseded] instead of [OutcomeSynced],
+// provided Sync returns nil.
+func (j *SyncJob) Supersede(detail string) {
+	j.outcome, j.detail = OutcomeSuperseded, detail
+}
