@@ -20,6 +20,9 @@ func TestMain(m *testing.M) {
 	if url := os.Getenv("TDS_TEST_CHILD_MIGRATE"); url != "" {
 		os.Exit(childMigrate(url))
 	}
+	if mode := os.Getenv("TDS_TEST_CHILD_WORKER"); mode != "" {
+		os.Exit(childWorker(mode))
+	}
 	dbtest.Main(m)
 }
 

@@ -153,7 +153,7 @@ RETURNING *`, now, msg, CodeLeaseExpired, now, now).Scan(ctx, &rescued); err != 
 		if len(dead) > 0 {
 			if _, err := tx.NewUpdate().Model((*InboxEvent)(nil)).
 				Set("processed_at = ?", now).
-				Where("id IN (?)", bun.In(dead)).
+				Where("id IN (?)", bun.List(dead)).
 				Exec(ctx); err != nil {
 				return err
 			}
