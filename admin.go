@@ -1,0 +1,395 @@
+package tds
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxListLimit is the largest page the admin API lists.
+const MaxListLimit = 1000
+
+// maxAdminBodyBytes bounds the JSON body of an admin request.
+const maxAdminBodyBytes = 64 << 10
+
+// WithAdminToken enables the admin API (and GET /queue/stats) for requests
+// carrying "Authorization: Bearer <token>", compared in constant time. The
+// token must differ from every webhook key. Defaults to none: the admin API
+// answers 401.
+func WithAdminToken(token string) Option {
+	return func(c *config) error {
+		if strings.TrimSpace(token) == "" {
+			return optErr("WithAdminToken", "empty token")
+		}
+		c.handler.adminToken = token
+		return nil
+	}
+}
+
+// admin guards an admin route with the bearer token.
+func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
+	token := h.cfg.handler.adminToken
+	want := sha256.Sum256([]byte(token))
+	return func(w http.ResponseWriter, r *http.Request) {
+		if token == "" {
+			writeError(w, http.StatusUnauthorized, "the admin API is disabled: no admin token is configured")
+			return
+		}
+		auth := r.Header.Get("Authorization")
+		scheme, got, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tds"`)
+			writeError(w, http.StatusUnauthorized, "missing admin bearer token")
+			return
+		}
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tds", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid admin bearer token")
+			return
+		}
+		next(w, r)
+	}
+}
+
+// adminError answers an error of the core: 404, 503 or, logged, 500.
+func (h *Handler) adminError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, publicError(err))
+	case errors.Is(err, ErrDatabaseUnavailable):
+		h.writeUnavailable(w)
+	default:
+		h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: admin request failed",
+			slog.String("path", r.URL.Path), slog.Any("error", err))
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+func (h *Handler) serveQueueStats(w http.ResponseWriter, r *http.Request) {
+	s, err := h.queue.Stats(r.Context())
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+// eventsResponse is a page of inbox events; NextBeforeID, when set, is the
+// before_id of the next page.
+type eventsResponse struct {
+	Success      bool         `json:"success"`
+	Events       []InboxEvent `json:"events"`
+	NextBeforeID int64        `json:"next_before_id,omitempty"`
+}
+
+func (h *Handler) serveListEvents(w http.ResponseWriter, r *http.Request) {
+	q := queryParams{v: r.URL.Query()}
+	f := InboxFilter{
+		Source:     q.v.Get("source"),
+		EntityType: q.v.Get("entity_type"),
+		EntityID:   q.v.Get("entity_id"),
+		EventType:  q.v.Get("event_type"),
+		Valid:      q.boolean("valid"),
+		Queued:     q.boolean("queued"),
+		Processed:  q.boolean("processed"),
+		Since:      q.time("since"),
+		Until:      q.time("until"),
+		Limit:      q.limit(),
+		BeforeID:   q.id("before_id"),
+	}
+	if q.err != nil {
+		writeError(w, http.StatusBadRequest, q.err.Error())
+		return
+	}
+	evs, err := h.inbox.List(r.Context(), f)
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	resp := eventsResponse{Success: true, Events: evs}
+	if len(evs) == f.Limit {
+		resp.NextBeforeID = evs[len(evs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// eventResponse is one inbox event with its queue entry, if it was queued,
+// and every failed attempt.
+type eventResponse struct {
+	Success  bool        `json:"success"`
+	Event    *InboxEvent `json:"event"`
+	Job      *Job        `json:"job"`
+	Attempts []Attempt   `json:"attempts"`
+}
+
+func (h *Handler) serveEvent(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	ev, err := h.inbox.Get(r.Context(), id)
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	resp := eventResponse{Success: true, Event: ev, Attempts: []Attempt{}}
+	job, err := h.queue.GetByInboxEvent(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		h.adminError(w, r, err)
+		return
+	default:
+		resp.Job = job
+		attempts, err := h.queue.Attempts(r.Context(), job.ID)
+		if err != nil {
+			h.adminError(w, r, err)
+			return
+		}
+		if attempts != nil {
+			resp.Attempts = attempts
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+type deadLettersResponse struct {
+	Success      bool  `json:"success"`
+	DeadLetters  []Job `json:"dead_letters"`
+	NextBeforeID int64 `json:"next_before_id,omitempty"`
+}
+
+func (h *Handler) serveListDeadLetters(w http.ResponseWriter, r *http.Request) {
+	q := queryParams{v: r.URL.Query()}
+	f := DeadLetterFilter{
+		EntityType: q.v.Get("entity_type"),
+		ErrorCode:  q.v.Get("error_code"),
+		Since:      q.time("since"),
+		Until:      q.time("until"),
+		Limit:      q.limit(),
+		BeforeID:   q.id("before_id"),
+	}
+	if q.err != nil {
+		writeError(w, http.StatusBadRequest, q.err.Error())
+		return
+	}
+	jobs, err := h.queue.ListDeadLetters(r.Context(), f)
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	resp := deadLettersResponse{Success: true, DeadLetters: jobs}
+	if resp.DeadLetters == nil {
+		resp.DeadLetters = []Job{}
+	}
+	if len(jobs) == f.Limit {
+		resp.NextBeforeID = jobs[len(jobs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+type jobResponse struct {
+	Success bool   `json:"success"`
+	Message string `json:"message"`
+	Job     *Job   `json:"job"`
+}
+
+func (h *Handler) serveRetryDeadLetter(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	job, err := h.queue.RetryDeadLetter(r.Context(), id)
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id))
+	writeJSON(w, http.StatusOK, jobResponse{Success: true, Message: "dead letter queued again", Job: job})
+}
+
+// retryRequest is the body of POST /admin/dead-letters/retry. Empty fields
+// select everything.
+type retryRequest struct {
+	EntityType string    `json:"entity_type"`
+	ErrorCode  string    `json:"error_code"`
+	Since      time.Time `json:"since"`
+	Until      time.Time `json:"until"`
+	DryRun     bool      `json:"dry_run"`
+}
+
+type retryResponse struct {
+	Success bool   `json:"success"`
+	DryRun  bool   `json:"dry_run"`
+	Count   int64  `json:"count"`
+	Message string `json:"message"`
+}
+
+func (h *Handler) serveRetryDeadLetters(w http.ResponseWriter, r *http.Request) {
+	var req retryRequest
+	if !readJSONBody(w, r, &req) {
+		return
+	}
+	if dry := r.URL.Query().Get("dry_run"); dry != "" {
+		b, err := strconv.ParseBool(dry)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "dry_run must be true or false")
+			return
+		}
+		req.DryRun = req.DryRun || b
+	}
+	f := DeadLetterFilter{EntityType: req.EntityType, ErrorCode: req.ErrorCode, Since: req.Since, Until: req.Until}
+	n, err := h.queue.RetryDeadLetters(r.Context(), f, req.DryRun)
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	msg := fmt.Sprintf("%d dead letters queued again", n)
+	if req.DryRun {
+		msg = fmt.Sprintf("dry run: %d dead letters would be queued again", n)
+	} else {
+		h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
+	}
+	writeJSON(w, http.StatusOK, retryResponse{Success: true, DryRun: req.DryRun, Count: n, Message: msg})
+}
+
+// discardRequest is the body of POST /admin/dead-letters/{id}/discard.
+type discardRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (h *Handler) serveDiscardDeadLetter(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	var req discardRequest
+	if !readJSONBody(w, r, &req) {
+		return
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		writeError(w, http.StatusBadRequest, `a reason is required: {"reason": "..."}`)
+		return
+	}
+	if err := h.queue.DiscardDeadLetter(r.Context(), id, req.Reason); err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	job, err := h.queue.Get(r.Context(), id)
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter discarded",
+		slog.Int64("job_id", id), slog.String("reason", req.Reason))
+	writeJSON(w, http.StatusOK, jobResponse{Success: true, Message: "dead letter discarded", Job: job})
+}
+
+// pathID parses the {id} path value, answering 400 when it is not a
+// positive integer.
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		writeError(w, http.StatusBadRequest, "id must be a positive integer")
+		return 0, false
+	}
+	return id, true
+}
+
+// readJSONBody decodes an optional JSON body into v, answering 400 or 413
+// when it cannot.
+func readJSONBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, herr := readBody(w, r, maxAdminBodyBytes)
+	if herr != nil {
+		writeError(w, herr.status, herr.msg)
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed JSON body: "+jsonErrText(err))
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "malformed JSON body: data after the object")
+		return false
+	}
+	return true
+}
+
+// queryParams parses query parameters, keeping the first error.
+type queryParams struct {
+	v   url.Values
+	err error
+}
+
+func (q *queryParams) fail(format string, args ...any) {
+	if q.err == nil {
+		q.err = fmt.Errorf(format, args...)
+	}
+}
+
+func (q *queryParams) boolean(name string) *bool {
+	s := q.v.Get(name)
+	if s == "" {
+		return nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		q.fail("%s must be true or false", name)
+		return nil
+	}
+	return &b
+}
+
+func (q *queryParams) time(name string) time.Time {
+	s := q.v.Get(name)
+	if s == "" {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		q.fail("%s must be an RFC 3339 time such as 2026-11-20T10:00:00Z", name)
+	}
+	return t
+}
+
+func (q *queryParams) id(name string) int64 {
+	s := q.v.Get(name)
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 {
+		q.fail("%s must be a positive integer", name)
+	}
+	return n
+}
+
+// limit is the page size: limit, or [DefaultListLimit], at most
+// [MaxListLimit].
+func (q *queryParams) limit() int {
+	s := q.v.Get("limit")
+	if s == "" {
+		return DefaultListLimit
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxListLimit {
+		q.fail("limit must be an integer from 1 to %d", MaxListLimit)
+		return DefaultListLimit
+	}
+	return n
+}

@@ -1,0 +1,248 @@
+package tds
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var bearer = []string{"Authorization", "Bearer " + testAdminToken}
+
+// adminGet and adminPost call the admin API with the test token.
+func adminGet(t *testing.T, h http.Handler, path string) answer {
+	t.Helper()
+	return serve(t, h, "GET", path, nil, bearer...)
+}
+
+func adminPost(t *testing.T, h http.Handler, path, body string) answer {
+	t.Helper()
+	var b []byte
+	if body != "" {
+		b = []byte(body)
+	}
+	return serve(t, h, "POST", path, b, bearer...)
+}
+
+func TestAdminAuthentication(t *testing.T) {
+	tdb := openTestDB(t, "sqlite")
+	h := newTestHandler(t, tdb)
+	noAdmin := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey))
+	for _, path := range []string{"/queue/stats", "/admin/events", "/admin/events/1", "/admin/dead-letters"} {
+		requireError(t, serve(t, h, "GET", path, nil), 401, "missing admin bearer token")
+		requireError(t, serve(t, h, "GET", path, nil, "Authorization", "Bearer wrong"), 401, "invalid admin bearer token")
+		requireError(t, serve(t, h, "GET", path, nil, "Authorization", "Bearer "+testWebhookKey), 401, "invalid")
+		requireError(t, serve(t, h, "GET", path, nil, "Authorization", "Basic "+testAdminToken), 401, "missing")
+		requireError(t, serve(t, h, "GET", path, nil, HeaderWebhookKey, testWebhookKey), 401, "missing")
+		requireError(t, serve(t, noAdmin, "GET", path, nil, bearer...), 401, "no admin token")
+		// The scheme is case-insensitive; event 1 does not exist, which is a 404, not a 401.
+		require.NotEqual(t, http.StatusUnauthorized, serve(t, h, "GET", path, nil, "Authorization", "bearer "+testAdminToken).status, path)
+	}
+	for _, path := range []string{"/admin/dead-letters/retry", "/admin/dead-letters/1/retry", "/admin/dead-letters/1/discard"} {
+		requireError(t, serve(t, h, "POST", path, nil), 401, "missing admin bearer token")
+	}
+	require.Equal(t, `Bearer realm="tds"`, serve(t, h, "GET", "/admin/events", nil).header.Get("WWW-Authenticate"))
+}
+
+func TestQueueStatsOverHTTP(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb)
+		for _, f := range []struct{ route, file string }{{"products", "product.json"}, {"invoices", "invoice.json"}, {"stock", "stock.json"}} {
+			require.Equal(t, http.StatusOK, webhook(t, h, f.route, fixtureBytes(t, f.file)).status)
+		}
+		a := adminGet(t, h, "/queue/stats")
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		for _, k := range []string{"total_events", "by_status", "by_entity", "by_priority", "oldest_pending", "processing_rate"} {
+			require.Contains(t, a.body, k)
+		}
+		require.EqualValues(t, 3, a.body["total_events"])
+		require.Equal(t, map[string]any{"pending": 3.0, "processing": 0.0, "retry": 0.0, "completed": 0.0, "dead_letter": 0.0}, a.body["by_status"])
+		require.Equal(t, map[string]any{"product": 1.0, "invoice": 1.0, "stock": 1.0}, a.body["by_entity"])
+		require.Equal(t, map[string]any{"2": 1.0, "5": 1.0, "8": 1.0}, a.body["by_priority"])
+		require.NotNil(t, a.body["oldest_pending"])
+	})
+}
+
+func TestAdminEvents(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		clock := newTestClock()
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken), WithClock(clock.Now))
+		var ids []float64
+		for _, f := range []struct{ route, file string }{
+			{"products", "product.json"}, {"customers", "customer.json"},
+			{"products", "invalid_product_missing_name.json"}, {"invoices", "invoice.json"},
+		} {
+			a := webhook(t, h, f.route, fixtureBytes(t, f.file))
+			require.Contains(t, []int{200, 422}, a.status, a.raw)
+			ids = append(ids, a.body["event_id"].(float64))
+			clock.Advance(time.Hour)
+		}
+
+		all := adminGet(t, h, "/admin/events")
+		require.Equal(t, http.StatusOK, all.status, all.raw)
+		require.Equal(t, true, all.body["success"])
+		require.Equal(t, []float64{ids[3], ids[2], ids[1], ids[0]}, eventIDs(all), "newest first")
+		require.NotContains(t, all.body, "next_before_id", "the last page has no cursor")
+
+		page1 := adminGet(t, h, "/admin/events?limit=3")
+		require.Equal(t, []float64{ids[3], ids[2], ids[1]}, eventIDs(page1))
+		page2 := adminGet(t, h, fmt.Sprintf("/admin/events?limit=3&before_id=%.0f", page1.body["next_before_id"]))
+		require.Equal(t, []float64{ids[0]}, eventIDs(page2))
+
+		for query, want := range map[string][]float64{
+			"entity_type=product":            {ids[2], ids[0]},
+			"entity_type=product&valid=true": {ids[0]},
+			"valid=false":                    {ids[2]},
+			"queued=false":                   {ids[2]},
+			"processed=false":                {ids[3], ids[2], ids[1], ids[0]},
+			"processed=true":                 {},
+			"event_type=create":              {ids[3], ids[1]},
+			"entity_id=460000000026049":      {ids[1]},
+			"source=zoho&limit=1":            {ids[3]},
+			"since=2026-11-20T11:00:00Z":     {ids[3], ids[2], ids[1]},
+			"until=2026-11-20T11:00:00Z":     {ids[0]},
+			"since=2026-11-20T11:00:00Z&until=2026-11-20T12:00:00%2B00:00": {ids[1]},
+		} {
+			a := adminGet(t, h, "/admin/events?"+query)
+			require.Equal(t, http.StatusOK, a.status, "%s: %s", query, a.raw)
+			require.Equal(t, want, eventIDs(a), query)
+		}
+		for _, query := range []string{"limit=0", "limit=1001", "limit=x", "valid=maybe", "since=yesterday", "before_id=-1"} {
+			requireError(t, adminGet(t, h, "/admin/events?"+query), 400, "must be")
+		}
+
+		// One event: its queue entry and every attempt's error.
+		a := adminGet(t, h, fmt.Sprintf("/admin/events/%.0f", ids[0]))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		event := a.body["event"].(map[string]any)
+		require.Equal(t, "460000000038080", event["source_entity_id"])
+		require.Equal(t, "Hydraulic Pump 3kW", event["payload"].(map[string]any)["name"])
+		job := a.body["job"].(map[string]any)
+		require.Equal(t, "pending", job["status"])
+		require.Equal(t, []any{}, a.body["attempts"])
+		jobID := int64(job["id"].(float64))
+		failJob(t, tdb, jobID, "timeout", "upstream timed out", "upstream timed out again")
+		a = adminGet(t, h, fmt.Sprintf("/admin/events/%.0f", ids[0]))
+		attempts := a.body["attempts"].([]any)
+		require.Len(t, attempts, 2)
+		require.Equal(t, "upstream timed out", attempts[0].(map[string]any)["error"])
+		require.Equal(t, "upstream timed out again", attempts[1].(map[string]any)["error"])
+		require.Equal(t, "dead_letter", a.body["job"].(map[string]any)["status"])
+
+		// The invalid event has no job; its errors are on the event.
+		a = adminGet(t, h, fmt.Sprintf("/admin/events/%.0f", ids[2]))
+		require.Nil(t, a.body["job"])
+		require.NotEmpty(t, a.body["event"].(map[string]any)["validation_errors"])
+
+		requireError(t, adminGet(t, h, "/admin/events/99999"), 404, "not found")
+		requireError(t, adminGet(t, h, "/admin/events/abc"), 400, "positive integer")
+		requireError(t, adminGet(t, h, "/admin/events/0"), 400, "positive integer")
+	})
+}
+
+func eventIDs(a answer) []float64 {
+	out := []float64{}
+	evs, _ := a.body["events"].([]any)
+	for _, e := range evs {
+		out = append(out, e.(map[string]any)["id"].(float64))
+	}
+	return out
+}
+
+// failJob does what a worker does when it gives up on a job: one attempt
+// row per error, then dead_letter with the last error's code.
+func failJob(t *testing.T, tdb *testDB, jobID int64, code string, errs ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for i, e := range errs {
+		_, err := tdb.db.NewInsert().Model(&Attempt{JobID: jobID, Attempt: i + 1, Error: e, ErrorCode: &code,
+			FailedAt: time.Now().UTC()}).Exec(ctx)
+		require.NoError(t, err)
+	}
+	_, err := tdb.db.NewUpdate().Model((*Job)(nil)).Set("status = ?", StatusDeadLetter).
+		Set("attempt_count = ?", len(errs)).Set("last_error = ?", errs[len(errs)-1]).
+		Set("last_error_code = ?", code).Where("id = ?", jobID).Exec(ctx)
+	require.NoError(t, err)
+}
+
+func TestAdminDeadLetters(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb)
+		var jobs []int64
+		for i, f := range []struct{ route, file string }{
+			{"products", "product.json"}, {"invoices", "invoice.json"}, {"customers", "customer.json"}, {"bills", "bill.json"},
+		} {
+			a := webhook(t, h, f.route, fixtureBytes(t, f.file))
+			require.Equal(t, http.StatusOK, a.status, a.raw)
+			ev := adminGet(t, h, fmt.Sprintf("/admin/events/%.0f", a.body["event_id"]))
+			id := int64(ev.body["job"].(map[string]any)["id"].(float64))
+			jobs = append(jobs, id)
+			code := "timeout"
+			if i%2 == 1 {
+				code = "http_500"
+			}
+			failJob(t, tdb, id, code, "failed: "+code)
+		}
+
+		list := adminGet(t, h, "/admin/dead-letters")
+		require.Equal(t, http.StatusOK, list.status, list.raw)
+		require.Equal(t, []int64{jobs[3], jobs[2], jobs[1], jobs[0]}, jobIDs(list))
+		require.Equal(t, []int64{jobs[3], jobs[1]}, jobIDs(adminGet(t, h, "/admin/dead-letters?error_code=http_500")))
+		require.Equal(t, []int64{jobs[1]}, jobIDs(adminGet(t, h, "/admin/dead-letters?entity_type=invoice")))
+		page := adminGet(t, h, "/admin/dead-letters?limit=2")
+		require.Equal(t, []int64{jobs[3], jobs[2]}, jobIDs(page))
+		require.Equal(t, []int64{jobs[1], jobs[0]}, jobIDs(adminGet(t, h, fmt.Sprintf("/admin/dead-letters?limit=2&before_id=%.0f", page.body["next_before_id"]))))
+		requireError(t, adminGet(t, h, "/admin/dead-letters?until=soon"), 400, "RFC 3339")
+
+		// Retry one.
+		a := adminPost(t, h, fmt.Sprintf("/admin/dead-letters/%d/retry", jobs[0]), "")
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, "pending", a.body["job"].(map[string]any)["status"])
+		require.EqualValues(t, 0, a.body["job"].(map[string]any)["attempt_count"])
+		requireError(t, adminPost(t, h, fmt.Sprintf("/admin/dead-letters/%d/retry", jobs[0]), ""), 404, "not found")
+		requireError(t, adminPost(t, h, "/admin/dead-letters/99999/retry", ""), 404, "not found")
+		requireError(t, adminPost(t, h, "/admin/dead-letters/x/retry", ""), 400, "positive integer")
+
+		// Retry by filter: a dry run counts and changes nothing.
+		a = adminPost(t, h, "/admin/dead-letters/retry", `{"error_code": "http_500", "dry_run": true}`)
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, map[string]any{"success": true, "dry_run": true, "count": 2.0,
+			"message": "dry run: 2 dead letters would be queued again"}, a.body)
+		require.Equal(t, 3, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+		a = adminPost(t, h, "/admin/dead-letters/retry?dry_run=true", `{"entity_type": "bill"}`)
+		require.Equal(t, 1.0, a.body["count"], a.raw)
+		a = adminPost(t, h, "/admin/dead-letters/retry", `{"error_code": "http_500"}`)
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, false, a.body["dry_run"])
+		require.Equal(t, 2.0, a.body["count"])
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"error_code": 5}`), 400, "malformed JSON")
+		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"errorcode": "x"}`), 400, "malformed JSON")
+		requireError(t, adminPost(t, h, "/admin/dead-letters/retry?dry_run=perhaps", ""), 400, "dry_run")
+
+		// Discard: a reason is required.
+		discard := fmt.Sprintf("/admin/dead-letters/%d/discard", jobs[2])
+		requireError(t, adminPost(t, h, discard, ""), 400, "reason")
+		requireError(t, adminPost(t, h, discard, `{"reason": "  "}`), 400, "reason")
+		a = adminPost(t, h, discard, `{"reason": "customer deleted upstream"}`)
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		job := a.body["job"].(map[string]any)
+		require.Equal(t, "completed", job["status"])
+		require.Equal(t, OutcomeDiscarded, job["outcome"])
+		require.Equal(t, "customer deleted upstream", job["outcome_detail"])
+		requireError(t, adminPost(t, h, discard, `{"reason": "again"}`), 404, "not found")
+		require.Equal(t, []int64{}, jobIDs(adminGet(t, h, "/admin/dead-letters")))
+	})
+}
+
+func jobIDs(a answer) []int64 {
+	out := []int64{}
+	jobs, _ := a.body["dead_letters"].([]any)
+	for _, j := range jobs {
+		out = append(out, int64(j.(map[string]any)["id"].(float64)))
+	}
+	return out
+}

@@ -1,0 +1,525 @@
+package tds
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	testWebhookKey = "test-webhook-key-0123456789"
+	testAdminToken = "test-admin-token-9876543210"
+)
+
+// quietLogger keeps expected refusals out of the test output.
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newTestHandler returns a Handler on tdb with the test key and admin token
+// (unless opts choose other verifiers) and a silent logger.
+func newTestHandler(t *testing.T, tdb *testDB, opts ...Option) *Handler {
+	t.Helper()
+	all := append([]Option{WithLogger(quietLogger)}, opts...)
+	if len(opts) == 0 {
+		all = append(all, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken))
+	}
+	h, err := NewHandler(tdb.db, all...)
+	require.NoError(t, err)
+	return h
+}
+
+// fixtureBytes reads testdata/envelope/name.
+func fixtureBytes(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "envelope", name))
+	require.NoError(t, err)
+	return b
+}
+
+// answer is a decoded response.
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+// serve sends one request through h. headers are name, value pairs; a
+// request with a body is JSON unless they say otherwise.
+func serve(t *testing.T, h http.Handler, method, path string, body []byte, headers ...string) answer {
+	t.Helper()
+	r := httptest.NewRequest(method, path, bytes.NewReader(body))
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		r.Header.Set(headers[i], headers[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return decodeAnswer(t, w.Code, w.Header(), w.Body.Bytes())
+}
+
+func decodeAnswer(t *testing.T, status int, header http.Header, raw []byte) answer {
+	t.Helper()
+	a := answer{status: status, header: header, raw: string(raw)}
+	require.Equal(t, "application/json", header.Get("Content-Type"), "every answer is JSON: %s", raw)
+	require.NoError(t, json.Unmarshal(raw, &a.body), "body: %s", raw)
+	return a
+}
+
+// webhook posts body to /webhooks/route with the test key.
+func webhook(t *testing.T, h http.Handler, route string, body []byte, headers ...string) answer {
+	t.Helper()
+	return serve(t, h, http.MethodPost, "/webhooks/"+route, body, append([]string{HeaderWebhookKey, testWebhookKey}, headers...)...)
+}
+
+// requireError checks the error shape: success false and a message that
+// leaks no internals.
+func requireError(t *testing.T, a answer, status int, contains string) {
+	t.Helper()
+	require.Equal(t, status, a.status, a.raw)
+	require.Equal(t, false, a.body["success"], a.raw)
+	msg, _ := a.body["error"].(string)
+	require.NotEmpty(t, msg, a.raw)
+	require.Contains(t, msg, contains)
+	for _, leak := range []string{"tds:", "sql", "SQL", "pgdriver", "goroutine"} {
+		require.NotContains(t, msg, leak)
+	}
+}
+
+func TestWebhookAcceptedThenDuplicate(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb)
+		body := fixtureBytes(t, "product.json")
+
+		first := webhook(t, h, "products", body)
+		require.Equal(t, http.StatusOK, first.status, first.raw)
+		require.Equal(t, true, first.body["success"])
+		require.Equal(t, true, first.body["queued"])
+		require.Equal(t, false, first.body["duplicate"])
+		require.NotZero(t, first.body["event_id"])
+		require.Contains(t, first.body["idempotency_key"], "zoho:product:460000000038080:update:h:")
+		require.NotEmpty(t, first.body["message"])
+
+		again := webhook(t, h, "products", body)
+		require.Equal(t, http.StatusOK, again.status, again.raw)
+		require.Equal(t, true, again.body["success"])
+		require.Equal(t, true, again.body["duplicate"])
+		require.Equal(t, first.body["event_id"], again.body["event_id"])
+		require.Equal(t, first.body["idempotency_key"], again.body["idempotency_key"])
+
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue"))
+
+		// Every registered route takes its own fixture.
+		for route, f := range map[string]string{
+			"customers": "customer.json", "invoices": "invoice.json", "bills": "bill.json",
+			"credit-notes": "credit_note.json", "stock": "stock.json", "prices": "price_list.json",
+		} {
+			a := webhook(t, h, route, fixtureBytes(t, f))
+			require.Equal(t, http.StatusOK, a.status, "%s: %s", route, a.raw)
+			require.Equal(t, true, a.body["queued"], route)
+		}
+	})
+}
+
+func TestWebhookInvalidIsStoredNotQueued(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb)
+		body := fixtureBytes(t, "invalid_product_missing_name.json")
+		a := webhook(t, h, "products", body)
+		require.Equal(t, http.StatusUnprocessableEntity, a.status, a.raw)
+		require.Equal(t, false, a.body["success"])
+		require.NotZero(t, a.body["event_id"])
+		errs, _ := a.body["validation_errors"].([]any)
+		require.Equal(t, []any{map[string]any{"field": "data.name", "message": "is required"}}, errs)
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE NOT is_valid"))
+		require.Equal(t, 0, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue"))
+
+		// Redelivering it is a duplicate: the sender must stop retrying.
+		again := webhook(t, h, "products", body)
+		require.Equal(t, http.StatusOK, again.status, again.raw)
+		require.Equal(t, true, again.body["duplicate"])
+		require.Equal(t, false, again.body["queued"])
+		require.Equal(t, a.body["event_id"], again.body["event_id"])
+	})
+}
+
+func TestWebhookRefusedStoresNothing(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithMaxBodyBytes(4096))
+		product := fixtureBytes(t, "product.json")
+		key := []string{HeaderWebhookKey, testWebhookKey}
+		for _, tc := range []struct {
+			name     string
+			method   string
+			path     string
+			body     []byte
+			headers  []string
+			status   int
+			contains string
+		}{
+			{"malformed JSON", "POST", "/webhooks/products", []byte(`{"event_type": "update",`), key, 400, "malformed JSON"},
+			{"not an object", "POST", "/webhooks/products", []byte(`[1, 2]`), key, 400, "JSON object"},
+			{"missing entity_type", "POST", "/webhooks/products", []byte(`{"event_type":"update","entity_id":"1","data":{}}`), key, 400, "entity_type is required"},
+			{"missing entity_id", "POST", "/webhooks/products", []byte(`{"event_type":"update","entity_type":"product","data":{}}`), key, 400, "entity_id is required"},
+			{"missing event_type", "POST", "/webhooks/products", []byte(`{"entity_type":"product","entity_id":"1","data":{}}`), key, 400, "event_type is required"},
+			{"entity type not the route's", "POST", "/webhooks/products", fixtureBytes(t, "customer.json"), key, 400, `entity_type "customer" does not match the route "products"`},
+			{"no key", "POST", "/webhooks/products", product, nil, 401, "missing webhook key or signature"},
+			{"wrong key", "POST", "/webhooks/products", product, []string{HeaderWebhookKey, "nope"}, 401, "invalid webhook key or signature"},
+			{"admin token as webhook key", "POST", "/webhooks/products", product, []string{HeaderWebhookKey, testAdminToken}, 401, "invalid"},
+			{"unknown route", "POST", "/webhooks/widgets", product, key, 404, `unknown webhook route "widgets"`},
+			{"unknown path", "POST", "/webhook/products", product, key, 404, "not found"},
+			{"wrong method", "GET", "/webhooks/products", nil, key, 405, "method not allowed"},
+			{"wrong method on health", "POST", "/health", nil, key, 405, "method not allowed"},
+			{"body over the limit", "POST", "/webhooks/products", bytes.Repeat([]byte(" "), 5000), key, 413, "larger than 4096 bytes"},
+			{"text body", "POST", "/webhooks/products", product, append([]string{"Content-Type", "text/plain"}, key...), 415, "application/json"},
+			{"form body", "POST", "/webhooks/products", product, append([]string{"Content-Type", "application/x-www-form-urlencoded"}, key...), 415, "application/json"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				a := serve(t, h, tc.method, tc.path, tc.body, tc.headers...)
+				requireError(t, a, tc.status, tc.contains)
+				if tc.status == http.StatusMethodNotAllowed {
+					require.NotEmpty(t, a.header.Get("Allow"))
+				}
+				require.Equal(t, 0, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+			})
+		}
+
+		// A body over the limit without Content-Length is cut off while read.
+		r := httptest.NewRequest("POST", "/webhooks/products", io.MultiReader(bytes.NewReader(product), strings.NewReader(strings.Repeat(" ", 5000))))
+		r.ContentLength = -1
+		r.Header.Set(HeaderWebhookKey, testWebhookKey)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		requireError(t, decodeAnswer(t, w.Code, w.Header(), w.Body.Bytes()), 413, "larger than")
+
+		// JSON with a charset, +json types and no content type at all are accepted.
+		for i, ct := range []string{"application/json; charset=utf-8", "application/vnd.zoho+json", ""} {
+			body := []byte(strings.Replace(string(product), "Hydraulic Pump 3kW", "Pump "+string(rune('A'+i)), 1))
+			r := httptest.NewRequest("POST", "/webhooks/products", bytes.NewReader(body))
+			r.Header.Set(HeaderWebhookKey, testWebhookKey)
+			if ct != "" {
+				r.Header.Set("Content-Type", ct)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			require.Equal(t, http.StatusOK, w.Code, "%q: %s", ct, w.Body)
+		}
+	})
+}
+
+func TestWebhookDatabaseUnavailable(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		db, err := Open(context.Background(), tdb.url)
+		require.NoError(t, err)
+		h, err := NewHandler(db, WithWebhookKeys(testWebhookKey), WithRetryAfter(45*time.Second), WithLogger(quietLogger))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, serve(t, h, "GET", "/health", nil).status)
+		require.NoError(t, db.Close())
+
+		a := webhook(t, h, "products", fixtureBytes(t, "product.json"))
+		requireError(t, a, http.StatusServiceUnavailable, "database unavailable")
+		require.Equal(t, "45", a.header.Get("Retry-After"))
+
+		health := serve(t, h, "GET", "/health", nil)
+		require.Equal(t, http.StatusServiceUnavailable, health.status, health.raw)
+		require.Equal(t, "unhealthy", health.body["status"])
+		require.Equal(t, 0, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+	})
+}
+
+func TestWebhookMetadata(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithTrustedProxies("192.0.2.0/24", "::1"))
+		r := httptest.NewRequest("POST", "/webhooks/products", bytes.NewReader(fixtureBytes(t, "product.json")))
+		r.RemoteAddr = "192.0.2.10:40000"
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set(HeaderWebhookKey, testWebhookKey)
+		r.Header.Set("User-Agent", "Zoho-Webhook/1.0")
+		// The left entry is the client's claim; the proxies appended the rest.
+		r.Header.Set("X-Forwarded-For", "10.9.9.9, 203.0.113.7, 192.0.2.99")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+
+		ev, err := NewInboxOrFail(t, tdb).Get(context.Background(), 1)
+		require.NoError(t, err)
+		md := ev.RequestMetadata
+		require.Equal(t, "203.0.113.7", md.ClientIP)
+		require.True(t, md.SignatureVerified)
+		require.Equal(t, VerifierWebhookKey, md.Verifier)
+		require.Equal(t, []string{Redacted}, md.Headers["X-Webhook-Key"])
+		require.Equal(t, []string{"Zoho-Webhook/1.0"}, md.Headers["User-Agent"])
+		require.NotContains(t, w.Body.String(), testWebhookKey)
+	})
+}
+
+func TestClientIP(t *testing.T) {
+	h := &Handler{cfg: &config{}}
+	require.NoError(t, WithTrustedProxies("10.0.0.0/8", "::1")(h.cfg))
+	for _, tc := range []struct{ remote, xff, want string }{
+		{"203.0.113.7:1234", "", "203.0.113.7"},
+		{"203.0.113.7:1234", "1.2.3.4", "203.0.113.7"}, // untrusted peer: its header is ignored
+		{"10.0.0.1:1234", "198.51.100.2", "198.51.100.2"},
+		{"10.0.0.1:1234", "6.6.6.6, 198.51.100.2, 10.0.0.2", "198.51.100.2"},
+		{"10.0.0.1:1234", "", "10.0.0.1"},
+		{"10.0.0.1:1234", "garbage", "10.0.0.1"},
+		{"[::1]:1234", "2001:db8::1", "2001:db8::1"},
+		{"[::ffff:10.0.0.3]:1234", "198.51.100.9", "198.51.100.9"},
+		{"pipe", "", "pipe"},
+	} {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		require.Equal(t, tc.want, h.clientIP(r), "%s via %s", tc.xff, tc.remote)
+	}
+}
+
+func TestWebhookConcurrentIdenticalDeliveries(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		srv := httptest.NewServer(newTestHandler(t, tdb))
+		t.Cleanup(srv.Close)
+		body := fixtureBytes(t, "product.json")
+		const n = 16
+		answers := make([]map[string]any, n)
+		statuses := make([]int, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				req, err := http.NewRequest("POST", srv.URL+"/webhooks/products", bytes.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(HeaderWebhookKey, testWebhookKey)
+				resp, err := srv.Client().Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer resp.Body.Close()
+				statuses[i] = resp.StatusCode
+				_ = json.NewDecoder(resp.Body).Decode(&answers[i])
+			})
+		}
+		close(start)
+		wg.Wait()
+		fresh := 0
+		for i := range n {
+			require.Equal(t, http.StatusOK, statuses[i], "%v", answers[i])
+			require.Equal(t, answers[0]["event_id"], answers[i]["event_id"])
+			if answers[i]["duplicate"] == false {
+				fresh++
+			}
+		}
+		require.Equal(t, 1, fresh, "exactly one delivery is new")
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue"))
+	})
+}
+
+func TestHandlerUnderStripPrefix(t *testing.T) {
+	h := newTestHandler(t, openTestDB(t, "sqlite"))
+	mux := http.NewServeMux()
+	mux.Handle("/sync/", http.StripPrefix("/sync", h))
+	mux.HandleFunc("GET /app", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "app") })
+
+	a := serve(t, mux, "POST", "/sync/webhooks/products", fixtureBytes(t, "product.json"), HeaderWebhookKey, testWebhookKey)
+	require.Equal(t, http.StatusOK, a.status, a.raw)
+	require.Equal(t, true, a.body["queued"])
+	require.Equal(t, "healthy", serve(t, mux, "GET", "/sync/health", nil).body["status"])
+	requireError(t, serve(t, mux, "GET", "/sync/webhooks/products", nil), 405, "method not allowed")
+	requireError(t, serve(t, mux, "GET", "/sync/admin/events", nil), 401, "bearer")
+	events := serve(t, mux, "GET", "/sync/admin/events", nil, "Authorization", "Bearer "+testAdminToken)
+	require.Equal(t, http.StatusOK, events.status, events.raw)
+	require.Len(t, events.body["events"], 1)
+}
+
+func TestHandlerInChiRouter(t *testing.T) {
+	h := newTestHandler(t, openTestDB(t, "sqlite"))
+	r := chi.NewRouter()
+	r.Get("/", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "home") })
+	r.Mount("/integrations/zoho", http.StripPrefix("/integrations/zoho", h))
+
+	a := serve(t, r, "POST", "/integrations/zoho/webhooks/invoices", fixtureBytes(t, "invoice.json"), HeaderWebhookKey, testWebhookKey)
+	require.Equal(t, http.StatusOK, a.status, a.raw)
+	require.Equal(t, true, a.body["queued"])
+	require.Equal(t, "healthy", serve(t, r, "GET", "/integrations/zoho/health", nil).body["status"])
+	requireError(t, serve(t, r, "POST", "/integrations/zoho/webhooks/widgets", []byte(`{}`), HeaderWebhookKey, testWebhookKey), 404, "unknown webhook route")
+	stats := serve(t, r, "GET", "/integrations/zoho/queue/stats", nil, "Authorization", "Bearer "+testAdminToken)
+	require.Equal(t, http.StatusOK, stats.status, stats.raw)
+	require.EqualValues(t, 1, stats.body["total_events"])
+}
+
+func TestHealth(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb)
+		require.Equal(t, http.StatusOK, webhook(t, h, "products", fixtureBytes(t, "product.json")).status)
+		a := serve(t, h, "GET", "/health", nil) // no credentials needed
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, map[string]any{
+			"status":   "healthy",
+			"database": "ok",
+			"queue":    map[string]any{"pending": 1.0, "processing": 0.0, "retry": 0.0, "dead_letter": 0.0},
+		}, a.body)
+	})
+}
+
+func TestNewHandlerOptions(t *testing.T) {
+	tdb := openTestDB(t, "sqlite")
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		err  string
+	}{
+		{"no verifier fails closed", nil, "no webhook verifier"},
+		{"admin token alone is no verifier", []Option{WithAdminToken("t")}, "no webhook verifier"},
+		{"without authentication and a key", []Option{WithoutAuthentication(), WithWebhookKeys("k")}, "WithoutAuthentication"},
+		{"admin token equals a webhook key", []Option{WithWebhookKeys("same"), WithAdminToken("same")}, "WithAdminToken"},
+		{"empty key", []Option{WithWebhookKeys("")}, "WithWebhookKeys"},
+		{"no keys", []Option{WithWebhookKeys()}, "WithWebhookKeys"},
+		{"empty zoho secret", []Option{WithZohoSecret("")}, "WithZohoSecret"},
+		{"bad standard secret", []Option{WithStandardWebhooksSecrets("whsec_not base64!")}, "WithStandardWebhooksSecrets"},
+		{"zero body limit", []Option{WithWebhookKeys("k"), WithMaxBodyBytes(0)}, "WithMaxBodyBytes"},
+		{"bad proxy", []Option{WithWebhookKeys("k"), WithTrustedProxies("10.0.0.0/99")}, "WithTrustedProxies"},
+		{"empty delivery id header", []Option{WithWebhookKeys("k"), WithDeliveryIDHeader(" ")}, "WithDeliveryIDHeader"},
+		{"short retry after", []Option{WithWebhookKeys("k"), WithRetryAfter(0)}, "WithRetryAfter"},
+		{"empty admin token", []Option{WithWebhookKeys("k"), WithAdminToken("")}, "WithAdminToken"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewHandler(tdb.db, tc.opts...)
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+	_, err := NewHandler(nil, WithoutAuthentication())
+	require.Error(t, err)
+	_, err = NewHandler(tdb.db, WithoutAuthentication())
+	require.NoError(t, err)
+	_, err = NewHandler(tdb.db, WithZohoSecret("a"), WithZohoSecret("b"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("k1", "k2"))
+	require.NoError(t, err)
+}
+
+func TestWebhookWithoutAuthentication(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb, WithoutAuthentication(), WithDeliveryIDHeader("X-Delivery-Id"))
+		body := fixtureBytes(t, "product.json")
+		a := serve(t, h, "POST", "/webhooks/products", body, "X-Delivery-Id", "d-1")
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, "zoho:product:460000000038080:update:d:d-1", a.body["idempotency_key"])
+		// Another delivery id makes the same content a new delivery.
+		b := serve(t, h, "POST", "/webhooks/products", body, "X-Delivery-Id", "d-2")
+		require.Equal(t, false, b.body["duplicate"], b.raw)
+		ev, err := NewInboxOrFail(t, tdb).Get(context.Background(), 1)
+		require.NoError(t, err)
+		require.False(t, ev.RequestMetadata.SignatureVerified)
+		require.Empty(t, ev.RequestMetadata.Verifier)
+		long := serve(t, h, "POST", "/webhooks/products", body, "X-Delivery-Id", strings.Repeat("x", 201))
+		requireError(t, long, 400, "delivery id")
+	})
+}
+
+// FuzzWebhookDecode feeds arbitrary bodies and headers through the part of
+// the request path that runs before the database: content type, key and
+// signature checks on the raw bytes, envelope parsing. It must never panic,
+// accept only what a verifier vouched for, and always accept a correct
+// signature. The seeds run as an ordinary test.
+func FuzzWebhookDecode(f *testing.F) {
+	now := time.Unix(1614265330, 0)
+	const zohoKey = "zoho-secret"
+	swKey, err := decodeStandardSecret(swExampleSecret)
+	require.NoError(f, err)
+	d := &webhookDecoder{
+		verifiers: []verifier{
+			keyVerifier{digests: [][sha256.Size]byte{sha256.Sum256([]byte(testWebhookKey))}},
+			standardVerifier{secrets: [][]byte{swKey}, tolerance: StandardWebhooksTolerance},
+			zohoVerifier{secrets: [][]byte{[]byte(zohoKey)}},
+		},
+		deliveryIDHeader: "X-Delivery-Id",
+		now:              func() time.Time { return now },
+	}
+	products, _ := ZohoRegistry().ByRoute("products")
+
+	entries, err := os.ReadDir(filepath.Join("testdata", "envelope"))
+	require.NoError(f, err)
+	for _, e := range entries {
+		body := fixtureBytes(f, e.Name())
+		f.Add(body, "application/json", testWebhookKey, "", "", "", "")
+		f.Add(body, "application/json", "", zohoSign(zohoKey, body), "", "", "")
+		f.Add(body, "", "", "", "msg_1", swExampleTimestamp, swSign(f, swExampleSecret, "msg_1", swExampleTimestamp, body))
+	}
+	f.Add([]byte(swExampleBody), "application/json", "", "", swExampleID, swExampleTimestamp, swExampleSignature)
+	f.Add([]byte(`{"event_type":"update","entity_type":"product","entity_id":7,"data":{}}`), "application/json; charset=utf-8", testWebhookKey, "", "", "", "")
+	f.Add([]byte(`{"event_type":"update",`), "application/json", testWebhookKey, "", "", "", "")
+	f.Add([]byte(`null`), "text/plain", "wrong", "zz", "", "99999999999999999999", "v1,")
+	f.Add([]byte{}, "application/problem+json", "", "", "id", "-1", "v1,AAAA v1a,BBBB")
+	f.Add([]byte("\xff\xfe{}"), "application/json", "", "00", "msg", "1614265330", "v1,"+strings.Repeat("A", 44))
+
+	f.Fuzz(func(t *testing.T, body []byte, contentType, key, zohoSig, id, ts, sig string) {
+		h := http.Header{}
+		for name, v := range map[string]string{
+			"Content-Type": contentType, HeaderWebhookKey: key, HeaderZohoSignature: zohoSig,
+			HeaderWebhookID: id, HeaderWebhookTimestamp: ts, HeaderWebhookSignature: sig,
+		} {
+			if v != "" {
+				h.Set(name, v)
+			}
+		}
+		ev, herr := d.decode(h, body, products)
+		if herr != nil {
+			require.Contains(t, []int{400, 401, 415}, herr.status)
+			require.NotEmpty(t, herr.msg)
+			require.NotContains(t, herr.msg, "tds:")
+		} else {
+			require.Equal(t, "product", ev.EntityType)
+			require.True(t, ev.Metadata.SignatureVerified)
+			_, perr := ParseEnvelope(body)
+			require.NoError(t, perr)
+			require.LessOrEqual(t, len(ev.DeliveryID), maxDeliveryIDBytes)
+			switch ev.Metadata.Verifier {
+			case VerifierWebhookKey:
+				require.Equal(t, testWebhookKey, key)
+			case VerifierZoho:
+				require.True(t, strings.EqualFold(strings.TrimSpace(zohoSig), zohoSign(zohoKey, body)))
+			case VerifierStandardWebhooks:
+				require.Contains(t, sig, swSign(t, swExampleSecret, id, ts, body)[3:])
+			default:
+				t.Fatalf("accepted by unknown verifier %q", ev.Metadata.Verifier)
+			}
+		}
+
+		// The same bytes correctly signed always pass verification.
+		if !isJSONContentType(contentType) {
+			return
+		}
+		signed := http.Header{HeaderZohoSignature: {zohoSign(zohoKey, body)}}
+		if contentType != "" {
+			signed.Set("Content-Type", contentType)
+		}
+		ev2, herr2 := d.decode(signed, body, products)
+		if herr2 != nil {
+			require.Equal(t, http.StatusBadRequest, herr2.status, herr2.msg)
+		} else {
+			require.Equal(t, VerifierZoho, ev2.Metadata.Verifier)
+		}
+	})
+}
