@@ -1,0 +1,259 @@
+// Command server is the tds reference server: it receives Zoho webhooks,
+// stores and queues them, and syncs each entity into a mirror table
+// (products, customers, invoices, ...) of the same database.
+//
+//	go run ./examples/server
+//
+// starts it on :8001 with the SQLite file tds.db in the working directory;
+// nothing else needs installing. Every flag has an environment equivalent:
+//
+//	-addr                      TDS_ADDR                      listen address (:8001)
+//	-database                  TDS_DATABASE_URL              postgres://… or sqlite:PATH (sqlite:tds.db)
+//	-webhook-keys              TDS_WEBHOOK_KEYS              shared webhook keys, comma-separated
+//	-zoho-secret               TDS_ZOHO_SECRET               Zoho webhook secret (HMAC-SHA256 signature)
+//	-standard-webhooks-secret  TDS_STANDARD_WEBHOOKS_SECRET  Standard Webhooks secret (whsec_…)
+//	-admin-token               TDS_ADMIN_TOKEN               bearer token of the admin API
+//	-workers                   TDS_WORKERS                   jobs synced at once (4)
+//
+// A flag wins over its environment variable. With no webhook key and no
+// secret it generates a webhook key, and with no admin token an admin
+// token, and prints them once as shell export lines.
+//
+// SIGINT or SIGTERM shuts it down gracefully: it stops accepting
+// connections, lets in-flight requests finish, drains the workers (no job is
+// left processing) and exits 0.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tdscore/tds"
+)
+
+// Timeouts of the HTTP server and of the shutdown.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	shutdownTimeout   = 30 * time.Second
+	startTimeout      = 30 * time.Second
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// settings are the flags, after their environment defaults.
+type settings struct {
+	addr, database, webhookKeys, zohoSecret, standardSecret, adminToken string
+	workers                                                             int
+}
+
+func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (*settings, error) {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	workers := tds.DefaultConcurrency
+	if v := getenv("TDS_WORKERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("TDS_WORKERS=%q is not a number", v)
+		}
+		workers = n
+	}
+	var s settings
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&s.addr, "addr", env("TDS_ADDR", ":8001"), "listen address (TDS_ADDR)")
+	fs.StringVar(&s.database, "database", env("TDS_DATABASE_URL", "sqlite:tds.db"), "database URL: postgres://… or sqlite:PATH (TDS_DATABASE_URL)")
+	fs.StringVar(&s.webhookKeys, "webhook-keys", env("TDS_WEBHOOK_KEYS", ""), "shared webhook keys, comma-separated, sent in X-Webhook-Key (TDS_WEBHOOK_KEYS)")
+	fs.StringVar(&s.zohoSecret, "zoho-secret", env("TDS_ZOHO_SECRET", ""), "Zoho webhook secret, checked against X-Zoho-Webhook-Signature (TDS_ZOHO_SECRET)")
+	fs.StringVar(&s.standardSecret, "standard-webhooks-secret", env("TDS_STANDARD_WEBHOOKS_SECRET", ""), "Standard Webhooks secret, whsec_… (TDS_STANDARD_WEBHOOKS_SECRET)")
+	fs.StringVar(&s.adminToken, "admin-token", env("TDS_ADMIN_TOKEN", ""), "bearer token of the admin API (TDS_ADMIN_TOKEN)")
+	fs.IntVar(&s.workers, "workers", workers, "how many jobs are synced at once (TDS_WORKERS)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return &s, nil
+}
+
+// secret returns a random token with a recognisable prefix.
+func secret(prefix string) string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return prefix + hex.EncodeToString(b)
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	s, err := parseSettings(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "server:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	// Fail closed, but make the first run work: generate what is missing
+	// and print it once, as lines to paste into the shell that sends.
+	var generated []string
+	if s.webhookKeys == "" && s.zohoSecret == "" && s.standardSecret == "" {
+		s.webhookKeys = secret("whk_")
+		generated = append(generated, "export TDS_WEBHOOK_KEYS="+s.webhookKeys)
+	}
+	if s.adminToken == "" {
+		s.adminToken = secret("adm_")
+		generated = append(generated, "export TDS_ADMIN_TOKEN="+s.adminToken)
+	}
+	if len(generated) > 0 {
+		fmt.Fprintln(stdout, "# No webhook key or admin token configured: generated for this run.")
+		fmt.Fprintln(stdout, "# Paste these lines into the shell you send requests from:")
+		for _, line := range generated {
+			fmt.Fprintln(stdout, line)
+		}
+	}
+
+	if err := serve(s, log); err != nil {
+		log.Error("server stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the server until SIGINT or SIGTERM, then shuts it down.
+func serve(s *settings, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	db, err := tds.Open(startCtx, s.database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := tds.Migrate(startCtx, db); err != nil {
+		return err
+	}
+	reg := tds.ZohoRegistry()
+	if err := tds.MigrateMirror(startCtx, db, reg); err != nil {
+		return err
+	}
+
+	opts := []tds.Option{tds.WithRegistry(reg), tds.WithLogger(log)}
+	syncer, err := tds.NewMirrorSyncer(opts...)
+	if err != nil {
+		return err
+	}
+	worker, err := tds.NewWorker(db, syncer, append(opts, tds.WithConcurrency(s.workers))...)
+	if err != nil {
+		return err
+	}
+	hopts := append([]tds.Option{}, opts...)
+	if keys := splitList(s.webhookKeys); len(keys) > 0 {
+		hopts = append(hopts, tds.WithWebhookKeys(keys...))
+	}
+	if s.zohoSecret != "" {
+		hopts = append(hopts, tds.WithZohoSecret(s.zohoSecret))
+	}
+	if s.standardSecret != "" {
+		hopts = append(hopts, tds.WithStandardWebhooksSecrets(s.standardSecret))
+	}
+	hopts = append(hopts, tds.WithAdminToken(s.adminToken))
+	handler, err := tds.NewHandler(db, hopts...)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	// Workers run on their own context: they are stopped only after the
+	// HTTP server has finished its in-flight requests.
+	workerCtx, stopWorkers := context.WithCancel(context.Background())
+	defer stopWorkers()
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- worker.Run(workerCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+
+	log.Info("listening", "addr", ln.Addr().String(), "database", dbKind(s.database), "workers", s.workers)
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveDone:
+		failure = fmt.Errorf("http server: %w", err)
+	case err := <-workerDone:
+		workerDone <- err // read again below
+		failure = fmt.Errorf("worker stopped: %v", err)
+	}
+	stop() // a second signal kills the process
+
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancelShutdown()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		failure = errors.Join(failure, fmt.Errorf("http shutdown: %w", err))
+	}
+	stopWorkers()
+	if err := <-workerDone; err != nil {
+		failure = errors.Join(failure, fmt.Errorf("worker: %w", err))
+	}
+	if failure == nil {
+		log.Info("stopped")
+	}
+	return failure
+}
+
+// splitList splits a comma-separated list, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// dbKind names the database without its credentials, for the log.
+func dbKind(url string) string {
+	if strings.HasPrefix(url, "postgres") {
+		return "postgresql"
+	}
+	return url
+}

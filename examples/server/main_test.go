@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/dbtest"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+func TestParseSettings(t *testing.T) {
+	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "a,b", "TDS_DATABASE_URL": "sqlite:x.db"}
+	s, err := parseSettings([]string{"-addr", ":9100"}, func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, ":9100", s.addr, "a flag wins over its variable")
+	require.Equal(t, 7, s.workers)
+	require.Equal(t, "a,b", s.webhookKeys)
+	require.Equal(t, "sqlite:x.db", s.database)
+
+	s, err = parseSettings(nil, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, ":8001", s.addr)
+	require.Equal(t, "sqlite:tds.db", s.database)
+	require.Equal(t, tds.DefaultConcurrency, s.workers)
+
+	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_WORKERS": "many"}[k] }, io.Discard)
+	require.ErrorContains(t, err, "TDS_WORKERS")
+	_, err = parseSettings([]string{"extra"}, func(string) string { return "" }, io.Discard)
+	require.Error(t, err)
+	require.Equal(t, []string{"a", "b"}, splitList(" a, ,b,"))
+}
+
+// TestServerProcess builds the reference server, runs it as a process on
+// SQLite and on PostgreSQL, posts every fixture, waits for each entity to
+// reach its mirror table, then stops it with SIGTERM.
+func TestServerProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server binary")
+	}
+	bin := filepath.Join(t.TempDir(), "tds-server")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		// No key or token given: the server generates them and prints them.
+		runServer(t, bin, "sqlite:"+filepath.Join(t.TempDir(), "tds.db"), false)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		// An empty database: the server migrates it.
+		runServer(t, bin, dbtest.PostgresURL(t, nil), true)
+	})
+}
+
+// server is a running server process.
+type server struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+	addr   chan string
+	exited chan error
+}
+
+func (s *server) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return "stdout:\n" + s.stdout.String() + "\nstderr:\n" + s.stderr.String()
+}
+
+// collect copies r into buf line by line, reporting the listen address.
+func (s *server) collect(r io.Reader, buf *bytes.Buffer) {
+	listening := regexp.MustCompile(`msg=listening addr=(\S+)`)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		s.mu.Lock()
+		buf.WriteString(line + "\n")
+		s.mu.Unlock()
+		if m := listening.FindStringSubmatch(line); m != nil {
+			s.addr <- m[1]
+		}
+	}
+}
+
+func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
+	ctx := context.Background()
+	args := []string{"-addr", "127.0.0.1:0", "-database", dbURL, "-workers", "2"}
+	key, token := "", ""
+	if withFlags {
+		key, token = "proc-test-webhook-key", "proc-test-admin-token"
+		args = append(args, "-webhook-keys", "old-key,"+key, "-admin-token", token)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = t.TempDir()
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TDS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	s := &server{cmd: cmd, addr: make(chan string, 1), exited: make(chan error, 1)}
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	var pipes sync.WaitGroup
+	pipes.Go(func() { s.collect(stdout, &s.stdout) })
+	pipes.Go(func() { s.collect(stderr, &s.stderr) })
+	go func() {
+		pipes.Wait() // read everything before Wait closes the pipes
+		s.exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Log(s.output())
+		}
+	})
+
+	var base string
+	select {
+	case addr := <-s.addr:
+		base = "http://" + addr
+	case err := <-s.exited:
+		t.Fatalf("server exited before listening: %v\n%s", err, s.output())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server did not listen within 60s\n%s", s.output())
+	}
+
+	if !withFlags {
+		out := s.output()
+		key = exported(t, out, "TDS_WEBHOOK_KEYS")
+		token = exported(t, out, "TDS_ADMIN_TOKEN")
+	}
+
+	// Every fixture: the valid ones queued, the invalid one stored with 422.
+	reg := tds.ZohoRegistry()
+	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "envelope", "*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	want := map[string]string{} // entity id per mirror table, of valid events
+	valid := 0
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var env struct {
+			EntityType string `json:"entity_type"`
+			EntityID   string `json:"entity_id"`
+		}
+		require.NoError(t, json.Unmarshal(body, &env))
+		et, ok := reg.Lookup(env.EntityType)
+		require.True(t, ok, f)
+		status, answer := post(t, base+"/webhooks/"+et.Route, body, "X-Webhook-Key", key)
+		if strings.HasPrefix(filepath.Base(f), "invalid_") {
+			require.Equal(t, http.StatusUnprocessableEntity, status, "%s: %s", f, answer)
+			continue
+		}
+		require.Equal(t, http.StatusOK, status, "%s: %s", f, answer)
+		valid++
+		want[et.MirrorTable+"/"+env.EntityID] = env.EntityID
+	}
+	status, answer := post(t, base+"/webhooks/products", []byte(`{}`), "X-Webhook-Key", "wrong")
+	require.Equal(t, http.StatusUnauthorized, status, answer)
+
+	// Each entity reaches its mirror table.
+	db, err := tds.Open(ctx, dbURL)
+	require.NoError(t, err)
+	defer db.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		missing := 0
+		for tk, id := range want {
+			table := strings.SplitN(tk, "/", 2)[0]
+			var n int
+			require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table+" WHERE entity_id = ?", id).Scan(&n))
+			missing += 1 - n
+		}
+		var done int
+		require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'completed'").Scan(&done))
+		if missing == 0 && done == valid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s: %d entities missing from their mirror tables, %d of %d jobs completed\n%s", missing, done, valid, s.output())
+		}
+		<-poll.C
+	}
+	// The delete came after the update of the same product: the row is kept, marked deleted.
+	var deleted int
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM products WHERE entity_id = '460000000038080' AND deleted_at IS NOT NULL").Scan(&deleted))
+	require.Equal(t, 1, deleted)
+
+	// Health and the admin API answer.
+	resp, err := http.Get(base + "/health")
+	require.NoError(t, err)
+	var health map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&health))
+	resp.Body.Close()
+	require.Equal(t, "healthy", health["status"])
+	req, _ := http.NewRequest("GET", base+"/admin/events", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var events struct{ Events []tds.InboxEvent }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&events))
+	resp.Body.Close()
+	require.Len(t, events.Events, len(files))
+
+	// SIGTERM: a clean exit, nothing left processing.
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-s.exited:
+		require.NoError(t, err, "exit status\n%s", s.output())
+		require.Equal(t, 0, cmd.ProcessState.ExitCode())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server did not exit within 60s of SIGTERM\n%s", s.output())
+	}
+	require.Contains(t, s.output(), "msg=stopped")
+	var processing int
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'processing'").Scan(&processing))
+	require.Zero(t, processing)
+}
+
+// exported finds "export NAME=value" in the server's output.
+func exported(t *testing.T, out, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^export ` + name + `=(\S+)$`).FindStringSubmatch(out)
+	require.NotNil(t, m, "no export %s line in\n%s", name, out)
+	return m[1]
+}
+
+func post(t *testing.T, url string, body []byte, headers ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
