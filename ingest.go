@@ -205,6 +205,9 @@ func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestRe
 			Scan(ctx, &queued); err != nil {
 			return err
 		}
+		if err := notifyQueued(ctx, tx); err != nil {
+			return err
+		}
 		byEvent := make(map[int64]*Result, len(queued))
 		for _, r := range batch {
 			if r.res != nil {

@@ -28,7 +28,10 @@ import (
 //     goes back to the queue untouched.
 //   - Sync is called concurrently for different entities, never for two
 //     jobs of the same entity (source, entity type, entity id) at once,
-//     and jobs of one entity arrive in the order they were received.
+//     and jobs of one entity arrive in the order they were received: a
+//     delivery acknowledged before another began is synced first. Two
+//     deliveries of one entity that overlap in time have no defined order;
+//     compare [SyncJob.Version] to settle them, as [MirrorSyncer] does.
 //   - Calling external services from Sync is allowed but keeps the
 //     transaction open meanwhile; keep it short. A Sync that runs longer
 //     than the lease is fine: the worker renews the lease while it runs.
