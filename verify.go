@@ -23,16 +23,16 @@ const (
 	// HeaderWebhookID, HeaderWebhookTimestamp and HeaderWebhookSignature
 	// are the Standard Webhooks headers ([WithStandardWebhooksSecrets]).
 	// The webhook id is the delivery id used for idempotency.
-	HeaderWebhookID        = "Webhook-Id"
-	HeaderWebhookTimestamp = "Webhook-Timestamp"
-	HeaderWebhookSignature = "Webhook-Signature"
+	HeaderWebhookID        = "Webhook-Id"        // the message id: the delivery id
+	HeaderWebhookTimestamp = "Webhook-Timestamp" // Unix seconds, signed with the body
+	HeaderWebhookSignature = "Webhook-Signature" // space-separated "v1,<base64>" entries
 )
 
 // Verifier names recorded in [RequestMetadata.Verifier].
 const (
-	VerifierWebhookKey       = "webhook-key"
-	VerifierZoho             = "zoho-signature"
-	VerifierStandardWebhooks = "standard-webhooks"
+	VerifierWebhookKey       = "webhook-key"       // X-Webhook-Key matched a configured key
+	VerifierZoho             = "zoho-signature"    // X-Zoho-Webhook-Signature was valid
+	VerifierStandardWebhooks = "standard-webhooks" // a webhook-signature entry was valid
 )
 
 // StandardWebhooksTolerance is how far a Standard Webhooks timestamp may be
