@@ -3,10 +3,13 @@ package tds
 import (
 	"context"
 	"errors"
+	"hash/fnv"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 // Group commit: concurrent Process calls share one transaction and one
@@ -174,6 +177,11 @@ func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestRe
 			rows = append(rows, r.row)
 		}
 	}
+	if isPostgres(tx) {
+		if err := lockEntities(ctx, tx, rows); err != nil {
+			return err
+		}
+	}
 	var inserted []struct {
 		ID             int64  `bun:"id"`
 		IdempotencyKey string `bun:"idempotency_key"`
@@ -275,3 +283,34 @@ func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestRe
 
 // afterCommit runs once a batch's transaction has committed.
 func (p *Processor) afterCommit(batch []*ingestReq) {}
+
+// entityLockClass is the first key of the transaction-scoped advisory locks
+// that order ingestion per entity on PostgreSQL ("tdse").
+const entityLockClass = 0x74647365
+
+// lockEntities takes, until tx ends, an advisory lock per entity of rows,
+// in ascending key order so that batches never deadlock. Two transactions
+// ingesting events of one entity are thereby serialised, so that entity's
+// jobs get ids in the order their transactions commit, and the worker,
+// which syncs an entity's jobs in id order, syncs them in the order they
+// were received. (SQLite has one writer: its order is the commit order.)
+func lockEntities(ctx context.Context, tx bun.Tx, rows []*InboxEvent) error {
+	keys := make([]int32, 0, len(rows))
+	seen := make(map[int32]bool, len(rows))
+	for _, r := range rows {
+		h := fnv.New32a()
+		for _, part := range []string{r.Source, r.EntityType, r.SourceEntityID} {
+			h.Write([]byte(part))
+			h.Write([]byte{0})
+		}
+		k := int32(h.Sum32())
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	_, err := tx.NewRaw("SELECT pg_advisory_xact_lock(?, k) FROM unnest(?::int4[]) WITH ORDINALITY AS u(k, i) ORDER BY i",
+		entityLockClass, pgdialect.Array(keys)).Exec(ctx)
+	return err
+}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -146,4 +147,46 @@ func BenchmarkProcess(b *testing.B) {
 			})
 		}
 	}
+}
+
+// On PostgreSQL, ingesting an event of an entity waits for any open
+// transaction that ingests the same entity, so that the entity's job ids
+// follow commit order.
+func TestIngestSerialisesOneEntityOnPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := openTestDB(t, "postgres")
+	p := newTestProcessor(t, tdb.db)
+
+	tx1, err := tdb.db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	first, err := p.ProcessTx(ctx, tx1, productEvent("42", "v1"))
+	require.NoError(t, err)
+
+	// Another entity is not held up.
+	_, err = p.Process(ctx, productEvent("43", "other"))
+	require.NoError(t, err)
+
+	type outcome struct {
+		res *Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := p.Process(ctx, productEvent("42", "v2"))
+		done <- outcome{res, err}
+	}()
+	// The second delivery of entity 42 waits on the first's advisory lock.
+	require.Eventually(t, func() bool {
+		return count(t, tdb.db, `SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`) == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	select {
+	case o := <-done:
+		t.Fatalf("second delivery finished while the first was uncommitted: %+v", o)
+	default:
+	}
+	require.NoError(t, tx1.Commit())
+	o := <-done
+	require.NoError(t, o.err)
+	require.Greater(t, o.res.JobID, first.JobID)
 }

@@ -28,10 +28,11 @@ import (
 //     goes back to the queue untouched.
 //   - Sync is called concurrently for different entities, never for two
 //     jobs of the same entity (source, entity type, entity id) at once,
-//     and jobs of one entity arrive in the order they were received: a
-//     delivery acknowledged before another began is synced first. Two
-//     deliveries of one entity that overlap in time have no defined order;
-//     compare [SyncJob.Version] to settle them, as [MirrorSyncer] does.
+//     and jobs of one entity arrive in the order they were received (the
+//     order in which their ingest transactions committed; concurrent
+//     deliveries of one entity are ingested one after the other). The
+//     source may still send versions out of order: compare
+//     [SyncJob.Version] to ignore stale ones, as [MirrorSyncer] does.
 //   - Calling external services from Sync is allowed but keeps the
 //     transaction open meanwhile; keep it short. A Sync that runs longer
 //     than the lease is fine: the worker renews the lease while it runs.

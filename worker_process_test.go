@@ -204,19 +204,16 @@ func TestWorkerOrderAcrossProcesses(t *testing.T) {
 	}
 	rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
 
-	// Eight senders, each owning the entities n%8 == i and delivering them in
-	// the shuffled order: deliveries of one entity never overlap, so the
-	// order received is well defined (concurrent deliveries of one entity
-	// have none), while different entities are ingested concurrently and
-	// share group commits.
+	// Eight concurrent senders take the shuffled deliveries round-robin, so
+	// deliveries of one entity overlap in time and share group commits.
+	// Ingest serialises one entity's transactions, so its jobs' ids follow
+	// their commit order, which the workers then keep.
 	p, err := NewProcessor(tdb.db)
 	require.NoError(t, err)
 	const senders = 8
 	var work [senders][]*Event
-	for _, ev := range evs {
-		var n int
-		_, _ = fmt.Sscan(ev.EntityID, &n)
-		work[n%senders] = append(work[n%senders], ev)
+	for i, ev := range evs {
+		work[i%senders] = append(work[i%senders], ev)
 	}
 	var wg sync.WaitGroup
 	var dups atomic.Int32
