@@ -217,6 +217,11 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrInvalidEvent):
 		writeError(w, http.StatusBadRequest, publicError(err))
 		return
+	case err != nil && r.Context().Err() != nil:
+		// The sender hung up before its event was stored; it will retry.
+		h.cfg.logger.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelInfo, "tds: webhook abandoned by the sender",
+			slog.String("route", route), slog.Any("error", err))
+		return
 	case err != nil:
 		h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: webhook not stored",
 			slog.String("route", route), slog.Any("error", err))
