@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -31,44 +32,58 @@ type ingestReq struct {
 	prio  int
 	res   *Result
 	err   error
-	done  chan struct{}
-	taken bool // by a batch; guarded by batcher.mu
-	gone  bool // the caller stopped waiting before a batch took it
+	done  chan struct{} // closed when the batch holding it has ended
+	lead  chan struct{} // receives the leadership of batches
+	taken bool          // by a batch; guarded by batcher.mu
+	gone  bool          // the caller stopped waiting before a batch took it
 }
 
-// batcher groups concurrent requests. There is no background goroutine: a
-// caller that finds a free slot becomes the leader of the next batch, runs
-// it, and wakes the other callers of that batch.
+// batcher groups concurrent requests. There is no background goroutine:
+// up to inflight callers at a time are leaders, each taking the waiting
+// requests as a batch, running it and waking its callers. A leader whose
+// own request is done hands the leadership to the oldest waiting request,
+// so nobody leads for long and every waiter blocks on channels of its own.
 type batcher struct {
-	p       *Processor
-	max     int
+	p        *Processor
+	max      int
+	inflight int
+
 	mu      sync.Mutex
 	pending []*ingestReq
-	slots   chan struct{} // one per transaction in flight
+	leaders int
 }
 
 func newBatcher(p *Processor, max, inflight int) *batcher {
-	return &batcher{p: p, max: max, slots: make(chan struct{}, inflight)}
+	return &batcher{p: p, max: max, inflight: inflight}
 }
 
 func (b *batcher) do(ctx context.Context, r *ingestReq) (*Result, error) {
 	r.done = make(chan struct{})
+	r.lead = make(chan struct{}, 1)
 	b.mu.Lock()
 	b.pending = append(b.pending, r)
+	if b.leaders < b.inflight {
+		b.leaders++
+		r.lead <- struct{}{}
+	}
 	b.mu.Unlock()
 	for {
 		select {
 		case <-r.done:
 			return r.res, r.err
-		case b.slots <- struct{}{}:
-			if batch := b.take(); len(batch) > 0 {
-				b.run(ctx, batch)
-			}
-			<-b.slots
+		case <-r.lead:
+			b.leadUntilDone(ctx, r)
 		case <-ctx.Done():
 			b.mu.Lock()
 			taken := r.taken
-			r.gone = !taken
+			if !taken {
+				r.gone = true
+				select {
+				case <-r.lead: // promoted meanwhile: pass it on
+					b.handOffLocked()
+				default:
+				}
+			}
 			b.mu.Unlock()
 			if !taken {
 				return nil, ctx.Err()
@@ -78,6 +93,47 @@ func (b *batcher) do(ctx context.Context, r *ingestReq) (*Result, error) {
 			return r.res, r.err
 		}
 	}
+}
+
+// leadUntilDone runs batches until r's is done, then hands the leadership
+// on, or gives it up when nothing waits.
+func (b *batcher) leadUntilDone(ctx context.Context, r *ingestReq) {
+	for {
+		batch := b.take()
+		if len(batch) > 0 {
+			b.run(ctx, batch)
+		}
+		select {
+		case <-r.done:
+			b.mu.Lock()
+			b.handOffLocked()
+			b.mu.Unlock()
+			return
+		default:
+		}
+		if len(batch) == 0 {
+			// r is in another leader's batch: wait for it there.
+			b.mu.Lock()
+			b.handOffLocked()
+			b.mu.Unlock()
+			return
+		}
+	}
+}
+
+// handOffLocked passes a leadership to the oldest request still waiting,
+// or retires it.
+func (b *batcher) handOffLocked() {
+	for _, w := range b.pending {
+		if !w.gone && !w.taken {
+			select {
+			case w.lead <- struct{}{}:
+				return
+			default: // w leads already
+			}
+		}
+	}
+	b.leaders--
 }
 
 // take removes up to max waiting requests from the queue, oldest first.
@@ -107,7 +163,7 @@ func (b *batcher) run(ctx context.Context, batch []*ingestReq) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ingestTimeout)
 	defer cancel()
 	err := b.p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		return b.p.storeBatch(ctx, tx, batch)
+		return b.p.storeBatch(ctx, tx, batch, false)
 	})
 	if err == nil {
 		b.p.afterCommit(batch)
@@ -124,7 +180,7 @@ func (b *batcher) run(ctx context.Context, batch []*ingestReq) {
 	for _, r := range batch {
 		one := []*ingestReq{r}
 		err := b.p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			return b.p.storeBatch(ctx, tx, one)
+			return b.p.storeBatch(ctx, tx, one, false)
 		})
 		if err != nil {
 			r.res, r.err = nil, wrapDBErr("processing event", err)
@@ -165,7 +221,11 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 // storeBatch stores the batch's events in tx with one INSERT per table,
 // and sets each request's result. Redeliveries, within the batch or of
 // events stored before, become duplicates.
-func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestReq) error {
+//
+// With notifyInTx it wakes workers from inside tx (on PostgreSQL the
+// notification is delivered when tx commits); otherwise the caller wakes
+// them once it has committed.
+func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestReq, notifyInTx bool) error {
 	// The first request of each key stores it; later ones are duplicates.
 	first := make(map[string]*ingestReq, len(batch))
 	rows := make([]*InboxEvent, 0, len(batch))
@@ -213,8 +273,10 @@ func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestRe
 			Scan(ctx, &queued); err != nil {
 			return err
 		}
-		if err := notifyQueued(ctx, tx); err != nil {
-			return err
+		if notifyInTx {
+			if err := notifyQueued(ctx, tx); err != nil {
+				return err
+			}
 		}
 		byEvent := make(map[int64]*Result, len(queued))
 		for _, r := range batch {
@@ -281,8 +343,64 @@ func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestRe
 	return nil
 }
 
-// afterCommit runs once a batch's transaction has committed.
-func (p *Processor) afterCommit(batch []*ingestReq) {}
+// afterCommit runs once a batch's transaction has committed: it wakes the
+// workers if the batch queued a job.
+func (p *Processor) afterCommit(batch []*ingestReq) {
+	for _, r := range batch {
+		if r.err == nil && r.res != nil && r.res.JobID != 0 && !r.res.Duplicate {
+			p.wake.poke()
+			return
+		}
+	}
+}
+
+// waker wakes idle workers after ingest commits. On PostgreSQL it sends
+// NOTIFY in a transaction of its own rather than in the ingest transaction:
+// PostgreSQL serialises the commits of notifying transactions (a lock held
+// until after the commit record is flushed), which would undo group
+// commit. At most one NOTIFY per process is in flight; pokes meanwhile
+// coalesce into one more. On SQLite the wake-up is an in-process signal.
+type waker struct {
+	db      *bun.DB
+	log     *slog.Logger
+	mu      sync.Mutex
+	sending bool
+	again   bool
+}
+
+func (w *waker) poke() {
+	if !isPostgres(w.db) {
+		_ = notifyQueued(context.Background(), w.db)
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sending {
+		w.again = true
+		return
+	}
+	w.sending = true
+	go w.send()
+}
+
+func (w *waker) send() {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := notifyQueued(ctx, w.db); err != nil {
+			// Workers poll as well; a lost wake-up costs latency, not data.
+			w.log.Debug("tds: waking workers failed", "error", err)
+		}
+		cancel()
+		w.mu.Lock()
+		if !w.again {
+			w.sending = false
+			w.mu.Unlock()
+			return
+		}
+		w.again = false
+		w.mu.Unlock()
+	}
+}
 
 // entityLockClass is the first key of the transaction-scoped advisory locks
 // that order ingestion per entity on PostgreSQL ("tdse").

@@ -36,6 +36,7 @@ type Processor struct {
 	db    *bun.DB
 	cfg   *config
 	batch *batcher
+	wake  *waker
 }
 
 // NewProcessor returns a Processor on db. It reads every option of this
@@ -53,7 +54,7 @@ func NewProcessor(db *bun.DB, opts ...Option) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Processor{db: db, cfg: cfg}
+	p := &Processor{db: db, cfg: cfg, wake: &waker{db: db, log: cfg.logger}}
 	inflight := 4 // transactions in flight: one commits while the next fills
 	if isSQLite(db) {
 		inflight = 1 // one writer
@@ -97,7 +98,7 @@ func (p *Processor) ProcessTx(ctx context.Context, tx bun.Tx, ev *Event) (*Resul
 	if err != nil {
 		return nil, err
 	}
-	if err := p.storeBatch(ctx, tx, []*ingestReq{r}); err != nil {
+	if err := p.storeBatch(ctx, tx, []*ingestReq{r}, true); err != nil {
 		return nil, wrapDBErr("processing event", err)
 	}
 	return r.res, nil
