@@ -163,6 +163,7 @@ RETURNING *`, now, msg, CodeLeaseExpired, now, now).Scan(ctx, &rescued); err != 
 	if err != nil {
 		return 0, wrapDBErr("rescuing expired leases", err)
 	}
+	w.stats.rescued.Add(int64(len(rescued)))
 	for _, j := range rescued {
 		w.log.Warn("tds: rescued a job whose lease expired", "job", j.ID, "holder", deref(j.LockedBy), "status", j.Status)
 	}

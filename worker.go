@@ -18,10 +18,10 @@ import (
 
 // Defaults of the worker options.
 const (
-	// DefaultConcurrency is how many jobs a Worker syncs at once.
+	// DefaultConcurrency is how many batches a Worker runs at once.
 	DefaultConcurrency = 4
-	// DefaultBatchSize is the most jobs a Worker claims in one statement.
-	DefaultBatchSize = 10
+	// DefaultBatchSize is the most jobs a Worker runs in one transaction.
+	DefaultBatchSize = 100
 	// DefaultPollInterval is how often an idle Worker looks for work when
 	// no wake-up arrives.
 	DefaultPollInterval = time.Second
@@ -48,6 +48,7 @@ type workerSettings struct {
 	retention            time.Duration
 	retryPolicy          RetryPolicy
 	workerID             string
+	observer             func(JobResult)
 }
 
 func (s *workerSettings) withDefaults() workerSettings {
@@ -92,8 +93,9 @@ func defaultWorkerID() string {
 	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b))
 }
 
-// WithConcurrency sets how many jobs a Worker syncs at once.
-// Defaults to [DefaultConcurrency].
+// WithConcurrency sets how many batches a Worker runs at once, each in a
+// transaction and on a connection of its own (on SQLite, whose pool has one
+// connection, they take turns). Defaults to [DefaultConcurrency].
 func WithConcurrency(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -104,8 +106,15 @@ func WithConcurrency(n int) Option {
 	}
 }
 
-// WithBatchSize sets the most jobs a Worker claims in one statement; it
-// never claims more than it has free slots. Defaults to [DefaultBatchSize].
+// WithBatchSize sets the most jobs a Worker runs in one transaction: the
+// jobs of a batch are synced one after the other, each in a savepoint of
+// its own, and complete with one commit. Larger batches mean fewer commits
+// (each a disk flush on PostgreSQL) and more throughput; but a Syncer that
+// runs long keeps the rest of its batch waiting, and none of the batch's
+// effects is visible before the batch commits. Size 1 is one transaction
+// per job. When few jobs wait, a claim spreads them over the free batches,
+// so a light load runs in small batches anyway.
+// Defaults to [DefaultBatchSize].
 func WithBatchSize(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -180,6 +189,7 @@ type Worker struct {
 	ws      workerSettings
 	log     *slog.Logger
 	running atomic.Bool
+	stats   workerCounters
 }
 
 // NewWorker returns a Worker that syncs the jobs of db with s. It reads
@@ -221,6 +231,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return errors.New("tds: Worker.Run: already running")
 	}
 	defer w.running.Store(false)
+	w.stats.reset()
 	if err := w.db.PingContext(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -253,23 +264,24 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for ctx.Err() == nil {
 		if claimNow && busy < w.ws.concurrency {
-			want := min(w.ws.concurrency-busy, w.ws.batchSize)
+			free := w.ws.concurrency - busy
+			want := free * w.ws.batchSize
 			jobs, err := w.claim(ctx, want)
 			switch {
 			case err != nil && ctx.Err() == nil:
 				w.log.Error("tds: claiming jobs", "err", err)
 				claimNow = false
 			case err == nil:
-				for _, job := range jobs {
+				for _, batch := range splitBatches(jobs, free) {
 					busy++
 					inflight.Add(1)
 					go func() {
 						defer inflight.Done()
-						w.process(syncCtx, job)
+						w.processBatch(syncCtx, ctx.Done(), batch)
 						done <- struct{}{}
 					}()
 				}
-				// A full batch means more may be waiting.
+				// A full claim means more may be waiting.
 				claimNow = len(jobs) == want
 			}
 			if claimNow && busy < w.ws.concurrency {
@@ -282,7 +294,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-wake:
 			claimNow = true
 		case <-done:
-			// A finished job may unblock the next job of its entity.
+			// A finished batch may unblock the next jobs of its entities.
 			busy--
 			claimNow = true
 		case <-timer.C:
@@ -343,6 +355,7 @@ const claimLockKey = 0x7464732e636c6169
 // can never both take jobs of one entity. On SQLite the single writer
 // serialises claims already.
 func (w *Worker) claim(ctx context.Context, n int) ([]*Job, error) {
+	start := time.Now()
 	now := w.now()
 	args := []any{w.ws.workerID, now.Add(w.ws.leaseDuration), now, now, n}
 	var jobs []*Job
@@ -357,9 +370,12 @@ func (w *Worker) claim(ctx context.Context, n int) ([]*Job, error) {
 	} else {
 		err = w.db.NewRaw(fmt.Sprintf(claimSQL, ""), args...).Scan(ctx, &jobs)
 	}
+	w.stats.claims.Add(1)
+	w.stats.claimNanos.Add(int64(time.Since(start)))
 	if err != nil {
 		return nil, wrapDBErr("claiming jobs", err)
 	}
+	w.stats.claimedJobs.Add(int64(len(jobs)))
 	sort.Slice(jobs, func(i, j int) bool {
 		if jobs[i].Priority != jobs[j].Priority {
 			return jobs[i].Priority < jobs[j].Priority
@@ -367,6 +383,18 @@ func (w *Worker) claim(ctx context.Context, n int) ([]*Job, error) {
 		return jobs[i].ID < jobs[j].ID
 	})
 	return jobs, nil
+}
+
+// splitBatches deals the claimed jobs (in claim order) into at most n
+// batches of nearly equal size, keeping each batch in claim order.
+func splitBatches(jobs []*Job, n int) [][]*Job {
+	n = min(n, len(jobs))
+	out := make([][]*Job, 0, n)
+	for i := range n {
+		lo, hi := i*len(jobs)/n, (i+1)*len(jobs)/n
+		out = append(out, jobs[lo:hi])
+	}
+	return out
 }
 
 // leaseWhere restricts an update to the job as w claimed it: the owner and
@@ -379,88 +407,6 @@ func leaseWhere(q *bun.UpdateQuery, job *Job, owner string) *bun.UpdateQuery {
 		Where("status = ?", StatusProcessing)
 }
 
-// process runs one claimed job to its end: completed, failed, or handed
-// back.
-func (w *Worker) process(ctx context.Context, job *Job) {
-	started := w.now()
-	jobCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		w.heartbeat(jobCtx, cancel, job)
-	}()
-	err := w.syncJob(jobCtx, job)
-	cancel(nil)
-	<-hbDone
-
-	cause := context.Cause(jobCtx)
-	switch {
-	case err == nil:
-	case errors.Is(err, errLeaseLost) || errors.Is(cause, errLeaseLost):
-		w.log.Warn("tds: lost the lease of a job; its result was discarded", "job", job.ID)
-	case errors.Is(cause, errShutdown):
-		w.handBack(job)
-	default:
-		w.fail(job, err, started)
-	}
-}
-
-// syncJob runs the Syncer and completes the job in one transaction.
-func (w *Worker) syncJob(ctx context.Context, job *Job) error {
-	return w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		ev := new(InboxEvent)
-		if err := tx.NewSelect().Model(ev).
-			Column("payload", "source_modified_at", "received_at").
-			Where("id = ?", job.InboxEventID).Scan(ctx); err != nil {
-			return wrapDBErr("reading the job's inbox event", err)
-		}
-		sj := &SyncJob{
-			JobID:        job.ID,
-			InboxEventID: job.InboxEventID,
-			Source:       job.Source,
-			EventType:    job.EventType,
-			EntityType:   job.EntityType,
-			EntityID:     job.SourceEntityID,
-			Data:         ev.Payload,
-			Version:      ev.SourceModifiedAt.UTC(),
-			ReceivedAt:   ev.ReceivedAt.UTC(),
-			Priority:     job.Priority,
-			Attempt:      job.AttemptCount,
-			MaxAttempts:  job.MaxRetryAttempts,
-			WorkerID:     w.ws.workerID,
-			outcome:      OutcomeSynced,
-		}
-		if err := callSync(ctx, w.syncer, tx, sj); err != nil {
-			return err
-		}
-		now := w.now()
-		q := tx.NewUpdate().Model((*Job)(nil)).
-			Set("status = ?", StatusCompleted).
-			Set("outcome = ?", sj.outcome).
-			Set("completed_at = ?", now).
-			Set("updated_at = ?", now).
-			Set("locked_until = NULL")
-		if sj.detail != "" {
-			q = q.Set("outcome_detail = ?", sj.detail)
-		}
-		res, err := leaseWhere(q, job, w.ws.workerID).Exec(ctx)
-		if err != nil {
-			return wrapDBErr("completing job", err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return errLeaseLost
-		}
-		if _, err := tx.NewUpdate().Model((*InboxEvent)(nil)).
-			Set("processed_at = ?", now).
-			Where("id = ?", job.InboxEventID).
-			Exec(ctx); err != nil {
-			return wrapDBErr("marking inbox event processed", err)
-		}
-		return nil
-	})
-}
-
 func callSync(ctx context.Context, s Syncer, tx bun.Tx, job *SyncJob) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -470,85 +416,54 @@ func callSync(ctx context.Context, s Syncer, tx bun.Tx, job *SyncJob) (err error
 	return s.Sync(ctx, tx, job)
 }
 
-// heartbeat renews the job's lease every third of the lease until ctx is
-// done; when the lease turns out lost it cancels the sync.
-func (w *Worker) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, job *Job) {
-	t := time.NewTicker(w.ws.leaseDuration / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := w.now()
-		res, err := leaseWhere(w.db.NewUpdate().Model((*Job)(nil)).
-			Set("locked_until = ?", now.Add(w.ws.leaseDuration)), job, w.ws.workerID).
-			Exec(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Warn("tds: renewing a job's lease", "job", job.ID, "err", err)
-			}
-			continue
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			cancel(errLeaseLost)
-			return
-		}
-	}
-}
-
 // cleanupCtx bounds the writes a worker makes after a sync, which must not
 // depend on the (possibly cancelled) sync context.
 func cleanupCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 10*time.Second)
 }
 
-// handBack returns a job the worker did not finish to the queue at once:
-// not a failed attempt, so its attempt count goes back down.
-func (w *Worker) handBack(job *Job) {
-	ctx, cancel := cleanupCtx()
-	defer cancel()
-	now := w.now()
-	status := StatusPending
-	if job.AttemptCount > 1 {
-		status = StatusRetry
-	}
-	_, err := leaseWhere(w.db.NewUpdate().Model((*Job)(nil)).
-		Set("status = ?", status).
-		Set("attempt_count = attempt_count - 1").
-		Set("next_retry_at = ?", now).
-		Set("locked_by = NULL").
-		Set("locked_until = NULL").
-		Set("updated_at = ?", now), job, w.ws.workerID).
-		Exec(ctx)
-	if err != nil {
-		w.log.Error("tds: handing a job back; it returns when its lease expires", "job", job.ID, "err", err)
-	}
-}
-
-// fail records a failed attempt: the attempt row, then retry or dead
-// letter.
+// fail records a failed attempt of job in a transaction of its own and
+// reports it: the attempt row, then retry or dead letter.
 func (w *Worker) fail(job *Job, syncErr error, started time.Time) {
 	f := classify(syncErr, job.AttemptCount, job.MaxRetryAttempts, w.ws.retryPolicy)
 	ctx, cancel := cleanupCtx()
 	defer cancel()
-	err := w.recordFailure(ctx, job, f, w.ws.workerID, &started)
+	err := w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return w.recordFailure(ctx, tx, job, f, w.ws.workerID, &started)
+	})
 	switch {
 	case errors.Is(err, errLeaseLost):
 		w.log.Warn("tds: lost the lease of a failed job", "job", job.ID)
+		return
 	case err != nil:
 		w.log.Error("tds: recording a failed attempt; the job returns when its lease expires", "job", job.ID, "err", err)
-	case f.deadLetter:
-		w.log.Warn("tds: job dead-lettered", "job", job.ID, "entity_type", job.EntityType,
-			"entity_id", job.SourceEntityID, "attempt", job.AttemptCount, "err", syncErr)
-	default:
-		w.log.Info("tds: job failed; will retry", "job", job.ID, "attempt", job.AttemptCount,
-			"delay", f.delay, "err", syncErr)
+		return
 	}
+	w.logFailure(job, f, syncErr)
+	status := StatusRetry
+	if f.deadLetter {
+		status = StatusDeadLetter
+	}
+	bj := &batchJob{job: job}
+	r := bj.result(status, "", syncErr)
+	r.CommittedAt = w.cfg.now()
+	w.report([]JobResult{r})
 }
 
-func (w *Worker) recordFailure(ctx context.Context, job *Job, f failure, owner string, started *time.Time) error {
+func (w *Worker) logFailure(job *Job, f failure, syncErr error) {
+	if f.deadLetter {
+		w.log.Warn("tds: job dead-lettered", "job", job.ID, "entity_type", job.EntityType,
+			"entity_id", job.SourceEntityID, "attempt", job.AttemptCount, "err", syncErr)
+		return
+	}
+	w.log.Info("tds: job failed; will retry", "job", job.ID, "attempt", job.AttemptCount,
+		"delay", f.delay, "err", syncErr)
+}
+
+// recordFailure records a failed attempt of job in tx: the job goes to
+// retry or dead letter, guarded by its lease (errLeaseLost when lost), and
+// the attempt is kept in tds_sync_attempts.
+func (w *Worker) recordFailure(ctx context.Context, tx bun.Tx, job *Job, f failure, owner string, started *time.Time) error {
 	now := w.now()
 	msg := f.msg
 	if len(msg) > maxErrorLen {
@@ -562,34 +477,32 @@ func (w *Worker) recordFailure(ctx context.Context, job *Job, f failure, owner s
 	if f.deadLetter {
 		status = StatusDeadLetter
 	}
-	return w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := leaseWhere(tx.NewUpdate().Model((*Job)(nil)).
-			Set("status = ?", status).
-			Set("next_retry_at = ?", now.Add(f.delay)).
-			Set("last_error = ?", msg).
-			Set("last_error_code = ?", code).
-			Set("locked_by = NULL").
-			Set("locked_until = NULL").
-			Set("updated_at = ?", now), job, owner).
-			Exec(ctx)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return errLeaseLost
-		}
-		if _, err := tx.NewInsert().Model(&Attempt{
-			JobID: job.ID, Attempt: job.AttemptCount, Worker: &owner,
-			Error: msg, ErrorCode: code, StartedAt: started, FailedAt: now,
-		}).Exec(ctx); err != nil {
-			return err
-		}
-		if f.deadLetter {
-			_, err = tx.NewUpdate().Model((*InboxEvent)(nil)).
-				Set("processed_at = ?", now).
-				Where("id = ?", job.InboxEventID).
-				Exec(ctx)
-		}
+	res, err := leaseWhere(tx.NewUpdate().Model((*Job)(nil)).
+		Set("status = ?", status).
+		Set("next_retry_at = ?", now.Add(f.delay)).
+		Set("last_error = ?", msg).
+		Set("last_error_code = ?", code).
+		Set("locked_by = NULL").
+		Set("locked_until = NULL").
+		Set("updated_at = ?", now), job, owner).
+		Exec(ctx)
+	if err != nil {
 		return err
-	})
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errLeaseLost
+	}
+	if _, err := tx.NewInsert().Model(&Attempt{
+		JobID: job.ID, Attempt: job.AttemptCount, Worker: &owner,
+		Error: msg, ErrorCode: code, StartedAt: started, FailedAt: now,
+	}).Exec(ctx); err != nil {
+		return err
+	}
+	if f.deadLetter {
+		_, err = tx.NewUpdate().Model((*InboxEvent)(nil)).
+			Set("processed_at = ?", now).
+			Where("id = ?", job.InboxEventID).
+			Exec(ctx)
+	}
+	return err
 }
