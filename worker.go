@@ -328,11 +328,21 @@ var (
 // claimable when it waits (pending, or retry and due) and its entity has
 // no earlier unfinished job and no job in processing at all: that is what
 // keeps the jobs of one entity one at a time and in order.
+//
+// The candidates must be read in claim-index order, stopping at the limit,
+// so that a claim costs the same with a backlog of a thousand or a million:
+// PostgreSQL is told so by the settings claimPlanPG applies (its statistics
+// lag behind a fast-growing queue, and with them it sorts the whole
+// backlog), SQLite by INDEXED BY. On PostgreSQL the ids go through ARRAY()
+// so that the UPDATE finds its rows by primary key, not by a scan.
+//
+// The slots: the outer condition's opening and closing (IN or ANY(ARRAY),
+// the index hint, the lock clause.
 const claimSQL = `UPDATE tds_sync_queue
 SET status = 'processing', attempt_count = attempt_count + 1,
 	locked_by = ?, locked_until = ?, updated_at = ?
-WHERE id IN (
-	SELECT c.id FROM tds_sync_queue AS c
+WHERE id %s
+	SELECT c.id FROM tds_sync_queue AS c %s
 	WHERE c.status IN ('pending', 'retry') AND c.next_retry_at <= ?
 	AND NOT EXISTS (
 		SELECT 1 FROM tds_sync_queue AS e
@@ -342,8 +352,18 @@ WHERE id IN (
 		AND e.status IN ('pending', 'retry', 'processing')
 		AND (e.id < c.id OR e.status = 'processing'))
 	ORDER BY c.priority, c.id
-	LIMIT ? %s)
+	LIMIT ? %s%s
 RETURNING *`
+
+var (
+	claimPG     = fmt.Sprintf(claimSQL, "= ANY(ARRAY(", "", "FOR UPDATE SKIP LOCKED", "))")
+	claimSQLite = fmt.Sprintf(claimSQL, "IN (", "INDEXED BY tds_sync_queue_claim_idx", "", ")")
+)
+
+// claimPlanPG takes the claim lock and, for the claim transaction only,
+// steers the planner to the ordered index scan; one round trip.
+const claimPlanPG = `SELECT pg_advisory_xact_lock(?), set_config('enable_sort', 'off', true),
+	set_config('enable_bitmapscan', 'off', true)`
 
 // claimLockKey is the PostgreSQL advisory lock that serialises claims:
 // "tds.clai" as an int64.
@@ -362,13 +382,13 @@ func (w *Worker) claim(ctx context.Context, n int) ([]*Job, error) {
 	var err error
 	if isPostgres(w.db) {
 		err = w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(claimLockKey)); err != nil {
+			if _, err := tx.ExecContext(ctx, claimPlanPG, int64(claimLockKey)); err != nil {
 				return err
 			}
-			return tx.NewRaw(fmt.Sprintf(claimSQL, "FOR UPDATE SKIP LOCKED"), args...).Scan(ctx, &jobs)
+			return tx.NewRaw(claimPG, args...).Scan(ctx, &jobs)
 		})
 	} else {
-		err = w.db.NewRaw(fmt.Sprintf(claimSQL, ""), args...).Scan(ctx, &jobs)
+		err = w.db.NewRaw(claimSQLite, args...).Scan(ctx, &jobs)
 	}
 	w.stats.claims.Add(1)
 	w.stats.claimNanos.Add(int64(time.Since(start)))

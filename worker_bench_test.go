@@ -1,0 +1,87 @@
+package tds
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+)
+
+// enqueueBacklog stores n queued product events of distinct entities with
+// multi-row INSERTs: the fastest way to build a backlog, not a measured path.
+func enqueueBacklog(tb testing.TB, db *bun.DB, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	const chunk = 500
+	now := dbTime(time.Now())
+	run := now.UnixNano()
+	for done := 0; done < n; done += chunk {
+		k := min(chunk, n-done)
+		events := make([]*InboxEvent, k)
+		for i := range events {
+			id := fmt.Sprintf("b%d-%d", run, done+i)
+			key := "zoho:product:" + id + ":update:bench"
+			events[i] = &InboxEvent{Source: "zoho", EventType: EventUpdate, EntityType: "product",
+				SourceEntityID: id, IdempotencyKey: key, ContentHash: key,
+				Payload: fmt.Appendf(nil, `{"item_id":%q,"name":"Bench"}`, id), SourceModifiedAt: now,
+				ReceivedAt: now, IsValid: true, MovedToQueue: true}
+		}
+		require.NoError(tb, db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := tx.NewInsert().Model(&events).Returning("id").Exec(ctx); err != nil {
+				return err
+			}
+			jobs := make([]*Job, k)
+			for i, ev := range events {
+				jobs[i] = &Job{InboxEventID: ev.ID, Source: "zoho", EventType: EventUpdate, EntityType: "product",
+					SourceEntityID: ev.SourceEntityID, Status: StatusPending, Priority: DefaultPriority,
+					MaxRetryAttempts: DefaultMaxAttempts, NextRetryAt: now, CreatedAt: now, UpdatedAt: now}
+			}
+			_, err := tx.NewInsert().Model(&jobs).Exec(ctx)
+			return err
+		}))
+	}
+}
+
+// BenchmarkWorkerBurnDown drains b.N queued jobs with a no-op Syncer: the
+// worker's hot path (claim, load, savepoint, complete, commit). It reports
+// jobs/s; compare batch sizes within one run. The test PostgreSQL runs with
+// fsync off, which flatters small batches (commits cost no disk flush).
+func BenchmarkWorkerBurnDown(b *testing.B) {
+	noop := SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { return nil })
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		for _, size := range []int{1, 100} {
+			b.Run(fmt.Sprintf("%s/batch=%d", dialect, size), func(b *testing.B) {
+				tdb := openTestDB(b, dialect)
+				enqueueBacklog(b, tdb.db, b.N)
+				var completed atomic.Int64
+				all := make(chan struct{})
+				target := int64(b.N)
+				w, err := NewWorker(tdb.db, noop, WithBatchSize(size), WithLogger(slog.New(slog.DiscardHandler)),
+					WithObserver(func(r JobResult) {
+						if r.Status == StatusCompleted && completed.Add(1) == target {
+							close(all)
+						}
+					}))
+				require.NoError(b, err)
+				ctx, cancel := context.WithCancel(context.Background())
+				errc := make(chan error, 1)
+				b.ResetTimer()
+				start := time.Now()
+				go func() { errc <- w.Run(ctx) }()
+				<-all
+				elapsed := time.Since(start)
+				b.StopTimer()
+				cancel()
+				require.NoError(b, <-errc)
+				st := w.Stats()
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
+				b.ReportMetric(float64(st.ClaimTime.Microseconds())/float64(max(st.Claims, 1)), "µs/claim")
+			})
+		}
+	}
+}
