@@ -17,6 +17,12 @@ import (
 //     the completion then commit together or not at all, so a crash can
 //     neither lose the write nor apply it twice. On SQLite, where the pool
 //     has one connection, using the *bun.DB instead of tx deadlocks.
+//   - A Worker runs a batch of jobs ([WithBatchSize]) in one transaction,
+//     one after the other, each inside a savepoint of its own: a job's
+//     failure rolls back to its savepoint, undoing only its own writes,
+//     and the batch's successes commit together. Sync sees the writes of
+//     the jobs before it in the batch. A Sync that takes long delays its
+//     neighbours' commit. Do not use SAVEPOINT tds_job yourself.
 //   - Returning nil commits. Returning an error rolls back everything Sync
 //     wrote and counts as a failed attempt: [Permanent] dead-letters the
 //     job at once, [RetryAfter] asks for a delay, anything else is retried

@@ -293,7 +293,9 @@ func TestWorkerObserverAndStats(t *testing.T) {
 		var mismatch sync.Map
 		observer := func(r JobResult) {
 			j, err := e.q.Get(context.Background(), r.JobID)
-			if err != nil || j.Status != r.Status {
+			// Committed: the database shows this decision, or a later
+			// attempt already (the job was claimed again meanwhile).
+			if err != nil || (j.Status != r.Status && j.AttemptCount <= r.Attempt) {
 				mismatch.Store(r.JobID, fmt.Sprintf("observed %s, database %+v, %v", r.Status, j, err))
 			}
 			obs.add(r)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,5 +84,49 @@ func BenchmarkWorkerBurnDown(b *testing.B) {
 				b.ReportMetric(float64(st.ClaimTime.Microseconds())/float64(max(st.Claims, 1)), "µs/claim")
 			})
 		}
+	}
+}
+
+// BenchmarkWorkerWakeLatency ingests b.N events at 300/s through the
+// Processor, with a poll interval of an hour so that only the wake-up path
+// can deliver them, and reports the delay from receipt to the commit of
+// the job's completion (JobResult.CommittedAt - ReceivedAt): p50 and p99.
+func BenchmarkWorkerWakeLatency(b *testing.B) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		b.Run(dialect, func(b *testing.B) {
+			tdb := openTestDB(b, dialect)
+			p, err := NewProcessor(tdb.db)
+			require.NoError(b, err)
+			lat := make(chan time.Duration, b.N)
+			w, err := NewWorker(tdb.db, SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { return nil }),
+				WithPollInterval(time.Hour), WithLogger(slog.New(slog.DiscardHandler)),
+				WithObserver(func(r JobResult) {
+					if r.Status == StatusCompleted {
+						lat <- r.CommittedAt.Sub(r.ReceivedAt)
+					}
+				}))
+			require.NoError(b, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- w.Run(ctx) }()
+			b.ResetTimer()
+			tick := time.NewTicker(time.Second / 300)
+			for i := range b.N {
+				<-tick.C
+				_, err := p.Process(ctx, productEvent(fmt.Sprint(i), "x"))
+				require.NoError(b, err)
+			}
+			tick.Stop()
+			all := make([]time.Duration, 0, b.N)
+			for range b.N {
+				all = append(all, <-lat)
+			}
+			b.StopTimer()
+			cancel()
+			require.NoError(b, <-errc)
+			slices.Sort(all)
+			b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+		})
 	}
 }
