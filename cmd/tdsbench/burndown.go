@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds"
+)
+
+// enqueue stores k valid product events, all queued, in chunks of multi-row
+// INSERTs: the fastest way to build a backlog, not a measured path.
+func enqueue(ctx context.Context, db *bun.DB, k int, entities int) error {
+	const chunk = 1000
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	run := fmt.Sprintf("bd%d", now.UnixNano())
+	for done := 0; done < k; done += chunk {
+		n := min(chunk, k-done)
+		events := make([]*tds.InboxEvent, n)
+		for i := range events {
+			seq := int64(done + i)
+			id := fmt.Sprintf("%s-%d", run, seq)
+			if entities > 0 {
+				id = fmt.Sprintf("%s-%d", run, seq%int64(entities))
+			}
+			key := fmt.Sprintf("zoho:product:%s:update:d:%d", id, seq)
+			modified := now.Add(time.Duration(seq) * time.Microsecond)
+			events[i] = &tds.InboxEvent{Source: "zoho", EventType: "update", EntityType: "product",
+				SourceEntityID: id, IdempotencyKey: key, ContentHash: key,
+				SourceModifiedAt: modified, ReceivedAt: now, IsValid: true, MovedToQueue: true}
+			events[i].Payload = fmt.Appendf(nil, `{"item_id":%q,"name":"Bench item %d","rate":12.5}`, id, seq)
+		}
+		err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := tx.NewInsert().Model(&events).Returning("id").Exec(ctx); err != nil {
+				return err
+			}
+			jobs := make([]*tds.Job, n)
+			for i, ev := range events {
+				jobs[i] = &tds.Job{InboxEventID: ev.ID, Source: "zoho", EventType: "update", EntityType: "product",
+					SourceEntityID: ev.SourceEntityID, Status: tds.StatusPending, Priority: 5,
+					MaxRetryAttempts: 3, NextRetryAt: now, CreatedAt: now, UpdatedAt: now}
+			}
+			_, err := tx.NewInsert().Model(&jobs).Exec(ctx)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("enqueueing: %w", err)
+		}
+	}
+	return nil
+}
+
+// unfinished counts jobs not yet completed or dead-lettered.
+func unfinished(ctx context.Context, db *bun.DB) (int64, error) {
+	return db.NewSelect().Model((*tds.Job)(nil)).
+		Where("status IN (?)", bun.List([]tds.Status{tds.StatusPending, tds.StatusRetry, tds.StatusProcessing})).
+		Count(ctx)
+}
+
+// burnDown times workers draining a backlog of k events with syncer s.
+func burnDown(ctx context.Context, db *bun.DB, k int, s tds.Syncer, opts ...tds.Option) (throughput, error) {
+	if err := enqueue(ctx, db, k, 0); err != nil {
+		return throughput{}, err
+	}
+	w, err := tds.NewWorker(db, s, opts...)
+	if err != nil {
+		return throughput{}, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() { errc <- w.Run(runCtx) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-errc:
+			return throughput{}, fmt.Errorf("worker stopped early: %v", err)
+		case <-ctx.Done():
+			return throughput{}, ctx.Err()
+		case <-tick.C:
+		}
+		n, err := unfinished(ctx, db)
+		if err != nil {
+			return throughput{}, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	stop()
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		return throughput{}, err
+	}
+	done, err := db.NewSelect().Model((*tds.Job)(nil)).Where("status = ?", tds.StatusCompleted).Count(ctx)
+	if err != nil {
+		return throughput{}, err
+	}
+	if done != int64(k) {
+		return throughput{}, fmt.Errorf("%d of %d jobs completed", done, k)
+	}
+	return throughput{events: int64(k), elapsed: elapsed}, nil
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds"
+)
+
+// runWorker runs w until stop is called; stop returns Run's error.
+func runWorker(ctx context.Context, w *tds.Worker) (stop func() error) {
+	ctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	return func() error {
+		cancel()
+		err := <-errc
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		return err
+	}
+}
+
+// latency posts webhooks at a fixed rate and measures, per event, the time
+// from the start of its POST to the commit of its mirror row.
+func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, workers, batch int) ([]time.Duration, error) {
+	var (
+		mu        sync.Mutex
+		sent      = map[string]time.Time{}
+		committed = map[string]time.Time{}
+		all       = make(chan struct{})
+		want      = int(float64(rate) * dur.Seconds())
+	)
+	observer := func(r tds.JobResult) {
+		if r.Status != tds.StatusCompleted {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		committed[r.EntityID] = r.CommittedAt
+		if len(committed) == want {
+			close(all)
+		}
+	}
+	mirror, err := tds.NewMirrorSyncer()
+	if err != nil {
+		return nil, err
+	}
+	w, err := tds.NewWorker(db, mirror, tds.WithConcurrency(workers), tds.WithBatchSize(batch), tds.WithObserver(observer))
+	if err != nil {
+		return nil, err
+	}
+	stop := runWorker(ctx, w)
+	defer func() { _ = stop() }()
+
+	h, err := tds.NewHandler(db, tds.WithWebhookKeys(benchKey))
+	if err != nil {
+		return nil, err
+	}
+	srv, err := serve(h)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	client := newClient(64)
+	url := srv.URL + "/webhooks/products"
+	run := fmt.Sprintf("lat%d", time.Now().UnixNano())
+
+	// Open loop: one POST per tick, whatever the previous ones are doing.
+	var wg sync.WaitGroup
+	errs := make(chan error, want)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	modified := time.Now()
+	for n := range want {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		id := fmt.Sprintf("%s-%d", run, n)
+		mu.Lock()
+		sent[id] = time.Now()
+		mu.Unlock()
+		wg.Go(func() {
+			ok, err := post(ctx, client, url, productBody(run, int64(n), modified))
+			if err == nil && !ok {
+				err = fmt.Errorf("webhook %s not accepted", id)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return nil, err
+	}
+	select {
+	case <-all:
+	case <-time.After(60 * time.Second):
+		return nil, fmt.Errorf("only %d of %d events synced within a minute", len(committed), want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]time.Duration, 0, want)
+	for id, t0 := range sent {
+		out = append(out, committed[id].Sub(t0))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func runLatency(ctx context.Context, db *bun.DB, c config, r *report) error {
+	lat, err := latency(ctx, db, c.rate, c.latencyDur, c.workers, c.batch)
+	if err != nil {
+		return err
+	}
+	r.row(fmt.Sprintf("latency at %d events/s: POST to mirror row committed", c.rate),
+		fmt.Sprintf("p50 %s, p95 %s, p99 %s", ms(percentile(lat, 50)), ms(percentile(lat, 95)), ms(percentile(lat, 99))),
+		fmt.Sprintf("%d events over %s; worker poll interval %s", len(lat), c.latencyDur, tds.DefaultPollInterval))
+	return nil
+}
+
+// claimTime builds a backlog of n waiting events and returns the mean time
+// of a claim statement taking a batch from it.
+func claimTime(ctx context.Context, db *bun.DB, n, batch, claims int) (time.Duration, error) {
+	if err := enqueue(ctx, db, n, 0); err != nil {
+		return 0, err
+	}
+	if _, err := db.ExecContext(ctx, analyzeSQL(db)); err != nil {
+		return 0, err
+	}
+	noop := tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil })
+	enough := make(chan struct{})
+	var once sync.Once
+	var done int
+	var mu sync.Mutex
+	observer := func(tds.JobResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		if done >= min(claims*batch, n) {
+			once.Do(func() { close(enough) })
+		}
+	}
+	w, err := tds.NewWorker(db, noop, tds.WithConcurrency(1), tds.WithBatchSize(batch), tds.WithObserver(observer))
+	if err != nil {
+		return 0, err
+	}
+	stop := runWorker(ctx, w)
+	select {
+	case <-enough:
+	case <-time.After(2 * time.Minute):
+	}
+	if err := stop(); err != nil {
+		return 0, err
+	}
+	st := w.Stats()
+	if st.Claims == 0 {
+		return 0, errors.New("no claim ran")
+	}
+	return st.ClaimTime / time.Duration(st.Claims), nil
+}
+
+func analyzeSQL(db *bun.DB) string {
+	if db.Dialect().Name().String() == "pg" {
+		return "ANALYZE tds_sync_queue"
+	}
+	return "ANALYZE"
+}
+
+func runBacklog(ctx context.Context, db *bun.DB, c config, r *report) error {
+	const claims = 10
+	small, err := claimTime(ctx, db, c.backlogSmall, c.batch, claims)
+	if err != nil {
+		return err
+	}
+	if err := reset(ctx, db); err != nil {
+		return err
+	}
+	large, err := claimTime(ctx, db, c.backlogLarge, c.batch, claims)
+	if err != nil {
+		return err
+	}
+	r.row(fmt.Sprintf("backlog: claim of %d with %d waiting", c.batch, c.backlogSmall), ms(small), fmt.Sprintf("mean of the first %d claims", claims))
+	r.row(fmt.Sprintf("backlog: claim of %d with %d waiting", c.batch, c.backlogLarge), ms(large), "")
+	r.row("backlog: ratio large / small", fmt.Sprintf("%.2fx", float64(large)/float64(small)), "target <= 1.5x")
+	return nil
+}

@@ -1,0 +1,231 @@
+// Command tdsbench measures tds on a PostgreSQL or SQLite database and prints
+// a table: ingest over HTTP against a one-commit-per-event baseline,
+// worker burn-down, end-to-end latency at a fixed rate, claim time under a
+// deep backlog, and peak RSS. See BENCHMARKS.md.
+//
+//	go run ./cmd/tdsbench -database postgres://postgres@127.0.0.1:5432/tdsbench
+//
+// It empties the tds tables of the database it is given: point it at a
+// database of its own.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds"
+)
+
+type config struct {
+	database     string
+	scenarios    map[string]bool
+	senders      int
+	duration     time.Duration
+	burnDownN    int
+	workers      int
+	batch        int
+	rate         int
+	latencyDur   time.Duration
+	backlogSmall int
+	backlogLarge int
+}
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "tdsbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("tdsbench", flag.ContinueOnError)
+	var c config
+	var scenarios string
+	var short bool
+	fs.StringVar(&c.database, "database", "", "database URL: postgres://... or sqlite:PATH (default: a SQLite file in a temp dir)")
+	fs.StringVar(&scenarios, "scenarios", "ingest,burndown,latency,backlog", "comma-separated scenarios to run")
+	fs.IntVar(&c.senders, "senders", 64, "ingest: concurrent HTTP senders (and baseline writers)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "ingest: how long each side runs")
+	fs.IntVar(&c.burnDownN, "n", 200000, "burn-down: events to drain")
+	fs.IntVar(&c.workers, "workers", 8, "burn-down and latency: worker concurrency")
+	fs.IntVar(&c.batch, "batch", 100, "burn-down and latency: worker claim batch size")
+	fs.IntVar(&c.rate, "rate", 300, "latency: events per second")
+	fs.DurationVar(&c.latencyDur, "latency-duration", 10*time.Second, "latency: how long to send")
+	fs.IntVar(&c.backlogSmall, "backlog-small", 10000, "backlog: the small backlog")
+	fs.IntVar(&c.backlogLarge, "backlog-large", 1000000, "backlog: the large backlog")
+	fs.BoolVar(&short, "short", false, "tiny sizes, to check the tool works (CI)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if short {
+		c.duration, c.burnDownN, c.latencyDur = time.Second, 2000, time.Second
+		c.backlogSmall, c.backlogLarge, c.rate = 100, 1000, 100
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	c.scenarios = map[string]bool{}
+	for _, s := range strings.Split(scenarios, ",") {
+		c.scenarios[strings.TrimSpace(s)] = true
+	}
+	if c.database == "" {
+		dir, err := os.MkdirTemp("", "tdsbench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		c.database = "sqlite:" + filepath.Join(dir, "bench.db")
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
+	db, err := tds.Open(ctx, c.database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := tds.Migrate(ctx, db); err != nil {
+		return err
+	}
+	if err := tds.MigrateMirror(ctx, db, tds.ZohoRegistry()); err != nil {
+		return err
+	}
+	r := &report{out: out}
+	r.header(db, c)
+	for _, sc := range []struct {
+		name string
+		fn   func(context.Context, *bun.DB, config, *report) error
+	}{
+		{"ingest", runIngest},
+		{"burndown", runBurnDown},
+		{"latency", runLatency},
+		{"backlog", runBacklog},
+	} {
+		if !c.scenarios[sc.name] {
+			continue
+		}
+		if err := reset(ctx, db); err != nil {
+			return err
+		}
+		if err := sc.fn(ctx, db, c, r); err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+	}
+	return reset(ctx, db)
+}
+
+// reset empties the tds and mirror tables between scenarios.
+func reset(ctx context.Context, db *bun.DB) error {
+	tables := []string{"tds_sync_attempts", "tds_sync_queue", "tds_inbox_events"}
+	for _, t := range tds.ZohoRegistry().Types() {
+		tables = append(tables, t.MirrorTable)
+	}
+	if db.Dialect().Name().String() == "pg" {
+		_, err := db.ExecContext(ctx, "TRUNCATE "+strings.Join(tables, ", ")+" RESTART IDENTITY")
+		return err
+	}
+	for _, t := range tables {
+		if _, err := db.ExecContext(ctx, "DELETE FROM "+t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runIngest(ctx context.Context, db *bun.DB, c config, r *report) error {
+	base, err := baseline(ctx, db, c.senders, c.duration)
+	if err != nil {
+		return err
+	}
+	if err := reset(ctx, db); err != nil {
+		return err
+	}
+	rssReset := resetPeakRSS()
+	t, err := ingest(ctx, db, c.senders, c.duration)
+	if err != nil {
+		return err
+	}
+	rss := peakRSS()
+	r.row("ingest: baseline (1 tx/event, no HTTP)", fmt.Sprintf("%.0f events/s", base.rate()),
+		fmt.Sprintf("p50 %s, p99 %s, %d senders", ms(base.p50), ms(base.p99), c.senders))
+	r.row("ingest: tds Handler over HTTP", fmt.Sprintf("%.0f events/s", t.rate()),
+		fmt.Sprintf("p50 %s, p99 %s", ms(t.p50), ms(t.p99)))
+	r.row("ingest: ratio tds / baseline", fmt.Sprintf("%.2fx", t.rate()/base.rate()), "target >= 1.5x, p99 <= 50 ms")
+	if rssReset {
+		r.row("peak RSS during ingest", fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20)), "whole process, senders included; target <= 100 MiB")
+	} else {
+		r.row("peak RSS (whole run)", fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20)), "could not reset the peak before ingest")
+	}
+	return nil
+}
+
+func runBurnDown(ctx context.Context, db *bun.DB, c config, r *report) error {
+	noop := tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil })
+	opts := []tds.Option{tds.WithConcurrency(c.workers), tds.WithBatchSize(c.batch)}
+	t, err := burnDown(ctx, db, c.burnDownN, noop, opts...)
+	if err != nil {
+		return err
+	}
+	r.row("burn-down: no-op Syncer", fmt.Sprintf("%.0f events/s", t.rate()),
+		fmt.Sprintf("%d events in %s, %d workers, batch %d", t.events, t.elapsed.Round(time.Millisecond), c.workers, c.batch))
+	if err := reset(ctx, db); err != nil {
+		return err
+	}
+	mirror, err := tds.NewMirrorSyncer()
+	if err != nil {
+		return err
+	}
+	t, err = burnDown(ctx, db, c.burnDownN, mirror, opts...)
+	if err != nil {
+		return err
+	}
+	r.row("burn-down: MirrorSyncer", fmt.Sprintf("%.0f events/s", t.rate()),
+		fmt.Sprintf("%d events in %s", t.events, t.elapsed.Round(time.Millisecond)))
+	return nil
+}
+
+// report prints the results as a Markdown table.
+type report struct {
+	out io.Writer
+}
+
+func (r *report) header(db *bun.DB, c config) {
+	fmt.Fprintf(r.out, "tdsbench on %s (%s)\n\n", db.Dialect().Name(), redact(c.database))
+	fmt.Fprintln(r.out, "| scenario | result | notes |")
+	fmt.Fprintln(r.out, "|---|---|---|")
+}
+
+func (r *report) row(name, result, notes string) {
+	fmt.Fprintf(r.out, "| %s | %s | %s |\n", name, result, notes)
+}
+
+func redact(u string) string {
+	if i := strings.Index(u, "@"); i > 0 {
+		if j := strings.Index(u, "://"); j > 0 && j < i {
+			return u[:j+3] + "…" + u[i:]
+		}
+	}
+	return u
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tdscore/tds/internal/dbtest"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+// The benchmark tool runs every scenario in its short mode on both
+// databases, so it keeps compiling and working. No figure is asserted.
+func TestShortRun(t *testing.T) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		t.Run(dialect, func(t *testing.T) {
+			url := dbtest.SQLiteURL(t)
+			if dialect == "postgres" {
+				url = dbtest.PostgresURL(t, nil)
+			}
+			var out bytes.Buffer
+			require.NoError(t, run(context.Background(), []string{"-short", "-database", url}, &out))
+			for _, row := range []string{
+				"| ingest: baseline", "| ingest: tds Handler over HTTP", "| ingest: ratio",
+				"| peak RSS", "| burn-down: no-op Syncer", "| burn-down: MirrorSyncer",
+				"| latency at 100 events/s", "| backlog: ratio",
+			} {
+				require.Contains(t, out.String(), row)
+			}
+			t.Log("\n" + out.String())
+		})
+	}
+}
