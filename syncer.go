@@ -23,6 +23,13 @@ import (
 //     and the batch's successes commit together. Sync sees the writes of
 //     the jobs before it in the batch. A Sync that takes long delays its
 //     neighbours' commit. Do not use SAVEPOINT tds_job yourself.
+//   - The savepoint is opened just before the first statement Sync runs
+//     through tx's methods with ctx (or a context derived from it), so a
+//     Sync that writes nothing costs no round trip. Should Sync fail
+//     without such a statement (having written through tx.Tx, say), the
+//     whole batch is rolled back and run again without it: the jobs that
+//     ran before it in the batch are then synced a second time, their
+//     first writes undone.
 //   - Returning nil commits. Returning an error rolls back everything Sync
 //     wrote and counts as a failed attempt: [Permanent] dead-letters the
 //     job at once, [RetryAfter] asks for a delay, anything else is retried

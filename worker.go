@@ -212,7 +212,9 @@ func NewWorker(db *bun.DB, s Syncer, opts ...Option) (*Worker, error) {
 		return nil, err
 	}
 	ws := cfg.worker.withDefaults()
-	return &Worker{db: db, syncer: s, cfg: cfg, ws: ws, log: cfg.logger.With("worker", ws.workerID)}, nil
+	// The hook opens each job's savepoint lazily (see runBatch).
+	hooked := db.WithQueryHook(savepointHook{})
+	return &Worker{db: hooked, syncer: s, cfg: cfg, ws: ws, log: cfg.logger.With("worker", ws.workerID)}, nil
 }
 
 // ID returns the name the Worker records as the owner of its jobs.

@@ -2,6 +2,7 @@ package tds
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -16,27 +17,29 @@ import (
 //
 //	BEGIN
 //	SELECT id, payload, ... FROM tds_inbox_events WHERE id IN (...)
-//	SAVEPOINT tds_job                                  -- job 1
-//	  Sync(job 1)
-//	RELEASE SAVEPOINT tds_job; SAVEPOINT tds_job       -- job 2
-//	  Sync(job 2) fails:
-//	  ROLLBACK TO SAVEPOINT tds_job, then record its attempt and retry or dead letter
-//	...
+//	  Sync(job 1), which writes nothing: no savepoint, no round trip
+//	SAVEPOINT tds_job                  -- before job 2's first statement
+//	  Sync(job 2) writes
 //	RELEASE SAVEPOINT tds_job
+//	SAVEPOINT tds_job                  -- before job 3's first statement
+//	  Sync(job 3) writes, then fails:
+//	ROLLBACK TO SAVEPOINT tds_job, then record its attempt and retry or dead letter
+//	...
 //	WITH v(...) AS (VALUES ...) UPDATE tds_sync_queue ... FROM v   -- complete, lease-guarded
 //	UPDATE tds_inbox_events SET processed_at = ... WHERE id IN (...)
 //	COMMIT
 //
 // so a job's local writes commit with its completion or not at all, and
-// one job's failure undoes only its own writes. The completion UPDATE is
-// the point of truth for the leases: it locks the rows it completes until
-// COMMIT, so a rescue can no longer take them, and a job it does not
-// complete had lost its lease before: the transaction is then rolled back
-// and run again without that job.
+// one job's failure undoes only its own writes. A job's savepoint is opened
+// by a query hook just before the first statement its Sync runs through
+// the transaction, so the many jobs that write nothing cost nothing. The
+// completion UPDATE is the point of truth for the leases: it locks the
+// rows it completes until COMMIT, so a rescue can no longer take them, and
+// a job it does not complete had lost its lease before: the transaction is
+// then rolled back and run again without that job.
 
 const (
 	spOpen     = "SAVEPOINT tds_job"
-	spNext     = "RELEASE SAVEPOINT tds_job; SAVEPOINT tds_job"
 	spRelease  = "RELEASE SAVEPOINT tds_job"
 	spRollback = "ROLLBACK TO SAVEPOINT tds_job"
 )
@@ -75,6 +78,14 @@ func leaseMatch(jobs []*Job, owner string) (string, []any) {
 func (w *Worker) processBatch(ctx context.Context, stopping <-chan struct{}, jobs []*Job) {
 	for len(jobs) > 0 {
 		results, redo, err := w.runBatch(ctx, stopping, jobs)
+		var uf *unprotectedFailure
+		if errors.As(err, &uf) {
+			// The batch was rolled back; record the failure on its own
+			// and run the others again.
+			w.fail(uf.job, uf.err, uf.started)
+			jobs = without(jobs, []*Job{uf.job})
+			continue
+		}
 		if err == nil {
 			w.report(results)
 			jobs = redo
@@ -106,6 +117,15 @@ func (w *Worker) processBatch(ctx context.Context, stopping <-chan struct{}, job
 // jobs as redo, to run again in a new transaction. An error means nothing
 // was committed; it is errShutdown or errLeaseLost when the batch was
 // cancelled.
+//
+// Savepoints are taken lazily: a job's savepoint is opened by
+// the first statement its Sync runs through tx (see savepointHook), so a
+// job that writes nothing costs no round trip. A job that fails without
+// having run a statement through the hook cannot be undone alone (it may
+// have written through tx.Tx directly): the batch then rolls back and
+// returns an *unprotectedFailure, so that its failure is recorded on its
+// own and the other jobs run again (those that ran before it have their
+// Sync called a second time; their first writes were rolled back).
 func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs []*Job) (results []JobResult, redo []*Job, err error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
@@ -139,8 +159,6 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 		done      []*batchJob // Sync returned nil
 		lost      []*Job      // the failure could not be recorded: lease lost
 		unstarted []*Job
-		open      bool      // a savepoint tds_job is open
-		last      *batchJob // the job that ran in it, if it succeeded
 	)
 	// failJob undoes bj's writes and records its failed attempt.
 	failJob := func(bj *batchJob, syncErr error) error {
@@ -168,70 +186,48 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 		results = append(results, bj.result(status, "", syncErr))
 		return nil
 	}
-	// next releases the open savepoint and, if more, opens the next job's.
-	// A release that fails means the job that ran in the savepoint left
-	// the transaction unusable (on PostgreSQL, a statement failed and Sync
-	// returned nil anyway): that job is undone and failed instead.
-	next := func(more bool) error {
-		stmt := spOpen
-		switch {
-		case open && more:
-			stmt = spNext
-		case open:
-			stmt = spRelease
-		case !more:
-			return nil
-		}
-		_, err := tx.ExecContext(ctx, stmt)
-		if err != nil && last != nil && ctx.Err() == nil {
-			bj := last
-			last = nil
-			done = done[:len(done)-1]
-			unusable := fmt.Errorf("tds: Sync returned nil but left the transaction unusable: %w", err)
-			if err := failJob(bj, unusable); err != nil {
-				// The connection went with the transaction (pgdriver
-				// drops it): the batch is lost; run alone, the job
-				// fails with this error.
-				return unusable
-			}
-			_, err = tx.ExecContext(ctx, stmt)
-		}
-		if err != nil {
-			return wrapDBErr("opening a savepoint", err)
-		}
-		open, last = more, nil
-		return nil
-	}
-
 	for i, job := range jobs {
 		if isClosed(stopping) || ctx.Err() != nil {
 			unstarted = jobs[i:]
 			break
 		}
-		if err := next(true); err != nil {
-			return nil, nil, err
-		}
+		sp := &jobSavepoint{tx: tx.Tx}
+		syncCtx := context.WithValue(ctx, savepointKey{}, sp)
 		bj := &batchJob{job: job, sj: w.syncJobOf(job, events[job.InboxEventID]), started: w.now()}
 		var syncErr error
 		if bj.sj == nil {
 			syncErr = fmt.Errorf("tds: reading the job's inbox event %d: not found", job.InboxEventID)
 		} else {
-			syncErr = callSync(ctx, w.syncer, tx, bj.sj)
+			syncErr = callSync(syncCtx, w.syncer, tx, bj.sj)
 		}
 		if cause := context.Cause(ctx); cause != nil {
 			return nil, nil, cause
 		}
+		taken, spErr := sp.state()
+		if spErr != nil {
+			return nil, nil, wrapDBErr("opening a savepoint", spErr)
+		}
 		if syncErr != nil {
+			if !taken {
+				return nil, nil, &unprotectedFailure{job: job, err: syncErr, started: bj.started}
+			}
 			if err := failJob(bj, syncErr); err != nil {
 				return nil, nil, err
 			}
 			continue
 		}
+		if taken {
+			// Release now: a failure means Sync left the transaction
+			// unusable and returned nil anyway; undo it and fail it.
+			if _, err := tx.ExecContext(ctx, spRelease); err != nil {
+				unusable := fmt.Errorf("tds: Sync returned nil but left the transaction unusable: %w", err)
+				if err := failJob(bj, unusable); err != nil {
+					return nil, nil, unusable
+				}
+				continue
+			}
+		}
 		done = append(done, bj)
-		last = bj
-	}
-	if err := next(false); err != nil {
-		return nil, nil, err
 	}
 	// From here on the batch takes row locks on its jobs: the heartbeat
 	// must not be waiting for them.
@@ -536,3 +532,65 @@ func (hb *batchHeartbeat) stop() {
 	hb.cancel()
 	<-hb.done
 }
+
+// unprotectedFailure is a job that failed without a savepoint to undo it
+// alone: its batch must roll back.
+type unprotectedFailure struct {
+	job     *Job
+	err     error
+	started time.Time
+}
+
+func (u *unprotectedFailure) Error() string {
+	return fmt.Sprintf("tds: job %d failed outside a savepoint: %v", u.job.ID, u.err)
+}
+
+// savepointKey marks the context of a Sync whose savepoint is lazy.
+type savepointKey struct{}
+
+// jobSavepoint is the lazy savepoint of one job of a batch.
+type jobSavepoint struct {
+	tx    *sql.Tx
+	mu    sync.Mutex
+	taken bool
+	err   error
+}
+
+// state reports whether the savepoint was opened, and the error if that
+// failed.
+func (sp *jobSavepoint) state() (bool, error) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.taken, sp.err
+}
+
+// savepointHook opens a job's savepoint just before the first statement
+// its Sync runs through the batch transaction (bun runs query hooks for
+// every statement of a bun.Tx, with the statement's context). If the
+// savepoint cannot be opened, the statement is not run either: its
+// context is cancelled.
+type savepointHook struct{}
+
+// BeforeQuery opens the savepoint of the job whose context runs the query.
+func (savepointHook) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
+	sp, ok := ctx.Value(savepointKey{}).(*jobSavepoint)
+	if !ok {
+		return ctx
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.taken {
+		return ctx
+	}
+	sp.taken = true
+	if _, err := sp.tx.ExecContext(ctx, spOpen); err != nil {
+		sp.err = err
+		failed, cancel := context.WithCancel(ctx)
+		cancel()
+		return failed
+	}
+	return ctx
+}
+
+// AfterQuery does nothing.
+func (savepointHook) AfterQuery(context.Context, *bun.QueryEvent) {}

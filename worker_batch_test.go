@@ -371,3 +371,41 @@ func TestSplitBatches(t *testing.T) {
 		}
 	}
 }
+
+// A job that fails without having run a statement had no savepoint (they
+// are opened lazily), so its batch cannot undo it alone: the batch rolls
+// back, the failure is recorded on its own, and the other jobs run again.
+// Writes of the jobs that ran before it are applied once all the same, and
+// a Sync that writes through tx.Tx, unseen by the hook, is undone too.
+func TestWorkerBatchFailureWithoutSavepoint(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		e := newWorkerEnv(t, tdb)
+		sideEffects(t, e.db)
+		ids := []int64{e.ingest(t, "1", "a"), e.ingest(t, "2", "b"), e.ingest(t, "3", "c")}
+		var mu sync.Mutex
+		calls := map[int64]int{}
+		s := SyncFunc(func(ctx context.Context, tx bun.Tx, job *SyncJob) error {
+			mu.Lock()
+			calls[job.JobID]++
+			mu.Unlock()
+			if job.JobID == ids[1] {
+				// Unhooked: straight through database/sql.
+				if _, err := tx.Tx.ExecContext(ctx, "INSERT INTO side_effects (job_id) VALUES ($1)", job.JobID); err != nil {
+					return err
+				}
+				return Permanent(errors.New("rejected"))
+			}
+			return writeSideEffect(ctx, tx, job)
+		})
+		e.start(t, s, WithConcurrency(1), WithBatchSize(3))
+		e.waitStatus(t, ids[0], StatusCompleted)
+		e.waitStatus(t, ids[2], StatusCompleted)
+		e.waitStatus(t, ids[1], StatusDeadLetter)
+		require.Equal(t, []int64{ids[0], ids[2]}, sideEffectJobs(t, e.db))
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, 1, calls[ids[1]], "the failed job is not run again")
+		require.Equal(t, 2, calls[ids[0]], "the job before it ran again, its first writes undone")
+		require.Equal(t, 1, calls[ids[2]])
+	})
+}
