@@ -421,13 +421,22 @@ func splitBatches(jobs []*Job, n int) [][]*Job {
 
 // leaseWhere restricts an update to the job as w claimed it: the owner and
 // the attempt identify the lease, so a job rescued and claimed again cannot
-// be completed or failed by its old holder.
+// be completed or failed by its old holder. The job is found by its
+// primary key; see isProcessing.
 func leaseWhere(q *bun.UpdateQuery, job *Job, owner string) *bun.UpdateQuery {
 	return q.Where("id = ?", job.ID).
 		Where("locked_by = ?", owner).
 		Where("attempt_count = ?", job.AttemptCount).
-		Where("status = ?", StatusProcessing)
+		Where(isProcessing)
 }
+
+// isProcessing tests a job's status in a form no index matches. Lease
+// checks find their jobs by primary key; offered "status = 'processing'",
+// PostgreSQL would rather walk the status index, whose estimate is badly
+// off after a burst (statistics lag, dead index entries pile up) and which
+// then costs a scan of every job in flight per statement: measured 1 s for
+// one batch's completion instead of 1 ms.
+const isProcessing = "(status = 'processing') IS TRUE"
 
 func callSync(ctx context.Context, s Syncer, tx bun.Tx, job *SyncJob) (err error) {
 	defer func() {

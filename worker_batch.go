@@ -57,7 +57,7 @@ type batchJob struct {
 // written into the SQL; the owner is the one argument.
 func leaseMatch(jobs []*Job, owner string) (string, []any) {
 	var b strings.Builder
-	b.WriteString("locked_by = ? AND status = 'processing' AND (id, attempt_count) IN (VALUES ")
+	b.WriteString("locked_by = ? AND " + isProcessing + " AND (id, attempt_count) IN (VALUES ")
 	for i, j := range jobs {
 		if i > 0 {
 			b.WriteByte(',')
@@ -361,6 +361,18 @@ func (w *Worker) syncJobOf(job *Job, ev *InboxEvent) *SyncJob {
 // complete marks the done jobs completed with their outcomes, in one
 // lease-guarded UPDATE, and returns the ids it completed.
 func (w *Worker) complete(ctx context.Context, tx bun.Tx, done []*batchJob, now time.Time) (map[int64]bool, error) {
+	if isPostgres(tx) {
+		// The jobs are known by primary key. After a burst the statistics
+		// lag behind the table, and PostgreSQL, believing it nearly empty,
+		// may join the batch's VALUES against a scan of the whole table,
+		// once per job (measured: 47 s for 1,000 jobs in a 200,000-row
+		// queue). From here to COMMIT the batch runs only its own two
+		// statements, so turning sequential scans off for the rest of the
+		// transaction touches no Syncer query.
+		if _, err := tx.ExecContext(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+			return nil, wrapDBErr("completing jobs", err)
+		}
+	}
 	var b strings.Builder
 	args := make([]any, 0, 2*len(done)+4)
 	b.WriteString("WITH v (id, attempt, outcome, detail) AS (VALUES ")
@@ -375,15 +387,18 @@ func (w *Worker) complete(ctx context.Context, tx bun.Tx, done []*batchJob, now 
 		}
 		args = append(args, bj.sj.outcome, detail)
 	}
+	// The status test is written so that no index matches it: see
+	// isProcessing.
 	b.WriteString(`)
 UPDATE tds_sync_queue SET status = 'completed', outcome = v.outcome,
 	outcome_detail = COALESCE(v.detail, tds_sync_queue.outcome_detail),
 	completed_at = ?, updated_at = ?, locked_until = NULL
 FROM v
 WHERE tds_sync_queue.id = v.id AND tds_sync_queue.attempt_count = v.attempt
-AND tds_sync_queue.locked_by = ? AND tds_sync_queue.status = 'processing'
+AND tds_sync_queue.locked_by = ? AND (tds_sync_queue.status = 'processing') IS TRUE
 RETURNING tds_sync_queue.id`)
-	args = append(args, now, now, w.ws.workerID)
+	args = append(args, now, now)
+	args = append(args, w.ws.workerID)
 	var ids []int64
 	if err := tx.NewRaw(b.String(), args...).Scan(ctx, &ids); err != nil {
 		return nil, wrapDBErr("completing jobs", err)

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -53,48 +53,36 @@ func enqueue(ctx context.Context, db *bun.DB, k int, entities int) error {
 	return nil
 }
 
-// unfinished counts jobs not yet completed or dead-lettered.
-func unfinished(ctx context.Context, db *bun.DB) (int64, error) {
-	return db.NewSelect().Model((*tds.Job)(nil)).
-		Where("status IN (?)", bun.List([]tds.Status{tds.StatusPending, tds.StatusRetry, tds.StatusProcessing})).
-		Count(ctx)
-}
-
 // burnDown times workers draining a backlog of k events with syncer s.
 func burnDown(ctx context.Context, db *bun.DB, k int, s tds.Syncer, opts ...tds.Option) (throughput, error) {
 	if err := enqueue(ctx, db, k, 0); err != nil {
 		return throughput{}, err
 	}
-	w, err := tds.NewWorker(db, s, opts...)
+	// The observer counts finished jobs, so that watching costs the
+	// database nothing.
+	var finished atomic.Int64
+	all := make(chan struct{})
+	observe := func(r tds.JobResult) {
+		if r.Status == tds.StatusCompleted || r.Status == tds.StatusDeadLetter {
+			if finished.Add(1) == int64(k) {
+				close(all)
+			}
+		}
+	}
+	w, err := tds.NewWorker(db, s, append(opts, tds.WithObserver(observe))...)
 	if err != nil {
 		return throughput{}, err
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	errc := make(chan error, 1)
 	start := time.Now()
-	go func() { errc <- w.Run(runCtx) }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-errc:
-			return throughput{}, fmt.Errorf("worker stopped early: %v", err)
-		case <-ctx.Done():
-			return throughput{}, ctx.Err()
-		case <-tick.C:
-		}
-		n, err := unfinished(ctx, db)
-		if err != nil {
-			return throughput{}, err
-		}
-		if n == 0 {
-			break
-		}
+	stop := runWorker(ctx, w)
+	select {
+	case <-all:
+	case <-ctx.Done():
+		_ = stop()
+		return throughput{}, ctx.Err()
 	}
 	elapsed := time.Since(start)
-	stop()
-	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+	if err := stop(); err != nil {
 		return throughput{}, err
 	}
 	done, err := db.NewSelect().Model((*tds.Job)(nil)).Where("status = ?", tds.StatusCompleted).Count(ctx)

@@ -109,6 +109,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := tds.Migrate(ctx, db); err != nil {
 		return err
 	}
+	if os.Getenv("TDSBENCH_SQLSTATS") != "" {
+		st := &sqlStats{dur: map[string]time.Duration{}, n: map[string]int{}}
+		db = db.WithQueryHook(st)
+		defer st.print(os.Stderr)
+	}
 	if err := tds.MigrateMirror(ctx, db, tds.ZohoRegistry()); err != nil {
 		return err
 	}
