@@ -2,10 +2,12 @@ package tds
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -162,9 +164,7 @@ func (b *batcher) run(ctx context.Context, batch []*ingestReq) {
 	}()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ingestTimeout)
 	defer cancel()
-	err := b.p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		return b.p.storeBatch(ctx, tx, batch, false)
-	})
+	err := b.p.store(ctx, batch)
 	if err == nil {
 		b.p.afterCommit(batch)
 		return
@@ -179,15 +179,24 @@ func (b *batcher) run(ctx context.Context, batch []*ingestReq) {
 	// culprit fails.
 	for _, r := range batch {
 		one := []*ingestReq{r}
-		err := b.p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			return b.p.storeBatch(ctx, tx, one, false)
-		})
-		if err != nil {
+		if err := b.p.store(ctx, one); err != nil {
 			r.res, r.err = nil, wrapDBErr("processing event", err)
 			continue
 		}
 		b.p.afterCommit(one)
 	}
+}
+
+// store stores a batch and commits it. On PostgreSQL the insert is one
+// statement, run in autocommit; its duplicates are looked up after it
+// committed. On SQLite the batch takes a transaction.
+func (p *Processor) store(ctx context.Context, batch []*ingestReq) error {
+	if isPostgres(p.db) {
+		return p.storeBatch(ctx, p.db, batch, false)
+	}
+	return p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return p.storeBatch(ctx, tx, batch, false)
+	})
 }
 
 // prepare builds the inbox row of r.ev and validates it. It fails only
@@ -225,7 +234,7 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 // With notifyInTx it wakes workers from inside tx (on PostgreSQL the
 // notification is delivered when tx commits); otherwise the caller wakes
 // them once it has committed.
-func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestReq, notifyInTx bool) error {
+func (p *Processor) storeBatch(ctx context.Context, db bun.IDB, batch []*ingestReq, notifyInTx bool) error {
 	// The first request of each key stores it; later ones are duplicates.
 	first := make(map[string]*ingestReq, len(batch))
 	rows := make([]*InboxEvent, 0, len(batch))
@@ -237,55 +246,30 @@ func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestRe
 			rows = append(rows, r.row)
 		}
 	}
-	if isPostgres(tx) {
-		if err := lockEntities(ctx, tx, rows); err != nil {
-			return err
-		}
+	var stored []storedEvent
+	var err error
+	if isPostgres(db) {
+		stored, err = p.insertPostgres(ctx, db, rows, first)
+	} else {
+		stored, err = p.insertSQLite(ctx, db, rows, first)
 	}
-	var inserted []struct {
-		ID             int64  `bun:"id"`
-		IdempotencyKey string `bun:"idempotency_key"`
-	}
-	if err := tx.NewInsert().Model(&rows).
-		On("CONFLICT (idempotency_key) DO NOTHING").
-		Returning("id, idempotency_key").
-		Scan(ctx, &inserted); err != nil {
+	if err != nil {
 		return err
 	}
-	var jobs []*Job
-	for _, ins := range inserted {
-		r := first[ins.IdempotencyKey]
-		r.row.ID = ins.ID
-		r.res = &Result{EventID: ins.ID, IdempotencyKey: ins.IdempotencyKey, Queued: r.row.IsValid,
+	queued := false
+	for _, st := range stored {
+		r := first[st.IdempotencyKey]
+		r.row.ID = st.ID
+		r.res = &Result{EventID: st.ID, IdempotencyKey: st.IdempotencyKey, Queued: r.row.IsValid,
 			ValidationErrors: r.row.ValidationErrors}
-		if r.row.IsValid {
-			jobs = append(jobs, p.cfg.newJob(r.row, r.prio, r.row.ReceivedAt))
+		if st.JobID != nil {
+			r.res.JobID, r.res.Priority = *st.JobID, *st.Priority
+			queued = true
 		}
 	}
-	if len(jobs) > 0 {
-		var queued []struct {
-			ID           int64 `bun:"id"`
-			InboxEventID int64 `bun:"inbox_event_id"`
-			Priority     int   `bun:"priority"`
-		}
-		if err := tx.NewInsert().Model(&jobs).
-			Returning("id, inbox_event_id, priority").
-			Scan(ctx, &queued); err != nil {
+	if queued && notifyInTx {
+		if err := notifyQueued(ctx, db); err != nil {
 			return err
-		}
-		if notifyInTx {
-			if err := notifyQueued(ctx, tx); err != nil {
-				return err
-			}
-		}
-		byEvent := make(map[int64]*Result, len(queued))
-		for _, r := range batch {
-			if r.res != nil {
-				byEvent[r.res.EventID] = r.res
-			}
-		}
-		for _, q := range queued {
-			byEvent[q.InboxEventID].JobID, byEvent[q.InboxEventID].Priority = q.ID, q.Priority
 		}
 	}
 	// Everything else is a duplicate: of a stored event, or of a request
@@ -300,7 +284,7 @@ func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestRe
 		return nil
 	}
 	var existing []InboxEvent
-	if err := tx.NewSelect().Model(&existing).
+	if err := db.NewSelect().Model(&existing).
 		Column("id", "idempotency_key", "moved_to_queue", "validation_errors").
 		Where("idempotency_key IN (?)", bun.List(dupKeys)).
 		Scan(ctx); err != nil {
@@ -317,7 +301,7 @@ func (p *Processor) storeBatch(ctx context.Context, tx bun.Tx, batch []*ingestRe
 	}
 	if len(queuedIDs) > 0 {
 		var jobsOf []Job
-		if err := tx.NewSelect().Model(&jobsOf).Column("id", "inbox_event_id", "priority").
+		if err := db.NewSelect().Model(&jobsOf).Column("id", "inbox_event_id", "priority").
 			Where("inbox_event_id IN (?)", bun.List(queuedIDs)).Scan(ctx); err != nil {
 			return err
 		}
@@ -406,13 +390,14 @@ func (w *waker) send() {
 // that order ingestion per entity on PostgreSQL ("tdse").
 const entityLockClass = 0x74647365
 
-// lockEntities takes, until tx ends, an advisory lock per entity of rows,
-// in ascending key order so that batches never deadlock. Two transactions
-// ingesting events of one entity are thereby serialised, so that entity's
-// jobs get ids in the order their transactions commit, and the worker,
-// which syncs an entity's jobs in id order, syncs them in the order they
-// were received. (SQLite has one writer: its order is the commit order.)
-func lockEntities(ctx context.Context, tx bun.Tx, rows []*InboxEvent) error {
+// entityLockKeys returns the keys of the transaction-scoped advisory
+// locks that insertPostgres takes, one per entity of rows, in ascending
+// order so that batches never deadlock. Two transactions ingesting events
+// of one entity are thereby serialised, so that entity's jobs get ids in
+// the order their transactions commit, and the worker, which syncs an
+// entity's jobs in id order, syncs them in the order they were received.
+// (SQLite has one writer: its order is the commit order.)
+func entityLockKeys(rows []*InboxEvent) []int32 {
 	keys := make([]int32, 0, len(rows))
 	seen := make(map[int32]bool, len(rows))
 	for _, r := range rows {
@@ -428,7 +413,130 @@ func lockEntities(ctx context.Context, tx bun.Tx, rows []*InboxEvent) error {
 		}
 	}
 	slices.Sort(keys)
-	_, err := tx.NewRaw("SELECT pg_advisory_xact_lock(?, k) FROM unnest(?::int4[]) WITH ORDINALITY AS u(k, i) ORDER BY i",
-		entityLockClass, pgdialect.Array(keys)).Exec(ctx)
-	return err
+	return keys
+}
+
+// storedEvent is an inbox event a batch inserted, with its job if queued.
+type storedEvent struct {
+	ID             int64  `bun:"id"`
+	IdempotencyKey string `bun:"idempotency_key"`
+	JobID          *int64 `bun:"job_id"`
+	Priority       *int   `bun:"priority"`
+}
+
+// insertSQLite inserts rows and the jobs of the valid ones with one INSERT
+// per table; db must be a transaction.
+func (p *Processor) insertSQLite(ctx context.Context, db bun.IDB, rows []*InboxEvent, first map[string]*ingestReq) ([]storedEvent, error) {
+	var stored []storedEvent
+	if err := db.NewInsert().Model(&rows).
+		On("CONFLICT (idempotency_key) DO NOTHING").
+		Returning("id, idempotency_key").
+		Scan(ctx, &stored); err != nil {
+		return nil, err
+	}
+	var jobs []*Job
+	byEvent := make(map[int64]*storedEvent, len(stored))
+	for i := range stored {
+		st := &stored[i]
+		byEvent[st.ID] = st
+		r := first[st.IdempotencyKey]
+		if r.row.IsValid {
+			r.row.ID = st.ID
+			jobs = append(jobs, p.cfg.newJob(r.row, r.prio, r.row.ReceivedAt))
+		}
+	}
+	if len(jobs) == 0 {
+		return stored, nil
+	}
+	var queued []struct {
+		ID           int64 `bun:"id"`
+		InboxEventID int64 `bun:"inbox_event_id"`
+		Priority     int   `bun:"priority"`
+	}
+	if err := db.NewInsert().Model(&jobs).Returning("id, inbox_event_id, priority").Scan(ctx, &queued); err != nil {
+		return nil, err
+	}
+	for _, q := range queued {
+		st := byEvent[q.InboxEventID]
+		st.JobID, st.Priority = &q.ID, &q.Priority
+	}
+	return stored, nil
+}
+
+// insertPostgres stores a batch on PostgreSQL in one statement: it takes
+// the entity locks (see lockEntities), inserts the inbox rows and the jobs
+// of the valid ones, and returns both. One statement needs no explicit
+// transaction: run in autocommit it is one round trip and one commit.
+func (p *Processor) insertPostgres(ctx context.Context, db bun.IDB, rows []*InboxEvent, first map[string]*ingestReq) ([]storedEvent, error) {
+	var q strings.Builder
+	args := make([]any, 0, 18*len(rows)+8)
+	q.WriteString(`WITH lk AS (
+	SELECT count(pg_advisory_xact_lock(?, k)) AS n FROM unnest(?::int4[]) AS k
+), ins AS (
+	INSERT INTO tds_inbox_events (source, event_type, entity_type, source_entity_id, idempotency_key,
+		delivery_id, content_hash, payload, source_modified_at, request_metadata, is_valid,
+		validation_errors, validated_at, moved_to_queue, queued_at, received_at)
+	SELECT v.* FROM (VALUES `)
+	args = append(args, entityLockClass, pgdialect.Array(entityLockKeys(rows)))
+	for i, r := range rows {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::jsonb, ?::timestamptz, " +
+			"?::jsonb, ?::boolean, ?::jsonb, ?::timestamptz, ?::boolean, ?::timestamptz, ?::timestamptz)")
+		md, err := json.Marshal(r.RequestMetadata)
+		if err != nil {
+			return nil, err
+		}
+		var verrs any
+		if len(r.ValidationErrors) > 0 {
+			b, err := json.Marshal(r.ValidationErrors)
+			if err != nil {
+				return nil, err
+			}
+			verrs = string(b)
+		}
+		args = append(args, r.Source, r.EventType, r.EntityType, r.SourceEntityID, r.IdempotencyKey,
+			r.DeliveryID, r.ContentHash, string(r.Payload), r.SourceModifiedAt, string(md), r.IsValid,
+			verrs, r.ValidatedAt, r.MovedToQueue, r.QueuedAt, r.ReceivedAt)
+	}
+	// Joining lk makes every lock come before the first insert.
+	q.WriteString(`) AS v, lk
+	ON CONFLICT (idempotency_key) DO NOTHING
+	RETURNING id, idempotency_key, source, event_type, entity_type, source_entity_id
+)`)
+	var jobs int
+	for _, r := range rows {
+		if r.IsValid {
+			if jobs == 0 {
+				q.WriteString(`, q AS (
+	INSERT INTO tds_sync_queue (inbox_event_id, source, event_type, entity_type, source_entity_id,
+		status, priority, max_retry_attempts, next_retry_at, created_at, updated_at)
+	SELECT ins.id, ins.source, ins.event_type, ins.entity_type, ins.source_entity_id,
+		'pending', j.priority, j.max_attempts, j.at, j.at, j.at
+	FROM ins JOIN (VALUES `)
+			} else {
+				q.WriteString(", ")
+			}
+			jobs++
+			q.WriteString("(?::text, ?::int, ?::int, ?::timestamptz)")
+			args = append(args, r.IdempotencyKey, first[r.IdempotencyKey].prio,
+				p.cfg.maxAttemptsFor(r.EntityType), r.ReceivedAt)
+		}
+	}
+	if jobs == 0 {
+		q.WriteString(`
+SELECT id, idempotency_key, NULL::bigint AS job_id, NULL::int AS priority FROM ins`)
+	} else {
+		q.WriteString(`) AS j (idempotency_key, priority, max_attempts, at) ON j.idempotency_key = ins.idempotency_key
+	ORDER BY ins.id
+	RETURNING id, inbox_event_id, priority
+)
+SELECT ins.id, ins.idempotency_key, q.id AS job_id, q.priority FROM ins LEFT JOIN q ON q.inbox_event_id = ins.id`)
+	}
+	var stored []storedEvent
+	if err := db.NewRaw(q.String(), args...).Scan(ctx, &stored); err != nil {
+		return nil, err
+	}
+	return stored, nil
 }
