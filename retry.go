@@ -65,6 +65,7 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
+// Error says the failure is permanent and why.
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
 
 // Unwrap returns the wrapped error.
@@ -90,6 +91,7 @@ func RetryAfter(d time.Duration, err error) error {
 	return &RetryAfterError{Delay: d, Err: err}
 }
 
+// Error gives the requested delay and the failure.
 func (e *RetryAfterError) Error() string {
 	return fmt.Sprintf("retry after %s: %v", e.Delay, e.Err)
 }
