@@ -130,6 +130,11 @@ func productEvent(id, name string) *Event {
 	return &Event{EventType: EventUpdate, EntityType: "product", EntityID: id, Data: data}
 }
 
+// unprocessedSQL counts the inbox events (alias e) not processed: without
+// processed_at and without a completed job.
+const unprocessedSQL = `SELECT COUNT(*) FROM tds_inbox_events AS e WHERE e.processed_at IS NULL
+AND NOT EXISTS (SELECT 1 FROM tds_sync_queue AS q WHERE q.inbox_event_id = e.id AND q.status = 'completed')`
+
 func count(t *testing.T, db bun.IDB, query string, args ...any) int {
 	t.Helper()
 	var n int

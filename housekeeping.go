@@ -179,22 +179,41 @@ func deref(s *string) string {
 
 // deleteProcessedEvents deletes inbox events processed before cutoff, in
 // batches, keeping any whose job is not completed (a dead letter's event
-// is processed too, and deleting it would delete the dead letter).
+// is processed too, and deleting it would delete the dead letter). An
+// event without processed_at was processed when its job completed (see
+// completedJobSQL); deleting the event deletes the job.
 func deleteProcessedEvents(ctx context.Context, db bun.IDB, cutoff time.Time) (int64, error) {
-	var total int64
-	for {
-		sub := db.NewSelect().Model((*InboxEvent)(nil)).Column("id").
-			Where("processed_at < ?", dbTime(cutoff)).
+	cut := dbTime(cutoff)
+	// Two selections, each served by its own index: events marked
+	// processed (their processed_at), then events of completed jobs
+	// (the queue's status and completed_at), which Queue.DeleteCompleted
+	// has normally taken already.
+	marked := func() *bun.SelectQuery {
+		return db.NewSelect().Model((*InboxEvent)(nil)).Column("id").
+			Where("processed_at < ?", cut).
 			Where("NOT EXISTS (SELECT 1 FROM tds_sync_queue AS q WHERE q.inbox_event_id = ?TableAlias.id AND q.status <> ?)", StatusCompleted).
 			Limit(DefaultCleanupBatch)
-		res, err := db.NewDelete().Model((*InboxEvent)(nil)).Where("id IN (?)", sub).Exec(ctx)
-		if err != nil {
-			return total, wrapDBErr("deleting processed inbox events", err)
-		}
-		n, _ := res.RowsAffected()
-		total += n
-		if n < DefaultCleanupBatch {
-			return total, nil
+	}
+	completed := func() *bun.SelectQuery {
+		return db.NewSelect().Model((*Job)(nil)).Column("inbox_event_id").
+			Where("status = ?", StatusCompleted).
+			Where("completed_at < ?", cut).
+			Where("EXISTS (SELECT 1 FROM tds_inbox_events AS e WHERE e.id = ?TableAlias.inbox_event_id AND e.processed_at IS NULL)").
+			Limit(DefaultCleanupBatch)
+	}
+	var total int64
+	for _, sub := range []func() *bun.SelectQuery{marked, completed} {
+		for {
+			res, err := db.NewDelete().Model((*InboxEvent)(nil)).Where("id IN (?)", sub()).Exec(ctx)
+			if err != nil {
+				return total, wrapDBErr("deleting processed inbox events", err)
+			}
+			n, _ := res.RowsAffected()
+			total += n
+			if n < DefaultCleanupBatch {
+				break
+			}
 		}
 	}
+	return total, nil
 }

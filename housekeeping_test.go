@@ -72,3 +72,106 @@ func TestWorkerWakesOnEnqueue(t *testing.T) {
 		e.waitStatus(t, id, StatusCompleted)
 	})
 }
+
+// A completed job marks its inbox event processed without writing to it;
+// every reader of the inbox sees the event processed at the job's
+// completed_at, before and after DeleteCompleted removes the job.
+func TestInboxEventProcessedByItsCompletedJob(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newWorkerEnv(t, tdb)
+		in, err := NewInbox(e.db, WithClock(e.clock.Now))
+		require.NoError(t, err)
+		done, open := e.ingest(t, "1", "done"), e.ingest(t, "2", "open")
+		w, err := NewWorker(e.db, &flaky{}, WithClock(e.clock.Now), WithRetention(24*time.Hour))
+		require.NoError(t, err)
+		jobs, err := w.claim(ctx, 1)
+		require.NoError(t, err)
+		require.Len(t, jobs, 1)
+		require.Equal(t, done, jobs[0].ID)
+		_, redo, err := w.runBatch(ctx, nil, jobs)
+		require.NoError(t, err)
+		require.Empty(t, redo)
+		job := e.job(t, done)
+		require.Equal(t, StatusCompleted, job.Status)
+		ev, openEv := job.InboxEventID, e.job(t, open).InboxEventID
+		require.Equal(t, 2, count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE processed_at IS NULL"),
+			"completing a job does not write its inbox event")
+
+		requireProcessed := func(t *testing.T) {
+			t.Helper()
+			got, err := in.Get(ctx, ev)
+			require.NoError(t, err)
+			require.NotNil(t, got.ProcessedAt)
+			requireSameTime(t, *job.CompletedAt, *got.ProcessedAt)
+			got, err = in.Get(ctx, openEv)
+			require.NoError(t, err)
+			require.Nil(t, got.ProcessedAt)
+
+			yes, no := true, false
+			list, err := in.List(ctx, InboxFilter{Processed: &yes})
+			require.NoError(t, err)
+			require.Len(t, list, 1)
+			require.Equal(t, ev, list[0].ID)
+			requireSameTime(t, *job.CompletedAt, *list[0].ProcessedAt)
+			list, err = in.List(ctx, InboxFilter{Processed: &no})
+			require.NoError(t, err)
+			require.Len(t, list, 1)
+			require.Equal(t, openEv, list[0].ID)
+			list, err = in.ListUnprocessed(ctx, 10)
+			require.NoError(t, err)
+			require.Len(t, list, 1)
+			require.Equal(t, openEv, list[0].ID)
+			st, err := in.Stats(ctx)
+			require.NoError(t, err)
+			require.Equal(t, int64(1), st.Unprocessed)
+		}
+		requireProcessed(t)
+
+		// Not yet past retention: nothing goes.
+		n, err := deleteProcessedEvents(ctx, e.db, e.clock.Now())
+		require.NoError(t, err)
+		require.Zero(t, n)
+
+		// Deleting the completed job writes its completed_at into the event.
+		e.clock.Advance(time.Hour)
+		n, err = e.q.DeleteCompleted(ctx, e.clock.Now())
+		require.NoError(t, err)
+		require.Equal(t, int64(1), n)
+		_, err = e.q.Get(ctx, done)
+		require.ErrorIs(t, err, ErrNotFound)
+		require.Equal(t, 1, count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE processed_at IS NULL"))
+		requireProcessed(t)
+	})
+}
+
+// Housekeeping deletes an event whose completed job is past retention even
+// when processed_at was never written.
+func TestHousekeepingDeletesEventsOfOldCompletedJobs(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newWorkerEnv(t, tdb)
+		old := e.ingest(t, "1", "old")
+		w, err := NewWorker(e.db, &flaky{}, WithClock(e.clock.Now), WithRetention(24*time.Hour))
+		require.NoError(t, err)
+		jobs, err := w.claim(ctx, 10)
+		require.NoError(t, err)
+		_, _, err = w.runBatch(ctx, nil, jobs)
+		require.NoError(t, err)
+		e.clock.Advance(2 * time.Hour)
+		recent := e.ingest(t, "2", "recent")
+		jobs, err = w.claim(ctx, 10)
+		require.NoError(t, err)
+		_, _, err = w.runBatch(ctx, nil, jobs)
+		require.NoError(t, err)
+		require.Equal(t, StatusCompleted, e.job(t, recent).Status)
+
+		n, err := deleteProcessedEvents(ctx, e.db, e.clock.Now().Add(-time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, int64(1), n)
+		_, err = e.q.Get(ctx, old)
+		require.ErrorIs(t, err, ErrNotFound, "the job goes with its event")
+		require.Equal(t, StatusCompleted, e.job(t, recent).Status)
+		require.Equal(t, 1, count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+	})
+}

@@ -216,7 +216,7 @@ func insertInboxEvent(ctx context.Context, db bun.IDB, row *InboxEvent) (*InboxE
 // [ErrNotFound].
 func (in *Inbox) Get(ctx context.Context, id int64) (*InboxEvent, error) {
 	ev := new(InboxEvent)
-	err := in.db.NewSelect().Model(ev).Where("id = ?", id).Scan(ctx)
+	err := selectInboxEvents(in.db.NewSelect().Model(ev)).Where("id = ?", id).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: inbox event %d", ErrNotFound, id)
 	}
@@ -250,14 +250,38 @@ func (in *Inbox) MarkQueued(ctx context.Context, id int64) error {
 	return in.updateOne(ctx, q, id, "marking inbox event queued")
 }
 
-// MarkProcessed records that event id is done with: synced, superseded or
-// given up on. Processed events are no longer listed as unprocessed and
-// become eligible for cleanup.
+// MarkProcessed records that event id is done with, by setting its
+// processed_at: given up on, or handled outside the queue. An event whose
+// job completes is processed without it (see [InboxEvent.ProcessedAt]).
+// Processed events are no longer listed as unprocessed and become
+// eligible for cleanup.
 func (in *Inbox) MarkProcessed(ctx context.Context, id int64) error {
 	q := in.db.NewUpdate().Model((*InboxEvent)(nil)).
 		Set("processed_at = ?", dbTime(in.cfg.now())).
 		Where("id = ?", id)
 	return in.updateOne(ctx, q, id, "marking inbox event processed")
+}
+
+// A completed job marks its inbox event processed without writing to it:
+// the worker's burn-down would otherwise rewrite every event's wide row
+// (payload, seven indexes) once more. An event is processed when its
+// processed_at is set (MarkProcessed, a dead letter, a discard) or its job
+// is completed; the job's completed_at is then its processed time, until
+// Queue.DeleteCompleted copies it into processed_at.
+const (
+	// completedJobSQL selects the completed job of the event ?TableAlias.
+	completedJobSQL = "FROM tds_sync_queue AS q WHERE q.inbox_event_id = ?TableAlias.id AND q.status = 'completed'"
+	// processedAtSQL is when the event ?TableAlias was processed, or NULL.
+	processedAtSQL = "COALESCE(?TableAlias.processed_at, (SELECT q.completed_at " + completedJobSQL + "))"
+	// isUnprocessedSQL holds when the event ?TableAlias is not processed.
+	isUnprocessedSQL = "(?TableAlias.processed_at IS NULL AND NOT EXISTS (SELECT 1 " + completedJobSQL + "))"
+)
+
+// selectInboxEvents makes q, a select of InboxEvent, read ProcessedAt as
+// the time the event was processed, whether written or implied by its
+// completed job.
+func selectInboxEvents(q *bun.SelectQuery) *bun.SelectQuery {
+	return q.ExcludeColumn("processed_at").ColumnExpr(processedAtSQL + " AS processed_at")
 }
 
 func (in *Inbox) updateOne(ctx context.Context, q *bun.UpdateQuery, id int64, doing string) error {
@@ -272,11 +296,12 @@ func (in *Inbox) updateOne(ctx context.Context, q *bun.UpdateQuery, id int64, do
 }
 
 // ListUnprocessed returns up to limit events not yet processed, oldest
-// first, valid or not.
+// first, valid or not: events without processed_at whose job, if any, is
+// not completed.
 func (in *Inbox) ListUnprocessed(ctx context.Context, limit int) ([]InboxEvent, error) {
 	var out []InboxEvent
-	err := in.db.NewSelect().Model(&out).
-		Where("processed_at IS NULL").
+	err := selectInboxEvents(in.db.NewSelect().Model(&out)).
+		Where(isUnprocessedSQL).
 		Order("id ASC").
 		Limit(int64(limit)).
 		Scan(ctx)
@@ -314,7 +339,7 @@ func (in *Inbox) Stats(ctx context.Context) (*InboxStats, error) {
 		ColumnExpr("COUNT(*)").
 		ColumnExpr("COALESCE(SUM(CASE WHEN is_valid THEN 1 ELSE 0 END), 0)").
 		ColumnExpr("COALESCE(SUM(CASE WHEN moved_to_queue THEN 1 ELSE 0 END), 0)").
-		ColumnExpr("COALESCE(SUM(CASE WHEN processed_at IS NULL THEN 1 ELSE 0 END), 0)").
+		ColumnExpr("COALESCE(SUM(CASE WHEN "+isUnprocessedSQL+" THEN 1 ELSE 0 END), 0)").
 		ColumnExpr("MIN(received_at)").
 		ColumnExpr("MAX(received_at)").
 		Scan(ctx, &s.Total, &s.Valid, &s.Queued, &s.Unprocessed, &oldest, &newest)

@@ -17,7 +17,8 @@ type InboxFilter struct {
 	// these values.
 	Source, EntityType, EntityID, EventType string
 	// Valid, Queued and Processed, when set, keep events that passed
-	// validation, were queued, or were processed (or the opposite).
+	// validation, were queued, or were processed (or the opposite); see
+	// [InboxEvent.ProcessedAt] for what processed means.
 	Valid, Queued, Processed *bool
 	// Since and Until keep events received in [Since, Until).
 	Since, Until time.Time
@@ -35,7 +36,7 @@ func (in *Inbox) List(ctx context.Context, f InboxFilter) ([]InboxEvent, error) 
 		limit = DefaultListLimit
 	}
 	out := []InboxEvent{}
-	q := in.db.NewSelect().Model(&out)
+	q := selectInboxEvents(in.db.NewSelect().Model(&out))
 	for col, v := range map[string]string{
 		"source": f.Source, "entity_type": f.EntityType,
 		"source_entity_id": f.EntityID, "event_type": f.EventType,
@@ -52,9 +53,9 @@ func (in *Inbox) List(ctx context.Context, f InboxFilter) ([]InboxEvent, error) 
 	}
 	if f.Processed != nil {
 		if *f.Processed {
-			q = q.Where("processed_at IS NOT NULL")
+			q = q.Where("NOT " + isUnprocessedSQL)
 		} else {
-			q = q.Where("processed_at IS NULL")
+			q = q.Where(isUnprocessedSQL)
 		}
 	}
 	if !f.Since.IsZero() {

@@ -264,18 +264,43 @@ const DefaultCleanupBatch = 1000
 // DeleteCompleted deletes completed jobs that completed before olderThan,
 // in batches of [DefaultCleanupBatch] so no statement holds locks for long,
 // and returns how many it deleted. Their attempt history goes with them.
+// Their inbox events stay processed: each batch first writes the jobs'
+// completed_at into the events' processed_at, in the same transaction.
 func (q *Queue) DeleteCompleted(ctx context.Context, olderThan time.Time) (int64, error) {
 	var total int64
 	for {
-		sub := q.db.NewSelect().Model((*Job)(nil)).Column("id").
-			Where("status = ?", StatusCompleted).
-			Where("completed_at < ?", dbTime(olderThan)).
-			Limit(DefaultCleanupBatch)
-		res, err := q.db.NewDelete().Model((*Job)(nil)).Where("id IN (?)", sub).Exec(ctx)
+		var n int64
+		err := runInTx(ctx, q.db, func(ctx context.Context, tx bun.IDB) error {
+			var ids []int64
+			if err := tx.NewSelect().Model((*Job)(nil)).Column("id").
+				Where("status = ?", StatusCompleted).
+				Where("completed_at < ?", dbTime(olderThan)).
+				Limit(DefaultCleanupBatch).
+				Scan(ctx, &ids); err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				return nil
+			}
+			if _, err := tx.NewRaw(`UPDATE tds_inbox_events SET processed_at = q.completed_at
+FROM tds_sync_queue AS q
+WHERE q.id IN (?) AND tds_inbox_events.id = q.inbox_event_id AND tds_inbox_events.processed_at IS NULL`,
+				bun.List(ids)).Exec(ctx); err != nil {
+				return err
+			}
+			res, err := tx.NewDelete().Model((*Job)(nil)).
+				Where("id IN (?)", bun.List(ids)).
+				Where("status = ?", StatusCompleted).
+				Exec(ctx)
+			if err != nil {
+				return err
+			}
+			n, _ = res.RowsAffected()
+			return nil
+		})
 		if err != nil {
 			return total, wrapDBErr("deleting completed jobs", err)
 		}
-		n, _ := res.RowsAffected()
 		total += n
 		if n < DefaultCleanupBatch {
 			return total, nil

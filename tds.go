@@ -162,6 +162,12 @@ func (ve ValidationErrors) Error() string {
 }
 
 // InboxEvent is a stored webhook event: a row of tds_inbox_events.
+//
+// ProcessedAt is when the event was done with, nil until then: when its
+// job completed, or when it was marked processed explicitly
+// ([Inbox.MarkProcessed], a dead letter, a discarded dead letter). A
+// completed job does not write the column; the [Inbox] reads the job's
+// completed_at in its place.
 type InboxEvent struct {
 	bun.BaseModel `bun:"table:tds_inbox_events"`
 

@@ -106,7 +106,7 @@ func TestWorkerBatchFailureUndoesOnlyItsOwnWrites(t *testing.T) {
 		attempts, err := e.q.Attempts(context.Background(), ids[1])
 		require.NoError(t, err)
 		require.Len(t, attempts, 1)
-		require.Equal(t, 0, count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE processed_at IS NULL AND id <> ?", j.InboxEventID))
+		require.Equal(t, 0, count(t, e.db, unprocessedSQL+" AND e.id <> ?", j.InboxEventID))
 
 		require.Eventually(t, func() bool { return len(obs.of(ids[1])) == 1 }, 10*time.Second, time.Millisecond)
 		r := obs.of(ids[1])[0]

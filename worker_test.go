@@ -156,7 +156,7 @@ func TestWorkerFailsTwiceThenSucceeds(t *testing.T) {
 			require.Equal(t, "bad gateway", a.Error)
 			require.Equal(t, "http_502", *a.ErrorCode)
 		}
-		require.Equal(t, 0, count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE processed_at IS NULL"))
+		require.Equal(t, 0, count(t, e.db, unprocessedSQL))
 	})
 }
 
@@ -172,7 +172,7 @@ func TestWorkerPermanentDeadLettersAtOnce(t *testing.T) {
 		require.Contains(t, *j.LastError, "no such warehouse")
 		require.Equal(t, e.clock.Now(), j.UpdatedAt.UTC())
 		require.Equal(t, 1, s.count(id))
-		require.Equal(t, 0, count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE processed_at IS NULL"))
+		require.Equal(t, 0, count(t, e.db, unprocessedSQL))
 		dead, err := e.q.ListDeadLetters(context.Background(), DeadLetterFilter{ErrorCode: "bad_record"})
 		require.NoError(t, err)
 		require.Len(t, dead, 1)
