@@ -182,20 +182,20 @@ func analyzeSQL(db *bun.DB) string {
 }
 
 func runBacklog(ctx context.Context, db *bun.DB, c config, r *report) error {
-	const claims = 10
-	small, err := claimTime(ctx, db, c.backlogSmall, c.batch, claims)
+	const claims = 30
+	small, err := claimTime(ctx, db, c.backlogSmall, c.backlogBatch, claims)
 	if err != nil {
 		return err
 	}
 	if err := reset(ctx, db); err != nil {
 		return err
 	}
-	large, err := claimTime(ctx, db, c.backlogLarge, c.batch, claims)
+	large, err := claimTime(ctx, db, c.backlogLarge, c.backlogBatch, claims)
 	if err != nil {
 		return err
 	}
-	r.row(fmt.Sprintf("backlog: claim of %d with %d waiting", c.batch, c.backlogSmall), ms(small), fmt.Sprintf("mean of the first %d claims", claims))
-	r.row(fmt.Sprintf("backlog: claim of %d with %d waiting", c.batch, c.backlogLarge), ms(large), "")
+	r.row(fmt.Sprintf("backlog: claim of %d with %d waiting", c.backlogBatch, c.backlogSmall), ms(small), fmt.Sprintf("mean of the first %d claims", claims))
+	r.row(fmt.Sprintf("backlog: claim of %d with %d waiting", c.backlogBatch, c.backlogLarge), ms(large), "")
 	r.row("backlog: ratio large / small", fmt.Sprintf("%.2fx", float64(large)/float64(small)), "target <= 1.5x")
 	return nil
 }

@@ -40,6 +40,7 @@ type config struct {
 	latencyDur   time.Duration
 	backlogSmall int
 	backlogLarge int
+	backlogBatch int
 }
 
 func main() {
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&c.latencyDur, "latency-duration", 10*time.Second, "latency: how long to send")
 	fs.IntVar(&c.backlogSmall, "backlog-small", 10000, "backlog: the small backlog")
 	fs.IntVar(&c.backlogLarge, "backlog-large", 1000000, "backlog: the large backlog")
+	fs.IntVar(&c.backlogBatch, "backlog-batch", tds.DefaultBatchSize, "backlog: jobs per claim (the Worker's default batch size)")
 	fs.BoolVar(&short, "short", false, "tiny sizes, to check the tool works (CI)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
