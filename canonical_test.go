@@ -78,3 +78,18 @@ func BenchmarkContentHash(b *testing.B) {
 		}
 	}
 }
+
+func TestCanonicalizeFindsNUL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]bool{
+		`{"a":"x\u0000y"}`:      true,
+		`{"a\u0000":1}`:         true,
+		`[["\u0000"]]`:          true,
+		`{"a":"\\u0000"}`:       false, // an escaped backslash, then text
+		`{"a":"plain","b":[1]}`: false,
+	} {
+		_, nul, err := canonicalize([]byte(in))
+		require.NoError(t, err, in)
+		require.Equal(t, want, nul, in)
+	}
+}

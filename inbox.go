@@ -136,13 +136,26 @@ func (c *config) newInboxEvent(ev *Event) (*InboxEvent, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: missing %s", ErrInvalidEvent, strings.Join(missing, ", "))
 	}
+	for _, f := range []struct{ name, v string }{
+		{"source", ev.Source}, {"event_type", ev.EventType}, {"entity_type", ev.EntityType},
+		{"entity_id", ev.EntityID}, {"delivery id", ev.DeliveryID},
+	} {
+		if strings.ContainsRune(f.v, 0) {
+			return nil, fmt.Errorf("%w: %s holds a NUL character", ErrInvalidEvent, f.name)
+		}
+	}
 	data := ev.Data
 	if len(data) == 0 {
 		data = []byte("null")
 	}
-	canon, err := CanonicalJSON(data)
+	canon, nul, err := canonicalize(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
+	}
+	if nul {
+		// PostgreSQL stores no NUL in text or JSONB; refuse it on both
+		// stores, so the same event fares the same everywhere.
+		return nil, fmt.Errorf("%w: data holds a NUL character (\\u0000)", ErrInvalidEvent)
 	}
 	hash := hashCanonical(canon)
 	received := ev.ReceivedAt

@@ -161,6 +161,9 @@ func TestProcessRejectsEventWithoutIdentity(t *testing.T) {
 			{EventType: "update", EntityID: "1"},
 			{EventType: "update", EntityType: "product"},
 			{EventType: "update", EntityType: "product", EntityID: "1", Data: json.RawMessage(`{bad`)},
+			// PostgreSQL stores no NUL; refused on both stores alike.
+			{EventType: "update", EntityType: "product", EntityID: "1", Data: json.RawMessage(`{"item_id":"1","name":"a\u0000b"}`)},
+			{EventType: "update", EntityType: "product", EntityID: "1\x002", Data: json.RawMessage(`{}`)},
 		} {
 			_, err := p.Process(context.Background(), ev)
 			require.ErrorIs(t, err, ErrInvalidEvent)
