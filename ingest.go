@@ -227,13 +227,14 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 	return r, nil
 }
 
-// storeBatch stores the batch's events in tx with one INSERT per table,
-// and sets each request's result. Redeliveries, within the batch or of
-// events stored before, become duplicates.
+// storeBatch stores the batch's events in db (one statement on PostgreSQL,
+// see insertPostgres; one INSERT per table in a transaction on SQLite) and
+// sets each request's result. Redeliveries, within the batch or of events
+// stored before, become duplicates.
 //
-// With notifyInTx it wakes workers from inside tx (on PostgreSQL the
-// notification is delivered when tx commits); otherwise the caller wakes
-// them once it has committed.
+// With notifyInTx it wakes workers from inside db, the caller's transaction
+// (on PostgreSQL the notification is delivered when it commits); otherwise
+// the caller wakes them once it has committed.
 func (p *Processor) storeBatch(ctx context.Context, db bun.IDB, batch []*ingestReq, notifyInTx bool) error {
 	// The first request of each key stores it; later ones are duplicates.
 	first := make(map[string]*ingestReq, len(batch))
@@ -464,7 +465,7 @@ func (p *Processor) insertSQLite(ctx context.Context, db bun.IDB, rows []*InboxE
 }
 
 // insertPostgres stores a batch on PostgreSQL in one statement: it takes
-// the entity locks (see lockEntities), inserts the inbox rows and the jobs
+// the entity locks (see entityLockKeys), inserts the inbox rows and the jobs
 // of the valid ones, and returns both. One statement needs no explicit
 // transaction: run in autocommit it is one round trip and one commit.
 func (p *Processor) insertPostgres(ctx context.Context, db bun.IDB, rows []*InboxEvent, first map[string]*ingestReq) ([]storedEvent, error) {
