@@ -120,29 +120,83 @@ func (q *Queue) retryDeadLetters(ctx context.Context, where func(*bun.SelectQuer
 	now := dbTime(q.cfg.now())
 	var n int64
 	err := runInTx(ctx, q.db, func(ctx context.Context, tx bun.IDB) error {
-		ids := where(tx.NewSelect().Model((*Job)(nil)).Column("id"))
-		// The inbox events become unprocessed again, then the jobs pending.
+		n = 0
+		var jobs []*Job
+		if err := where(tx.NewSelect().Model(&jobs).
+			Column("id", "source", "entity_type", "source_entity_id")).
+			Order("id").Scan(ctx); err != nil {
+			return err
+		}
+		if len(jobs) == 0 {
+			return nil
+		}
+		// A retried job waits behind its entity's head, if any, and the
+		// retried jobs of one entity run oldest first: see entity.go.
+		keys := make([]entityKey, len(jobs))
+		for i, j := range jobs {
+			keys[i] = jobEntity(j)
+		}
+		if err := lockEntities(ctx, tx, keys); err != nil {
+			return err
+		}
+		if err := blockBehindHeads(ctx, tx, jobs); err != nil {
+			return err
+		}
+		var heads, blocked []int64
+		for _, j := range jobs {
+			if j.Blocked {
+				blocked = append(blocked, j.ID)
+			} else {
+				heads = append(heads, j.ID)
+			}
+		}
+		var events []int64
+		headsGone := false
+		for _, g := range []struct {
+			ids     []int64
+			blocked bool
+		}{{heads, false}, {blocked, true}} {
+			if len(g.ids) == 0 {
+				continue
+			}
+			// Still dead letters: one may have been retried or discarded
+			// since the SELECT.
+			var got []int64
+			if err := tx.NewUpdate().Model((*Job)(nil)).
+				Set("status = ?", StatusPending).
+				Set("blocked = ?", g.blocked).
+				Set("attempt_count = 0").
+				Set("next_retry_at = ?", now).
+				Set("locked_by = NULL").
+				Set("locked_until = NULL").
+				Set("updated_at = ?", now).
+				Where("id IN (?)", bun.List(g.ids)).
+				Where("status = ?", StatusDeadLetter).
+				Returning("inbox_event_id").
+				Scan(ctx, &got); err != nil {
+				return err
+			}
+			events = append(events, got...)
+			headsGone = headsGone || !g.blocked && len(got) < len(g.ids)
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		if headsGone && len(blocked) > 0 {
+			// A job meant to be a head is no longer a dead letter: the
+			// jobs blocked behind it need another.
+			if _, err := unblockNext(ctx, tx, blocked, nil, now); err != nil {
+				return err
+			}
+		}
+		// Their inbox events are unprocessed again.
 		if _, err := tx.NewUpdate().Model((*InboxEvent)(nil)).
 			Set("processed_at = NULL").
-			Where("id IN (?)", where(tx.NewSelect().Model((*Job)(nil)).Column("inbox_event_id"))).
+			Where("id IN (?)", bun.List(events)).
 			Exec(ctx); err != nil {
 			return err
 		}
-		res, err := tx.NewUpdate().Model((*Job)(nil)).
-			Set("status = ?", StatusPending).
-			Set("attempt_count = 0").
-			Set("next_retry_at = ?", now).
-			Set("locked_by = NULL").
-			Set("locked_until = NULL").
-			Set("updated_at = ?", now).
-			Where("id IN (?)", ids).
-			Exec(ctx)
-		if err != nil {
-			return err
-		}
-		if n, err = res.RowsAffected(); err != nil || n == 0 {
-			return err
-		}
+		n = int64(len(events))
 		return notifyQueued(ctx, tx)
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package tds
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -106,6 +107,9 @@ func (w *Worker) runHousekeeping(ctx context.Context) error {
 	if _, err := w.rescue(ctx); err != nil {
 		return err
 	}
+	if _, err := w.repairHeads(ctx); err != nil {
+		return err
+	}
 	cutoff := w.now().Add(-w.ws.retention)
 	if _, err := (&Queue{db: w.db, cfg: w.cfg}).DeleteCompleted(ctx, cutoff); err != nil {
 		return err
@@ -123,8 +127,27 @@ func (w *Worker) rescue(ctx context.Context) (int, error) {
 	now := w.now()
 	const msg = "lease expired: the worker stopped renewing it (it crashed or lost the database)"
 	var rescued []Job
-	err := w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err := w.db.RunInTx(ctx, readCommitted(w.db), func(ctx context.Context, tx bun.Tx) error {
 		rescued = nil
+		// The jobs that will be dead-lettered hand their entities on to
+		// the next job: their entities are locked first, as a worker
+		// completing a batch does, so the two cannot deadlock. No job can
+		// join them between this SELECT and the UPDATE: a lease only
+		// moves forward.
+		var doomed []Job
+		if err := tx.NewSelect().Model(&doomed).Column("id", "source", "entity_type", "source_entity_id").
+			Where("status = ?", StatusProcessing).Where("locked_until < ?", now).
+			Where("attempt_count >= max_retry_attempts").
+			Scan(ctx); err != nil {
+			return err
+		}
+		keys := make([]entityKey, 0, len(doomed))
+		for i := range doomed {
+			keys = append(keys, jobEntity(&doomed[i]))
+		}
+		if err := lockEntities(ctx, tx, keys); err != nil {
+			return err
+		}
 		if err := tx.NewRaw(`UPDATE tds_sync_queue
 SET status = CASE WHEN attempt_count >= max_retry_attempts THEN 'dead_letter' ELSE 'retry' END,
 	next_retry_at = ?, last_error = ?, last_error_code = ?, locked_until = NULL, updated_at = ?
@@ -155,6 +178,16 @@ RETURNING *`, now, msg, CodeLeaseExpired, now, now).Scan(ctx, &rescued); err != 
 				Set("processed_at = ?", now).
 				Where("id IN (?)", bun.List(dead)).
 				Exec(ctx); err != nil {
+				return err
+			}
+			var deadIDs []int64
+			for i := range rescued {
+				if rescued[i].Status == StatusDeadLetter {
+					deadIDs = append(deadIDs, rescued[i].ID)
+				}
+			}
+			// Their entities were locked above.
+			if _, err := unblockNext(ctx, tx, deadIDs, deadIDs, now); err != nil {
 				return err
 			}
 		}
@@ -216,4 +249,45 @@ func deleteProcessedEvents(ctx context.Context, db bun.IDB, cutoff time.Time) (i
 		}
 	}
 	return total, nil
+}
+
+// stuckEntitiesSQL finds the entities whose unfinished jobs are all
+// blocked: no head will ever unblock them.
+var stuckEntitiesSQL = `SELECT b.id, b.source, b.entity_type, b.source_entity_id
+FROM tds_sync_queue AS b WHERE b.blocked AND NOT ` + fmt.Sprintf(entityHeadSQL, "b", "0") + `
+LIMIT 1000`
+
+// repairHeads gives a head to every entity whose jobs are all blocked.
+// While the rules of entity.go hold there is none: rows changed or deleted
+// by hand can make one, and its jobs would wait forever. It returns how
+// many jobs it unblocked.
+func (w *Worker) repairHeads(ctx context.Context) (int64, error) {
+	var stuck []Job
+	if err := w.db.NewRaw(stuckEntitiesSQL).Scan(ctx, &stuck); err != nil {
+		return 0, wrapDBErr("looking for entities without a head", err)
+	}
+	if len(stuck) == 0 {
+		return 0, nil
+	}
+	keys := make([]entityKey, len(stuck))
+	ids := make([]int64, len(stuck))
+	for i := range stuck {
+		keys[i], ids[i] = jobEntity(&stuck[i]), stuck[i].ID
+	}
+	var n int64
+	err := w.db.RunInTx(ctx, readCommitted(w.db), func(ctx context.Context, tx bun.Tx) error {
+		if err := lockEntities(ctx, tx, keys); err != nil {
+			return err
+		}
+		var err error
+		n, err = unblockNext(ctx, tx, ids, nil, w.now())
+		return err
+	})
+	if err != nil {
+		return 0, wrapDBErr("unblocking entities without a head", err)
+	}
+	if n > 0 {
+		w.log.Warn("tds: unblocked jobs whose entity had no head (rows changed by hand?)", "jobs", n)
+	}
+	return n, nil
 }

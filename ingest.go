@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"hash/fnv"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -387,36 +385,6 @@ func (w *waker) send() {
 	}
 }
 
-// entityLockClass is the first key of the transaction-scoped advisory locks
-// that order ingestion per entity on PostgreSQL ("tdse").
-const entityLockClass = 0x74647365
-
-// entityLockKeys returns the keys of the transaction-scoped advisory
-// locks that insertPostgres takes, one per entity of rows, in ascending
-// order so that batches never deadlock. Two transactions ingesting events
-// of one entity are thereby serialised, so that entity's jobs get ids in
-// the order their transactions commit, and the worker, which syncs an
-// entity's jobs in id order, syncs them in the order they were received.
-// (SQLite has one writer: its order is the commit order.)
-func entityLockKeys(rows []*InboxEvent) []int32 {
-	keys := make([]int32, 0, len(rows))
-	seen := make(map[int32]bool, len(rows))
-	for _, r := range rows {
-		h := fnv.New32a()
-		for _, part := range []string{r.Source, r.EntityType, r.SourceEntityID} {
-			h.Write([]byte(part))
-			h.Write([]byte{0})
-		}
-		k := int32(h.Sum32())
-		if !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // storedEvent is an inbox event a batch inserted, with its job if queued.
 type storedEvent struct {
 	ID             int64  `bun:"id"`
@@ -449,6 +417,9 @@ func (p *Processor) insertSQLite(ctx context.Context, db bun.IDB, rows []*InboxE
 	if len(jobs) == 0 {
 		return stored, nil
 	}
+	if err := blockBehindHeads(ctx, db, jobs); err != nil {
+		return nil, err
+	}
 	var queued []struct {
 		ID           int64 `bun:"id"`
 		InboxEventID int64 `bun:"inbox_event_id"`
@@ -465,9 +436,15 @@ func (p *Processor) insertSQLite(ctx context.Context, db bun.IDB, rows []*InboxE
 }
 
 // insertPostgres stores a batch on PostgreSQL in one statement: it takes
-// the entity locks (see entityLockKeys), inserts the inbox rows and the jobs
-// of the valid ones, and returns both. One statement needs no explicit
-// transaction: run in autocommit it is one round trip and one commit.
+// the entity locks, inserts the inbox rows and the jobs of the valid ones,
+// and returns both. One statement needs no explicit transaction: run in
+// autocommit it is one round trip and one commit.
+//
+// The locks serialise the ingestion of an entity, so that its jobs get ids
+// in the order their transactions commit. A job is blocked when its entity
+// has a head (see entity.go): one earlier in the batch, or one in the table,
+// which tds_busy_entities reads with a snapshot taken once the locks are
+// held.
 func (p *Processor) insertPostgres(ctx context.Context, db bun.IDB, rows []*InboxEvent, first map[string]*ingestReq) ([]storedEvent, error) {
 	var q strings.Builder
 	args := make([]any, 0, 18*len(rows)+8)
@@ -478,7 +455,11 @@ func (p *Processor) insertPostgres(ctx context.Context, db bun.IDB, rows []*Inbo
 		delivery_id, content_hash, payload, source_modified_at, request_metadata, is_valid,
 		validation_errors, validated_at, moved_to_queue, queued_at, received_at)
 	SELECT v.* FROM (VALUES `)
-	args = append(args, entityLockClass, pgdialect.Array(entityLockKeys(rows)))
+	keys := make([]entityKey, len(rows))
+	for i, r := range rows {
+		keys[i] = eventEntity(r)
+	}
+	args = append(args, entityLockClass, pgdialect.Array(entityLockKeys(keys)))
 	for i, r := range rows {
 		if i > 0 {
 			q.WriteString(", ")
@@ -507,15 +488,30 @@ func (p *Processor) insertPostgres(ctx context.Context, db bun.IDB, rows []*Inbo
 	RETURNING id, idempotency_key, source, event_type, entity_type, source_entity_id
 )`)
 	var jobs int
+	var sources, types, ids []string
+	for _, r := range rows {
+		if r.IsValid {
+			sources, types, ids = append(sources, r.Source), append(types, r.EntityType), append(ids, r.SourceEntityID)
+		}
+	}
 	for _, r := range rows {
 		if r.IsValid {
 			if jobs == 0 {
-				q.WriteString(`, q AS (
+				// busy's function takes lk's count so that it runs after
+				// the locks.
+				q.WriteString(`, busy AS (
+	SELECT b.source, b.entity_type, b.source_entity_id
+	FROM lk, tds_busy_entities(lk.n, ?::text[], ?::text[], ?::text[]) AS b
+), q AS (
 	INSERT INTO tds_sync_queue (inbox_event_id, source, event_type, entity_type, source_entity_id,
-		status, priority, max_retry_attempts, next_retry_at, created_at, updated_at)
+		status, priority, max_retry_attempts, next_retry_at, created_at, updated_at, blocked)
 	SELECT ins.id, ins.source, ins.event_type, ins.entity_type, ins.source_entity_id,
-		'pending', j.priority, j.max_attempts, j.at, j.at, j.at
+		'pending', j.priority, j.max_attempts, j.at, j.at, j.at,
+		row_number() OVER (PARTITION BY ins.entity_type, ins.source_entity_id, ins.source ORDER BY ins.id) > 1
+		OR EXISTS (SELECT 1 FROM busy WHERE busy.entity_type = ins.entity_type
+			AND busy.source_entity_id = ins.source_entity_id AND busy.source = ins.source)
 	FROM ins JOIN (VALUES `)
+				args = append(args, pgdialect.Array(sources), pgdialect.Array(types), pgdialect.Array(ids))
 			} else {
 				q.WriteString(", ")
 			}

@@ -92,7 +92,12 @@ func (p *Processor) Process(ctx context.Context, ev *Event) (*Result, error) {
 // ProcessTx is Process inside the caller's transaction tx, so that a host
 // application can ingest an event together with writes of its own: if tx
 // rolls back, the event was never received. The result holds only once tx
-// commits. tx must belong to the processor's database.
+// commits. tx must belong to the processor's database and, on PostgreSQL,
+// run at READ COMMITTED (the default): the job's place in its entity's
+// line is decided from what committed before tx took the entity's lock,
+// which a stricter isolation level would hide. At another level ProcessTx
+// fails and stores nothing. The entity's lock is held until tx ends, so
+// other events of that entity wait for it.
 func (p *Processor) ProcessTx(ctx context.Context, tx bun.Tx, ev *Event) (*Result, error) {
 	r, err := p.prepare(ctx, ev)
 	if err != nil {

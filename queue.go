@@ -109,20 +109,34 @@ func (q *Queue) Enqueue(ctx context.Context, ev *InboxEvent, priority int) (*Job
 		return nil, fmt.Errorf("tds: enqueueing inbox event %d: %w: it failed validation", ev.ID, ErrInvalidEvent)
 	}
 	now := dbTime(q.cfg.now())
-	job, err := insertJob(ctx, q.db, q.cfg.newJob(ev, priority, now))
+	var job *Job
+	err := runInTx(ctx, q.db, func(ctx context.Context, tx bun.IDB) error {
+		job = q.cfg.newJob(ev, priority, now)
+		// The job waits behind its entity's head, if any: see entity.go.
+		if err := lockEntities(ctx, tx, []entityKey{jobEntity(job)}); err != nil {
+			return wrapDBErr("enqueueing", err)
+		}
+		if err := blockBehindHeads(ctx, tx, []*Job{job}); err != nil {
+			return wrapDBErr("enqueueing", err)
+		}
+		var err error
+		if job, err = insertJob(ctx, tx, job); err != nil {
+			return err
+		}
+		if _, err = tx.NewUpdate().Model((*InboxEvent)(nil)).
+			Set("moved_to_queue = ?", true).
+			Set("queued_at = COALESCE(queued_at, ?)", now).
+			Where("id = ?", ev.ID).
+			Exec(ctx); err != nil {
+			return wrapDBErr("marking inbox event queued", err)
+		}
+		if err := notifyQueued(ctx, tx); err != nil {
+			return wrapDBErr("waking workers", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, err
-	}
-	_, err = q.db.NewUpdate().Model((*InboxEvent)(nil)).
-		Set("moved_to_queue = ?", true).
-		Set("queued_at = COALESCE(queued_at, ?)", now).
-		Where("id = ?", ev.ID).
-		Exec(ctx)
-	if err != nil {
-		return nil, wrapDBErr("marking inbox event queued", err)
-	}
-	if err := notifyQueued(ctx, q.db); err != nil {
-		return nil, wrapDBErr("waking workers", err)
+		return nil, wrapDBErr("enqueueing", err)
 	}
 	ev.MovedToQueue = true
 	return job, nil
@@ -314,5 +328,5 @@ func runInTx(ctx context.Context, db bun.IDB, fn func(ctx context.Context, tx bu
 	if tx, ok := db.(bun.Tx); ok {
 		return fn(ctx, tx)
 	}
-	return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error { return fn(ctx, tx) })
+	return db.RunInTx(ctx, readCommitted(db), func(ctx context.Context, tx bun.Tx) error { return fn(ctx, tx) })
 }

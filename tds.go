@@ -195,14 +195,17 @@ type InboxEvent struct {
 type Job struct {
 	bun.BaseModel `bun:"table:tds_sync_queue"`
 
-	ID               int64      `bun:"id,pk,autoincrement" json:"id"`
-	InboxEventID     int64      `bun:"inbox_event_id,notnull" json:"inbox_event_id"`
-	Source           string     `bun:"source,notnull" json:"source"`
-	EventType        string     `bun:"event_type,notnull" json:"event_type"`
-	EntityType       string     `bun:"entity_type,notnull" json:"entity_type"`
-	SourceEntityID   string     `bun:"source_entity_id,notnull" json:"source_entity_id"`
-	Status           Status     `bun:"status,notnull" json:"status"`
-	Priority         int        `bun:"priority,notnull" json:"priority"`
+	ID             int64  `bun:"id,pk,autoincrement" json:"id"`
+	InboxEventID   int64  `bun:"inbox_event_id,notnull" json:"inbox_event_id"`
+	Source         string `bun:"source,notnull" json:"source"`
+	EventType      string `bun:"event_type,notnull" json:"event_type"`
+	EntityType     string `bun:"entity_type,notnull" json:"entity_type"`
+	SourceEntityID string `bun:"source_entity_id,notnull" json:"source_entity_id"`
+	Status         Status `bun:"status,notnull" json:"status"`
+	Priority       int    `bun:"priority,notnull" json:"priority"`
+	// Blocked reports that the job waits for an earlier unfinished job of
+	// its entity; the jobs of an entity run one at a time, in order.
+	Blocked          bool       `bun:"blocked,notnull" json:"blocked"`
 	AttemptCount     int        `bun:"attempt_count,notnull" json:"attempt_count"`
 	MaxRetryAttempts int        `bun:"max_retry_attempts,notnull" json:"max_retry_attempts"`
 	NextRetryAt      time.Time  `bun:"next_retry_at,notnull" json:"next_retry_at"`

@@ -182,6 +182,13 @@ func WithWorkerID(id string) Option {
 // Worker claims jobs from the sync queue and hands each to a [Syncer]. Any
 // number of Workers may run against one database, in one process or many;
 // they share the queue safely and keep per-entity order between them.
+//
+// Per-entity order: the jobs of one entity (source, entity type, entity
+// id) are synced one at a time, in the order their events were stored. A
+// job whose entity has an unfinished job waits ([Job.Blocked]) until that
+// job completes or is dead-lettered; a retried dead letter waits behind
+// the job its entity is running, if any. Other entities' jobs are not held
+// up.
 type Worker struct {
 	db      *bun.DB
 	syncer  Syncer
@@ -327,9 +334,11 @@ var (
 )
 
 // claimSQL takes the first claimable jobs and leases them. A job is
-// claimable when it waits (pending, or retry and due) and its entity has
-// no earlier unfinished job and no job in processing at all: that is what
-// keeps the jobs of one entity one at a time and in order.
+// claimable when it waits (pending, or retry and due) and is its entity's
+// head: not blocked behind an earlier unfinished job of the entity (see
+// entity.go). That keeps the jobs of one entity one at a time and in order
+// without looking at the entity's other jobs, and since only heads are
+// claimable, concurrent claims need nothing but SKIP LOCKED.
 //
 // The candidates must be read in claim-index order, stopping at the limit,
 // so that a claim costs the same with a backlog of a thousand or a million:
@@ -345,14 +354,7 @@ SET status = 'processing', attempt_count = attempt_count + 1,
 	locked_by = ?, locked_until = ?, updated_at = ?
 WHERE id %s
 	SELECT c.id FROM tds_sync_queue AS c %s
-	WHERE c.status IN ('pending', 'retry') AND c.next_retry_at <= ?
-	AND NOT EXISTS (
-		SELECT 1 FROM tds_sync_queue AS e
-		WHERE e.entity_type = c.entity_type
-		AND e.source_entity_id = c.source_entity_id
-		AND e.source = c.source
-		AND e.status IN ('pending', 'retry', 'processing')
-		AND (e.id < c.id OR e.status = 'processing'))
+	WHERE c.status IN ('pending', 'retry') AND NOT c.blocked AND c.next_retry_at <= ?
 	ORDER BY c.priority, c.id
 	LIMIT ? %s%s
 RETURNING *`
@@ -362,20 +364,11 @@ var (
 	claimSQLite = fmt.Sprintf(claimSQL, "IN (", "INDEXED BY tds_sync_queue_claim_idx", "", ")")
 )
 
-// claimPlanPG takes the claim lock and, for the claim transaction only,
-// steers the planner to the ordered index scan; one round trip.
-const claimPlanPG = `SELECT pg_advisory_xact_lock(?), set_config('enable_sort', 'off', true),
-	set_config('enable_bitmapscan', 'off', true)`
+// claimPlanPG steers the planner to the ordered index scan, for the claim
+// transaction only.
+const claimPlanPG = `SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)`
 
-// claimLockKey is the PostgreSQL advisory lock that serialises claims:
-// "tds.clai" as an int64.
-const claimLockKey = 0x7464732e636c6169
-
-// claim leases up to n jobs to w. On PostgreSQL the claim statement runs
-// under a transaction-scoped advisory lock taken by a statement of its own,
-// so each claim's snapshot sees every earlier claim committed: two claimers
-// can never both take jobs of one entity. On SQLite the single writer
-// serialises claims already.
+// claim leases up to n jobs to w.
 func (w *Worker) claim(ctx context.Context, n int) ([]*Job, error) {
 	start := time.Now()
 	now := w.now()
@@ -383,8 +376,8 @@ func (w *Worker) claim(ctx context.Context, n int) ([]*Job, error) {
 	var jobs []*Job
 	var err error
 	if isPostgres(w.db) {
-		err = w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if _, err := tx.ExecContext(ctx, claimPlanPG, int64(claimLockKey)); err != nil {
+		err = w.db.RunInTx(ctx, readCommitted(w.db), func(ctx context.Context, tx bun.Tx) error {
+			if _, err := tx.ExecContext(ctx, claimPlanPG); err != nil {
 				return err
 			}
 			return tx.NewRaw(claimPG, args...).Scan(ctx, &jobs)
@@ -459,8 +452,16 @@ func (w *Worker) fail(job *Job, syncErr error, started time.Time) {
 	f := classify(syncErr, job.AttemptCount, job.MaxRetryAttempts, w.ws.retryPolicy)
 	ctx, cancel := cleanupCtx()
 	defer cancel()
-	err := w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		return w.recordFailure(ctx, tx, job, f, w.ws.workerID, &started)
+	err := w.db.RunInTx(ctx, readCommitted(w.db), func(ctx context.Context, tx bun.Tx) error {
+		if err := w.recordFailure(ctx, tx, job, f, w.ws.workerID, &started); err != nil || !f.deadLetter {
+			return err
+		}
+		keys := []entityKey{jobEntity(job)}
+		if err := lockEntities(ctx, tx, keys); err != nil {
+			return err
+		}
+		_, err := unblockNext(ctx, tx, []int64{job.ID}, []int64{job.ID}, w.now())
+		return err
 	})
 	switch {
 	case errors.Is(err, errLeaseLost):

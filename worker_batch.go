@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 // A batch of claimed jobs runs in one transaction:
@@ -140,7 +141,7 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 
 	// The transaction outlives a cancelled ctx so that the batch decides
 	// itself how it ends; statements still run under ctx.
-	tx, err := w.db.BeginTx(context.WithoutCancel(ctx), nil)
+	tx, err := w.db.BeginTx(context.WithoutCancel(ctx), readCommitted(w.db))
 	if err != nil {
 		return nil, nil, wrapDBErr("starting a batch", err)
 	}
@@ -158,6 +159,7 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 
 	var (
 		done      []*batchJob // Sync returned nil
+		dead      []*Job      // dead-lettered: their entities need a new head
 		lost      []*Job      // the failure could not be recorded: lease lost
 		unstarted []*Job
 	)
@@ -183,6 +185,7 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 		status := StatusRetry
 		if f.deadLetter {
 			status = StatusDeadLetter
+			dead = append(dead, bj.job)
 		}
 		results = append(results, bj.result(status, "", syncErr))
 		return nil
@@ -242,8 +245,8 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 		}
 		results = append(results, back...)
 	}
-	if len(done) > 0 {
-		completed, err := w.complete(ctx, tx, done, now)
+	if len(done) > 0 || len(dead) > 0 {
+		completed, err := w.complete(ctx, tx, done, dead, now)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -352,20 +355,76 @@ func (w *Worker) syncJobOf(job *Job, ev *InboxEvent) *SyncJob {
 }
 
 // complete marks the done jobs completed with their outcomes, in one
-// lease-guarded UPDATE, and returns the ids it completed.
-func (w *Worker) complete(ctx context.Context, tx bun.Tx, done []*batchJob, now time.Time) (map[int64]bool, error) {
+// lease-guarded UPDATE, and returns the ids it completed. Then, under the
+// locks of their entities, it hands each entity of a finished job (done,
+// or dead-lettered earlier in tx) on to its next job: see entity.go. The
+// locks are taken here, at the end, so that they are held only for the
+// commit and do not keep ingestion of those entities waiting on Syncers.
+func (w *Worker) complete(ctx context.Context, tx bun.Tx, done []*batchJob, dead []*Job, now time.Time) (map[int64]bool, error) {
+	keys := make([]entityKey, 0, len(done)+len(dead))
+	finishing := make([]int64, 0, len(done)+len(dead))
+	for _, bj := range done {
+		keys = append(keys, jobEntity(bj.job))
+		finishing = append(finishing, bj.job.ID)
+	}
+	for _, j := range dead {
+		keys = append(keys, jobEntity(j))
+		finishing = append(finishing, j.ID)
+	}
 	if isPostgres(tx) {
-		// The jobs are known by primary key. After a burst the statistics
-		// lag behind the table, and PostgreSQL, believing it nearly empty,
-		// may join the batch's VALUES against a scan of the whole table,
-		// once per job (measured: 47 s for 1,000 jobs in a 200,000-row
-		// queue). From here to COMMIT the batch runs only its own
-		// statement, so turning sequential scans off for the rest of the
-		// transaction touches no Syncer query.
-		if _, err := tx.ExecContext(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+		// With the locks, one setting: the jobs are known by primary key.
+		// After a burst the statistics lag behind the table, and
+		// PostgreSQL, believing it nearly empty, may join the batch's
+		// VALUES against a scan of the whole table, once per job
+		// (measured: 47 s for 1,000 jobs in a 200,000-row queue). From
+		// here to COMMIT the batch runs only its own statements, so turning
+		// sequential scans off for the rest of the transaction touches no
+		// Syncer query.
+		if _, err := tx.ExecContext(ctx, `SELECT set_config('enable_seqscan', 'off', true), (`+lockEntitiesSQL+`)`,
+			entityLockClass, pgdialect.Array(entityLockKeys(keys))); err != nil {
 			return nil, wrapDBErr("completing jobs", err)
 		}
 	}
+	out := make(map[int64]bool, len(done))
+	blocked := len(dead) > 0
+	if len(done) > 0 {
+		rows, err := w.markCompleted(ctx, tx, done, now)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[r.ID] = true
+			blocked = blocked || r.AnyBlocked
+		}
+		if len(rows) < len(done) {
+			return out, nil // the caller rolls back
+		}
+	}
+	// Most of the time no job is blocked at all, and the probe per entity
+	// is skipped.
+	if blocked {
+		if _, err := unblockNext(ctx, tx, finishing, finishing, now); err != nil {
+			return nil, wrapDBErr("unblocking the next jobs of finished entities", err)
+		}
+	}
+	return out, nil
+}
+
+// completedRow is a row the completion UPDATE returns.
+type completedRow struct {
+	ID int64 `bun:"id"`
+	// Whether any job of the queue is blocked: then the entities of the
+	// batch may have a next job to unblock. The statement runs after the
+	// entity locks were granted, so its snapshot shows every job blocked
+	// behind them. (On SQLite, where the probe costs little, always true.)
+	AnyBlocked bool `bun:"any_blocked"`
+}
+
+// anyBlockedPG is the completion's test for blocked jobs, evaluated once.
+const anyBlockedPG = "(SELECT EXISTS (SELECT 1 FROM tds_sync_queue AS bq WHERE bq.blocked))"
+
+// markCompleted is the completion UPDATE of complete.
+func (w *Worker) markCompleted(ctx context.Context, tx bun.Tx, done []*batchJob, now time.Time) ([]completedRow, error) {
 	var b strings.Builder
 	args := make([]any, 0, 2*len(done)+4)
 	b.WriteString("WITH v (id, attempt, outcome, detail) AS (VALUES ")
@@ -389,18 +448,20 @@ UPDATE tds_sync_queue SET status = 'completed', outcome = v.outcome,
 FROM v
 WHERE tds_sync_queue.id = v.id AND tds_sync_queue.attempt_count = v.attempt
 AND tds_sync_queue.locked_by = ? AND (tds_sync_queue.status = 'processing') IS TRUE
-RETURNING tds_sync_queue.id`)
+RETURNING tds_sync_queue.id, `)
+	if isPostgres(tx) {
+		b.WriteString(anyBlockedPG)
+	} else {
+		b.WriteString("TRUE")
+	}
+	b.WriteString(" AS any_blocked")
 	args = append(args, now, now)
 	args = append(args, w.ws.workerID)
-	var ids []int64
-	if err := tx.NewRaw(b.String(), args...).Scan(ctx, &ids); err != nil {
+	var rows []completedRow
+	if err := tx.NewRaw(b.String(), args...).Scan(ctx, &rows); err != nil {
 		return nil, wrapDBErr("completing jobs", err)
 	}
-	out := make(map[int64]bool, len(ids))
-	for _, id := range ids {
-		out[id] = true
-	}
-	return out, nil
+	return rows, nil
 }
 
 // handBackSQL returns jobs to the queue at once: not a failed attempt, so

@@ -41,6 +41,8 @@ func enqueue(ctx context.Context, db *bun.DB, k int, entities int) error {
 			for i, ev := range events {
 				jobs[i] = &tds.Job{InboxEventID: ev.ID, Source: "zoho", EventType: "update", EntityType: "product",
 					SourceEntityID: ev.SourceEntityID, Status: tds.StatusPending, Priority: 5,
+					// An entity's first job of the run is its head; the rest wait.
+					Blocked:          entities > 0 && done+i >= entities,
 					MaxRetryAttempts: 3, NextRetryAt: now, CreatedAt: now, UpdatedAt: now}
 			}
 			_, err := tx.NewInsert().Model(&jobs).Exec(ctx)
