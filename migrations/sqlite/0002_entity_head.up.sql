@@ -1,4 +1,5 @@
--- Per-entity order without an entity probe in the claim.
+-- Per-entity order without an entity probe in the claim; and two inbox
+-- indexes that cost more than they gave (at the end).
 --
 -- Each entity with unfinished jobs has exactly one job that is not
 -- blocked: its head. A job enqueued while its entity has an unfinished job
@@ -34,3 +35,9 @@ CREATE INDEX tds_sync_queue_running_idx ON tds_sync_queue (entity_type, source_e
 -- the next job of an entity once its head finishes
 CREATE INDEX tds_sync_queue_blocked_idx ON tds_sync_queue (entity_type, source_entity_id, source, id)
     WHERE blocked;
+
+-- A completed job marks its inbox event processed without writing
+-- processed_at (until housekeeping copies it there): nearly every event
+-- has processed_at NULL for the retention period, so this partial index
+-- had become a second primary key, paid for on every insert.
+DROP INDEX tds_inbox_events_unprocessed_idx;
