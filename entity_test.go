@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,10 +30,17 @@ func (o *syncOrder) Sync(_ context.Context, _ bun.Tx, job *SyncJob) error {
 	return nil
 }
 
-func (o *syncOrder) synced() []int64 {
+// among returns the jobs of ids that were synced, in the order they were.
+func (o *syncOrder) among(ids ...int64) []int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return append([]int64(nil), o.ids...)
+	var out []int64
+	for _, id := range o.ids {
+		if slices.Contains(ids, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // requireBlocked asserts which of the jobs are blocked.
@@ -75,17 +83,8 @@ func TestEntityHeadIsTheOnlyClaimableJob(t *testing.T) {
 		for _, id := range []int64{a1, a2, a3, a4, b1, c1, c2} {
 			e.waitStatus(t, id, StatusCompleted)
 		}
-		var ofA, ofC []int64
-		for _, id := range order.synced() {
-			switch id {
-			case a1, a2, a3, a4:
-				ofA = append(ofA, id)
-			case c1, c2:
-				ofC = append(ofC, id)
-			}
-		}
-		require.Equal(t, []int64{a1, a2, a3, a4}, ofA)
-		require.Equal(t, []int64{c1, c2}, ofC)
+		require.Equal(t, []int64{a1, a2, a3, a4}, order.among(a1, a2, a3, a4))
+		require.Equal(t, []int64{c1, c2}, order.among(c1, c2))
 		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE blocked"))
 	})
 }
@@ -173,17 +172,8 @@ func TestEntityRetriedDeadLettersWaitTheirTurn(t *testing.T) {
 		for _, id := range []int64{d1, d2, x1, x2, head} {
 			e.waitStatus(t, id, StatusCompleted)
 		}
-		var of1, of2 []int64
-		for _, id := range order.synced() {
-			switch id {
-			case d1, d2:
-				of1 = append(of1, id)
-			case head, x1, x2:
-				of2 = append(of2, id)
-			}
-		}
-		require.Equal(t, []int64{d1, d2}, of1)
-		require.Equal(t, []int64{head, x1, x2}, of2)
+		require.Equal(t, []int64{d1, d2}, order.among(d1, d2))
+		require.Equal(t, []int64{head, x1, x2}, order.among(head, x1, x2))
 	})
 }
 
@@ -237,20 +227,29 @@ func TestEntityIngestSeesTheHeadThatFinishedMeanwhile(t *testing.T) {
 	_, err = unblockNext(ctx, tx, []int64{head}, []int64{head}, e.clock.Now())
 	require.NoError(t, err)
 
+	res := processWhileLocked(t, e, tx, productEvent("1", "v2"))
+	require.False(t, e.job(t, res.JobID).Blocked, "the entity had no head left: the new job is it")
+}
+
+// processWhileLocked processes ev while tx holds its entity's lock: it
+// waits until the ingestion waits for the lock, commits tx, and returns
+// the ingestion's result.
+func processWhileLocked(t *testing.T, e *workerEnv, tx bun.Tx, ev *Event) *Result {
+	t.Helper()
 	type result struct {
 		res *Result
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := e.p.Process(ctx, productEvent("1", "v2"))
+		res, err := e.p.Process(context.Background(), ev)
 		done <- result{res, err}
 	}()
 	waitForLockWaiter(t, e.db)
 	require.NoError(t, tx.Commit())
 	r := <-done
 	require.NoError(t, r.err)
-	require.False(t, e.job(t, r.res.JobID).Blocked, "the entity had no head left: the new job is it")
+	return r.res
 }
 
 // On PostgreSQL, of two ingestions of one entity the second sees the first's
@@ -264,20 +263,8 @@ func TestEntityIngestSeesTheHeadEnqueuedMeanwhile(t *testing.T) {
 	first, err := e.p.ProcessTx(ctx, tx, productEvent("1", "v1"))
 	require.NoError(t, err)
 
-	type result struct {
-		res *Result
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := e.p.Process(ctx, productEvent("1", "v2"))
-		done <- result{res, err}
-	}()
-	waitForLockWaiter(t, e.db)
-	require.NoError(t, tx.Commit())
-	r := <-done
-	require.NoError(t, r.err)
-	e.requireBlocked(t, map[int64]bool{first.JobID: false, r.res.JobID: true})
+	second := processWhileLocked(t, e, tx, productEvent("1", "v2"))
+	e.requireBlocked(t, map[int64]bool{first.JobID: false, second.JobID: true})
 }
 
 // Reading an entity's jobs after taking its lock works only at READ
