@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -438,7 +439,10 @@ func (p *Processor) insertSQLite(ctx context.Context, db bun.IDB, rows []*InboxE
 // insertPostgres stores a batch on PostgreSQL in one statement: it takes
 // the entity locks, inserts the inbox rows and the jobs of the valid ones,
 // and returns both. One statement needs no explicit transaction: run in
-// autocommit it is one round trip and one commit.
+// autocommit it is one round trip and one commit. The rows travel as one
+// array per column, so the statement's text and plan are the same for any
+// batch: PostgreSQL parses and plans a few arrays, not a VALUES list of
+// hundreds of literals.
 //
 // The locks serialise the ingestion of an entity, so that its jobs get ids
 // in the order their transactions commit. A job is blocked when its entity
@@ -446,60 +450,106 @@ func (p *Processor) insertSQLite(ctx context.Context, db bun.IDB, rows []*InboxE
 // which tds_busy_entities reads with a snapshot taken once the locks are
 // held.
 func (p *Processor) insertPostgres(ctx context.Context, db bun.IDB, rows []*InboxEvent, first map[string]*ingestReq) ([]storedEvent, error) {
-	var q strings.Builder
-	args := make([]any, 0, 18*len(rows)+8)
-	q.WriteString(`WITH lk AS (
-	SELECT count(pg_advisory_xact_lock(?, k)) AS n FROM unnest(?::int4[]) AS k
-), ins AS (
-	INSERT INTO tds_inbox_events (source, event_type, entity_type, source_entity_id, idempotency_key,
-		delivery_id, content_hash, payload, source_modified_at, request_metadata, is_valid,
-		validation_errors, validated_at, moved_to_queue, queued_at, received_at)
-	SELECT v.* FROM (VALUES `)
-	keys := make([]entityKey, len(rows))
+	n := len(rows)
+	var (
+		sources, eventTypes, entityTypes, entityIDs = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		idemKeys, hashes, payloads, metadata        = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		deliveryIDs, verrs                          = make([]*string, n), make([]*string, n)
+		valid, moved                                = make([]bool, n), make([]bool, n)
+		modified, received                          = make([]time.Time, n), make([]time.Time, n)
+		validatedAt, queuedAt                       = make([]*time.Time, n), make([]*time.Time, n)
+		keys                                        = make([]entityKey, n)
+		// the jobs of the valid events
+		jobKeys                                 []string
+		jobPrios, jobAttempts                   []int
+		jobAt                                   []time.Time
+		jobSources, jobEntityTypes, jobEntities []string
+	)
 	for i, r := range rows {
-		keys[i] = eventEntity(r)
-	}
-	args = append(args, entityLockClass, pgdialect.Array(entityLockKeys(keys)))
-	for i, r := range rows {
-		if i > 0 {
-			q.WriteString(", ")
+		// bun drops NUL characters from array elements without a word;
+		// Process refuses them up front, and this keeps it that way.
+		if err := refuseNUL(r.Source, r.EventType, r.EntityType, r.SourceEntityID, r.IdempotencyKey,
+			deref(r.DeliveryID), r.ContentHash); err != nil {
+			return nil, err
 		}
-		q.WriteString("(?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::jsonb, ?::timestamptz, " +
-			"?::jsonb, ?::boolean, ?::jsonb, ?::timestamptz, ?::boolean, ?::timestamptz, ?::timestamptz)")
 		md, err := json.Marshal(r.RequestMetadata)
 		if err != nil {
 			return nil, err
 		}
-		var verrs any
 		if len(r.ValidationErrors) > 0 {
 			b, err := json.Marshal(r.ValidationErrors)
 			if err != nil {
 				return nil, err
 			}
-			verrs = string(b)
+			v := string(b)
+			verrs[i] = &v
 		}
-		args = append(args, r.Source, r.EventType, r.EntityType, r.SourceEntityID, r.IdempotencyKey,
-			r.DeliveryID, r.ContentHash, string(r.Payload), r.SourceModifiedAt, string(md), r.IsValid,
-			verrs, r.ValidatedAt, r.MovedToQueue, r.QueuedAt, r.ReceivedAt)
+		sources[i], eventTypes[i], entityTypes[i], entityIDs[i] = r.Source, r.EventType, r.EntityType, r.SourceEntityID
+		idemKeys[i], hashes[i], payloads[i], metadata[i] = r.IdempotencyKey, r.ContentHash, string(r.Payload), string(md)
+		deliveryIDs[i], valid[i], moved[i] = r.DeliveryID, r.IsValid, r.MovedToQueue
+		modified[i], received[i], validatedAt[i], queuedAt[i] = r.SourceModifiedAt, r.ReceivedAt, r.ValidatedAt, r.QueuedAt
+		keys[i] = eventEntity(r)
+		if r.IsValid {
+			jobKeys = append(jobKeys, r.IdempotencyKey)
+			jobPrios = append(jobPrios, first[r.IdempotencyKey].prio)
+			jobAttempts = append(jobAttempts, p.cfg.maxAttemptsFor(r.EntityType))
+			jobAt = append(jobAt, r.ReceivedAt)
+			jobSources, jobEntityTypes, jobEntities = append(jobSources, r.Source), append(jobEntityTypes, r.EntityType), append(jobEntities, r.SourceEntityID)
+		}
 	}
-	// Joining lk makes every lock come before the first insert.
-	q.WriteString(`) AS v, lk
+	arr := pgdialect.Array
+	args := []any{entityLockClass, arr(entityLockKeys(keys)),
+		arr(sources), arr(eventTypes), arr(entityTypes), arr(entityIDs), arr(idemKeys), arr(deliveryIDs),
+		arr(hashes), arr(payloads), arr(modified), arr(metadata), arr(valid), arr(verrs), arr(validatedAt),
+		arr(moved), arr(queuedAt), arr(received)}
+	query := insertEventsPG
+	if len(jobKeys) > 0 {
+		query = insertEventsAndJobsPG
+		args = append(args, arr(jobSources), arr(jobEntityTypes), arr(jobEntities),
+			arr(jobKeys), arr(jobPrios), arr(jobAttempts), arr(jobAt))
+	}
+	var stored []storedEvent
+	if err := db.NewRaw(query, args...).Scan(ctx, &stored); err != nil {
+		return nil, err
+	}
+	return stored, nil
+}
+
+// errNUL refuses a text PostgreSQL cannot store.
+var errNUL = fmt.Errorf("%w: a NUL character", ErrInvalidEvent)
+
+func refuseNUL(ss ...string) error {
+	for _, s := range ss {
+		if strings.IndexByte(s, 0) >= 0 {
+			return errNUL
+		}
+	}
+	return nil
+}
+
+// insertEventsSQL is the head of insertPostgres's statement: the entity
+// locks, then the inbox rows. Joining lk makes every lock come before the
+// first insert; unnest keeps the arrays' order, so ids follow the batch's.
+const insertEventsSQL = `WITH lk AS (
+	SELECT count(pg_advisory_xact_lock(?, k)) AS n FROM unnest(?::int4[]) AS k
+), ins AS (
+	INSERT INTO tds_inbox_events (source, event_type, entity_type, source_entity_id, idempotency_key,
+		delivery_id, content_hash, payload, source_modified_at, request_metadata, is_valid,
+		validation_errors, validated_at, moved_to_queue, queued_at, received_at)
+	SELECT v.* FROM lk, unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],
+		?::jsonb[], ?::timestamptz[], ?::jsonb[], ?::boolean[], ?::jsonb[], ?::timestamptz[], ?::boolean[],
+		?::timestamptz[], ?::timestamptz[]) AS v
 	ON CONFLICT (idempotency_key) DO NOTHING
 	RETURNING id, idempotency_key, source, event_type, entity_type, source_entity_id
-)`)
-	var jobs int
-	var sources, types, ids []string
-	for _, r := range rows {
-		if r.IsValid {
-			sources, types, ids = append(sources, r.Source), append(types, r.EntityType), append(ids, r.SourceEntityID)
-		}
-	}
-	for _, r := range rows {
-		if r.IsValid {
-			if jobs == 0 {
-				// busy's function takes lk's count so that it runs after
-				// the locks.
-				q.WriteString(`, busy AS (
+)`
+
+// insertEventsPG stores a batch without valid events.
+const insertEventsPG = insertEventsSQL + `
+SELECT id, idempotency_key, NULL::bigint AS job_id, NULL::int AS priority FROM ins`
+
+// insertEventsAndJobsPG stores a batch and the jobs of its valid events.
+// busy's function takes lk's count so that it runs after the locks.
+const insertEventsAndJobsPG = insertEventsSQL + `, busy AS (
 	SELECT b.source, b.entity_type, b.source_entity_id
 	FROM lk, tds_busy_entities(lk.n, ?::text[], ?::text[], ?::text[]) AS b
 ), q AS (
@@ -510,30 +560,9 @@ func (p *Processor) insertPostgres(ctx context.Context, db bun.IDB, rows []*Inbo
 		row_number() OVER (PARTITION BY ins.entity_type, ins.source_entity_id, ins.source ORDER BY ins.id) > 1
 		OR EXISTS (SELECT 1 FROM busy WHERE busy.entity_type = ins.entity_type
 			AND busy.source_entity_id = ins.source_entity_id AND busy.source = ins.source)
-	FROM ins JOIN (VALUES `)
-				args = append(args, pgdialect.Array(sources), pgdialect.Array(types), pgdialect.Array(ids))
-			} else {
-				q.WriteString(", ")
-			}
-			jobs++
-			q.WriteString("(?::text, ?::int, ?::int, ?::timestamptz)")
-			args = append(args, r.IdempotencyKey, first[r.IdempotencyKey].prio,
-				p.cfg.maxAttemptsFor(r.EntityType), r.ReceivedAt)
-		}
-	}
-	if jobs == 0 {
-		q.WriteString(`
-SELECT id, idempotency_key, NULL::bigint AS job_id, NULL::int AS priority FROM ins`)
-	} else {
-		q.WriteString(`) AS j (idempotency_key, priority, max_attempts, at) ON j.idempotency_key = ins.idempotency_key
+	FROM ins JOIN unnest(?::text[], ?::int[], ?::int[], ?::timestamptz[]) AS j (idempotency_key, priority, max_attempts, at)
+		ON j.idempotency_key = ins.idempotency_key
 	ORDER BY ins.id
 	RETURNING id, inbox_event_id, priority
 )
-SELECT ins.id, ins.idempotency_key, q.id AS job_id, q.priority FROM ins LEFT JOIN q ON q.inbox_event_id = ins.id`)
-	}
-	var stored []storedEvent
-	if err := db.NewRaw(q.String(), args...).Scan(ctx, &stored); err != nil {
-		return nil, err
-	}
-	return stored, nil
-}
+SELECT ins.id, ins.idempotency_key, q.id AS job_id, q.priority FROM ins LEFT JOIN q ON q.inbox_event_id = ins.id`
