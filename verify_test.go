@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -48,7 +50,7 @@ func swHeaders(id, ts, sig string) http.Header {
 	return h
 }
 
-func standardVerifierFor(t *testing.T, secrets ...string) standardVerifier {
+func standardVerifierFor(t testing.TB, secrets ...string) standardVerifier {
 	t.Helper()
 	v := standardVerifier{tolerance: StandardWebhooksTolerance}
 	for _, s := range secrets {
@@ -221,4 +223,40 @@ func TestWebhookSignedOverHTTP(t *testing.T) {
 		requireError(t, stale, 401, "timestamp")
 		require.Equal(t, 2, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
 	})
+}
+
+// BenchmarkVerify times each signature check on the invoice fixture's
+// body, the work a webhook's authentication costs before anything is
+// stored.
+func BenchmarkVerify(b *testing.B) {
+	body, err := os.ReadFile(filepath.Join("testdata", "envelope", "invoice.json"))
+	require.NoError(b, err)
+	const zohoSecret = "zoho-secret"
+	now := time.Unix(1764300000, 0)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	keyHeaders := http.Header{}
+	keyHeaders.Set(HeaderWebhookKey, "whk_bench")
+	zohoHeaders := http.Header{}
+	zohoHeaders.Set(HeaderZohoSignature, zohoSign(zohoSecret, body))
+	for _, c := range []struct {
+		name string
+		v    verifier
+		h    http.Header
+	}{
+		{"webhook-key", keyVerifier{digests: [][sha256.Size]byte{sha256.Sum256([]byte("whk_bench"))}}, keyHeaders},
+		{"zoho-hmac", zohoVerifier{secrets: [][]byte{[]byte(zohoSecret)}}, zohoHeaders},
+		{"standard-webhooks", standardVerifierFor(b, swExampleSecret),
+			swHeaders("msg_bench", ts, swSign(b, swExampleSecret, "msg_bench", ts, body))},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			require.NoError(b, c.v.verify(c.h, body, now))
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.v.verify(c.h, body, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
