@@ -20,7 +20,7 @@ import (
 // one that is not blocked, its head, and only heads are claimed.
 //
 //   - A job that becomes unfinished (enqueued, or a dead letter retried) is
-//     blocked if its entity has an unfinished job already.
+//     blocked if its entity has a head already.
 //   - A head that finishes (completed, dead-lettered) unblocks its entity's
 //     oldest blocked job.
 //   - Claims, retries and hand-backs keep a head the head.
@@ -110,7 +110,8 @@ func readCommitted(db bun.IDB) *sql.TxOptions {
 // which PostgreSQL may turn into a hash of every waiting job built in each
 // statement; and "blocked" is tested in a form that does not match the
 // claim index's predicate, which would otherwise offer a scan of every
-// claimable job.
+// claimable job. tds_busy_entities (migrations/postgres/0002) asks the
+// same for ingestion, in the same form: keep the two alike.
 const entityHeadSQL = `((SELECT 1 FROM tds_sync_queue AS hw
 	WHERE hw.entity_type = %[1]s.entity_type AND hw.source_entity_id = %[1]s.source_entity_id
 	AND hw.source = %[1]s.source AND hw.status IN ('pending', 'retry') AND (NOT hw.blocked) IS TRUE
