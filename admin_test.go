@@ -55,7 +55,7 @@ func TestQueueStatsOverHTTP(t *testing.T) {
 		}
 		a := adminGet(t, h, "/queue/stats")
 		require.Equal(t, http.StatusOK, a.status, a.raw)
-		for _, k := range []string{"total_events", "by_status", "by_entity", "by_priority", "oldest_pending", "processing_rate"} {
+		for _, k := range []string{"total_events", "by_status", "by_entity", "by_priority", "blocked", "oldest_pending", "processing_rate"} {
 			require.Contains(t, a.body, k)
 		}
 		require.EqualValues(t, 3, a.body["total_events"])

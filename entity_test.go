@@ -77,6 +77,10 @@ func TestEntityHeadIsTheOnlyClaimableJob(t *testing.T) {
 		require.NoError(t, e.p.store(ctx, batch))
 		a3, c1, a4, c2 := batch[0].res.JobID, batch[1].res.JobID, batch[2].res.JobID, batch[3].res.JobID
 		e.requireBlocked(t, map[int64]bool{a1: false, b1: false, a2: true, a3: true, c1: false, a4: true, c2: true})
+		stats, err := e.q.Stats(ctx)
+		require.NoError(t, err)
+		require.EqualValues(t, 4, stats.Blocked)
+		require.EqualValues(t, 7, stats.ByStatus[StatusPending])
 
 		order := &syncOrder{}
 		e.start(t, order)

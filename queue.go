@@ -195,6 +195,9 @@ type QueueStats struct {
 	ByEntity map[string]int64 `json:"by_entity"`
 	// ByPriority counts unfinished jobs (all but completed) per priority.
 	ByPriority map[int]int64 `json:"by_priority"`
+	// Blocked counts the waiting jobs held behind an earlier unfinished job
+	// of their entity (they are among the pending and retry jobs).
+	Blocked int64 `json:"blocked"`
 	// OldestPending is when the oldest job still waiting was enqueued.
 	OldestPending *time.Time `json:"oldest_pending"`
 	// ProcessingRate is jobs completed per second over the last RateWindow.
@@ -245,6 +248,11 @@ func (q *Queue) Stats(ctx context.Context) (*QueueStats, error) {
 			s.ByEntity[r.EntityType] += r.N
 			s.ByPriority[r.Priority] += r.N
 		}
+		blocked, err := tx.NewSelect().Model((*Job)(nil)).Where("blocked").Count(ctx)
+		if err != nil {
+			return err
+		}
+		s.Blocked = int64(blocked)
 		var oldest bun.NullTime
 		if err := tx.NewSelect().Model((*Job)(nil)).
 			ColumnExpr("MIN(created_at)").
