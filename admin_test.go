@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tdscore/tds/internal/store"
 )
 
 var bearer = []string{"Authorization", "Bearer " + testAdminToken}
@@ -55,10 +57,10 @@ func TestQueueStatsOverHTTP(t *testing.T) {
 		}
 		a := adminGet(t, h, "/queue/stats")
 		require.Equal(t, http.StatusOK, a.status, a.raw)
-		for _, k := range []string{"total_events", "by_status", "by_entity", "by_priority", "blocked", "oldest_pending", "processing_rate"} {
+		for _, k := range []string{"total_jobs", "by_status", "by_entity", "by_priority", "blocked", "oldest_pending", "processing_rate"} {
 			require.Contains(t, a.body, k)
 		}
-		require.EqualValues(t, 3, a.body["total_events"])
+		require.EqualValues(t, 3, a.body["total_jobs"])
 		require.Equal(t, map[string]any{"pending": 3.0, "processing": 0.0, "retry": 0.0, "completed": 0.0, "dead_letter": 0.0}, a.body["by_status"])
 		require.Equal(t, map[string]any{"product": 1.0, "invoice": 1.0, "stock": 1.0}, a.body["by_entity"])
 		require.Equal(t, map[string]any{"2": 1.0, "5": 1.0, "8": 1.0}, a.body["by_priority"])
@@ -118,7 +120,7 @@ func TestAdminEvents(t *testing.T) {
 		a := adminGet(t, h, fmt.Sprintf("/admin/events/%.0f", ids[0]))
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 		event := a.body["event"].(map[string]any)
-		require.Equal(t, "460000000038080", event["source_entity_id"])
+		require.Equal(t, "460000000038080", event["entity_id"])
 		require.Equal(t, "Hydraulic Pump 3kW", event["payload"].(map[string]any)["name"])
 		job := a.body["job"].(map[string]any)
 		require.Equal(t, "pending", job["status"])
@@ -158,11 +160,11 @@ func failJob(t *testing.T, tdb *testDB, jobID int64, code string, errs ...string
 	t.Helper()
 	ctx := context.Background()
 	for i, e := range errs {
-		_, err := tdb.db.NewInsert().Model(&Attempt{JobID: jobID, Attempt: i + 1, Error: e, ErrorCode: &code,
+		_, err := tdb.db.NewInsert().Model(&store.Attempt{JobID: jobID, Attempt: i + 1, Error: e, ErrorCode: &code,
 			FailedAt: time.Now().UTC()}).Exec(ctx)
 		require.NoError(t, err)
 	}
-	_, err := tdb.db.NewUpdate().Model((*Job)(nil)).Set("status = ?", StatusDeadLetter).
+	_, err := tdb.db.NewUpdate().Model((*store.Job)(nil)).Set("status = ?", StatusDeadLetter).
 		Set("attempt_count = ?", len(errs)).Set("last_error = ?", errs[len(errs)-1]).
 		Set("last_error_code = ?", code).Where("id = ?", jobID).Exec(ctx)
 	require.NoError(t, err)
@@ -201,7 +203,7 @@ func TestAdminDeadLetters(t *testing.T) {
 		a := adminPost(t, h, fmt.Sprintf("/admin/dead-letters/%d/retry", jobs[0]), "")
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 		require.Equal(t, "pending", a.body["job"].(map[string]any)["status"])
-		require.EqualValues(t, 0, a.body["job"].(map[string]any)["attempt_count"])
+		require.EqualValues(t, 0, a.body["job"].(map[string]any)["attempt"])
 		requireError(t, adminPost(t, h, fmt.Sprintf("/admin/dead-letters/%d/retry", jobs[0]), ""), 404, "not found")
 		requireError(t, adminPost(t, h, "/admin/dead-letters/99999/retry", ""), 404, "not found")
 		requireError(t, adminPost(t, h, "/admin/dead-letters/x/retry", ""), 400, "positive integer")

@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/store"
 )
 
 // syncOrder records the order in which jobs were synced.
@@ -74,7 +76,7 @@ func TestEntityHeadIsTheOnlyClaimableJob(t *testing.T) {
 			require.NoError(t, err)
 			batch = append(batch, r)
 		}
-		require.NoError(t, e.p.store(ctx, batch))
+		require.NoError(t, e.p.storeBatch(ctx, e.db, batch))
 		a3, c1, a4, c2 := batch[0].res.JobID, batch[1].res.JobID, batch[2].res.JobID, batch[3].res.JobID
 		e.requireBlocked(t, map[int64]bool{a1: false, b1: false, a2: true, a3: true, c1: false, a4: true, c2: true})
 		stats, err := e.q.Stats(ctx)
@@ -131,7 +133,7 @@ func TestEntityDeadLetteredHeadUnblocksTheNext(t *testing.T) {
 			head := e.ingest(t, "1", "v1")
 			next := e.ingest(t, "1", "v2")
 			// Its last attempt's worker died.
-			_, err := e.db.NewUpdate().Model((*Job)(nil)).
+			_, err := e.db.NewUpdate().Model((*store.Job)(nil)).
 				Set("status = ?", StatusProcessing).Set("attempt_count = max_retry_attempts").
 				Set("locked_by = 'dead-worker'").Set("locked_until = ?", e.clock.Now().Add(-time.Second)).
 				Where("id = ?", head).Exec(ctx)
@@ -158,7 +160,7 @@ func TestEntityRetriedDeadLettersWaitTheirTurn(t *testing.T) {
 		x1 := e.ingest(t, "2", "v1")
 		x2 := e.ingest(t, "2", "v2")
 		// Dead letters all, as if each had failed in turn.
-		_, err := e.db.NewUpdate().Model((*Job)(nil)).
+		_, err := e.db.NewUpdate().Model((*store.Job)(nil)).
 			Set("status = ?", StatusDeadLetter).Set("blocked = FALSE").
 			Where("id IN (?)", bun.List([]int64{d1, d2, x1, x2})).Exec(ctx)
 		require.NoError(t, err)
@@ -192,7 +194,7 @@ func TestEntityWithoutHeadIsRepaired(t *testing.T) {
 		a3 := e.ingest(t, "1", "A v3")
 		b1 := e.ingest(t, "2", "B v1")
 		b2 := e.ingest(t, "2", "B v2")
-		_, err := e.db.NewDelete().Model((*Job)(nil)).Where("id IN (?)", bun.List([]int64{a1, b1})).Exec(ctx)
+		_, err := e.db.NewDelete().Model((*store.Job)(nil)).Where("id IN (?)", bun.List([]int64{a1, b1})).Exec(ctx)
 		require.NoError(t, err)
 		w, err := NewWorker(e.db, &syncOrder{}, WithClock(e.clock.Now), WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(t, err)
@@ -205,7 +207,7 @@ func TestEntityWithoutHeadIsRepaired(t *testing.T) {
 		require.Zero(t, n, "nothing left to repair")
 
 		// Without housekeeping: a new job finds no head and becomes it.
-		_, err = e.db.NewDelete().Model((*Job)(nil)).Where("id = ?", a2).Exec(ctx)
+		_, err = e.db.NewDelete().Model((*store.Job)(nil)).Where("id = ?", a2).Exec(ctx)
 		require.NoError(t, err)
 		a4 := e.ingest(t, "1", "A v4")
 		e.requireBlocked(t, map[int64]bool{a3: true, a4: false})
@@ -224,12 +226,12 @@ func TestEntityIngestSeesTheHeadThatFinishedMeanwhile(t *testing.T) {
 	tx, err := e.db.BeginTx(ctx, nil)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback() }()
-	keys := []entityKey{jobEntity(job)}
-	require.NoError(t, lockEntities(ctx, tx, keys))
-	_, err = tx.NewUpdate().Model((*Job)(nil)).Set("status = ?", StatusCompleted).Where("id = ?", head).Exec(ctx)
+	st := store.NewPostgres()
+	row, err := st.GetJob(ctx, tx, job.ID)
 	require.NoError(t, err)
-	_, err = unblockNext(ctx, tx, []int64{head}, []int64{head}, e.clock.Now())
+	_, err = tx.NewUpdate().Model((*store.Job)(nil)).Set("status = ?", StatusCompleted).Where("id = ?", head).Exec(ctx)
 	require.NoError(t, err)
+	require.NoError(t, st.FinishDeadLetter(ctx, tx, row, e.clock.Now())) // the entity lock, then the hand-on
 
 	res := processWhileLocked(t, e, tx, productEvent("1", "v2"))
 	require.False(t, e.job(t, res.JobID).Blocked, "the entity had no head left: the new job is it")
@@ -295,7 +297,7 @@ func TestEntityProcessTxNeedsReadCommitted(t *testing.T) {
 	tx, err = e.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable})
 	require.NoError(t, err)
 	_, err = e.q.WithTx(tx).Enqueue(ctx, ev, 1)
-	require.ErrorIs(t, err, errNeedsReadCommitted)
+	require.ErrorIs(t, err, store.ErrNeedsReadCommitted)
 	require.NoError(t, tx.Rollback())
 	require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_queue"))
 }
@@ -341,7 +343,7 @@ func TestMigrationBlocksWaitingJobs(t *testing.T) {
 			}
 			require.NoError(t, Migrate(ctx, db))
 			var blocked []int64
-			require.NoError(t, db.NewSelect().Model((*Job)(nil)).Column("id").Where("blocked").Order("id").Scan(ctx, &blocked))
+			require.NoError(t, db.NewSelect().Model((*store.Job)(nil)).Column("id").Where("blocked").Order("id").Scan(ctx, &blocked))
 			require.Equal(t, []int64{2, 3, 6, 7, 9}, blocked)
 		})
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/store"
 )
 
 // Defaults of the Handler's options.
@@ -84,8 +86,8 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewHandler: db is nil")
 	}
-	if !isPostgres(db) && !isSQLite(db) {
-		return nil, errUnsupportedDialect
+	if _, err := store.For(db); err != nil {
+		return nil, err
 	}
 	cfg, err := newConfig(opts)
 	if err != nil {

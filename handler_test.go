@@ -368,7 +368,7 @@ func TestHandlerInChiRouter(t *testing.T) {
 	requireError(t, serve(t, r, "POST", "/integrations/zoho/webhooks/widgets", []byte(`{}`), HeaderWebhookKey, testWebhookKey), 404, "unknown webhook route")
 	stats := serve(t, r, "GET", "/integrations/zoho/queue/stats", nil, "Authorization", "Bearer "+testAdminToken)
 	require.Equal(t, http.StatusOK, stats.status, stats.raw)
-	require.EqualValues(t, 1, stats.body["total_events"])
+	require.EqualValues(t, 1, stats.body["total_jobs"])
 }
 
 func TestHealth(t *testing.T) {

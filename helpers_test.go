@@ -13,6 +13,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds/internal/dbtest"
+	"github.com/tdscore/tds/internal/store"
 )
 
 func TestMain(m *testing.M) {
@@ -147,4 +148,12 @@ func count(t *testing.T, db bun.IDB, query string, args ...any) int {
 func requireSameTime(t *testing.T, want, got time.Time, msgAndArgs ...any) {
 	t.Helper()
 	require.True(t, want.Equal(got), append([]any{"want %s, got %s", want, got}, msgAndArgs...)...)
+}
+
+// mustStore is the Store of db's dialect.
+func mustStore(t testing.TB, db bun.IDB) store.Store {
+	t.Helper()
+	st, err := store.For(db)
+	require.NoError(t, err)
+	return st
 }

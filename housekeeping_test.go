@@ -2,10 +2,12 @@ package tds
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tdscore/tds/internal/store"
 )
 
 func TestHousekeepingDeletesOnlyOldFinishedRows(t *testing.T) {
@@ -41,18 +43,15 @@ func TestHousekeepingHasOneLeader(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tdb := openTestDB(t, "postgres")
-	a, err := NewWorker(tdb.db, &flaky{})
-	require.NoError(t, err)
-	b, err := NewWorker(tdb.db, &flaky{})
-	require.NoError(t, err)
-	ca := a.lead(ctx, nil)
-	require.NotNil(t, ca)
-	require.Nil(t, b.lead(ctx, nil), "the lock is taken")
-	require.Equal(t, ca, a.lead(ctx, ca), "the leader stays leader")
-	require.NoError(t, ca.Close()) // the leader's session ends
-	cb := b.lead(ctx, nil)
-	require.NotNil(t, cb, "the role passes on")
-	require.NoError(t, cb.Close())
+	st := store.NewPostgres()
+	a := st.NewLeader(tdb.db, slog.Default())
+	b := st.NewLeader(tdb.db, slog.Default())
+	require.True(t, a.Lead(ctx))
+	require.False(t, b.Lead(ctx), "the lock is taken")
+	require.True(t, a.Lead(ctx), "the leader stays leader")
+	a.Release() // the leader's session ends
+	require.True(t, b.Lead(ctx), "the role passes on")
+	b.Release()
 }
 
 func TestWorkerWakesOnEnqueue(t *testing.T) {
@@ -129,7 +128,7 @@ func TestInboxEventProcessedByItsCompletedJob(t *testing.T) {
 		requireProcessed(t)
 
 		// Not yet past retention: nothing goes.
-		n, err := deleteProcessedEvents(ctx, e.db, e.clock.Now())
+		n, err := deleteProcessedEvents(ctx, mustStore(t, tdb.db), e.db, e.clock.Now())
 		require.NoError(t, err)
 		require.Zero(t, n)
 
@@ -166,7 +165,7 @@ func TestHousekeepingDeletesEventsOfOldCompletedJobs(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, StatusCompleted, e.job(t, recent).Status)
 
-		n, err := deleteProcessedEvents(ctx, e.db, e.clock.Now().Add(-time.Hour))
+		n, err := deleteProcessedEvents(ctx, mustStore(t, tdb.db), e.db, e.clock.Now().Add(-time.Hour))
 		require.NoError(t, err)
 		require.Equal(t, int64(1), n)
 		_, err = e.q.Get(ctx, old)

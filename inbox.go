@@ -2,7 +2,7 @@ package tds
 
 import (
 	"context"
-	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/store"
 )
 
 // Redacted replaces the value of a secret header in stored request metadata.
@@ -29,6 +31,7 @@ var secretHeaderWords = []string{"signature", "secret", "token", "password"}
 // safe for concurrent use.
 type Inbox struct {
 	db  bun.IDB
+	st  store.Store
 	cfg *config
 }
 
@@ -42,12 +45,21 @@ func NewInbox(db *bun.DB, opts ...Option) (*Inbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Inbox{db: db, cfg: cfg}, nil
+	return newInbox(db, cfg)
+}
+
+// newInbox builds an Inbox from a configuration.
+func newInbox(db *bun.DB, cfg *config) (*Inbox, error) {
+	st, err := store.For(db)
+	if err != nil {
+		return nil, err
+	}
+	return &Inbox{db: db, st: st, cfg: cfg}, nil
 }
 
 // WithTx returns a copy of the Inbox whose methods run in tx.
 func (in *Inbox) WithTx(tx bun.Tx) *Inbox {
-	return &Inbox{db: tx, cfg: in.cfg}
+	return &Inbox{db: tx, st: in.st, cfg: in.cfg}
 }
 
 // IdempotencyKey returns the key that makes ev a duplicate of another
@@ -122,7 +134,7 @@ func (c *config) isSecretHeader(canonical string) bool {
 
 // newInboxEvent builds the row for ev: hash, key, version, redacted
 // metadata. It fails with ErrInvalidEvent when ev lacks its identity.
-func (c *config) newInboxEvent(ev *Event) (*InboxEvent, error) {
+func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 	var missing []string
 	if strings.TrimSpace(ev.EventType) == "" {
 		missing = append(missing, "event_type")
@@ -167,22 +179,26 @@ func (c *config) newInboxEvent(ev *Event) (*InboxEvent, error) {
 	if source == "" {
 		source = c.source
 	}
-	row := &InboxEvent{
-		Source:           source,
-		EventType:        ev.EventType,
-		EntityType:       ev.EntityType,
-		SourceEntityID:   ev.EntityID,
-		IdempotencyKey:   IdempotencyKey(source, ev, hash),
-		ContentHash:      hash,
-		Payload:          canon,
-		SourceModifiedAt: dbTime(eventVersion(canon, received)),
-		ReceivedAt:       received,
-		RequestMetadata: RequestMetadata{
-			Headers:           c.redactHeaders(ev.Metadata.Headers),
-			ClientIP:          ev.Metadata.ClientIP,
-			SignatureVerified: ev.Metadata.SignatureVerified,
-			Verifier:          ev.Metadata.Verifier,
-		},
+	metadata, err := json.Marshal(RequestMetadata{
+		Headers:           c.redactHeaders(ev.Metadata.Headers),
+		ClientIP:          ev.Metadata.ClientIP,
+		SignatureVerified: ev.Metadata.SignatureVerified,
+		Verifier:          ev.Metadata.Verifier,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tds: encoding request metadata: %w", err)
+	}
+	row := &store.Event{
+		Source:         source,
+		EventType:      ev.EventType,
+		EntityType:     ev.EntityType,
+		EntityID:       ev.EntityID,
+		IdempotencyKey: IdempotencyKey(source, ev, hash),
+		ContentHash:    hash,
+		Payload:        canon,
+		Version:        dbTime(eventVersion(canon, received)),
+		Metadata:       metadata,
+		ReceivedAt:     received,
 	}
 	if ev.DeliveryID != "" {
 		id := ev.DeliveryID
@@ -201,66 +217,48 @@ func (in *Inbox) Store(ctx context.Context, ev *Event) (stored *InboxEvent, dupl
 	if err != nil {
 		return nil, false, err
 	}
-	return insertInboxEvent(ctx, in.db, row)
-}
-
-// insertInboxEvent inserts row unless its idempotency key exists, in which
-// case it returns the existing row and true.
-func insertInboxEvent(ctx context.Context, db bun.IDB, row *InboxEvent) (*InboxEvent, bool, error) {
-	res, err := db.NewInsert().Model(row).
-		On("CONFLICT (idempotency_key) DO NOTHING").
-		Returning("id").
-		Exec(ctx)
+	got, inserted, err := in.st.InsertEvent(ctx, in.db, row)
 	if err != nil {
 		return nil, false, wrapDBErr("storing inbox event", err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n == 1 {
-		return row, false, nil
-	}
-	existing := new(InboxEvent)
-	err = db.NewSelect().Model(existing).Where("idempotency_key = ?", row.IdempotencyKey).Scan(ctx)
+	out, err := eventOf(got)
 	if err != nil {
-		return nil, false, wrapDBErr("reading duplicate inbox event", err)
+		return nil, false, err
 	}
-	return existing, true, nil
+	return out, !inserted, nil
 }
 
 // Get returns the inbox event with the given id, or an error wrapping
 // [ErrNotFound].
 func (in *Inbox) Get(ctx context.Context, id int64) (*InboxEvent, error) {
-	ev := new(InboxEvent)
-	err := selectInboxEvents(in.db.NewSelect().Model(ev)).Where("id = ?", id).Scan(ctx)
-	if errors.Is(err, sql.ErrNoRows) {
+	row, err := in.st.GetEvent(ctx, in.db, id)
+	if errors.Is(err, store.ErrNoRows) {
 		return nil, fmt.Errorf("%w: inbox event %d", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, wrapDBErr("reading inbox event", err)
 	}
-	return ev, nil
+	return eventOf(row)
 }
 
 // MarkValidated records the outcome of validating event id: valid when errs
 // is empty, otherwise invalid with every error kept.
 func (in *Inbox) MarkValidated(ctx context.Context, id int64, errs ValidationErrors) error {
-	q := in.db.NewUpdate().Model((*InboxEvent)(nil)).
-		Set("is_valid = ?", len(errs) == 0).
-		Set("validated_at = ?", dbTime(in.cfg.now())).
-		Where("id = ?", id)
-	if len(errs) == 0 {
-		q = q.Set("validation_errors = NULL")
-	} else {
-		q = q.Set("validation_errors = ?", errs)
+	var b json.RawMessage
+	if len(errs) > 0 {
+		var err error
+		if b, err = json.Marshal(errs); err != nil {
+			return fmt.Errorf("tds: encoding validation errors: %w", err)
+		}
 	}
-	return in.updateOne(ctx, q, id, "marking inbox event validated")
+	ok, err := in.st.MarkValidated(ctx, in.db, id, b, dbTime(in.cfg.now()))
+	return updatedOne(ok, err, id, "marking inbox event validated")
 }
 
 // MarkQueued records that event id was moved to the sync queue.
 func (in *Inbox) MarkQueued(ctx context.Context, id int64) error {
-	q := in.db.NewUpdate().Model((*InboxEvent)(nil)).
-		Set("moved_to_queue = ?", true).
-		Set("queued_at = ?", dbTime(in.cfg.now())).
-		Where("id = ?", id)
-	return in.updateOne(ctx, q, id, "marking inbox event queued")
+	ok, err := in.st.MarkQueued(ctx, in.db, id, dbTime(in.cfg.now()))
+	return updatedOne(ok, err, id, "marking inbox event queued")
 }
 
 // MarkProcessed records that event id is done with, by setting its
@@ -269,40 +267,15 @@ func (in *Inbox) MarkQueued(ctx context.Context, id int64) error {
 // Processed events are no longer listed as unprocessed and become
 // eligible for cleanup.
 func (in *Inbox) MarkProcessed(ctx context.Context, id int64) error {
-	q := in.db.NewUpdate().Model((*InboxEvent)(nil)).
-		Set("processed_at = ?", dbTime(in.cfg.now())).
-		Where("id = ?", id)
-	return in.updateOne(ctx, q, id, "marking inbox event processed")
+	ok, err := in.st.MarkProcessed(ctx, in.db, id, dbTime(in.cfg.now()))
+	return updatedOne(ok, err, id, "marking inbox event processed")
 }
 
-// A completed job marks its inbox event processed without writing to it:
-// the worker's burn-down would otherwise rewrite every event's wide row
-// (payload, seven indexes) once more. An event is processed when its
-// processed_at is set (MarkProcessed, a dead letter, a discard) or its job
-// is completed; the job's completed_at is then its processed time, until
-// Queue.DeleteCompleted copies it into processed_at.
-const (
-	// completedJobSQL selects the completed job of the event ?TableAlias.
-	completedJobSQL = "FROM tds_sync_queue AS q WHERE q.inbox_event_id = ?TableAlias.id AND q.status = 'completed'"
-	// processedAtSQL is when the event ?TableAlias was processed, or NULL.
-	processedAtSQL = "COALESCE(?TableAlias.processed_at, (SELECT q.completed_at " + completedJobSQL + "))"
-	// isUnprocessedSQL holds when the event ?TableAlias is not processed.
-	isUnprocessedSQL = "(?TableAlias.processed_at IS NULL AND NOT EXISTS (SELECT 1 " + completedJobSQL + "))"
-)
-
-// selectInboxEvents makes q, a select of InboxEvent, read ProcessedAt as
-// the time the event was processed, whether written or implied by its
-// completed job.
-func selectInboxEvents(q *bun.SelectQuery) *bun.SelectQuery {
-	return q.ExcludeColumn("processed_at").ColumnExpr(processedAtSQL + " AS processed_at")
-}
-
-func (in *Inbox) updateOne(ctx context.Context, q *bun.UpdateQuery, id int64, doing string) error {
-	res, err := q.Exec(ctx)
+func updatedOne(ok bool, err error, id int64, doing string) error {
 	if err != nil {
 		return wrapDBErr(doing, err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
+	if !ok {
 		return fmt.Errorf("tds: %s: %w: inbox event %d", doing, ErrNotFound, id)
 	}
 	return nil
@@ -312,21 +285,17 @@ func (in *Inbox) updateOne(ctx context.Context, q *bun.UpdateQuery, id int64, do
 // first, valid or not: events without processed_at whose job, if any, is
 // not completed.
 func (in *Inbox) ListUnprocessed(ctx context.Context, limit int) ([]InboxEvent, error) {
-	var out []InboxEvent
-	err := selectInboxEvents(in.db.NewSelect().Model(&out)).
-		Where(isUnprocessedSQL).
-		Order("id ASC").
-		Limit(int64(limit)).
-		Scan(ctx)
+	no := false
+	rows, err := in.st.ListEvents(ctx, in.db, store.EventFilter{Processed: &no, Limit: limit, Oldest: true})
 	if err != nil {
 		return nil, wrapDBErr("listing unprocessed inbox events", err)
 	}
-	return out, nil
+	return eventsOf(rows)
 }
 
 // HasContentHash reports whether any stored event has the content hash.
 func (in *Inbox) HasContentHash(ctx context.Context, hash string) (bool, error) {
-	ok, err := in.db.NewSelect().Model((*InboxEvent)(nil)).Where("content_hash = ?", hash).Exists(ctx)
+	ok, err := in.st.HasContentHash(ctx, in.db, hash)
 	if err != nil {
 		return false, wrapDBErr("looking up content hash", err)
 	}
@@ -346,23 +315,10 @@ type InboxStats struct {
 
 // Stats counts the inbox's events.
 func (in *Inbox) Stats(ctx context.Context) (*InboxStats, error) {
-	var s InboxStats
-	var oldest, newest bun.NullTime
-	err := in.db.NewSelect().Model((*InboxEvent)(nil)).
-		ColumnExpr("COUNT(*)").
-		ColumnExpr("COALESCE(SUM(CASE WHEN is_valid THEN 1 ELSE 0 END), 0)").
-		ColumnExpr("COALESCE(SUM(CASE WHEN moved_to_queue THEN 1 ELSE 0 END), 0)").
-		ColumnExpr("COALESCE(SUM(CASE WHEN "+isUnprocessedSQL+" THEN 1 ELSE 0 END), 0)").
-		ColumnExpr("MIN(received_at)").
-		ColumnExpr("MAX(received_at)").
-		Scan(ctx, &s.Total, &s.Valid, &s.Queued, &s.Unprocessed, &oldest, &newest)
+	c, err := in.st.InboxStats(ctx, in.db)
 	if err != nil {
 		return nil, wrapDBErr("counting inbox events", err)
 	}
-	s.Invalid = s.Total - s.Valid
-	if !oldest.IsZero() {
-		t, u := oldest.Time.UTC(), newest.Time.UTC()
-		s.OldestAt, s.NewestAt = &t, &u
-	}
-	return &s, nil
+	return &InboxStats{Total: c.Total, Valid: c.Valid, Invalid: c.Total - c.Valid, Queued: c.Queued,
+		Unprocessed: c.Unprocessed, OldestAt: c.OldestAt, NewestAt: c.NewestAt}, nil
 }

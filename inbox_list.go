@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/uptrace/bun"
+	"github.com/tdscore/tds/internal/store"
 )
 
 // DefaultListLimit is how many rows a listing returns when its filter
@@ -35,40 +35,21 @@ func (in *Inbox) List(ctx context.Context, f InboxFilter) ([]InboxEvent, error) 
 	if limit <= 0 {
 		limit = DefaultListLimit
 	}
-	out := []InboxEvent{}
-	q := selectInboxEvents(in.db.NewSelect().Model(&out))
-	for col, v := range map[string]string{
-		"source": f.Source, "entity_type": f.EntityType,
-		"source_entity_id": f.EntityID, "event_type": f.EventType,
-	} {
-		if v != "" {
-			q = q.Where("? = ?", bun.Ident(col), v)
-		}
-	}
-	if f.Valid != nil {
-		q = q.Where("is_valid = ?", *f.Valid)
-	}
-	if f.Queued != nil {
-		q = q.Where("moved_to_queue = ?", *f.Queued)
-	}
-	if f.Processed != nil {
-		if *f.Processed {
-			q = q.Where("NOT " + isUnprocessedSQL)
-		} else {
-			q = q.Where(isUnprocessedSQL)
-		}
-	}
-	if !f.Since.IsZero() {
-		q = q.Where("received_at >= ?", dbTime(f.Since))
-	}
-	if !f.Until.IsZero() {
-		q = q.Where("received_at < ?", dbTime(f.Until))
-	}
-	if f.BeforeID > 0 {
-		q = q.Where("id < ?", f.BeforeID)
-	}
-	if err := q.Order("id DESC").Limit(int64(limit)).Scan(ctx); err != nil {
+	rows, err := in.st.ListEvents(ctx, in.db, store.EventFilter{
+		Source: f.Source, EntityType: f.EntityType, EntityID: f.EntityID, EventType: f.EventType,
+		Valid: f.Valid, Queued: f.Queued, Processed: f.Processed,
+		Since: dbTimeOrZero(f.Since), Until: dbTimeOrZero(f.Until), BeforeID: f.BeforeID, Limit: limit,
+	})
+	if err != nil {
 		return nil, wrapDBErr("listing inbox events", err)
 	}
-	return out, nil
+	return eventsOf(rows)
+}
+
+// dbTimeOrZero is dbTime, keeping the zero time zero.
+func dbTimeOrZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return dbTime(t)
 }

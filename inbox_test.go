@@ -65,7 +65,7 @@ func TestInboxLifecycle(t *testing.T) {
 		require.False(t, dup)
 		require.NotZero(t, stored.ID)
 		require.False(t, stored.IsValid)
-		require.Equal(t, "2026-11-20T04:51:07Z", stored.SourceModifiedAt.Format("2006-01-02T15:04:05Z07:00"),
+		require.Equal(t, "2026-11-20T04:51:07Z", stored.Version.Format("2006-01-02T15:04:05Z07:00"),
 			"version is data.last_modified_time")
 		require.Equal(t, clock.Now(), stored.ReceivedAt)
 
@@ -100,7 +100,7 @@ func TestInboxLifecycle(t *testing.T) {
 		clock.Advance(time.Minute)
 		second, _, err := in.Store(ctx, productEvent("77", "Valve"))
 		require.NoError(t, err)
-		require.Equal(t, clock.Now(), second.SourceModifiedAt)
+		require.Equal(t, clock.Now(), second.Version)
 
 		list, err := in.ListUnprocessed(ctx, 10)
 		require.NoError(t, err)

@@ -18,7 +18,6 @@ func prepared(t *testing.T, p *Processor, evs ...*Event) []*ingestReq {
 	for _, ev := range evs {
 		r, err := p.prepare(context.Background(), ev)
 		require.NoError(t, err)
-		r.done = make(chan struct{})
 		out = append(out, r)
 	}
 	return out
@@ -30,8 +29,8 @@ func TestGroupCommitFailingEventFailsAlone(t *testing.T) {
 		batch := prepared(t, p, productEvent("1", "a"), productEvent("2", "b"), productEvent("3", "c"))
 		// Processing refuses NUL characters; slipped past it into the row,
 		// one makes the row impossible to send (bun refuses it).
-		batch[1].row.SourceEntityID = "bad\x00id"
-		p.batch.run(context.Background(), batch)
+		batch[1].row.EntityID = "bad\x00id"
+		p.runBatch(context.Background(), batch)
 		require.NoError(t, batch[0].err)
 		require.Error(t, batch[1].err)
 		require.NoError(t, batch[2].err)
@@ -51,7 +50,7 @@ func TestGroupCommitDuplicatesWithinABatch(t *testing.T) {
 
 		batch := prepared(t, p, productEvent("1", "a"), productEvent("1", "a"), productEvent("2", "b"),
 			productEvent("0", "before"), invalidEvent("9"), invalidEvent("9"))
-		p.batch.run(context.Background(), batch)
+		p.runBatch(context.Background(), batch)
 		for _, r := range batch {
 			require.NoError(t, r.err)
 		}

@@ -2,6 +2,7 @@ package tds
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strings"
@@ -10,8 +11,10 @@ import (
 	"testing/fstest"
 
 	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds/internal/dbtest"
+	"github.com/tdscore/tds/internal/store"
 )
 
 func TestMigrateIsIdempotent(t *testing.T) {
@@ -105,9 +108,9 @@ func TestFailedMigrationIsNotRecorded(t *testing.T) {
 
 func TestReadMigrationsRejectsBadNames(t *testing.T) {
 	t.Parallel()
-	_, err := readMigrations(fstest.MapFS{"first.up.sql": {Data: []byte("SELECT 1")}})
+	_, err := store.ReadMigrations(fstest.MapFS{"first.up.sql": {Data: []byte("SELECT 1")}})
 	require.Error(t, err)
-	_, err = readMigrations(fstest.MapFS{"1_a.up.sql": {}, "01_b.up.sql": {}})
+	_, err = store.ReadMigrations(fstest.MapFS{"1_a.up.sql": {}, "01_b.up.sql": {}})
 	require.ErrorContains(t, err, "share version 1")
 }
 
@@ -126,8 +129,27 @@ func requireMigratedOnce(t *testing.T, url string) {
 	defer db.Close()
 	files, err := migrationFS(db)
 	require.NoError(t, err)
-	want, err := readMigrations(files)
+	want, err := store.ReadMigrations(files)
 	require.NoError(t, err)
 	require.Equal(t, len(want), count(t, db, "SELECT COUNT(*) FROM "+MigrationsTable))
 	require.Equal(t, 0, count(t, db, "SELECT COUNT(*) FROM tds_sync_queue"))
+}
+
+// applyMigrations applies fsys on one connection of db.
+func applyMigrations(ctx context.Context, db *bun.DB, fsys fs.FS, table string) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return store.ApplyMigrations(ctx, conn, fsys, table)
+}
+
+// migrationFS is the embedded schema of db's dialect.
+func migrationFS(db *bun.DB) (fs.FS, error) {
+	st, err := store.For(db)
+	if err != nil {
+		return nil, err
+	}
+	return store.MigrationFS(st)
 }

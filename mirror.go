@@ -2,12 +2,13 @@ package tds
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/store"
 )
 
 // MirrorSyncer is the reference [Syncer]: it keeps the latest copy of each
@@ -61,51 +62,29 @@ func (m *MirrorSyncer) Sync(ctx context.Context, tx bun.Tx, job *SyncJob) error 
 	if err != nil {
 		return Permanent(err)
 	}
+	st, err := store.For(tx)
+	if err != nil {
+		return Permanent(err)
+	}
 	now := dbTime(m.now())
 	version := dbTime(job.Version)
-	data := string(job.Data)
-	if data == "" {
-		data = "null"
+	row := &store.Mirror{Table: table, EntityID: job.EntityID, Source: job.Source, Data: string(job.Data),
+		Version: version, SyncedAt: now, InboxEventID: job.InboxEventID}
+	if row.Data == "" {
+		row.Data = "null"
 	}
-	var deletedAt *time.Time
-	dataExpr := "excluded.data"
 	if job.EventType == EventDelete {
-		deletedAt = &now
-		dataExpr = "m.data" // a delete keeps the last known record
+		row.DeletedAt = &now // a delete keeps the last known record
 	}
-	res, err := tx.NewRaw(`INSERT INTO ? AS m
-(entity_id, source, data, source_modified_at, synced_at, deleted_at, inbox_event_id)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (entity_id) DO UPDATE SET
-	source = excluded.source,
-	data = `+dataExpr+`,
-	source_modified_at = excluded.source_modified_at,
-	synced_at = excluded.synced_at,
-	deleted_at = excluded.deleted_at,
-	inbox_event_id = excluded.inbox_event_id
-WHERE m.source_modified_at <= excluded.source_modified_at`,
-		bun.Ident(table), job.EntityID, job.Source, data, version, now, deletedAt, job.InboxEventID,
-	).Exec(ctx)
+	cur, applied, err := st.MirrorUpsert(ctx, tx, row)
 	if err != nil {
 		return fmt.Errorf("tds: mirroring %s %s: %w", job.EntityType, job.EntityID, err)
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
+	if applied {
 		return nil
 	}
-	var cur struct {
-		SourceModifiedAt time.Time `bun:"source_modified_at"`
-		InboxEventID     int64     `bun:"inbox_event_id"`
-	}
-	err = tx.NewSelect().Table(table).Column("source_modified_at", "inbox_event_id").
-		Where("entity_id = ?", job.EntityID).Scan(ctx, &cur)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("tds: mirroring %s %s: the row was neither written nor found", job.EntityType, job.EntityID)
-	}
-	if err != nil {
-		return fmt.Errorf("tds: mirroring %s %s: %w", job.EntityType, job.EntityID, err)
-	}
 	job.Supersede(fmt.Sprintf("version %s is older than the mirrored version %s (inbox event %d)",
-		version.Format(time.RFC3339Nano), cur.SourceModifiedAt.UTC().Format(time.RFC3339Nano), cur.InboxEventID))
+		version.Format(time.RFC3339Nano), cur.Version.UTC().Format(time.RFC3339Nano), cur.InboxEventID))
 	return nil
 }
 
@@ -118,51 +97,21 @@ func MigrateMirror(ctx context.Context, db *bun.DB, reg *Registry) error {
 	if db == nil || reg == nil {
 		return errors.New("tds: MigrateMirror: db and registry are required")
 	}
-	var ddl string
-	switch {
-	case isPostgres(db):
-		ddl = `CREATE TABLE IF NOT EXISTS ? (
-	entity_id          TEXT PRIMARY KEY,
-	source             TEXT        NOT NULL,
-	data               JSONB       NOT NULL,
-	source_modified_at TIMESTAMPTZ NOT NULL,
-	synced_at          TIMESTAMPTZ NOT NULL,
-	deleted_at         TIMESTAMPTZ,
-	inbox_event_id     BIGINT      NOT NULL
-)`
-	case isSQLite(db):
-		ddl = `CREATE TABLE IF NOT EXISTS ? (
-	entity_id          TEXT PRIMARY KEY,
-	source             TEXT      NOT NULL,
-	data               TEXT      NOT NULL,
-	source_modified_at TIMESTAMP NOT NULL,
-	synced_at          TIMESTAMP NOT NULL,
-	deleted_at         TIMESTAMP,
-	inbox_event_id     INTEGER   NOT NULL
-)`
-	default:
-		return errUnsupportedDialect
+	st, err := store.For(db)
+	if err != nil {
+		return err
 	}
+	var tables []string
 	seen := map[string]bool{}
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if isPostgres(db) {
-			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(migrateLockKey)); err != nil {
-				return err
-			}
+	for _, t := range reg.Types() {
+		if seen[t.MirrorTable] {
+			continue
 		}
-		for _, t := range reg.Types() {
-			if seen[t.MirrorTable] {
-				continue
-			}
-			seen[t.MirrorTable] = true
-			if !tablePattern.MatchString(t.MirrorTable) {
-				return fmt.Errorf("mirror table %q is not a plain SQL identifier", t.MirrorTable)
-			}
-			if _, err := tx.ExecContext(ctx, ddl, bun.Ident(t.MirrorTable)); err != nil {
-				return fmt.Errorf("creating %s: %w", t.MirrorTable, err)
-			}
+		seen[t.MirrorTable] = true
+		if !tablePattern.MatchString(t.MirrorTable) {
+			return fmt.Errorf("tds: MigrateMirror: mirror table %q is not a plain SQL identifier", t.MirrorTable)
 		}
-		return nil
-	})
-	return wrapDBErr("migrating mirror tables", err)
+		tables = append(tables, t.MirrorTable)
+	}
+	return wrapDBErr("migrating mirror tables", st.MigrateMirror(ctx, db, tables))
 }

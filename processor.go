@@ -6,6 +6,9 @@ import (
 	"fmt"
 
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/groupcommit"
+	"github.com/tdscore/tds/internal/store"
 )
 
 // Result tells what [Processor.Process] did with an event.
@@ -30,13 +33,14 @@ type Result struct {
 }
 
 // Processor ingests webhook events: it stores each in the inbox, validates
-// it and queues it, in one transaction. Its methods are safe for concurrent
-// use.
+// it and queues it, atomically. Its methods are safe for concurrent use.
+// Call [Processor.Close] when done with it.
 type Processor struct {
 	db    *bun.DB
+	st    store.Store
 	cfg   *config
-	batch *batcher
-	wake  *waker
+	batch *groupcommit.Batcher[*ingestReq]
+	wake  store.Waker
 }
 
 // NewProcessor returns a Processor on db. It reads every option of this
@@ -47,27 +51,41 @@ func NewProcessor(db *bun.DB, opts ...Option) (*Processor, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewProcessor: db is nil")
 	}
-	if !isPostgres(db) && !isSQLite(db) {
-		return nil, errUnsupportedDialect
-	}
 	cfg, err := newConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	p := &Processor{db: db, cfg: cfg, wake: &waker{db: db, log: cfg.logger}}
-	inflight := 4 // transactions in flight: one commits while the next fills
-	if isSQLite(db) {
-		inflight = 1 // one writer
+	return newProcessor(db, cfg)
+}
+
+// newProcessor builds a Processor from a configuration.
+func newProcessor(db *bun.DB, cfg *config) (*Processor, error) {
+	st, err := store.For(db)
+	if err != nil {
+		return nil, err
 	}
-	p.batch = newBatcher(p, cfg.ingestBatch, inflight)
+	p := &Processor{db: db, st: st, cfg: cfg, wake: st.NewWaker(db, cfg.logger)}
+	inflight := 1 // one writer
+	if st.ConcurrentWriters() {
+		inflight = 4 // transactions in flight: one commits while the next fills
+	}
+	p.batch = groupcommit.New(cfg.ingestBatch, inflight, p.runBatch)
 	return p, nil
 }
 
 // Registry returns the entity types the processor accepts.
 func (p *Processor) Registry() *Registry { return p.cfg.registry }
 
-// Process stores, validates and queues ev in one transaction, and returns
-// once it has committed:
+// Close waits for the wake-ups the Processor sends to idle workers after
+// its commits. Events already acknowledged are stored whether or not Close
+// is called; call it before closing the database.
+func (p *Processor) Close() error {
+	p.wake.Close()
+	return nil
+}
+
+// Process stores, validates and queues ev atomically, and returns once it
+// has committed:
 //
 //   - a new valid event is stored and queued (Queued);
 //   - a new invalid event is stored with its ValidationErrors, not queued;
@@ -86,7 +104,10 @@ func (p *Processor) Process(ctx context.Context, ev *Event) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.batch.do(ctx, r)
+	if err := p.batch.Do(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.res, r.err
 }
 
 // ProcessTx is Process inside the caller's transaction tx, so that a host
@@ -97,14 +118,21 @@ func (p *Processor) Process(ctx context.Context, ev *Event) (*Result, error) {
 // line is decided from what committed before tx took the entity's lock,
 // which a stricter isolation level would hide. At another level ProcessTx
 // fails and stores nothing. The entity's lock is held until tx ends, so
-// other events of that entity wait for it.
+// other events of that entity wait for it. Idle workers are woken when tx
+// commits.
 func (p *Processor) ProcessTx(ctx context.Context, tx bun.Tx, ev *Event) (*Result, error) {
 	r, err := p.prepare(ctx, ev)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.storeBatch(ctx, tx, []*ingestReq{r}, true); err != nil {
+	batch := []*ingestReq{r}
+	if err := p.storeBatch(ctx, tx, batch); err != nil {
 		return nil, wrapDBErr("processing event", err)
+	}
+	if queuedNew(batch) {
+		if err := p.st.Notify(ctx, tx); err != nil {
+			return nil, wrapDBErr("processing event", err)
+		}
 	}
 	return r.res, nil
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tdscore/tds/internal/store"
 )
 
 // seedQueries are the seed design's inspection queries; they must run
@@ -72,7 +74,7 @@ func TestQueuePriorityThenFIFO(t *testing.T) {
 			require.NoError(t, err)
 			got = append(got, *ev.DeliveryID)
 			require.Equal(t, StatusPending, j.Status)
-			require.Equal(t, DefaultMaxAttempts, j.MaxRetryAttempts)
+			require.Equal(t, DefaultMaxAttempts, j.MaxAttempts)
 		}
 		require.Equal(t, want, got)
 		require.Equal(t, []int{2, 2, 5, 5, 8, 8}, []int{jobs[0].Priority, jobs[1].Priority,
@@ -113,7 +115,7 @@ func TestQueueEnqueue(t *testing.T) {
 		job, err := q.Enqueue(ctx, ev, 0)
 		require.NoError(t, err)
 		require.Equal(t, 1, job.Priority, "clamped")
-		require.Equal(t, 7, job.MaxRetryAttempts, "per-type max attempts")
+		require.Equal(t, 7, job.MaxAttempts, "per-type max attempts")
 		again, err := q.Enqueue(ctx, ev, 3)
 		require.NoError(t, err)
 		require.Equal(t, job.ID, again.ID, "enqueueing twice returns the same job")
@@ -142,7 +144,7 @@ func TestQueueStatsKnownMix(t *testing.T) {
 		}
 		set := func(status Status, completedAt *time.Time, jobIDs ...int64) {
 			for _, id := range jobIDs {
-				_, err := tdb.db.NewUpdate().Model((*Job)(nil)).Set("status = ?", status).
+				_, err := tdb.db.NewUpdate().Model((*store.Job)(nil)).Set("status = ?", status).
 					Set("completed_at = ?", completedAt).Where("id = ?", id).Exec(ctx)
 				require.NoError(t, err)
 			}
@@ -160,7 +162,7 @@ func TestQueueStatsKnownMix(t *testing.T) {
 		require.NoError(t, err)
 		st, err := q.Stats(ctx)
 		require.NoError(t, err)
-		require.Equal(t, int64(30), st.TotalEvents)
+		require.Equal(t, int64(30), st.TotalJobs)
 		require.Equal(t, map[Status]int64{StatusPending: 20, StatusProcessing: 2, StatusRetry: 1,
 			StatusCompleted: 6, StatusDeadLetter: 1}, st.ByStatus)
 		require.Equal(t, map[string]int64{"product": 4, "invoice": 10, "stock": 10}, st.ByEntity)
@@ -172,7 +174,7 @@ func TestQueueStatsKnownMix(t *testing.T) {
 		requireSameTime(t, newTestClock().Now(), *st.OldestPending)
 
 		// Cleanup deletes only completed jobs older than the cut, with their history.
-		_, err = tdb.db.NewInsert().Model(&Attempt{JobID: ids["product"][4], Attempt: 1, Error: "boom",
+		_, err = tdb.db.NewInsert().Model(&store.Attempt{JobID: ids["product"][4], Attempt: 1, Error: "boom",
 			FailedAt: old}).Exec(ctx)
 		require.NoError(t, err)
 		n, err := q.DeleteCompleted(ctx, clock.Now().Add(-30*time.Minute))
@@ -200,10 +202,10 @@ func TestQueueDeadLetters(t *testing.T) {
 				code = "http_500"
 			}
 			// What a worker does when it gives up: the failure, then dead_letter.
-			_, err = tdb.db.NewInsert().Model(&Attempt{JobID: res.JobID, Attempt: 1, Error: "failed: " + code,
+			_, err = tdb.db.NewInsert().Model(&store.Attempt{JobID: res.JobID, Attempt: 1, Error: "failed: " + code,
 				ErrorCode: &code, FailedAt: clock.Now()}).Exec(ctx)
 			require.NoError(t, err)
-			_, err = tdb.db.NewUpdate().Model((*Job)(nil)).Set("status = ?", StatusDeadLetter).
+			_, err = tdb.db.NewUpdate().Model((*store.Job)(nil)).Set("status = ?", StatusDeadLetter).
 				Set("attempt_count = 3").Set("last_error_code = ?", code).Set("updated_at = ?", clock.Now()).
 				Where("id = ?", res.JobID).Exec(ctx)
 			require.NoError(t, err)
@@ -230,7 +232,7 @@ func TestQueueDeadLetters(t *testing.T) {
 		job, err := q.RetryDeadLetter(ctx, jobs[0])
 		require.NoError(t, err)
 		require.Equal(t, StatusPending, job.Status)
-		require.Zero(t, job.AttemptCount)
+		require.Zero(t, job.Attempt)
 		requireSameTime(t, clock.Now(), job.NextRetryAt)
 		attempts, err := q.Attempts(ctx, jobs[0])
 		require.NoError(t, err)

@@ -38,9 +38,10 @@ package tds
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
-	"github.com/uptrace/bun"
+	"github.com/tdscore/tds/internal/store"
 )
 
 // Event types carried in the envelope's event_type field.
@@ -165,61 +166,138 @@ func (ve ValidationErrors) Error() string {
 //
 // ProcessedAt is when the event was done with, nil until then: when its
 // job completed, or when it was marked processed explicitly
-// ([Inbox.MarkProcessed], a dead letter, a discarded dead letter). A
-// completed job does not write the column; the [Inbox] reads the job's
-// completed_at in its place.
+// ([Inbox.MarkProcessed], a dead letter, a discarded dead letter).
 type InboxEvent struct {
-	bun.BaseModel `bun:"table:tds_inbox_events"`
-
-	ID               int64            `bun:"id,pk,autoincrement" json:"id"`
-	Source           string           `bun:"source,notnull" json:"source"`
-	EventType        string           `bun:"event_type,notnull" json:"event_type"`
-	EntityType       string           `bun:"entity_type,notnull" json:"entity_type"`
-	SourceEntityID   string           `bun:"source_entity_id,notnull" json:"source_entity_id"`
-	IdempotencyKey   string           `bun:"idempotency_key,notnull" json:"idempotency_key"`
-	DeliveryID       *string          `bun:"delivery_id" json:"delivery_id,omitempty"`
-	ContentHash      string           `bun:"content_hash,notnull" json:"content_hash"`
-	Payload          json.RawMessage  `bun:"payload,notnull" json:"payload"`
-	SourceModifiedAt time.Time        `bun:"source_modified_at,notnull" json:"source_modified_at"`
-	RequestMetadata  RequestMetadata  `bun:"request_metadata,type:json,notnull" json:"request_metadata"`
-	IsValid          bool             `bun:"is_valid,notnull" json:"is_valid"`
-	ValidationErrors ValidationErrors `bun:"validation_errors,type:json" json:"validation_errors,omitempty"`
-	ValidatedAt      *time.Time       `bun:"validated_at" json:"validated_at,omitempty"`
-	MovedToQueue     bool             `bun:"moved_to_queue,notnull" json:"moved_to_queue"`
-	QueuedAt         *time.Time       `bun:"queued_at" json:"queued_at,omitempty"`
-	ProcessedAt      *time.Time       `bun:"processed_at" json:"processed_at,omitempty"`
-	ReceivedAt       time.Time        `bun:"received_at,notnull" json:"received_at"`
+	ID             int64   `json:"id"`
+	Source         string  `json:"source"`
+	EventType      string  `json:"event_type"`
+	EntityType     string  `json:"entity_type"`
+	EntityID       string  `json:"entity_id"`
+	IdempotencyKey string  `json:"idempotency_key"`
+	DeliveryID     *string `json:"delivery_id,omitempty"`
+	ContentHash    string  `json:"content_hash"`
+	// Payload is the entity record as received (canonical JSON).
+	Payload json.RawMessage `json:"payload"`
+	// Version is the record's last_modified_time when it had one, else
+	// when it was received: a Syncer compares versions to ignore stale
+	// events (column source_modified_at).
+	Version          time.Time        `json:"version"`
+	RequestMetadata  RequestMetadata  `json:"request_metadata"`
+	IsValid          bool             `json:"is_valid"`
+	ValidationErrors ValidationErrors `json:"validation_errors,omitempty"`
+	ValidatedAt      *time.Time       `json:"validated_at,omitempty"`
+	MovedToQueue     bool             `json:"moved_to_queue"`
+	QueuedAt         *time.Time       `json:"queued_at,omitempty"`
+	ProcessedAt      *time.Time       `json:"processed_at,omitempty"`
+	ReceivedAt       time.Time        `json:"received_at"`
 }
 
 // Job is an entry of the sync queue: a row of tds_sync_queue.
 type Job struct {
-	bun.BaseModel `bun:"table:tds_sync_queue"`
-
-	ID             int64  `bun:"id,pk,autoincrement" json:"id"`
-	InboxEventID   int64  `bun:"inbox_event_id,notnull" json:"inbox_event_id"`
-	Source         string `bun:"source,notnull" json:"source"`
-	EventType      string `bun:"event_type,notnull" json:"event_type"`
-	EntityType     string `bun:"entity_type,notnull" json:"entity_type"`
-	SourceEntityID string `bun:"source_entity_id,notnull" json:"source_entity_id"`
-	Status         Status `bun:"status,notnull" json:"status"`
-	Priority       int    `bun:"priority,notnull" json:"priority"`
+	ID           int64  `json:"id"`
+	InboxEventID int64  `json:"inbox_event_id"`
+	Source       string `json:"source"`
+	EventType    string `json:"event_type"`
+	EntityType   string `json:"entity_type"`
+	EntityID     string `json:"entity_id"`
+	Status       Status `json:"status"`
+	Priority     int    `json:"priority"`
 	// Blocked reports that the job waits for an earlier unfinished job of
 	// its entity; the jobs of an entity run one at a time, in order.
-	Blocked          bool       `bun:"blocked,notnull" json:"blocked"`
-	AttemptCount     int        `bun:"attempt_count,notnull" json:"attempt_count"`
-	MaxRetryAttempts int        `bun:"max_retry_attempts,notnull" json:"max_retry_attempts"`
-	NextRetryAt      time.Time  `bun:"next_retry_at,notnull" json:"next_retry_at"`
-	LockedBy         *string    `bun:"locked_by" json:"locked_by,omitempty"`
-	LockedUntil      *time.Time `bun:"locked_until" json:"locked_until,omitempty"`
-	LastError        *string    `bun:"last_error" json:"last_error,omitempty"`
-	LastErrorCode    *string    `bun:"last_error_code" json:"last_error_code,omitempty"`
-	Outcome          *string    `bun:"outcome" json:"outcome,omitempty"`
-	OutcomeDetail    *string    `bun:"outcome_detail" json:"outcome_detail,omitempty"`
-	CreatedAt        time.Time  `bun:"created_at,notnull" json:"created_at"`
-	UpdatedAt        time.Time  `bun:"updated_at,notnull" json:"updated_at"`
-	CompletedAt      *time.Time `bun:"completed_at" json:"completed_at,omitempty"`
+	Blocked bool `json:"blocked"`
+	// Attempt is the number of the job's latest attempt, 0 before the
+	// first.
+	Attempt int `json:"attempt"`
+	// MaxAttempts is how many attempts the job has before it is
+	// dead-lettered.
+	MaxAttempts int       `json:"max_attempts"`
+	NextRetryAt time.Time `json:"next_retry_at"`
+	// LeasedBy names the worker holding the job while it is processing,
+	// and LeaseExpiresAt when its lease runs out unless renewed.
+	LeasedBy       *string    `json:"leased_by,omitempty"`
+	LeaseExpiresAt *time.Time `json:"lease_expires_at,omitempty"`
+	LastError      *string    `json:"last_error,omitempty"`
+	LastErrorCode  *string    `json:"last_error_code,omitempty"`
+	Outcome        *string    `json:"outcome,omitempty"`
+	OutcomeDetail  *string    `json:"outcome_detail,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	CompletedAt    *time.Time `json:"completed_at,omitempty"`
 }
 
 // dbTime is how tds writes a time: UTC at microsecond precision, which both
 // PostgreSQL and SQLite store exactly, so a value read back compares equal.
 func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// jobOf converts a stored job row.
+func jobOf(r *store.Job) *Job {
+	return &Job{
+		ID: r.ID, InboxEventID: r.InboxEventID, Source: r.Source, EventType: r.EventType,
+		EntityType: r.EntityType, EntityID: r.EntityID, Status: Status(r.Status), Priority: r.Priority,
+		Blocked: r.Blocked, Attempt: r.Attempt, MaxAttempts: r.MaxAttempts, NextRetryAt: r.NextRetryAt.UTC(),
+		LeasedBy: r.LeasedBy, LeaseExpiresAt: utcPtr(r.LeaseExpiresAt), LastError: r.LastError,
+		LastErrorCode: r.LastErrorCode, Outcome: r.Outcome, OutcomeDetail: r.OutcomeDetail,
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), CompletedAt: utcPtr(r.CompletedAt),
+	}
+}
+
+func jobsOf(rows []store.Job) []Job {
+	out := make([]Job, len(rows))
+	for i := range rows {
+		out[i] = *jobOf(&rows[i])
+	}
+	return out
+}
+
+// eventOf converts a stored event row.
+func eventOf(r *store.Event) (*InboxEvent, error) {
+	ev := &InboxEvent{
+		ID: r.ID, Source: r.Source, EventType: r.EventType, EntityType: r.EntityType, EntityID: r.EntityID,
+		IdempotencyKey: r.IdempotencyKey, DeliveryID: r.DeliveryID, ContentHash: r.ContentHash,
+		Payload: r.Payload, Version: r.Version.UTC(), IsValid: r.IsValid, ValidatedAt: utcPtr(r.ValidatedAt),
+		MovedToQueue: r.MovedToQueue, QueuedAt: utcPtr(r.QueuedAt), ProcessedAt: utcPtr(r.ProcessedAt),
+		ReceivedAt: r.ReceivedAt.UTC(),
+	}
+	if len(r.Metadata) > 0 {
+		if err := json.Unmarshal(r.Metadata, &ev.RequestMetadata); err != nil {
+			return nil, fmt.Errorf("tds: inbox event %d: request metadata: %w", r.ID, err)
+		}
+	}
+	ve, err := decodeValidationErrors(r.ValidationErrors)
+	if err != nil {
+		return nil, fmt.Errorf("tds: inbox event %d: %w", r.ID, err)
+	}
+	ev.ValidationErrors = ve
+	return ev, nil
+}
+
+func decodeValidationErrors(b json.RawMessage) (ValidationErrors, error) {
+	if len(b) == 0 || string(b) == "null" {
+		return nil, nil
+	}
+	var ve ValidationErrors
+	if err := json.Unmarshal(b, &ve); err != nil {
+		return nil, fmt.Errorf("validation errors: %w", err)
+	}
+	return ve, nil
+}
+
+func eventsOf(rows []store.Event) ([]InboxEvent, error) {
+	out := make([]InboxEvent, len(rows))
+	for i := range rows {
+		ev, err := eventOf(&rows[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = *ev
+	}
+	return out, nil
+}

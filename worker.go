@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/store"
 )
 
 // Defaults of the worker options.
@@ -32,9 +34,6 @@ const (
 	// syncs finish before cancelling them and handing their jobs back.
 	DefaultShutdownTimeout = 30 * time.Second
 )
-
-// maxErrorLen caps a recorded error message.
-const maxErrorLen = 4000
 
 // workerSettings holds the options read by NewWorker, NewMirrorSyncer and
 // the housekeeping a Worker runs.
@@ -191,6 +190,7 @@ func WithWorkerID(id string) Option {
 // up.
 type Worker struct {
 	db      *bun.DB
+	st      store.Store
 	syncer  Syncer
 	cfg     *config
 	ws      workerSettings
@@ -211,17 +211,18 @@ func NewWorker(db *bun.DB, s Syncer, opts ...Option) (*Worker, error) {
 	if s == nil {
 		return nil, errors.New("tds: NewWorker: syncer is nil")
 	}
-	if !isPostgres(db) && !isSQLite(db) {
-		return nil, errUnsupportedDialect
+	st, err := store.For(db)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := newConfig(opts)
 	if err != nil {
 		return nil, err
 	}
 	ws := cfg.worker.withDefaults()
-	// The hook opens each job's savepoint lazily (see runBatch).
+	// The hook opens each job's savepoint lazily (see batchRun).
 	hooked := db.WithQueryHook(savepointHook{})
-	return &Worker{db: hooked, syncer: s, cfg: cfg, ws: ws, log: cfg.logger.With("worker", ws.workerID)}, nil
+	return &Worker{db: hooked, st: st, syncer: s, cfg: cfg, ws: ws, log: cfg.logger.With("worker", ws.workerID)}, nil
 }
 
 // ID returns the name the Worker records as the owner of its jobs.
@@ -249,15 +250,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	wake := make(chan struct{}, 1)
-	stopWake := w.subscribe(ctx, wake)
+	stopWake := w.st.Subscribe(ctx, w.db, w.log, wake)
 	defer stopWake()
 
 	var bg sync.WaitGroup
-	bg.Add(1)
-	go func() {
-		defer bg.Done()
-		w.housekeep(ctx)
-	}()
+	bg.Go(func() { w.housekeep(ctx) })
 	defer bg.Wait()
 
 	// Syncs run under a context that survives ctx until the shutdown
@@ -283,12 +280,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			case err == nil:
 				for _, batch := range splitBatches(jobs, free) {
 					busy++
-					inflight.Add(1)
-					go func() {
-						defer inflight.Done()
+					inflight.Go(func() {
 						w.processBatch(syncCtx, ctx.Done(), batch)
 						done <- struct{}{}
-					}()
+					})
 				}
 				// A full claim means more may be waiting.
 				claimNow = len(jobs) == want
@@ -330,61 +325,14 @@ func (w *Worker) Run(ctx context.Context) error {
 
 var (
 	errShutdown  = errors.New("tds: worker shutting down")
-	errLeaseLost = errors.New("tds: the job's lease was lost")
+	errLeaseLost = store.ErrLeaseLost
 )
 
-// claimSQL takes the first claimable jobs and leases them. A job is
-// claimable when it waits (pending, or retry and due) and is its entity's
-// head: not blocked behind an earlier unfinished job of the entity (see
-// entity.go). That keeps the jobs of one entity one at a time and in order
-// without looking at the entity's other jobs, and since only heads are
-// claimable, concurrent claims need nothing but SKIP LOCKED.
-//
-// The candidates must be read in claim-index order, stopping at the limit,
-// so that a claim costs the same with a backlog of a thousand or a million:
-// PostgreSQL is told so by the settings claimPlanPG applies (its statistics
-// lag behind a fast-growing queue, and with them it sorts the whole
-// backlog), SQLite by INDEXED BY. On PostgreSQL the ids go through ARRAY()
-// so that the UPDATE finds its rows by primary key, not by a scan.
-//
-// The slots: the outer condition's opening and closing (IN or ANY(ARRAY),
-// the index hint, the lock clause.
-const claimSQL = `UPDATE tds_sync_queue
-SET status = 'processing', attempt_count = attempt_count + 1,
-	locked_by = ?, locked_until = ?, updated_at = ?
-WHERE id %s
-	SELECT c.id FROM tds_sync_queue AS c %s
-	WHERE c.status IN ('pending', 'retry') AND NOT c.blocked AND c.next_retry_at <= ?
-	ORDER BY c.priority, c.id
-	LIMIT ? %s%s
-RETURNING *`
-
-var (
-	claimPG     = fmt.Sprintf(claimSQL, "= ANY(ARRAY(", "", "FOR UPDATE SKIP LOCKED", "))")
-	claimSQLite = fmt.Sprintf(claimSQL, "IN (", "INDEXED BY tds_sync_queue_claim_idx", "", ")")
-)
-
-// claimPlanPG steers the planner to the ordered index scan, for the claim
-// transaction only.
-const claimPlanPG = `SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)`
-
-// claim leases up to n jobs to w.
-func (w *Worker) claim(ctx context.Context, n int) ([]*Job, error) {
+// claim leases up to n jobs to w, in claim order: by priority, then id.
+func (w *Worker) claim(ctx context.Context, n int) ([]*store.Job, error) {
 	start := time.Now()
 	now := w.now()
-	args := []any{w.ws.workerID, now.Add(w.ws.leaseDuration), now, now, n}
-	var jobs []*Job
-	var err error
-	if isPostgres(w.db) {
-		err = w.db.RunInTx(ctx, readCommitted(w.db), func(ctx context.Context, tx bun.Tx) error {
-			if _, err := tx.ExecContext(ctx, claimPlanPG); err != nil {
-				return err
-			}
-			return tx.NewRaw(claimPG, args...).Scan(ctx, &jobs)
-		})
-	} else {
-		err = w.db.NewRaw(claimSQLite, args...).Scan(ctx, &jobs)
-	}
+	jobs, err := w.st.Claim(ctx, w.db, w.ws.workerID, n, now, now.Add(w.ws.leaseDuration))
 	w.stats.claims.Add(1)
 	w.stats.claimNanos.Add(int64(time.Since(start)))
 	if err != nil {
@@ -402,34 +350,15 @@ func (w *Worker) claim(ctx context.Context, n int) ([]*Job, error) {
 
 // splitBatches deals the claimed jobs (in claim order) into at most n
 // batches of nearly equal size, keeping each batch in claim order.
-func splitBatches(jobs []*Job, n int) [][]*Job {
+func splitBatches(jobs []*store.Job, n int) [][]*store.Job {
 	n = min(n, len(jobs))
-	out := make([][]*Job, 0, n)
+	out := make([][]*store.Job, 0, n)
 	for i := range n {
 		lo, hi := i*len(jobs)/n, (i+1)*len(jobs)/n
 		out = append(out, jobs[lo:hi])
 	}
 	return out
 }
-
-// leaseWhere restricts an update to the job as w claimed it: the owner and
-// the attempt identify the lease, so a job rescued and claimed again cannot
-// be completed or failed by its old holder. The job is found by its
-// primary key; see isProcessing.
-func leaseWhere(q *bun.UpdateQuery, job *Job, owner string) *bun.UpdateQuery {
-	return q.Where("id = ?", job.ID).
-		Where("locked_by = ?", owner).
-		Where("attempt_count = ?", job.AttemptCount).
-		Where(isProcessing)
-}
-
-// isProcessing tests a job's status in a form no index matches. Lease
-// checks find their jobs by primary key; offered "status = 'processing'",
-// PostgreSQL would rather walk the status index, whose estimate is badly
-// off after a burst (statistics lag, dead index entries pile up) and which
-// then costs a scan of every job in flight per statement: measured 1 s for
-// one batch's completion instead of 1 ms.
-const isProcessing = "(status = 'processing') IS TRUE"
 
 func callSync(ctx context.Context, s Syncer, tx bun.Tx, job *SyncJob) (err error) {
 	defer func() {
@@ -446,22 +375,42 @@ func cleanupCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 10*time.Second)
 }
 
+// recordFailure is where every failed attempt is handled: it classifies
+// syncErr (retry or dead letter, and when), records the attempt in tx
+// under the job's lease (errLeaseLost when lost) and logs it. It returns
+// the job's new status.
+func (w *Worker) recordFailure(ctx context.Context, tx bun.IDB, job *store.Job, syncErr error, started time.Time) (Status, error) {
+	f := classify(syncErr, job.Attempt, job.MaxAttempts, w.ws.retryPolicy)
+	now := w.now()
+	err := w.st.RecordFailure(ctx, tx, store.Failure{
+		Job: job, Owner: w.ws.workerID, DeadLetter: f.deadLetter, RetryAt: now.Add(f.delay),
+		Error: f.msg, Code: f.code, StartedAt: &started,
+	}, now)
+	if err != nil {
+		return "", err
+	}
+	if f.deadLetter {
+		w.log.Warn("tds: job dead-lettered", "job", job.ID, "entity_type", job.EntityType,
+			"entity_id", job.EntityID, "attempt", job.Attempt, "err", syncErr)
+		return StatusDeadLetter, nil
+	}
+	w.log.Info("tds: job failed; will retry", "job", job.ID, "attempt", job.Attempt,
+		"delay", f.delay, "err", syncErr)
+	return StatusRetry, nil
+}
+
 // fail records a failed attempt of job in a transaction of its own and
-// reports it: the attempt row, then retry or dead letter.
-func (w *Worker) fail(job *Job, syncErr error, started time.Time) {
-	f := classify(syncErr, job.AttemptCount, job.MaxRetryAttempts, w.ws.retryPolicy)
+// reports it; a dead letter hands its entity on to the next job.
+func (w *Worker) fail(job *store.Job, syncErr error, started time.Time) {
 	ctx, cancel := cleanupCtx()
 	defer cancel()
-	err := w.db.RunInTx(ctx, readCommitted(w.db), func(ctx context.Context, tx bun.Tx) error {
-		if err := w.recordFailure(ctx, tx, job, f, w.ws.workerID, &started); err != nil || !f.deadLetter {
+	var status Status
+	err := w.db.RunInTx(ctx, w.st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if status, err = w.recordFailure(ctx, tx, job, syncErr, started); err != nil || status != StatusDeadLetter {
 			return err
 		}
-		keys := []entityKey{jobEntity(job)}
-		if err := lockEntities(ctx, tx, keys); err != nil {
-			return err
-		}
-		_, err := unblockNext(ctx, tx, []int64{job.ID}, []int64{job.ID}, w.now())
-		return err
+		return w.st.FinishDeadLetter(ctx, tx, job, w.now())
 	})
 	switch {
 	case errors.Is(err, errLeaseLost):
@@ -471,70 +420,7 @@ func (w *Worker) fail(job *Job, syncErr error, started time.Time) {
 		w.log.Error("tds: recording a failed attempt; the job returns when its lease expires", "job", job.ID, "err", err)
 		return
 	}
-	w.logFailure(job, f, syncErr)
-	status := StatusRetry
-	if f.deadLetter {
-		status = StatusDeadLetter
-	}
-	bj := &batchJob{job: job}
-	r := bj.result(status, "", syncErr)
+	r := resultOf(job, nil, status, "", syncErr)
 	r.CommittedAt = w.cfg.now()
 	w.report([]JobResult{r})
-}
-
-func (w *Worker) logFailure(job *Job, f failure, syncErr error) {
-	if f.deadLetter {
-		w.log.Warn("tds: job dead-lettered", "job", job.ID, "entity_type", job.EntityType,
-			"entity_id", job.SourceEntityID, "attempt", job.AttemptCount, "err", syncErr)
-		return
-	}
-	w.log.Info("tds: job failed; will retry", "job", job.ID, "attempt", job.AttemptCount,
-		"delay", f.delay, "err", syncErr)
-}
-
-// recordFailure records a failed attempt of job in tx: the job goes to
-// retry or dead letter, guarded by its lease (errLeaseLost when lost), and
-// the attempt is kept in tds_sync_attempts.
-func (w *Worker) recordFailure(ctx context.Context, tx bun.Tx, job *Job, f failure, owner string, started *time.Time) error {
-	now := w.now()
-	msg := f.msg
-	if len(msg) > maxErrorLen {
-		msg = msg[:maxErrorLen]
-	}
-	var code *string
-	if f.code != "" {
-		code = &f.code
-	}
-	status := StatusRetry
-	if f.deadLetter {
-		status = StatusDeadLetter
-	}
-	res, err := leaseWhere(tx.NewUpdate().Model((*Job)(nil)).
-		Set("status = ?", status).
-		Set("next_retry_at = ?", now.Add(f.delay)).
-		Set("last_error = ?", msg).
-		Set("last_error_code = ?", code).
-		Set("locked_by = NULL").
-		Set("locked_until = NULL").
-		Set("updated_at = ?", now), job, owner).
-		Exec(ctx)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return errLeaseLost
-	}
-	if _, err := tx.NewInsert().Model(&Attempt{
-		JobID: job.ID, Attempt: job.AttemptCount, Worker: &owner,
-		Error: msg, ErrorCode: code, StartedAt: started, FailedAt: now,
-	}).Exec(ctx); err != nil {
-		return err
-	}
-	if f.deadLetter {
-		_, err = tx.NewUpdate().Model((*InboxEvent)(nil)).
-			Set("processed_at = ?", now).
-			Where("id = ?", job.InboxEventID).
-			Exec(ctx)
-	}
-	return err
 }

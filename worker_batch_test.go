@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/store"
 )
 
 // observed collects what a Worker reports to its observer.
@@ -184,7 +186,7 @@ func TestWorkerBatchLeaseLostAtCompletion(t *testing.T) {
 		sideEffects(t, e.db)
 		ids := []int64{e.ingest(t, "1", "a"), e.ingest(t, "2", "b"), e.ingest(t, "3", "c")}
 		steal := func(db bun.IDB) {
-			_, err := db.NewUpdate().Model((*Job)(nil)).Set("locked_by = 'thief'").Where("id = ?", ids[1]).Exec(ctx)
+			_, err := db.NewUpdate().Model((*store.Job)(nil)).Set("locked_by = 'thief'").Where("id = ?", ids[1]).Exec(ctx)
 			require.NoError(t, err)
 		}
 		var calls sync.Map
@@ -218,7 +220,7 @@ func TestWorkerBatchLeaseLostAtCompletion(t *testing.T) {
 		}
 		j := e.job(t, ids[1])
 		require.Equal(t, StatusProcessing, j.Status, "left to its holder")
-		require.Equal(t, "thief", *j.LockedBy)
+		require.Equal(t, "thief", *j.LeasedBy)
 		require.Empty(t, obs.of(ids[1]))
 		require.Equal(t, int64(2), w.Stats().Completed)
 	})
@@ -254,7 +256,7 @@ func TestWorkerBatchShutdownCommitsFinishedHandsBackRest(t *testing.T) {
 		for _, id := range ids[1:] {
 			j := e.job(t, id)
 			require.Equal(t, StatusPending, j.Status)
-			require.Equal(t, 0, j.AttemptCount)
+			require.Equal(t, 0, j.Attempt)
 			require.Len(t, obs.of(id), 1)
 			require.Equal(t, StatusPending, obs.of(id)[0].Status)
 		}
@@ -295,7 +297,7 @@ func TestWorkerObserverAndStats(t *testing.T) {
 			j, err := e.q.Get(context.Background(), r.JobID)
 			// Committed: the database shows this decision, or a later
 			// attempt already (the job was claimed again meanwhile).
-			if err != nil || (j.Status != r.Status && j.AttemptCount <= r.Attempt) {
+			if err != nil || (j.Status != r.Status && j.Attempt <= r.Attempt) {
 				mismatch.Store(r.JobID, fmt.Sprintf("observed %s, database %+v, %v", r.Status, j, err))
 			}
 			obs.add(r)
@@ -349,11 +351,11 @@ func mustProcess(t *testing.T, p *Processor, ev *Event) int64 {
 }
 
 func TestSplitBatches(t *testing.T) {
-	jobs := make([]*Job, 7)
+	jobs := make([]*store.Job, 7)
 	for i := range jobs {
-		jobs[i] = &Job{ID: int64(i)}
+		jobs[i] = &store.Job{ID: int64(i)}
 	}
-	sizes := func(bs [][]*Job) (out []int) {
+	sizes := func(bs [][]*store.Job) (out []int) {
 		for _, b := range bs {
 			out = append(out, len(b))
 		}

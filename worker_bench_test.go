@@ -2,6 +2,7 @@ package tds
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tdscore/tds/internal/store"
 	"github.com/uptrace/bun"
 )
 
@@ -23,24 +25,24 @@ func enqueueBacklog(tb testing.TB, db *bun.DB, n int) {
 	run := now.UnixNano()
 	for done := 0; done < n; done += chunk {
 		k := min(chunk, n-done)
-		events := make([]*InboxEvent, k)
+		events := make([]*store.Event, k)
 		for i := range events {
 			id := fmt.Sprintf("b%d-%d", run, done+i)
 			key := "zoho:product:" + id + ":update:bench"
-			events[i] = &InboxEvent{Source: "zoho", EventType: EventUpdate, EntityType: "product",
-				SourceEntityID: id, IdempotencyKey: key, ContentHash: key,
-				Payload: fmt.Appendf(nil, `{"item_id":%q,"name":"Bench"}`, id), SourceModifiedAt: now,
-				ReceivedAt: now, IsValid: true, MovedToQueue: true}
+			events[i] = &store.Event{Source: "zoho", EventType: EventUpdate, EntityType: "product",
+				EntityID: id, IdempotencyKey: key, ContentHash: key,
+				Payload: fmt.Appendf(nil, `{"item_id":%q,"name":"Bench"}`, id), Version: now,
+				ReceivedAt: now, IsValid: true, MovedToQueue: true, Metadata: json.RawMessage(`{}`)}
 		}
 		require.NoError(tb, db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			if _, err := tx.NewInsert().Model(&events).Returning("id").Exec(ctx); err != nil {
 				return err
 			}
-			jobs := make([]*Job, k)
+			jobs := make([]*store.Job, k)
 			for i, ev := range events {
-				jobs[i] = &Job{InboxEventID: ev.ID, Source: "zoho", EventType: EventUpdate, EntityType: "product",
-					SourceEntityID: ev.SourceEntityID, Status: StatusPending, Priority: DefaultPriority,
-					MaxRetryAttempts: DefaultMaxAttempts, NextRetryAt: now, CreatedAt: now, UpdatedAt: now}
+				jobs[i] = &store.Job{InboxEventID: ev.ID, Source: "zoho", EventType: EventUpdate, EntityType: "product",
+					EntityID: ev.EntityID, Status: store.StatusPending, Priority: DefaultPriority,
+					MaxAttempts: DefaultMaxAttempts, NextRetryAt: now, CreatedAt: now, UpdatedAt: now}
 			}
 			_, err := tx.NewInsert().Model(&jobs).Exec(ctx)
 			return err

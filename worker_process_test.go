@@ -142,7 +142,7 @@ func TestWorkerKilledMidSyncIsRescuedAndSyncedOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, StatusProcessing, j.Status, "the dead worker still holds it")
 	require.Equal(t, 0, count(t, tdb.db, "SELECT COUNT(*) FROM products"), "its uncommitted write is gone")
-	holder := *j.LockedBy
+	holder := *j.LeasedBy
 
 	// A surviving worker whose clock is past the dead one's lease.
 	var syncs atomic.Int32
@@ -156,7 +156,7 @@ func TestWorkerKilledMidSyncIsRescuedAndSyncedOnce(t *testing.T) {
 	e.clock.now = time.Now().Add(time.Minute)
 	e.start(t, s)
 	j = e.waitStatus(t, res.JobID, StatusCompleted)
-	require.Equal(t, 2, j.AttemptCount, "the killed attempt counts")
+	require.Equal(t, 2, j.Attempt, "the killed attempt counts")
 	require.Equal(t, int32(1), syncs.Load())
 	attempts, err := q.Attempts(ctx, res.JobID)
 	require.NoError(t, err)

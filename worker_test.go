@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/store"
 )
 
 // workerEnv is what a worker test needs: a database, a frozen clock, a
@@ -132,20 +134,20 @@ func TestWorkerFailsTwiceThenSucceeds(t *testing.T) {
 		e.start(t, s, WithRetryPolicy(policy))
 
 		for attempt := 1; attempt <= 2; attempt++ {
-			j := e.waitJob(t, id, "retry", func(j *Job) bool { return j.Status == StatusRetry && j.AttemptCount == attempt })
+			j := e.waitJob(t, id, "retry", func(j *Job) bool { return j.Status == StatusRetry && j.Attempt == attempt })
 			lo, hi := policy.Bounds(attempt)
 			delay := j.NextRetryAt.Sub(j.UpdatedAt)
 			require.GreaterOrEqual(t, delay, lo, "attempt %d", attempt)
 			require.LessOrEqual(t, delay, hi, "attempt %d", attempt)
 			require.Equal(t, "http_502", *j.LastErrorCode)
-			require.Nil(t, j.LockedBy)
+			require.Nil(t, j.LeasedBy)
 			// Not due yet: the worker must leave it alone.
 			e.clock.Advance(lo - time.Millisecond)
 			require.Equal(t, attempt, s.count(id))
 			e.clock.Advance(hi - lo + time.Millisecond)
 		}
 		j := e.waitStatus(t, id, StatusCompleted)
-		require.Equal(t, 3, j.AttemptCount)
+		require.Equal(t, 3, j.Attempt)
 		require.Equal(t, OutcomeSynced, *j.Outcome)
 		require.Equal(t, 3, s.count(id))
 		attempts, err := e.q.Attempts(context.Background(), id)
@@ -167,7 +169,7 @@ func TestWorkerPermanentDeadLettersAtOnce(t *testing.T) {
 		s := &flaky{n: 100, err: Permanent(WithCode("bad_record", errors.New("no such warehouse")))}
 		e.start(t, s)
 		j := e.waitStatus(t, id, StatusDeadLetter)
-		require.Equal(t, 1, j.AttemptCount)
+		require.Equal(t, 1, j.Attempt)
 		require.Equal(t, "bad_record", *j.LastErrorCode)
 		require.Contains(t, *j.LastError, "no such warehouse")
 		require.Equal(t, e.clock.Now(), j.UpdatedAt.UTC())
@@ -195,11 +197,11 @@ func TestWorkerExhaustedAttemptsThenRetriedDeadLetterSyncs(t *testing.T) {
 		})
 		e.start(t, s, WithRetryPolicy(ExponentialBackoff{Base: time.Second, Max: time.Second}))
 		for attempt := 1; attempt < DefaultMaxAttempts; attempt++ {
-			e.waitJob(t, id, "retry", func(j *Job) bool { return j.Status == StatusRetry && j.AttemptCount == attempt })
+			e.waitJob(t, id, "retry", func(j *Job) bool { return j.Status == StatusRetry && j.Attempt == attempt })
 			e.clock.Advance(time.Second)
 		}
 		j := e.waitStatus(t, id, StatusDeadLetter)
-		require.Equal(t, DefaultMaxAttempts, j.AttemptCount)
+		require.Equal(t, DefaultMaxAttempts, j.Attempt)
 		require.Equal(t, "failure 3", *j.LastError)
 		attempts, err := e.q.Attempts(ctx, id)
 		require.NoError(t, err)
@@ -212,7 +214,7 @@ func TestWorkerExhaustedAttemptsThenRetriedDeadLetterSyncs(t *testing.T) {
 		_, err = e.q.RetryDeadLetter(ctx, id)
 		require.NoError(t, err)
 		j = e.waitStatus(t, id, StatusCompleted)
-		require.Equal(t, 1, j.AttemptCount, "a retried dead letter starts a fresh set of attempts")
+		require.Equal(t, 1, j.Attempt, "a retried dead letter starts a fresh set of attempts")
 		attempts, err = e.q.Attempts(ctx, id)
 		require.NoError(t, err)
 		require.Len(t, attempts, 3, "history kept")
@@ -304,8 +306,8 @@ func TestWorkerGracefulShutdownHandsBackUnfinished(t *testing.T) {
 		for _, id := range ids {
 			j := e.job(t, id)
 			require.Equal(t, StatusPending, j.Status)
-			require.Equal(t, 0, j.AttemptCount, "a shutdown is not a failed attempt")
-			require.Nil(t, j.LockedBy)
+			require.Equal(t, 0, j.Attempt, "a shutdown is not a failed attempt")
+			require.Nil(t, j.LeasedBy)
 		}
 		require.Equal(t, 0, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_attempts"))
 	})
@@ -318,7 +320,7 @@ func TestWorkerRescuesExpiredLease(t *testing.T) {
 		id := e.ingest(t, "1", "Pump")
 		later := e.ingest(t, "1", "Pump v2")
 		// A worker that claimed the job and died: the lease runs out.
-		_, err := e.db.NewUpdate().Model((*Job)(nil)).
+		_, err := e.db.NewUpdate().Model((*store.Job)(nil)).
 			Set("status = ?", StatusProcessing).Set("attempt_count = 1").
 			Set("locked_by = 'dead-worker'").Set("locked_until = ?", e.clock.Now().Add(time.Minute)).
 			Where("id = ?", id).Exec(ctx)
@@ -329,7 +331,7 @@ func TestWorkerRescuesExpiredLease(t *testing.T) {
 		require.Never(t, func() bool { return s.count(id)+s.count(later) > 0 }, 100*time.Millisecond, 10*time.Millisecond)
 		e.clock.Advance(time.Minute + time.Second)
 		j := e.waitStatus(t, id, StatusCompleted)
-		require.Equal(t, 2, j.AttemptCount, "the lost attempt counts")
+		require.Equal(t, 2, j.Attempt, "the lost attempt counts")
 		e.waitStatus(t, later, StatusCompleted)
 		attempts, err := e.q.Attempts(ctx, id)
 		require.NoError(t, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/store"
 )
 
 // enqueue stores k valid product events, all queued, in chunks of multi-row
@@ -19,7 +21,7 @@ func enqueue(ctx context.Context, db *bun.DB, k int, entities int) error {
 	run := fmt.Sprintf("bd%d", now.UnixNano())
 	for done := 0; done < k; done += chunk {
 		n := min(chunk, k-done)
-		events := make([]*tds.InboxEvent, n)
+		events := make([]*store.Event, n)
 		for i := range events {
 			seq := int64(done + i)
 			id := fmt.Sprintf("%s-%d", run, seq)
@@ -28,22 +30,22 @@ func enqueue(ctx context.Context, db *bun.DB, k int, entities int) error {
 			}
 			key := fmt.Sprintf("zoho:product:%s:update:d:%d", id, seq)
 			modified := now.Add(time.Duration(seq) * time.Microsecond)
-			events[i] = &tds.InboxEvent{Source: "zoho", EventType: "update", EntityType: "product",
-				SourceEntityID: id, IdempotencyKey: key, ContentHash: key,
-				SourceModifiedAt: modified, ReceivedAt: now, IsValid: true, MovedToQueue: true}
+			events[i] = &store.Event{Source: "zoho", EventType: "update", EntityType: "product",
+				EntityID: id, IdempotencyKey: key, ContentHash: key, Metadata: json.RawMessage(`{}`),
+				Version: modified, ReceivedAt: now, IsValid: true, MovedToQueue: true}
 			events[i].Payload = fmt.Appendf(nil, `{"item_id":%q,"name":"Bench item %d","rate":12.5}`, id, seq)
 		}
 		err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			if _, err := tx.NewInsert().Model(&events).Returning("id").Exec(ctx); err != nil {
 				return err
 			}
-			jobs := make([]*tds.Job, n)
+			jobs := make([]*store.Job, n)
 			for i, ev := range events {
-				jobs[i] = &tds.Job{InboxEventID: ev.ID, Source: "zoho", EventType: "update", EntityType: "product",
-					SourceEntityID: ev.SourceEntityID, Status: tds.StatusPending, Priority: 5,
+				jobs[i] = &store.Job{InboxEventID: ev.ID, Source: "zoho", EventType: "update", EntityType: "product",
+					EntityID: ev.EntityID, Status: store.StatusPending, Priority: 5,
 					// An entity's first job of the run is its head; the rest wait.
-					Blocked:          entities > 0 && done+i >= entities,
-					MaxRetryAttempts: 3, NextRetryAt: now, CreatedAt: now, UpdatedAt: now}
+					Blocked:     entities > 0 && done+i >= entities,
+					MaxAttempts: 3, NextRetryAt: now, CreatedAt: now, UpdatedAt: now}
 			}
 			_, err := tx.NewInsert().Model(&jobs).Exec(ctx)
 			return err
@@ -87,7 +89,7 @@ func burnDown(ctx context.Context, db *bun.DB, k int, s tds.Syncer, opts ...tds.
 	if err := stop(); err != nil {
 		return throughput{}, err
 	}
-	done, err := db.NewSelect().Model((*tds.Job)(nil)).Where("status = ?", tds.StatusCompleted).Count(ctx)
+	done, err := db.NewSelect().Model((*store.Job)(nil)).Where("status = ?", tds.StatusCompleted).Count(ctx)
 	if err != nil {
 		return throughput{}, err
 	}
