@@ -73,8 +73,9 @@ type Handler struct {
 }
 
 // NewHandler returns a Handler on db. Besides its own options it reads
-// those of [NewProcessor] ([WithRegistry], [WithValidator], ...), building
-// its own Processor, and [WithLogger].
+// those of [NewProcessor] ([WithRegistry], [WithValidator], ...) and
+// [WithLogger]. The Processor, Inbox and Queue it builds share its one
+// configuration: one registry, one clock, one logger.
 //
 // Webhooks fail closed: at least one of [WithWebhookKeys],
 // [WithZohoSecret] and [WithStandardWebhooksSecrets] is required, unless
@@ -107,25 +108,13 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 			return nil, errors.New("tds: WithAdminToken: the admin token must differ from the webhook keys")
 		}
 	}
-	// The core types read the same options; building them through their
-	// constructors keeps whatever they set up for themselves.
-	proc, err := NewProcessor(db, opts...)
-	if err != nil {
-		return nil, err
-	}
-	inbox, err := NewInbox(db, opts...)
-	if err != nil {
-		return nil, err
-	}
-	queue, err := NewQueue(db, opts...)
-	if err != nil {
-		return nil, err
-	}
+	// The parts share cfg, so a type registered on h.Processor().Registry()
+	// is routed too.
 	h := &Handler{
 		cfg:   cfg,
-		proc:  proc,
-		inbox: inbox,
-		queue: queue,
+		proc:  newProcessor(db, cfg),
+		inbox: newInbox(db, cfg),
+		queue: newQueue(db, cfg),
 		dec: &webhookDecoder{
 			verifiers:        vs,
 			deliveryIDHeader: s.deliveryIDHeader,

@@ -42,7 +42,13 @@ func NewInbox(db *bun.DB, opts ...Option) (*Inbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Inbox{db: db, cfg: cfg}, nil
+	return newInbox(db, cfg), nil
+}
+
+// newInbox returns an Inbox on db configured by cfg, which it may share
+// with others (see NewHandler).
+func newInbox(db *bun.DB, cfg *config) *Inbox {
+	return &Inbox{db: db, cfg: cfg}
 }
 
 // WithTx returns a copy of the Inbox whose methods run in tx.

@@ -54,13 +54,19 @@ func NewProcessor(db *bun.DB, opts ...Option) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newProcessor(db, cfg), nil
+}
+
+// newProcessor returns a Processor on db configured by cfg, which it may
+// share with others (see NewHandler).
+func newProcessor(db *bun.DB, cfg *config) *Processor {
 	p := &Processor{db: db, cfg: cfg, wake: &waker{db: db, log: cfg.logger}}
 	inflight := 4 // transactions in flight: one commits while the next fills
 	if isSQLite(db) {
 		inflight = 1 // one writer
 	}
 	p.batch = newBatcher(p, cfg.ingestBatch, inflight)
-	return p, nil
+	return p
 }
 
 // Registry returns the entity types the processor accepts.

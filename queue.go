@@ -42,7 +42,13 @@ func NewQueue(db *bun.DB, opts ...Option) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Queue{db: db, cfg: cfg}, nil
+	return newQueue(db, cfg), nil
+}
+
+// newQueue returns a Queue on db configured by cfg, which it may share
+// with others (see NewHandler).
+func newQueue(db *bun.DB, cfg *config) *Queue {
+	return &Queue{db: db, cfg: cfg}
 }
 
 // WithTx returns a copy of the Queue whose methods run in tx.
