@@ -271,7 +271,7 @@ func TestWebhookMetadata(t *testing.T) {
 
 func TestClientIP(t *testing.T) {
 	h := &Handler{cfg: &config{}}
-	require.NoError(t, WithTrustedProxies("10.0.0.0/8", "::1")(h.cfg))
+	require.NoError(t, WithTrustedProxies("10.0.0.0/8", "::1").apply(h.cfg))
 	for _, tc := range []struct{ remote, xff, want string }{
 		{"203.0.113.7:1234", "", "203.0.113.7"},
 		{"203.0.113.7:1234", "1.2.3.4", "203.0.113.7"}, // untrusted peer: its header is ignored

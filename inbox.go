@@ -32,13 +32,13 @@ type Inbox struct {
 	cfg *config
 }
 
-// NewInbox returns an Inbox on db. It reads [WithSource], [WithRedactHeaders]
-// and [WithClock].
+// NewInbox returns an Inbox on db. opts are the options that apply to
+// NewInbox; see [Option].
 func NewInbox(db *bun.DB, opts ...Option) (*Inbox, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewInbox: db is nil")
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(forInbox, opts)
 	if err != nil {
 		return nil, err
 	}

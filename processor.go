@@ -39,10 +39,8 @@ type Processor struct {
 	wake  *waker
 }
 
-// NewProcessor returns a Processor on db. It reads every option of this
-// package that concerns ingestion: [WithRegistry], [WithValidator],
-// [WithPrioritizer], [WithSource], [WithRedactHeaders], [WithMaxAttempts]
-// [WithIngestBatch] and [WithClock].
+// NewProcessor returns a Processor on db. opts are the options that apply
+// to NewProcessor; see [Option].
 func NewProcessor(db *bun.DB, opts ...Option) (*Processor, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewProcessor: db is nil")
@@ -50,7 +48,7 @@ func NewProcessor(db *bun.DB, opts ...Option) (*Processor, error) {
 	if !isPostgres(db) && !isSQLite(db) {
 		return nil, errUnsupportedDialect
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(forProcessor, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -32,13 +32,13 @@ type Queue struct {
 	cfg *config
 }
 
-// NewQueue returns a Queue on db. It reads [WithRegistry] (per-type max
-// attempts), [WithMaxAttempts] and [WithClock].
+// NewQueue returns a Queue on db. opts are the options that apply to
+// NewQueue; see [Option].
 func NewQueue(db *bun.DB, opts ...Option) (*Queue, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewQueue: db is nil")
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(forQueue, opts)
 	if err != nil {
 		return nil, err
 	}
