@@ -23,16 +23,16 @@ const maxAdminBodyBytes = 64 << 10
 
 // WithAdminToken enables the admin API (and GET /queue/stats) for requests
 // carrying "Authorization: Bearer <token>", compared in constant time. The
-// token must differ from every webhook key. Defaults to none: the admin API
-// answers 401.
+// token must differ from every webhook key. Applies to [NewHandler].
+// Defaults to none: the admin API answers 401.
 func WithAdminToken(token string) Option {
-	return func(c *config) error {
+	return newOption("WithAdminToken", forHandler, func(c *config) error {
 		if strings.TrimSpace(token) == "" {
 			return optErr("WithAdminToken", "empty token")
 		}
 		c.handler.adminToken = token
 		return nil
-	}
+	})
 }
 
 // admin guards an admin route with the bearer token.

@@ -73,7 +73,7 @@ func FuzzParseEnvelope(f *testing.F) {
 		require.NotEmpty(t, ev.EntityID)
 		// Whatever parses must be safe to validate and to key.
 		_ = DefaultValidator(ZohoRegistry()).Validate(t.Context(), ev)
-		cfg, err := newConfig(nil)
+		cfg, err := newConfig(forProcessor, nil)
 		require.NoError(t, err)
 		if row, err := cfg.newInboxEvent(ev); err == nil {
 			require.NotEmpty(t, row.IdempotencyKey)

@@ -74,9 +74,10 @@ type Handler struct {
 	mux   *http.ServeMux
 }
 
-// NewHandler returns a Handler on db. Besides its own options it reads
-// those of [NewProcessor] ([WithRegistry], [WithValidator], ...), building
-// its own Processor, and [WithLogger].
+// NewHandler returns a Handler on db. opts are the options that apply to
+// NewHandler; see [Option]. They include those of the Processor, Inbox and
+// Queue it builds, which share its one configuration: one registry, one
+// clock, one logger.
 //
 // Webhooks fail closed: at least one of [WithWebhookKeys],
 // [WithZohoSecret] and [WithStandardWebhooksSecrets] is required, unless
@@ -86,10 +87,11 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewHandler: db is nil")
 	}
-	if _, err := store.For(db); err != nil {
+	st, err := store.For(db)
+	if err != nil {
 		return nil, err
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(forHandler, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -109,25 +111,13 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 			return nil, errors.New("tds: WithAdminToken: the admin token must differ from the webhook keys")
 		}
 	}
-	// The core types read the same options; building them through their
-	// constructors keeps whatever they set up for themselves.
-	proc, err := NewProcessor(db, opts...)
-	if err != nil {
-		return nil, err
-	}
-	inbox, err := NewInbox(db, opts...)
-	if err != nil {
-		return nil, err
-	}
-	queue, err := NewQueue(db, opts...)
-	if err != nil {
-		return nil, err
-	}
+	// The parts share cfg, so a type registered on h.Processor().Registry()
+	// is routed too.
 	h := &Handler{
 		cfg:   cfg,
-		proc:  proc,
-		inbox: inbox,
-		queue: queue,
+		proc:  newProcessor(db, st, cfg),
+		inbox: newInbox(db, st, cfg),
+		queue: newQueue(db, st, cfg),
 		dec: &webhookDecoder{
 			verifiers:        vs,
 			deliveryIDHeader: s.deliveryIDHeader,
@@ -436,22 +426,24 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 }
 
 // WithMaxBodyBytes sets the largest webhook body accepted; a larger one is
-// answered 413. Defaults to [DefaultMaxBodyBytes].
+// answered 413.
+// Applies to [NewHandler]. Defaults to [DefaultMaxBodyBytes].
 func WithMaxBodyBytes(n int64) Option {
-	return func(c *config) error {
+	return newOption("WithMaxBodyBytes", forHandler, func(c *config) error {
 		if n < 1 {
 			return optErr("WithMaxBodyBytes", "must be >= 1, got %d", n)
 		}
 		c.handler.maxBodyBytes = n
 		return nil
-	}
+	})
 }
 
 // WithTrustedProxies names the proxies (addresses or CIDR prefixes, such as
 // "10.0.0.0/8") whose X-Forwarded-For header is believed when recording a
-// webhook's client IP. Defaults to none: the client IP is the peer's.
+// webhook's client IP.
+// Applies to [NewHandler]. Defaults to none: the client IP is the peer's.
 func WithTrustedProxies(proxies ...string) Option {
-	return func(c *config) error {
+	return newOption("WithTrustedProxies", forHandler, func(c *config) error {
 		for _, p := range proxies {
 			var prefix netip.Prefix
 			if strings.Contains(p, "/") {
@@ -471,34 +463,35 @@ func WithTrustedProxies(proxies ...string) Option {
 			c.handler.trustedProxies = append(c.handler.trustedProxies, prefix)
 		}
 		return nil
-	}
+	})
 }
 
 // WithDeliveryIDHeader names a header carrying the sender's delivery id,
 // such as "X-Delivery-Id", for senders that do not use Standard Webhooks.
 // A redelivery with the same id is a duplicate even if its content
 // changed. The Standard Webhooks webhook-id header always counts and wins.
-// Defaults to none.
+// Applies to [NewHandler]. Defaults to none.
 func WithDeliveryIDHeader(name string) Option {
-	return func(c *config) error {
+	return newOption("WithDeliveryIDHeader", forHandler, func(c *config) error {
 		if strings.TrimSpace(name) == "" {
 			return optErr("WithDeliveryIDHeader", "empty header name")
 		}
 		c.handler.deliveryIDHeader = http.CanonicalHeaderKey(name)
 		return nil
-	}
+	})
 }
 
 // WithRetryAfter sets the Retry-After of a 503 answer, sent when the
-// database is unavailable. Defaults to [DefaultRetryAfter].
+// database is unavailable.
+// Applies to [NewHandler]. Defaults to [DefaultRetryAfter].
 func WithRetryAfter(d time.Duration) Option {
-	return func(c *config) error {
+	return newOption("WithRetryAfter", forHandler, func(c *config) error {
 		if d < time.Second {
 			return optErr("WithRetryAfter", "must be >= 1s, got %s", d)
 		}
 		c.handler.retryAfter = d
 		return nil
-	}
+	})
 }
 
 // healthResponse is the answer of GET /health.

@@ -271,7 +271,7 @@ func TestWebhookMetadata(t *testing.T) {
 
 func TestClientIP(t *testing.T) {
 	h := &Handler{cfg: &config{}}
-	require.NoError(t, WithTrustedProxies("10.0.0.0/8", "::1")(h.cfg))
+	require.NoError(t, WithTrustedProxies("10.0.0.0/8", "::1").apply(h.cfg))
 	for _, tc := range []struct{ remote, xff, want string }{
 		{"203.0.113.7:1234", "", "203.0.113.7"},
 		{"203.0.113.7:1234", "1.2.3.4", "203.0.113.7"}, // untrusted peer: its header is ignored
@@ -417,6 +417,37 @@ func TestNewHandlerOptions(t *testing.T) {
 	require.NoError(t, err)
 	_, err = NewHandler(tdb.db, WithZohoSecret("a"), WithZohoSecret("b"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("k1", "k2"))
 	require.NoError(t, err)
+}
+
+// TestHandlerSharesOneRegistry: the Handler's routes, Processor, Inbox and
+// Queue read one configuration, so a type registered through the options,
+// or later on h.Processor().Registry(), is routed, validated and queued.
+func TestHandlerSharesOneRegistry(t *testing.T) {
+	t.Run("through the options", func(t *testing.T) {
+		tdb := openTestDB(t, "sqlite")
+		reg, err := NewRegistry(EntityType{Name: "widget", Route: "widgets", IDField: "widget_id", MaxAttempts: 7})
+		require.NoError(t, err)
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithRegistry(reg))
+		require.Same(t, reg, h.Processor().Registry())
+
+		a := webhook(t, h, "widgets", []byte(`{"event_type":"update","entity_type":"widget","entity_id":"w1","data":{"widget_id":"w1"}}`))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, true, a.body["queued"], a.raw)
+		require.Equal(t, 7, count(t, tdb.db, "SELECT max_retry_attempts FROM tds_sync_queue WHERE entity_type = 'widget'"))
+		a = webhook(t, h, "products", fixtureBytes(t, "product.json"))
+		require.Equal(t, http.StatusNotFound, a.status, "the Zoho preset is not in reg: %s", a.raw)
+	})
+	t.Run("after construction, on the default registry", func(t *testing.T) {
+		tdb := openTestDB(t, "sqlite")
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey))
+		require.NoError(t, h.Processor().Registry().Register(EntityType{Name: "gadget", Route: "gadgets", IDField: "gadget_id"}))
+
+		a := webhook(t, h, "gadgets", []byte(`{"event_type":"create","entity_type":"gadget","entity_id":"g1","data":{"gadget_id":"g1"}}`))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, true, a.body["queued"], a.raw)
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE entity_type = 'gadget'"))
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE entity_type = 'gadget'"))
+	})
 }
 
 func TestWebhookWithoutAuthentication(t *testing.T) {

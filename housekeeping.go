@@ -20,28 +20,30 @@ const (
 )
 
 // WithHousekeepingInterval sets how often housekeeping (lease rescue,
-// retention cleanup) runs. Defaults to [DefaultHousekeepingInterval].
+// retention cleanup) runs.
+// Applies to [NewWorker]. Defaults to [DefaultHousekeepingInterval].
 func WithHousekeepingInterval(d time.Duration) Option {
-	return func(c *config) error {
+	return newOption("WithHousekeepingInterval", forWorker, func(c *config) error {
 		if d <= 0 {
 			return optErr("WithHousekeepingInterval", "must be > 0, got %s", d)
 		}
 		c.worker.housekeepingInterval = d
 		return nil
-	}
+	})
 }
 
 // WithRetention sets how long completed jobs and processed inbox events
 // are kept before housekeeping deletes them. Dead letters and unprocessed
-// events are never deleted. Defaults to [DefaultRetention].
+// events are never deleted.
+// Applies to [NewWorker]. Defaults to [DefaultRetention].
 func WithRetention(d time.Duration) Option {
-	return func(c *config) error {
+	return newOption("WithRetention", forWorker, func(c *config) error {
 		if d <= 0 {
 			return optErr("WithRetention", "must be > 0, got %s", d)
 		}
 		c.worker.retention = d
 		return nil
-	}
+	})
 }
 
 // housekeep runs the periodic tasks until ctx is done, while this process
@@ -78,7 +80,7 @@ func (w *Worker) runHousekeeping(ctx context.Context) error {
 		return err
 	}
 	cutoff := w.now().Add(-w.ws.retention)
-	q := &Queue{db: w.db, st: w.st, cfg: w.cfg}
+	q := newQueue(w.db, w.st, w.cfg)
 	if _, err := q.DeleteCompleted(ctx, cutoff); err != nil {
 		return err
 	}

@@ -35,26 +35,27 @@ type Inbox struct {
 	cfg *config
 }
 
-// NewInbox returns an Inbox on db. It reads [WithSource], [WithRedactHeaders]
-// and [WithClock].
+// NewInbox returns an Inbox on db. opts are the options that apply to
+// NewInbox; see [Option].
 func NewInbox(db *bun.DB, opts ...Option) (*Inbox, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewInbox: db is nil")
 	}
-	cfg, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	return newInbox(db, cfg)
-}
-
-// newInbox builds an Inbox from a configuration.
-func newInbox(db *bun.DB, cfg *config) (*Inbox, error) {
 	st, err := store.For(db)
 	if err != nil {
 		return nil, err
 	}
-	return &Inbox{db: db, st: st, cfg: cfg}, nil
+	cfg, err := newConfig(forInbox, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newInbox(db, st, cfg), nil
+}
+
+// newInbox returns an Inbox on db configured by cfg, which it may share
+// with others (see NewHandler).
+func newInbox(db *bun.DB, st store.Store, cfg *config) *Inbox {
+	return &Inbox{db: db, st: st, cfg: cfg}
 }
 
 // WithTx returns a copy of the Inbox whose methods run in tx.

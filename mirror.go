@@ -36,10 +36,11 @@ type MirrorSyncer struct {
 
 var _ Syncer = (*MirrorSyncer)(nil)
 
-// NewMirrorSyncer returns a MirrorSyncer. It reads [WithRegistry] (entity
-// types and their mirror tables) and [WithClock] (synced_at).
+// NewMirrorSyncer returns a MirrorSyncer. opts are the options that apply
+// to NewMirrorSyncer; see [Option]. The registry names the entity types and
+// their mirror tables; the clock sets synced_at.
 func NewMirrorSyncer(opts ...Option) (*MirrorSyncer, error) {
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(forMirrorSyncer, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -40,12 +40,12 @@ type JobResult struct {
 // called from the worker's goroutines, concurrently, while the next batch
 // waits: it must be fast and safe for concurrent use. Jobs whose lease the
 // worker lost are not reported (their new holder reports them).
-// Defaults to none.
+// Applies to [NewWorker]. Defaults to none.
 func WithObserver(fn func(JobResult)) Option {
-	return func(c *config) error {
+	return newOption("WithObserver", forWorker, func(c *config) error {
 		c.worker.observer = fn
 		return nil
-	}
+	})
 }
 
 // WorkerStats are the cumulative counters of a [Worker] since its Run

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -17,11 +18,47 @@ const (
 	DefaultPriority = 5
 )
 
-// Option configures the types of this package. One option list can be
-// shared by [NewProcessor], [NewInbox] and [NewQueue]: each reads the
-// settings it uses and ignores the rest. Options never panic: a bad value is
-// reported as an error by the constructor, naming the option.
-type Option func(*config) error
+// Option configures one of the constructors of this package. Each option
+// knows the constructors it applies to, which its documentation names
+// ("Applies to [NewWorker]."); passing it to any other constructor is an
+// error naming both, such as "tds: WithConcurrency does not apply to
+// NewQueue", never silently ignored. Options never panic: a bad value is
+// reported as an error by the constructor, naming the option. The zero
+// Option does nothing.
+type Option struct {
+	name    string
+	targets target
+	apply   func(*config) error
+}
+
+// target is a set of constructors, one bit each.
+type target uint8
+
+const (
+	forProcessor target = 1 << iota
+	forInbox
+	forQueue
+	forWorker
+	forMirrorSyncer
+	forHandler
+)
+
+// targetNames are the constructors of the targets, in bit order.
+var targetNames = [...]string{"NewProcessor", "NewInbox", "NewQueue", "NewWorker", "NewMirrorSyncer", "NewHandler"}
+
+func (t target) String() string {
+	var names []string
+	for i, n := range targetNames {
+		if t&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, "|")
+}
+
+func newOption(name string, t target, apply func(*config) error) Option {
+	return Option{name: name, targets: t, apply: apply}
+}
 
 type config struct {
 	registry    *Registry
@@ -38,7 +75,9 @@ type config struct {
 	handler handlerSettings // read by NewHandler; see handler.go
 }
 
-func newConfig(opts []Option) (*config, error) {
+// newConfig applies opts for the constructor t, which must be a single
+// target. An option that does not apply to t is an error.
+func newConfig(t target, opts []Option) (*config, error) {
 	c := &config{
 		source:      DefaultSource,
 		redact:      make(map[string]bool),
@@ -52,10 +91,14 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	var errs []error
 	for _, o := range opts {
-		if o == nil {
+		if o.apply == nil {
 			continue
 		}
-		if err := o(c); err != nil {
+		if o.targets&t == 0 {
+			errs = append(errs, fmt.Errorf("tds: %s does not apply to %s", o.name, t))
+			continue
+		}
+		if err := o.apply(c); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -79,59 +122,65 @@ func optErr(name, format string, args ...any) error {
 }
 
 // WithRegistry sets the entity types tds accepts.
+// Applies to [NewProcessor], [NewQueue], [NewMirrorSyncer] and [NewHandler].
 // Defaults to [ZohoRegistry].
 func WithRegistry(r *Registry) Option {
-	return func(c *config) error {
+	return newOption("WithRegistry", forProcessor|forQueue|forMirrorSyncer|forHandler, func(c *config) error {
 		if r == nil {
 			return optErr("WithRegistry", "registry is nil")
 		}
 		c.registry = r
 		return nil
-	}
+	})
 }
 
 // WithValidator sets the validator run on every new event.
+// Applies to [NewProcessor] and [NewHandler].
 // Defaults to [DefaultValidator] over the registry.
 func WithValidator(v Validator) Option {
-	return func(c *config) error {
+	return newOption("WithValidator", forProcessor|forHandler, func(c *config) error {
 		if v == nil {
 			return optErr("WithValidator", "validator is nil")
 		}
 		c.validator = v
 		return nil
-	}
+	})
 }
 
 // WithPrioritizer sets how a valid event's queue priority is chosen.
+// Applies to [NewProcessor] and [NewHandler].
 // Defaults to [DefaultPrioritizer] over the registry.
 func WithPrioritizer(p Prioritizer) Option {
-	return func(c *config) error {
+	return newOption("WithPrioritizer", forProcessor|forHandler, func(c *config) error {
 		if p == nil {
 			return optErr("WithPrioritizer", "prioritizer is nil")
 		}
 		c.prioritizer = p
 		return nil
-	}
+	})
 }
 
 // WithSource sets the source recorded for events that do not name one; it
-// is the first part of every idempotency key. Defaults to [DefaultSource].
+// is the first part of every idempotency key.
+// Applies to [NewProcessor], [NewInbox] and [NewHandler].
+// Defaults to [DefaultSource].
 func WithSource(source string) Option {
-	return func(c *config) error {
+	return newOption("WithSource", forProcessor|forInbox|forHandler, func(c *config) error {
 		if err := checkKeyPart(source); err != nil {
 			return optErr("WithSource", "%v", err)
 		}
 		c.source = source
 		return nil
-	}
+	})
 }
 
 // WithRedactHeaders adds header names whose values never reach the
 // database, on top of the built-in list (X-Webhook-Key, Authorization,
 // Cookie, every header whose name contains "signature", ...).
+// Applies to [NewProcessor], [NewInbox] and [NewHandler].
 // Defaults to the built-in list alone.
 func WithRedactHeaders(names ...string) Option {
-	return func(c *config) error {
+	return newOption("WithRedactHeaders", forProcessor|forInbox|forHandler, func(c *config) error {
 		for _, n := range names {
 			if n == "" {
 				return optErr("WithRedactHeaders", "empty header name")
@@ -139,54 +188,60 @@ func WithRedactHeaders(names ...string) Option {
 			c.redact[http.CanonicalHeaderKey(n)] = true
 		}
 		return nil
-	}
+	})
 }
 
 // WithMaxAttempts sets how many times a job is tried before it is
 // dead-lettered, for entity types that do not set their own.
+// Applies to [NewProcessor], [NewQueue] and [NewHandler].
 // Defaults to [DefaultMaxAttempts].
 func WithMaxAttempts(n int) Option {
-	return func(c *config) error {
+	return newOption("WithMaxAttempts", forProcessor|forQueue|forHandler, func(c *config) error {
 		if n < 1 {
 			return optErr("WithMaxAttempts", "must be >= 1, got %d", n)
 		}
 		c.maxAttempts = n
 		return nil
-	}
+	})
 }
 
 // WithIngestBatch sets the most events that concurrent [Processor.Process]
 // calls store in one shared transaction (group commit); 1 gives every event
-// its own transaction. Defaults to [DefaultIngestBatch].
+// its own transaction. Applies to [NewProcessor] and [NewHandler].
+// Defaults to [DefaultIngestBatch].
 func WithIngestBatch(n int) Option {
-	return func(c *config) error {
+	return newOption("WithIngestBatch", forProcessor|forHandler, func(c *config) error {
 		if n < 1 {
 			return optErr("WithIngestBatch", "must be >= 1, got %d", n)
 		}
 		c.ingestBatch = n
 		return nil
-	}
+	})
 }
 
 // WithClock sets the source of the current time, for tests.
+// Applies to [NewProcessor], [NewInbox], [NewQueue], [NewWorker],
+// [NewMirrorSyncer] and [NewHandler].
 // Defaults to time.Now.
 func WithClock(now func() time.Time) Option {
-	return func(c *config) error {
+	return newOption("WithClock", forProcessor|forInbox|forQueue|forWorker|forMirrorSyncer|forHandler, func(c *config) error {
 		if now == nil {
 			return optErr("WithClock", "clock is nil")
 		}
 		c.now = now
 		return nil
-	}
+	})
 }
 
-// WithLogger sets the logger. Defaults to slog.Default().
+// WithLogger sets the logger.
+// Applies to [NewProcessor], [NewWorker] and [NewHandler].
+// Defaults to slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
+	return newOption("WithLogger", forProcessor|forWorker|forHandler, func(c *config) error {
 		if l == nil {
 			return optErr("WithLogger", "logger is nil")
 		}
 		c.logger = l
 		return nil
-	}
+	})
 }

@@ -43,34 +43,33 @@ type Processor struct {
 	wake  store.Waker
 }
 
-// NewProcessor returns a Processor on db. It reads every option of this
-// package that concerns ingestion: [WithRegistry], [WithValidator],
-// [WithPrioritizer], [WithSource], [WithRedactHeaders], [WithMaxAttempts]
-// [WithIngestBatch] and [WithClock].
+// NewProcessor returns a Processor on db. opts are the options that apply
+// to NewProcessor; see [Option].
 func NewProcessor(db *bun.DB, opts ...Option) (*Processor, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewProcessor: db is nil")
 	}
-	cfg, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	return newProcessor(db, cfg)
-}
-
-// newProcessor builds a Processor from a configuration.
-func newProcessor(db *bun.DB, cfg *config) (*Processor, error) {
 	st, err := store.For(db)
 	if err != nil {
 		return nil, err
 	}
+	cfg, err := newConfig(forProcessor, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newProcessor(db, st, cfg), nil
+}
+
+// newProcessor returns a Processor on db configured by cfg, which it may
+// share with others (see NewHandler).
+func newProcessor(db *bun.DB, st store.Store, cfg *config) *Processor {
 	p := &Processor{db: db, st: st, cfg: cfg, wake: st.NewWaker(db, cfg.logger)}
 	inflight := 1 // one writer
 	if st.ConcurrentWriters() {
 		inflight = 4 // transactions in flight: one commits while the next fills
 	}
 	p.batch = groupcommit.New(cfg.ingestBatch, inflight, p.runBatch)
-	return p, nil
+	return p
 }
 
 // Registry returns the entity types the processor accepts.

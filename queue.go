@@ -34,26 +34,27 @@ type Queue struct {
 	cfg *config
 }
 
-// NewQueue returns a Queue on db. It reads [WithRegistry] (per-type max
-// attempts), [WithMaxAttempts] and [WithClock].
+// NewQueue returns a Queue on db. opts are the options that apply to
+// NewQueue; see [Option].
 func NewQueue(db *bun.DB, opts ...Option) (*Queue, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewQueue: db is nil")
 	}
-	cfg, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	return newQueue(db, cfg)
-}
-
-// newQueue builds a Queue from a configuration.
-func newQueue(db *bun.DB, cfg *config) (*Queue, error) {
 	st, err := store.For(db)
 	if err != nil {
 		return nil, err
 	}
-	return &Queue{db: db, st: st, cfg: cfg}, nil
+	cfg, err := newConfig(forQueue, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newQueue(db, st, cfg), nil
+}
+
+// newQueue returns a Queue on db configured by cfg, which it may share
+// with others (see NewHandler).
+func newQueue(db *bun.DB, st store.Store, cfg *config) *Queue {
+	return &Queue{db: db, st: st, cfg: cfg}
 }
 
 // WithTx returns a copy of the Queue whose methods run in tx.

@@ -171,13 +171,13 @@ func classify(err error, attempt, maxAttempts int, policy RetryPolicy) failure {
 }
 
 // WithRetryPolicy sets how long a failed job waits before its next attempt.
-// Defaults to [DefaultRetryPolicy].
+// Applies to [NewWorker]. Defaults to [DefaultRetryPolicy].
 func WithRetryPolicy(p RetryPolicy) Option {
-	return func(c *config) error {
+	return newOption("WithRetryPolicy", forWorker, func(c *config) error {
 		if p == nil {
 			return optErr("WithRetryPolicy", "policy is nil")
 		}
 		c.worker.retryPolicy = p
 		return nil
-	}
+	})
 }

@@ -33,6 +33,17 @@
 //	})
 //
 // res tells whether the event was queued, was a duplicate, or was invalid.
+//
+// Constructors take options of one type, [Option], and each option knows
+// the constructors it applies to; its documentation names them ("Applies to
+// [NewWorker]."). An option given to any other constructor is an error at
+// construction naming both ("tds: WithConcurrency does not apply to
+// NewQueue"), never silently ignored. The options are not typed per
+// constructor as bun's are, because several apply to several constructors
+// ([WithRegistry], [WithClock], [WithLogger]) and per-constructor types
+// would multiply them; one type lets a server keep one []Option per
+// component. The check still happens at construction, and a test keeps each
+// option's list of constructors true to the code.
 package tds
 
 import (

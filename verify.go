@@ -206,9 +206,9 @@ func verifyRequest(vs []verifier, h http.Header, body []byte, now time.Time) (st
 // WithWebhookKeys accepts webhooks whose X-Webhook-Key header equals one of
 // keys, compared in constant time. Several keys are accepted at once so a
 // key can be rotated without downtime; each call adds to the list.
-// Defaults to no keys.
+// Applies to [NewHandler]. Defaults to no keys.
 func WithWebhookKeys(keys ...string) Option {
-	return func(c *config) error {
+	return newOption("WithWebhookKeys", forHandler, func(c *config) error {
 		if len(keys) == 0 {
 			return optErr("WithWebhookKeys", "no key given")
 		}
@@ -219,21 +219,21 @@ func WithWebhookKeys(keys ...string) Option {
 			c.handler.keys = append(c.handler.keys, k)
 		}
 		return nil
-	}
+	})
 }
 
 // WithZohoSecret accepts webhooks whose X-Zoho-Webhook-Signature header is
 // the hex HMAC-SHA256 of the raw body under secret, the webhook's secret in
 // Zoho. Each call adds a secret, so one can be rotated without downtime.
-// Defaults to no secret.
+// Applies to [NewHandler]. Defaults to no secret.
 func WithZohoSecret(secret string) Option {
-	return func(c *config) error {
+	return newOption("WithZohoSecret", forHandler, func(c *config) error {
 		if secret == "" {
 			return optErr("WithZohoSecret", "empty secret")
 		}
 		c.handler.zohoSecrets = append(c.handler.zohoSecrets, []byte(secret))
 		return nil
-	}
+	})
 }
 
 // WithStandardWebhooksSecrets accepts webhooks signed as Standard Webhooks
@@ -241,9 +241,9 @@ func WithZohoSecret(secret string) Option {
 // secrets ("whsec_" and base64), with a timestamp no further than
 // [StandardWebhooksTolerance] from now. The webhook-id becomes the delivery
 // id, so a redelivery is a duplicate. Each call adds to the list.
-// Defaults to no secret.
+// Applies to [NewHandler]. Defaults to no secret.
 func WithStandardWebhooksSecrets(secrets ...string) Option {
-	return func(c *config) error {
+	return newOption("WithStandardWebhooksSecrets", forHandler, func(c *config) error {
 		if len(secrets) == 0 {
 			return optErr("WithStandardWebhooksSecrets", "no secret given")
 		}
@@ -255,18 +255,19 @@ func WithStandardWebhooksSecrets(secrets ...string) Option {
 			c.handler.standardSecrets = append(c.handler.standardSecrets, key)
 		}
 		return nil
-	}
+	})
 }
 
 // WithoutAuthentication lets a Handler accept webhooks that carry no key or
 // signature, for development or behind a gateway that authenticates. A
 // Handler refuses to be built without a verifier unless this is given, and
-// refuses it together with a key or secret. Defaults to off.
+// refuses it together with a key or secret.
+// Applies to [NewHandler]. Defaults to off.
 func WithoutAuthentication() Option {
-	return func(c *config) error {
+	return newOption("WithoutAuthentication", forHandler, func(c *config) error {
 		c.handler.noAuth = true
 		return nil
-	}
+	})
 }
 
 // verifiers builds the configured verifiers, or fails closed.

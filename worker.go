@@ -35,7 +35,7 @@ const (
 	DefaultShutdownTimeout = 30 * time.Second
 )
 
-// workerSettings holds the options read by NewWorker, NewMirrorSyncer and
+// workerSettings holds the options read by NewWorker, including those of
 // the housekeeping a Worker runs.
 type workerSettings struct {
 	concurrency          int
@@ -94,15 +94,16 @@ func defaultWorkerID() string {
 
 // WithConcurrency sets how many batches a Worker runs at once, each in a
 // transaction and on a connection of its own (on SQLite, whose pool has one
-// connection, they take turns). Defaults to [DefaultConcurrency].
+// connection, they take turns).
+// Applies to [NewWorker]. Defaults to [DefaultConcurrency].
 func WithConcurrency(n int) Option {
-	return func(c *config) error {
+	return newOption("WithConcurrency", forWorker, func(c *config) error {
 		if n < 1 {
 			return optErr("WithConcurrency", "must be >= 1, got %d", n)
 		}
 		c.worker.concurrency = n
 		return nil
-	}
+	})
 }
 
 // WithBatchSize sets the most jobs a Worker runs in one transaction: the
@@ -113,47 +114,49 @@ func WithConcurrency(n int) Option {
 // effects is visible before the batch commits. Size 1 is one transaction
 // per job. When few jobs wait, a claim spreads them over the free batches,
 // so a light load runs in small batches anyway.
-// Defaults to [DefaultBatchSize].
+// Applies to [NewWorker]. Defaults to [DefaultBatchSize].
 func WithBatchSize(n int) Option {
-	return func(c *config) error {
+	return newOption("WithBatchSize", forWorker, func(c *config) error {
 		if n < 1 {
 			return optErr("WithBatchSize", "must be >= 1, got %d", n)
 		}
 		c.worker.batchSize = n
 		return nil
-	}
+	})
 }
 
 // WithPollInterval sets how often an idle Worker looks for work when no
-// wake-up arrives. Defaults to [DefaultPollInterval].
+// wake-up arrives.
+// Applies to [NewWorker]. Defaults to [DefaultPollInterval].
 func WithPollInterval(d time.Duration) Option {
-	return func(c *config) error {
+	return newOption("WithPollInterval", forWorker, func(c *config) error {
 		if d <= 0 {
 			return optErr("WithPollInterval", "must be > 0, got %s", d)
 		}
 		c.worker.pollInterval = d
 		return nil
-	}
+	})
 }
 
 // WithLeaseDuration sets how long a claimed job stays with its worker
 // without a heartbeat. A job whose worker died is claimed again once its
-// lease has expired. Defaults to [DefaultLeaseDuration].
+// lease has expired.
+// Applies to [NewWorker]. Defaults to [DefaultLeaseDuration].
 func WithLeaseDuration(d time.Duration) Option {
-	return func(c *config) error {
+	return newOption("WithLeaseDuration", forWorker, func(c *config) error {
 		if d < 100*time.Millisecond {
 			return optErr("WithLeaseDuration", "must be >= 100ms, got %s", d)
 		}
 		c.worker.leaseDuration = d
 		return nil
-	}
+	})
 }
 
 // WithShutdownTimeout sets how long a stopping Worker lets in-flight syncs
 // finish before it cancels them and hands their jobs back to the queue.
-// Defaults to [DefaultShutdownTimeout].
+// Applies to [NewWorker]. Defaults to [DefaultShutdownTimeout].
 func WithShutdownTimeout(d time.Duration) Option {
-	return func(c *config) error {
+	return newOption("WithShutdownTimeout", forWorker, func(c *config) error {
 		if d < 0 {
 			return optErr("WithShutdownTimeout", "must be >= 0, got %s", d)
 		}
@@ -162,20 +165,20 @@ func WithShutdownTimeout(d time.Duration) Option {
 		}
 		c.worker.shutdownTimeout = d
 		return nil
-	}
+	})
 }
 
 // WithWorkerID sets the name a Worker records as the owner of the jobs it
 // claims. It must be unique among running workers.
-// Defaults to host:pid:random.
+// Applies to [NewWorker]. Defaults to host:pid:random.
 func WithWorkerID(id string) Option {
-	return func(c *config) error {
+	return newOption("WithWorkerID", forWorker, func(c *config) error {
 		if err := checkKeyPart(id); err != nil {
 			return optErr("WithWorkerID", "%v", err)
 		}
 		c.worker.workerID = id
 		return nil
-	}
+	})
 }
 
 // Worker claims jobs from the sync queue and hands each to a [Syncer]. Any
@@ -199,11 +202,8 @@ type Worker struct {
 	stats   workerCounters
 }
 
-// NewWorker returns a Worker that syncs the jobs of db with s. It reads
-// [WithConcurrency], [WithBatchSize], [WithPollInterval],
-// [WithLeaseDuration], [WithShutdownTimeout], [WithRetryPolicy],
-// [WithWorkerID], [WithHousekeepingInterval], [WithRetention], [WithClock]
-// and [WithLogger].
+// NewWorker returns a Worker that syncs the jobs of db with s. opts are the
+// options that apply to NewWorker; see [Option].
 func NewWorker(db *bun.DB, s Syncer, opts ...Option) (*Worker, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewWorker: db is nil")
@@ -215,7 +215,7 @@ func NewWorker(db *bun.DB, s Syncer, opts ...Option) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(forWorker, opts)
 	if err != nil {
 		return nil, err
 	}

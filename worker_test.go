@@ -258,7 +258,7 @@ func TestWorkerPanicIsAFailedAttempt(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		e := newWorkerEnv(t, tdb)
 		id := e.ingest(t, "1", "Pump")
-		e.start(t, SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { panic("boom") }), WithMaxAttempts(1))
+		e.start(t, SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { panic("boom") }))
 		j := e.waitStatus(t, id, StatusRetry)
 		require.Equal(t, CodePanic, *j.LastErrorCode)
 	})

@@ -163,16 +163,17 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 
-	opts := []tds.Option{tds.WithRegistry(reg), tds.WithLogger(log)}
-	syncer, err := tds.NewMirrorSyncer(opts...)
+	// Each constructor takes only the options that apply to it: the
+	// registry and the logger are named wherever they are read.
+	syncer, err := tds.NewMirrorSyncer(tds.WithRegistry(reg))
 	if err != nil {
 		return err
 	}
-	worker, err := tds.NewWorker(db, syncer, append(opts, tds.WithConcurrency(s.workers))...)
+	worker, err := tds.NewWorker(db, syncer, tds.WithLogger(log), tds.WithConcurrency(s.workers))
 	if err != nil {
 		return err
 	}
-	hopts := append([]tds.Option{}, opts...)
+	hopts := []tds.Option{tds.WithRegistry(reg), tds.WithLogger(log)}
 	if keys := splitList(s.webhookKeys); len(keys) > 0 {
 		hopts = append(hopts, tds.WithWebhookKeys(keys...))
 	}
