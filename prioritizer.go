@@ -5,8 +5,11 @@ import "context"
 // Prioritizer chooses the queue priority of a valid event: 1 is the highest,
 // 10 the lowest; values outside that range are clamped.
 //
-// Priority runs inside the ingest transaction and may be called
-// concurrently. It must not modify ev.
+// When it runs: right after the [Validator] accepted the event, once per
+// [Processor.Process] or [Processor.ProcessTx] call, before the event is
+// stored and outside any transaction tds opens; for redeliveries too, whose
+// job keeps the priority it got first. It is not called for invalid
+// events. It may be called concurrently. It must not modify ev.
 type Prioritizer interface {
 	Priority(ctx context.Context, ev *Event) int
 }

@@ -15,7 +15,54 @@ func newTestProcessor(t *testing.T, db *bun.DB, opts ...Option) *Processor {
 	t.Helper()
 	p, err := NewProcessor(db, opts...)
 	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
 	return p
+}
+
+// The Validator and the Prioritizer run as their docs say: once per call,
+// for redeliveries too, outside any transaction (on SQLite, whose pool has
+// one connection, a query from inside one would wait forever), and the
+// Prioritizer only for valid events. A duplicate keeps the first outcome.
+func TestValidatorAndPrioritizerContract(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		var validated, prioritized int
+		var mu sync.Mutex
+		v := ValidatorFunc(func(ctx context.Context, ev *Event) error {
+			mu.Lock()
+			validated++
+			mu.Unlock()
+			// Outside any transaction: the pool has a free connection.
+			var n int
+			if err := tdb.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM tds_inbox_events").Scan(&n); err != nil {
+				return err
+			}
+			if ev.EntityID == "bad" {
+				return errors.New("rejected")
+			}
+			return nil
+		})
+		pr := PrioritizerFunc(func(_ context.Context, ev *Event) int {
+			mu.Lock()
+			defer mu.Unlock()
+			prioritized++
+			return 3 + prioritized // a redelivery would get another priority
+		})
+		p := newTestProcessor(t, tdb.db, WithValidator(v), WithPrioritizer(pr))
+		first, err := p.Process(ctx, productEvent("1", "a"))
+		require.NoError(t, err)
+		again, err := p.Process(ctx, productEvent("1", "a"))
+		require.NoError(t, err)
+		require.True(t, again.Duplicate)
+		require.Equal(t, first.Priority, again.Priority, "the job keeps its first priority")
+		bad, err := p.Process(ctx, productEvent("bad", "x"))
+		require.NoError(t, err)
+		require.False(t, bad.Queued)
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, 3, validated, "once per call, duplicates included")
+		require.Equal(t, 2, prioritized, "valid events only, duplicates included")
+	})
 }
 
 func TestProcessRedeliveryIsDuplicate(t *testing.T) {

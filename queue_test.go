@@ -107,11 +107,22 @@ func TestQueueEnqueue(t *testing.T) {
 		ev, _, err := in.Store(ctx, &Event{EventType: "create", EntityType: "order", EntityID: "o1",
 			Data: []byte(`{"salesorder_id":"o1"}`)})
 		require.NoError(t, err)
+		ev.IsValid = true // what the caller believes does not count: what is stored does
 		_, err = q.Enqueue(ctx, ev, 2)
 		require.ErrorIs(t, err, ErrInvalidEvent, "not validated yet")
-
+		require.NoError(t, in.MarkValidated(ctx, ev.ID, ValidationErrors{{Message: "no"}}))
+		_, err = q.Enqueue(ctx, ev, 2)
+		require.ErrorIs(t, err, ErrInvalidEvent, "stored as invalid")
+		_, err = q.Enqueue(ctx, &InboxEvent{ID: ev.ID + 100, Source: ev.Source, EntityType: "order", EntityID: "o1"}, 2)
+		require.ErrorIs(t, err, ErrNotFound, "not stored")
+		other := *ev
+		other.EntityID = "o2"
 		require.NoError(t, in.MarkValidated(ctx, ev.ID, nil))
-		ev.IsValid = true
+		_, err = q.Enqueue(ctx, &other, 2)
+		require.ErrorIs(t, err, ErrInvalidEvent, "the stored event is of another entity")
+		require.Zero(t, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue"))
+
+		ev.IsValid = false // stale: the stored event is valid now
 		job, err := q.Enqueue(ctx, ev, 0)
 		require.NoError(t, err)
 		require.Equal(t, 1, job.Priority, "clamped")

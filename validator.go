@@ -16,8 +16,13 @@ import (
 // [ValidationErrors] to report several problems at once; they are kept one
 // by one. Any other error is kept as a single problem, with its message.
 //
-// Validate runs inside the ingest transaction, for every new event (not for
-// duplicates), and may be called concurrently. It must not modify ev.
+// When it runs: once per [Processor.Process] or [Processor.ProcessTx] call
+// (so once per webhook delivery), before the event is stored and outside
+// any transaction tds opens: a slow Validate holds no lock and no
+// connection. It runs for redeliveries too, since whether an event is a
+// duplicate is known only once the store is asked; a duplicate's outcome
+// is the first delivery's, and what Validate said of the redelivery is
+// dropped. It may be called concurrently. It must not modify ev.
 type Validator interface {
 	Validate(ctx context.Context, ev *Event) error
 }
