@@ -43,6 +43,7 @@ func ExampleHandler() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer h.Close()
 	mux := http.NewServeMux()
 	mux.Handle("/zoho/", http.StripPrefix("/zoho", h))
 	srv := httptest.NewServer(mux)

@@ -34,6 +34,7 @@ func ExampleProcessor_Process() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer p.Close()
 
 	body := []byte(`{"event_type":"update","entity_type":"product","entity_id":"123456",
 		"data":{"item_id":"123456","name":"Hydraulic Pump 3kW","rate":1249.5}}`)

@@ -41,6 +41,7 @@ func ExampleWorker() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer p.Close()
 	if _, err := p.Process(ctx, &tds.Event{
 		EventType: tds.EventUpdate, EntityType: "product", EntityID: "4600",
 		Data: json.RawMessage(`{"item_id":"4600","name":"Pump","rate":1249.5}`),

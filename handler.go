@@ -146,6 +146,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
+// Close waits for the goroutines the Handler's Processor started (see
+// [Processor.Close]). Call it after the HTTP server has shut down, before
+// closing the database.
+func (h *Handler) Close() error { return h.proc.Close() }
+
 // Processor returns the Processor the Handler ingests webhooks with.
 func (h *Handler) Processor() *Processor { return h.proc }
 

@@ -38,6 +38,7 @@ func newTestHandler(t *testing.T, tdb *testDB, opts ...Option) *Handler {
 	}
 	h, err := NewHandler(tdb.db, all...)
 	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, h.Close()) })
 	return h
 }
 
@@ -229,6 +230,7 @@ func TestWebhookDatabaseUnavailable(t *testing.T) {
 		require.NoError(t, err)
 		h, err := NewHandler(db, WithWebhookKeys(testWebhookKey), WithRetryAfter(45*time.Second), WithLogger(quietLogger))
 		require.NoError(t, err)
+		defer h.Close()
 		require.Equal(t, http.StatusOK, serve(t, h, "GET", "/health", nil).status)
 		require.NoError(t, db.Close())
 

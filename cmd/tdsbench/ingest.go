@@ -129,6 +129,7 @@ func ingest(ctx context.Context, db *bun.DB, senders int, dur time.Duration) (th
 	if err != nil {
 		return throughput{}, err
 	}
+	defer h.Close()
 	srv, err := serve(h)
 	if err != nil {
 		return throughput{}, err

@@ -64,6 +64,7 @@ func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, worke
 	if err != nil {
 		return nil, err
 	}
+	defer h.Close()
 	srv, err := serve(h)
 	if err != nil {
 		return nil, err

@@ -188,6 +188,7 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer handler.Close()
 
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
