@@ -224,34 +224,29 @@ RETURNING *`
 	// entities of the batch may have a next job to unblock. It runs after
 	// the entity locks were granted, so its snapshot shows every job
 	// blocked behind them.
-	pgCompleteSQL = `UPDATE tds_sync_queue SET status = 'completed', outcome = v.outcome,
-	outcome_detail = COALESCE(v.detail, tds_sync_queue.outcome_detail),
+	pgCompleteSQL = `UPDATE tds_sync_queue SET status = 'completed', outcome = lease.outcome,
+	outcome_detail = COALESCE(lease.detail, tds_sync_queue.outcome_detail),
 	completed_at = ?, updated_at = ?, locked_until = NULL
-FROM unnest(?::bigint[], ?::text[], ?::text[]) AS v (job_id, outcome, detail)
-WHERE tds_sync_queue.id = v.job_id AND ` + pgLeaseHeld + `
+FROM unnest(?::bigint[], ?::int[], ?::text[], ?::text[]) AS lease (job_id, attempt, outcome, detail)
+WHERE ` + leaseHeld + `
 RETURNING tds_sync_queue.id, (SELECT EXISTS (SELECT 1 FROM tds_sync_queue AS bq WHERE bq.blocked)) AS any_blocked`
 
-	// pgLeaseHeld is the lease condition: the rows are the jobs of a lease
-	// array pair (ids, attempts) as the owner holds them. The owner and
-	// the attempt identify a lease, so a job rescued and claimed again
-	// cannot be touched by its old holder. The jobs are found by primary
-	// key; see isProcessing.
-	pgLeaseHeld = `locked_by = ? AND ` + isProcessing + `
-AND (id, attempt_count) IN (SELECT * FROM unnest(?::bigint[], ?::int[]))`
+	// pgLeases is the lease relation of an array pair (ids, attempts).
+	pgLeases = `unnest(?::bigint[], ?::int[]) AS lease (job_id, attempt)`
 
 	// pgRecordFailureSQL moves a job out of processing after a failed
 	// attempt, under its lease.
 	pgRecordFailureSQL = `UPDATE tds_sync_queue SET status = ?, next_retry_at = ?, last_error = ?,
 	last_error_code = ?, locked_by = NULL, locked_until = NULL, updated_at = ?
-WHERE ` + pgLeaseHeld
+FROM ` + pgLeases + ` WHERE ` + leaseHeld
 
 	pgHandBackSQL = `UPDATE tds_sync_queue
 SET status = CASE WHEN attempt_count > 1 THEN 'retry' ELSE 'pending' END,
 	attempt_count = attempt_count - 1, next_retry_at = ?,
 	locked_by = NULL, locked_until = NULL, updated_at = ?
-WHERE ` + pgLeaseHeld + `
-RETURNING id, attempt_count, status`
-	pgRenewSQL = `UPDATE tds_sync_queue SET locked_until = ? WHERE ` + pgLeaseHeld
+FROM ` + pgLeases + ` WHERE ` + leaseHeld + `
+RETURNING tds_sync_queue.id, tds_sync_queue.attempt_count, tds_sync_queue.status`
+	pgRenewSQL = `UPDATE tds_sync_queue SET locked_until = ? FROM ` + pgLeases + ` WHERE ` + leaseHeld
 
 	pgMirrorDDL = `CREATE TABLE IF NOT EXISTS ? (
 	entity_id          TEXT PRIMARY KEY,
@@ -533,8 +528,8 @@ func (p Postgres) Complete(ctx context.Context, db bun.IDB, owner string, done [
 			ids[i], attempts[i], outcomes[i], details[i] = c.Job.ID, c.Job.Attempt, c.Outcome, nullString(c.Detail)
 		}
 		var rows []completedRow
-		if err := db.NewRaw(pgCompleteSQL, at, at, pgdialect.Array(ids), pgdialect.Array(outcomes),
-			pgdialect.Array(details), owner, pgdialect.Array(ids), pgdialect.Array(attempts)).Scan(ctx, &rows); err != nil {
+		if err := db.NewRaw(pgCompleteSQL, at, at, pgdialect.Array(ids), pgdialect.Array(attempts),
+			pgdialect.Array(outcomes), pgdialect.Array(details), owner).Scan(ctx, &rows); err != nil {
 			return nil, err
 		}
 		for _, r := range rows {
@@ -578,21 +573,21 @@ func leaseArrays(leases []Lease) (ids []int64, attempts []int) {
 // RecordFailure records a failed attempt under the job's lease.
 func (p Postgres) RecordFailure(ctx context.Context, db bun.IDB, f Failure, at time.Time) error {
 	return p.recordFailure(ctx, db, f, at, pgRecordFailureSQL,
-		f.Owner, pgdialect.Array([]int64{f.Job.ID}), pgdialect.Array([]int{f.Job.Attempt}))
+		pgdialect.Array([]int64{f.Job.ID}), pgdialect.Array([]int{f.Job.Attempt}), f.Owner)
 }
 
 // HandBack returns held jobs to the queue.
 func (p Postgres) HandBack(ctx context.Context, db bun.IDB, owner string, leases []Lease, at time.Time) ([]HandedBack, error) {
 	ids, attempts := leaseArrays(leases)
 	var out []HandedBack
-	err := db.NewRaw(pgHandBackSQL, at, at, owner, pgdialect.Array(ids), pgdialect.Array(attempts)).Scan(ctx, &out)
+	err := db.NewRaw(pgHandBackSQL, at, at, pgdialect.Array(ids), pgdialect.Array(attempts), owner).Scan(ctx, &out)
 	return out, err
 }
 
 // RenewLeases extends held leases.
 func (p Postgres) RenewLeases(ctx context.Context, db bun.IDB, owner string, leases []Lease, until time.Time) (int64, error) {
 	ids, attempts := leaseArrays(leases)
-	res, err := db.ExecContext(ctx, pgRenewSQL, until, owner, pgdialect.Array(ids), pgdialect.Array(attempts))
+	res, err := db.ExecContext(ctx, pgRenewSQL, until, pgdialect.Array(ids), pgdialect.Array(attempts), owner)
 	if err != nil {
 		return 0, err
 	}

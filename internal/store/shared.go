@@ -57,6 +57,16 @@ const noFinishing = `fin (id) AS (SELECT CAST(0 AS BIGINT) WHERE 1 = 0)`
 // one batch's completion instead of 1 ms.
 const isProcessing = "(status = 'processing') IS TRUE"
 
+// leaseHeld is the lease condition, the one place it is written: the row
+// of tds_sync_queue is the job of the relation lease (job_id, attempt),
+// as owner (the parameter) holds it. The owner and the attempt identify a
+// lease, so a job rescued and claimed again cannot be touched by its old
+// holder. Each statement joins its lease relation (an array per column on
+// PostgreSQL, a JSON array on SQLite) so that the jobs are found by
+// primary key, one probe per lease; see isProcessing.
+const leaseHeld = `tds_sync_queue.id = lease.job_id AND tds_sync_queue.attempt_count = lease.attempt
+AND tds_sync_queue.locked_by = ? AND (tds_sync_queue.status = 'processing') IS TRUE`
+
 // A completed job marks its inbox event processed without writing to it:
 // the worker's burn-down would otherwise rewrite every event's wide row
 // (payload, seven indexes) once more. An event is processed when its

@@ -121,30 +121,29 @@ WHERE id IN (SELECT value FROM json_each(?))`
 
 	// sqCompleteSQL: see pgCompleteSQL. The probe for blocked jobs costs
 	// little here, so the hand-on always runs.
-	sqCompleteSQL = `UPDATE tds_sync_queue SET status = 'completed', outcome = v.outcome,
-	outcome_detail = COALESCE(v.detail, tds_sync_queue.outcome_detail),
+	sqCompleteSQL = `UPDATE tds_sync_queue SET status = 'completed', outcome = lease.outcome,
+	outcome_detail = COALESCE(lease.detail, tds_sync_queue.outcome_detail),
 	completed_at = ?, updated_at = ?, locked_until = NULL
-FROM (SELECT value ->> '$[0]' AS job_id, value ->> '$[2]' AS outcome, value ->> '$[3]' AS detail
-	FROM json_each(?)) AS v
-WHERE tds_sync_queue.id = v.job_id AND ` + sqLeaseHeld + `
+FROM (SELECT value ->> '$[0]' AS job_id, value ->> '$[1]' AS attempt, value ->> '$[2]' AS outcome,
+	value ->> '$[3]' AS detail FROM json_each(?)) AS lease
+WHERE ` + leaseHeld + `
 RETURNING id, TRUE AS any_blocked`
 
-	// sqLeaseHeld: see pgLeaseHeld. The leases are a JSON array of
-	// [id, attempt, ...] arrays.
-	sqLeaseHeld = `locked_by = ? AND ` + isProcessing + `
-AND (id, attempt_count) IN (SELECT value ->> '$[0]', value ->> '$[1]' FROM json_each(?))`
+	// sqLeases is the lease relation of a JSON array of [id, attempt]
+	// pairs.
+	sqLeases = `(SELECT value ->> '$[0]' AS job_id, value ->> '$[1]' AS attempt FROM json_each(?)) AS lease`
 
 	sqRecordFailureSQL = `UPDATE tds_sync_queue SET status = ?, next_retry_at = ?, last_error = ?,
 	last_error_code = ?, locked_by = NULL, locked_until = NULL, updated_at = ?
-WHERE ` + sqLeaseHeld
+FROM ` + sqLeases + ` WHERE ` + leaseHeld
 
 	sqHandBackSQL = `UPDATE tds_sync_queue
 SET status = CASE WHEN attempt_count > 1 THEN 'retry' ELSE 'pending' END,
 	attempt_count = attempt_count - 1, next_retry_at = ?,
 	locked_by = NULL, locked_until = NULL, updated_at = ?
-WHERE ` + sqLeaseHeld + `
+FROM ` + sqLeases + ` WHERE ` + leaseHeld + `
 RETURNING id, attempt_count, status`
-	sqRenewSQL = `UPDATE tds_sync_queue SET locked_until = ? WHERE ` + sqLeaseHeld
+	sqRenewSQL = `UPDATE tds_sync_queue SET locked_until = ? FROM ` + sqLeases + ` WHERE ` + leaseHeld
 
 	sqMirrorDDL = `CREATE TABLE IF NOT EXISTS ? (
 	entity_id          TEXT PRIMARY KEY,
@@ -434,8 +433,7 @@ func (s SQLite) Complete(ctx context.Context, db bun.IDB, owner string, done []C
 			rows[i] = [4]any{c.Job.ID, c.Job.Attempt, c.Outcome, nullString(c.Detail)}
 		}
 		var got []completedRow
-		param := jsonParam(rows)
-		if err := db.NewRaw(sqCompleteSQL, at, at, param, owner, param).Scan(ctx, &got); err != nil {
+		if err := db.NewRaw(sqCompleteSQL, at, at, jsonParam(rows), owner).Scan(ctx, &got); err != nil {
 			return nil, err
 		}
 		for _, r := range got {
@@ -461,19 +459,19 @@ func sqLeaseParam(leases []Lease) string {
 
 // RecordFailure records a failed attempt under the job's lease.
 func (s SQLite) RecordFailure(ctx context.Context, db bun.IDB, f Failure, at time.Time) error {
-	return s.recordFailure(ctx, db, f, at, sqRecordFailureSQL, f.Owner, sqLeaseParam([]Lease{LeaseOf(f.Job)}))
+	return s.recordFailure(ctx, db, f, at, sqRecordFailureSQL, sqLeaseParam([]Lease{LeaseOf(f.Job)}), f.Owner)
 }
 
 // HandBack returns held jobs to the queue.
 func (s SQLite) HandBack(ctx context.Context, db bun.IDB, owner string, leases []Lease, at time.Time) ([]HandedBack, error) {
 	var out []HandedBack
-	err := db.NewRaw(sqHandBackSQL, at, at, owner, sqLeaseParam(leases)).Scan(ctx, &out)
+	err := db.NewRaw(sqHandBackSQL, at, at, sqLeaseParam(leases), owner).Scan(ctx, &out)
 	return out, err
 }
 
 // RenewLeases extends held leases.
 func (s SQLite) RenewLeases(ctx context.Context, db bun.IDB, owner string, leases []Lease, until time.Time) (int64, error) {
-	res, err := db.ExecContext(ctx, sqRenewSQL, until, owner, sqLeaseParam(leases))
+	res, err := db.ExecContext(ctx, sqRenewSQL, until, sqLeaseParam(leases), owner)
 	if err != nil {
 		return 0, err
 	}
