@@ -299,19 +299,11 @@ func entityArrays(keys []Entity) (sources, types, ids []string) {
 
 func (pgSQL) heads(ctx context.Context, db bun.IDB, keys []Entity) (map[Entity]bool, error) {
 	s, t, i := entityArrays(keys)
-	var rows []struct {
-		Source     string `bun:"source"`
-		EntityType string `bun:"entity_type"`
-		EntityID   string `bun:"source_entity_id"`
-	}
+	var rows []entityRow
 	if err := db.NewRaw(pgHeadsSQL, pgdialect.Array(s), pgdialect.Array(t), pgdialect.Array(i)).Scan(ctx, &rows); err != nil {
 		return nil, err
 	}
-	has := make(map[Entity]bool, len(rows)+len(keys))
-	for _, r := range rows {
-		has[Entity{r.Source, r.EntityType, r.EntityID}] = true
-	}
-	return has, nil
+	return entitySet(rows, len(keys)), nil
 }
 
 func (pgSQL) unblock(ctx context.Context, db bun.IDB, of, finishing []int64, at time.Time) (int64, error) {
@@ -611,22 +603,7 @@ func (p Postgres) Subscribe(ctx context.Context, db *bun.DB, log *slog.Logger, w
 	lctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	ch := ln.Channel(pgdriver.WithChannelSize(16))
-	wg.Go(func() {
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case _, ok := <-ch:
-				if !ok {
-					return
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}
-	})
+	wg.Go(func() { forward(lctx, ch, wake) })
 	return func() {
 		cancel()
 		_ = ln.Close()

@@ -266,6 +266,41 @@ func MigrationFS(s Store) (fs.FS, error) {
 	return nil, ErrUnsupportedDialect
 }
 
+// entityRow is an entity a statement returns.
+type entityRow struct {
+	Source     string `bun:"source"`
+	EntityType string `bun:"entity_type"`
+	EntityID   string `bun:"source_entity_id"`
+}
+
+// entitySet turns rows into a set with room for more.
+func entitySet(rows []entityRow, room int) map[Entity]bool {
+	has := make(map[Entity]bool, len(rows)+room)
+	for _, r := range rows {
+		has[Entity{r.Source, r.EntityType, r.EntityID}] = true
+	}
+	return has
+}
+
+// forward passes each value from from to wake, without blocking on wake,
+// until ctx is done or from is closed.
+func forward[T any](ctx context.Context, from <-chan T, wake chan<- struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-from:
+			if !ok {
+				return
+			}
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
 func rowsAffected(res sql.Result) int64 {
 	n, _ := res.RowsAffected()
 	return n

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -191,19 +192,11 @@ func (sqliteSQL) heads(ctx context.Context, db bun.IDB, keys []Entity) (map[Enti
 	for i, k := range keys {
 		triples[i] = [3]string{k.Source, k.EntityType, k.EntityID}
 	}
-	var rows []struct {
-		Source     string `bun:"source"`
-		EntityType string `bun:"entity_type"`
-		EntityID   string `bun:"source_entity_id"`
-	}
+	var rows []entityRow
 	if err := db.NewRaw(sqHeadsSQL, jsonParam(triples)).Scan(ctx, &rows); err != nil {
 		return nil, err
 	}
-	has := make(map[Entity]bool, len(rows)+len(keys))
-	for _, r := range rows {
-		has[Entity{r.Source, r.EntityType, r.EntityID}] = true
-	}
-	return has, nil
+	return entitySet(rows, len(keys)), nil
 }
 
 func (s sqliteSQL) unblock(ctx context.Context, db bun.IDB, of, finishing []int64, at time.Time) (int64, error) {
@@ -482,25 +475,12 @@ func (s SQLite) RenewLeases(ctx context.Context, db bun.IDB, owner string, lease
 func (s SQLite) Subscribe(ctx context.Context, db *bun.DB, _ *slog.Logger, wake chan<- struct{}) func() {
 	ch, unsubscribe := notify.Default.Subscribe(db.Dialect())
 	lctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case <-ch:
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { forward(lctx, ch, wake) })
 	return func() {
 		cancel()
 		unsubscribe()
-		<-done
+		wg.Wait()
 	}
 }
 
