@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/canonical"
 )
 
 // Redacted replaces the value of a secret header in stored request metadata.
@@ -148,7 +150,7 @@ func (c *config) newInboxEvent(ev *Event) (*InboxEvent, error) {
 	if len(data) == 0 {
 		data = []byte("null")
 	}
-	canon, nul, err := canonicalize(data)
+	canon, nul, err := canonical.Canonicalize(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
 	}
@@ -157,7 +159,7 @@ func (c *config) newInboxEvent(ev *Event) (*InboxEvent, error) {
 		// stores, so the same event fares the same everywhere.
 		return nil, fmt.Errorf("%w: data holds a NUL character (\\u0000)", ErrInvalidEvent)
 	}
-	hash := hashCanonical(canon)
+	hash := canonical.Hash(canon)
 	received := ev.ReceivedAt
 	if received.IsZero() {
 		received = c.now()
