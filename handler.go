@@ -18,6 +18,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/verify"
 )
 
 // Defaults of the Handler's options.
@@ -288,7 +289,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *htt
 // webhookDecoder turns a webhook's headers and raw body into an Event, or
 // the answer refusing it. It touches no database, so it can be fuzzed.
 type webhookDecoder struct {
-	verifiers        []verifier
+	verifiers        []verify.Verifier
 	deliveryIDHeader string
 	now              func() time.Time
 }
@@ -301,7 +302,7 @@ func (d *webhookDecoder) decode(h http.Header, body []byte, et EntityType) (*Eve
 	}
 	var meta RequestMetadata
 	if len(d.verifiers) > 0 {
-		name, err := verifyRequest(d.verifiers, h, body, d.now())
+		name, err := verify.Request(d.verifiers, h, body, d.now())
 		if err != nil {
 			return nil, &httpError{http.StatusUnauthorized, err.Error()}
 		}

@@ -3,7 +3,6 @@ package tds
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tdscore/tds/internal/verify"
 )
 
 const (
@@ -479,13 +480,13 @@ func TestWebhookWithoutAuthentication(t *testing.T) {
 func FuzzWebhookDecode(f *testing.F) {
 	now := time.Unix(1614265330, 0)
 	const zohoKey = "zoho-secret"
-	swKey, err := decodeStandardSecret(swExampleSecret)
+	swKey, err := verify.DecodeStandardSecret(swExampleSecret)
 	require.NoError(f, err)
 	d := &webhookDecoder{
-		verifiers: []verifier{
-			keyVerifier{digests: [][sha256.Size]byte{sha256.Sum256([]byte(testWebhookKey))}},
-			standardVerifier{secrets: [][]byte{swKey}, tolerance: StandardWebhooksTolerance},
-			zohoVerifier{secrets: [][]byte{[]byte(zohoKey)}},
+		verifiers: []verify.Verifier{
+			verify.NewKey([]string{testWebhookKey}),
+			verify.NewStandard([][]byte{swKey}, StandardWebhooksTolerance),
+			verify.NewZoho([][]byte{[]byte(zohoKey)}),
 		},
 		deliveryIDHeader: "X-Delivery-Id",
 		now:              func() time.Time { return now },

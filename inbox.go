@@ -11,6 +11,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds/internal/canonical"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -161,7 +162,7 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 	if len(data) == 0 {
 		data = []byte("null")
 	}
-	canon, nul, err := canonicalize(data)
+	canon, nul, err := canonical.Canonicalize(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
 	}
@@ -170,7 +171,7 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 		// stores, so the same event fares the same everywhere.
 		return nil, fmt.Errorf("%w: data holds a NUL character (\\u0000)", ErrInvalidEvent)
 	}
-	hash := hashCanonical(canon)
+	hash := canonical.Hash(canon)
 	received := ev.ReceivedAt
 	if received.IsZero() {
 		received = c.now()

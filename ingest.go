@@ -9,6 +9,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds/internal/dberr"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -45,7 +46,7 @@ func (p *Processor) runBatch(ctx context.Context, batch []*ingestReq) {
 		p.afterCommit(batch)
 		return
 	}
-	if len(batch) == 1 || isUnavailable(err) {
+	if len(batch) == 1 || dberr.IsUnavailable(err) {
 		for _, r := range batch {
 			r.res, r.err = nil, wrapDBErr("processing event", err)
 		}

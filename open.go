@@ -2,19 +2,11 @@ package tds
 
 import (
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
-	"github.com/uptrace/bun/dialect/pgdialect"
-	"github.com/uptrace/bun/dialect/sqlitedialect"
-	"github.com/uptrace/bun/driver/pgdriver"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/tdscore/tds/internal/opendb"
 )
 
 // SQLiteBusyTimeout is how long a SQLite connection waits for a lock held
@@ -40,29 +32,9 @@ const SQLiteBusyTimeout = 10 * time.Second
 //
 // The caller closes the returned DB.
 func Open(ctx context.Context, databaseURL string) (*bun.DB, error) {
-	var db *bun.DB
-	switch {
-	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
-		sqldb := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(databaseURL)))
-		sqldb.SetMaxOpenConns(32)
-		sqldb.SetMaxIdleConns(32)
-		sqldb.SetConnMaxIdleTime(5 * time.Minute)
-		db = bun.NewDB(sqldb, pgdialect.New())
-	case strings.HasPrefix(databaseURL, "sqlite:"), strings.HasPrefix(databaseURL, "file:"):
-		dsn, err := sqliteDSN(databaseURL)
-		if err != nil {
-			return nil, err
-		}
-		sqldb, err := sql.Open("sqlite", dsn)
-		if err != nil {
-			return nil, fmt.Errorf("tds: opening SQLite: %w", err)
-		}
-		sqldb.SetMaxOpenConns(1)
-		sqldb.SetMaxIdleConns(1)
-		sqldb.SetConnMaxLifetime(0)
-		db = bun.NewDB(sqldb, sqlitedialect.New())
-	default:
-		return nil, fmt.Errorf("tds: opening %q: want a postgres://, sqlite: or file: URL", redactURL(databaseURL))
+	db, err := opendb.Open(databaseURL, SQLiteBusyTimeout)
+	if err != nil {
+		return nil, err
 	}
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
@@ -70,48 +42,3 @@ func Open(ctx context.Context, databaseURL string) (*bun.DB, error) {
 	}
 	return db, nil
 }
-
-// sqliteDSN turns sqlite:PATH or file:PATH[?params] into a modernc DSN.
-func sqliteDSN(u string) (string, error) {
-	path := strings.TrimPrefix(strings.TrimPrefix(u, "sqlite:"), "file:")
-	path = strings.TrimPrefix(path, "//")
-	var query string
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path, query = path[:i], path[i+1:]
-	}
-	if path == "" {
-		return "", fmt.Errorf("tds: opening %q: the SQLite URL has no path", u)
-	}
-	params, err := url.ParseQuery(query)
-	if err != nil {
-		return "", fmt.Errorf("tds: opening %q: %w", u, err)
-	}
-	for _, p := range []string{
-		fmt.Sprintf("busy_timeout(%d)", SQLiteBusyTimeout.Milliseconds()),
-		"foreign_keys(1)",
-		"journal_mode(WAL)",
-		"synchronous(FULL)",
-	} {
-		params.Add("_pragma", p)
-	}
-	if params.Get("_txlock") == "" {
-		params.Set("_txlock", "immediate")
-	}
-	return "file:" + path + "?" + params.Encode(), nil
-}
-
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
-}
-
-func isSQLite(db bun.IDB) bool { return db.Dialect().Name() == dialect.SQLite }
-
-func isPostgres(db bun.IDB) bool { return db.Dialect().Name() == dialect.PG }
-
-// errUnsupportedDialect is returned for a *bun.DB that is neither
-// PostgreSQL nor SQLite.
-var errUnsupportedDialect = errors.New("tds: unsupported database dialect (want PostgreSQL or SQLite)")

@@ -607,7 +607,7 @@ func TestRecordFailureLeaseLost(t *testing.T) {
 		{"rescued and claimed again", func(s *suite, j *store.Job) (*store.Job, string) {
 			rescued, err := s.st.RescueExpired(s.ctx, s.db, t0.Add(2*time.Minute), "expired", "lease")
 			require.NoError(s.t, err)
-			require.Len(s.t, rescued, 1)
+			require.Contains(s.t, ids(ptrs(rescued)), j.ID)
 			again := s.claimJob(j.ID, "w", t0.Add(2*time.Minute))
 			require.Equal(s.t, 2, again.Attempt)
 			return j, "w" // same owner, older attempt
@@ -666,6 +666,15 @@ func TestFinishDeadLetter(t *testing.T) {
 	})
 }
 
+// ptrs returns pointers to the jobs.
+func ptrs(jobs []store.Job) []*store.Job {
+	out := make([]*store.Job, len(jobs))
+	for i := range jobs {
+		out[i] = &jobs[i]
+	}
+	return out
+}
+
 // jobIn reads a job in tx.
 func (s *suite) jobIn(tx bun.IDB, id int64) *store.Job {
 	s.t.Helper()
@@ -683,15 +692,13 @@ func TestHandBack(t *testing.T) {
 		d := s.queue(ent("d"), 5, 3)
 		// b failed once and was claimed again: its second attempt.
 		s.fail(s.claimJob(b.ID, "w", t0), "w", false, "E", t0)
+		s.claimJob(d.ID, "v", t0)
 		held := map[int64]*store.Job{}
 		for _, j := range s.claim("w", 10, t0) {
 			held[j.ID] = j
 		}
 		require.Len(t, held, 3)
 		require.Equal(t, 2, held[b.ID].Attempt)
-		other := s.claimJob(d.ID, "v", t0)
-		_ = other
-		require.Len(t, s.claim("v", 10, t0), 0)
 
 		wrongAttempt := store.LeaseOf(held[c.ID])
 		wrongAttempt.Attempt++
@@ -1201,9 +1208,9 @@ func TestQueueStats(t *testing.T) {
 		cm := s.queue(ent("c"), 5, 3)
 		dl := s.queue(ent("d"), 5, 3)
 		s.fail(s.claimJob(rt.ID, "w", t0), "w", false, "E", t0.Add(time.Hour))
-		s.completeJob(cm.ID, t0.Add(time.Minute))
 		s.deadLetter(dl.ID, "E", t0)
-		s.claimJob(pr.ID, "w", t0)
+		s.completeJob(cm.ID, t0.Add(time.Minute))
+		s.claimJob(pr.ID, "w", t0.Add(time.Minute))
 
 		c := stats(t0.Add(time.Minute))
 		require.Equal(t, map[string]int64{
@@ -1319,16 +1326,15 @@ func TestDeleteProcessedEvents(t *testing.T) {
 		cutoff := t0.Add(time.Hour)
 		marked := s.storeOnly(s.invalid(ent("marked")))
 		mark(marked, t0)
-		done := s.queue(ent("done"), 5, 3)
-		s.completeJob(done.ID, t0)
-		copied := s.queue(ent("copied"), 5, 3) // completed, then DeleteCompleted
+		// copied: completed, then DeleteCompleted copied the time.
+		copied := s.queue(ent("copied"), 5, 3)
 		s.completeJob(copied.ID, t0)
 		require.NoError(t, s.tx(func(tx bun.Tx) error {
 			n, err := st.DeleteCompleted(s.ctx, tx, t0.Add(time.Second), 1000)
-			require.Equal(t, int64(2), n)
+			require.Equal(t, int64(1), n)
 			return err
 		}))
-		done = s.queue(ent("done"), 5, 3)
+		done := s.queue(ent("done"), 5, 3)
 		s.completeJob(done.ID, t0)
 
 		dead := s.deadLetter(s.queue(ent("dead"), 5, 3).ID, "E", t0)
@@ -1462,5 +1468,49 @@ func TestMigrate(t *testing.T) {
 			a1, a2 := s2.queue(ent("a"), 5, 3), s2.queue(ent("a"), 5, 3)
 			require.Equal(t, []bool{false, true}, s2.blocked(a1, a2), "the schema works")
 		}
+	})
+}
+
+// knownBug skips the test on the dialects named, for a store bug reported
+// and not fixed yet: delete the call once it is, and the test must pass.
+func knownBug(t *testing.T, st store.Store, reason string, dialects ...string) {
+	t.Helper()
+	if slices.Contains(dialects, st.Name()) {
+		t.Skip("known store bug: " + reason)
+	}
+}
+
+// TestInsertEventsRepeatedKeyInBatch: one event and one job at most per
+// idempotency key, within a batch too.
+func TestInsertEventsRepeatedKeyInBatch(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		knownBug(t, st, "postgres.go pgInsertEventsAndJobsSQL joins the job arrays to ins by key, "+
+			"so a key repeated in a batch inserts two jobs for one event (unique violation on inbox_event_id)", "postgres")
+		s := newSuite(t, db, st)
+		a := s.event(ent("a"))
+		again := *a
+		stored, err := st.InsertEvents(s.ctx, db, []store.Ingest{withJob(a, 5), withJob(&again, 5)})
+		require.NoError(t, err)
+		require.Len(t, stored, 1)
+		require.NotNil(t, stored[0].JobID)
+		require.Equal(t, 1, s.count(`SELECT COUNT(*) FROM tds_sync_queue`))
+	})
+}
+
+// TestRecordFailureCutsAtRune: an error message is cut to MaxErrorLen
+// bytes without splitting a character.
+func TestRecordFailureCutsAtRune(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		knownBug(t, st, "shared.go recordFailure cuts msg[:MaxErrorLen] inside a multi-byte character; "+
+			"the stored message then ends in U+FFFD and is MaxErrorLen+2 bytes", "postgres", "sqlite")
+		s := newSuite(t, db, st)
+		j := s.claimJob(s.queue(ent("a"), 5, 3).ID, "w", t0)
+		msg := strings.Repeat("€", store.MaxErrorLen) // 3 bytes each
+		require.NoError(t, s.tx(func(tx bun.Tx) error {
+			return st.RecordFailure(s.ctx, tx, store.Failure{Job: j, Owner: "w", RetryAt: t0, Error: msg}, t0)
+		}))
+		got := *s.job(j.ID).LastError
+		require.LessOrEqual(t, len(got), store.MaxErrorLen)
+		require.True(t, strings.HasPrefix(msg, got))
 	})
 }

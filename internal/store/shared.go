@@ -49,21 +49,18 @@ OR (SELECT 1 FROM tds_sync_queue AS hr
 // no job from headRule.
 const noFinishing = `fin (id) AS (SELECT CAST(0 AS BIGINT) WHERE 1 = 0)`
 
-// isProcessing tests a job's status in a form no index matches. Lease
-// checks find their jobs by primary key; offered "status = 'processing'",
-// PostgreSQL would rather walk the status index, whose estimate is badly
-// off after a burst (statistics lag, dead index entries pile up) and which
-// then costs a scan of every job in flight per statement: measured 1 s for
-// one batch's completion instead of 1 ms.
-const isProcessing = "(status = 'processing') IS TRUE"
-
 // leaseHeld is the lease condition, the one place it is written: the row
 // of tds_sync_queue is the job of the relation lease (job_id, attempt),
 // as owner (the parameter) holds it. The owner and the attempt identify a
 // lease, so a job rescued and claimed again cannot be touched by its old
 // holder. Each statement joins its lease relation (an array per column on
 // PostgreSQL, a JSON array on SQLite) so that the jobs are found by
-// primary key, one probe per lease; see isProcessing.
+// primary key, one probe per lease. The status is tested in a form no
+// index matches: offered "status = 'processing'", PostgreSQL would rather
+// walk the status index, whose estimate is badly off after a burst
+// (statistics lag, dead index entries pile up) and which then costs a
+// scan of every job in flight per statement (measured 1 s for one batch's
+// completion instead of 1 ms).
 const leaseHeld = `tds_sync_queue.id = lease.job_id AND tds_sync_queue.attempt_count = lease.attempt
 AND tds_sync_queue.locked_by = ? AND (tds_sync_queue.status = 'processing') IS TRUE`
 
@@ -277,7 +274,7 @@ type entityRow struct {
 func entitySet(rows []entityRow, room int) map[Entity]bool {
 	has := make(map[Entity]bool, len(rows)+room)
 	for _, r := range rows {
-		has[Entity{r.Source, r.EntityType, r.EntityID}] = true
+		has[Entity(r)] = true
 	}
 	return has
 }

@@ -1,0 +1,206 @@
+package store_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/store"
+)
+
+// waitingForEntityLock counts the sessions of db's database waiting for an
+// entity lock.
+const waitingForEntityLockSQL = `SELECT COUNT(*) FROM pg_locks
+WHERE locktype = 'advisory' AND classid = ?::oid AND objsubid = 2 AND NOT granted
+AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
+
+// waitUntil polls cond until it holds, failing the test after timeout.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := cond()
+		require.NoError(t, err)
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// queueOp queues a job of an entity in db, a transaction or the pool. It
+// calls no require: it may run on another goroutine.
+type queueOp func(db bun.IDB) (*store.Job, error)
+
+// byInsert prepares InsertEvents of a new event of e.
+func byInsert(s *suite, e store.Entity) queueOp {
+	ev := s.event(e)
+	return func(db bun.IDB) (*store.Job, error) {
+		stored, err := s.st.InsertEvents(s.ctx, db, []store.Ingest{withJob(ev, 5)})
+		if err != nil {
+			return nil, err
+		}
+		if len(stored) != 1 || stored[0].JobID == nil {
+			return nil, fmt.Errorf("stored %+v", stored)
+		}
+		return s.st.GetJob(s.ctx, db, *stored[0].JobID)
+	}
+}
+
+// byEnqueue stores a new event of e now and prepares its Enqueue.
+func byEnqueue(s *suite, e store.Entity) queueOp {
+	id := s.storeOnly(s.unqueued(e))
+	return func(db bun.IDB) (*store.Job, error) {
+		var job *store.Job
+		err := store.RunInTx(s.ctx, s.st, db, func(ctx context.Context, tx bun.IDB) error {
+			var err error
+			job, err = s.st.Enqueue(ctx, tx, id, e, store.NewJob{Priority: 5, MaxAttempts: 3}, t0)
+			return err
+		})
+		return job, err
+	}
+}
+
+// TestPostgresEntityLock: two transactions that queue jobs of one entity
+// take turns on its lock, and the second one's job waits behind the
+// first's, whichever operation each uses.
+func TestPostgresEntityLock(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name          string
+		first, second func(s *suite, e store.Entity) queueOp
+	}{
+		{"Enqueue then InsertEvents", byEnqueue, byInsert},
+		{"InsertEvents then Enqueue", byInsert, byEnqueue},
+		{"Enqueue then Enqueue", byEnqueue, byEnqueue},
+		{"InsertEvents then InsertEvents", byInsert, byInsert},
+	}
+	db := openDB(t, "postgres")
+	st := store.NewPostgres()
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSuite(t, db, st)
+			s.seq = 1000 * (i + 1)
+			e := ent(tc.name)
+			// Events are stored before the lock is taken: storing one
+			// takes its entity's lock too.
+			first, second := tc.first(s, e), tc.second(s, e)
+
+			tx1, err := db.BeginTx(s.ctx, st.TxOptions())
+			require.NoError(t, err)
+			defer func() { _ = tx1.Rollback() }()
+			j1, err := first(tx1)
+			require.NoError(t, err)
+			require.False(t, j1.Blocked)
+
+			type result struct {
+				job *store.Job
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				j, err := second(db)
+				done <- result{j, err}
+			}()
+			received := false
+			defer func() {
+				if !received {
+					_ = tx1.Rollback()
+					<-done
+				}
+			}()
+
+			waitUntil(t, 10*time.Second, "the second transaction to wait for the entity lock", func() (bool, error) {
+				var n int
+				err := db.QueryRowContext(s.ctx, waitingForEntityLockSQL, store.EntityLockClass).Scan(&n)
+				return n > 0, err
+			})
+			select {
+			case r := <-done:
+				received = true
+				t.Fatalf("the second transaction went on while the first held the entity lock: %+v", r)
+			default:
+			}
+			require.NoError(t, tx1.Commit())
+
+			var r result
+			select {
+			case r = <-done:
+				received = true
+			case <-time.After(10 * time.Second):
+				t.Fatal("the second transaction still waits after the first committed")
+			}
+			require.NoError(t, r.err)
+			require.True(t, r.job.Blocked, "queued behind the first transaction's job")
+			require.True(t, s.job(r.job.ID).Blocked)
+			require.False(t, s.job(j1.ID).Blocked)
+			require.Greater(t, r.job.ID, j1.ID)
+		})
+	}
+}
+
+// TestPostgresNeedsReadCommitted: what changes an entity's line of jobs
+// refuses a transaction whose later statements would not see what
+// committed under the entity locks.
+func TestPostgresNeedsReadCommitted(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, "postgres")
+	st := store.NewPostgres()
+	s := newSuite(t, db, st)
+	e := ent("a")
+	eventID := s.storeOnly(s.unqueued(e))
+	dead := s.deadLetter(s.queue(ent("dead"), 5, 3).ID, "E", t0)
+
+	ops := []struct {
+		name string
+		run  func(tx bun.Tx) error
+	}{
+		{"Enqueue", func(tx bun.Tx) error {
+			_, err := st.Enqueue(s.ctx, tx, eventID, e, store.NewJob{Priority: 5, MaxAttempts: 3}, t0)
+			return err
+		}},
+		{"RetryDeadLetters", func(tx bun.Tx) error {
+			_, err := st.RetryDeadLetters(s.ctx, tx, store.DeadLetterFilter{ID: dead.ID}, t0)
+			return err
+		}},
+		{"FinishDeadLetter", func(tx bun.Tx) error { return st.FinishDeadLetter(s.ctx, tx, dead, t0) }},
+	}
+	for _, level := range []sql.IsolationLevel{sql.LevelRepeatableRead, sql.LevelSerializable} {
+		for _, op := range ops {
+			t.Run(level.String()+"/"+op.name, func(t *testing.T) {
+				tx, err := db.BeginTx(s.ctx, &sql.TxOptions{Isolation: level})
+				require.NoError(t, err)
+				defer func() { _ = tx.Rollback() }()
+				require.ErrorIs(t, op.run(tx), store.ErrNeedsReadCommitted)
+			})
+		}
+		// InsertEvents checks in tds_busy_entities, inside its one
+		// statement: the refusal is PostgreSQL's error, not the sentinel.
+		t.Run(level.String()+"/InsertEvents", func(t *testing.T) {
+			tx, err := db.BeginTx(s.ctx, &sql.TxOptions{Isolation: level})
+			require.NoError(t, err)
+			defer func() { _ = tx.Rollback() }()
+			_, err = st.InsertEvents(s.ctx, tx, []store.Ingest{withJob(s.event(e), 5)})
+			require.ErrorContains(t, err, "needs READ COMMITTED")
+		})
+	}
+	require.Equal(t, store.StatusDeadLetter, s.job(dead.ID).Status)
+	_, err := st.GetJobByEvent(s.ctx, db, eventID)
+	require.ErrorIs(t, err, store.ErrNoRows)
+
+	// READ COMMITTED, the store's own option, is fine.
+	require.NoError(t, s.tx(func(tx bun.Tx) error {
+		_, err := st.Enqueue(s.ctx, tx, eventID, e, store.NewJob{Priority: 5, MaxAttempts: 3}, t0)
+		return err
+	}))
+}
