@@ -1471,21 +1471,10 @@ func TestMigrate(t *testing.T) {
 	})
 }
 
-// knownBug skips the test on the dialects named, for a store bug reported
-// and not fixed yet: delete the call once it is, and the test must pass.
-func knownBug(t *testing.T, st store.Store, reason string, dialects ...string) {
-	t.Helper()
-	if slices.Contains(dialects, st.Name()) {
-		t.Skip("known store bug: " + reason)
-	}
-}
-
 // TestInsertEventsRepeatedKeyInBatch: one event and one job at most per
 // idempotency key, within a batch too.
 func TestInsertEventsRepeatedKeyInBatch(t *testing.T) {
 	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
-		knownBug(t, st, "postgres.go pgInsertEventsAndJobsSQL joins the job arrays to ins by key, "+
-			"so a key repeated in a batch inserts two jobs for one event (unique violation on inbox_event_id)", "postgres")
 		s := newSuite(t, db, st)
 		a := s.event(ent("a"))
 		again := *a
@@ -1501,8 +1490,6 @@ func TestInsertEventsRepeatedKeyInBatch(t *testing.T) {
 // bytes without splitting a character.
 func TestRecordFailureCutsAtRune(t *testing.T) {
 	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
-		knownBug(t, st, "shared.go recordFailure cuts msg[:MaxErrorLen] inside a multi-byte character; "+
-			"the stored message then ends in U+FFFD and is MaxErrorLen+2 bytes", "postgres", "sqlite")
 		s := newSuite(t, db, st)
 		j := s.claimJob(s.queue(ent("a"), 5, 3).ID, "w", t0)
 		msg := strings.Repeat("€", store.MaxErrorLen) // 3 bytes each

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -382,6 +383,7 @@ func (p Postgres) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) 
 	if err := checkNUL(batch); err != nil {
 		return nil, err
 	}
+	batch = firstPerKey(batch)
 	n := len(batch)
 	var (
 		sources, eventTypes, entityTypes, entityIDs = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -425,10 +427,19 @@ func (p Postgres) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) 
 	}
 	var stored []Stored
 	if err := db.NewRaw(query, args...).Scan(ctx, &stored); err != nil {
+		var pgErr pgdriver.Error
+		if errors.As(err, &pgErr) && pgErr.Field('C') == featureNotSupported {
+			// tds_busy_entities refused the isolation level.
+			return nil, fmt.Errorf("%w: %s", ErrNeedsReadCommitted, pgErr.Field('M'))
+		}
 		return nil, err
 	}
 	return stored, nil
 }
+
+// featureNotSupported is the SQLSTATE tds_busy_entities raises outside
+// READ COMMITTED.
+const featureNotSupported = "0A000"
 
 // FindEvents returns the events with these keys, with their jobs.
 func (p Postgres) FindEvents(ctx context.Context, db bun.IDB, keys []string) ([]Existing, error) {

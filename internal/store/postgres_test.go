@@ -185,12 +185,13 @@ func TestPostgresNeedsReadCommitted(t *testing.T) {
 			})
 		}
 		// InsertEvents checks in tds_busy_entities, inside its one
-		// statement: the refusal is PostgreSQL's error, not the sentinel.
+		// statement; the store turns that refusal into the sentinel.
 		t.Run(level.String()+"/InsertEvents", func(t *testing.T) {
 			tx, err := db.BeginTx(s.ctx, &sql.TxOptions{Isolation: level})
 			require.NoError(t, err)
 			defer func() { _ = tx.Rollback() }()
 			_, err = st.InsertEvents(s.ctx, tx, []store.Ingest{withJob(s.event(e), 5)})
+			require.ErrorIs(t, err, store.ErrNeedsReadCommitted)
 			require.ErrorContains(t, err, "needs READ COMMITTED")
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 )
@@ -250,6 +251,31 @@ func checkNUL(batch []Ingest) error {
 		}
 	}
 	return nil
+}
+
+// firstPerKey keeps the first event of each idempotency key of a batch:
+// the later ones are duplicates of it, stored by nobody.
+func firstPerKey(batch []Ingest) []Ingest {
+	seen := make(map[string]bool, len(batch))
+	out := batch[:0:0]
+	for _, in := range batch {
+		if !seen[in.Event.IdempotencyKey] {
+			seen[in.Event.IdempotencyKey] = true
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // MigrationFS returns the embedded schema of s's dialect.
@@ -501,10 +527,7 @@ func (c common) DiscardDeadLetter(ctx context.Context, db bun.IDB, id int64, rea
 // recordFailure is RecordFailure on the dialect's statement, whose lease
 // arguments follow the ones set here.
 func (c common) recordFailure(ctx context.Context, db bun.IDB, f Failure, at time.Time, query string, lease ...any) error {
-	msg := f.Error
-	if len(msg) > MaxErrorLen {
-		msg = msg[:MaxErrorLen]
-	}
+	msg := truncate(f.Error, MaxErrorLen)
 	status := StatusRetry
 	if f.DeadLetter {
 		status = StatusDeadLetter

@@ -295,6 +295,7 @@ func (s SQLite) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) ([
 	if err := checkNUL(batch); err != nil {
 		return nil, err
 	}
+	batch = firstPerKey(batch)
 	var stored []Stored
 	err := RunInTx(ctx, s, db, func(ctx context.Context, tx bun.IDB) error {
 		stored = nil

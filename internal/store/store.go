@@ -230,7 +230,8 @@ type Payload struct {
 	ReceivedAt time.Time       `bun:"received_at"`
 }
 
-// EventFilter selects inbox events. Zero fields select everything.
+// EventFilter selects inbox events. Zero fields select everything, but
+// Limit, which must be positive.
 type EventFilter struct {
 	Source, EntityType, EntityID, EventType string
 	Valid, Queued, Processed                *bool
@@ -241,7 +242,8 @@ type EventFilter struct {
 	Oldest bool
 }
 
-// DeadLetterFilter selects dead letters. Zero fields select everything.
+// DeadLetterFilter selects dead letters. Zero fields select everything;
+// Limit must be positive where it is read (listing).
 type DeadLetterFilter struct {
 	ID           int64
 	EntityType   string
@@ -367,10 +369,10 @@ type Store interface {
 	// first copying their completion time into their events' processed_at.
 	// db must be a transaction.
 	DeleteCompleted(ctx context.Context, db bun.IDB, cutoff time.Time, limit int) (int64, error)
-	// DeleteProcessedEvents deletes up to limit events processed before
-	// cutoff whose job, if any, is completed: events marked processed
-	// first, then those of completed jobs. It returns how many it deleted
-	// and whether it deleted a full batch (more may remain).
+	// DeleteProcessedEvents deletes events processed before cutoff whose
+	// job, if any, is completed: up to limit events marked processed, then,
+	// if fewer, up to limit events of completed jobs. It returns how many
+	// it deleted; fewer than limit means none is left.
 	DeleteProcessedEvents(ctx context.Context, db bun.IDB, cutoff time.Time, limit int) (int64, error)
 
 	// ListDeadLetters lists the dead letters f selects, newest first.
@@ -387,8 +389,9 @@ type Store interface {
 	// a dead letter. db must be a transaction.
 	DiscardDeadLetter(ctx context.Context, db bun.IDB, id int64, reason string, at time.Time) error
 
-	// Claim leases up to limit claimable jobs (waiting, due, their
-	// entity's head) to owner until leaseUntil, in claim order.
+	// Claim leases up to limit claimable jobs to owner until leaseUntil:
+	// the first in claim order (priority, then id) of those waiting, due
+	// and their entity's head. It returns them in no particular order.
 	Claim(ctx context.Context, db *bun.DB, owner string, limit int, at, leaseUntil time.Time) ([]*Job, error)
 	// Payloads reads the events of a batch's jobs.
 	Payloads(ctx context.Context, db bun.IDB, eventIDs []int64) ([]Payload, error)
