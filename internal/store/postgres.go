@@ -639,6 +639,7 @@ type pgWaker struct {
 // NewWaker returns a Waker that notifies from its own goroutine.
 func (p Postgres) NewWaker(db *bun.DB, log *slog.Logger) Waker { return &pgWaker{db: db, log: log} }
 
+// Poke implements [Waker.Poke].
 func (w *pgWaker) Poke() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -669,6 +670,7 @@ func (w *pgWaker) send() {
 	}
 }
 
+// Close implements [Waker.Close].
 func (w *pgWaker) Close() { w.wg.Wait() }
 
 // pgLeader holds the housekeeping lock, a session advisory lock on a
@@ -683,6 +685,7 @@ type pgLeader struct {
 // NewLeader returns the housekeeping election through an advisory lock.
 func (p Postgres) NewLeader(db *bun.DB, log *slog.Logger) Leader { return &pgLeader{db: db, log: log} }
 
+// Lead implements [Leader.Lead].
 func (l *pgLeader) Lead(ctx context.Context) bool {
 	if l.conn != nil {
 		if err := l.conn.PingContext(ctx); err == nil {
@@ -705,6 +708,7 @@ func (l *pgLeader) Lead(ctx context.Context) bool {
 	return true
 }
 
+// Release implements [Leader.Release].
 func (l *pgLeader) Release() {
 	if l.conn == nil {
 		return

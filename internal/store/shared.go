@@ -358,6 +358,7 @@ func nullJSON(b json.RawMessage) *string {
 	return &s
 }
 
+// InsertEvent implements [Store.InsertEvent].
 func (c common) InsertEvent(ctx context.Context, db bun.IDB, ev *Event) (*Event, bool, error) {
 	var id int64
 	err := db.QueryRowContext(ctx, insertEventSQL, ev.Source, ev.EventType, ev.EntityType, ev.EntityID,
@@ -378,6 +379,7 @@ func (c common) InsertEvent(ctx context.Context, db bun.IDB, ev *Event) (*Event,
 	return existing, false, nil
 }
 
+// GetEvent implements [Store.GetEvent].
 func (c common) GetEvent(ctx context.Context, db bun.IDB, id int64) (*Event, error) {
 	ev := new(Event)
 	if err := db.NewRaw(getEventSQL, id).Scan(ctx, ev); err != nil {
@@ -386,6 +388,7 @@ func (c common) GetEvent(ctx context.Context, db bun.IDB, id int64) (*Event, err
 	return ev, nil
 }
 
+// MarkValidated implements [Store.MarkValidated].
 func (c common) MarkValidated(ctx context.Context, db bun.IDB, id int64, errs json.RawMessage, at time.Time) (bool, error) {
 	res, err := db.ExecContext(ctx, markValidSQL, len(errs) == 0, nullJSON(errs), at, id)
 	if err != nil {
@@ -394,6 +397,7 @@ func (c common) MarkValidated(ctx context.Context, db bun.IDB, id int64, errs js
 	return rowsAffected(res) > 0, nil
 }
 
+// MarkQueued implements [Store.MarkQueued].
 func (c common) MarkQueued(ctx context.Context, db bun.IDB, id int64, at time.Time) (bool, error) {
 	res, err := db.ExecContext(ctx, markQueuedSQL, at, id)
 	if err != nil {
@@ -402,6 +406,7 @@ func (c common) MarkQueued(ctx context.Context, db bun.IDB, id int64, at time.Ti
 	return rowsAffected(res) > 0, nil
 }
 
+// MarkProcessed implements [Store.MarkProcessed].
 func (c common) MarkProcessed(ctx context.Context, db bun.IDB, id int64, at time.Time) (bool, error) {
 	res, err := db.ExecContext(ctx, markProcSQL, at, id)
 	if err != nil {
@@ -410,6 +415,7 @@ func (c common) MarkProcessed(ctx context.Context, db bun.IDB, id int64, at time
 	return rowsAffected(res) > 0, nil
 }
 
+// ListEvents implements [Store.ListEvents].
 func (c common) ListEvents(ctx context.Context, db bun.IDB, f EventFilter) ([]Event, error) {
 	q := listEventsNewestSQL
 	if f.Oldest {
@@ -424,12 +430,14 @@ func (c common) ListEvents(ctx context.Context, db bun.IDB, f EventFilter) ([]Ev
 	return out, err
 }
 
+// HasContentHash implements [Store.HasContentHash].
 func (c common) HasContentHash(ctx context.Context, db bun.IDB, hash string) (bool, error) {
 	var ok bool
 	err := db.QueryRowContext(ctx, hasHashSQL, hash).Scan(&ok)
 	return ok, err
 }
 
+// InboxStats implements [Store.InboxStats].
 func (c common) InboxStats(ctx context.Context, db bun.IDB) (*InboxCounts, error) {
 	var s InboxCounts
 	var oldest, newest bun.NullTime
@@ -444,6 +452,7 @@ func (c common) InboxStats(ctx context.Context, db bun.IDB) (*InboxCounts, error
 	return &s, nil
 }
 
+// GetJob implements [Store.GetJob].
 func (c common) GetJob(ctx context.Context, db bun.IDB, id int64) (*Job, error) {
 	j := new(Job)
 	if err := db.NewRaw(getJobSQL, id).Scan(ctx, j); err != nil {
@@ -452,6 +461,7 @@ func (c common) GetJob(ctx context.Context, db bun.IDB, id int64) (*Job, error) 
 	return j, nil
 }
 
+// GetJobByEvent implements [Store.GetJobByEvent].
 func (c common) GetJobByEvent(ctx context.Context, db bun.IDB, eventID int64) (*Job, error) {
 	j := new(Job)
 	if err := db.NewRaw(getJobByEventSQL, eventID).Scan(ctx, j); err != nil {
@@ -460,18 +470,21 @@ func (c common) GetJobByEvent(ctx context.Context, db bun.IDB, eventID int64) (*
 	return j, nil
 }
 
+// ListWaiting implements [Store.ListWaiting].
 func (c common) ListWaiting(ctx context.Context, db bun.IDB, limit int) ([]Job, error) {
 	var out []Job
 	err := db.NewRaw(listWaitingSQL, limit).Scan(ctx, &out)
 	return out, err
 }
 
+// Attempts implements [Store.Attempts].
 func (c common) Attempts(ctx context.Context, db bun.IDB, jobID int64) ([]Attempt, error) {
 	var out []Attempt
 	err := db.NewRaw(attemptsSQL, jobID).Scan(ctx, &out)
 	return out, err
 }
 
+// QueueStats implements [Store.QueueStats].
 func (c common) QueueStats(ctx context.Context, db bun.IDB, completedSince time.Time) (*QueueCounts, error) {
 	s := &QueueCounts{ByStatus: map[string]int64{}}
 	var byStatus []struct {
@@ -503,18 +516,21 @@ func deadArgs(f DeadLetterFilter) []any {
 	return []any{f.ID, f.ID, f.EntityType, f.EntityType, f.ErrorCode, f.ErrorCode, since, since, until, until}
 }
 
+// ListDeadLetters implements [Store.ListDeadLetters].
 func (c common) ListDeadLetters(ctx context.Context, db bun.IDB, f DeadLetterFilter) ([]Job, error) {
 	out := []Job{}
 	err := db.NewRaw(listDeadSQL, append(deadArgs(f), f.BeforeID, f.BeforeID, f.Limit)...).Scan(ctx, &out)
 	return out, err
 }
 
+// CountDeadLetters implements [Store.CountDeadLetters].
 func (c common) CountDeadLetters(ctx context.Context, db bun.IDB, f DeadLetterFilter) (int64, error) {
 	var n int64
 	err := db.QueryRowContext(ctx, countDeadSQL, deadArgs(f)...).Scan(&n)
 	return n, err
 }
 
+// DiscardDeadLetter implements [Store.DiscardDeadLetter].
 func (c common) DiscardDeadLetter(ctx context.Context, db bun.IDB, id int64, reason string, at time.Time) error {
 	var eventID int64
 	if err := db.QueryRowContext(ctx, discardSQL, reason, at, at, id).Scan(&eventID); err != nil {
@@ -551,6 +567,7 @@ func (c common) recordFailure(ctx context.Context, db bun.IDB, f Failure, at tim
 	return err
 }
 
+// FinishDeadLetter implements [Store.FinishDeadLetter].
 func (c common) FinishDeadLetter(ctx context.Context, db bun.IDB, job *Job, at time.Time) error {
 	if err := c.dialect.lock(ctx, db, []Entity{job.Entity()}); err != nil {
 		return err
@@ -691,6 +708,7 @@ ON CONFLICT (inbox_event_id) DO NOTHING
 RETURNING id`
 )
 
+// RescueExpired implements [Store.RescueExpired].
 func (c common) RescueExpired(ctx context.Context, db *bun.DB, at time.Time, msg, code string) ([]Job, error) {
 	var rescued []Job
 	err := db.RunInTx(ctx, c.dialect.txOptions(), func(ctx context.Context, tx bun.Tx) error {
@@ -740,6 +758,7 @@ func (c common) RescueExpired(ctx context.Context, db *bun.DB, at time.Time, msg
 	return rescued, err
 }
 
+// RepairHeads implements [Store.RepairHeads].
 func (c common) RepairHeads(ctx context.Context, db *bun.DB, at time.Time) (int64, error) {
 	var stuck []Job
 	if err := db.NewRaw(stuckSQL).Scan(ctx, &stuck); err != nil {
@@ -765,6 +784,7 @@ func (c common) RepairHeads(ctx context.Context, db *bun.DB, at time.Time) (int6
 	return n, err
 }
 
+// MirrorUpsert implements [Store.MirrorUpsert].
 func (c common) MirrorUpsert(ctx context.Context, db bun.IDB, m *Mirror) (*MirrorCurrent, bool, error) {
 	res, err := db.ExecContext(ctx, mirrorUpsertSQL, bun.Ident(m.Table), m.EntityID, m.Source, m.Data,
 		m.Version, m.SyncedAt, m.DeletedAt, m.InboxEventID)
@@ -785,8 +805,10 @@ func (c common) MirrorUpsert(ctx context.Context, db bun.IDB, m *Mirror) (*Mirro
 	return cur, false, nil
 }
 
+// Notify implements [Store.Notify].
 func (c common) Notify(ctx context.Context, db bun.IDB) error { return c.dialect.notify(ctx, db) }
 
+// TxOptions implements [Store.TxOptions].
 func (c common) TxOptions() *sql.TxOptions { return c.dialect.txOptions() }
 
 // migrationFile is one *.up.sql file of the embedded schema.

@@ -491,7 +491,9 @@ type sqWaker struct{ db *bun.DB }
 // NewWaker returns a Waker that signals in process.
 func (s SQLite) NewWaker(db *bun.DB, _ *slog.Logger) Waker { return sqWaker{db} }
 
+// Poke implements [Waker.Poke].
 func (w sqWaker) Poke()  { notify.Default.Signal(w.db.Dialect()) }
+// Close implements [Waker.Close].
 func (w sqWaker) Close() {}
 
 // sqLeader always leads: every Worker of the process runs housekeeping,
