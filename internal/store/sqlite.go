@@ -492,7 +492,8 @@ type sqWaker struct{ db *bun.DB }
 func (s SQLite) NewWaker(db *bun.DB, _ *slog.Logger) Waker { return sqWaker{db} }
 
 // Poke implements [Waker.Poke].
-func (w sqWaker) Poke()  { notify.Default.Signal(w.db.Dialect()) }
+func (w sqWaker) Poke() { notify.Default.Signal(w.db.Dialect()) }
+
 // Close implements [Waker.Close].
 func (w sqWaker) Close() {}
 
