@@ -33,20 +33,30 @@ func TestAdminAuthentication(t *testing.T) {
 	tdb := openTestDB(t, "sqlite")
 	h := newTestHandler(t, tdb)
 	noAdmin := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey))
+	// Every 401 is the same answer: it does not say whether a token is
+	// configured, nor whether one was sent.
+	refused := func(a answer) {
+		t.Helper()
+		requireError(t, a, 401, adminUnauthorized)
+		require.Equal(t, adminUnauthorized, a.body["error"])
+		require.Equal(t, `Bearer realm="tds"`, a.header.Get("WWW-Authenticate"))
+	}
 	for _, path := range []string{"/queue/stats", "/admin/events", "/admin/events/1", "/admin/dead-letters"} {
-		requireError(t, serve(t, h, "GET", path, nil), 401, "missing admin bearer token")
-		requireError(t, serve(t, h, "GET", path, nil, "Authorization", "Bearer wrong"), 401, "invalid admin bearer token")
-		requireError(t, serve(t, h, "GET", path, nil, "Authorization", "Bearer "+testWebhookKey), 401, "invalid")
-		requireError(t, serve(t, h, "GET", path, nil, "Authorization", "Basic "+testAdminToken), 401, "missing")
-		requireError(t, serve(t, h, "GET", path, nil, HeaderWebhookKey, testWebhookKey), 401, "missing")
-		requireError(t, serve(t, noAdmin, "GET", path, nil, bearer...), 401, "no admin token")
+		refused(serve(t, h, "GET", path, nil))
+		refused(serve(t, h, "GET", path, nil, "Authorization", "Bearer wrong"))
+		refused(serve(t, h, "GET", path, nil, "Authorization", "Bearer "+testWebhookKey))
+		refused(serve(t, h, "GET", path, nil, "Authorization", "Basic "+testAdminToken))
+		refused(serve(t, h, "GET", path, nil, HeaderWebhookKey, testWebhookKey))
+		refused(serve(t, noAdmin, "GET", path, nil, bearer...))
+		refused(serve(t, noAdmin, "GET", path, nil))
+		refused(serve(t, noAdmin, "GET", path, nil, "Authorization", "Bearer "))
 		// The scheme is case-insensitive; event 1 does not exist, which is a 404, not a 401.
 		require.NotEqual(t, http.StatusUnauthorized, serve(t, h, "GET", path, nil, "Authorization", "bearer "+testAdminToken).status, path)
 	}
 	for _, path := range []string{"/admin/dead-letters/retry", "/admin/dead-letters/1/retry", "/admin/dead-letters/1/discard"} {
-		requireError(t, serve(t, h, "POST", path, nil), 401, "missing admin bearer token")
+		refused(serve(t, h, "POST", path, nil))
+		refused(serve(t, noAdmin, "POST", path, nil))
 	}
-	require.Equal(t, `Bearer realm="tds"`, serve(t, h, "GET", "/admin/events", nil).header.Get("WWW-Authenticate"))
 }
 
 func TestQueueStatsOverHTTP(t *testing.T) {

@@ -107,6 +107,10 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.noAuth {
+		cfg.logger.LogAttrs(context.Background(), slog.LevelWarn,
+			"tds: WithoutAuthentication: webhooks are accepted without a key or signature; use it only behind a gateway that authenticates")
+	}
 	for _, k := range s.keys {
 		if s.adminToken != "" && k == s.adminToken {
 			return nil, errors.New("tds: WithAdminToken: the admin token must differ from the webhook keys")

@@ -472,6 +472,22 @@ func TestWebhookWithoutAuthentication(t *testing.T) {
 	})
 }
 
+func TestWithoutAuthenticationWarns(t *testing.T) {
+	tdb := openTestDB(t, "sqlite")
+	var logs logBuffer
+	h, err := NewHandler(tdb.db, WithLogger(logs.logger()), WithoutAuthentication())
+	require.NoError(t, err)
+	require.NoError(t, h.Close())
+	require.Contains(t, logs.String(), "level=WARN")
+	require.Contains(t, logs.String(), "WithoutAuthentication")
+
+	var quiet logBuffer
+	h, err = NewHandler(tdb.db, WithLogger(quiet.logger()), WithWebhookKeys(testWebhookKey))
+	require.NoError(t, err)
+	require.NoError(t, h.Close())
+	require.NotContains(t, quiet.String(), "WithoutAuthentication")
+}
+
 // FuzzWebhookDecode feeds arbitrary bodies and headers through the part of
 // the request path that runs before the database: content type, key and
 // signature checks on the raw bytes, envelope parsing. It must never panic,

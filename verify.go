@@ -92,7 +92,8 @@ func WithStandardWebhooksSecrets(secrets ...string) Option {
 // WithoutAuthentication lets a Handler accept webhooks that carry no key or
 // signature, for development or behind a gateway that authenticates. A
 // Handler refuses to be built without a verifier unless this is given, and
-// refuses it together with a key or secret.
+// refuses it together with a key or secret. NewHandler logs a warning
+// when it is given.
 // Applies to [NewHandler]. Defaults to off.
 func WithoutAuthentication() Option {
 	return newOption("WithoutAuthentication", forHandler, func(c *config) error {
