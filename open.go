@@ -22,7 +22,9 @@ const SQLiteBusyTimeout = 10 * time.Second
 //     mode with foreign keys on, synchronous=FULL (an acknowledged write
 //     survives power loss), a busy timeout of [SQLiteBusyTimeout], and
 //     IMMEDIATE transactions. PATH ":memory:" gives a private in-memory
-//     database.
+//     database. A file that does not exist yet is created with mode 0600,
+//     and SQLite gives its -wal and -shm files the same mode; an existing
+//     file keeps its mode.
 //
 // SQLite allows one writer at a time; Open gives a SQLite database a pool of
 // one connection, so concurrent callers in this process queue in Go instead

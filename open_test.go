@@ -2,6 +2,7 @@ package tds
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -81,4 +82,35 @@ func TestOpenSQLite(t *testing.T) {
 		require.Equal(t, 1, db.Stats().MaxOpenConnections, u)
 		require.NoError(t, db.Close())
 	}
+}
+
+// A new SQLite file, and the WAL and shared-memory files SQLite creates
+// beside it, are readable by their owner alone; an existing file keeps its
+// mode.
+func TestOpenSQLiteFileIsPrivate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "inbox.db")
+	db, err := Open(t.Context(), "sqlite:"+path)
+	require.NoError(t, err)
+	_, err = db.ExecContext(t.Context(), "CREATE TABLE t (x INTEGER)")
+	require.NoError(t, err)
+	_, err = db.ExecContext(t.Context(), "INSERT INTO t VALUES (1)")
+	require.NoError(t, err)
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		require.NoError(t, err, p)
+		require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), p)
+	}
+	require.NoError(t, db.Close())
+
+	existing := filepath.Join(dir, "existing.db")
+	require.NoError(t, os.WriteFile(existing, nil, 0o640))
+	require.NoError(t, os.Chmod(existing, 0o640))
+	db, err = Open(t.Context(), "file:"+existing)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	fi, err := os.Stat(existing)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o640), fi.Mode().Perm())
 }

@@ -12,8 +12,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,7 +31,8 @@ import (
 // Open returns a *bun.DB for rawURL with its pool configured; it does not
 // connect. PostgreSQL gets a pool of 32 connections. SQLite gets one
 // connection, WAL, foreign keys, synchronous=FULL, IMMEDIATE transactions
-// and busyTimeout. Errors start with "tds: opening" and never contain the
+// and busyTimeout; a SQLite file that does not exist yet is created with
+// mode 0600 (see createPrivate). Errors start with "tds: opening" and never contain the
 // URL's password.
 func Open(rawURL string, busyTimeout time.Duration) (*bun.DB, error) {
 	switch {
@@ -45,6 +48,9 @@ func Open(rawURL string, busyTimeout time.Duration) (*bun.DB, error) {
 	case strings.HasPrefix(rawURL, "sqlite:"), strings.HasPrefix(rawURL, "file:"):
 		dsn, err := sqliteDSN(rawURL, busyTimeout)
 		if err != nil {
+			return nil, fmt.Errorf("tds: opening %q: %w", rawURL, err)
+		}
+		if err := createPrivate(dsn); err != nil {
 			return nil, fmt.Errorf("tds: opening %q: %w", rawURL, err)
 		}
 		sqldb, err := sql.Open("sqlite", dsn)
@@ -147,6 +153,31 @@ func parseError(err error) error {
 	default:
 		return errors.New("malformed URL: percent-encode characters such as / ? # @ : % in the user name and password")
 	}
+}
+
+// createPrivate creates the database file of dsn with mode 0600 when it
+// does not exist, so the inbox (payloads, request headers) is readable by
+// its owner alone whatever the umask. SQLite gives the -wal and -shm files
+// it creates later the mode of the database file. An existing file keeps
+// its mode; an in-memory database has no file.
+func createPrivate(dsn string) error {
+	path, query, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	params, _ := url.ParseQuery(query)
+	if path == "" || strings.HasPrefix(path, ":memory:") || params.Get("mode") == "memory" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("creating the SQLite file: %w", err)
+	}
+	if err := f.Chmod(0o600); err != nil { // exactly 0600, whatever the umask took away
+		_ = f.Close()
+		return fmt.Errorf("creating the SQLite file: %w", err)
+	}
+	return f.Close()
 }
 
 // sqliteDSN turns sqlite:PATH or file:PATH[?params] into a modernc DSN.
