@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -53,8 +54,21 @@ func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, adminUnauthorized)
 			return
 		}
+		if r.Method == http.MethodPost && !isAdminJSON(r.Header.Get("Content-Type")) {
+			writeError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
+			return
+		}
 		next(w, r)
 	}
+}
+
+// isAdminJSON tells whether an admin POST is declared JSON. Every admin
+// POST must be, even one without a body: a browser sends that content type
+// across origins only after a CORS preflight, which tds never approves, so
+// no other site can make a logged-in browser change the queue.
+func isAdminJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 // adminError answers an error of the core: 404, 503 or, logged, 500.
@@ -214,14 +228,21 @@ func (h *Handler) serveRetryDeadLetter(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, jobResponse{Success: true, Message: "dead letter queued again", Job: job})
 }
 
-// retryRequest is the body of POST /admin/dead-letters/retry. Empty fields
-// select everything.
+// retryRequest is the body of POST /admin/dead-letters/retry. It names a
+// filter, or says "all": true; an empty body retries nothing, so a stray
+// request cannot requeue every dead letter.
 type retryRequest struct {
 	EntityType string    `json:"entity_type"`
 	ErrorCode  string    `json:"error_code"`
 	Since      time.Time `json:"since"`
 	Until      time.Time `json:"until"`
+	All        bool      `json:"all"`
 	DryRun     bool      `json:"dry_run"`
+}
+
+// hasFilter tells whether the request narrows the dead letters down.
+func (r *retryRequest) hasFilter() bool {
+	return r.EntityType != "" || r.ErrorCode != "" || !r.Since.IsZero() || !r.Until.IsZero()
 }
 
 type retryResponse struct {
@@ -243,6 +264,14 @@ func (h *Handler) serveRetryDeadLetters(w http.ResponseWriter, r *http.Request) 
 			return
 		}
 		req.DryRun = req.DryRun || b
+	}
+	switch {
+	case !req.All && !req.hasFilter():
+		writeError(w, http.StatusBadRequest, `name a filter (entity_type, error_code, since, until) or say "all": true`)
+		return
+	case req.All && req.hasFilter():
+		writeError(w, http.StatusBadRequest, `"all": true retries every dead letter: give it without a filter`)
+		return
 	}
 	f := DeadLetterFilter{EntityType: req.EntityType, ErrorCode: req.ErrorCode, Since: req.Since, Until: req.Until}
 	n, err := h.queue.RetryDeadLetters(r.Context(), f, req.DryRun)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +28,7 @@ func adminPost(t *testing.T, h http.Handler, path, body string) answer {
 	if body != "" {
 		b = []byte(body)
 	}
-	return serve(t, h, "POST", path, b, bearer...)
+	return serve(t, h, "POST", path, b, append([]string{"Content-Type", "application/json"}, bearer...)...)
 }
 
 func TestAdminAuthentication(t *testing.T) {
@@ -234,6 +236,37 @@ func TestAdminDeadLetters(t *testing.T) {
 		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"error_code": 5}`), 400, "malformed JSON")
 		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"errorcode": "x"}`), 400, "malformed JSON")
 		requireError(t, adminPost(t, h, "/admin/dead-letters/retry?dry_run=perhaps", ""), 400, "dry_run")
+
+		// A bulk retry names a filter or says "all": an empty body is no
+		// longer "everything".
+		for _, body := range []string{"", "{}", `{"dry_run": true}`, `{"all": false}`} {
+			requireError(t, adminPost(t, h, "/admin/dead-letters/retry", body), 400, `"all": true`)
+		}
+		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"all": true, "entity_type": "bill"}`), 400, "without a filter")
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+		a = adminPost(t, h, "/admin/dead-letters/retry", `{"all": true, "dry_run": true}`)
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, 1.0, a.body["count"], a.raw)
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+
+		// Every admin POST is declared JSON, even one without a body.
+		for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"} {
+			for _, path := range []string{"/admin/dead-letters/retry", fmt.Sprintf("/admin/dead-letters/%d/retry", jobs[2]), fmt.Sprintf("/admin/dead-letters/%d/discard", jobs[2])} {
+				r := httptest.NewRequest("POST", path, strings.NewReader(`{"all": true}`))
+				r.Header.Set("Authorization", "Bearer "+testAdminToken)
+				if ct != "" {
+					r.Header.Set("Content-Type", ct)
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				requireError(t, decodeAnswer(t, w.Code, w.Header(), w.Body.Bytes()), 415, "application/json")
+			}
+		}
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+		a = adminPost(t, h, "/admin/dead-letters/retry", `{"all": true, "dry_run": true}`)
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		a = serve(t, h, "POST", "/admin/dead-letters/retry", []byte(`{"all": true, "dry_run": true}`), append([]string{"Content-Type", "application/json; charset=utf-8"}, bearer...)...)
+		require.Equal(t, http.StatusOK, a.status, a.raw)
 
 		// Discard: a reason is required.
 		discard := fmt.Sprintf("/admin/dead-letters/%d/discard", jobs[2])

@@ -60,11 +60,12 @@ type handlerSettings struct {
 //	GET  /admin/events                       inbox events, filtered, paginated
 //	GET  /admin/events/{id}                  one event, its job and attempts
 //	GET  /admin/dead-letters                 dead letters
-//	POST /admin/dead-letters/retry           retry dead letters by filter
+//	POST /admin/dead-letters/retry           retry dead letters by filter, or all
 //	POST /admin/dead-letters/{id}/retry      retry one dead letter
 //	POST /admin/dead-letters/{id}/discard    give up on one dead letter
 //
-// Every answer is JSON. A webhook gets its 2xx only after the inbox
+// Every answer is JSON. Admin POSTs must be sent as application/json (415
+// otherwise). A webhook gets its 2xx only after the inbox
 // transaction has committed. A Handler is safe for concurrent use.
 type Handler struct {
 	cfg   *config
