@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,17 +24,57 @@ const MaxListLimit = 1000
 const maxAdminBodyBytes = 64 << 10
 
 // WithAdminToken enables the admin API (and GET /queue/stats) for requests
-// carrying "Authorization: Bearer <token>", compared in constant time. The
-// token must differ from every webhook key. Applies to [NewHandler].
+// carrying "Authorization: Bearer <token>" with any of tokens, each compared
+// in constant time. Several tokens are accepted at once so one can be
+// rotated without downtime; each call adds to the list. No token may equal
+// a webhook key. Applies to [NewHandler].
 // Defaults to none: the admin API answers 401.
-func WithAdminToken(token string) Option {
+func WithAdminToken(tokens ...string) Option {
 	return newOption("WithAdminToken", forHandler, func(c *config) error {
-		if strings.TrimSpace(token) == "" {
-			return optErr("WithAdminToken", "empty token")
+		if len(tokens) == 0 {
+			return optErr("WithAdminToken", "no token given")
 		}
-		c.handler.adminToken = token
+		for _, t := range tokens {
+			if strings.TrimSpace(t) == "" {
+				return optErr("WithAdminToken", "empty token")
+			}
+			c.handler.adminTokens = append(c.handler.adminTokens, t)
+		}
 		return nil
 	})
+}
+
+// checkAdminTokens refuses an admin token that is also a webhook key: a
+// sender would hold the keys of the admin API.
+func (s *handlerSettings) checkAdminTokens() error {
+	for _, t := range s.adminTokens {
+		if slices.Contains(s.keys, t) {
+			return errors.New("tds: WithAdminToken: an admin token must differ from every webhook key")
+		}
+	}
+	return nil
+}
+
+// adminDigests are the SHA-256 digests of the admin tokens: comparing
+// digests of equal length keeps the comparison's time independent of the
+// tokens' lengths.
+func adminDigests(tokens []string) [][sha256.Size]byte {
+	out := make([][sha256.Size]byte, len(tokens))
+	for i, t := range tokens {
+		out[i] = sha256.Sum256([]byte(t))
+	}
+	return out
+}
+
+// validAdminToken compares got with every token, without stopping at a
+// match, so the time taken does not tell which token matched.
+func validAdminToken(digests [][sha256.Size]byte, got string) bool {
+	sum := sha256.Sum256([]byte(got))
+	match := 0
+	for i := range digests {
+		match |= subtle.ConstantTimeCompare(sum[:], digests[i][:])
+	}
+	return match == 1
 }
 
 // adminUnauthorized is the one answer to every refused admin request: it
@@ -43,13 +84,11 @@ const adminUnauthorized = "missing or invalid admin bearer token"
 
 // admin guards an admin route with the bearer token.
 func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
-	token := h.cfg.handler.adminToken
-	want := sha256.Sum256([]byte(token))
+	digests := adminDigests(h.cfg.handler.adminTokens)
 	return func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		scheme, got, ok := strings.Cut(auth, " ")
-		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if token == "" || !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+		if !ok || !strings.EqualFold(scheme, "Bearer") || !validAdminToken(digests, strings.TrimSpace(got)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tds"`)
 			writeError(w, http.StatusUnauthorized, adminUnauthorized)
 			return

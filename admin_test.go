@@ -61,6 +61,20 @@ func TestAdminAuthentication(t *testing.T) {
 	}
 }
 
+// Several admin tokens are accepted at once, given in one call or several,
+// so one can be rotated without downtime.
+func TestAdminTokenRotation(t *testing.T) {
+	tdb := openTestDB(t, "sqlite")
+	h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken("old-admin-token", "new-admin-token"), WithAdminToken("third-admin-token"))
+	for _, tok := range []string{"old-admin-token", "new-admin-token", "third-admin-token"} {
+		a := serve(t, h, "GET", "/queue/stats", nil, "Authorization", "Bearer "+tok)
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+	}
+	for _, tok := range []string{"old-admin-toke", "new-admin-token-", "", testWebhookKey} {
+		requireError(t, serve(t, h, "GET", "/queue/stats", nil, "Authorization", "Bearer "+tok), 401, adminUnauthorized)
+	}
+}
+
 func TestQueueStatsOverHTTP(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		h := newTestHandler(t, tdb)

@@ -42,7 +42,7 @@ type handlerSettings struct {
 	zohoSecrets      [][]byte
 	standardSecrets  [][]byte
 	noAuth           bool
-	adminToken       string
+	adminTokens      []string
 	maxBodyBytes     int64
 	trustedProxies   []netip.Prefix
 	deliveryIDHeader string
@@ -112,10 +112,8 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 		cfg.logger.LogAttrs(context.Background(), slog.LevelWarn,
 			"tds: WithoutAuthentication: webhooks are accepted without a key or signature; use it only behind a gateway that authenticates")
 	}
-	for _, k := range s.keys {
-		if s.adminToken != "" && k == s.adminToken {
-			return nil, errors.New("tds: WithAdminToken: the admin token must differ from the webhook keys")
-		}
+	if err := s.checkAdminTokens(); err != nil {
+		return nil, err
 	}
 	// The parts share cfg, so a type registered on h.Processor().Registry()
 	// is routed too.

@@ -408,6 +408,9 @@ func TestNewHandlerOptions(t *testing.T) {
 		{"empty delivery id header", []Option{WithWebhookKeys("k"), WithDeliveryIDHeader(" ")}, "WithDeliveryIDHeader"},
 		{"short retry after", []Option{WithWebhookKeys("k"), WithRetryAfter(0)}, "WithRetryAfter"},
 		{"empty admin token", []Option{WithWebhookKeys("k"), WithAdminToken("")}, "WithAdminToken"},
+		{"no admin token", []Option{WithWebhookKeys("k"), WithAdminToken()}, "WithAdminToken"},
+		{"second admin token equals a webhook key", []Option{WithWebhookKeys("k1", "k2"), WithAdminToken("a", "k2")}, "WithAdminToken"},
+		{"added admin token equals a webhook key", []Option{WithWebhookKeys("k1"), WithAdminToken("a"), WithAdminToken("k1")}, "WithAdminToken"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewHandler(tdb.db, tc.opts...)

@@ -10,12 +10,15 @@
 //	-addr                      TDS_ADDR                      listen address (:8001)
 //	-database                  TDS_DATABASE_URL              postgres://… or sqlite:PATH (sqlite:tds.db)
 //	-webhook-keys              TDS_WEBHOOK_KEYS              shared webhook keys, comma-separated
-//	-zoho-secret               TDS_ZOHO_SECRET               Zoho webhook secret (HMAC-SHA256 signature)
-//	-standard-webhooks-secret  TDS_STANDARD_WEBHOOKS_SECRET  Standard Webhooks secret (whsec_…)
-//	-admin-token               TDS_ADMIN_TOKEN               bearer token of the admin API
+//	-zoho-secret               TDS_ZOHO_SECRET               Zoho webhook secrets (HMAC-SHA256 signature), comma-separated
+//	-standard-webhooks-secret  TDS_STANDARD_WEBHOOKS_SECRET  Standard Webhooks secrets (whsec_…), comma-separated
+//	-admin-token               TDS_ADMIN_TOKEN               bearer tokens of the admin API, comma-separated
 //	-workers                   TDS_WORKERS                   jobs synced at once (4)
 //
-// A flag wins over its environment variable. With no webhook key and no
+// A flag wins over its environment variable. Every key, secret and token
+// setting takes a comma-separated list, so a credential can be rotated
+// without downtime: add the new one, move the senders, drop the old one.
+// With no webhook key and no
 // secret it generates a webhook key, and with no admin token an admin
 // token, and prints them once as shell export lines.
 //
@@ -86,9 +89,9 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.addr, "addr", env("TDS_ADDR", ":8001"), "listen address (TDS_ADDR)")
 	fs.StringVar(&s.database, "database", env("TDS_DATABASE_URL", "sqlite:tds.db"), "database URL: postgres://… or sqlite:PATH (TDS_DATABASE_URL)")
 	fs.StringVar(&s.webhookKeys, "webhook-keys", env("TDS_WEBHOOK_KEYS", ""), "shared webhook keys, comma-separated, sent in X-Webhook-Key (TDS_WEBHOOK_KEYS)")
-	fs.StringVar(&s.zohoSecret, "zoho-secret", env("TDS_ZOHO_SECRET", ""), "Zoho webhook secret, checked against X-Zoho-Webhook-Signature (TDS_ZOHO_SECRET)")
-	fs.StringVar(&s.standardSecret, "standard-webhooks-secret", env("TDS_STANDARD_WEBHOOKS_SECRET", ""), "Standard Webhooks secret, whsec_… (TDS_STANDARD_WEBHOOKS_SECRET)")
-	fs.StringVar(&s.adminToken, "admin-token", env("TDS_ADMIN_TOKEN", ""), "bearer token of the admin API (TDS_ADMIN_TOKEN)")
+	fs.StringVar(&s.zohoSecret, "zoho-secret", env("TDS_ZOHO_SECRET", ""), "Zoho webhook secrets, comma-separated, checked against X-Zoho-Webhook-Signature (TDS_ZOHO_SECRET)")
+	fs.StringVar(&s.standardSecret, "standard-webhooks-secret", env("TDS_STANDARD_WEBHOOKS_SECRET", ""), "Standard Webhooks secrets, whsec_…, comma-separated (TDS_STANDARD_WEBHOOKS_SECRET)")
+	fs.StringVar(&s.adminToken, "admin-token", env("TDS_ADMIN_TOKEN", ""), "bearer tokens of the admin API, comma-separated (TDS_ADMIN_TOKEN)")
 	fs.IntVar(&s.workers, "workers", workers, "how many jobs are synced at once (TDS_WORKERS)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -120,11 +123,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	// Fail closed, but make the first run work: generate what is missing
 	// and print it once, as lines to paste into the shell that sends.
 	var generated []string
-	if s.webhookKeys == "" && s.zohoSecret == "" && s.standardSecret == "" {
+	if len(splitList(s.webhookKeys)) == 0 && len(splitList(s.zohoSecret)) == 0 && len(splitList(s.standardSecret)) == 0 {
 		s.webhookKeys = secret("whk_")
 		generated = append(generated, "export TDS_WEBHOOK_KEYS="+s.webhookKeys)
 	}
-	if s.adminToken == "" {
+	if len(splitList(s.adminToken)) == 0 {
 		s.adminToken = secret("adm_")
 		generated = append(generated, "export TDS_ADMIN_TOKEN="+s.adminToken)
 	}
@@ -173,18 +176,7 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	hopts := []tds.Option{tds.WithRegistry(reg), tds.WithLogger(log)}
-	if keys := splitList(s.webhookKeys); len(keys) > 0 {
-		hopts = append(hopts, tds.WithWebhookKeys(keys...))
-	}
-	if s.zohoSecret != "" {
-		hopts = append(hopts, tds.WithZohoSecret(s.zohoSecret))
-	}
-	if s.standardSecret != "" {
-		hopts = append(hopts, tds.WithStandardWebhooksSecrets(s.standardSecret))
-	}
-	hopts = append(hopts, tds.WithAdminToken(s.adminToken))
-	handler, err := tds.NewHandler(db, hopts...)
+	handler, err := tds.NewHandler(db, s.handlerOptions(reg, log)...)
 	if err != nil {
 		return err
 	}
@@ -239,6 +231,25 @@ func serve(s *settings, log *slog.Logger) error {
 		log.Info("stopped")
 	}
 	return failure
+}
+
+// handlerOptions are the options of the Handler: every key, secret and
+// token setting is a comma-separated list.
+func (s *settings) handlerOptions(reg *tds.Registry, log *slog.Logger) []tds.Option {
+	opts := []tds.Option{tds.WithRegistry(reg), tds.WithLogger(log)}
+	if keys := splitList(s.webhookKeys); len(keys) > 0 {
+		opts = append(opts, tds.WithWebhookKeys(keys...))
+	}
+	for _, secret := range splitList(s.zohoSecret) {
+		opts = append(opts, tds.WithZohoSecret(secret))
+	}
+	if secrets := splitList(s.standardSecret); len(secrets) > 0 {
+		opts = append(opts, tds.WithStandardWebhooksSecrets(secrets...))
+	}
+	if tokens := splitList(s.adminToken); len(tokens) > 0 {
+		opts = append(opts, tds.WithAdminToken(tokens...))
+	}
+	return opts
 }
 
 // splitList splits a comma-separated list, dropping empty entries.

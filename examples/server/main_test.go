@@ -4,13 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -266,4 +274,58 @@ func post(t *testing.T, url string, body []byte, headers ...string) (int, string
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestCredentialLists: every key, secret and token setting takes a
+// comma-separated list, and each entry is accepted, so any of them can be
+// rotated without downtime.
+func TestCredentialLists(t *testing.T) {
+	ctx := t.Context()
+	db, err := tds.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "tds.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	require.NoError(t, tds.Migrate(ctx, db))
+
+	zoho := []string{"zoho-old-secret-0123456789abcdef0123456789", "zoho-new-secret-0123456789abcdef0123456789"}
+	std := [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}
+	s := &settings{
+		zohoSecret:     " " + zoho[0] + " , " + zoho[1] + ",",
+		standardSecret: "whsec_" + base64.StdEncoding.EncodeToString(std[0]) + ",whsec_" + base64.StdEncoding.EncodeToString(std[1]),
+		adminToken:     "adm-old-0123456789abcdef, adm-new-0123456789abcdef",
+	}
+	h, err := tds.NewHandler(db, s.handlerOptions(tds.ZohoRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close() })
+
+	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "envelope", "product.json"))
+	require.NoError(t, err)
+	send := func(method, path string, body []byte, headers ...string) int {
+		r := httptest.NewRequest(method, path, bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(headers); i += 2 {
+			r.Header.Set(headers[i], headers[i+1])
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for _, secret := range zoho {
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		require.Equal(t, http.StatusOK, send("POST", "/webhooks/products", body, tds.HeaderZohoSignature, hex.EncodeToString(mac.Sum(nil))))
+	}
+	require.Equal(t, http.StatusUnauthorized, send("POST", "/webhooks/products", body, tds.HeaderZohoSignature, strings.Repeat("0", 64)))
+	for i, key := range std {
+		id, ts := fmt.Sprintf("msg_%d", i), strconv.FormatInt(time.Now().Unix(), 10)
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id + "." + ts + "."))
+		mac.Write(body)
+		sig := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+		require.Equal(t, http.StatusOK, send("POST", "/webhooks/products", body,
+			tds.HeaderWebhookID, id, tds.HeaderWebhookTimestamp, ts, tds.HeaderWebhookSignature, sig))
+	}
+	for _, tok := range []string{"adm-old-0123456789abcdef", "adm-new-0123456789abcdef"} {
+		require.Equal(t, http.StatusOK, send("GET", "/queue/stats", nil, "Authorization", "Bearer "+tok))
+	}
+	require.Equal(t, http.StatusUnauthorized, send("GET", "/queue/stats", nil, "Authorization", "Bearer adm-old-0123456789abcdef, adm-new-0123456789abcdef"))
 }
