@@ -47,6 +47,9 @@ type handlerSettings struct {
 	trustedProxies   []netip.Prefix
 	deliveryIDHeader string
 	retryAfter       time.Duration
+	refusalLimit     int           // see refusal.go
+	refusalPeriod    time.Duration //
+	refusalSet       bool          // WithRefusalLimit was given
 }
 
 // Handler is the HTTP face of tds: it receives webhooks and serves the
@@ -74,6 +77,8 @@ type Handler struct {
 	queue *Queue
 	dec   *webhookDecoder
 	mux   *http.ServeMux
+
+	refusals *refusalLimiter // nil: no limit
 }
 
 // NewHandler returns a Handler on db. opts are the options that apply to
@@ -104,6 +109,9 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	if s.retryAfter == 0 {
 		s.retryAfter = DefaultRetryAfter
 	}
+	if !s.refusalSet {
+		s.refusalLimit, s.refusalPeriod = DefaultRefusalLimit, DefaultRefusalPeriod
+	}
 	vs, err := s.verifiers()
 	if err != nil {
 		return nil, err
@@ -127,7 +135,8 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 			deliveryIDHeader: s.deliveryIDHeader,
 			now:              cfg.now,
 		},
-		mux: http.NewServeMux(),
+		mux:      http.NewServeMux(),
+		refusals: newRefusalLimiter(s.refusalLimit, s.refusalPeriod, cfg.now),
 	}
 	h.mux.HandleFunc("POST /webhooks/{route}", h.serveWebhook)
 	h.mux.HandleFunc("GET /health", h.serveHealth)
@@ -191,6 +200,10 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown webhook route %q", route))
 		return
 	}
+	ip := h.clientIP(r)
+	if !h.gate(w, r, route, ip) { // refusal.go: before the body is read
+		return
+	}
 	body, herr := readBody(w, r, h.cfg.handler.maxBodyBytes)
 	if herr != nil {
 		writeError(w, herr.status, herr.msg)
@@ -199,14 +212,13 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	ev, herr := h.dec.decode(r.Header, body, et)
 	if herr != nil {
 		if herr.status == http.StatusUnauthorized {
-			h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: webhook refused",
-				slog.String("route", route), slog.String("client_ip", h.clientIP(r)), slog.String("reason", herr.msg))
+			h.refused(r, route, ip, herr.msg)
 		}
 		writeError(w, herr.status, herr.msg)
 		return
 	}
 	ev.Metadata.Headers = r.Header.Clone()
-	ev.Metadata.ClientIP = h.clientIP(r)
+	ev.Metadata.ClientIP = ip
 
 	res, err := h.proc.Process(r.Context(), ev)
 	switch {

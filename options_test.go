@@ -49,6 +49,7 @@ func sampleOptions() map[string]Option {
 		"WithTrustedProxies":          WithTrustedProxies("10.0.0.0/8"),
 		"WithDeliveryIDHeader":        WithDeliveryIDHeader("X-Delivery-Id"),
 		"WithRetryAfter":              WithRetryAfter(time.Minute),
+		"WithRefusalLimit":            WithRefusalLimit(20, time.Minute),
 	}
 }
 
