@@ -1,11 +1,14 @@
 package tds
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -134,6 +137,50 @@ func (c *config) isSecretHeader(canonical string) bool {
 	return false
 }
 
+// MaxStoredHeaderBytes bounds the request headers stored with an event:
+// the sum of the lengths of their names and values, 8 KiB.
+const MaxStoredHeaderBytes = 8 << 10
+
+// capHeaders keeps h within MaxStoredHeaderBytes by dropping its largest
+// headers first (ties by name), and returns the names it dropped, sorted.
+// h is not modified.
+func capHeaders(h map[string][]string) (map[string][]string, []string) {
+	size := func(name string) int {
+		n := len(name)
+		for _, v := range h[name] {
+			n += len(v)
+		}
+		return n
+	}
+	total := 0
+	for name := range h {
+		total += size(name)
+	}
+	if total <= MaxStoredHeaderBytes {
+		return h, nil
+	}
+	names := slices.Collect(maps.Keys(h))
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(cmp.Compare(size(b), size(a)), cmp.Compare(a, b))
+	})
+	var dropped []string
+	for _, name := range names {
+		if total <= MaxStoredHeaderBytes {
+			break
+		}
+		total -= size(name)
+		dropped = append(dropped, name)
+	}
+	out := make(map[string][]string, len(h)-len(dropped))
+	for name, vs := range h {
+		if !slices.Contains(dropped, name) {
+			out[name] = vs
+		}
+	}
+	slices.Sort(dropped)
+	return out, dropped
+}
+
 // newInboxEvent builds the row for ev: hash, key, version, redacted
 // metadata. It fails with ErrInvalidEvent when ev lacks its identity.
 func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
@@ -181,8 +228,10 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 	if source == "" {
 		source = c.source
 	}
+	headers, dropped := capHeaders(c.redactHeaders(ev.Metadata.Headers))
 	metadata, err := json.Marshal(RequestMetadata{
-		Headers:           c.redactHeaders(ev.Metadata.Headers),
+		Headers:           headers,
+		DroppedHeaders:    dropped,
 		ClientIP:          ev.Metadata.ClientIP,
 		SignatureVerified: ev.Metadata.SignatureVerified,
 		Verifier:          ev.Metadata.Verifier,

@@ -3,6 +3,9 @@ package tds
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,4 +136,52 @@ func TestIdempotencyKeyEscapesSeparators(t *testing.T) {
 	require.NotEqual(t, a, b)
 	require.Equal(t, "zoho:product:123456:update:h:abc",
 		IdempotencyKey("zoho", &Event{EntityType: "product", EntityID: "123456", EventType: "update"}, "abc"))
+}
+
+// The stored headers are capped at MaxStoredHeaderBytes: the largest go
+// first, and their names are recorded.
+func TestInboxCapsStoredHeaders(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		p := newTestProcessor(t, tdb.db)
+		ev := fixture(t, "product.json")
+		headers := map[string][]string{
+			"User-Agent":    {"Zoho-Webhook/1.0"},
+			"X-Large":       {strings.Repeat("a", 3000), strings.Repeat("b", 2000)},
+			"X-Larger":      {strings.Repeat("c", 6000)},
+			"X-Webhook-Key": {strings.Repeat("k", 9000)}, // redacted first, so small
+			"X-Medium":      {strings.Repeat("d", 2500)},
+		}
+		ev.Metadata = RequestMetadata{Headers: headers}
+		res, err := p.Process(ctx, ev)
+		require.NoError(t, err)
+		got, err := NewInboxOrFail(t, tdb).Get(ctx, res.EventID)
+		require.NoError(t, err)
+		md := got.RequestMetadata
+		require.Equal(t, []string{"X-Larger"}, md.DroppedHeaders)
+		require.Equal(t, []string{"User-Agent", "X-Large", "X-Medium", "X-Webhook-Key"}, slices.Sorted(maps.Keys(md.Headers)))
+		require.Equal(t, []string{Redacted}, md.Headers["X-Webhook-Key"])
+		require.Len(t, headers, 5, "the caller's headers are not modified")
+
+		// Small headers are all kept, and nothing is said to be dropped.
+		ev = fixture(t, "customer.json")
+		ev.Metadata = RequestMetadata{Headers: map[string][]string{"X-A": {strings.Repeat("a", MaxStoredHeaderBytes-3)}}}
+		res, err = p.Process(ctx, ev)
+		require.NoError(t, err)
+		got, err = NewInboxOrFail(t, tdb).Get(ctx, res.EventID)
+		require.NoError(t, err)
+		require.Nil(t, got.RequestMetadata.DroppedHeaders)
+		require.Len(t, got.RequestMetadata.Headers, 1)
+	})
+}
+
+func TestCapHeaders(t *testing.T) {
+	h := map[string][]string{"A": {strings.Repeat("x", 5000)}, "B": {strings.Repeat("x", 5000)}, "C": {"c"}}
+	out, dropped := capHeaders(h)
+	require.Equal(t, []string{"A"}, dropped, "equal sizes: the first name goes")
+	require.Equal(t, []string{"B", "C"}, slices.Sorted(maps.Keys(out)))
+	require.Len(t, h, 3)
+	out, dropped = capHeaders(nil)
+	require.Nil(t, out)
+	require.Nil(t, dropped)
 }

@@ -130,6 +130,9 @@ type RequestMetadata struct {
 	// Headers of the request. Secret headers are redacted before they are
 	// stored (see [WithRedactHeaders]).
 	Headers map[string][]string `json:"headers,omitempty"`
+	// DroppedHeaders names the headers left out because the headers
+	// exceeded [MaxStoredHeaderBytes]; the largest go first.
+	DroppedHeaders []string `json:"dropped_headers,omitempty"`
 	// ClientIP is the address the request came from.
 	ClientIP string `json:"client_ip,omitempty"`
 	// SignatureVerified tells whether a key or signature was checked.
