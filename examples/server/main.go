@@ -14,6 +14,8 @@
 //	-standard-webhooks-secret  TDS_STANDARD_WEBHOOKS_SECRET  Standard Webhooks secrets (whsec_…), comma-separated
 //	-admin-token               TDS_ADMIN_TOKEN               bearer tokens of the admin API, comma-separated
 //	-workers                   TDS_WORKERS                   jobs synced at once (4)
+//	-max-conns                 TDS_MAX_CONNS                 connections served at once; more wait (256)
+//	-trusted-proxies           TDS_TRUSTED_PROXIES           proxies whose X-Forwarded-For is believed, comma-separated
 //
 // A flag wins over its environment variable. Every key, secret and token
 // setting takes a comma-separated list, so a credential can be rotated
@@ -42,6 +44,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,6 +59,11 @@ const (
 	idleTimeout       = 2 * time.Minute
 	shutdownTimeout   = 30 * time.Second
 	startTimeout      = 30 * time.Second
+	// maxHeaderBytes bounds a request's headers; a webhook's are far
+	// smaller, and the inbox stores at most 8 KiB of them.
+	maxHeaderBytes = 64 << 10
+	// defaultMaxConns is the default of -max-conns.
+	defaultMaxConns = 256
 )
 
 func main() {
@@ -65,7 +73,8 @@ func main() {
 // settings are the flags, after their environment defaults.
 type settings struct {
 	addr, database, webhookKeys, zohoSecret, standardSecret, adminToken string
-	workers                                                             int
+	trustedProxies                                                      string
+	workers, maxConns                                                   int
 }
 
 func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (*settings, error) {
@@ -75,13 +84,24 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		}
 		return def
 	}
-	workers := tds.DefaultConcurrency
-	if v := getenv("TDS_WORKERS"); v != "" {
+	intEnv := func(name string, def int) (int, error) {
+		v := getenv(name)
+		if v == "" {
+			return def, nil
+		}
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			return nil, fmt.Errorf("TDS_WORKERS=%q is not a number", v)
+			return 0, fmt.Errorf("%s=%q is not a number", name, v)
 		}
-		workers = n
+		return n, nil
+	}
+	workers, err := intEnv("TDS_WORKERS", tds.DefaultConcurrency)
+	if err != nil {
+		return nil, err
+	}
+	maxConns, err := intEnv("TDS_MAX_CONNS", defaultMaxConns)
+	if err != nil {
+		return nil, err
 	}
 	var s settings
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
@@ -93,11 +113,16 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.standardSecret, "standard-webhooks-secret", env("TDS_STANDARD_WEBHOOKS_SECRET", ""), "Standard Webhooks secrets, whsec_…, comma-separated (TDS_STANDARD_WEBHOOKS_SECRET)")
 	fs.StringVar(&s.adminToken, "admin-token", env("TDS_ADMIN_TOKEN", ""), "bearer tokens of the admin API, comma-separated (TDS_ADMIN_TOKEN)")
 	fs.IntVar(&s.workers, "workers", workers, "how many jobs are synced at once (TDS_WORKERS)")
+	fs.IntVar(&s.maxConns, "max-conns", maxConns, "connections served at once; more wait to be accepted (TDS_MAX_CONNS)")
+	fs.StringVar(&s.trustedProxies, "trusted-proxies", env("TDS_TRUSTED_PROXIES", ""), "proxies (addresses or CIDR prefixes), comma-separated, whose X-Forwarded-For gives the client address (TDS_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if s.maxConns < 1 {
+		return nil, fmt.Errorf("-max-conns must be >= 1, got %d", s.maxConns)
 	}
 	return &s, nil
 }
@@ -186,8 +211,10 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	ln = newLimitListener(ln, s.maxConns)
 	srv := &http.Server{
 		Handler:           handler,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -204,7 +231,7 @@ func serve(s *settings, log *slog.Logger) error {
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 
-	log.Info("listening", "addr", ln.Addr().String(), "database", dbKind(s.database), "workers", s.workers)
+	log.Info("listening", "addr", ln.Addr().String(), "database", dbKind(s.database), "workers", s.workers, "max_conns", s.maxConns)
 
 	var failure error
 	select {
@@ -249,7 +276,56 @@ func (s *settings) handlerOptions(reg *tds.Registry, log *slog.Logger) []tds.Opt
 	if tokens := splitList(s.adminToken); len(tokens) > 0 {
 		opts = append(opts, tds.WithAdminToken(tokens...))
 	}
+	if proxies := splitList(s.trustedProxies); len(proxies) > 0 {
+		opts = append(opts, tds.WithTrustedProxies(proxies...))
+	}
 	return opts
+}
+
+// limitListener accepts at most n connections at once: past that, Accept
+// waits for one to close, and new clients wait in the kernel's backlog
+// instead of each costing a goroutine and buffers.
+type limitListener struct {
+	net.Listener
+	slots     chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newLimitListener(l net.Listener, n int) *limitListener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// limitConn gives its slot back once, when it is closed.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // splitList splits a comma-separated list, dropping empty entries.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,11 +35,14 @@ import (
 func TestMain(m *testing.M) { dbtest.Main(m) }
 
 func TestParseSettings(t *testing.T) {
-	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "a,b", "TDS_DATABASE_URL": "sqlite:x.db"}
+	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "a,b", "TDS_DATABASE_URL": "sqlite:x.db",
+		"TDS_MAX_CONNS": "50", "TDS_TRUSTED_PROXIES": "10.0.0.1"}
 	s, err := parseSettings([]string{"-addr", ":9100"}, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, ":9100", s.addr, "a flag wins over its variable")
 	require.Equal(t, 7, s.workers)
+	require.Equal(t, 50, s.maxConns)
+	require.Equal(t, "10.0.0.1", s.trustedProxies)
 	require.Equal(t, "a,b", s.webhookKeys)
 	require.Equal(t, "sqlite:x.db", s.database)
 
@@ -47,6 +51,11 @@ func TestParseSettings(t *testing.T) {
 	require.Equal(t, ":8001", s.addr)
 	require.Equal(t, "sqlite:tds.db", s.database)
 	require.Equal(t, tds.DefaultConcurrency, s.workers)
+	require.Equal(t, defaultMaxConns, s.maxConns)
+	_, err = parseSettings([]string{"-max-conns", "0"}, func(string) string { return "" }, io.Discard)
+	require.ErrorContains(t, err, "-max-conns")
+	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_MAX_CONNS": "lots"}[k] }, io.Discard)
+	require.ErrorContains(t, err, "TDS_MAX_CONNS")
 
 	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_WORKERS": "many"}[k] }, io.Discard)
 	require.ErrorContains(t, err, "TDS_WORKERS")
@@ -116,7 +125,7 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 	key, token := "", ""
 	if withFlags {
 		key, token = "proc-test-webhook-key", "proc-test-admin-token"
-		args = append(args, "-webhook-keys", "old-key,"+key, "-admin-token", token)
+		args = append(args, "-webhook-keys", "old-key,"+key, "-admin-token", "old-token,"+token, "-max-conns", "8", "-trusted-proxies", "10.0.0.0/8")
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
@@ -191,6 +200,9 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 	}
 	status, answer := post(t, base+"/webhooks/products", []byte(`{}`), "X-Webhook-Key", "wrong")
 	require.Equal(t, http.StatusUnauthorized, status, answer)
+	// Headers past 64 KiB are refused by the HTTP server itself.
+	status, answer = post(t, base+"/webhooks/products", []byte(`{}`), "X-Webhook-Key", key, "X-Big", strings.Repeat("a", 100<<10))
+	require.Equal(t, http.StatusRequestHeaderFieldsTooLarge, status, answer)
 
 	// Each entity reaches its mirror table.
 	db, err := tds.Open(ctx, dbURL)
@@ -328,4 +340,64 @@ func TestCredentialLists(t *testing.T) {
 		require.Equal(t, http.StatusOK, send("GET", "/queue/stats", nil, "Authorization", "Bearer "+tok))
 	}
 	require.Equal(t, http.StatusUnauthorized, send("GET", "/queue/stats", nil, "Authorization", "Bearer adm-old-0123456789abcdef, adm-new-0123456789abcdef"))
+}
+
+// TestLimitListener: past n open connections, the next is accepted only
+// once one of them is closed.
+func TestLimitListener(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := newLimitListener(inner, 2)
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := make(chan net.Conn, 3)
+	acceptDone := make(chan error, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				acceptDone <- err
+				return
+			}
+			accepted <- c
+		}
+	}()
+	var clients []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		require.NoError(t, err)
+		clients = append(clients, c)
+	}
+	var served []net.Conn
+	for range 2 {
+		select {
+		case c := <-accepted:
+			served = append(served, c)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first two connections were not accepted")
+		}
+	}
+	select {
+	case <-accepted:
+		t.Fatal("a third connection was accepted while two were open")
+	case <-time.After(100 * time.Millisecond):
+	}
+	require.NoError(t, served[0].Close())
+	_ = served[0].Close() // a second close gives back no second slot
+	select {
+	case c := <-accepted:
+		served = append(served, c)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the third connection was not accepted after one closed")
+	}
+	// Close ends an Accept that waits for a slot.
+	require.NoError(t, ln.Close())
+	select {
+	case err := <-acceptDone:
+		require.ErrorIs(t, err, net.ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not return after Close")
+	}
+	for _, c := range append(clients, served...) {
+		_ = c.Close()
+	}
 }
