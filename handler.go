@@ -47,8 +47,8 @@ type handlerSettings struct {
 	trustedProxies   []netip.Prefix
 	deliveryIDHeader string
 	retryAfter       time.Duration
-	refusalLimit     int           // see refusal.go
-	refusalPeriod    time.Duration //
+	refusalLimit     int           // WithRefusalLimit; see refusal.go
+	refusalPeriod    time.Duration // WithRefusalLimit
 	refusalSet       bool          // WithRefusalLimit was given
 }
 
@@ -116,12 +116,12 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkAdminTokens(); err != nil {
+		return nil, err
+	}
 	if s.noAuth {
 		cfg.logger.LogAttrs(context.Background(), slog.LevelWarn,
 			"tds: WithoutAuthentication: webhooks are accepted without a key or signature; use it only behind a gateway that authenticates")
-	}
-	if err := s.checkAdminTokens(); err != nil {
-		return nil, err
 	}
 	// The parts share cfg, so a type registered on h.Processor().Registry()
 	// is routed too.
