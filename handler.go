@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -193,7 +194,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, herr.status, herr.msg)
 		return
 	}
-	ev, herr := h.dec.decode(r.Header, body, et)
+	ev, herr := h.dec.decode(r.Header, r.URL.Query(), body, et)
 	if herr != nil {
 		if herr.status == http.StatusUnauthorized {
 			h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: webhook refused",
@@ -296,13 +297,13 @@ type webhookDecoder struct {
 
 // decode checks, in order, the content type (415), the key or signature on
 // the raw bytes (401), then the envelope and its entity type (400).
-func (d *webhookDecoder) decode(h http.Header, body []byte, et EntityType) (*Event, *httpError) {
+func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et EntityType) (*Event, *httpError) {
 	if !isJSONContentType(h.Get("Content-Type")) {
 		return nil, &httpError{http.StatusUnsupportedMediaType, "content type must be application/json"}
 	}
 	var meta RequestMetadata
 	if len(d.verifiers) > 0 {
-		name, err := verify.Request(d.verifiers, h, body, d.now())
+		name, err := verify.Request(d.verifiers, h, query, body, d.now())
 		if err != nil {
 			return nil, &httpError{http.StatusUnauthorized, err.Error()}
 		}

@@ -401,7 +401,9 @@ func TestNewHandlerOptions(t *testing.T) {
 		{"admin token equals a webhook key", []Option{WithWebhookKeys("same"), WithAdminToken("same")}, "WithAdminToken"},
 		{"empty key", []Option{WithWebhookKeys("")}, "WithWebhookKeys"},
 		{"no keys", []Option{WithWebhookKeys()}, "WithWebhookKeys"},
-		{"empty zoho secret", []Option{WithZohoSecret("")}, "WithZohoSecret"},
+		{"empty zoho secret", []Option{WithZohoSecret("")}, "WithZohoSecret: secret must be 12 to 50"},
+		{"short zoho secret", []Option{WithZohoSecret("abc123")}, "WithZohoSecret: secret must be 12 to 50"},
+		{"zoho secret not alphanumeric", []Option{WithZohoSecret("zoho-webhook-secret")}, "WithZohoSecret: secret must be letters and digits"},
 		{"bad standard secret", []Option{WithStandardWebhooksSecrets("whsec_not base64!")}, "WithStandardWebhooksSecrets"},
 		{"zero body limit", []Option{WithWebhookKeys("k"), WithMaxBodyBytes(0)}, "WithMaxBodyBytes"},
 		{"bad proxy", []Option{WithWebhookKeys("k"), WithTrustedProxies("10.0.0.0/99")}, "WithTrustedProxies"},
@@ -418,7 +420,7 @@ func TestNewHandlerOptions(t *testing.T) {
 	require.Error(t, err)
 	_, err = NewHandler(tdb.db, WithoutAuthentication())
 	require.NoError(t, err)
-	_, err = NewHandler(tdb.db, WithZohoSecret("a"), WithZohoSecret("b"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("k1", "k2"))
+	_, err = NewHandler(tdb.db, WithZohoSecret("zohoSecretOld1"), WithZohoSecret("zohoSecretNew2"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("k1", "k2"))
 	require.NoError(t, err)
 }
 
@@ -518,7 +520,7 @@ func FuzzWebhookDecode(f *testing.F) {
 				h.Set(name, v)
 			}
 		}
-		ev, herr := d.decode(h, body, products)
+		ev, herr := d.decode(h, nil, body, products)
 		if herr != nil {
 			require.Contains(t, []int{400, 401, 415}, herr.status)
 			require.NotEmpty(t, herr.msg)
@@ -549,7 +551,7 @@ func FuzzWebhookDecode(f *testing.F) {
 		if contentType != "" {
 			signed.Set("Content-Type", contentType)
 		}
-		ev2, herr2 := d.decode(signed, body, products)
+		ev2, herr2 := d.decode(signed, nil, body, products)
 		if herr2 != nil {
 			require.Equal(t, http.StatusBadRequest, herr2.status, herr2.msg)
 		} else {

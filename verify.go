@@ -12,8 +12,8 @@ import (
 const (
 	// HeaderWebhookKey carries a shared webhook key ([WithWebhookKeys]).
 	HeaderWebhookKey = verify.HeaderKey // "X-Webhook-Key"
-	// HeaderZohoSignature carries Zoho's hex HMAC-SHA256 of the raw body
-	// ([WithZohoSecret]).
+	// HeaderZohoSignature carries Zoho's hex HMAC-SHA256 of the request's
+	// parameters and raw body ([WithZohoSecret]).
 	HeaderZohoSignature = verify.HeaderZohoSignature // "X-Zoho-Webhook-Signature"
 	// HeaderWebhookID, HeaderWebhookTimestamp and HeaderWebhookSignature
 	// are the Standard Webhooks headers ([WithStandardWebhooksSecrets]).
@@ -54,13 +54,23 @@ func WithWebhookKeys(keys ...string) Option {
 }
 
 // WithZohoSecret accepts webhooks whose X-Zoho-Webhook-Signature header is
-// the hex HMAC-SHA256 of the raw body under secret, the webhook's secret in
-// Zoho. Each call adds a secret, so one can be rotated without downtime.
+// the hex HMAC-SHA256, under secret (the webhook's secret token in Zoho, 12
+// to 50 letters and digits), of the query-string and form parameters
+// sorted by key and written as keyvalue, followed by the raw body; with no
+// parameters, of the raw body alone. Which parts of this Zoho documents and
+// which tds assumes is said at the top of the README's Zoho section. Each
+// call adds a secret, so one can be rotated without downtime.
+//
+// Zoho signs no delivery id, so under this verifier the idempotency key is
+// built from the content hash, and a Webhook-Id or [WithDeliveryIDHeader]
+// header is ignored: a captured delivery re-sent with a fresh id is a
+// duplicate. An event of a type with a [EntityType.VersionField] must carry
+// that field, or it is stored invalid (422) and not queued.
 // Applies to [NewHandler]. Defaults to no secret.
 func WithZohoSecret(secret string) Option {
 	return newOption("WithZohoSecret", forHandler, func(c *config) error {
-		if secret == "" {
-			return optErr("WithZohoSecret", "empty secret")
+		if err := verify.CheckZohoSecret(secret); err != nil {
+			return optErr("WithZohoSecret", "%v", err)
 		}
 		c.handler.zohoSecrets = append(c.handler.zohoSecrets, []byte(secret))
 		return nil

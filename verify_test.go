@@ -62,7 +62,7 @@ func TestWebhookSignedOverHTTP(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		clock := newTestClock()
-		const zohoSecret = "zoho-webhook-secret"
+		const zohoSecret = "zohoWebhookSecret2026"
 		h := newTestHandler(t, tdb, WithZohoSecret(zohoSecret), WithStandardWebhooksSecrets(swExampleSecret),
 			WithClock(clock.Now), WithAdminToken(testAdminToken))
 		body := fixtureBytes(t, "product.json")
