@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -295,21 +294,38 @@ type webhookDecoder struct {
 	now              func() time.Time
 }
 
-// decode checks, in order, the content type (415), the key or signature on
-// the raw bytes (401), then the envelope and its entity type (400).
+// decode checks, in order, the content type (415), the form's syntax
+// (400), the key or signature on the raw bytes and the parameters (401),
+// then the payload and its entity type (400). See payload.go for the
+// formats.
 func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et EntityType) (*Event, *httpError) {
-	if !isJSONContentType(h.Get("Content-Type")) {
-		return nil, &httpError{http.StatusUnsupportedMediaType, "content type must be application/json"}
+	kind := bodyKindOf(h.Get("Content-Type"))
+	if kind == bodyUnsupported {
+		return nil, &httpError{http.StatusUnsupportedMediaType, "content type must be application/json or application/x-www-form-urlencoded"}
+	}
+	params, form := query, url.Values(nil)
+	if kind == bodyForm {
+		var err error
+		if form, err = parseForm(body); err != nil {
+			return nil, &httpError{http.StatusBadRequest, publicError(err)}
+		}
+		params = mergeValues(query, form)
 	}
 	var meta RequestMetadata
 	if len(d.verifiers) > 0 {
-		name, err := verify.Request(d.verifiers, h, query, body, d.now())
+		name, err := verify.Request(d.verifiers, h, params, body, d.now())
 		if err != nil {
 			return nil, &httpError{http.StatusUnauthorized, err.Error()}
 		}
 		meta.SignatureVerified, meta.Verifier = true, name
 	}
-	ev, err := ParseEnvelope(body)
+	var ev *Event
+	var err error
+	if kind == bodyForm {
+		ev, err = parseFormPayload(form, query, et)
+	} else {
+		ev, err = parseJSONPayload(body, query, et)
+	}
 	if err != nil {
 		return nil, &httpError{http.StatusBadRequest, publicError(err)}
 	}
@@ -328,17 +344,17 @@ func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et
 	return ev, nil
 }
 
-// isJSONContentType accepts application/json, application/*+json and,
-// since some senders omit it, no content type at all.
-func isJSONContentType(ct string) bool {
-	if strings.TrimSpace(ct) == "" {
-		return true
+// mergeValues is the query's parameters and the form's, a key in both
+// keeping the query's values first.
+func mergeValues(query, form url.Values) url.Values {
+	out := make(url.Values, len(query)+len(form))
+	for k, vs := range query {
+		out[k] = append([]string(nil), vs...)
 	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
+	for k, vs := range form {
+		out[k] = append(out[k], vs...)
 	}
-	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+	return out
 }
 
 // publicError is err's message without the package prefix. Only errors

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -29,6 +31,23 @@ func zohoSign(secret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// zohoSignQuery signs params (sorted keyvalue pairs) then body, as
+// documented on WithZohoSecret.
+func zohoSignQuery(secret string, params url.Values, body []byte) string {
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b []byte
+	for _, k := range keys {
+		for _, v := range params[k] {
+			b = append(b, k+v...)
+		}
+	}
+	return zohoSign(secret, append(b, body...))
 }
 
 func swSign(t testing.TB, secret, id, ts string, body []byte) string {
