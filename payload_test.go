@@ -1,10 +1,17 @@
 package tds
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -130,5 +137,142 @@ func FuzzFormPayload(f *testing.F) {
 		var data map[string]any
 		require.NoError(t, json.Unmarshal(ev.Data, &data))
 		require.Equal(t, ev.EntityID, data["item_id"])
+	})
+}
+
+const testZohoSecret = "zohoTestSecret2026"
+
+// zohoFixture reads testdata/zoho/name, a Default Payload built from the
+// record shapes of Zoho's API documentation.
+func zohoFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "zoho", name))
+	require.NoError(t, err)
+	return b
+}
+
+// zohoRecord is the record of a Default Payload fixture.
+func zohoRecord(t testing.TB, name, module string) map[string]any {
+	t.Helper()
+	var top map[string]map[string]any
+	dec := json.NewDecoder(bytes.NewReader(zohoFixture(t, name)))
+	dec.UseNumber()
+	require.NoError(t, dec.Decode(&top))
+	rec, ok := top[module]
+	require.True(t, ok, "%s has no %q", name, module)
+	return rec
+}
+
+// zohoBody is rec as Zoho sends it in shape: "default" (JSON), "JSONString"
+// (a form whose JSONString field holds the Default Payload) or "flat" (a
+// form of the record's top-level scalar fields). It tells whether the body
+// is a form.
+func zohoBody(t testing.TB, shape, module string, rec map[string]any) ([]byte, bool) {
+	t.Helper()
+	js, err := json.Marshal(map[string]any{module: rec})
+	require.NoError(t, err)
+	switch shape {
+	case "default":
+		return js, false
+	case "JSONString":
+		return []byte(url.Values{FormJSONField: {string(js)}}.Encode()), true
+	case "flat":
+		form := url.Values{}
+		for k, v := range rec {
+			switch v := v.(type) {
+			case string:
+				form.Set(k, v)
+			case json.Number:
+				form.Set(k, v.String())
+			case bool:
+				form.Set(k, fmt.Sprint(v))
+			}
+		}
+		return []byte(form.Encode()), true
+	}
+	t.Fatalf("unknown shape %q", shape)
+	return nil, false
+}
+
+// zohoPost posts body to /webhooks/route?query signed as WithZohoSecret
+// documents: the query's and the form's parameters sorted by key, as
+// keyvalue, then the raw body.
+func zohoPost(t *testing.T, h http.Handler, route, query string, body []byte, form bool, headers ...string) answer {
+	t.Helper()
+	params, err := url.ParseQuery(query)
+	require.NoError(t, err)
+	ct := "application/json"
+	if form {
+		ct = "application/x-www-form-urlencoded"
+		f, err := url.ParseQuery(string(body))
+		require.NoError(t, err)
+		for k, vs := range f {
+			params[k] = append(params[k], vs...)
+		}
+	}
+	path := "/webhooks/" + route
+	if query != "" {
+		path += "?" + query
+	}
+	return serve(t, h, http.MethodPost, path, body,
+		append([]string{"Content-Type", ct, HeaderZohoSignature, zohoSignQuery(testZohoSecret, params, body)}, headers...)...)
+}
+
+// zohoTypeCases are the seven Zoho types: route, fixture, module key, id
+// field and mirror table.
+var zohoTypeCases = []struct{ route, fixture, module, idField, table string }{
+	{"products", "item.json", "item", "item_id", "products"},
+	{"customers", "contact.json", "contact", "contact_id", "customers"},
+	{"invoices", "invoice.json", "invoice", "invoice_id", "invoices"},
+	{"bills", "bill.json", "bill", "bill_id", "bills"},
+	{"credit-notes", "creditnote.json", "creditnote", "creditnote_id", "credit_notes"},
+	{"prices", "pricebook.json", "pricebook", "pricebook_id", "price_lists"},
+	{"stock", "stock.json", "item", "item_id", "stock"},
+}
+
+// TestZohoPayloadsReachTheMirror posts every Zoho type as a Default
+// Payload, a JSONString form and a flat form, with and without query
+// parameters, Zoho-signed, and finds each entity in its mirror table.
+func TestZohoPayloadsReachTheMirror(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newWorkerEnv(t, tdb)
+		h := newTestHandler(t, tdb, WithZohoSecret(testZohoSecret), WithClock(e.clock.Now))
+		require.NoError(t, MigrateMirror(ctx, tdb.db, ZohoRegistry()))
+		type mirrored struct{ table, id, name string }
+		var want []mirrored
+		for _, tc := range zohoTypeCases {
+			for si, shape := range []string{"default", "JSONString", "flat"} {
+				for qi, query := range []string{"", "event=update&token=abc", "token=abc&event=create"} {
+					rec := zohoRecord(t, tc.fixture, tc.module)
+					id := fmt.Sprintf("%s%d%d", rec[tc.idField], si, qi)
+					rec[tc.idField] = id
+					body, form := zohoBody(t, shape, tc.module, rec)
+					a := zohoPost(t, h, tc.route, query, body, form)
+					require.Equal(t, http.StatusOK, a.status, "%s %s %q: %s", tc.route, shape, query, a.raw)
+					require.Equal(t, true, a.body["queued"], a.raw)
+					require.Contains(t, a.body["idempotency_key"], ":"+id+":", a.raw)
+					name, _ := rec["name"].(string)
+					want = append(want, mirrored{tc.table, id, name})
+				}
+			}
+		}
+		require.Equal(t, 7*3*3, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE is_valid"))
+		require.Equal(t, 7*3, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE event_type = 'create'"))
+
+		m, err := NewMirrorSyncer(WithClock(e.clock.Now))
+		require.NoError(t, err)
+		e.start(t, m)
+		require.Eventually(t, func() bool {
+			return count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'completed'") == len(want)
+		}, 30*time.Second, 10*time.Millisecond)
+		require.Equal(t, len(want), count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE outcome = 'synced'"))
+		for _, w := range want {
+			var data string
+			require.NoError(t, tdb.db.NewSelect().Table(w.table).Column("data").
+				Where("entity_id = ? AND deleted_at IS NULL", w.id).Scan(ctx, &data), "%s %s", w.table, w.id)
+			require.Contains(t, data, w.id)
+			require.Contains(t, data, w.name)
+		}
 	})
 }
