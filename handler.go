@@ -333,15 +333,50 @@ func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et
 		return nil, &httpError{http.StatusBadRequest,
 			fmt.Sprintf("entity_type %q does not match the route %q, which takes %q", ev.EntityType, et.Route, et.Name)}
 	}
-	ev.DeliveryID = strings.TrimSpace(h.Get(HeaderWebhookID))
-	if ev.DeliveryID == "" && d.deliveryIDHeader != "" {
-		ev.DeliveryID = strings.TrimSpace(h.Get(d.deliveryIDHeader))
-	}
+	ev.DeliveryID = d.deliveryID(h, meta.Verifier)
 	if len(ev.DeliveryID) > maxDeliveryIDBytes {
 		return nil, &httpError{http.StatusBadRequest, fmt.Sprintf("delivery id longer than %d bytes", maxDeliveryIDBytes)}
 	}
+	if meta.Verifier == VerifierZoho {
+		ev.checks = versionChecks(ev, et)
+	}
 	ev.Metadata = meta
 	return ev, nil
+}
+
+// deliveryID is the sender's delivery id when it may key the event. A
+// delivery id counts only if the accepted signature covers it, or else a
+// captured delivery re-sent with a fresh id would be stored and queued
+// again: only Standard Webhooks signs its webhook-id. Under the key or Zoho
+// verifier the content hash is the key. With no verifier nothing is signed,
+// and the header of WithDeliveryIDHeader is the operator's explicit choice.
+func (d *webhookDecoder) deliveryID(h http.Header, verifier string) string {
+	switch {
+	case verifier == VerifierStandardWebhooks:
+		return strings.TrimSpace(h.Get(HeaderWebhookID))
+	case len(d.verifiers) == 0 && d.deliveryIDHeader != "":
+		return strings.TrimSpace(h.Get(d.deliveryIDHeader))
+	}
+	return ""
+}
+
+// versionChecks reports a record without its type's version field. Under
+// Zoho's signature, which signs no delivery id, the version is what stops
+// a replayed older record (or delete) from overwriting a newer one, and
+// without it the version would be the time of receipt.
+func versionChecks(ev *Event, et EntityType) ValidationErrors {
+	if et.VersionField == "" {
+		return nil
+	}
+	data, err := decodeObject(ev.Data)
+	if err != nil {
+		return nil // the Validator reports it
+	}
+	if v, ok := data[et.VersionField]; !ok || isEmpty(v) {
+		return ValidationErrors{{Field: "data." + et.VersionField,
+			Message: "is required under Zoho's signature, which signs no delivery id: the version orders replays"}}
+	}
+	return nil
 }
 
 // mergeValues is the query's parameters and the form's, a key in both
@@ -490,9 +525,12 @@ func WithTrustedProxies(proxies ...string) Option {
 }
 
 // WithDeliveryIDHeader names a header carrying the sender's delivery id,
-// such as "X-Delivery-Id", for senders that do not use Standard Webhooks.
-// A redelivery with the same id is a duplicate even if its content
-// changed. The Standard Webhooks webhook-id header always counts and wins.
+// such as "X-Delivery-Id", under [WithoutAuthentication]: a redelivery
+// with the same id is a duplicate even if its content changed. Nothing
+// signs such a header, so it is refused with a key or secret, where a
+// replay with a fresh id would count as new: there the delivery id is
+// Standard Webhooks' signed webhook-id, or none (the content hash keys the
+// event).
 // Applies to [NewHandler]. Defaults to none.
 func WithDeliveryIDHeader(name string) Option {
 	return newOption("WithDeliveryIDHeader", forHandler, func(c *config) error {

@@ -475,6 +475,9 @@ func TestWebhookWithoutAuthentication(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, ev.RequestMetadata.SignatureVerified)
 		require.Empty(t, ev.RequestMetadata.Verifier)
+		// An unsigned Webhook-Id is not the operator's chosen header.
+		w := serve(t, h, "POST", "/webhooks/customers", fixtureBytes(t, "customer.json"), HeaderWebhookID, "w-1")
+		require.Contains(t, w.body["idempotency_key"], ":create:h:", w.raw)
 		long := serve(t, h, "POST", "/webhooks/products", body, "X-Delivery-Id", strings.Repeat("x", 201))
 		requireError(t, long, 400, "delivery id")
 	})

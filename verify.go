@@ -17,7 +17,8 @@ const (
 	HeaderZohoSignature = verify.HeaderZohoSignature // "X-Zoho-Webhook-Signature"
 	// HeaderWebhookID, HeaderWebhookTimestamp and HeaderWebhookSignature
 	// are the Standard Webhooks headers ([WithStandardWebhooksSecrets]).
-	// The webhook id is the delivery id used for idempotency.
+	// The webhook id, which the signature covers, is the delivery id used
+	// for idempotency; under any other verifier it is ignored.
 	HeaderWebhookID        = verify.HeaderID        // "Webhook-Id": the message id, the delivery id
 	HeaderWebhookTimestamp = verify.HeaderTimestamp // "Webhook-Timestamp": Unix seconds, signed with the body
 	HeaderWebhookSignature = verify.HeaderSignature // "Webhook-Signature": space-separated "v1,<base64>" entries
@@ -80,8 +81,10 @@ func WithZohoSecret(secret string) Option {
 // WithStandardWebhooksSecrets accepts webhooks signed as Standard Webhooks
 // specify (webhook-id, webhook-timestamp, webhook-signature), under any of
 // secrets ("whsec_" and base64), with a timestamp no further than
-// [StandardWebhooksTolerance] from now. The webhook-id becomes the delivery
-// id, so a redelivery is a duplicate. Each call adds to the list.
+// [StandardWebhooksTolerance] from now. The webhook-id, which the
+// signature covers, becomes the delivery id, so a redelivery is a
+// duplicate; it is the only verifier whose delivery id counts. Each call
+// adds to the list.
 // Applies to [NewHandler]. Defaults to no secret.
 func WithStandardWebhooksSecrets(secrets ...string) Option {
 	return newOption("WithStandardWebhooksSecrets", forHandler, func(c *config) error {
@@ -128,6 +131,8 @@ func (s *handlerSettings) verifiers() ([]verify.Verifier, error) {
 		return nil, errors.New("tds: NewHandler: no webhook verifier: give WithWebhookKeys, WithZohoSecret or WithStandardWebhooksSecrets, or WithoutAuthentication explicitly")
 	case len(vs) > 0 && s.noAuth:
 		return nil, errors.New("tds: WithoutAuthentication: conflicts with the webhook keys or secrets also given")
+	case len(vs) > 0 && s.deliveryIDHeader != "":
+		return nil, errors.New("tds: WithDeliveryIDHeader: only with WithoutAuthentication: no verifier signs that header, so a replay with a fresh id would count as a new delivery")
 	}
 	return vs, nil
 }
