@@ -55,8 +55,8 @@ type Registry struct {
 
 // zohoTypes is the built-in preset for Zoho Books and Zoho Inventory.
 // The module keys are those of Zoho's API responses. Price lists have no
-// VersionField: Zoho's documented pricebook record shows no
-// last_modified_time.
+// VersionField: we found no last_modified_time in Zoho's pricebook record
+// (an assumption, not a documented fact).
 var zohoTypes = []EntityType{
 	{Name: "product", Route: "products", IDField: "item_id", RequiredFields: []string{"name"}, Priority: 5, MirrorTable: "products",
 		ModuleKeys: []string{"item"}, VersionField: zohoVersionField},
