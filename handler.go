@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -209,7 +209,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, herr.status, herr.msg)
 		return
 	}
-	ev, herr := h.dec.decode(r.Header, body, et)
+	ev, herr := h.dec.decode(r.Header, r.URL.Query(), body, et)
 	if herr != nil {
 		if herr.status == http.StatusUnauthorized {
 			h.refused(r, route, ip, herr.msg)
@@ -309,21 +309,38 @@ type webhookDecoder struct {
 	now              func() time.Time
 }
 
-// decode checks, in order, the content type (415), the key or signature on
-// the raw bytes (401), then the envelope and its entity type (400).
-func (d *webhookDecoder) decode(h http.Header, body []byte, et EntityType) (*Event, *httpError) {
-	if !isJSONContentType(h.Get("Content-Type")) {
-		return nil, &httpError{http.StatusUnsupportedMediaType, "content type must be application/json"}
+// decode checks, in order, the content type (415), the form's syntax
+// (400), the key or signature on the raw bytes and the parameters (401),
+// then the payload and its entity type (400). See payload.go for the
+// formats.
+func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et EntityType) (*Event, *httpError) {
+	kind := bodyKindOf(h.Get("Content-Type"))
+	if kind == bodyUnsupported {
+		return nil, &httpError{http.StatusUnsupportedMediaType, "content type must be application/json or application/x-www-form-urlencoded"}
+	}
+	params, form := query, url.Values(nil)
+	if kind == bodyForm {
+		var err error
+		if form, err = parseForm(body); err != nil {
+			return nil, &httpError{http.StatusBadRequest, publicError(err)}
+		}
+		params = mergeValues(query, form)
 	}
 	var meta RequestMetadata
 	if len(d.verifiers) > 0 {
-		name, err := verify.Request(d.verifiers, h, body, d.now())
+		name, err := verify.Request(d.verifiers, h, params, body, d.now())
 		if err != nil {
 			return nil, &httpError{http.StatusUnauthorized, err.Error()}
 		}
 		meta.SignatureVerified, meta.Verifier = true, name
 	}
-	ev, err := ParseEnvelope(body)
+	var ev *Event
+	var err error
+	if kind == bodyForm {
+		ev, err = parseFormPayload(form, query, et)
+	} else {
+		ev, err = parseJSONPayload(body, query, et)
+	}
 	if err != nil {
 		return nil, &httpError{http.StatusBadRequest, publicError(err)}
 	}
@@ -331,28 +348,63 @@ func (d *webhookDecoder) decode(h http.Header, body []byte, et EntityType) (*Eve
 		return nil, &httpError{http.StatusBadRequest,
 			fmt.Sprintf("entity_type %q does not match the route %q, which takes %q", ev.EntityType, et.Route, et.Name)}
 	}
-	ev.DeliveryID = strings.TrimSpace(h.Get(HeaderWebhookID))
-	if ev.DeliveryID == "" && d.deliveryIDHeader != "" {
-		ev.DeliveryID = strings.TrimSpace(h.Get(d.deliveryIDHeader))
-	}
+	ev.DeliveryID = d.deliveryID(h, meta.Verifier)
 	if len(ev.DeliveryID) > maxDeliveryIDBytes {
 		return nil, &httpError{http.StatusBadRequest, fmt.Sprintf("delivery id longer than %d bytes", maxDeliveryIDBytes)}
+	}
+	if meta.Verifier == VerifierZoho {
+		ev.checks = versionChecks(ev, et)
 	}
 	ev.Metadata = meta
 	return ev, nil
 }
 
-// isJSONContentType accepts application/json, application/*+json and,
-// since some senders omit it, no content type at all.
-func isJSONContentType(ct string) bool {
-	if strings.TrimSpace(ct) == "" {
-		return true
+// deliveryID is the sender's delivery id when it may key the event. A
+// delivery id counts only if the accepted signature covers it, or else a
+// captured delivery re-sent with a fresh id would be stored and queued
+// again: only Standard Webhooks signs its webhook-id. Under the key or Zoho
+// verifier the content hash is the key. With no verifier nothing is signed,
+// and the header of WithDeliveryIDHeader is the operator's explicit choice.
+func (d *webhookDecoder) deliveryID(h http.Header, verifier string) string {
+	switch {
+	case verifier == VerifierStandardWebhooks:
+		return strings.TrimSpace(h.Get(HeaderWebhookID))
+	case len(d.verifiers) == 0 && d.deliveryIDHeader != "":
+		return strings.TrimSpace(h.Get(d.deliveryIDHeader))
 	}
-	mt, _, err := mime.ParseMediaType(ct)
+	return ""
+}
+
+// versionChecks reports a record without its type's version field. Under
+// Zoho's signature, which signs no delivery id, the version is what stops
+// a replayed older record (or delete) from overwriting a newer one, and
+// without it the version would be the time of receipt.
+func versionChecks(ev *Event, et EntityType) ValidationErrors {
+	if et.VersionField == "" {
+		return nil
+	}
+	data, err := decodeObject(ev.Data)
 	if err != nil {
-		return false
+		return nil // the Validator reports it
 	}
-	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+	if v, ok := data[et.VersionField]; !ok || isEmpty(v) {
+		return ValidationErrors{{Field: "data." + et.VersionField,
+			Message: "is required under Zoho's signature, which signs no delivery id: the version orders replays"}}
+	}
+	return nil
+}
+
+// mergeValues is the query's parameters and the form's, a key in both
+// keeping the query's values first.
+func mergeValues(query, form url.Values) url.Values {
+	out := make(url.Values, len(query)+len(form))
+	for k, vs := range query {
+		out[k] = append([]string(nil), vs...)
+	}
+	for k, vs := range form {
+		out[k] = append(out[k], vs...)
+	}
+	return out
 }
 
 // publicError is err's message without the package prefix. Only errors
@@ -488,9 +540,12 @@ func WithTrustedProxies(proxies ...string) Option {
 }
 
 // WithDeliveryIDHeader names a header carrying the sender's delivery id,
-// such as "X-Delivery-Id", for senders that do not use Standard Webhooks.
-// A redelivery with the same id is a duplicate even if its content
-// changed. The Standard Webhooks webhook-id header always counts and wins.
+// such as "X-Delivery-Id", under [WithoutAuthentication]: a redelivery
+// with the same id is a duplicate even if its content changed. Nothing
+// signs such a header, so it is refused with a key or secret, where a
+// replay with a fresh id would count as new: there the delivery id is
+// Standard Webhooks' signed webhook-id, or none (the content hash keys the
+// event).
 // Applies to [NewHandler]. Defaults to none.
 func WithDeliveryIDHeader(name string) Option {
 	return newOption("WithDeliveryIDHeader", forHandler, func(c *config) error {

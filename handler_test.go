@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,7 +191,12 @@ func TestWebhookRefusedStoresNothing(t *testing.T) {
 			{"wrong method on health", "POST", "/health", nil, key, 405, "method not allowed"},
 			{"body over the limit", "POST", "/webhooks/products", bytes.Repeat([]byte(" "), 5000), key, 413, "larger than 4096 bytes"},
 			{"text body", "POST", "/webhooks/products", product, append([]string{"Content-Type", "text/plain"}, key...), 415, "application/json"},
-			{"form body", "POST", "/webhooks/products", product, append([]string{"Content-Type", "application/x-www-form-urlencoded"}, key...), 415, "application/json"},
+			{"multipart body", "POST", "/webhooks/products", product, append([]string{"Content-Type", "multipart/form-data; boundary=x"}, key...), 415, "application/x-www-form-urlencoded"},
+			{"form without the id", "POST", "/webhooks/products", []byte("name=Pump"), append([]string{"Content-Type", "application/x-www-form-urlencoded"}, key...), 400, "form field item_id is required"},
+			{"malformed form", "POST", "/webhooks/products", []byte("item_id=%zz"), append([]string{"Content-Type", "application/x-www-form-urlencoded"}, key...), 400, "malformed form body"},
+			{"default payload without the id", "POST", "/webhooks/products", []byte(`{"item":{"name":"Pump"}}`), key, 400, "item.item_id is required"},
+			{"default payload not an object", "POST", "/webhooks/products", []byte(`{"item":"1"}`), key, 400, "item must be a JSON object"},
+			{"default payload of another module", "POST", "/webhooks/products", []byte(`{"contact":{"contact_id":"1"}}`), key, 400, "neither a tds envelope"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				a := serve(t, h, tc.method, tc.path, tc.body, tc.headers...)
@@ -401,7 +407,9 @@ func TestNewHandlerOptions(t *testing.T) {
 		{"admin token equals a webhook key", []Option{WithWebhookKeys("same"), WithAdminToken("same")}, "WithAdminToken"},
 		{"empty key", []Option{WithWebhookKeys("")}, "WithWebhookKeys"},
 		{"no keys", []Option{WithWebhookKeys()}, "WithWebhookKeys"},
-		{"empty zoho secret", []Option{WithZohoSecret("")}, "WithZohoSecret"},
+		{"empty zoho secret", []Option{WithZohoSecret("")}, "WithZohoSecret: secret must be 12 to 50"},
+		{"short zoho secret", []Option{WithZohoSecret("abc123")}, "WithZohoSecret: secret must be 12 to 50"},
+		{"zoho secret not alphanumeric", []Option{WithZohoSecret("zoho-webhook-secret")}, "WithZohoSecret: secret must be letters and digits"},
 		{"bad standard secret", []Option{WithStandardWebhooksSecrets("whsec_not base64!")}, "WithStandardWebhooksSecrets"},
 		{"zero body limit", []Option{WithWebhookKeys("k"), WithMaxBodyBytes(0)}, "WithMaxBodyBytes"},
 		{"bad proxy", []Option{WithWebhookKeys("k"), WithTrustedProxies("10.0.0.0/99")}, "WithTrustedProxies"},
@@ -421,7 +429,7 @@ func TestNewHandlerOptions(t *testing.T) {
 	require.Error(t, err)
 	_, err = NewHandler(tdb.db, WithoutAuthentication())
 	require.NoError(t, err)
-	_, err = NewHandler(tdb.db, WithZohoSecret("a"), WithZohoSecret("b"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("k1", "k2"))
+	_, err = NewHandler(tdb.db, WithZohoSecret("zohoSecretOld1"), WithZohoSecret("zohoSecretNew2"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("k1", "k2"))
 	require.NoError(t, err)
 }
 
@@ -470,6 +478,9 @@ func TestWebhookWithoutAuthentication(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, ev.RequestMetadata.SignatureVerified)
 		require.Empty(t, ev.RequestMetadata.Verifier)
+		// An unsigned Webhook-Id is not the operator's chosen header.
+		w := serve(t, h, "POST", "/webhooks/customers", fixtureBytes(t, "customer.json"), HeaderWebhookID, "w-1")
+		require.Contains(t, w.body["idempotency_key"], ":create:h:", w.raw)
 		long := serve(t, h, "POST", "/webhooks/products", body, "X-Delivery-Id", strings.Repeat("x", 201))
 		requireError(t, long, 400, "delivery id")
 	})
@@ -491,14 +502,15 @@ func TestWithoutAuthenticationWarns(t *testing.T) {
 	require.NotContains(t, quiet.String(), "WithoutAuthentication")
 }
 
-// FuzzWebhookDecode feeds arbitrary bodies and headers through the part of
-// the request path that runs before the database: content type, key and
-// signature checks on the raw bytes, envelope parsing. It must never panic,
-// accept only what a verifier vouched for, and always accept a correct
-// signature. The seeds run as an ordinary test.
+// FuzzWebhookDecode feeds arbitrary bodies, content types, queries and
+// headers through the part of the request path that runs before the
+// database: content type, key and signature checks on the raw bytes and
+// parameters, payload parsing. It must never panic, accept only what a
+// verifier vouched for, and always accept a correct signature. The seeds
+// run as an ordinary test.
 func FuzzWebhookDecode(f *testing.F) {
 	now := time.Unix(1614265330, 0)
-	const zohoKey = "zoho-secret"
+	const zohoKey = "zohoSecret0123"
 	swKey, err := verify.DecodeStandardSecret(swExampleSecret)
 	require.NoError(f, err)
 	d := &webhookDecoder{
@@ -511,23 +523,36 @@ func FuzzWebhookDecode(f *testing.F) {
 		now:              func() time.Time { return now },
 	}
 	products, _ := ZohoRegistry().ByRoute("products")
+	const form = "application/x-www-form-urlencoded"
 
 	entries, err := os.ReadDir(filepath.Join("testdata", "envelope"))
 	require.NoError(f, err)
 	for _, e := range entries {
 		body := fixtureBytes(f, e.Name())
-		f.Add(body, "application/json", testWebhookKey, "", "", "", "")
-		f.Add(body, "application/json", "", zohoSign(zohoKey, body), "", "", "")
-		f.Add(body, "", "", "", "msg_1", swExampleTimestamp, swSign(f, swExampleSecret, "msg_1", swExampleTimestamp, body))
+		f.Add(body, "application/json", "", testWebhookKey, "", "", "", "")
+		f.Add(body, "application/json", "", "", zohoSign(zohoKey, body), "", "", "")
+		f.Add(body, "", "", "", "", "msg_1", swExampleTimestamp, swSign(f, swExampleSecret, "msg_1", swExampleTimestamp, body))
 	}
-	f.Add([]byte(swExampleBody), "application/json", "", "", swExampleID, swExampleTimestamp, swExampleSignature)
-	f.Add([]byte(`{"event_type":"update","entity_type":"product","entity_id":7,"data":{}}`), "application/json; charset=utf-8", testWebhookKey, "", "", "", "")
-	f.Add([]byte(`{"event_type":"update",`), "application/json", testWebhookKey, "", "", "", "")
-	f.Add([]byte(`null`), "text/plain", "wrong", "zz", "", "99999999999999999999", "v1,")
-	f.Add([]byte{}, "application/problem+json", "", "", "id", "-1", "v1,AAAA v1a,BBBB")
-	f.Add([]byte("\xff\xfe{}"), "application/json", "", "00", "msg", "1614265330", "v1,"+strings.Repeat("A", 44))
+	item := []byte(`{"item":{"item_id":"1","name":"Pump","last_modified_time":"2026-11-20T10:15:30+0530"}}`)
+	q := url.Values{"event": {"update"}, "token": {"abc"}}
+	f.Add(item, "application/json", q.Encode(), "", zohoSignQuery(zohoKey, q, item), "", "", "")
+	flat := []byte("item_id=1&name=Pump")
+	f.Add(flat, form, "event=create", "", zohoSignQuery(zohoKey, mergeValues(url.Values{"event": {"create"}}, url.Values{"item_id": {"1"}, "name": {"Pump"}}), flat), "", "", "")
+	js := []byte("JSONString=" + url.QueryEscape(string(item)))
+	f.Add(js, form, "", testWebhookKey, "", "", "", "")
+	f.Add([]byte("JSONString=1&JSONString=2"), form, "", testWebhookKey, "", "", "", "")
+	f.Add([]byte("%zz"), form, "", testWebhookKey, "", "", "", "")
+	f.Add([]byte(`{"item":{"name":"no id"}}`), "application/json", "", testWebhookKey, "", "", "", "")
+	f.Add([]byte(`{"item":[1]}`), "application/json", "", testWebhookKey, "", "", "", "")
+	f.Add([]byte(swExampleBody), "application/json", "", "", "", swExampleID, swExampleTimestamp, swExampleSignature)
+	f.Add([]byte(`{"event_type":"update","entity_type":"product","entity_id":7,"data":{}}`), "application/json; charset=utf-8", "", testWebhookKey, "", "", "", "")
+	f.Add([]byte(`{"event_type":"update",`), "application/json", "", testWebhookKey, "", "", "", "")
+	f.Add([]byte(`null`), "text/plain", "a=%", "wrong", "zz", "", "99999999999999999999", "v1,")
+	f.Add([]byte{}, "application/problem+json", "", "", "", "id", "-1", "v1,AAAA v1a,BBBB")
+	f.Add([]byte("\xff\xfe{}"), "application/json", "", "", "00", "msg", "1614265330", "v1,"+strings.Repeat("A", 44))
 
-	f.Fuzz(func(t *testing.T, body []byte, contentType, key, zohoSig, id, ts, sig string) {
+	f.Fuzz(func(t *testing.T, body []byte, contentType, rawQuery, key, zohoSig, id, ts, sig string) {
+		query, _ := url.ParseQuery(rawQuery)
 		h := http.Header{}
 		for name, v := range map[string]string{
 			"Content-Type": contentType, HeaderWebhookKey: key, HeaderZohoSignature: zohoSig,
@@ -537,22 +562,29 @@ func FuzzWebhookDecode(f *testing.F) {
 				h.Set(name, v)
 			}
 		}
-		ev, herr := d.decode(h, body, products)
+		kind := bodyKindOf(contentType)
+		params := query
+		if kind == bodyForm {
+			if form, err := url.ParseQuery(string(body)); err == nil {
+				params = mergeValues(query, form)
+			}
+		}
+		ev, herr := d.decode(h, query, body, products)
 		if herr != nil {
 			require.Contains(t, []int{400, 401, 415}, herr.status)
 			require.NotEmpty(t, herr.msg)
 			require.NotContains(t, herr.msg, "tds:")
 		} else {
 			require.Equal(t, "product", ev.EntityType)
+			require.NotEmpty(t, strings.TrimSpace(ev.EntityID))
+			require.NotEmpty(t, ev.EventType)
 			require.True(t, ev.Metadata.SignatureVerified)
-			_, perr := ParseEnvelope(body)
-			require.NoError(t, perr)
 			require.LessOrEqual(t, len(ev.DeliveryID), maxDeliveryIDBytes)
 			switch ev.Metadata.Verifier {
 			case VerifierWebhookKey:
 				require.Equal(t, testWebhookKey, key)
 			case VerifierZoho:
-				require.True(t, strings.EqualFold(strings.TrimSpace(zohoSig), zohoSign(zohoKey, body)))
+				require.True(t, strings.EqualFold(strings.TrimSpace(zohoSig), zohoSignQuery(zohoKey, params, body)))
 			case VerifierStandardWebhooks:
 				require.Contains(t, sig, swSign(t, swExampleSecret, id, ts, body)[3:])
 			default:
@@ -560,15 +592,15 @@ func FuzzWebhookDecode(f *testing.F) {
 			}
 		}
 
-		// The same bytes correctly signed always pass verification.
-		if !isJSONContentType(contentType) {
+		// The same request correctly signed always passes verification.
+		if kind == bodyUnsupported {
 			return
 		}
-		signed := http.Header{HeaderZohoSignature: {zohoSign(zohoKey, body)}}
+		signed := http.Header{HeaderZohoSignature: {zohoSignQuery(zohoKey, params, body)}}
 		if contentType != "" {
 			signed.Set("Content-Type", contentType)
 		}
-		ev2, herr2 := d.decode(signed, body, products)
+		ev2, herr2 := d.decode(signed, query, body, products)
 		if herr2 != nil {
 			require.Equal(t, http.StatusBadRequest, herr2.status, herr2.msg)
 		} else {

@@ -76,11 +76,13 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 	}
 	now := row.ReceivedAt
 	r := &ingestReq{row: row}
+	var ve ValidationErrors
 	if verr := p.cfg.validator.Validate(ctx, ev); verr != nil {
-		var ve ValidationErrors
 		if !errors.As(verr, &ve) || len(ve) == 0 {
 			ve = ValidationErrors{{Message: verr.Error()}}
 		}
+	}
+	if ve = append(ve[:len(ve):len(ve)], ev.checks...); len(ve) > 0 {
 		r.verr = ve
 		if row.ValidationErrors, err = json.Marshal(ve); err != nil {
 			return nil, fmt.Errorf("tds: encoding validation errors: %w", err)

@@ -41,7 +41,7 @@ func sampleOptions() map[string]Option {
 		"WithRetryPolicy":             WithRetryPolicy(DefaultRetryPolicy()),
 		"WithObserver":                WithObserver(func(JobResult) {}),
 		"WithWebhookKeys":             WithWebhookKeys("k"),
-		"WithZohoSecret":              WithZohoSecret("s"),
+		"WithZohoSecret":              WithZohoSecret("zohoSecret0123"),
 		"WithStandardWebhooksSecrets": WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
 		"WithoutAuthentication":       WithoutAuthentication(),
 		"WithAdminToken":              WithAdminToken("t"),

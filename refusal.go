@@ -195,7 +195,7 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, route, ip string)
 			needsBody = true
 			continue
 		}
-		if v.Verify(r.Header, nil, h.cfg.now()) == nil {
+		if v.Verify(r.Header, nil, nil, h.cfg.now()) == nil {
 			return true // authenticated traffic is never limited
 		}
 		failure = verify.ErrBadCredential

@@ -29,6 +29,20 @@ type EntityType struct {
 	// MaxAttempts is how many times its jobs are tried before they are
 	// dead-lettered. Zero means the processor's [WithMaxAttempts].
 	MaxAttempts int
+	// ModuleKeys are the keys that wrap its record in Zoho's Default
+	// Payload, the module's record as Zoho's API returns it, such as "item"
+	// in {"item": {...}}. A webhook body that is not a tds envelope is read
+	// as a Default Payload under the first of these keys it holds. Empty
+	// means the type takes envelopes only.
+	ModuleKeys []string
+	// VersionField is the data field that carries the record's version,
+	// such as Zoho's "last_modified_time". tds reads an event's version
+	// from last_modified_time whether or not this is set; setting it says
+	// the type's records always carry it, so an event accepted under Zoho's
+	// signature ([WithZohoSecret]), which signs no delivery id, is invalid
+	// without it: its version is what keeps a replayed older record from
+	// overwriting a newer one. Empty means no such check.
+	VersionField string
 }
 
 // Registry is the set of entity types tds accepts. It is safe for
@@ -40,15 +54,28 @@ type Registry struct {
 }
 
 // zohoTypes is the built-in preset for Zoho Books and Zoho Inventory.
+// The module keys are those of Zoho's API responses. Price lists have no
+// VersionField: we found no last_modified_time in Zoho's pricebook record
+// (an assumption, not a documented fact).
 var zohoTypes = []EntityType{
-	{Name: "product", Route: "products", IDField: "item_id", RequiredFields: []string{"name"}, Priority: 5, MirrorTable: "products"},
-	{Name: "customer", Route: "customers", IDField: "contact_id", RequiredFields: []string{"contact_name"}, Priority: 5, MirrorTable: "customers"},
-	{Name: "invoice", Route: "invoices", IDField: "invoice_id", RequiredFields: []string{"customer_id", "invoice_number"}, Priority: 2, MirrorTable: "invoices"},
-	{Name: "bill", Route: "bills", IDField: "bill_id", RequiredFields: []string{"vendor_id", "bill_number"}, Priority: 5, MirrorTable: "bills"},
-	{Name: "credit_note", Route: "credit-notes", IDField: "creditnote_id", RequiredFields: []string{"customer_id", "creditnote_number"}, Priority: 8, MirrorTable: "credit_notes"},
-	{Name: "stock", Route: "stock", IDField: "item_id", RequiredFields: []string{"stock_on_hand"}, Priority: 8, MirrorTable: "stock"},
-	{Name: "price_list", Route: "prices", IDField: "pricebook_id", RequiredFields: []string{"name"}, Priority: 8, MirrorTable: "price_lists"},
+	{Name: "product", Route: "products", IDField: "item_id", RequiredFields: []string{"name"}, Priority: 5, MirrorTable: "products",
+		ModuleKeys: []string{"item"}, VersionField: zohoVersionField},
+	{Name: "customer", Route: "customers", IDField: "contact_id", RequiredFields: []string{"contact_name"}, Priority: 5, MirrorTable: "customers",
+		ModuleKeys: []string{"contact"}, VersionField: zohoVersionField},
+	{Name: "invoice", Route: "invoices", IDField: "invoice_id", RequiredFields: []string{"customer_id", "invoice_number"}, Priority: 2, MirrorTable: "invoices",
+		ModuleKeys: []string{"invoice"}, VersionField: zohoVersionField},
+	{Name: "bill", Route: "bills", IDField: "bill_id", RequiredFields: []string{"vendor_id", "bill_number"}, Priority: 5, MirrorTable: "bills",
+		ModuleKeys: []string{"bill"}, VersionField: zohoVersionField},
+	{Name: "credit_note", Route: "credit-notes", IDField: "creditnote_id", RequiredFields: []string{"customer_id", "creditnote_number"}, Priority: 8, MirrorTable: "credit_notes",
+		ModuleKeys: []string{"creditnote"}, VersionField: zohoVersionField},
+	{Name: "stock", Route: "stock", IDField: "item_id", RequiredFields: []string{"stock_on_hand"}, Priority: 8, MirrorTable: "stock",
+		ModuleKeys: []string{"item"}, VersionField: zohoVersionField},
+	{Name: "price_list", Route: "prices", IDField: "pricebook_id", RequiredFields: []string{"name"}, Priority: 8, MirrorTable: "price_lists",
+		ModuleKeys: []string{"pricebook"}},
 }
+
+// zohoVersionField is the field of Zoho records that carries their version.
+const zohoVersionField = "last_modified_time"
 
 // wellKnownPriorities are the defaults of types users commonly register.
 var wellKnownPriorities = map[string]int{"order": 2}
@@ -111,7 +138,13 @@ func (r *Registry) Register(t EntityType) error {
 	if t.MaxAttempts < 0 {
 		return fmt.Errorf("tds: registering entity type %q: MaxAttempts must be >= 0, got %d", t.Name, t.MaxAttempts)
 	}
+	for _, k := range t.ModuleKeys {
+		if strings.TrimSpace(k) == "" {
+			return fmt.Errorf("tds: registering entity type %q: empty module key", t.Name)
+		}
+	}
 	t.RequiredFields = append([]string(nil), t.RequiredFields...)
+	t.ModuleKeys = append([]string(nil), t.ModuleKeys...)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -152,6 +185,7 @@ func (r *Registry) Types() []EntityType {
 	out := make([]EntityType, 0, len(r.byName))
 	for _, t := range r.byName {
 		t.RequiredFields = append([]string(nil), t.RequiredFields...)
+		t.ModuleKeys = append([]string(nil), t.ModuleKeys...)
 		out = append(out, t)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -123,6 +123,10 @@ type Event struct {
 	ReceivedAt time.Time
 	// Metadata describes the HTTP request; secrets are redacted before storing.
 	Metadata RequestMetadata
+
+	// checks are problems the Handler found before validation (a Zoho-signed
+	// record without its version), stored with the Validator's.
+	checks ValidationErrors
 }
 
 // RequestMetadata describes the request that carried an event.

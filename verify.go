@@ -12,12 +12,13 @@ import (
 const (
 	// HeaderWebhookKey carries a shared webhook key ([WithWebhookKeys]).
 	HeaderWebhookKey = verify.HeaderKey // "X-Webhook-Key"
-	// HeaderZohoSignature carries Zoho's hex HMAC-SHA256 of the raw body
-	// ([WithZohoSecret]).
+	// HeaderZohoSignature carries Zoho's hex HMAC-SHA256 of the request's
+	// parameters and raw body ([WithZohoSecret]).
 	HeaderZohoSignature = verify.HeaderZohoSignature // "X-Zoho-Webhook-Signature"
 	// HeaderWebhookID, HeaderWebhookTimestamp and HeaderWebhookSignature
 	// are the Standard Webhooks headers ([WithStandardWebhooksSecrets]).
-	// The webhook id is the delivery id used for idempotency.
+	// The webhook id, which the signature covers, is the delivery id used
+	// for idempotency; under any other verifier it is ignored.
 	HeaderWebhookID        = verify.HeaderID        // "Webhook-Id": the message id, the delivery id
 	HeaderWebhookTimestamp = verify.HeaderTimestamp // "Webhook-Timestamp": Unix seconds, signed with the body
 	HeaderWebhookSignature = verify.HeaderSignature // "Webhook-Signature": space-separated "v1,<base64>" entries
@@ -54,13 +55,23 @@ func WithWebhookKeys(keys ...string) Option {
 }
 
 // WithZohoSecret accepts webhooks whose X-Zoho-Webhook-Signature header is
-// the hex HMAC-SHA256 of the raw body under secret, the webhook's secret in
-// Zoho. Each call adds a secret, so one can be rotated without downtime.
+// the hex HMAC-SHA256, under secret (the webhook's secret token in Zoho, 12
+// to 50 letters and digits), of the query-string and form parameters
+// sorted by key and written as keyvalue, followed by the raw body; with no
+// parameters, of the raw body alone. Which parts of this Zoho documents and
+// which tds assumes is said at the top of the README's Zoho section. Each
+// call adds a secret, so one can be rotated without downtime.
+//
+// Zoho signs no delivery id, so under this verifier the idempotency key is
+// built from the content hash, and a Webhook-Id or [WithDeliveryIDHeader]
+// header is ignored: a captured delivery re-sent with a fresh id is a
+// duplicate. An event of a type with a [EntityType.VersionField] must carry
+// that field, or it is stored invalid (422) and not queued.
 // Applies to [NewHandler]. Defaults to no secret.
 func WithZohoSecret(secret string) Option {
 	return newOption("WithZohoSecret", forHandler, func(c *config) error {
-		if secret == "" {
-			return optErr("WithZohoSecret", "empty secret")
+		if err := verify.CheckZohoSecret(secret); err != nil {
+			return optErr("WithZohoSecret", "%v", err)
 		}
 		c.handler.zohoSecrets = append(c.handler.zohoSecrets, []byte(secret))
 		return nil
@@ -70,8 +81,10 @@ func WithZohoSecret(secret string) Option {
 // WithStandardWebhooksSecrets accepts webhooks signed as Standard Webhooks
 // specify (webhook-id, webhook-timestamp, webhook-signature), under any of
 // secrets ("whsec_" and base64), with a timestamp no further than
-// [StandardWebhooksTolerance] from now. The webhook-id becomes the delivery
-// id, so a redelivery is a duplicate. Each call adds to the list.
+// [StandardWebhooksTolerance] from now. The webhook-id, which the
+// signature covers, becomes the delivery id, so a redelivery is a
+// duplicate; it is the only verifier whose delivery id counts. Each call
+// adds to the list.
 // Applies to [NewHandler]. Defaults to no secret.
 func WithStandardWebhooksSecrets(secrets ...string) Option {
 	return newOption("WithStandardWebhooksSecrets", forHandler, func(c *config) error {
@@ -119,6 +132,8 @@ func (s *handlerSettings) verifiers() ([]verify.Verifier, error) {
 		return nil, errors.New("tds: NewHandler: no webhook verifier: give WithWebhookKeys, WithZohoSecret or WithStandardWebhooksSecrets, or WithoutAuthentication explicitly")
 	case len(vs) > 0 && s.noAuth:
 		return nil, errors.New("tds: WithoutAuthentication: conflicts with the webhook keys or secrets also given")
+	case len(vs) > 0 && s.deliveryIDHeader != "":
+		return nil, errors.New("tds: WithDeliveryIDHeader: only with WithoutAuthentication: no verifier signs that header, so a replay with a fresh id would count as a new delivery")
 	}
 	return vs, nil
 }

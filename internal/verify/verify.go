@@ -13,6 +13,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +23,7 @@ import (
 // Header names read by the verifiers.
 const (
 	HeaderKey           = "X-Webhook-Key"            // a shared webhook key
-	HeaderZohoSignature = "X-Zoho-Webhook-Signature" // hex HMAC-SHA256 of the raw body
+	HeaderZohoSignature = "X-Zoho-Webhook-Signature" // hex HMAC-SHA256 of the parameters and the raw body
 	HeaderID            = "Webhook-Id"               // Standard Webhooks: the message id
 	HeaderTimestamp     = "Webhook-Timestamp"        // Standard Webhooks: Unix seconds, signed with the body
 	HeaderSignature     = "Webhook-Signature"        // Standard Webhooks: space-separated "v1,<base64>" entries
@@ -52,9 +54,11 @@ type Verifier interface {
 	Name() string
 	// Present tells whether the request carries this kind of credential.
 	Present(h http.Header) bool
-	// Verify returns nil when the credential is valid for body at now,
-	// else ErrBadCredential or ErrStale.
-	Verify(h http.Header, body []byte, now time.Time) error
+	// Verify returns nil when the credential is valid for the request at
+	// now, else ErrBadCredential or ErrStale. params are the query-string
+	// parameters together with, for a form body, the form's parameters;
+	// body is the raw body.
+	Verify(h http.Header, params url.Values, body []byte, now time.Time) error
 }
 
 // keyVerifier accepts any of several shared keys in HeaderKey.
@@ -73,7 +77,7 @@ func (keyVerifier) Name() string { return NameKey }
 
 func (keyVerifier) Present(h http.Header) bool { return h.Get(HeaderKey) != "" }
 
-func (v keyVerifier) Verify(h http.Header, _ []byte, _ time.Time) error {
+func (v keyVerifier) Verify(h http.Header, _ url.Values, _ []byte, _ time.Time) error {
 	// Comparing fixed-size digests hides the keys' lengths; every key is
 	// compared so the time does not tell which one came close.
 	got := sha256.Sum256([]byte(h.Get(HeaderKey)))
@@ -87,8 +91,8 @@ func (v keyVerifier) Verify(h http.Header, _ []byte, _ time.Time) error {
 	return nil
 }
 
-// zohoVerifier checks HeaderZohoSignature: hex HMAC-SHA256 of the raw body,
-// under any of the configured secrets.
+// zohoVerifier checks HeaderZohoSignature under any of the configured
+// secrets; see [ZohoSigningString].
 type zohoVerifier struct{ secrets [][]byte }
 
 // NewZoho returns a verifier that accepts a HeaderZohoSignature made with
@@ -99,19 +103,73 @@ func (zohoVerifier) Name() string { return NameZoho }
 
 func (zohoVerifier) Present(h http.Header) bool { return h.Get(HeaderZohoSignature) != "" }
 
-func (v zohoVerifier) Verify(h http.Header, body []byte, _ time.Time) error {
+func (v zohoVerifier) Verify(h http.Header, params url.Values, body []byte, _ time.Time) error {
 	sig, err := hex.DecodeString(strings.TrimSpace(h.Get(HeaderZohoSignature)))
 	if err != nil || len(sig) != sha256.Size {
 		return ErrBadCredential
 	}
+	msg := ZohoSigningString(params, body)
 	ok := false
 	for _, s := range v.secrets {
 		m := hmac.New(sha256.New, s)
-		m.Write(body)
+		m.Write(msg)
 		ok = hmac.Equal(m.Sum(nil), sig) || ok
 	}
 	if !ok {
 		return ErrBadCredential
+	}
+	return nil
+}
+
+// ZohoSigningString is what Zoho's HMAC-SHA256 signs: the request's
+// parameters (query string and, for a form body, the form's fields)
+// sorted by key and written as key then value with no separator, followed
+// by the raw body. With no parameters it is the raw body alone.
+//
+// Documented by Zoho (its "securing webhooks" help page): the header
+// X-Zoho-Webhook-Signature, hex HMAC-SHA256 under the webhook's secret
+// token (12 to 50 alphanumeric characters), query-string and form
+// key-value pairs sorted by key and concatenated as keyvalue, decoded
+// (not percent-encoded), the raw JSON payload appended.
+//
+// Assumed, because Zoho does not say: keys are ordered by byte order (Go's
+// string order; Zoho's "alphabetical" agrees for the ASCII keys workflows
+// use); a key given several times contributes one keyvalue pair per value,
+// values in the order they were sent; and for a form body the
+// raw body is appended after its own fields, as for JSON, following tds
+// issue 10's reading "query-string and form parameters sorted by key ...
+// followed by the raw body".
+func ZohoSigningString(params url.Values, body []byte) []byte {
+	keys := make([]string, 0, len(params))
+	n := len(body)
+	for k, vs := range params {
+		keys = append(keys, k)
+		for _, v := range vs {
+			n += len(k) + len(v)
+		}
+	}
+	sort.Strings(keys)
+	out := make([]byte, 0, n)
+	for _, k := range keys {
+		for _, v := range params[k] {
+			out = append(out, k...)
+			out = append(out, v...)
+		}
+	}
+	return append(out, body...)
+}
+
+// CheckZohoSecret reports whether s is a secret token Zoho accepts: 12 to
+// 50 ASCII letters and digits. Its error does not repeat the secret.
+func CheckZohoSecret(s string) error {
+	if len(s) < 12 || len(s) > 50 {
+		return errors.New("secret must be 12 to 50 characters long")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return errors.New("secret must be letters and digits only")
+		}
 	}
 	return nil
 }
@@ -137,7 +195,7 @@ func (standardVerifier) Present(h http.Header) bool {
 	return h.Get(HeaderSignature) != ""
 }
 
-func (v standardVerifier) Verify(h http.Header, body []byte, now time.Time) error {
+func (v standardVerifier) Verify(h http.Header, _ url.Values, body []byte, now time.Time) error {
 	id := h.Get(HeaderID)
 	ts := h.Get(HeaderTimestamp)
 	if id == "" {
@@ -204,13 +262,13 @@ func DecodeStandardSecret(s string) ([]byte, error) {
 // wins. A request that carries no credential at all gets ErrNoCredentials,
 // a stale Standard Webhooks timestamp ErrStale, anything else
 // ErrBadCredential.
-func Request(vs []Verifier, h http.Header, body []byte, now time.Time) (name string, err error) {
+func Request(vs []Verifier, h http.Header, params url.Values, body []byte, now time.Time) (name string, err error) {
 	var failure error
 	for _, v := range vs {
 		if !v.Present(h) {
 			continue
 		}
-		err := v.Verify(h, body, now)
+		err := v.Verify(h, params, body, now)
 		if err == nil {
 			return v.Name(), nil
 		}

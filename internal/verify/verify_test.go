@@ -6,9 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,11 +80,11 @@ func TestStandardWebhooksPublishedExample(t *testing.T) {
 	v := standardVerifierFor(t, swExampleSecret)
 	at := time.Unix(1614265330, 0)
 	h := swHeaders(swExampleID, swExampleTimestamp, swExampleSignature)
-	require.NoError(t, v.Verify(h, []byte(swExampleBody), at))
-	require.NoError(t, v.Verify(h, []byte(swExampleBody), at.Add(tolerance)))
-	require.ErrorIs(t, v.Verify(h, []byte(swExampleBody), at.Add(tolerance+time.Second)), ErrStale)
-	require.ErrorIs(t, v.Verify(h, []byte(swExampleBody), at.Add(-tolerance-time.Second)), ErrStale)
-	require.ErrorIs(t, v.Verify(h, []byte(`{"test": 2432232315}`), at), ErrBadCredential)
+	require.NoError(t, v.Verify(h, nil, []byte(swExampleBody), at))
+	require.NoError(t, v.Verify(h, nil, []byte(swExampleBody), at.Add(tolerance)))
+	require.ErrorIs(t, v.Verify(h, nil, []byte(swExampleBody), at.Add(tolerance+time.Second)), ErrStale)
+	require.ErrorIs(t, v.Verify(h, nil, []byte(swExampleBody), at.Add(-tolerance-time.Second)), ErrStale)
+	require.ErrorIs(t, v.Verify(h, nil, []byte(`{"test": 2432232315}`), at), ErrBadCredential)
 }
 
 func TestStandardWebhooksVerifier(t *testing.T) {
@@ -119,7 +122,7 @@ func TestStandardWebhooksVerifier(t *testing.T) {
 		{"no v1 entry", []string{current}, swHeaders("msg_1", ts, "v1a,"+good[3:]), body, ErrBadCredential},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := standardVerifierFor(t, tc.secrets...).Verify(tc.h, tc.body, now)
+			err := standardVerifierFor(t, tc.secrets...).Verify(tc.h, nil, tc.body, now)
 			if tc.want == nil {
 				require.NoError(t, err)
 			} else {
@@ -134,14 +137,14 @@ func TestZohoVerifier(t *testing.T) {
 	v := NewZoho([][]byte{[]byte("old-secret"), []byte("new-secret")})
 	h := func(sig string) http.Header { return http.Header{HeaderZohoSignature: {sig}} }
 	now := time.Now()
-	require.NoError(t, v.Verify(h(zohoSign("new-secret", body)), body, now))
-	require.NoError(t, v.Verify(h(zohoSign("old-secret", body)), body, now), "rotation")
+	require.NoError(t, v.Verify(h(zohoSign("new-secret", body)), nil, body, now))
+	require.NoError(t, v.Verify(h(zohoSign("old-secret", body)), nil, body, now), "rotation")
 	upper := zohoSign("new-secret", body)
-	require.NoError(t, v.Verify(h(" "+string(toUpper(upper))+" "), body, now), "hex case and spaces")
-	require.ErrorIs(t, v.Verify(h(zohoSign("other", body)), body, now), ErrBadCredential)
-	require.ErrorIs(t, v.Verify(h(zohoSign("new-secret", body)), append([]byte(" "), body...), now), ErrBadCredential, "signed on the raw bytes")
-	require.ErrorIs(t, v.Verify(h("xyz"), body, now), ErrBadCredential)
-	require.ErrorIs(t, v.Verify(h(upper[:10]), body, now), ErrBadCredential)
+	require.NoError(t, v.Verify(h(" "+string(toUpper(upper))+" "), nil, body, now), "hex case and spaces")
+	require.ErrorIs(t, v.Verify(h(zohoSign("other", body)), nil, body, now), ErrBadCredential)
+	require.ErrorIs(t, v.Verify(h(zohoSign("new-secret", body)), nil, append([]byte(" "), body...), now), ErrBadCredential, "signed on the raw bytes")
+	require.ErrorIs(t, v.Verify(h("xyz"), nil, body, now), ErrBadCredential)
+	require.ErrorIs(t, v.Verify(h(upper[:10]), nil, body, now), ErrBadCredential)
 }
 
 func toUpper(s string) []byte {
@@ -157,7 +160,7 @@ func toUpper(s string) []byte {
 func TestWebhookKeyVerifier(t *testing.T) {
 	v := NewKey([]string{"key-old", "key-new"})
 	for key, ok := range map[string]bool{"key-old": true, "key-new": true, "key-ne": false, "key-new ": false, "KEY-NEW": false} {
-		err := v.Verify(http.Header{HeaderKey: {key}}, nil, time.Time{})
+		err := v.Verify(http.Header{HeaderKey: {key}}, nil, nil, time.Time{})
 		require.Equal(t, ok, err == nil, key)
 	}
 }
@@ -170,20 +173,20 @@ func TestVerifyRequestCombination(t *testing.T) {
 		NewZoho([][]byte{[]byte("z")}),
 	}
 	body := []byte(swExampleBody)
-	name, err := Request(vs, swHeaders(swExampleID, swExampleTimestamp, swExampleSignature), body, now)
+	name, err := Request(vs, swHeaders(swExampleID, swExampleTimestamp, swExampleSignature), nil, body, now)
 	require.NoError(t, err)
 	require.Equal(t, NameStandard, name)
-	name, err = Request(vs, http.Header{HeaderZohoSignature: {zohoSign("z", body)}}, body, now)
+	name, err = Request(vs, http.Header{HeaderZohoSignature: {zohoSign("z", body)}}, nil, body, now)
 	require.NoError(t, err)
 	require.Equal(t, NameZoho, name)
 	// A wrong key next to a valid signature: the signature wins.
 	h := http.Header{HeaderZohoSignature: {zohoSign("z", body)}, HeaderKey: {"wrong"}}
-	name, err = Request(vs, h, body, now)
+	name, err = Request(vs, h, nil, body, now)
 	require.NoError(t, err)
 	require.Equal(t, NameZoho, name)
-	_, err = Request(vs, http.Header{}, body, now)
+	_, err = Request(vs, http.Header{}, nil, body, now)
 	require.ErrorIs(t, err, ErrNoCredentials)
-	_, err = Request(vs, swHeaders(swExampleID, swExampleTimestamp, swExampleSignature), body, now.Add(time.Hour))
+	_, err = Request(vs, swHeaders(swExampleID, swExampleTimestamp, swExampleSignature), nil, body, now.Add(time.Hour))
 	require.ErrorIs(t, err, ErrStale)
 }
 
@@ -210,11 +213,11 @@ func BenchmarkVerify(b *testing.B) {
 			swHeaders("msg_bench", ts, swSign(b, swExampleSecret, "msg_bench", ts, body))},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			require.NoError(b, c.v.Verify(c.h, body, now))
+			require.NoError(b, c.v.Verify(c.h, nil, body, now))
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := c.v.Verify(c.h, body, now); err != nil {
+				if err := c.v.Verify(c.h, nil, body, now); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -238,4 +241,94 @@ func TestDecodeStandardSecret(t *testing.T) {
 			require.NotContains(t, err.Error(), s[len("whsec_"):], "the error repeats the secret")
 		}
 	}
+}
+
+// zohoSignParams signs the parameters and body as Zoho's help page
+// describes, written out independently of ZohoSigningString.
+func zohoSignParams(secret string, params url.Values, body []byte) string {
+	var keys []string
+	for k := range params {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		for _, v := range params[k] {
+			b.WriteString(k + v)
+		}
+	}
+	b.Write(body)
+	return zohoSign(secret, []byte(b.String()))
+}
+
+func TestZohoSigningString(t *testing.T) {
+	t.Parallel()
+	// The example of Zoho's "securing webhooks" help page.
+	body := []byte(`{"created_date":"2019-03-06","event_id":"5675"}`)
+	got := ZohoSigningString(url.Values{"subscription_id": {"90343"}, "name": {"basic"}}, body)
+	require.Equal(t, `namebasicsubscription_id90343{"created_date":"2019-03-06","event_id":"5675"}`, string(got))
+	require.Equal(t, string(body), string(ZohoSigningString(nil, body)), "no parameters: the raw body alone")
+	// Decoded values, byte order, repeated keys in the order sent.
+	q, err := url.ParseQuery("token=a%20b&event=update&B=1&a=2&a=1")
+	require.NoError(t, err)
+	require.Equal(t, "B1a2a1eventupdatetokena b", string(ZohoSigningString(q, nil)))
+}
+
+func TestZohoVerifierWithParameters(t *testing.T) {
+	t.Parallel()
+	body := fixture(t, "product.json")
+	v := NewZoho([][]byte{[]byte("zohoSecret0123")})
+	q := url.Values{"event": {"update"}, "token": {"abc"}}
+	h := http.Header{HeaderZohoSignature: {zohoSignParams("zohoSecret0123", q, body)}}
+	require.NoError(t, v.Verify(h, q, body, time.Time{}))
+	require.ErrorIs(t, v.Verify(h, nil, body, time.Time{}), ErrBadCredential, "the parameters are signed")
+	require.ErrorIs(t, v.Verify(h, url.Values{"event": {"delete"}, "token": {"abc"}}, body, time.Time{}), ErrBadCredential)
+	h.Set(HeaderZohoSignature, zohoSign("zohoSecret0123", body))
+	require.ErrorIs(t, v.Verify(h, q, body, time.Time{}), ErrBadCredential, "a body-only signature does not cover the query")
+}
+
+func TestCheckZohoSecret(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"abcdefABCDEF", "0123456789ab", strings.Repeat("x", 50)} {
+		require.NoError(t, CheckZohoSecret(ok), ok)
+	}
+	for _, bad := range []string{"", "short12345a", strings.Repeat("x", 51), "has-a-dash0123", "spaces in it 1", "ünicode12345"} {
+		err := CheckZohoSecret(bad)
+		require.Error(t, err, bad)
+		if bad != "" {
+			require.NotContains(t, err.Error(), bad)
+		}
+	}
+}
+
+// FuzzZohoSigningString: the canonical string is the sorted keyvalue pairs
+// then the body, so it ends with the body, never panics, and a correct
+// signature over it always verifies while a changed parameter does not.
+func FuzzZohoSigningString(f *testing.F) {
+	f.Add("event=update&token=abc", []byte(`{"item":{"item_id":"1"}}`))
+	f.Add("subscription_id=90343&name=basic", []byte(`{"created_date":"2019-03-06","event_id":"5675"}`))
+	f.Add("", []byte{})
+	f.Add("a=1&a=2&b=&=x", []byte("JSONString=%7B%7D"))
+	f.Add("%zz=1;x", []byte("\xff"))
+	v := NewZoho([][]byte{[]byte("fuzzSecret0123")})
+	f.Fuzz(func(t *testing.T, query string, body []byte) {
+		q, _ := url.ParseQuery(query)
+		s := ZohoSigningString(q, body)
+		require.True(t, strings.HasSuffix(string(s), string(body)))
+		n := len(body)
+		for k, vs := range q {
+			for _, val := range vs {
+				n += len(k) + len(val)
+			}
+		}
+		require.Len(t, s, n)
+		h := http.Header{HeaderZohoSignature: {zohoSignParams("fuzzSecret0123", q, body)}}
+		require.NoError(t, v.Verify(h, q, body, time.Time{}))
+		changed := url.Values{}
+		for k, vs := range q {
+			changed[k] = vs
+		}
+		changed.Add("zz_extra", "1")
+		require.ErrorIs(t, v.Verify(h, changed, body, time.Time{}), ErrBadCredential)
+	})
 }
