@@ -54,7 +54,7 @@ func zohoSignature(secret string, body []byte) string {
 }
 
 func TestRefusalLimit(t *testing.T) {
-	const zohoSecret = "refusal-test-zoho-secret-0123456789abcdef"
+	const zohoSecret = "refusalTestZohoSecret0123456789abcdef"
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		clock := newTestClock()
 		var logs logBuffer
@@ -126,7 +126,7 @@ func TestRefusalLimit(t *testing.T) {
 // A bad signature is refused after the body is read, and counts too; a
 // valid signature from an address that is not limited is admitted.
 func TestRefusalLimitSignatures(t *testing.T) {
-	const zohoSecret = "refusal-test-zoho-secret-0123456789abcdef"
+	const zohoSecret = "refusalTestZohoSecret0123456789abcdef"
 	tdb := openTestDB(t, "sqlite")
 	h := newTestHandler(t, tdb, WithZohoSecret(zohoSecret), WithRefusalLimit(2, time.Hour))
 	product := fixtureBytes(t, "product.json")

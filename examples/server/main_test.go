@@ -298,7 +298,7 @@ func TestCredentialLists(t *testing.T) {
 	t.Cleanup(func() { _ = db.Close() })
 	require.NoError(t, tds.Migrate(ctx, db))
 
-	zoho := []string{"zoho-old-secret-0123456789abcdef0123456789", "zoho-new-secret-0123456789abcdef0123456789"}
+	zoho := []string{"zohoOldSecret0123456789abcdef0123456789", "zohoNewSecret0123456789abcdef0123456789"}
 	std := [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)}
 	s := &settings{
 		zohoSecret:     " " + zoho[0] + " , " + zoho[1] + ",",
