@@ -23,12 +23,16 @@ const maxAdminBodyBytes = 64 << 10
 
 // WithAdminToken enables the admin API (and GET /queue/stats) for requests
 // carrying "Authorization: Bearer <token>", compared in constant time. The
-// token must differ from every webhook key. Applies to [NewHandler].
+// token must differ from every webhook key and be at least
+// [MinSecretBytes] long. Applies to [NewHandler].
 // Defaults to none: the admin API answers 401.
 func WithAdminToken(token string) Option {
 	return newOption("WithAdminToken", forHandler, func(c *config) error {
 		if strings.TrimSpace(token) == "" {
 			return optErr("WithAdminToken", "empty token")
+		}
+		if len(token) < MinSecretBytes {
+			return optErr("WithAdminToken", "a token of %d bytes is too short: at least %d", len(token), MinSecretBytes)
 		}
 		c.handler.adminToken = token
 		return nil

@@ -26,12 +26,12 @@ import (
 func TestMain(m *testing.M) { dbtest.Main(m) }
 
 func TestParseSettings(t *testing.T) {
-	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "a,b", "TDS_DATABASE_URL": "sqlite:x.db"}
+	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "webhook-key-aaaaaaaa,webhook-key-bbbbbbbb", "TDS_DATABASE_URL": "sqlite:x.db"}
 	s, err := parseSettings([]string{"-addr", ":9100"}, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, ":9100", s.addr, "a flag wins over its variable")
 	require.Equal(t, 7, s.workers)
-	require.Equal(t, "a,b", s.webhookKeys)
+	require.Equal(t, "webhook-key-aaaaaaaa,webhook-key-bbbbbbbb", s.webhookKeys)
 	require.Equal(t, "sqlite:x.db", s.database)
 
 	s, err = parseSettings(nil, func(string) string { return "" }, io.Discard)
@@ -108,7 +108,7 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 	key, token := "", ""
 	if withFlags {
 		key, token = "proc-test-webhook-key", "proc-test-admin-token"
-		args = append(args, "-webhook-keys", "old-key,"+key, "-admin-token", token)
+		args = append(args, "-webhook-keys", "proc-test-old-webhook-key,"+key, "-admin-token", token)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
