@@ -204,6 +204,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Metadata.Headers = r.Header.Clone()
 	ev.Metadata.ClientIP = h.clientIP(r)
+	ev.Metadata.URL = r.URL.RequestURI() // redacted before it is stored
 
 	res, err := h.proc.Process(r.Context(), ev)
 	switch {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -19,14 +20,77 @@ import (
 const Redacted = "[REDACTED]"
 
 // defaultRedactedHeaders never reach the database. Headers whose names
-// contain "signature", "secret", "token" or "password" are redacted too.
+// contain one of secretHeaderWords are redacted too.
 var defaultRedactedHeaders = []string{
 	"X-Webhook-Key", "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
 	"X-Api-Key", "X-Zoho-Webhook-Signature", "Webhook-Signature", "X-Hub-Signature",
 	"X-Hub-Signature-256",
 }
 
-var secretHeaderWords = []string{"signature", "secret", "token", "password"}
+// secretHeaderWords mark a header or query parameter as secret when its
+// name contains one, in any case: Api-Key, X-Auth-Key,
+// Ocp-Apim-Subscription-Key, X-Forwarded-Authorization, ?access_token=.
+// The rule is broad on purpose: a header redacted wrongly costs a little
+// debugging, a secret stored in clear text costs a rotation.
+var secretHeaderWords = []string{
+	"key", "auth", "token", "secret", "signature", "password", "credential", "session", "cookie",
+}
+
+// isSecretName reports whether name contains one of secretHeaderWords.
+func isSecretName(name string) bool {
+	lower := strings.ToLower(name)
+	for _, w := range secretHeaderWords {
+		if strings.Contains(lower, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactURL returns the request URI u with the value of every query
+// parameter whose name is secret (see isSecretName) replaced by
+// [Redacted]. The other parameters keep their text and order. A URI that
+// does not parse is dropped: its secrets could not be found.
+func redactURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	if parsed.RawQuery == "" && !parsed.ForceQuery {
+		return u
+	}
+	// Parameters are separated by '&' and, in older servers, ';': a
+	// secret hidden behind either is found.
+	var b strings.Builder
+	q := parsed.RawQuery
+	for {
+		end := strings.IndexAny(q, "&;")
+		p := q
+		if end >= 0 {
+			p = q[:end]
+		}
+		rawName, _, _ := strings.Cut(p, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			name = rawName
+		}
+		if isSecretName(name) || isSecretName(rawName) {
+			p = rawName + "=" + Redacted
+		}
+		b.WriteString(p)
+		if end < 0 {
+			break
+		}
+		b.WriteByte(q[end])
+		q = q[end+1:]
+	}
+	parsed.RawQuery = b.String()
+	parsed.Fragment, parsed.RawFragment = "", ""
+	return parsed.String()
+}
 
 // Inbox stores received webhook events in tds_inbox_events. Its methods are
 // safe for concurrent use.
@@ -125,13 +189,7 @@ func (c *config) isSecretHeader(canonical string) bool {
 	if c.redact[canonical] {
 		return true
 	}
-	lower := strings.ToLower(canonical)
-	for _, w := range secretHeaderWords {
-		if strings.Contains(lower, w) {
-			return true
-		}
-	}
-	return false
+	return isSecretName(canonical)
 }
 
 // newInboxEvent builds the row for ev: hash, key, version, redacted
@@ -183,6 +241,7 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 	}
 	metadata, err := json.Marshal(RequestMetadata{
 		Headers:           c.redactHeaders(ev.Metadata.Headers),
+		URL:               redactURL(ev.Metadata.URL),
 		ClientIP:          ev.Metadata.ClientIP,
 		SignatureVerified: ev.Metadata.SignatureVerified,
 		Verifier:          ev.Metadata.Verifier,

@@ -3,6 +3,7 @@ package tds
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -133,4 +134,96 @@ func TestIdempotencyKeyEscapesSeparators(t *testing.T) {
 	require.NotEqual(t, a, b)
 	require.Equal(t, "zoho:product:123456:update:h:abc",
 		IdempotencyKey("zoho", &Event{EntityType: "product", EntityID: "123456", EventType: "update"}, "abc"))
+}
+
+// TestRedaction: every header whose name contains a secret word, in any
+// case, is redacted on top of the explicit list, and so is every secret
+// query parameter of the stored URL.
+func TestRedaction(t *testing.T) {
+	t.Parallel()
+	cfg, err := newConfig(forHandler, []Option{WithRedactHeaders("X-Internal")})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		header string
+		secret bool
+	}{
+		{"Api-Key", true},
+		{"X-Auth-Key", true},
+		{"Ocp-Apim-Subscription-Key", true},
+		{"X-Forwarded-Authorization", true},
+		{"x-api-key", true},
+		{"X-Webhook-Key", true},
+		{"Authorization", true},
+		{"Proxy-Authorization", true},
+		{"X-Amz-Security-Token", true},
+		{"X-Client-Secret", true},
+		{"X-Zoho-Webhook-Signature", true},
+		{"X-DB-PASSWORD", true},
+		{"X-Credentials", true},
+		{"X-Session-Id", true},
+		{"Cookie", true},
+		{"Set-Cookie", true},
+		{"X-Internal", true}, // the explicit list
+		{"Content-Type", false},
+		{"User-Agent", false},
+		{"X-Forwarded-For", false},
+		{"Webhook-Id", false},
+		{"Webhook-Timestamp", false},
+		{"Content-Length", false},
+	} {
+		t.Run("header "+tc.header, func(t *testing.T) {
+			got := cfg.redactHeaders(map[string][]string{tc.header: {"value-XYZ"}})
+			v := got[http.CanonicalHeaderKey(tc.header)]
+			if tc.secret {
+				require.Equal(t, []string{Redacted}, v)
+			} else {
+				require.Equal(t, []string{"value-XYZ"}, v)
+			}
+		})
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"/webhooks/products", "/webhooks/products"},
+		{"/webhooks/products?token=abc", "/webhooks/products?token=[REDACTED]"},
+		{"/webhooks/products?a=1&api_key=abc&b=2", "/webhooks/products?a=1&api_key=[REDACTED]&b=2"},
+		{"/webhooks/products?Access_Token=abc", "/webhooks/products?Access_Token=[REDACTED]"},
+		{"/webhooks/products?%74oken=abc", "/webhooks/products?%74oken=[REDACTED]"},
+		{"/webhooks/products?sig=1&signature=abc&auth=x&password=p&sessionid=s&client_secret=c&credential=z",
+			"/webhooks/products?sig=1&signature=[REDACTED]&auth=[REDACTED]&password=[REDACTED]&sessionid=[REDACTED]&client_secret=[REDACTED]&credential=[REDACTED]"},
+		{"/webhooks/products?a=1;token=abc", "/webhooks/products?a=1;token=[REDACTED]"},
+		{"/webhooks/products?token", "/webhooks/products?token=[REDACTED]"},
+		{"/webhooks/products?page=2&sort=name", "/webhooks/products?page=2&sort=name"},
+		{"/webhooks/products?key=a&key=b", "/webhooks/products?key=[REDACTED]&key=[REDACTED]"},
+		{"", ""},
+	} {
+		t.Run("url "+tc.in, func(t *testing.T) {
+			require.Equal(t, tc.want, redactURL(tc.in))
+		})
+	}
+}
+
+// TestWebhookRedactsStoredRequest: through the Handler, on each database,
+// no secret header or query parameter reaches the stored metadata.
+func TestWebhookRedactsStoredRequest(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		h := newTestHandler(t, tdb)
+		a := webhook(t, h, "products?token=SECRET1&page=2&x-api-key=SECRET2", fixtureBytes(t, "product.json"),
+			"Api-Key", "SECRET3",
+			"X-Auth-Key", "SECRET4",
+			"Ocp-Apim-Subscription-Key", "SECRET5",
+			"X-Forwarded-Authorization", "Bearer SECRET6",
+			"X-Session-Id", "SECRET7",
+			"User-Agent", "Zoho-Webhook/1.0")
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		var raw string
+		require.NoError(t, tdb.db.QueryRowContext(ctx,
+			"SELECT CAST(request_metadata AS TEXT) FROM tds_inbox_events").Scan(&raw))
+		require.NotContains(t, raw, "SECRET")
+		require.NotContains(t, raw, testWebhookKey)
+		var md RequestMetadata
+		require.NoError(t, json.Unmarshal([]byte(raw), &md))
+		require.Equal(t, "/webhooks/products?token=[REDACTED]&page=2&x-api-key=[REDACTED]", md.URL)
+		require.Equal(t, []string{"Zoho-Webhook/1.0"}, md.Headers["User-Agent"])
+		require.Equal(t, []string{Redacted}, md.Headers["Ocp-Apim-Subscription-Key"])
+	})
 }

@@ -130,6 +130,11 @@ type RequestMetadata struct {
 	// Headers of the request. Secret headers are redacted before they are
 	// stored (see [WithRedactHeaders]).
 	Headers map[string][]string `json:"headers,omitempty"`
+	// URL is the request's path and query as received. The values of
+	// query parameters whose names look secret (key, auth, token, secret,
+	// signature, password, credential, session, cookie) are redacted
+	// before it is stored.
+	URL string `json:"url,omitempty"`
 	// ClientIP is the address the request came from.
 	ClientIP string `json:"client_ip,omitempty"`
 	// SignatureVerified tells whether a key or signature was checked.
