@@ -38,6 +38,9 @@ func TestParseEnvelopeErrors(t *testing.T) {
 		{`{"event_type":"update","entity_type":"product","entity_id":""}`, "entity_id is required"},
 		{`{"event_type":"update","entity_type":7,"entity_id":"1"}`, "entity_type must be a string"},
 		{`{}`, "event_type is required; entity_type is required; entity_id is required"},
+		{"{\"event_type\":\"update\xff\",\"entity_type\":\"product\",\"entity_id\":\"1\"}", "not valid UTF-8"},
+		{`{"event_type":"update","entity_type":"product","entity_id":"1","Entity_Id":"2"}`, "differ only in case"},
+		{`{"event_type":"update","event_type":"delete","entity_type":"product","entity_id":"1"}`, `key "event_type" appears twice`},
 	} {
 		_, err := ParseEnvelope([]byte(tc.body))
 		require.Error(t, err, tc.body)

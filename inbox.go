@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 
@@ -157,12 +158,17 @@ var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 func escapeKeyPart(s string) string { return keyEscaper.Replace(s) }
 
+// MaxIdentityBytes bounds an event's source, event type, entity type,
+// entity id and delivery id: longer ones are refused with
+// [ErrInvalidEvent].
+const MaxIdentityBytes = 200
+
 func checkKeyPart(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return errors.New("must not be empty")
 	}
-	if len(s) > 200 {
-		return errors.New("must be at most 200 bytes")
+	if len(s) > MaxIdentityBytes {
+		return fmt.Errorf("must be at most %d bytes", MaxIdentityBytes)
 	}
 	return nil
 }
@@ -212,8 +218,16 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 		{"source", ev.Source}, {"event_type", ev.EventType}, {"entity_type", ev.EntityType},
 		{"entity_id", ev.EntityID}, {"delivery id", ev.DeliveryID},
 	} {
+		// The same answer on every database: PostgreSQL refuses NUL and
+		// invalid UTF-8 in text, and its columns are bounded.
 		if strings.ContainsRune(f.v, 0) {
 			return nil, fmt.Errorf("%w: %s holds a NUL character", ErrInvalidEvent, f.name)
+		}
+		if !utf8.ValidString(f.v) {
+			return nil, fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, f.name)
+		}
+		if len(f.v) > MaxIdentityBytes {
+			return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, f.name, MaxIdentityBytes)
 		}
 	}
 	data := ev.Data

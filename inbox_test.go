@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,5 +226,64 @@ func TestWebhookRedactsStoredRequest(t *testing.T) {
 		require.Equal(t, "/webhooks/products?token=[REDACTED]&page=2&x-api-key=[REDACTED]", md.URL)
 		require.Equal(t, []string{"Zoho-Webhook/1.0"}, md.Headers["User-Agent"])
 		require.Equal(t, []string{Redacted}, md.Headers["Ocp-Apim-Subscription-Key"])
+	})
+}
+
+// productWith is a product webhook body whose entity id, event type and
+// data are given as raw JSON.
+func productWith(eventType, entityID, data string) []byte {
+	return []byte(`{"event_type":` + eventType + `,"entity_type":"product","entity_id":` + entityID + `,"data":` + data + `}`)
+}
+
+const okData = `{"item_id":"1","name":"Pump"}`
+
+// TestWebhookBoundsSameOnEveryDatabase: input PostgreSQL cannot store (and
+// answered 500, retried forever) while SQLite accepted it is refused with
+// 400 on both, before anything is stored.
+func TestWebhookBoundsSameOnEveryDatabase(t *testing.T) {
+	long := func(n int) string { return `"` + strings.Repeat("x", n) + `"` }
+	refused := []struct {
+		name    string
+		body    []byte
+		headers []string
+		msg     string
+	}{
+		{"entity id of 201 bytes", productWith(`"update"`, long(201), okData), nil, "entity_id is longer than 200 bytes"},
+		{"event type of 201 bytes", productWith(long(201), `"1"`, okData), nil, "event_type is longer than 200 bytes"},
+		{"numeric entity id of 201 digits", productWith(`"update"`, strings.Repeat("1", 201), okData), nil, "entity_id is longer than 200 bytes"},
+		{"number of 101 digits", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":`+strings.Repeat("9", 101)+`}`), nil, "101 digits"},
+		{"number of 300 digits", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":`+strings.Repeat("9", 300)+`}`), nil, "300 digits"},
+		{"exponent 1001", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":1e1001}`), nil, "exponent"},
+		{"exponent -1001", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":1e-1001}`), nil, "exponent"},
+		{"huge exponent", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":1e999999999}`), nil, "exponent"},
+		{"invalid UTF-8 in data", productWith(`"update"`, `"1"`, "{\"item_id\":\"1\",\"name\":\"P\xff\"}"), nil, "not valid UTF-8"},
+		{"invalid UTF-8 in the entity id", productWith(`"update"`, "\"1\xc3\"", okData), nil, "not valid UTF-8"},
+		{"invalid UTF-8 in a key", productWith(`"update"`, `"1"`, "{\"item_id\":\"1\",\"name\":\"P\",\"\xe2\x82\":1}"), nil, "not valid UTF-8"},
+		{"invalid UTF-8 in the delivery id", productWith(`"update"`, `"1"`, okData), []string{HeaderWebhookID, "msg-\xff"}, "delivery id is not valid UTF-8"},
+		{"top-level keys differing in case", []byte(`{"event_type":"update","entity_type":"product","entity_id":"1","ENTITY_ID":"2","data":` + okData + `}`), nil, "differ only in case"},
+		{"repeated top-level key", []byte(`{"event_type":"update","entity_type":"product","entity_id":"1","entity_id":"2","data":` + okData + `}`), nil, `key "entity_id" appears twice`},
+		{"repeated key in data", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","name":"Q"}`), nil, `key "name" appears twice`},
+		{"repeated nested key in data", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","dims":{"w":1,"w":2}}`), nil, `key "w" appears twice`},
+	}
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb)
+		for _, tc := range refused {
+			t.Run(tc.name, func(t *testing.T) {
+				a := webhook(t, h, "products", tc.body, tc.headers...)
+				requireError(t, a, http.StatusBadRequest, tc.msg)
+				require.Equal(t, 0, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+			})
+		}
+		// At the bounds, accepted alike.
+		for i, body := range [][]byte{
+			productWith(`"update"`, long(200), `{"item_id":`+long(200)+`,"name":"P"}`),
+			productWith(`"update"`, `"2"`, `{"item_id":"2","name":"P","rate":`+strings.Repeat("9", 100)+`}`),
+			productWith(`"update"`, `"3"`, `{"item_id":"3","name":"P","rate":1e1000,"low":-1E-1000}`),
+			productWith(`"update"`, `"4"`, `{"item_id":"4","name":"P","Name":"p"}`),
+		} {
+			a := webhook(t, h, "products", body)
+			require.Equal(t, http.StatusOK, a.status, "%d: %s", i, a.raw)
+		}
+		require.Equal(t, 4, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
 	})
 }
