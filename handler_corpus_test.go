@@ -97,6 +97,8 @@ func hostileCorpus(t *testing.T, now time.Time) []hostileRequest {
 		{name: "number", body: []byte(`42`), status: 400},
 		{name: "two envelopes", body: append(append([]byte{}, good...), good...), status: 400, msg: "data after"},
 		{name: "nested beyond the decoder's depth", body: nested(10001), status: 400},
+		{name: "nested 9000 deep", body: nested(9000), status: 400, msg: "deeper than 128"},
+		{name: "nested 129 deep", body: nested(128), status: 400, msg: "deeper than 128"},
 		{name: "comments", body: []byte(`{/* c */"event_type":"update","entity_type":"product","entity_id":"1"}`), status: 400},
 		{name: "single quotes", body: []byte(`{'event_type':'update','entity_type':'product','entity_id':'1'}`), status: 400},
 		{name: "NaN", body: data(`{"item_id":"1","name":"P","rate":NaN}`), status: 400},

@@ -263,6 +263,7 @@ func TestWebhookBoundsSameOnEveryDatabase(t *testing.T) {
 		{"top-level keys differing in case", []byte(`{"event_type":"update","entity_type":"product","entity_id":"1","ENTITY_ID":"2","data":` + okData + `}`), nil, "differ only in case"},
 		{"repeated top-level key", []byte(`{"event_type":"update","entity_type":"product","entity_id":"1","entity_id":"2","data":` + okData + `}`), nil, `key "entity_id" appears twice`},
 		{"repeated key in data", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","name":"Q"}`), nil, `key "name" appears twice`},
+		{"data nested 129 deep", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","deep":`+strings.Repeat("[", 128)+strings.Repeat("]", 128)+`}`), nil, "deeper than 128"},
 		{"repeated nested key in data", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","dims":{"w":1,"w":2}}`), nil, `key "w" appears twice`},
 	}
 	eachDB(t, func(t *testing.T, tdb *testDB) {
@@ -280,10 +281,11 @@ func TestWebhookBoundsSameOnEveryDatabase(t *testing.T) {
 			productWith(`"update"`, `"2"`, `{"item_id":"2","name":"P","rate":`+strings.Repeat("9", 100)+`}`),
 			productWith(`"update"`, `"3"`, `{"item_id":"3","name":"P","rate":1e1000,"low":-1E-1000}`),
 			productWith(`"update"`, `"4"`, `{"item_id":"4","name":"P","Name":"p"}`),
+			productWith(`"update"`, `"5"`, `{"item_id":"5","name":"P","deep":`+strings.Repeat("[", 127)+strings.Repeat("]", 127)+`}`),
 		} {
 			a := webhook(t, h, "products", body)
 			require.Equal(t, http.StatusOK, a.status, "%d: %s", i, a.raw)
 		}
-		require.Equal(t, 4, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+		require.Equal(t, 5, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
 	})
 }

@@ -87,6 +87,10 @@ func TestCanonicalizeBounds(t *testing.T) {
 		{"same key at two depths", `{"x":{"x":{"x":1}}}`, ""},
 		{"keys differing in case below the top", `{"a":{"A":1,"a":2}}`, ""},
 		{"string that looks like a key", `{"a":"a","b":"a"}`, ""},
+		{"128 levels", strings.Repeat("[", 128) + strings.Repeat("]", 128), ""},
+		{"129 levels", strings.Repeat("[", 129) + strings.Repeat("]", 129), "deeper than 128"},
+		{"129 levels of objects", strings.Repeat(`{"a":`, 129) + "1" + strings.Repeat("}", 129), "deeper than 128"},
+		{"a million open brackets", strings.Repeat("[", 1<<20), "deeper than 128"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := Canonicalize([]byte(tc.in))
