@@ -27,7 +27,8 @@ const maxAdminBodyBytes = 64 << 10
 // carrying "Authorization: Bearer <token>" with any of tokens, each compared
 // in constant time. Several tokens are accepted at once so one can be
 // rotated without downtime; each call adds to the list. No token may equal
-// a webhook key. Applies to [NewHandler].
+// a webhook key, and each must be at least [MinSecretBytes] long.
+// Applies to [NewHandler].
 // Defaults to none: the admin API answers 401.
 func WithAdminToken(tokens ...string) Option {
 	return newOption("WithAdminToken", forHandler, func(c *config) error {
@@ -37,6 +38,9 @@ func WithAdminToken(tokens ...string) Option {
 		for _, t := range tokens {
 			if strings.TrimSpace(t) == "" {
 				return optErr("WithAdminToken", "empty token")
+			}
+			if len(t) < MinSecretBytes {
+				return optErr("WithAdminToken", "a token of %d bytes is too short: at least %d", len(t), MinSecretBytes)
 			}
 			c.handler.adminTokens = append(c.handler.adminTokens, t)
 		}

@@ -1,6 +1,10 @@
 package tds
 
-import "github.com/tdscore/tds/internal/canonical"
+import (
+	"fmt"
+
+	"github.com/tdscore/tds/internal/canonical"
+)
 
 // CanonicalJSON returns raw re-encoded so that equal JSON values give equal
 // bytes whatever their key order and white space: object keys sorted, no
@@ -8,7 +12,10 @@ import "github.com/tdscore/tds/internal/canonical"
 // literal text (1.0 and 1 stay different), so no precision is lost.
 func CanonicalJSON(raw []byte) ([]byte, error) {
 	c, _, err := canonical.Canonicalize(raw)
-	return c, err
+	if err != nil {
+		return nil, fmt.Errorf("tds: %w", err)
+	}
+	return c, nil
 }
 
 // ContentHash returns the hex SHA-256 of the canonical JSON of raw: the

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/tdscore/tds/internal/canonical"
 )
 
 // Envelope is the JSON body of a webhook:
@@ -21,7 +24,9 @@ type Envelope struct {
 
 // ParseEnvelope decodes a webhook body into an [Event]. It fails, with an
 // error wrapping [ErrInvalidEvent], when the body is not a JSON object or
-// lacks event_type, entity_type or entity_id: such a body is not stored.
+// lacks event_type, entity_type or entity_id, is not valid UTF-8, or has
+// top-level keys that repeat or differ only in case: such a body is not
+// stored.
 // Everything else (an unknown event type, missing data fields) is left to
 // the [Validator], so that the event is stored with its errors.
 // An entity_id sent as a JSON number is taken as its decimal text.
@@ -32,12 +37,21 @@ func ParseEnvelope(body []byte) (*Event, error) {
 		EntityID   json.RawMessage `json:"entity_id"`
 		Data       json.RawMessage `json:"data"`
 	}
+	if !utf8.Valid(body) {
+		// encoding/json would store U+FFFD in place of the bad bytes.
+		return nil, fmt.Errorf("%w: the body is not valid UTF-8", ErrInvalidEvent)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("%w: malformed JSON: %s", ErrInvalidEvent, jsonErrText(err))
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: malformed JSON: data after the envelope", ErrInvalidEvent)
+	}
+	// Decode matched the fields without regard to case and kept the last
+	// of a repeated key: {"entity_id":"1","ENTITY_ID":"2"} is ambiguous.
+	if err := canonical.CheckObjectKeys(body); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 	}
 	ev := &Event{Data: raw.Data}
 	var errs []string

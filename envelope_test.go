@@ -4,9 +4,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tdscore/tds/internal/canonical"
 )
 
 func TestParseEnvelopeFixtures(t *testing.T) {
@@ -38,6 +42,9 @@ func TestParseEnvelopeErrors(t *testing.T) {
 		{`{"event_type":"update","entity_type":"product","entity_id":""}`, "entity_id is required"},
 		{`{"event_type":"update","entity_type":7,"entity_id":"1"}`, "entity_type must be a string"},
 		{`{}`, "event_type is required; entity_type is required; entity_id is required"},
+		{"{\"event_type\":\"update\xff\",\"entity_type\":\"product\",\"entity_id\":\"1\"}", "not valid UTF-8"},
+		{`{"event_type":"update","entity_type":"product","entity_id":"1","Entity_Id":"2"}`, "differ only in case"},
+		{`{"event_type":"update","event_type":"delete","entity_type":"product","entity_id":"1"}`, `key "event_type" appears twice`},
 	} {
 		_, err := ParseEnvelope([]byte(tc.body))
 		require.Error(t, err, tc.body)
@@ -62,6 +69,8 @@ func FuzzParseEnvelope(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"event_type":"update","entity_type":"product","entity_id":12,"data":null}`))
+	f.Add([]byte(`{"event_type":"update","entity_type":"product","entity_id":"1","ENTITY_ID":"2","data":{"a":1e1001}}`))
+	f.Add([]byte("{\"event_type\":\"update\",\"entity_type\":\"product\",\"entity_id\":\"1\xff\",\"data\":{\"n\":" + strings.Repeat("9", 300) + "}}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		ev, err := ParseEnvelope(body)
 		if err != nil {
@@ -71,6 +80,9 @@ func FuzzParseEnvelope(f *testing.F) {
 		require.NotEmpty(t, ev.EventType)
 		require.NotEmpty(t, ev.EntityType)
 		require.NotEmpty(t, ev.EntityID)
+		// What is accepted is UTF-8 and unambiguous about its fields.
+		require.True(t, utf8.Valid(body))
+		require.NoError(t, canonical.CheckObjectKeys(body))
 		// Whatever parses must be safe to validate and to key.
 		_ = DefaultValidator(ZohoRegistry()).Validate(t.Context(), ev)
 		cfg, err := newConfig(forProcessor, nil)

@@ -58,7 +58,7 @@ type handlerSettings struct {
 // in any router and under any prefix (with [http.StripPrefix]):
 //
 //	POST /webhooks/{route}                   a webhook for the registry's route
-//	GET  /health                             database and queue health, no auth
+//	GET  /health                             database ping and cached queue counts, no auth
 //	GET  /queue/stats                        queue statistics (admin)
 //	GET  /admin/events                       inbox events, filtered, paginated
 //	GET  /admin/events/{id}                  one event, its job and attempts
@@ -79,6 +79,8 @@ type Handler struct {
 	mux   *http.ServeMux
 
 	refusals *refusalLimiter // nil: no limit
+	db       *bun.DB         // pinged by GET /health
+	counts   *countsCache    // the queue counts of GET /health
 }
 
 // NewHandler returns a Handler on db. opts are the options that apply to
@@ -137,7 +139,9 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 		},
 		mux:      http.NewServeMux(),
 		refusals: newRefusalLimiter(s.refusalLimit, s.refusalPeriod, cfg.now),
+		db:       db,
 	}
+	h.counts = newCountsCache(h.healthCountsOf)
 	h.mux.HandleFunc("POST /webhooks/{route}", h.serveWebhook)
 	h.mux.HandleFunc("GET /health", h.serveHealth)
 	h.mux.HandleFunc("GET /queue/stats", h.admin(h.serveQueueStats))
@@ -219,6 +223,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Metadata.Headers = r.Header.Clone()
 	ev.Metadata.ClientIP = ip
+	ev.Metadata.URL = r.URL.RequestURI() // redacted before it is stored
 
 	res, err := h.proc.Process(r.Context(), ev)
 	switch {
@@ -578,32 +583,36 @@ type healthResponse struct {
 	Error    string        `json:"error,omitempty"`
 }
 
-type healthCounts struct {
-	Pending    int64 `json:"pending"`
-	Processing int64 `json:"processing"`
-	Retry      int64 `json:"retry"`
-	DeadLetter int64 `json:"dead_letter"`
-}
-
+// serveHealth pings the database on every call, which anyone may do
+// cheaply; the queue counts come from h.counts, at most
+// [HealthCountsMaxAge] old, and are left out when they cannot be read.
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), DefaultHealthTimeout)
 	defer cancel()
-	s, err := h.queue.Stats(ctx)
-	if err != nil {
+	if err := h.db.PingContext(ctx); err != nil {
 		h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: health check failed", slog.Any("error", err))
 		writeJSON(w, http.StatusServiceUnavailable, healthResponse{
 			Status: "unhealthy", Database: "unavailable", Error: "database unavailable",
 		})
 		return
 	}
-	writeJSON(w, http.StatusOK, healthResponse{
-		Status:   "healthy",
-		Database: "ok",
-		Queue: &healthCounts{
-			Pending:    s.ByStatus[StatusPending],
-			Processing: s.ByStatus[StatusProcessing],
-			Retry:      s.ByStatus[StatusRetry],
-			DeadLetter: s.ByStatus[StatusDeadLetter],
-		},
-	})
+	counts, err := h.counts.get(ctx)
+	if err != nil {
+		h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: health check: queue counts unavailable", slog.Any("error", err))
+	}
+	writeJSON(w, http.StatusOK, healthResponse{Status: "healthy", Database: "ok", Queue: counts})
+}
+
+// healthCountsOf reads the counts of GET /health.
+func (h *Handler) healthCountsOf(ctx context.Context) (*healthCounts, error) {
+	s, err := h.queue.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &healthCounts{
+		Pending:    s.ByStatus[StatusPending],
+		Processing: s.ByStatus[StatusProcessing],
+		Retry:      s.ByStatus[StatusRetry],
+		DeadLetter: s.ByStatus[StatusDeadLetter],
+	}, nil
 }

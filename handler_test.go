@@ -402,23 +402,26 @@ func TestNewHandlerOptions(t *testing.T) {
 		err  string
 	}{
 		{"no verifier fails closed", nil, "no webhook verifier"},
-		{"admin token alone is no verifier", []Option{WithAdminToken("t")}, "no webhook verifier"},
-		{"without authentication and a key", []Option{WithoutAuthentication(), WithWebhookKeys("k")}, "WithoutAuthentication"},
-		{"admin token equals a webhook key", []Option{WithWebhookKeys("same"), WithAdminToken("same")}, "WithAdminToken"},
+		{"admin token alone is no verifier", []Option{WithAdminToken(testAdminToken)}, "no webhook verifier"},
+		{"without authentication and a key", []Option{WithoutAuthentication(), WithWebhookKeys(testWebhookKey)}, "WithoutAuthentication"},
+		{"admin token equals a webhook key", []Option{WithWebhookKeys(testWebhookKey), WithAdminToken(testWebhookKey)}, "WithAdminToken"},
+		{"short webhook key", []Option{WithWebhookKeys(testWebhookKey, "fifteen-bytes!!")}, "WithWebhookKeys: a key of 15 bytes is too short"},
+		{"short standard secret", []Option{WithStandardWebhooksSecrets("whsec_MDEyMzQ1Njc4OWFiY2Rl")}, "WithStandardWebhooksSecrets: a secret of 15 bytes"},
+		{"short admin token", []Option{WithWebhookKeys(testWebhookKey), WithAdminToken("fifteen-bytes!!")}, "WithAdminToken: a token of 15 bytes is too short"},
 		{"empty key", []Option{WithWebhookKeys("")}, "WithWebhookKeys"},
 		{"no keys", []Option{WithWebhookKeys()}, "WithWebhookKeys"},
 		{"empty zoho secret", []Option{WithZohoSecret("")}, "WithZohoSecret: secret must be 12 to 50"},
 		{"short zoho secret", []Option{WithZohoSecret("abc123")}, "WithZohoSecret: secret must be 12 to 50"},
 		{"zoho secret not alphanumeric", []Option{WithZohoSecret("zoho-webhook-secret")}, "WithZohoSecret: secret must be letters and digits"},
 		{"bad standard secret", []Option{WithStandardWebhooksSecrets("whsec_not base64!")}, "WithStandardWebhooksSecrets"},
-		{"zero body limit", []Option{WithWebhookKeys("k"), WithMaxBodyBytes(0)}, "WithMaxBodyBytes"},
-		{"bad proxy", []Option{WithWebhookKeys("k"), WithTrustedProxies("10.0.0.0/99")}, "WithTrustedProxies"},
-		{"empty delivery id header", []Option{WithWebhookKeys("k"), WithDeliveryIDHeader(" ")}, "WithDeliveryIDHeader"},
-		{"short retry after", []Option{WithWebhookKeys("k"), WithRetryAfter(0)}, "WithRetryAfter"},
-		{"empty admin token", []Option{WithWebhookKeys("k"), WithAdminToken("")}, "WithAdminToken"},
-		{"no admin token", []Option{WithWebhookKeys("k"), WithAdminToken()}, "WithAdminToken"},
-		{"second admin token equals a webhook key", []Option{WithWebhookKeys("k1", "k2"), WithAdminToken("a", "k2")}, "WithAdminToken"},
-		{"added admin token equals a webhook key", []Option{WithWebhookKeys("k1"), WithAdminToken("a"), WithAdminToken("k1")}, "WithAdminToken"},
+		{"zero body limit", []Option{WithWebhookKeys(testWebhookKey), WithMaxBodyBytes(0)}, "WithMaxBodyBytes"},
+		{"bad proxy", []Option{WithWebhookKeys(testWebhookKey), WithTrustedProxies("10.0.0.0/99")}, "WithTrustedProxies"},
+		{"empty delivery id header", []Option{WithWebhookKeys(testWebhookKey), WithDeliveryIDHeader(" ")}, "WithDeliveryIDHeader"},
+		{"short retry after", []Option{WithWebhookKeys(testWebhookKey), WithRetryAfter(0)}, "WithRetryAfter"},
+		{"empty admin token", []Option{WithWebhookKeys(testWebhookKey), WithAdminToken("")}, "WithAdminToken"},
+		{"no admin token", []Option{WithWebhookKeys(testWebhookKey), WithAdminToken()}, "WithAdminToken"},
+		{"second admin token equals a webhook key", []Option{WithWebhookKeys("webhook-key-one-0001", "webhook-key-two-0002"), WithAdminToken("admin-token-000001", "webhook-key-two-0002")}, "WithAdminToken"},
+		{"added admin token equals a webhook key", []Option{WithWebhookKeys("webhook-key-one-0001"), WithAdminToken("admin-token-000001"), WithAdminToken("webhook-key-one-0001")}, "WithAdminToken"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewHandler(tdb.db, tc.opts...)
@@ -429,7 +432,7 @@ func TestNewHandlerOptions(t *testing.T) {
 	require.Error(t, err)
 	_, err = NewHandler(tdb.db, WithoutAuthentication())
 	require.NoError(t, err)
-	_, err = NewHandler(tdb.db, WithZohoSecret("zohoSecretOld1"), WithZohoSecret("zohoSecretNew2"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("k1", "k2"))
+	_, err = NewHandler(tdb.db, WithZohoSecret("zohoSecretOld1"), WithZohoSecret("zohoSecretNew2"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("webhook-key-one-0001", "webhook-key-two-0002"), WithAdminToken("sixteen-bytes-ok"))
 	require.NoError(t, err)
 }
 

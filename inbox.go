@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 
@@ -22,14 +24,77 @@ import (
 const Redacted = "[REDACTED]"
 
 // defaultRedactedHeaders never reach the database. Headers whose names
-// contain "signature", "secret", "token" or "password" are redacted too.
+// contain one of secretHeaderWords are redacted too.
 var defaultRedactedHeaders = []string{
 	"X-Webhook-Key", "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
 	"X-Api-Key", "X-Zoho-Webhook-Signature", "Webhook-Signature", "X-Hub-Signature",
 	"X-Hub-Signature-256",
 }
 
-var secretHeaderWords = []string{"signature", "secret", "token", "password"}
+// secretHeaderWords mark a header or query parameter as secret when its
+// name contains one, in any case: Api-Key, X-Auth-Key,
+// Ocp-Apim-Subscription-Key, X-Forwarded-Authorization, ?access_token=.
+// The rule is broad on purpose: a header redacted wrongly costs a little
+// debugging, a secret stored in clear text costs a rotation.
+var secretHeaderWords = []string{
+	"key", "auth", "token", "secret", "signature", "password", "credential", "session", "cookie",
+}
+
+// isSecretName reports whether name contains one of secretHeaderWords.
+func isSecretName(name string) bool {
+	lower := strings.ToLower(name)
+	for _, w := range secretHeaderWords {
+		if strings.Contains(lower, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactURL returns the request URI u with the value of every query
+// parameter whose name is secret (see isSecretName) replaced by
+// [Redacted]. The other parameters keep their text and order. A URI that
+// does not parse is dropped: its secrets could not be found.
+func redactURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	if parsed.RawQuery == "" && !parsed.ForceQuery {
+		return u
+	}
+	// Parameters are separated by '&' and, in older servers, ';': a
+	// secret hidden behind either is found.
+	var b strings.Builder
+	q := parsed.RawQuery
+	for {
+		end := strings.IndexAny(q, "&;")
+		p := q
+		if end >= 0 {
+			p = q[:end]
+		}
+		rawName, _, _ := strings.Cut(p, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			name = rawName
+		}
+		if isSecretName(name) || isSecretName(rawName) {
+			p = rawName + "=" + Redacted
+		}
+		b.WriteString(p)
+		if end < 0 {
+			break
+		}
+		b.WriteByte(q[end])
+		q = q[end+1:]
+	}
+	parsed.RawQuery = b.String()
+	parsed.Fragment, parsed.RawFragment = "", ""
+	return parsed.String()
+}
 
 // Inbox stores received webhook events in tds_inbox_events. Its methods are
 // safe for concurrent use.
@@ -96,12 +161,17 @@ var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 func escapeKeyPart(s string) string { return keyEscaper.Replace(s) }
 
+// MaxIdentityBytes bounds an event's source, event type, entity type,
+// entity id and delivery id: longer ones are refused with
+// [ErrInvalidEvent].
+const MaxIdentityBytes = 200
+
 func checkKeyPart(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return errors.New("must not be empty")
 	}
-	if len(s) > 200 {
-		return errors.New("must be at most 200 bytes")
+	if len(s) > MaxIdentityBytes {
+		return fmt.Errorf("must be at most %d bytes", MaxIdentityBytes)
 	}
 	return nil
 }
@@ -128,13 +198,7 @@ func (c *config) isSecretHeader(canonical string) bool {
 	if c.redact[canonical] {
 		return true
 	}
-	lower := strings.ToLower(canonical)
-	for _, w := range secretHeaderWords {
-		if strings.Contains(lower, w) {
-			return true
-		}
-	}
-	return false
+	return isSecretName(canonical)
 }
 
 // MaxStoredHeaderBytes bounds the request headers stored with an event:
@@ -201,8 +265,16 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 		{"source", ev.Source}, {"event_type", ev.EventType}, {"entity_type", ev.EntityType},
 		{"entity_id", ev.EntityID}, {"delivery id", ev.DeliveryID},
 	} {
+		// The same answer on every database: PostgreSQL refuses NUL and
+		// invalid UTF-8 in text, and its columns are bounded.
 		if strings.ContainsRune(f.v, 0) {
 			return nil, fmt.Errorf("%w: %s holds a NUL character", ErrInvalidEvent, f.name)
+		}
+		if !utf8.ValidString(f.v) {
+			return nil, fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, f.name)
+		}
+		if len(f.v) > MaxIdentityBytes {
+			return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, f.name, MaxIdentityBytes)
 		}
 	}
 	data := ev.Data
@@ -232,6 +304,7 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 	metadata, err := json.Marshal(RequestMetadata{
 		Headers:           headers,
 		DroppedHeaders:    dropped,
+		URL:               redactURL(ev.Metadata.URL),
 		ClientIP:          ev.Metadata.ClientIP,
 		SignatureVerified: ev.Metadata.SignatureVerified,
 		Verifier:          ev.Metadata.Verifier,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -184,4 +185,157 @@ func TestCapHeaders(t *testing.T) {
 	out, dropped = capHeaders(nil)
 	require.Nil(t, out)
 	require.Nil(t, dropped)
+}
+
+// TestRedaction: every header whose name contains a secret word, in any
+// case, is redacted on top of the explicit list, and so is every secret
+// query parameter of the stored URL.
+func TestRedaction(t *testing.T) {
+	t.Parallel()
+	cfg, err := newConfig(forHandler, []Option{WithRedactHeaders("X-Internal")})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		header string
+		secret bool
+	}{
+		{"Api-Key", true},
+		{"X-Auth-Key", true},
+		{"Ocp-Apim-Subscription-Key", true},
+		{"X-Forwarded-Authorization", true},
+		{"x-api-key", true},
+		{"X-Webhook-Key", true},
+		{"Authorization", true},
+		{"Proxy-Authorization", true},
+		{"X-Amz-Security-Token", true},
+		{"X-Client-Secret", true},
+		{"X-Zoho-Webhook-Signature", true},
+		{"X-DB-PASSWORD", true},
+		{"X-Credentials", true},
+		{"X-Session-Id", true},
+		{"Cookie", true},
+		{"Set-Cookie", true},
+		{"X-Internal", true}, // the explicit list
+		{"Content-Type", false},
+		{"User-Agent", false},
+		{"X-Forwarded-For", false},
+		{"Webhook-Id", false},
+		{"Webhook-Timestamp", false},
+		{"Content-Length", false},
+	} {
+		t.Run("header "+tc.header, func(t *testing.T) {
+			got := cfg.redactHeaders(map[string][]string{tc.header: {"value-XYZ"}})
+			v := got[http.CanonicalHeaderKey(tc.header)]
+			if tc.secret {
+				require.Equal(t, []string{Redacted}, v)
+			} else {
+				require.Equal(t, []string{"value-XYZ"}, v)
+			}
+		})
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"/webhooks/products", "/webhooks/products"},
+		{"/webhooks/products?token=abc", "/webhooks/products?token=[REDACTED]"},
+		{"/webhooks/products?a=1&api_key=abc&b=2", "/webhooks/products?a=1&api_key=[REDACTED]&b=2"},
+		{"/webhooks/products?Access_Token=abc", "/webhooks/products?Access_Token=[REDACTED]"},
+		{"/webhooks/products?%74oken=abc", "/webhooks/products?%74oken=[REDACTED]"},
+		{"/webhooks/products?sig=1&signature=abc&auth=x&password=p&sessionid=s&client_secret=c&credential=z",
+			"/webhooks/products?sig=1&signature=[REDACTED]&auth=[REDACTED]&password=[REDACTED]&sessionid=[REDACTED]&client_secret=[REDACTED]&credential=[REDACTED]"},
+		{"/webhooks/products?a=1;token=abc", "/webhooks/products?a=1;token=[REDACTED]"},
+		{"/webhooks/products?token", "/webhooks/products?token=[REDACTED]"},
+		{"/webhooks/products?page=2&sort=name", "/webhooks/products?page=2&sort=name"},
+		{"/webhooks/products?key=a&key=b", "/webhooks/products?key=[REDACTED]&key=[REDACTED]"},
+		{"", ""},
+	} {
+		t.Run("url "+tc.in, func(t *testing.T) {
+			require.Equal(t, tc.want, redactURL(tc.in))
+		})
+	}
+}
+
+// TestWebhookRedactsStoredRequest: through the Handler, on each database,
+// no secret header or query parameter reaches the stored metadata.
+func TestWebhookRedactsStoredRequest(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		h := newTestHandler(t, tdb)
+		a := webhook(t, h, "products?token=SECRET1&page=2&x-api-key=SECRET2", fixtureBytes(t, "product.json"),
+			"Api-Key", "SECRET3",
+			"X-Auth-Key", "SECRET4",
+			"Ocp-Apim-Subscription-Key", "SECRET5",
+			"X-Forwarded-Authorization", "Bearer SECRET6",
+			"X-Session-Id", "SECRET7",
+			"User-Agent", "Zoho-Webhook/1.0")
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		var raw string
+		require.NoError(t, tdb.db.QueryRowContext(ctx,
+			"SELECT CAST(request_metadata AS TEXT) FROM tds_inbox_events").Scan(&raw))
+		require.NotContains(t, raw, "SECRET")
+		require.NotContains(t, raw, testWebhookKey)
+		var md RequestMetadata
+		require.NoError(t, json.Unmarshal([]byte(raw), &md))
+		require.Equal(t, "/webhooks/products?token=[REDACTED]&page=2&x-api-key=[REDACTED]", md.URL)
+		require.Equal(t, []string{"Zoho-Webhook/1.0"}, md.Headers["User-Agent"])
+		require.Equal(t, []string{Redacted}, md.Headers["Ocp-Apim-Subscription-Key"])
+	})
+}
+
+// productWith is a product webhook body whose entity id, event type and
+// data are given as raw JSON.
+func productWith(eventType, entityID, data string) []byte {
+	return []byte(`{"event_type":` + eventType + `,"entity_type":"product","entity_id":` + entityID + `,"data":` + data + `}`)
+}
+
+const okData = `{"item_id":"1","name":"Pump"}`
+
+// TestWebhookBoundsSameOnEveryDatabase: input PostgreSQL cannot store (and
+// answered 500, retried forever) while SQLite accepted it is refused with
+// 400 on both, before anything is stored.
+func TestWebhookBoundsSameOnEveryDatabase(t *testing.T) {
+	long := func(n int) string { return `"` + strings.Repeat("x", n) + `"` }
+	refused := []struct {
+		name    string
+		body    []byte
+		headers []string
+		msg     string
+	}{
+		{"entity id of 201 bytes", productWith(`"update"`, long(201), okData), nil, "entity_id is longer than 200 bytes"},
+		{"event type of 201 bytes", productWith(long(201), `"1"`, okData), nil, "event_type is longer than 200 bytes"},
+		{"numeric entity id of 201 digits", productWith(`"update"`, strings.Repeat("1", 201), okData), nil, "entity_id is longer than 200 bytes"},
+		{"number of 101 digits", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":`+strings.Repeat("9", 101)+`}`), nil, "101 digits"},
+		{"number of 300 digits", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":`+strings.Repeat("9", 300)+`}`), nil, "300 digits"},
+		{"exponent 1001", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":1e1001}`), nil, "exponent"},
+		{"exponent -1001", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":1e-1001}`), nil, "exponent"},
+		{"huge exponent", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","rate":1e999999999}`), nil, "exponent"},
+		{"invalid UTF-8 in data", productWith(`"update"`, `"1"`, "{\"item_id\":\"1\",\"name\":\"P\xff\"}"), nil, "not valid UTF-8"},
+		{"invalid UTF-8 in the entity id", productWith(`"update"`, "\"1\xc3\"", okData), nil, "not valid UTF-8"},
+		{"invalid UTF-8 in a key", productWith(`"update"`, `"1"`, "{\"item_id\":\"1\",\"name\":\"P\",\"\xe2\x82\":1}"), nil, "not valid UTF-8"},
+		{"invalid UTF-8 in the delivery id", productWith(`"update"`, `"1"`, okData), []string{HeaderWebhookID, "msg-\xff"}, "delivery id is not valid UTF-8"},
+		{"top-level keys differing in case", []byte(`{"event_type":"update","entity_type":"product","entity_id":"1","ENTITY_ID":"2","data":` + okData + `}`), nil, "differ only in case"},
+		{"repeated top-level key", []byte(`{"event_type":"update","entity_type":"product","entity_id":"1","entity_id":"2","data":` + okData + `}`), nil, `key "entity_id" appears twice`},
+		{"repeated key in data", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","name":"Q"}`), nil, `key "name" appears twice`},
+		{"data nested 129 deep", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","deep":`+strings.Repeat("[", 128)+strings.Repeat("]", 128)+`}`), nil, "deeper than 128"},
+		{"repeated nested key in data", productWith(`"update"`, `"1"`, `{"item_id":"1","name":"P","dims":{"w":1,"w":2}}`), nil, `key "w" appears twice`},
+	}
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb)
+		for _, tc := range refused {
+			t.Run(tc.name, func(t *testing.T) {
+				a := webhook(t, h, "products", tc.body, tc.headers...)
+				requireError(t, a, http.StatusBadRequest, tc.msg)
+				require.Equal(t, 0, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+			})
+		}
+		// At the bounds, accepted alike.
+		for i, body := range [][]byte{
+			productWith(`"update"`, long(200), `{"item_id":`+long(200)+`,"name":"P"}`),
+			productWith(`"update"`, `"2"`, `{"item_id":"2","name":"P","rate":`+strings.Repeat("9", 100)+`}`),
+			productWith(`"update"`, `"3"`, `{"item_id":"3","name":"P","rate":1e1000,"low":-1E-1000}`),
+			productWith(`"update"`, `"4"`, `{"item_id":"4","name":"P","Name":"p"}`),
+			productWith(`"update"`, `"5"`, `{"item_id":"5","name":"P","deep":`+strings.Repeat("[", 127)+strings.Repeat("]", 127)+`}`),
+		} {
+			a := webhook(t, h, "products", body)
+			require.Equal(t, http.StatusOK, a.status, "%d: %s", i, a.raw)
+		}
+		require.Equal(t, 5, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+	})
 }

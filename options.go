@@ -176,7 +176,8 @@ func WithSource(source string) Option {
 
 // WithRedactHeaders adds header names whose values never reach the
 // database, on top of the built-in list (X-Webhook-Key, Authorization,
-// Cookie, every header whose name contains "signature", ...).
+// Cookie, ...) and of every header whose name contains key, auth, token,
+// secret, signature, password, credential, session or cookie, in any case.
 // Applies to [NewProcessor], [NewInbox] and [NewHandler].
 // Defaults to the built-in list alone.
 func WithRedactHeaders(names ...string) Option {

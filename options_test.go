@@ -40,11 +40,11 @@ func sampleOptions() map[string]Option {
 		"WithRetention":               WithRetention(time.Hour),
 		"WithRetryPolicy":             WithRetryPolicy(DefaultRetryPolicy()),
 		"WithObserver":                WithObserver(func(JobResult) {}),
-		"WithWebhookKeys":             WithWebhookKeys("k"),
+		"WithWebhookKeys":             WithWebhookKeys(testWebhookKey),
 		"WithZohoSecret":              WithZohoSecret("zohoSecret0123"),
 		"WithStandardWebhooksSecrets": WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
 		"WithoutAuthentication":       WithoutAuthentication(),
-		"WithAdminToken":              WithAdminToken("t"),
+		"WithAdminToken":              WithAdminToken(testAdminToken),
 		"WithMaxBodyBytes":            WithMaxBodyBytes(1024),
 		"WithTrustedProxies":          WithTrustedProxies("10.0.0.0/8"),
 		"WithDeliveryIDHeader":        WithDeliveryIDHeader("X-Delivery-Id"),
@@ -180,7 +180,7 @@ func TestForeignOptionIsAnError(t *testing.T) {
 			return err
 		}, "tds: WithPollInterval does not apply to NewHandler"},
 		{"two foreign options", func() error {
-			_, err := NewQueue(db, WithConcurrency(8), WithAdminToken("x"))
+			_, err := NewQueue(db, WithConcurrency(8), WithAdminToken(testAdminToken))
 			return err
 		}, "tds: WithConcurrency does not apply to NewQueue\ntds: WithAdminToken does not apply to NewQueue"},
 		{"a foreign option and a bad value", func() error {

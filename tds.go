@@ -137,6 +137,11 @@ type RequestMetadata struct {
 	// DroppedHeaders names the headers left out because the headers
 	// exceeded [MaxStoredHeaderBytes]; the largest go first.
 	DroppedHeaders []string `json:"dropped_headers,omitempty"`
+	// URL is the request's path and query as received. The values of
+	// query parameters whose names look secret (key, auth, token, secret,
+	// signature, password, credential, session, cookie) are redacted
+	// before it is stored.
+	URL string `json:"url,omitempty"`
 	// ClientIP is the address the request came from.
 	ClientIP string `json:"client_ip,omitempty"`
 	// SignatureVerified tells whether a key or signature was checked.

@@ -35,9 +35,15 @@ const (
 // from the current time, either way, before the request is refused.
 const StandardWebhooksTolerance = 5 * time.Minute
 
+// MinSecretBytes is the shortest webhook key, decoded Standard Webhooks
+// secret or admin token accepted: a shorter one can be guessed. Zoho's
+// secrets follow Zoho's own rules (see [WithZohoSecret]).
+const MinSecretBytes = 16
+
 // WithWebhookKeys accepts webhooks whose X-Webhook-Key header equals one of
 // keys, compared in constant time. Several keys are accepted at once so a
-// key can be rotated without downtime; each call adds to the list.
+// key can be rotated without downtime; each call adds to the list. Each
+// key must be at least [MinSecretBytes] long.
 // Applies to [NewHandler]. Defaults to no keys.
 func WithWebhookKeys(keys ...string) Option {
 	return newOption("WithWebhookKeys", forHandler, func(c *config) error {
@@ -47,6 +53,9 @@ func WithWebhookKeys(keys ...string) Option {
 		for _, k := range keys {
 			if strings.TrimSpace(k) == "" {
 				return optErr("WithWebhookKeys", "empty key")
+			}
+			if len(k) < MinSecretBytes {
+				return optErr("WithWebhookKeys", "a key of %d bytes is too short: at least %d", len(k), MinSecretBytes)
 			}
 			c.handler.keys = append(c.handler.keys, k)
 		}
@@ -81,10 +90,10 @@ func WithZohoSecret(secret string) Option {
 // WithStandardWebhooksSecrets accepts webhooks signed as Standard Webhooks
 // specify (webhook-id, webhook-timestamp, webhook-signature), under any of
 // secrets ("whsec_" and base64), with a timestamp no further than
-// [StandardWebhooksTolerance] from now. The webhook-id, which the
-// signature covers, becomes the delivery id, so a redelivery is a
-// duplicate; it is the only verifier whose delivery id counts. Each call
-// adds to the list.
+// [StandardWebhooksTolerance] from now. Each secret must decode to at least
+// [MinSecretBytes]. The webhook-id, which the signature covers, becomes the
+// delivery id, so a redelivery is a duplicate; it is the only verifier whose
+// delivery id counts. Each call adds to the list.
 // Applies to [NewHandler]. Defaults to no secret.
 func WithStandardWebhooksSecrets(secrets ...string) Option {
 	return newOption("WithStandardWebhooksSecrets", forHandler, func(c *config) error {
@@ -95,6 +104,9 @@ func WithStandardWebhooksSecrets(secrets ...string) Option {
 			key, err := verify.DecodeStandardSecret(s)
 			if err != nil {
 				return optErr("WithStandardWebhooksSecrets", "%v", err)
+			}
+			if len(key) < MinSecretBytes {
+				return optErr("WithStandardWebhooksSecrets", "a secret of %d bytes (decoded) is too short: at least %d", len(key), MinSecretBytes)
 			}
 			c.handler.standardSecrets = append(c.handler.standardSecrets, key)
 		}

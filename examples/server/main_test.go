@@ -35,7 +35,7 @@ import (
 func TestMain(m *testing.M) { dbtest.Main(m) }
 
 func TestParseSettings(t *testing.T) {
-	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "a,b", "TDS_DATABASE_URL": "sqlite:x.db",
+	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "webhook-key-aaaaaaaa,webhook-key-bbbbbbbb", "TDS_DATABASE_URL": "sqlite:x.db",
 		"TDS_MAX_CONNS": "50", "TDS_TRUSTED_PROXIES": "10.0.0.1"}
 	s, err := parseSettings([]string{"-addr", ":9100"}, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
@@ -43,7 +43,7 @@ func TestParseSettings(t *testing.T) {
 	require.Equal(t, 7, s.workers)
 	require.Equal(t, 50, s.maxConns)
 	require.Equal(t, "10.0.0.1", s.trustedProxies)
-	require.Equal(t, "a,b", s.webhookKeys)
+	require.Equal(t, "webhook-key-aaaaaaaa,webhook-key-bbbbbbbb", s.webhookKeys)
 	require.Equal(t, "sqlite:x.db", s.database)
 
 	s, err = parseSettings(nil, func(string) string { return "" }, io.Discard)
@@ -125,7 +125,7 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 	key, token := "", ""
 	if withFlags {
 		key, token = "proc-test-webhook-key", "proc-test-admin-token"
-		args = append(args, "-webhook-keys", "old-key,"+key, "-admin-token", "old-token,"+token, "-max-conns", "8", "-trusted-proxies", "10.0.0.0/8")
+		args = append(args, "-webhook-keys", "proc-test-old-webhook-key,"+key, "-admin-token", "proc-test-old-admin-token,"+token, "-max-conns", "8", "-trusted-proxies", "10.0.0.0/8")
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()

@@ -205,8 +205,7 @@ func (v standardVerifier) Verify(h http.Header, _ url.Values, body []byte, now t
 	if err != nil {
 		return ErrStale
 	}
-	// Compare in seconds so huge timestamps cannot overflow a Duration.
-	if d := now.Unix() - sec; d > int64(v.tolerance/time.Second) || -d > int64(v.tolerance/time.Second) {
+	if !withinSeconds(now.Unix(), sec, int64(v.tolerance/time.Second)) {
 		return ErrStale
 	}
 	var sigs [][]byte
@@ -230,6 +229,24 @@ func (v standardVerifier) Verify(h http.Header, _ url.Values, body []byte, now t
 		return ErrBadCredential
 	}
 	return nil
+}
+
+// withinSeconds reports whether |now - sec| <= tol without overflowing:
+// the distance between two int64 values always fits a uint64, and
+// unsigned subtraction of the smaller from the larger gives it exactly.
+// A signed difference wraps for a timestamp near ±2^63 and let
+// now - 2^63 pass.
+func withinSeconds(now, sec, tol int64) bool {
+	if tol < 0 {
+		return false
+	}
+	var d uint64
+	if sec <= now {
+		d = uint64(now) - uint64(sec)
+	} else {
+		d = uint64(sec) - uint64(now)
+	}
+	return d <= uint64(tol)
 }
 
 func standardSignature(secret []byte, id, ts string, body []byte) []byte {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -130,6 +131,57 @@ func TestStandardWebhooksVerifier(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A timestamp far from now is stale whatever its size: the distance is
+// computed without integer overflow (now - 2^63 used to wrap and pass).
+// Each case is signed correctly, so only the timestamp can refuse it.
+func TestStandardWebhooksTimestampOverflow(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	n := now.Unix()
+	tol := int64(tolerance / time.Second)
+	body := []byte(`{"event_type":"update"}`)
+	v := standardVerifierFor(t, secret)
+	for _, tc := range []struct {
+		name string
+		ts   int64
+		ok   bool
+	}{
+		{"math.MinInt64", math.MinInt64, false},
+		{"math.MinInt64+1", math.MinInt64 + 1, false},
+		{"now - 2^63 (wrapped before)", n + math.MinInt64, false},
+		{"now - 2^63 + 1", n + math.MinInt64 + 1, false},
+		{"now - 2^63 + tolerance", n + math.MinInt64 + tol, false},
+		{"math.MaxInt64", math.MaxInt64, false},
+		{"math.MaxInt64-1", math.MaxInt64 - 1, false},
+		{"now + 2^62", n + 1<<62, false},
+		{"now - 2^62", n - 1<<62, false},
+		{"-1", -1, false},
+		{"0", 0, false},
+		{"now - tolerance - 1", n - tol - 1, false},
+		{"now + tolerance + 1", n + tol + 1, false},
+		{"now - tolerance", n - tol, true},
+		{"now + tolerance", n + tol, true},
+		{"now", n, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := strconv.FormatInt(tc.ts, 10)
+			err := v.Verify(swHeaders("msg_1", ts, swSign(t, secret, "msg_1", ts, body)), nil, body, now)
+			if tc.ok {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, ErrStale)
+			}
+		})
+	}
+	// The same with now itself at the edges of int64.
+	require.False(t, withinSeconds(math.MaxInt64, math.MinInt64, tol))
+	require.False(t, withinSeconds(math.MinInt64, math.MaxInt64, tol))
+	require.True(t, withinSeconds(math.MaxInt64, math.MaxInt64-tol, tol))
+	require.True(t, withinSeconds(math.MinInt64, math.MinInt64+tol, tol))
+	require.False(t, withinSeconds(math.MinInt64, math.MinInt64+tol+1, tol))
 }
 
 func TestZohoVerifier(t *testing.T) {
