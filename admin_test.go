@@ -65,12 +65,12 @@ func TestAdminAuthentication(t *testing.T) {
 // so one can be rotated without downtime.
 func TestAdminTokenRotation(t *testing.T) {
 	tdb := openTestDB(t, "sqlite")
-	h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken("old-admin-token", "new-admin-token"), WithAdminToken("third-admin-token"))
-	for _, tok := range []string{"old-admin-token", "new-admin-token", "third-admin-token"} {
+	h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken("old-admin-token-01", "new-admin-token-02"), WithAdminToken("third-admin-token-03"))
+	for _, tok := range []string{"old-admin-token-01", "new-admin-token-02", "third-admin-token-03"} {
 		a := serve(t, h, "GET", "/queue/stats", nil, "Authorization", "Bearer "+tok)
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 	}
-	for _, tok := range []string{"old-admin-toke", "new-admin-token-", "", testWebhookKey} {
+	for _, tok := range []string{"old-admin-token-0", "new-admin-token-020", "", testWebhookKey} {
 		requireError(t, serve(t, h, "GET", "/queue/stats", nil, "Authorization", "Bearer "+tok), 401, adminUnauthorized)
 	}
 }
