@@ -34,8 +34,7 @@ func (c *queueQueryCounter) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 func TestHealthReadsQueueStatsOncePerWindow(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		counter := &queueQueryCounter{}
-		tdb.db.AddQueryHook(counter)
-		h := newTestHandler(t, tdb)
+		h := newTestHandler(t, &testDB{name: tdb.name, url: tdb.url, db: tdb.db.WithQueryHook(counter)})
 		var mu sync.Mutex
 		now := time.Now()
 		h.counts.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
