@@ -50,7 +50,7 @@ func Canonicalize(raw []byte) (canon []byte, nul bool, err error) {
 	// First, in one cheap pass, what Decode silently lets through (a
 	// repeated key keeps its last value) or what would cost too much or
 	// be refused by a database.
-	if err := checkValue(raw); err != nil {
+	if err := check(raw); err != nil {
 		return nil, false, fmt.Errorf("canonical JSON: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -82,6 +82,21 @@ type frame struct {
 // out-of-bounds numbers and nesting deeper than MaxDepth. Syntax errors
 // it meets are returned; the decode that follows checks the rest.
 func checkValue(raw []byte) error {
+	return checkTokens(raw)
+}
+
+// check is checkValue: the fast scanner, or for what it does not handle,
+// the exact walk over tokens.
+func check(raw []byte) error {
+	if err := scanValue(raw, nil); !errors.Is(err, errScan) {
+		return err
+	}
+	return checkTokens(raw)
+}
+
+// checkTokens is checkValue by encoding/json's tokens: exact, and slow
+// (a few allocations per token).
+func checkTokens(raw []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var stack []*frame
@@ -168,6 +183,33 @@ func CheckNumber(n string) error {
 // "Entity_ID":"2"}. raw that is not an object passes: its own parser
 // reports that.
 func CheckObjectKeys(raw []byte) error {
+	var seen map[string]string
+	var found error
+	err := scanValue(raw, func(k string) error {
+		if seen == nil {
+			seen = make(map[string]string, 8)
+		}
+		fold := foldKey(k)
+		if prev, ok := seen[fold]; ok {
+			found = fmt.Errorf("keys %q and %q differ only in case", truncate(prev), truncate(k))
+			return found
+		}
+		seen[fold] = k
+		return nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case found != nil && errors.Is(err, found):
+		return found
+	}
+	// A repeated key, or something below the top level: the exact walk
+	// says which, in its own words.
+	return checkObjectKeysTokens(raw)
+}
+
+// checkObjectKeysTokens is CheckObjectKeys by encoding/json's tokens.
+func checkObjectKeysTokens(raw []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil
