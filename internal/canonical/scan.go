@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // errScan reports that the fast scanner met something it does not handle
@@ -116,7 +117,7 @@ func validNumber(b []byte) bool {
 func (s *scanner) str() (string, error) {
 	start := s.i
 	s.i++
-	escaped := false
+	escaped, ascii := false, true
 	for s.i < len(s.b) {
 		switch c := s.b[s.i]; {
 		case c < 0x20:
@@ -138,9 +139,16 @@ func (s *scanner) str() (string, error) {
 				return "", errScan
 			}
 			continue
+		case c >= utf8.RuneSelf:
+			ascii = false
 		case c == '"':
 			s.i++
 			raw := s.b[start:s.i]
+			if !ascii && !utf8.Valid(raw) {
+				// encoding/json reads invalid bytes as U+FFFD, which
+				// can make two keys one: leave it to the exact walk.
+				return "", errScan
+			}
 			if !escaped {
 				return string(raw[1 : len(raw)-1]), nil
 			}

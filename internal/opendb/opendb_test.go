@@ -76,7 +76,13 @@ func FuzzOpenPostgres(f *testing.F) {
 			err = oerr
 		})
 		if err != nil {
-			require.NotContains(t, err.Error(), password)
+			// The message's own words ("password", "percent-encode") may
+			// hold a short password by chance: look only outside them.
+			msg := err.Error()
+			for _, w := range []string{"password", "percent-encode", "opening", "postgres"} {
+				msg = strings.ReplaceAll(msg, w, "")
+			}
+			require.NotContains(t, msg, password)
 			require.True(t, strings.HasPrefix(err.Error(), "tds: opening "), err.Error())
 		}
 	})
