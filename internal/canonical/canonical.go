@@ -71,22 +71,17 @@ func Canonicalize(raw []byte) (canon []byte, nul bool, err error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), hasNUL(v), nil
 }
 
-// frame is an open object or array of checkValue's walk.
+// frame is an open object or array of checkTokens's walk.
 type frame struct {
 	object    bool
 	expectKey bool
 	keys      map[string]struct{}
 }
 
-// checkValue walks raw without recursion and refuses repeated keys,
-// out-of-bounds numbers and nesting deeper than MaxDepth. Syntax errors
-// it meets are returned; the decode that follows checks the rest.
-func checkValue(raw []byte) error {
-	return checkTokens(raw)
-}
-
-// check is checkValue: the fast scanner, or for what it does not handle,
-// the exact walk over tokens.
+// check refuses repeated keys, out-of-bounds numbers and nesting deeper
+// than MaxDepth, with the fast scanner or, for what it does not handle,
+// the exact walk over tokens. Syntax errors it meets are returned; the
+// decode that follows checks the rest.
 func check(raw []byte) error {
 	if err := scanValue(raw, nil); !errors.Is(err, errScan) {
 		return err
@@ -94,8 +89,8 @@ func check(raw []byte) error {
 	return checkTokens(raw)
 }
 
-// checkTokens is checkValue by encoding/json's tokens: exact, and slow
-// (a few allocations per token).
+// checkTokens is check by encoding/json's tokens, without recursion:
+// exact, and slow (a few allocations per token).
 func checkTokens(raw []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

@@ -12,7 +12,7 @@ import (
 // token-based walk, which is slower and exact.
 var errScan = errors.New("canonical: scan")
 
-// scanner checks the bounds of checkValue over raw bytes, with no
+// scanner checks the bounds of check over raw bytes, with no
 // allocation per token: the ingest path runs it on every webhook.
 type scanner struct {
 	b []byte
