@@ -460,13 +460,20 @@ type Leader interface {
 	Release()
 }
 
+// The Stores hold no state: one of each serves every caller, and For,
+// which MirrorSyncer calls for every job, allocates nothing.
+var (
+	postgresStore Store = NewPostgres()
+	sqliteStore   Store = NewSQLite()
+)
+
 // For returns the Store of db's dialect.
 func For(db bun.IDB) (Store, error) {
 	switch db.Dialect().Name() {
 	case dialect.PG:
-		return NewPostgres(), nil
+		return postgresStore, nil
 	case dialect.SQLite:
-		return NewSQLite(), nil
+		return sqliteStore, nil
 	}
 	return nil, ErrUnsupportedDialect
 }
