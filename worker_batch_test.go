@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -326,6 +327,9 @@ func TestWorkerObserverAndStats(t *testing.T) {
 		require.Equal(t, StatusDeadLetter, obs.of(dead)[0].Status)
 		rs := obs.of(retried)
 		require.Len(t, rs, 2)
+		// Two goroutines may report the two attempts, so the reports may
+		// arrive in either order; the attempt numbers tell them apart.
+		sort.Slice(rs, func(i, j int) bool { return rs[i].Attempt < rs[j].Attempt })
 		require.Equal(t, StatusRetry, rs[0].Status)
 		require.Equal(t, 1, rs[0].Attempt)
 		require.Equal(t, StatusCompleted, rs[1].Status)
