@@ -75,7 +75,7 @@ const (
 // store holds one module's records in insertion order.
 type store struct {
 	recs   []map[string]any
-	idx    map[string]int            // id → position in recs
+	idx    map[string]int              // id → position in recs
 	sorted map[string][]map[string]any // cached orders by "column/order"
 }
 
