@@ -151,6 +151,10 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	h.mux.HandleFunc("POST /admin/dead-letters/retry", h.admin(h.serveRetryDeadLetters))
 	h.mux.HandleFunc("POST /admin/dead-letters/{id}/retry", h.admin(h.serveRetryDeadLetter))
 	h.mux.HandleFunc("POST /admin/dead-letters/{id}/discard", h.admin(h.serveDiscardDeadLetter))
+	h.mux.HandleFunc("POST /admin/reconcile", h.admin(h.serveReconcile))
+	h.mux.HandleFunc("GET /admin/sync-runs", h.admin(h.serveListRuns))
+	h.mux.HandleFunc("GET /admin/sync-runs/{id}", h.admin(h.serveRun))
+	h.mux.HandleFunc("POST /admin/sync-runs/{id}/cancel", h.admin(h.serveCancelRun))
 	return h, nil
 }
 

@@ -71,7 +71,8 @@ func (w *Worker) housekeep(ctx context.Context) {
 	}
 }
 
-// runHousekeeping rescues expired leases and deletes rows past retention.
+// runHousekeeping rescues expired leases, deletes rows past retention and
+// starts the reconciliation runs that are due ([WithReconciler]).
 func (w *Worker) runHousekeeping(ctx context.Context) error {
 	if _, err := w.rescue(ctx); err != nil {
 		return err
@@ -84,8 +85,13 @@ func (w *Worker) runHousekeeping(ctx context.Context) error {
 	if _, err := q.DeleteCompleted(ctx, cutoff); err != nil {
 		return err
 	}
-	_, err := deleteProcessedEvents(ctx, w.st, w.db, cutoff)
-	return err
+	if _, err := deleteProcessedEvents(ctx, w.st, w.db, cutoff); err != nil {
+		return err
+	}
+	if r := w.cfg.reconciler; r != nil {
+		r.schedule(ctx)
+	}
+	return nil
 }
 
 // leaseExpiredMsg is the error recorded for an attempt whose lease expired.

@@ -41,10 +41,11 @@ const (
 	forWorker
 	forMirrorSyncer
 	forHandler
+	forReconciler
 )
 
 // targetNames are the constructors of the targets, in bit order.
-var targetNames = [...]string{"NewProcessor", "NewInbox", "NewQueue", "NewWorker", "NewMirrorSyncer", "NewHandler"}
+var targetNames = [...]string{"NewProcessor", "NewInbox", "NewQueue", "NewWorker", "NewMirrorSyncer", "NewHandler", "NewReconciler"}
 
 func (t target) String() string {
 	var names []string
@@ -71,8 +72,12 @@ type config struct {
 	logger      *slog.Logger
 	ingestBatch int
 
-	worker  workerSettings  // read by NewWorker; see worker.go
-	handler handlerSettings // read by NewHandler; see handler.go
+	worker    workerSettings    // read by NewWorker; see worker.go
+	handler   handlerSettings   // read by NewHandler; see handler.go
+	reconcile reconcileSettings // read by NewReconciler; see reconcile.go
+	// reconciler is read by NewHandler (its routes) and NewWorker (its
+	// schedule).
+	reconciler *Reconciler
 }
 
 // newConfig applies opts for the constructor t, which must be a single
@@ -122,10 +127,11 @@ func optErr(name, format string, args ...any) error {
 }
 
 // WithRegistry sets the entity types tds accepts.
-// Applies to [NewProcessor], [NewQueue], [NewMirrorSyncer] and [NewHandler].
+// Applies to [NewProcessor], [NewQueue], [NewMirrorSyncer], [NewHandler] and
+// [NewReconciler].
 // Defaults to [ZohoRegistry].
 func WithRegistry(r *Registry) Option {
-	return newOption("WithRegistry", forProcessor|forQueue|forMirrorSyncer|forHandler, func(c *config) error {
+	return newOption("WithRegistry", forProcessor|forQueue|forMirrorSyncer|forHandler|forReconciler, func(c *config) error {
 		if r == nil {
 			return optErr("WithRegistry", "registry is nil")
 		}
@@ -135,10 +141,10 @@ func WithRegistry(r *Registry) Option {
 }
 
 // WithValidator sets the validator run on every new event.
-// Applies to [NewProcessor] and [NewHandler].
+// Applies to [NewProcessor], [NewHandler] and [NewReconciler].
 // Defaults to [DefaultValidator] over the registry.
 func WithValidator(v Validator) Option {
-	return newOption("WithValidator", forProcessor|forHandler, func(c *config) error {
+	return newOption("WithValidator", forProcessor|forHandler|forReconciler, func(c *config) error {
 		if v == nil {
 			return optErr("WithValidator", "validator is nil")
 		}
@@ -148,10 +154,10 @@ func WithValidator(v Validator) Option {
 }
 
 // WithPrioritizer sets how a valid event's queue priority is chosen.
-// Applies to [NewProcessor] and [NewHandler].
+// Applies to [NewProcessor], [NewHandler] and [NewReconciler].
 // Defaults to [DefaultPrioritizer] over the registry.
 func WithPrioritizer(p Prioritizer) Option {
-	return newOption("WithPrioritizer", forProcessor|forHandler, func(c *config) error {
+	return newOption("WithPrioritizer", forProcessor|forHandler|forReconciler, func(c *config) error {
 		if p == nil {
 			return optErr("WithPrioritizer", "prioritizer is nil")
 		}
@@ -162,10 +168,10 @@ func WithPrioritizer(p Prioritizer) Option {
 
 // WithSource sets the source recorded for events that do not name one; it
 // is the first part of every idempotency key.
-// Applies to [NewProcessor], [NewInbox] and [NewHandler].
+// Applies to [NewProcessor], [NewInbox], [NewHandler] and [NewReconciler].
 // Defaults to [DefaultSource].
 func WithSource(source string) Option {
-	return newOption("WithSource", forProcessor|forInbox|forHandler, func(c *config) error {
+	return newOption("WithSource", forProcessor|forInbox|forHandler|forReconciler, func(c *config) error {
 		if err := checkKeyPart(source); err != nil {
 			return optErr("WithSource", "%v", err)
 		}
@@ -178,10 +184,10 @@ func WithSource(source string) Option {
 // database, on top of the built-in list (X-Webhook-Key, Authorization,
 // Cookie, ...) and of every header whose name contains key, auth, token,
 // secret, signature, password, credential, session or cookie, in any case.
-// Applies to [NewProcessor], [NewInbox] and [NewHandler].
+// Applies to [NewProcessor], [NewInbox], [NewHandler] and [NewReconciler].
 // Defaults to the built-in list alone.
 func WithRedactHeaders(names ...string) Option {
-	return newOption("WithRedactHeaders", forProcessor|forInbox|forHandler, func(c *config) error {
+	return newOption("WithRedactHeaders", forProcessor|forInbox|forHandler|forReconciler, func(c *config) error {
 		for _, n := range names {
 			if n == "" {
 				return optErr("WithRedactHeaders", "empty header name")
@@ -194,10 +200,10 @@ func WithRedactHeaders(names ...string) Option {
 
 // WithMaxAttempts sets how many times a job is tried before it is
 // dead-lettered, for entity types that do not set their own.
-// Applies to [NewProcessor], [NewQueue] and [NewHandler].
+// Applies to [NewProcessor], [NewQueue], [NewHandler] and [NewReconciler].
 // Defaults to [DefaultMaxAttempts].
 func WithMaxAttempts(n int) Option {
-	return newOption("WithMaxAttempts", forProcessor|forQueue|forHandler, func(c *config) error {
+	return newOption("WithMaxAttempts", forProcessor|forQueue|forHandler|forReconciler, func(c *config) error {
 		if n < 1 {
 			return optErr("WithMaxAttempts", "must be >= 1, got %d", n)
 		}
@@ -208,10 +214,11 @@ func WithMaxAttempts(n int) Option {
 
 // WithIngestBatch sets the most events that concurrent [Processor.Process]
 // calls store in one shared transaction (group commit); 1 gives every event
-// its own transaction. Applies to [NewProcessor] and [NewHandler].
+// its own transaction. Applies to [NewProcessor], [NewHandler] and
+// [NewReconciler].
 // Defaults to [DefaultIngestBatch].
 func WithIngestBatch(n int) Option {
-	return newOption("WithIngestBatch", forProcessor|forHandler, func(c *config) error {
+	return newOption("WithIngestBatch", forProcessor|forHandler|forReconciler, func(c *config) error {
 		if n < 1 {
 			return optErr("WithIngestBatch", "must be >= 1, got %d", n)
 		}
@@ -222,10 +229,10 @@ func WithIngestBatch(n int) Option {
 
 // WithClock sets the source of the current time, for tests.
 // Applies to [NewProcessor], [NewInbox], [NewQueue], [NewWorker],
-// [NewMirrorSyncer] and [NewHandler].
+// [NewMirrorSyncer], [NewHandler] and [NewReconciler].
 // Defaults to time.Now.
 func WithClock(now func() time.Time) Option {
-	return newOption("WithClock", forProcessor|forInbox|forQueue|forWorker|forMirrorSyncer|forHandler, func(c *config) error {
+	return newOption("WithClock", forProcessor|forInbox|forQueue|forWorker|forMirrorSyncer|forHandler|forReconciler, func(c *config) error {
 		if now == nil {
 			return optErr("WithClock", "clock is nil")
 		}
@@ -235,10 +242,10 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithLogger sets the logger.
-// Applies to [NewProcessor], [NewWorker] and [NewHandler].
+// Applies to [NewProcessor], [NewWorker], [NewHandler] and [NewReconciler].
 // Defaults to slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return newOption("WithLogger", forProcessor|forWorker|forHandler, func(c *config) error {
+	return newOption("WithLogger", forProcessor|forWorker|forHandler|forReconciler, func(c *config) error {
 		if l == nil {
 			return optErr("WithLogger", "logger is nil")
 		}

@@ -43,6 +43,21 @@ type EntityType struct {
 	// without it: its version is what keeps a replayed older record from
 	// overwriting a newer one. Empty means no such check.
 	VersionField string
+	// API says where the source's REST API lists and returns records of
+	// this type, for reconciliation ([Reconciler]). Nil means the type is
+	// not reconciled.
+	API *EntityAPI
+}
+
+// EntityAPI locates an entity type's records in the source's REST API,
+// relative to the API's base URL (for Zoho Books, .../books/v3).
+type EntityAPI struct {
+	// ListPath lists the records, such as "/items"; ListKey is the key of
+	// the list in the answer, such as "items".
+	ListPath, ListKey string
+	// DetailPath, followed by "/" and an id, returns one record, such as
+	// "/items"; RecordKey is its key in the answer, such as "item".
+	DetailPath, RecordKey string
 }
 
 // Registry is the set of entity types tds accepts. It is safe for
@@ -57,21 +72,30 @@ type Registry struct {
 // The module keys are those of Zoho's API responses. Price lists have no
 // VersionField: we found no last_modified_time in Zoho's pricebook record
 // (an assumption, not a documented fact).
+// The API paths are those of Zoho's Books and Inventory API documentation,
+// except the price lists': /pricebooks is assumed (see docs/zoho-api.md),
+// so re-register price_list with another API to change it. Stock has no
+// endpoint of its own: it is read from the items list (stock_on_hand).
 var zohoTypes = []EntityType{
 	{Name: "product", Route: "products", IDField: "item_id", RequiredFields: []string{"name"}, Priority: 5, MirrorTable: "products",
-		ModuleKeys: []string{"item"}, VersionField: zohoVersionField},
+		ModuleKeys: []string{"item"}, VersionField: zohoVersionField, API: zohoAPI("items", "item")},
 	{Name: "customer", Route: "customers", IDField: "contact_id", RequiredFields: []string{"contact_name"}, Priority: 5, MirrorTable: "customers",
-		ModuleKeys: []string{"contact"}, VersionField: zohoVersionField},
+		ModuleKeys: []string{"contact"}, VersionField: zohoVersionField, API: zohoAPI("contacts", "contact")},
 	{Name: "invoice", Route: "invoices", IDField: "invoice_id", RequiredFields: []string{"customer_id", "invoice_number"}, Priority: 2, MirrorTable: "invoices",
-		ModuleKeys: []string{"invoice"}, VersionField: zohoVersionField},
+		ModuleKeys: []string{"invoice"}, VersionField: zohoVersionField, API: zohoAPI("invoices", "invoice")},
 	{Name: "bill", Route: "bills", IDField: "bill_id", RequiredFields: []string{"vendor_id", "bill_number"}, Priority: 5, MirrorTable: "bills",
-		ModuleKeys: []string{"bill"}, VersionField: zohoVersionField},
+		ModuleKeys: []string{"bill"}, VersionField: zohoVersionField, API: zohoAPI("bills", "bill")},
 	{Name: "credit_note", Route: "credit-notes", IDField: "creditnote_id", RequiredFields: []string{"customer_id", "creditnote_number"}, Priority: 8, MirrorTable: "credit_notes",
-		ModuleKeys: []string{"creditnote"}, VersionField: zohoVersionField},
+		ModuleKeys: []string{"creditnote"}, VersionField: zohoVersionField, API: zohoAPI("creditnotes", "creditnote")},
 	{Name: "stock", Route: "stock", IDField: "item_id", RequiredFields: []string{"stock_on_hand"}, Priority: 8, MirrorTable: "stock",
-		ModuleKeys: []string{"item"}, VersionField: zohoVersionField},
+		ModuleKeys: []string{"item"}, VersionField: zohoVersionField, API: zohoAPI("items", "item")},
 	{Name: "price_list", Route: "prices", IDField: "pricebook_id", RequiredFields: []string{"name"}, Priority: 8, MirrorTable: "price_lists",
-		ModuleKeys: []string{"pricebook"}},
+		ModuleKeys: []string{"pricebook"}, API: zohoAPI("pricebooks", "pricebook")},
+}
+
+// zohoAPI locates a Zoho module whose list and detail share a path.
+func zohoAPI(path, recordKey string) *EntityAPI {
+	return &EntityAPI{ListPath: "/" + path, ListKey: path, DetailPath: "/" + path, RecordKey: recordKey}
 }
 
 // zohoVersionField is the field of Zoho records that carries their version.
@@ -143,6 +167,18 @@ func (r *Registry) Register(t EntityType) error {
 			return fmt.Errorf("tds: registering entity type %q: empty module key", t.Name)
 		}
 	}
+	if a := t.API; a != nil {
+		for _, f := range []struct{ name, v string }{{"ListPath", a.ListPath}, {"DetailPath", a.DetailPath}} {
+			if !strings.HasPrefix(f.v, "/") || strings.ContainsAny(f.v, "?#") {
+				return fmt.Errorf("tds: registering entity type %q: API.%s %q must be a path starting with /", t.Name, f.name, f.v)
+			}
+		}
+		if strings.TrimSpace(a.ListKey) == "" || strings.TrimSpace(a.RecordKey) == "" {
+			return fmt.Errorf("tds: registering entity type %q: API.ListKey and API.RecordKey are required", t.Name)
+		}
+		api := *a
+		t.API = &api
+	}
 	t.RequiredFields = append([]string(nil), t.RequiredFields...)
 	t.ModuleKeys = append([]string(nil), t.ModuleKeys...)
 
@@ -184,6 +220,10 @@ func (r *Registry) Types() []EntityType {
 	defer r.mu.RUnlock()
 	out := make([]EntityType, 0, len(r.byName))
 	for _, t := range r.byName {
+		if t.API != nil {
+			api := *t.API
+			t.API = &api
+		}
 		t.RequiredFields = append([]string(nil), t.RequiredFields...)
 		t.ModuleKeys = append([]string(nil), t.ModuleKeys...)
 		out = append(out, t)

@@ -127,6 +127,8 @@ type Event struct {
 	// checks are problems the Handler found before validation (a Zoho-signed
 	// record without its version), stored with the Validator's.
 	checks ValidationErrors
+	// syncRunID is the reconciliation run that ingests the event, if any.
+	syncRunID int64
 }
 
 // RequestMetadata describes the request that carried an event.

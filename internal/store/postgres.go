@@ -118,10 +118,10 @@ $$`
 ), ins AS (
 	INSERT INTO tds_inbox_events (source, event_type, entity_type, source_entity_id, idempotency_key,
 		delivery_id, content_hash, payload, source_modified_at, request_metadata, is_valid,
-		validation_errors, validated_at, moved_to_queue, queued_at, received_at)
+		validation_errors, validated_at, moved_to_queue, queued_at, received_at, sync_run_id)
 	SELECT v.* FROM lk, unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],
 		?::jsonb[], ?::timestamptz[], ?::jsonb[], ?::boolean[], ?::jsonb[], ?::timestamptz[], ?::boolean[],
-		?::timestamptz[], ?::timestamptz[]) AS v
+		?::timestamptz[], ?::timestamptz[], ?::bigint[]) AS v
 	ON CONFLICT (idempotency_key) DO NOTHING
 	RETURNING id, idempotency_key, source, event_type, entity_type, source_entity_id
 )`
@@ -207,7 +207,7 @@ WHERE id = ANY(ARRAY(
 	LIMIT ? FOR UPDATE SKIP LOCKED))
 RETURNING *`
 
-	pgPayloadsSQL = `SELECT id, payload, source_modified_at, received_at FROM tds_inbox_events WHERE id = ANY(?::bigint[])`
+	pgPayloadsSQL = `SELECT id, payload, content_hash, source_modified_at, received_at FROM tds_inbox_events WHERE id = ANY(?::bigint[])`
 
 	// pgCompleteLockSQL takes the entity locks of a completing batch and
 	// turns sequential scans off for the rest of the transaction: the
@@ -267,6 +267,8 @@ RETURNING tds_sync_queue.id, tds_sync_queue.attempt_count, tds_sync_queue.status
 func (pgSQL) txOptions() *sql.TxOptions { return &sql.TxOptions{Isolation: sql.LevelReadCommitted} }
 
 func (pgSQL) migrations() (fs.FS, error) { return fs.Sub(migrations.Postgres, "postgres") }
+
+func (pgSQL) reconcile() *reconcileSQL { return &pgReconcile }
 
 func (pgSQL) ids(ids []int64) any { return pgdialect.Array(ids) }
 
@@ -392,6 +394,7 @@ func (p Postgres) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) 
 		valid, moved                                = make([]bool, n), make([]bool, n)
 		modified, received                          = make([]time.Time, n), make([]time.Time, n)
 		validatedAt, queuedAt                       = make([]*time.Time, n), make([]*time.Time, n)
+		runs                                        = make([]*int64, n)
 		keys                                        = make([]Entity, n)
 		// the jobs of the valid events
 		jobKeys                                 []string
@@ -405,6 +408,7 @@ func (p Postgres) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) 
 		idemKeys[i], hashes[i], payloads[i], metadata[i] = r.IdempotencyKey, r.ContentHash, string(r.Payload), string(r.Metadata)
 		deliveryIDs[i], verrs[i], valid[i], moved[i] = r.DeliveryID, nullJSON(r.ValidationErrors), r.IsValid, r.MovedToQueue
 		modified[i], received[i], validatedAt[i], queuedAt[i] = r.Version, r.ReceivedAt, r.ValidatedAt, r.QueuedAt
+		runs[i] = r.SyncRunID
 		keys[i] = Entity{r.Source, r.EntityType, r.EntityID}
 		if in.Job != nil {
 			jobKeys = append(jobKeys, r.IdempotencyKey)
@@ -418,7 +422,7 @@ func (p Postgres) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) 
 	args := []any{EntityLockClass, arr(entityLockKeys(keys)),
 		arr(sources), arr(eventTypes), arr(entityTypes), arr(entityIDs), arr(idemKeys), arr(deliveryIDs),
 		arr(hashes), arr(payloads), arr(modified), arr(metadata), arr(valid), arr(verrs), arr(validatedAt),
-		arr(moved), arr(queuedAt), arr(received)}
+		arr(moved), arr(queuedAt), arr(received), arr(runs)}
 	query := pgInsertEventsOnlySQL
 	if len(jobKeys) > 0 {
 		query = pgInsertEventsAndJobsSQL

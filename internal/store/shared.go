@@ -208,6 +208,8 @@ type dialectSQL interface {
 	notify(ctx context.Context, db bun.IDB) error
 	txOptions() *sql.TxOptions
 	migrations() (fs.FS, error)
+	// reconcile returns the reconciliation statements of the dialect.
+	reconcile() *reconcileSQL
 }
 
 // EntityLockClass is the first key of the transaction-scoped advisory

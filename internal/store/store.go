@@ -103,6 +103,8 @@ type Event struct {
 	QueuedAt         *time.Time      `bun:"queued_at"`
 	ProcessedAt      *time.Time      `bun:"processed_at"`
 	ReceivedAt       time.Time       `bun:"received_at,notnull"`
+	// SyncRunID is the reconciliation run whose repair stored the event.
+	SyncRunID *int64 `bun:"sync_run_id"`
 }
 
 // Job is a row of tds_sync_queue.
@@ -224,10 +226,11 @@ type HandedBack struct {
 
 // Payload is what a worker reads of a job's event.
 type Payload struct {
-	ID         int64           `bun:"id"`
-	Payload    json.RawMessage `bun:"payload"`
-	Version    time.Time       `bun:"source_modified_at"`
-	ReceivedAt time.Time       `bun:"received_at"`
+	ID          int64           `bun:"id"`
+	Payload     json.RawMessage `bun:"payload"`
+	ContentHash string          `bun:"content_hash"`
+	Version     time.Time       `bun:"source_modified_at"`
+	ReceivedAt  time.Time       `bun:"received_at"`
 }
 
 // EventFilter selects inbox events. Zero fields select everything, but
@@ -441,6 +444,8 @@ type Store interface {
 	// NewLeader returns the election of the one process that runs
 	// housekeeping.
 	NewLeader(db *bun.DB, log *slog.Logger) Leader
+
+	Runs
 }
 
 // Waker wakes idle workers after ingest commits.
@@ -480,7 +485,7 @@ func For(db bun.IDB) (Store, error) {
 
 // RunInTx runs fn in a transaction of db begun with s's options, or in db
 // itself when db is a transaction already (the caller's).
-func RunInTx(ctx context.Context, s Store, db bun.IDB, fn func(ctx context.Context, tx bun.IDB) error) error {
+func RunInTx(ctx context.Context, s interface{ TxOptions() *sql.TxOptions }, db bun.IDB, fn func(ctx context.Context, tx bun.IDB) error) error {
 	if tx, ok := db.(bun.Tx); ok {
 		return fn(ctx, tx)
 	}

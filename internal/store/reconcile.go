@@ -1,0 +1,602 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Run statuses, as stored.
+const (
+	RunRunning   = "running"
+	RunCompleted = "completed"
+	RunFailed    = "failed"
+	RunCancelled = "cancelled"
+)
+
+// Drift kinds, as stored.
+const (
+	DriftMissingLocal  = "missing_local"
+	DriftStaleLocal    = "stale_local"
+	DriftMissingRemote = "missing_remote"
+	DriftChanged       = "changed"
+)
+
+// ErrRunRunning refuses to start a run while another one is running.
+var ErrRunRunning = errors.New("tds: a reconciliation run is already running")
+
+// Applied is a row of tds_applied: what tds has applied of one entity.
+type Applied struct {
+	bun.BaseModel `bun:"table:tds_applied"`
+
+	Source       string          `bun:"source" json:"source"`
+	EntityType   string          `bun:"entity_type" json:"entity_type"`
+	EntityID     string          `bun:"source_entity_id" json:"entity_id"`
+	Version      time.Time       `bun:"version" json:"-"`
+	ContentHash  string          `bun:"content_hash" json:"hash"`
+	Deleted      bool            `bun:"deleted" json:"deleted"`
+	SyncedAt     time.Time       `bun:"synced_at" json:"-"`
+	InboxEventID int64           `bun:"inbox_event_id" json:"event"`
+	Data         json.RawMessage `bun:"data" json:"data,omitempty"`
+}
+
+// appliedParam is an Applied as it travels in a JSON parameter, its times
+// written the dialect's way.
+type appliedParam struct {
+	*Applied
+	Version  string `json:"version"`
+	SyncedAt string `json:"synced_at"`
+}
+
+// Run is a row of tds_sync_runs: one reconciliation run.
+type Run struct {
+	bun.BaseModel `bun:"table:tds_sync_runs"`
+
+	ID              int64           `bun:"id,pk,autoincrement"`
+	Source          string          `bun:"source"`
+	Mode            string          `bun:"mode"`
+	EntityTypes     json.RawMessage `bun:"entity_types"`
+	DryRun          bool            `bun:"dry_run"`
+	Status          string          `bun:"status"`
+	CancelRequested bool            `bun:"cancel_requested"`
+	StartedAt       time.Time       `bun:"started_at"`
+	FinishedAt      *time.Time      `bun:"finished_at"`
+	LockedBy        *string         `bun:"locked_by"`
+	LockedUntil     *time.Time      `bun:"locked_until"`
+	Cursor          json.RawMessage `bun:"cursor"`
+	APICalls        int64           `bun:"api_calls"`
+	Pages           int64           `bun:"pages"`
+	MissingLocal    int64           `bun:"missing_local"`
+	StaleLocal      int64           `bun:"stale_local"`
+	MissingRemote   int64           `bun:"missing_remote"`
+	Changed         int64           `bun:"changed"`
+	Repaired        int64           `bun:"repaired"`
+	Error           *string         `bun:"error"`
+	APIError        json.RawMessage `bun:"api_error"`
+}
+
+// Drift is a row of tds_sync_drift: a difference a run found.
+type Drift struct {
+	bun.BaseModel `bun:"table:tds_sync_drift"`
+
+	ID            int64      `bun:"id,pk,autoincrement"`
+	RunID         int64      `bun:"run_id"`
+	EntityType    string     `bun:"entity_type"`
+	EntityID      string     `bun:"source_entity_id"`
+	Kind          string     `bun:"kind"`
+	LocalVersion  *time.Time `bun:"local_version"`
+	RemoteVersion *time.Time `bun:"remote_version"`
+	Resolved      bool       `bun:"resolved"`
+	InboxEventID  *int64     `bun:"inbox_event_id"`
+	DetectedAt    time.Time  `bun:"detected_at"`
+}
+
+// Remote is one record of the source's listing, staged by a full sweep.
+type Remote struct {
+	EntityID string
+	// Version is the record's version; nil for types without one.
+	Version *time.Time
+	// FieldsHash and LocalHash, for records without a version, are the
+	// hashes of the list record's fields and of the same fields of what
+	// was applied ("" when nothing was).
+	FieldsHash, LocalHash string
+}
+
+// remoteParam is a Remote as it travels in a JSON parameter.
+type remoteParam struct {
+	EntityID   string  `json:"entity_id"`
+	Version    *string `json:"version"`
+	FieldsHash *string `json:"fields_hash"`
+	LocalHash  *string `json:"local_hash"`
+}
+
+// Progress is what a run saves as it goes.
+type Progress struct {
+	Cursor   json.RawMessage
+	APICalls int64
+	Pages    int64
+}
+
+// Runs is the reconciliation part of [Store]: what has been applied, the
+// runs, their drift, the staged listings and the watermarks.
+type Runs interface {
+	// RecordApplied records what the completed jobs applied: one row per
+	// entity, kept unless the row holds a newer version. db is the
+	// transaction that completes them.
+	RecordApplied(ctx context.Context, db bun.IDB, rows []Applied) error
+	// AppliedOf returns the applied rows of these entities.
+	AppliedOf(ctx context.Context, db bun.IDB, source, entityType string, ids []string) ([]Applied, error)
+
+	// StartRun inserts r as running, held by r.LockedBy until
+	// r.LockedUntil, and sets its id; ErrRunRunning when a run is running.
+	StartRun(ctx context.Context, db bun.IDB, r *Run) error
+	// TakeOverRun gives owner, until until, the running run whose hold
+	// expired before at, and returns it; ErrNoRows when there is none.
+	TakeOverRun(ctx context.Context, db bun.IDB, owner string, at, until time.Time) (*Run, error)
+	// GetRun returns a run, or ErrNoRows.
+	GetRun(ctx context.Context, db bun.IDB, id int64) (*Run, error)
+	// ListRuns lists up to limit runs, newest first, with ids below
+	// beforeID when it is positive.
+	ListRuns(ctx context.Context, db bun.IDB, beforeID int64, limit int) ([]Run, error)
+	// SaveRun saves owner's progress on run id, counts its drift, and
+	// extends the hold until until. It reports whether a cancel was
+	// asked; ErrLeaseLost when owner no longer holds the run.
+	SaveRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, until time.Time) (cancel bool, err error)
+	// FinishRun ends owner's run id with status, counts its drift and
+	// drops its staged listing; ErrLeaseLost when owner no longer holds it.
+	FinishRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, status, errMsg string, apiErr json.RawMessage, at time.Time) error
+	// ReleaseRun saves owner's progress and gives the run up at once, for
+	// the next start to resume.
+	ReleaseRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, at time.Time) error
+	// LastRunStart returns when source's last run of mode started.
+	LastRunStart(ctx context.Context, db bun.IDB, source, mode string) (time.Time, bool, error)
+	// CancelRun asks running run id to stop; one whose holder is gone
+	// (its hold expired before at) is cancelled at once. ErrNoRows when
+	// id is not running.
+	CancelRun(ctx context.Context, db bun.IDB, id int64, at time.Time) error
+	// APICallsSince sums the API calls of source's runs started since.
+	APICallsSince(ctx context.Context, db bun.IDB, source string, since time.Time) (int64, error)
+
+	// StageRemote stages one page of a full sweep's listing.
+	StageRemote(ctx context.Context, db bun.IDB, runID int64, entityType string, rows []Remote) error
+	// CompareRemote records as drift of run runID every difference
+	// between the staged listing of entityType and what source's
+	// entities have applied, and returns how many it recorded.
+	CompareRemote(ctx context.Context, db bun.IDB, runID int64, source, entityType string, at time.Time) (int64, error)
+	// AddDrift records drift rows; an entity already recorded in the run
+	// is skipped.
+	AddDrift(ctx context.Context, db bun.IDB, rows []Drift) error
+	// ListDrift lists up to limit drift rows of a run in id order, after
+	// afterID; only the unresolved ones when unresolved is set.
+	ListDrift(ctx context.Context, db bun.IDB, runID, afterID int64, unresolved bool, limit int) ([]Drift, error)
+	// DriftPage lists up to limit drift rows of a run, newest first, with
+	// ids below beforeID when it is positive.
+	DriftPage(ctx context.Context, db bun.IDB, runID, beforeID int64, limit int) ([]Drift, error)
+	// ResolveDrift marks drift row id resolved, as kind, with the remote
+	// version found and the event that repaired it (nil: none needed).
+	ResolveDrift(ctx context.Context, db bun.IDB, id int64, kind string, remote *time.Time, eventID *int64) error
+	// DropDrift deletes drift row id: the difference turned out not to be
+	// one.
+	DropDrift(ctx context.Context, db bun.IDB, id int64) error
+
+	// Watermarks returns source's watermark per entity type.
+	Watermarks(ctx context.Context, db bun.IDB, source string) (map[string]time.Time, error)
+	// SetWatermarks moves source's watermarks forward (never back).
+	SetWatermarks(ctx context.Context, db bun.IDB, source string, marks map[string]time.Time, at time.Time) error
+}
+
+// reconcileSQL are the reconciliation statements that differ by dialect.
+type reconcileSQL struct {
+	// upsertApplied takes one JSON array of appliedParam.
+	upsertApplied string
+	// appliedOf takes source, entity type and a list of ids.
+	appliedOf string
+	// stageRemote takes the run id, the entity type and a JSON array of
+	// remoteParam.
+	stageRemote string
+	// jsonTime writes a time the way the dialect reads it from JSON.
+	jsonTime func(time.Time) string
+}
+
+const appliedSet = `version = excluded.version, content_hash = excluded.content_hash,
+	deleted = excluded.deleted, synced_at = excluded.synced_at, inbox_event_id = excluded.inbox_event_id,
+	data = excluded.data`
+
+var pgReconcile = reconcileSQL{
+	upsertApplied: `INSERT INTO tds_applied AS a (source, entity_type, source_entity_id, version, content_hash,
+	deleted, synced_at, inbox_event_id, data)
+SELECT x.source, x.entity_type, x.entity_id, x.version, x.hash, x.deleted, x.synced_at, x.event, x.data
+FROM jsonb_to_recordset(?::jsonb) AS x (source text, entity_type text, entity_id text, version timestamptz,
+	hash text, deleted boolean, synced_at timestamptz, event bigint, data jsonb)
+ON CONFLICT (source, entity_type, source_entity_id) DO UPDATE SET ` + appliedSet + `
+WHERE a.version <= excluded.version`,
+	appliedOf: `SELECT * FROM tds_applied WHERE source = ? AND entity_type = ? AND source_entity_id = ANY(?::text[])`,
+	stageRemote: `INSERT INTO tds_sync_remote (run_id, entity_type, source_entity_id, version, fields_hash, local_hash)
+SELECT ?, ?, x.entity_id, x.version, x.fields_hash, x.local_hash
+FROM jsonb_to_recordset(?::jsonb) AS x (entity_id text, version timestamptz, fields_hash text, local_hash text)
+ON CONFLICT DO NOTHING`,
+	jsonTime: func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
+}
+
+var sqReconcile = reconcileSQL{
+	upsertApplied: `INSERT INTO tds_applied (source, entity_type, source_entity_id, version, content_hash,
+	deleted, synced_at, inbox_event_id, data)
+SELECT value ->> '$.source', value ->> '$.entity_type', value ->> '$.entity_id', value ->> '$.version',
+	value ->> '$.hash', value ->> '$.deleted', value ->> '$.synced_at', value ->> '$.event', value -> '$.data'
+FROM json_each(?) WHERE TRUE
+ON CONFLICT (source, entity_type, source_entity_id) DO UPDATE SET ` + appliedSet + `
+WHERE tds_applied.version <= excluded.version`,
+	appliedOf: `SELECT * FROM tds_applied WHERE source = ? AND entity_type = ?
+	AND source_entity_id IN (SELECT value FROM json_each(?))`,
+	stageRemote: `INSERT INTO tds_sync_remote (run_id, entity_type, source_entity_id, version, fields_hash, local_hash)
+SELECT ?, ?, value ->> '$.entity_id', value ->> '$.version', value ->> '$.fields_hash', value ->> '$.local_hash'
+FROM json_each(?) WHERE TRUE
+ON CONFLICT DO NOTHING`,
+	jsonTime: sqTime,
+}
+
+// The reconciliation statements both dialects share.
+const (
+	startRunSQL = `INSERT INTO tds_sync_runs (source, mode, entity_types, dry_run, status, started_at,
+	locked_by, locked_until, cursor)
+VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+RETURNING id`
+
+	takeOverRunSQL = `UPDATE tds_sync_runs SET locked_by = ?, locked_until = ?
+WHERE status = 'running' AND locked_until < ?
+RETURNING *`
+
+	listRunsSQL = `SELECT * FROM tds_sync_runs WHERE (? <= 0 OR id < ?) ORDER BY id DESC LIMIT ?`
+
+	// driftCounts sets a run's counts from its drift rows; its one
+	// parameter is the run id.
+	driftCounts = `missing_local = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND kind = 'missing_local'),
+	stale_local = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND kind = 'stale_local'),
+	missing_remote = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND kind = 'missing_remote'),
+	changed = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND kind = 'changed'),
+	repaired = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND inbox_event_id IS NOT NULL)`
+
+	saveRunSQL = `UPDATE tds_sync_runs SET cursor = ?, api_calls = ?, pages = ?, locked_until = ?, ` + driftCounts + `
+WHERE id = ? AND status = 'running' AND locked_by = ?
+RETURNING cancel_requested`
+
+	finishRunSQL = `UPDATE tds_sync_runs SET cursor = ?, api_calls = ?, pages = ?, status = ?, error = ?,
+	api_error = ?, finished_at = ?, locked_by = NULL, locked_until = NULL, ` + driftCounts + `
+WHERE id = ? AND status = 'running' AND locked_by = ?`
+
+	releaseRunSQL = `UPDATE tds_sync_runs SET cursor = ?, api_calls = ?, pages = ?, locked_until = ?
+WHERE id = ? AND status = 'running' AND locked_by = ?`
+
+	lastRunStartSQL = `SELECT max(started_at) FROM tds_sync_runs WHERE source = ? AND mode = ?`
+
+	dropStagedSQL = `DELETE FROM tds_sync_remote WHERE run_id = ?`
+
+	// cancelRunSQL cancels a run whose holder is gone at once, and asks a
+	// held one to stop.
+	cancelRunSQL = `UPDATE tds_sync_runs SET cancel_requested = TRUE,
+	status = CASE WHEN locked_until < ? THEN 'cancelled' ELSE status END,
+	finished_at = CASE WHEN locked_until < ? THEN ? ELSE finished_at END,
+	locked_by = CASE WHEN locked_until < ? THEN NULL ELSE locked_by END,
+	locked_until = CASE WHEN locked_until < ? THEN NULL ELSE locked_until END
+WHERE id = ? AND status = 'running'`
+
+	apiCallsSinceSQL = `SELECT COALESCE(SUM(api_calls), 0) FROM tds_sync_runs WHERE source = ? AND started_at >= ?`
+
+	// compareStaleSQL records the staged records missing locally (never
+	// applied, or applied as deleted), newer than what was applied, or,
+	// without a version, with fields that differ from it.
+	compareStaleSQL = `INSERT INTO tds_sync_drift (run_id, entity_type, source_entity_id, kind, local_version,
+	remote_version, detected_at)
+SELECT r.run_id, r.entity_type, r.source_entity_id,
+	CASE WHEN a.source_entity_id IS NULL OR a.deleted THEN 'missing_local'
+		WHEN r.version IS NULL THEN 'changed' ELSE 'stale_local' END,
+	a.version, r.version, ?
+FROM tds_sync_remote AS r LEFT JOIN tds_applied AS a
+	ON a.source = ? AND a.entity_type = r.entity_type AND a.source_entity_id = r.source_entity_id
+WHERE r.run_id = ? AND r.entity_type = ?
+	AND (a.source_entity_id IS NULL OR a.deleted
+		OR (r.version IS NOT NULL AND r.version > a.version)
+		OR (r.version IS NULL AND r.fields_hash <> COALESCE(r.local_hash, '')))
+ON CONFLICT DO NOTHING`
+
+	// compareMissingSQL records the entities applied (and not deleted)
+	// that the listing lacks; the run confirms each before it deletes.
+	compareMissingSQL = `INSERT INTO tds_sync_drift (run_id, entity_type, source_entity_id, kind, local_version,
+	remote_version, detected_at)
+SELECT ?, a.entity_type, a.source_entity_id, 'missing_remote', a.version, NULL, ?
+FROM tds_applied AS a
+WHERE a.source = ? AND a.entity_type = ? AND NOT a.deleted
+	AND NOT EXISTS (SELECT 1 FROM tds_sync_remote AS r
+		WHERE r.run_id = ? AND r.entity_type = a.entity_type AND r.source_entity_id = a.source_entity_id)
+ON CONFLICT DO NOTHING`
+
+	listDriftSQL = `SELECT * FROM tds_sync_drift WHERE run_id = ? AND id > ? AND (? OR NOT resolved)
+ORDER BY id LIMIT ?`
+
+	driftPageSQL = `SELECT * FROM tds_sync_drift WHERE run_id = ? AND (? <= 0 OR id < ?) ORDER BY id DESC LIMIT ?`
+
+	resolveDriftSQL = `UPDATE tds_sync_drift SET resolved = TRUE, kind = ?,
+	remote_version = COALESCE(?, remote_version), inbox_event_id = ? WHERE id = ?`
+
+	dropDriftSQL = `DELETE FROM tds_sync_drift WHERE id = ?`
+
+	watermarksSQL = `SELECT entity_type, watermark FROM tds_sync_watermarks WHERE source = ?`
+
+	setWatermarkSQL = `INSERT INTO tds_sync_watermarks AS w (source, entity_type, watermark, updated_at)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (source, entity_type) DO UPDATE SET watermark = excluded.watermark, updated_at = excluded.updated_at
+WHERE w.watermark < excluded.watermark`
+)
+
+// RecordApplied implements [Runs.RecordApplied].
+func (c common) RecordApplied(ctx context.Context, db bun.IDB, rows []Applied) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	// One row per entity: the last wins (a batch holds one job per
+	// entity, but the statement must not touch a row twice).
+	last := make(map[Entity]int, len(rows))
+	for i, r := range rows {
+		last[Entity{r.Source, r.EntityType, r.EntityID}] = i
+	}
+	rs := c.dialect.reconcile()
+	params := make([]appliedParam, 0, len(last))
+	for i := range rows {
+		r := &rows[i]
+		if last[Entity{r.Source, r.EntityType, r.EntityID}] != i {
+			continue
+		}
+		params = append(params, appliedParam{Applied: r, Version: rs.jsonTime(r.Version), SyncedAt: rs.jsonTime(r.SyncedAt)})
+	}
+	_, err := db.ExecContext(ctx, rs.upsertApplied, jsonParam(params))
+	return err
+}
+
+// AppliedOf implements [Runs.AppliedOf].
+func (c common) AppliedOf(ctx context.Context, db bun.IDB, source, entityType string, ids []string) ([]Applied, error) {
+	out := []Applied{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := db.NewRaw(c.dialect.reconcile().appliedOf, source, entityType, c.dialect.texts(ids)).Scan(ctx, &out)
+	return out, err
+}
+
+// StartRun implements [Runs.StartRun].
+func (c common) StartRun(ctx context.Context, db bun.IDB, r *Run) error {
+	cursor := r.Cursor
+	if len(cursor) == 0 {
+		cursor = json.RawMessage("{}")
+	}
+	var id int64
+	err := db.NewRaw(startRunSQL, r.Source, r.Mode, string(r.EntityTypes), r.DryRun, r.StartedAt.UTC(),
+		r.LockedBy, utcPtr(r.LockedUntil), string(cursor)).Scan(ctx, &id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrRunRunning
+	}
+	if err != nil {
+		return err
+	}
+	r.ID, r.Status, r.Cursor = id, RunRunning, cursor
+	return nil
+}
+
+// TakeOverRun implements [Runs.TakeOverRun].
+func (c common) TakeOverRun(ctx context.Context, db bun.IDB, owner string, at, until time.Time) (*Run, error) {
+	r := new(Run)
+	if err := db.NewRaw(takeOverRunSQL, owner, until.UTC(), at.UTC()).Scan(ctx, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// GetRun implements [Runs.GetRun].
+func (c common) GetRun(ctx context.Context, db bun.IDB, id int64) (*Run, error) {
+	r := new(Run)
+	if err := db.NewSelect().Model(r).Where("id = ?", id).Scan(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ListRuns implements [Runs.ListRuns].
+func (c common) ListRuns(ctx context.Context, db bun.IDB, beforeID int64, limit int) ([]Run, error) {
+	out := []Run{}
+	err := db.NewRaw(listRunsSQL, beforeID, beforeID, limit).Scan(ctx, &out)
+	return out, err
+}
+
+// SaveRun implements [Runs.SaveRun].
+func (c common) SaveRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, until time.Time) (bool, error) {
+	var cancel bool
+	err := db.NewRaw(saveRunSQL, string(orEmptyObject(p.Cursor)), p.APICalls, p.Pages, until.UTC(), id, owner).Scan(ctx, &cancel)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, ErrLeaseLost
+	}
+	return cancel, err
+}
+
+// FinishRun implements [Runs.FinishRun].
+func (c common) FinishRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, status, errMsg string,
+	apiErr json.RawMessage, at time.Time) error {
+	return RunInTx(ctx, c, db, func(ctx context.Context, tx bun.IDB) error {
+		res, err := tx.ExecContext(ctx, finishRunSQL, string(orEmptyObject(p.Cursor)), p.APICalls, p.Pages, status,
+			nullString(truncate(errMsg, MaxErrorLen)), nullJSON(apiErr), at.UTC(), id, owner)
+		if err != nil {
+			return err
+		}
+		if rowsAffected(res) == 0 {
+			return ErrLeaseLost
+		}
+		_, err = tx.ExecContext(ctx, dropStagedSQL, id)
+		return err
+	})
+}
+
+// ReleaseRun implements [Runs.ReleaseRun]. The hold ends just before at.
+func (c common) ReleaseRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, at time.Time) error {
+	_, err := db.ExecContext(ctx, releaseRunSQL, string(orEmptyObject(p.Cursor)), p.APICalls, p.Pages,
+		at.UTC().Add(-time.Microsecond), id, owner)
+	return err
+}
+
+// LastRunStart implements [Runs.LastRunStart].
+func (c common) LastRunStart(ctx context.Context, db bun.IDB, source, mode string) (time.Time, bool, error) {
+	var at *time.Time
+	if err := db.NewRaw(lastRunStartSQL, source, mode).Scan(ctx, &at); err != nil {
+		return time.Time{}, false, err
+	}
+	if at == nil {
+		return time.Time{}, false, nil
+	}
+	return at.UTC(), true, nil
+}
+
+// CancelRun implements [Runs.CancelRun].
+func (c common) CancelRun(ctx context.Context, db bun.IDB, id int64, at time.Time) error {
+	at = at.UTC()
+	res, err := db.ExecContext(ctx, cancelRunSQL, at, at, at, at, at, id)
+	if err != nil {
+		return err
+	}
+	if rowsAffected(res) == 0 {
+		return ErrNoRows
+	}
+	// A run cancelled here has no holder to drop its staged listing.
+	_, err = db.ExecContext(ctx, `DELETE FROM tds_sync_remote WHERE run_id = ?
+	AND EXISTS (SELECT 1 FROM tds_sync_runs WHERE id = ? AND status = 'cancelled')`, id, id)
+	return err
+}
+
+// APICallsSince implements [Runs.APICallsSince].
+func (c common) APICallsSince(ctx context.Context, db bun.IDB, source string, since time.Time) (int64, error) {
+	var n int64
+	err := db.NewRaw(apiCallsSinceSQL, source, since.UTC()).Scan(ctx, &n)
+	return n, err
+}
+
+// StageRemote implements [Runs.StageRemote].
+func (c common) StageRemote(ctx context.Context, db bun.IDB, runID int64, entityType string, rows []Remote) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	rs := c.dialect.reconcile()
+	params := make([]remoteParam, len(rows))
+	for i, r := range rows {
+		p := remoteParam{EntityID: r.EntityID, FieldsHash: nullString(r.FieldsHash), LocalHash: nullString(r.LocalHash)}
+		if r.Version != nil {
+			v := rs.jsonTime(*r.Version)
+			p.Version = &v
+		}
+		params[i] = p
+	}
+	_, err := db.ExecContext(ctx, rs.stageRemote, runID, entityType, jsonParam(params))
+	return err
+}
+
+// CompareRemote implements [Runs.CompareRemote].
+func (c common) CompareRemote(ctx context.Context, db bun.IDB, runID int64, source, entityType string, at time.Time) (int64, error) {
+	at = at.UTC()
+	var n int64
+	err := RunInTx(ctx, c, db, func(ctx context.Context, tx bun.IDB) error {
+		res, err := tx.ExecContext(ctx, compareStaleSQL, at, source, runID, entityType)
+		if err != nil {
+			return err
+		}
+		n = rowsAffected(res)
+		res, err = tx.ExecContext(ctx, compareMissingSQL, runID, at, source, entityType, runID)
+		if err != nil {
+			return err
+		}
+		n += rowsAffected(res)
+		return nil
+	})
+	return n, err
+}
+
+// AddDrift implements [Runs.AddDrift].
+func (c common) AddDrift(ctx context.Context, db bun.IDB, rows []Drift) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	for i := range rows {
+		rows[i].DetectedAt = rows[i].DetectedAt.UTC()
+		rows[i].LocalVersion, rows[i].RemoteVersion = utcPtr(rows[i].LocalVersion), utcPtr(rows[i].RemoteVersion)
+	}
+	_, err := db.NewInsert().Model(&rows).ExcludeColumn("id").On("CONFLICT DO NOTHING").Exec(ctx)
+	return err
+}
+
+// ListDrift implements [Runs.ListDrift].
+func (c common) ListDrift(ctx context.Context, db bun.IDB, runID, afterID int64, unresolved bool, limit int) ([]Drift, error) {
+	out := []Drift{}
+	err := db.NewRaw(listDriftSQL, runID, afterID, !unresolved, limit).Scan(ctx, &out)
+	return out, err
+}
+
+// DriftPage implements [Runs.DriftPage].
+func (c common) DriftPage(ctx context.Context, db bun.IDB, runID, beforeID int64, limit int) ([]Drift, error) {
+	out := []Drift{}
+	err := db.NewRaw(driftPageSQL, runID, beforeID, beforeID, limit).Scan(ctx, &out)
+	return out, err
+}
+
+// ResolveDrift implements [Runs.ResolveDrift].
+func (c common) ResolveDrift(ctx context.Context, db bun.IDB, id int64, kind string, remote *time.Time, eventID *int64) error {
+	_, err := db.ExecContext(ctx, resolveDriftSQL, kind, utcPtr(remote), eventID, id)
+	return err
+}
+
+// DropDrift implements [Runs.DropDrift].
+func (c common) DropDrift(ctx context.Context, db bun.IDB, id int64) error {
+	_, err := db.ExecContext(ctx, dropDriftSQL, id)
+	return err
+}
+
+// Watermarks implements [Runs.Watermarks].
+func (c common) Watermarks(ctx context.Context, db bun.IDB, source string) (map[string]time.Time, error) {
+	var rows []struct {
+		EntityType string    `bun:"entity_type"`
+		Watermark  time.Time `bun:"watermark"`
+	}
+	if err := db.NewRaw(watermarksSQL, source).Scan(ctx, &rows); err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(rows))
+	for _, r := range rows {
+		out[r.EntityType] = r.Watermark.UTC()
+	}
+	return out, nil
+}
+
+// SetWatermarks implements [Runs.SetWatermarks].
+func (c common) SetWatermarks(ctx context.Context, db bun.IDB, source string, marks map[string]time.Time, at time.Time) error {
+	return RunInTx(ctx, c, db, func(ctx context.Context, tx bun.IDB) error {
+		for typ, mark := range marks {
+			if _, err := tx.ExecContext(ctx, setWatermarkSQL, source, typ, mark.UTC(), at.UTC()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func orEmptyObject(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 {
+		return json.RawMessage("{}")
+	}
+	return b
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -1,0 +1,627 @@
+package tds
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tdscore/tds/internal/canonical"
+	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/zoho"
+)
+
+// A run, step by step. Every step that reads the source is followed by a
+// save of the cursor, so that a run interrupted anywhere resumes at the
+// step after the last one saved; a step done twice does no harm (the
+// staging and the drift ignore rows they hold, and a repair is ingested
+// under a delivery id naming the run, so a second ingest is a duplicate).
+//
+//	full:        list each type page by page into tds_sync_remote  (phase list)
+//	             compare the type's listing with tds_applied in SQL
+//	incremental: read each type newest first down to the watermark,
+//	             comparing page by page                             (phase read)
+//	both:        repair each unresolved drift item: detail GET, then
+//	             ingest the record (or a delete) through the Processor (phase repair)
+
+// Cursor phases.
+const (
+	phaseList   = "list"
+	phaseRead   = "read"
+	phaseRepair = "repair"
+)
+
+// listPageSize is the page size of list calls: Zoho's maximum.
+const listPageSize = 200
+
+// repairBatch is how many drift items a repair pass reads at once.
+const repairBatch = 100
+
+// runCursor is where a run stands; it is saved in tds_sync_runs.cursor.
+type runCursor struct {
+	// Type is the index, in the run's types, of the type being read.
+	Type  int    `json:"type"`
+	Phase string `json:"phase,omitempty"`
+	// Page is the last page of Type read and saved.
+	Page int `json:"page,omitempty"`
+	// Marks are, for an incremental run, the newest version read per type:
+	// its watermarks once it completes.
+	Marks map[string]time.Time `json:"marks,omitempty"`
+}
+
+// runner runs one run.
+type runner struct {
+	r     *Reconciler
+	rec   *store.Run
+	types []EntityType
+
+	mu         sync.Mutex // guards what the heartbeat saves
+	cur        runCursor
+	calls      int64
+	pages      int64
+	budgetBase int64 // API calls made today by other runs
+}
+
+func (r *Reconciler) newRunner(rec *store.Run) (*runner, error) {
+	run := &runner{r: r, rec: rec, calls: rec.APICalls, pages: rec.Pages}
+	var names []string
+	if err := json.Unmarshal(rec.EntityTypes, &names); err != nil {
+		return nil, fmt.Errorf("tds: run %d: reading its entity types: %w", rec.ID, err)
+	}
+	for _, n := range names {
+		t, ok := r.cfg.registry.Lookup(n)
+		if !ok || t.API == nil {
+			return nil, r.abandon(rec, fmt.Errorf("entity type %q is no longer registered with an API", n))
+		}
+		run.types = append(run.types, t)
+	}
+	if len(rec.Cursor) > 0 {
+		if err := json.Unmarshal(rec.Cursor, &run.cur); err != nil {
+			return nil, r.abandon(rec, fmt.Errorf("reading its cursor: %w", err))
+		}
+	}
+	if run.cur.Marks == nil {
+		run.cur.Marks = map[string]time.Time{}
+	}
+	return run, nil
+}
+
+// abandon fails a run that cannot be resumed, and returns why.
+func (r *Reconciler) abandon(rec *store.Run, why error) error {
+	err := fmt.Errorf("tds: run %d cannot run: %w", rec.ID, why)
+	_ = r.st.FinishRun(context.Background(), r.db, rec.ID, r.owner,
+		store.Progress{Cursor: rec.Cursor, APICalls: rec.APICalls, Pages: rec.Pages},
+		store.RunFailed, err.Error(), nil, r.cfg.now())
+	return err
+}
+
+// execute runs to the end and records how it ended. It returns the error
+// that ended it, if any.
+func (run *runner) execute(parent context.Context) error {
+	r := run.r
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	if err := run.loadBudget(ctx); err != nil {
+		return run.finish(err)
+	}
+	r.budgetMu.Lock()
+	r.cur = run
+	r.budgetMu.Unlock()
+	defer func() {
+		r.budgetMu.Lock()
+		if r.cur == run {
+			r.cur = nil
+		}
+		r.budgetMu.Unlock()
+	}()
+
+	hbDone := make(chan struct{})
+	hbStop := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		run.heartbeat(ctx, cancel, hbStop)
+	}()
+	var err error
+	if run.rec.Mode == string(ReconcileFull) {
+		err = run.sweep(ctx)
+	} else {
+		err = run.incremental(ctx)
+	}
+	if err == nil {
+		err = run.repair(ctx)
+	}
+	close(hbStop)
+	<-hbDone
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	return run.finish(err)
+}
+
+// loadBudget reads the API calls other runs made today.
+func (run *runner) loadBudget(ctx context.Context) error {
+	if run.r.api.DailyBudget < 0 {
+		return nil
+	}
+	day := run.r.cfg.now().UTC().Truncate(24 * time.Hour)
+	used, err := run.r.st.APICallsSince(ctx, run.r.db, run.rec.Source, day)
+	if err != nil {
+		return wrapDBErr("reading the day's API calls", err)
+	}
+	if !run.rec.StartedAt.Before(day) {
+		used -= run.rec.APICalls // counted in used, and in run.calls
+	}
+	run.budgetBase = used
+	return nil
+}
+
+// countCall counts one API request, refusing it past the daily budget.
+func (run *runner) countCall() error {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	if b := int64(run.r.api.DailyBudget); b > 0 && run.budgetBase+run.calls >= b {
+		return ErrBudgetExhausted
+	}
+	run.calls++
+	return nil
+}
+
+// heartbeat saves the run's progress and renews its hold every third of
+// its lease, and stops the run when a cancel was asked or the hold lost.
+func (run *runner) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, stop <-chan struct{}) {
+	t := time.NewTicker(run.r.rs.lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := run.save(ctx); err != nil && ctx.Err() == nil {
+				if errors.Is(err, errRunCancelled) || errors.Is(err, store.ErrLeaseLost) {
+					cancel(err)
+					return
+				}
+				run.r.cfg.logger.Warn("tds: saving a reconciliation run's progress", "run", run.rec.ID, "err", err)
+			}
+		}
+	}
+}
+
+// progress is what the run saves now.
+func (run *runner) progress() store.Progress {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	cursor, _ := json.Marshal(run.cur)
+	return store.Progress{Cursor: cursor, APICalls: run.calls, Pages: run.pages}
+}
+
+// save records the progress and renews the hold. It returns
+// errRunCancelled when a cancel was asked, store.ErrLeaseLost when another
+// process took the run over.
+func (run *runner) save(ctx context.Context) error {
+	r := run.r
+	cancelAsked, err := r.st.SaveRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), r.cfg.now().Add(r.rs.lease))
+	switch {
+	case err != nil:
+		return err
+	case cancelAsked:
+		return errRunCancelled
+	}
+	return nil
+}
+
+// advance sets the cursor and saves it.
+func (run *runner) advance(ctx context.Context, c runCursor) error {
+	run.mu.Lock()
+	c.Marks = run.cur.Marks
+	run.cur = c
+	run.mu.Unlock()
+	return run.save(ctx)
+}
+
+// finish records how the run ended.
+func (run *runner) finish(runErr error) error {
+	r := run.r
+	ctx := context.Background()
+	status, msg := store.RunCompleted, ""
+	var apiErr json.RawMessage
+	switch {
+	case runErr == nil:
+	case errors.Is(runErr, errRunCancelled):
+		status = store.RunCancelled
+	case errors.Is(runErr, store.ErrLeaseLost):
+		r.cfg.logger.Warn("tds: a reconciliation run was taken over by another process", "run", run.rec.ID)
+		return runErr
+	case errors.Is(runErr, context.Canceled) && r.runCtx.Err() != nil:
+		// Close: hand the run over at once to the next start.
+		if err := r.st.ReleaseRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), r.cfg.now()); err != nil {
+			r.cfg.logger.Warn("tds: releasing a reconciliation run", "run", run.rec.ID, "err", err)
+		}
+		return runErr
+	default:
+		status, msg = store.RunFailed, runErr.Error()
+		var ae *zoho.APIError
+		if errors.As(runErr, &ae) {
+			apiErr, _ = json.Marshal(map[string]any{"code": ae.Code, "message": ae.Message})
+		}
+	}
+	if status == store.RunCompleted && run.rec.Mode == string(ReconcileIncremental) && !run.rec.DryRun {
+		if err := r.st.SetWatermarks(ctx, r.db, run.rec.Source, run.cur.Marks, r.cfg.now()); err != nil {
+			status, msg = store.RunFailed, "moving the watermarks: "+err.Error()
+		}
+	}
+	err := r.st.FinishRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), status, msg, apiErr, r.cfg.now())
+	if err != nil {
+		return wrapDBErr("recording the end of a run", err)
+	}
+	if runErr != nil {
+		r.cfg.logger.Warn("tds: a reconciliation run ended", "run", run.rec.ID, "status", status, "err", runErr)
+	}
+	return runErr
+}
+
+// module is t's API as the client takes it.
+func module(t EntityType) zoho.Module {
+	return zoho.Module{ListPath: t.API.ListPath, ListKey: t.API.ListKey, DetailPath: t.API.DetailPath, RecordKey: t.API.RecordKey}
+}
+
+// remoteRecord is a record of a list or detail answer, with its identity.
+type remoteRecord struct {
+	id      string
+	version *time.Time
+	fields  map[string]json.RawMessage
+	raw     json.RawMessage
+}
+
+// parseRecord reads a record's id and, when t has a version field, its
+// version (nil when the record lacks it).
+func parseRecord(t EntityType, raw json.RawMessage) (*remoteRecord, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return nil, fmt.Errorf("tds: a %s record of the API is not a JSON object", t.Name)
+	}
+	id, ok := idString(fields[t.IDField])
+	if !ok {
+		return nil, fmt.Errorf("tds: a %s record of the API has no %s", t.Name, t.IDField)
+	}
+	rec := &remoteRecord{id: id, fields: fields, raw: raw}
+	if t.VersionField != "" {
+		if v, ok := fields[t.VersionField]; ok && !isNull(v) {
+			if at, err := parseModifiedTime(v); err == nil {
+				at = dbTime(at)
+				rec.version = &at
+			}
+		}
+	}
+	return rec, nil
+}
+
+// idString reads an id field: a string, or a number as written.
+func idString(v json.RawMessage) (string, bool) {
+	if len(v) == 0 || isNull(v) {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s, s != ""
+	}
+	var n json.Number
+	if json.Unmarshal(v, &n) == nil {
+		return n.String(), true
+	}
+	return "", false
+}
+
+// fieldsHash is the hash of the fields of rec named in keys (those of a
+// list record), so that a list record compares with a whole one.
+func fieldsHash(rec map[string]json.RawMessage, keys map[string]json.RawMessage) (string, error) {
+	sub := make(map[string]json.RawMessage, len(keys))
+	for k := range keys {
+		if v, ok := rec[k]; ok {
+			sub[k] = v
+		}
+	}
+	b, err := json.Marshal(sub)
+	if err != nil {
+		return "", err
+	}
+	canon, _, err := canonical.Canonicalize(b)
+	if err != nil {
+		return "", err
+	}
+	return canonical.Hash(canon), nil
+}
+
+// list reads one page of t.
+func (run *runner) list(ctx context.Context, t EntityType, page int, sortDesc bool) ([]*remoteRecord, bool, error) {
+	req := zoho.ListRequest{Page: page, PerPage: listPageSize}
+	if sortDesc {
+		req.SortColumn, req.SortOrder = t.VersionField, "D"
+	}
+	pg, err := run.r.client.List(ctx, module(t), req)
+	if err != nil {
+		return nil, false, fmt.Errorf("tds: listing %s, page %d: %w", t.Name, page, err)
+	}
+	run.mu.Lock()
+	run.pages++
+	run.mu.Unlock()
+	out := make([]*remoteRecord, 0, len(pg.Records))
+	for _, raw := range pg.Records {
+		rec, err := parseRecord(t, raw)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, rec)
+	}
+	return out, pg.HasMore, nil
+}
+
+// sweep lists every type whole into the staging table and compares it
+// with what was applied.
+func (run *runner) sweep(ctx context.Context) error {
+	r := run.r
+	for ti := run.cur.Type; ti < len(run.types); ti++ {
+		t := run.types[ti]
+		page := 0
+		if run.cur.Type == ti {
+			page = run.cur.Page
+		}
+		for more := true; more; {
+			page++
+			recs, hasMore, err := run.list(ctx, t, page, false)
+			if err != nil {
+				return err
+			}
+			more = hasMore
+			if err := run.stage(ctx, t, recs); err != nil {
+				return err
+			}
+			if err := run.advance(ctx, runCursor{Type: ti, Phase: phaseList, Page: page}); err != nil {
+				return err
+			}
+		}
+		if _, err := r.st.CompareRemote(ctx, r.db, run.rec.ID, run.rec.Source, t.Name, r.cfg.now()); err != nil {
+			return wrapDBErr("comparing a listing", err)
+		}
+		if err := run.advance(ctx, runCursor{Type: ti + 1, Phase: phaseList}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stage stages one page of a sweep.
+func (run *runner) stage(ctx context.Context, t EntityType, recs []*remoteRecord) error {
+	r := run.r
+	var local map[string]*store.Applied
+	if t.VersionField == "" && len(recs) > 0 {
+		ids := make([]string, len(recs))
+		for i, rec := range recs {
+			ids[i] = rec.id
+		}
+		applied, err := r.st.AppliedOf(ctx, r.db, run.rec.Source, t.Name, ids)
+		if err != nil {
+			return wrapDBErr("reading what was applied", err)
+		}
+		local = make(map[string]*store.Applied, len(applied))
+		for i := range applied {
+			local[applied[i].EntityID] = &applied[i]
+		}
+	}
+	rows := make([]store.Remote, len(recs))
+	for i, rec := range recs {
+		rows[i] = store.Remote{EntityID: rec.id, Version: rec.version}
+		if t.VersionField != "" {
+			continue
+		}
+		h, err := fieldsHash(rec.fields, rec.fields)
+		if err != nil {
+			return fmt.Errorf("tds: hashing a %s record: %w", t.Name, err)
+		}
+		rows[i].FieldsHash = h
+		if a := local[rec.id]; a != nil && len(a.Data) > 0 {
+			var data map[string]json.RawMessage
+			if json.Unmarshal(a.Data, &data) == nil {
+				if rows[i].LocalHash, err = fieldsHash(data, rec.fields); err != nil {
+					return fmt.Errorf("tds: hashing an applied %s record: %w", t.Name, err)
+				}
+			}
+		}
+	}
+	if err := r.st.StageRemote(ctx, r.db, run.rec.ID, t.Name, rows); err != nil {
+		return wrapDBErr("staging a listing", err)
+	}
+	return nil
+}
+
+// incremental reads each type newest first down to its watermark less the
+// lookback, and records the records newer than what was applied.
+func (run *runner) incremental(ctx context.Context) error {
+	r := run.r
+	marks, err := r.st.Watermarks(ctx, r.db, run.rec.Source)
+	if err != nil {
+		return wrapDBErr("reading the watermarks", err)
+	}
+	for ti := run.cur.Type; ti < len(run.types); ti++ {
+		t := run.types[ti]
+		page := 0
+		if run.cur.Type == ti {
+			page = run.cur.Page
+		}
+		mark, hasMark := marks[t.Name]
+		stopBefore := mark.Add(-r.rs.lookback)
+		for more := true; more; {
+			page++
+			recs, hasMore, err := run.list(ctx, t, page, true)
+			if err != nil {
+				return err
+			}
+			more = hasMore
+			fresh := recs[:0]
+			for _, rec := range recs {
+				if hasMark && rec.version != nil && rec.version.Before(stopBefore) {
+					more = false // newest first: the rest is older still
+					continue
+				}
+				fresh = append(fresh, rec)
+			}
+			if err := run.compare(ctx, t, fresh); err != nil {
+				return err
+			}
+			if err := run.advance(ctx, runCursor{Type: ti, Phase: phaseRead, Page: page}); err != nil {
+				return err
+			}
+		}
+		if err := run.advance(ctx, runCursor{Type: ti + 1, Phase: phaseRead}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compare records the drift of one page of an incremental run and the
+// newest version it read.
+func (run *runner) compare(ctx context.Context, t EntityType, recs []*remoteRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	r := run.r
+	ids := make([]string, len(recs))
+	for i, rec := range recs {
+		ids[i] = rec.id
+	}
+	applied, err := r.st.AppliedOf(ctx, r.db, run.rec.Source, t.Name, ids)
+	if err != nil {
+		return wrapDBErr("reading what was applied", err)
+	}
+	local := make(map[string]*store.Applied, len(applied))
+	for i := range applied {
+		local[applied[i].EntityID] = &applied[i]
+	}
+	now := r.cfg.now()
+	var drift []store.Drift
+	run.mu.Lock()
+	for _, rec := range recs {
+		if rec.version != nil && rec.version.After(run.cur.Marks[t.Name]) {
+			run.cur.Marks[t.Name] = *rec.version
+		}
+		a := local[rec.id]
+		d := store.Drift{RunID: run.rec.ID, EntityType: t.Name, EntityID: rec.id, RemoteVersion: rec.version, DetectedAt: now}
+		switch {
+		case a == nil || a.Deleted:
+			d.Kind = store.DriftMissingLocal
+		case rec.version != nil && rec.version.After(a.Version):
+			d.Kind = store.DriftStaleLocal
+		default:
+			continue
+		}
+		if a != nil {
+			v := a.Version
+			d.LocalVersion = &v
+		}
+		drift = append(drift, d)
+	}
+	run.mu.Unlock()
+	if err := r.st.AddDrift(ctx, r.db, drift); err != nil {
+		return wrapDBErr("recording drift", err)
+	}
+	return nil
+}
+
+// repair deals with every unresolved drift item: in a dry run it only
+// confirms that records missing from the listing are gone.
+func (run *runner) repair(ctx context.Context) error {
+	r := run.r
+	if err := run.advance(ctx, runCursor{Type: len(run.types), Phase: phaseRepair}); err != nil {
+		return err
+	}
+	byName := make(map[string]EntityType, len(run.types))
+	for _, t := range run.types {
+		byName[t.Name] = t
+	}
+	var after int64
+	for {
+		items, err := r.st.ListDrift(ctx, r.db, run.rec.ID, after, true, repairBatch)
+		if err != nil {
+			return wrapDBErr("reading drift", err)
+		}
+		if len(items) == 0 {
+			return nil
+		}
+		for i := range items {
+			d := &items[i]
+			after = d.ID
+			if run.rec.DryRun && d.Kind != store.DriftMissingRemote {
+				continue
+			}
+			if err := run.repairOne(ctx, byName[d.EntityType], d); err != nil {
+				return err
+			}
+		}
+		if err := run.save(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// repairOne fetches the drifted record whole and ingests it, or a delete
+// when the source no longer has it.
+func (run *runner) repairOne(ctx context.Context, t EntityType, d *store.Drift) error {
+	r := run.r
+	raw, err := r.client.Get(ctx, module(t), d.EntityID)
+	if errors.Is(err, zoho.ErrNotFound) {
+		if d.Kind != store.DriftMissingRemote && (d.LocalVersion == nil || d.Kind == store.DriftMissingLocal) {
+			// Listed, then deleted before this request, and never
+			// applied (or applied as deleted): nothing to undo.
+			return wrapDBErr("dropping drift", r.st.DropDrift(ctx, r.db, d.ID))
+		}
+		return run.ingest(ctx, t, d, store.DriftMissingRemote, nil, EventDelete, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("tds: reading %s %s: %w", t.Name, d.EntityID, err)
+	}
+	rec, err := parseRecord(t, raw)
+	if err != nil {
+		return err
+	}
+	if rec.id != d.EntityID {
+		return fmt.Errorf("tds: the API answered %s %s with the record of %s", t.Name, d.EntityID, rec.id)
+	}
+	kind := d.Kind
+	if kind == store.DriftMissingRemote {
+		// The listing missed it, but it exists: drift only if newer.
+		if rec.version == nil || d.LocalVersion == nil || !rec.version.After(*d.LocalVersion) {
+			return wrapDBErr("dropping drift", r.st.DropDrift(ctx, r.db, d.ID))
+		}
+		kind = store.DriftStaleLocal
+		if run.rec.DryRun {
+			return wrapDBErr("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, rec.version, nil))
+		}
+	}
+	return run.ingest(ctx, t, d, kind, rec.version, EventUpdate, raw)
+}
+
+// ingest stores the repair of d through the Processor and resolves d with
+// its event.
+func (run *runner) ingest(ctx context.Context, t EntityType, d *store.Drift, kind string, version *time.Time,
+	eventType string, data json.RawMessage) error {
+	r := run.r
+	if run.rec.DryRun {
+		return wrapDBErr("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, version, nil))
+	}
+	if data == nil {
+		data, _ = json.Marshal(map[string]string{t.IDField: d.EntityID})
+	}
+	ev := &Event{Source: run.rec.Source, EventType: eventType, EntityType: t.Name, EntityID: d.EntityID, Data: data,
+		DeliveryID: fmt.Sprintf("tds-reconcile-%d", run.rec.ID), syncRunID: run.rec.ID}
+	res, err := r.proc.Process(ctx, ev)
+	if err != nil {
+		return fmt.Errorf("tds: ingesting the repair of %s %s: %w", t.Name, d.EntityID, err)
+	}
+	id := res.EventID
+	return wrapDBErr("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, version, &id))
+}

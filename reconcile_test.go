@@ -1,0 +1,235 @@
+package tds
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/canonical"
+	"github.com/tdscore/tds/internal/zohofake"
+)
+
+// reconcileEnv is a database, a fake Zoho, a Reconciler and a Worker
+// mirroring into the database.
+type reconcileEnv struct {
+	*workerEnv
+	fake   *zohofake.Server
+	rc     *Reconciler
+	sleeps *sleepLog
+}
+
+// sleepLog records the client's waits instead of sleeping.
+type sleepLog struct {
+	ch chan time.Duration
+}
+
+func (s *sleepLog) sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case s.ch <- d:
+	default:
+	}
+	return ctx.Err()
+}
+
+// zohoModules are the fake's modules of the three types the tests use.
+var zohoModules = map[string]string{"product": "items", "customer": "contacts", "invoice": "invoices"}
+
+func newReconcileEnv(t *testing.T, tdb *testDB, opts ...Option) *reconcileEnv {
+	t.Helper()
+	e := &reconcileEnv{workerEnv: newWorkerEnv(t, tdb), sleeps: &sleepLog{ch: make(chan time.Duration, 1024)}}
+	e.fake = zohofake.New(zohofake.Options{})
+	t.Cleanup(e.fake.Close)
+	require.NoError(t, MigrateMirror(context.Background(), e.db, ZohoRegistry()))
+	e.rc = e.newReconciler(t, opts...)
+	return e
+}
+
+func (e *reconcileEnv) newReconciler(t *testing.T, opts ...Option) *Reconciler {
+	t.Helper()
+	base := []Option{WithClock(e.clock.Now), WithLogger(slog.New(slog.DiscardHandler))}
+	rc, err := NewReconciler(e.db, ZohoAPI{
+		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
+		AccountsURL: e.fake.URL(), APIURL: e.fake.URL(), RequestsPerMinute: -1,
+	}, append(base, opts...)...)
+	require.NoError(t, err)
+	rc.sleep = e.sleeps.sleep
+	t.Cleanup(func() { _ = rc.Close() })
+	return rc
+}
+
+// zohoTime formats t as Zoho does.
+func zohoTime(t time.Time) string { return t.UTC().Format(ZohoTimeLayout) }
+
+// apiRecord builds a record of entity type typ, version at.
+func apiRecord(typ, id string, at time.Time, rev int) map[string]any {
+	rec := map[string]any{"last_modified_time": zohoTime(at), "created_time": zohoTime(at), "rev": rev}
+	switch typ {
+	case "product":
+		rec["item_id"], rec["name"], rec["rate"] = id, fmt.Sprintf("Item %s r%d", id, rev), 10+rev
+	case "customer":
+		rec["contact_id"], rec["contact_name"] = id, fmt.Sprintf("Contact %s r%d", id, rev)
+	case "invoice":
+		rec["invoice_id"], rec["customer_id"], rec["invoice_number"] = id, "c-1", "INV-"+id
+		// Lists leave nested values out: only the detail has them.
+		rec["line_items"] = []any{map[string]any{"item_id": "i-1", "quantity": rev + 1}}
+	}
+	return rec
+}
+
+// webhook ingests rec as Zoho's webhook for it would.
+func (e *reconcileEnv) webhook(t *testing.T, typ string, rec map[string]any, eventType string) {
+	t.Helper()
+	data, err := json.Marshal(rec)
+	require.NoError(t, err)
+	id := rec[mustLookup(t, typ).IDField].(string)
+	_, err = e.p.Process(context.Background(), &Event{EventType: eventType, EntityType: typ, EntityID: id, Data: data})
+	require.NoError(t, err)
+}
+
+func mustLookup(t *testing.T, typ string) EntityType {
+	t.Helper()
+	et, ok := ZohoRegistry().Lookup(typ)
+	require.True(t, ok, typ)
+	return et
+}
+
+// drain waits until no job is left unfinished.
+func (e *reconcileEnv) drain(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return count(t, e.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status <> 'completed'") == 0
+	}, 60*time.Second, 5*time.Millisecond)
+}
+
+// requireMirrorEqualsFake checks the mirror of typ record for record
+// against the fake: every record the fake holds, as it holds it, and every
+// other row of the mirror deleted.
+func (e *reconcileEnv) requireMirrorEqualsFake(t *testing.T, typ string) {
+	t.Helper()
+	et := mustLookup(t, typ)
+	want := map[string]string{}
+	for _, rec := range e.fake.All(zohoModules[typ]) {
+		b, err := json.Marshal(rec)
+		require.NoError(t, err)
+		canon, _, err := canonical.Canonicalize(b)
+		require.NoError(t, err)
+		want[rec[et.IDField].(string)] = string(canon)
+	}
+	var rows []struct {
+		EntityID  string     `bun:"entity_id"`
+		Data      string     `bun:"data"`
+		DeletedAt *time.Time `bun:"deleted_at"`
+	}
+	require.NoError(t, e.db.NewRaw("SELECT entity_id, data, deleted_at FROM ?", bun.Ident(et.MirrorTable)).Scan(context.Background(), &rows))
+	live := map[string]string{}
+	for _, r := range rows {
+		if r.DeletedAt == nil {
+			canon, _, err := canonical.Canonicalize([]byte(r.Data))
+			require.NoError(t, err)
+			live[r.EntityID] = string(canon)
+		}
+	}
+	require.Equal(t, len(want), len(live), "%s: live mirror rows", typ)
+	for id, w := range want {
+		require.JSONEq(t, w, live[id], "%s %s", typ, id)
+	}
+}
+
+// TestReconcileFullRepairsEverything: 1,000 entities over three types, 30 %
+// of their webhooks never delivered, some updated and some deleted in Zoho
+// afterwards without a webhook: one full run repairs everything, the mirror
+// then equals Zoho record for record, and a second run finds no drift.
+func TestReconcileFullRepairsEverything(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+		e.start(t, m)
+
+		base := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+		counts := map[string]int{"product": 400, "customer": 300, "invoice": 300}
+		var all []struct{ typ, id string }
+		n := 0
+		for _, typ := range []string{"product", "customer", "invoice"} {
+			for i := 0; i < counts[typ]; i++ {
+				id := fmt.Sprintf("%s-%04d", typ[:3], i)
+				rec := apiRecord(typ, id, base.Add(time.Duration(n)*time.Second), 0)
+				e.fake.Put(zohoModules[typ], rec)
+				if n%10 >= 3 { // 30 % never delivered
+					e.webhook(t, typ, rec, EventUpdate)
+				}
+				all = append(all, struct{ typ, id string }{typ, id})
+				n++
+			}
+		}
+		e.drain(t)
+		// Afterwards, in Zoho only: updates and deletes, delivered or not.
+		later := base.Add(24 * time.Hour)
+		for i, x := range all {
+			switch {
+			case i%17 == 0:
+				e.fake.Delete(zohoModules[x.typ], x.id)
+			case i%13 == 0:
+				rec := apiRecord(x.typ, x.id, later.Add(time.Duration(i)*time.Second), 1)
+				e.fake.Put(zohoModules[x.typ], rec)
+			}
+		}
+
+		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product", "customer", "invoice"}})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, run.Status, run.Error)
+		require.Positive(t, run.Counts.MissingLocal)
+		require.Positive(t, run.Counts.StaleLocal)
+		require.Positive(t, run.Counts.MissingRemote)
+		drifted := run.Counts.MissingLocal + run.Counts.StaleLocal + run.Counts.MissingRemote + run.Counts.Changed
+		require.Equal(t, drifted, run.Repaired)
+		// The floor: the list pages, and one detail request per drifted
+		// record (a missing record's confirmation is its detail request).
+		stats := e.fake.Stats()
+		require.Equal(t, int64(2+2+2), run.Pages)
+		require.Equal(t, int(run.Pages+drifted), stats.APICalls)
+		require.Equal(t, int64(stats.APICalls), run.APICalls)
+		require.Equal(t, int(drifted), count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ?", run.ID))
+
+		e.drain(t)
+		for typ := range counts {
+			e.requireMirrorEqualsFake(t, typ)
+		}
+
+		again, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product", "customer", "invoice"}})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, again.Status, again.Error)
+		require.Equal(t, DriftCounts{}, again.Counts)
+		require.Zero(t, again.Repaired)
+		require.Equal(t, int64(6), again.APICalls, "pages only")
+		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
+
+		runs, err := e.rc.ListRuns(ctx, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, runs, 2)
+		require.Equal(t, again.ID, runs[0].ID)
+		drift, err := e.rc.ListDrift(ctx, run.ID, 0, 1000)
+		require.NoError(t, err)
+		require.Len(t, drift, int(drifted))
+		kinds := map[DriftKind]int{}
+		for _, d := range drift {
+			kinds[d.Kind]++
+			require.True(t, d.Resolved)
+			require.NotNil(t, d.InboxEventID)
+		}
+		require.Equal(t, int(run.Counts.MissingRemote), kinds[DriftMissingRemote])
+		ids := make([]int64, len(drift))
+		for i, d := range drift {
+			ids[i] = d.ID
+		}
+		require.True(t, sort.SliceIsSorted(ids, func(i, j int) bool { return ids[i] > ids[j] }), "newest first")
+	})
+}
