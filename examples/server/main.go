@@ -16,6 +16,22 @@
 //	-workers                   TDS_WORKERS                   jobs synced at once (4)
 //	-max-conns                 TDS_MAX_CONNS                 connections served at once; more wait (256)
 //	-trusted-proxies           TDS_TRUSTED_PROXIES           proxies whose X-Forwarded-For is believed, comma-separated
+//	-zoho-client-id            TDS_ZOHO_CLIENT_ID            OAuth client id of the Zoho API (reconciliation)
+//	-zoho-client-secret        TDS_ZOHO_CLIENT_SECRET        OAuth client secret
+//	-zoho-refresh-token        TDS_ZOHO_REFRESH_TOKEN        OAuth refresh token
+//	-zoho-organization-id      TDS_ZOHO_ORGANIZATION_ID      Zoho organisation id
+//	-zoho-dc                   TDS_ZOHO_DC                   data centre: com, eu, in, com.au, jp, ca, com.cn, sa (com)
+//	-zoho-product              TDS_ZOHO_PRODUCT              books or inventory (books)
+//	-zoho-accounts-url         TDS_ZOHO_ACCOUNTS_URL         accounts host, overriding the data centre's
+//	-zoho-api-url              TDS_ZOHO_API_URL              API host, overriding the data centre's
+//	-zoho-rate                 TDS_ZOHO_RATE                 Zoho API requests a minute (100)
+//	-zoho-daily-budget         TDS_ZOHO_DAILY_BUDGET         Zoho API requests a day for reconciliation (1000)
+//	-reconcile-interval        TDS_RECONCILE_INTERVAL        incremental reconciliation every (15m; 0 turns it off)
+//	-reconcile-full-interval   TDS_RECONCILE_FULL_INTERVAL   full reconciliation every (168h; 0 turns it off)
+//
+// Reconciliation runs when the four Zoho credentials are set; prefer the
+// environment for the secret and the refresh token, which a command line
+// shows to every user of the machine.
 //
 // A flag wins over its environment variable. Every key, secret and token
 // setting takes a comma-separated list, so a credential can be rotated
@@ -48,6 +64,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/tdscore/tds"
 )
 
@@ -75,6 +93,15 @@ type settings struct {
 	addr, database, webhookKeys, zohoSecret, standardSecret, adminToken string
 	trustedProxies                                                      string
 	workers, maxConns                                                   int
+	zoho                                                                zohoSettings
+}
+
+// zohoSettings are the Zoho API's settings, for reconciliation.
+type zohoSettings struct {
+	clientID, clientSecret, refreshToken, organizationID string
+	dc, product, accountsURL, apiURL                     string
+	rate, dailyBudget                                    int
+	interval, fullInterval                               time.Duration
 }
 
 func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (*settings, error) {
@@ -103,6 +130,33 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if err != nil {
 		return nil, err
 	}
+	zohoRate, err := intEnv("TDS_ZOHO_RATE", tds.DefaultZohoRequestsPerMinute)
+	if err != nil {
+		return nil, err
+	}
+	zohoBudget, err := intEnv("TDS_ZOHO_DAILY_BUDGET", tds.DefaultZohoDailyBudget)
+	if err != nil {
+		return nil, err
+	}
+	durationEnv := func(name string, def time.Duration) (time.Duration, error) {
+		v := getenv(name)
+		if v == "" {
+			return def, nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return 0, fmt.Errorf("%s=%q is not a duration such as 15m or 168h", name, v)
+		}
+		return d, nil
+	}
+	interval, err := durationEnv("TDS_RECONCILE_INTERVAL", tds.DefaultReconcileInterval)
+	if err != nil {
+		return nil, err
+	}
+	fullInterval, err := durationEnv("TDS_RECONCILE_FULL_INTERVAL", tds.DefaultFullReconcileInterval)
+	if err != nil {
+		return nil, err
+	}
 	var s settings
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -115,6 +169,19 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.IntVar(&s.workers, "workers", workers, "how many jobs are synced at once (TDS_WORKERS)")
 	fs.IntVar(&s.maxConns, "max-conns", maxConns, "connections served at once; more wait to be accepted (TDS_MAX_CONNS)")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", env("TDS_TRUSTED_PROXIES", ""), "proxies (addresses or CIDR prefixes), comma-separated, whose X-Forwarded-For gives the client address (TDS_TRUSTED_PROXIES)")
+	z := &s.zoho
+	fs.StringVar(&z.clientID, "zoho-client-id", env("TDS_ZOHO_CLIENT_ID", ""), "OAuth client id of the Zoho API, for reconciliation (TDS_ZOHO_CLIENT_ID)")
+	fs.StringVar(&z.clientSecret, "zoho-client-secret", env("TDS_ZOHO_CLIENT_SECRET", ""), "OAuth client secret of the Zoho API; prefer the environment (TDS_ZOHO_CLIENT_SECRET)")
+	fs.StringVar(&z.refreshToken, "zoho-refresh-token", env("TDS_ZOHO_REFRESH_TOKEN", ""), "OAuth refresh token of the Zoho API; prefer the environment (TDS_ZOHO_REFRESH_TOKEN)")
+	fs.StringVar(&z.organizationID, "zoho-organization-id", env("TDS_ZOHO_ORGANIZATION_ID", ""), "Zoho organisation id (TDS_ZOHO_ORGANIZATION_ID)")
+	fs.StringVar(&z.dc, "zoho-dc", env("TDS_ZOHO_DC", "com"), "Zoho data centre: com, eu, in, com.au, jp, ca, com.cn or sa (TDS_ZOHO_DC)")
+	fs.StringVar(&z.product, "zoho-product", env("TDS_ZOHO_PRODUCT", "books"), "Zoho product: books or inventory (TDS_ZOHO_PRODUCT)")
+	fs.StringVar(&z.accountsURL, "zoho-accounts-url", env("TDS_ZOHO_ACCOUNTS_URL", ""), "Zoho accounts host, overriding the data centre's (TDS_ZOHO_ACCOUNTS_URL)")
+	fs.StringVar(&z.apiURL, "zoho-api-url", env("TDS_ZOHO_API_URL", ""), "Zoho API host, overriding the data centre's (TDS_ZOHO_API_URL)")
+	fs.IntVar(&z.rate, "zoho-rate", zohoRate, "Zoho API requests a minute (TDS_ZOHO_RATE)")
+	fs.IntVar(&z.dailyBudget, "zoho-daily-budget", zohoBudget, "Zoho API requests a day for reconciliation (TDS_ZOHO_DAILY_BUDGET)")
+	fs.DurationVar(&z.interval, "reconcile-interval", interval, "incremental reconciliation every; 0 turns it off (TDS_RECONCILE_INTERVAL)")
+	fs.DurationVar(&z.fullInterval, "reconcile-full-interval", fullInterval, "full reconciliation every; 0 turns it off (TDS_RECONCILE_FULL_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -124,7 +191,64 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if s.maxConns < 1 {
 		return nil, fmt.Errorf("-max-conns must be >= 1, got %d", s.maxConns)
 	}
+	if err := z.check(); err != nil {
+		return nil, err
+	}
 	return &s, nil
+}
+
+// enabled tells whether reconciliation is configured.
+func (z *zohoSettings) enabled() bool {
+	return z.clientID != "" || z.clientSecret != "" || z.refreshToken != "" || z.organizationID != ""
+}
+
+// check refuses a partial set of credentials and bad numbers, naming the
+// settings.
+func (z *zohoSettings) check() error {
+	if z.rate < 1 {
+		return fmt.Errorf("-zoho-rate (TDS_ZOHO_RATE) must be >= 1, got %d", z.rate)
+	}
+	if z.dailyBudget < 1 {
+		return fmt.Errorf("-zoho-daily-budget (TDS_ZOHO_DAILY_BUDGET) must be >= 1, got %d", z.dailyBudget)
+	}
+	if z.interval < 0 || z.fullInterval < 0 {
+		return errors.New("-reconcile-interval and -reconcile-full-interval must be >= 0")
+	}
+	if !z.enabled() {
+		return nil
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{
+		{"-zoho-client-id (TDS_ZOHO_CLIENT_ID)", z.clientID},
+		{"-zoho-client-secret (TDS_ZOHO_CLIENT_SECRET)", z.clientSecret},
+		{"-zoho-refresh-token (TDS_ZOHO_REFRESH_TOKEN)", z.refreshToken},
+		{"-zoho-organization-id (TDS_ZOHO_ORGANIZATION_ID)", z.organizationID},
+	} {
+		if strings.TrimSpace(f.v) == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("reconciliation needs every Zoho credential; missing %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// reconciler returns the Reconciler the settings describe, or nil when
+// reconciliation is not configured.
+func (z *zohoSettings) reconciler(db *bun.DB, reg *tds.Registry, log *slog.Logger) (*tds.Reconciler, error) {
+	if !z.enabled() {
+		return nil, nil
+	}
+	rc, err := tds.NewReconciler(db, tds.ZohoAPI{
+		ClientID: z.clientID, ClientSecret: z.clientSecret, RefreshToken: z.refreshToken,
+		OrganizationID: z.organizationID, DataCenter: z.dc, Product: z.product,
+		AccountsURL: z.accountsURL, APIURL: z.apiURL, RequestsPerMinute: z.rate, DailyBudget: z.dailyBudget,
+	}, tds.WithRegistry(reg), tds.WithLogger(log), tds.WithReconcileSchedule(z.interval, z.fullInterval))
+	if err != nil {
+		return nil, fmt.Errorf("reconciliation: %w", err)
+	}
+	return rc, nil
 }
 
 // secret returns a random token with a recognisable prefix.
@@ -197,11 +321,24 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	worker, err := tds.NewWorker(db, syncer, tds.WithLogger(log), tds.WithConcurrency(s.workers))
+	rc, err := s.zoho.reconciler(db, reg, log)
 	if err != nil {
 		return err
 	}
-	handler, err := tds.NewHandler(db, s.handlerOptions(reg, log)...)
+	workerOpts := []tds.Option{tds.WithLogger(log), tds.WithConcurrency(s.workers)}
+	handlerOpts := s.handlerOptions(reg, log)
+	if rc != nil {
+		// Closed after the workers stop: a run in flight is handed over
+		// to the next start.
+		defer rc.Close()
+		workerOpts = append(workerOpts, tds.WithReconciler(rc))
+		handlerOpts = append(handlerOpts, tds.WithReconciler(rc))
+	}
+	worker, err := tds.NewWorker(db, syncer, workerOpts...)
+	if err != nil {
+		return err
+	}
+	handler, err := tds.NewHandler(db, handlerOpts...)
 	if err != nil {
 		return err
 	}
@@ -231,7 +368,8 @@ func serve(s *settings, log *slog.Logger) error {
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 
-	log.Info("listening", "addr", ln.Addr().String(), "database", dbKind(s.database), "workers", s.workers, "max_conns", s.maxConns)
+	log.Info("listening", "addr", ln.Addr().String(), "database", dbKind(s.database), "workers", s.workers, "max_conns", s.maxConns,
+		"reconciliation", rc != nil)
 
 	var failure error
 	select {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/dbtest"
+	"github.com/tdscore/tds/internal/zohofake"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
@@ -59,6 +60,28 @@ func TestParseSettings(t *testing.T) {
 
 	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_WORKERS": "many"}[k] }, io.Discard)
 	require.ErrorContains(t, err, "TDS_WORKERS")
+	// Reconciliation: all four credentials or none, numbers and durations
+	// checked, each error naming its setting.
+	zenv := map[string]string{"TDS_ZOHO_CLIENT_ID": "id", "TDS_ZOHO_CLIENT_SECRET": "secret", "TDS_ZOHO_REFRESH_TOKEN": "refresh",
+		"TDS_ZOHO_ORGANIZATION_ID": "org", "TDS_ZOHO_DC": "eu", "TDS_RECONCILE_INTERVAL": "5m", "TDS_ZOHO_DAILY_BUDGET": "500"}
+	s, err = parseSettings(nil, func(k string) string { return zenv[k] }, io.Discard)
+	require.NoError(t, err)
+	require.True(t, s.zoho.enabled())
+	require.Equal(t, "eu", s.zoho.dc)
+	require.Equal(t, 5*time.Minute, s.zoho.interval)
+	require.Equal(t, tds.DefaultFullReconcileInterval, s.zoho.fullInterval)
+	require.Equal(t, 500, s.zoho.dailyBudget)
+	require.Equal(t, tds.DefaultZohoRequestsPerMinute, s.zoho.rate)
+	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_ZOHO_CLIENT_ID": "id"}[k] }, io.Discard)
+	require.ErrorContains(t, err, "TDS_ZOHO_REFRESH_TOKEN")
+	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_RECONCILE_INTERVAL": "often"}[k] }, io.Discard)
+	require.ErrorContains(t, err, "TDS_RECONCILE_INTERVAL")
+	_, err = parseSettings([]string{"-zoho-rate", "0"}, func(string) string { return "" }, io.Discard)
+	require.ErrorContains(t, err, "TDS_ZOHO_RATE")
+	s, err = parseSettings(nil, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	require.False(t, s.zoho.enabled())
+
 	_, err = parseSettings([]string{"extra"}, func(string) string { return "" }, io.Discard)
 	require.Error(t, err)
 	require.Equal(t, []string{"a", "b"}, splitList(" a, ,b,"))
@@ -127,12 +150,27 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 		key, token = "proc-test-webhook-key", "proc-test-admin-token"
 		args = append(args, "-webhook-keys", "proc-test-old-webhook-key,"+key, "-admin-token", "proc-test-old-admin-token,"+token, "-max-conns", "8", "-trusted-proxies", "10.0.0.0/8")
 	}
+	var fake *zohofake.Server
+	if withFlags {
+		// Reconciliation against a fake Zoho holding an item no webhook
+		// brought; the schedule is off, runs are asked for by the test.
+		fake = zohofake.New(zohofake.Options{})
+		t.Cleanup(fake.Close)
+		fake.Put("items", map[string]any{"item_id": "reconciled-1", "name": "Only in Zoho",
+			"last_modified_time": "2026-11-02T10:00:00+0000"})
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "TDS_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
+	}
+	if fake != nil {
+		cmd.Env = append(cmd.Env, "TDS_ZOHO_CLIENT_ID=client-id", "TDS_ZOHO_CLIENT_SECRET=client-secret",
+			"TDS_ZOHO_REFRESH_TOKEN=refresh-token", "TDS_ZOHO_ORGANIZATION_ID=org-1",
+			"TDS_ZOHO_ACCOUNTS_URL="+fake.URL(), "TDS_ZOHO_API_URL="+fake.URL(),
+			"TDS_RECONCILE_INTERVAL=0", "TDS_RECONCILE_FULL_INTERVAL=0")
 	}
 	s := &server{cmd: cmd, addr: make(chan string, 1), exited: make(chan error, 1)}
 	stdout, err := cmd.StdoutPipe()
@@ -249,6 +287,40 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&events))
 	resp.Body.Close()
 	require.Len(t, events.Events, len(files))
+
+	if fake != nil {
+		// A full run, asked for through the admin API, brings the item
+		// only Zoho had into the mirror.
+		status, answer := post(t, base+"/admin/reconcile", []byte(`{"mode":"full","entity_types":["product"]}`),
+			"Authorization", "Bearer "+token)
+		require.Equal(t, http.StatusAccepted, status, answer)
+		var started struct {
+			RunID int64 `json:"run_id"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(answer), &started))
+		require.Eventually(t, func() bool {
+			req, _ := http.NewRequest("GET", fmt.Sprintf("%s/admin/sync-runs/%d", base, started.RunID), nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var got struct {
+				Run tds.SyncRun `json:"run"`
+			}
+			if json.NewDecoder(resp.Body).Decode(&got) != nil {
+				return false
+			}
+			require.NotEqual(t, tds.RunFailed, got.Run.Status, got.Run.Error)
+			return got.Run.Status == tds.RunCompleted
+		}, 60*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool {
+			var n int
+			require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM products WHERE entity_id = 'reconciled-1'").Scan(&n))
+			return n == 1
+		}, 60*time.Second, 20*time.Millisecond)
+	}
 
 	// SIGTERM: a clean exit, nothing left processing.
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
