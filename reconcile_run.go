@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/tdscore/tds/internal/canonical"
 	"github.com/tdscore/tds/internal/store"
 	"github.com/tdscore/tds/internal/zoho"
@@ -202,9 +204,12 @@ func (run *runner) progress() store.Progress {
 // save records the progress and renews the hold. It returns
 // errRunCancelled when a cancel was asked, store.ErrLeaseLost when another
 // process took the run over.
-func (run *runner) save(ctx context.Context) error {
+func (run *runner) save(ctx context.Context) error { return run.saveIn(ctx, run.r.db) }
+
+// saveIn is save through db.
+func (run *runner) saveIn(ctx context.Context, db bun.IDB) error {
 	r := run.r
-	cancelAsked, err := r.st.SaveRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), r.cfg.now().Add(r.rs.lease))
+	cancelAsked, err := r.st.SaveRun(ctx, db, run.rec.ID, r.owner, run.progress(), r.cfg.now().Add(r.rs.lease))
 	switch {
 	case err != nil:
 		return err
@@ -216,11 +221,16 @@ func (run *runner) save(ctx context.Context) error {
 
 // advance sets the cursor and saves it.
 func (run *runner) advance(ctx context.Context, c runCursor) error {
+	return run.advanceIn(ctx, run.r.db, c)
+}
+
+// advanceIn is advance through db.
+func (run *runner) advanceIn(ctx context.Context, db bun.IDB, c runCursor) error {
 	run.mu.Lock()
 	c.Marks = run.cur.Marks
 	run.cur = c
 	run.mu.Unlock()
-	return run.save(ctx)
+	return run.saveIn(ctx, db)
 }
 
 // finish records how the run ended.
@@ -377,10 +387,14 @@ func (run *runner) sweep(ctx context.Context) error {
 				return err
 			}
 			more = hasMore
-			if err := run.stage(ctx, t, recs); err != nil {
-				return err
-			}
-			if err := run.advance(ctx, runCursor{Type: ti, Phase: phaseList, Page: page}); err != nil {
+			// The page and the cursor past it commit together.
+			err = r.db.RunInTx(ctx, r.st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
+				if err := run.stage(ctx, tx, t, recs); err != nil {
+					return err
+				}
+				return run.advanceIn(ctx, tx, runCursor{Type: ti, Phase: phaseList, Page: page})
+			})
+			if err != nil {
 				return err
 			}
 		}
@@ -395,7 +409,7 @@ func (run *runner) sweep(ctx context.Context) error {
 }
 
 // stage stages one page of a sweep.
-func (run *runner) stage(ctx context.Context, t EntityType, recs []*remoteRecord) error {
+func (run *runner) stage(ctx context.Context, db bun.IDB, t EntityType, recs []*remoteRecord) error {
 	r := run.r
 	var local map[string]*store.Applied
 	if t.VersionField == "" && len(recs) > 0 {
@@ -403,7 +417,7 @@ func (run *runner) stage(ctx context.Context, t EntityType, recs []*remoteRecord
 		for i, rec := range recs {
 			ids[i] = rec.id
 		}
-		applied, err := r.st.AppliedOf(ctx, r.db, run.rec.Source, t.Name, ids)
+		applied, err := r.st.AppliedOf(ctx, db, run.rec.Source, t.Name, ids)
 		if err != nil {
 			return wrapDBErr("reading what was applied", err)
 		}
@@ -432,7 +446,7 @@ func (run *runner) stage(ctx context.Context, t EntityType, recs []*remoteRecord
 			}
 		}
 	}
-	if err := r.st.StageRemote(ctx, r.db, run.rec.ID, t.Name, rows); err != nil {
+	if err := r.st.StageRemote(ctx, db, run.rec.ID, t.Name, rows); err != nil {
 		return wrapDBErr("staging a listing", err)
 	}
 	return nil
@@ -618,10 +632,14 @@ func (run *runner) ingest(ctx context.Context, t EntityType, d *store.Drift, kin
 	}
 	ev := &Event{Source: run.rec.Source, EventType: eventType, EntityType: t.Name, EntityID: d.EntityID, Data: data,
 		DeliveryID: fmt.Sprintf("tds-reconcile-%d", run.rec.ID), syncRunID: run.rec.ID}
-	res, err := r.proc.Process(ctx, ev)
-	if err != nil {
-		return fmt.Errorf("tds: ingesting the repair of %s %s: %w", t.Name, d.EntityID, err)
-	}
-	id := res.EventID
-	return wrapDBErr("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, version, &id))
+	// The event and the drift's resolution commit together.
+	err := r.db.RunInTx(ctx, r.st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
+		res, err := r.proc.ProcessTx(ctx, tx, ev)
+		if err != nil {
+			return fmt.Errorf("tds: ingesting the repair of %s %s: %w", t.Name, d.EntityID, err)
+		}
+		id := res.EventID
+		return wrapDBErr("resolving drift", r.st.ResolveDrift(ctx, tx, d.ID, kind, version, &id))
+	})
+	return wrapDBErr("repairing drift", err)
 }

@@ -1,7 +1,8 @@
 // Command tdsbench measures tds on a PostgreSQL or SQLite database and prints
 // a table: ingest over HTTP against a one-commit-per-event baseline,
 // worker burn-down, end-to-end latency at a fixed rate, claim time under a
-// deep backlog, and peak RSS. See BENCHMARKS.md.
+// deep backlog, a full reconciliation sweep against a fake Zoho, and peak
+// RSS. See BENCHMARKS.md.
 //
 //	go run ./cmd/tdsbench -database postgres://postgres@127.0.0.1:5432/tdsbench
 //
@@ -19,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -41,9 +43,13 @@ type config struct {
 	backlogSmall int
 	backlogLarge int
 	backlogBatch int
+	reconcileN   int
 }
 
 func main() {
+	if n, err := strconv.Atoi(os.Getenv(fakeZohoEnv)); err == nil {
+		os.Exit(serveFakeZoho(n))
+	}
 	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "tdsbench:", err)
 		os.Exit(1)
@@ -56,7 +62,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var scenarios string
 	var short bool
 	fs.StringVar(&c.database, "database", "", "database URL: postgres://... or sqlite:PATH (default: a SQLite file in a temp dir)")
-	fs.StringVar(&scenarios, "scenarios", "ingest,burndown,latency,backlog", "comma-separated scenarios to run")
+	fs.StringVar(&scenarios, "scenarios", "ingest,burndown,latency,backlog,reconcile", "comma-separated scenarios to run")
+	fs.IntVar(&c.reconcileN, "reconcile-n", 100000, "reconcile: remote entities swept")
 	fs.IntVar(&c.senders, "senders", 64, "ingest: concurrent HTTP senders (and baseline writers)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "ingest: how long each side runs")
 	fs.IntVar(&c.burnDownN, "n", 200000, "burn-down: events to drain")
@@ -75,6 +82,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if short {
 		c.duration, c.burnDownN, c.latencyDur = time.Second, 2000, time.Second
 		c.backlogSmall, c.backlogLarge, c.rate = 100, 1000, 100
+		c.reconcileN = 2000
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -129,6 +137,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		{"burndown", runBurnDown},
 		{"latency", runLatency},
 		{"backlog", runBacklog},
+		{"reconcile", runReconcile},
 	} {
 		if !c.scenarios[sc.name] {
 			continue
@@ -145,7 +154,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 // reset empties the tds and mirror tables between scenarios.
 func reset(ctx context.Context, db *bun.DB) error {
-	tables := []string{"tds_sync_attempts", "tds_sync_queue", "tds_inbox_events"}
+	tables := []string{"tds_sync_attempts", "tds_sync_queue", "tds_inbox_events",
+		"tds_sync_drift", "tds_sync_remote", "tds_sync_runs", "tds_applied", "tds_sync_watermarks"}
 	for _, t := range tds.ZohoRegistry().Types() {
 		tables = append(tables, t.MirrorTable)
 	}

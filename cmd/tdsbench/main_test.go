@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,7 +12,13 @@ import (
 	"github.com/tdscore/tds/internal/dbtest"
 )
 
-func TestMain(m *testing.M) { dbtest.Main(m) }
+func TestMain(m *testing.M) {
+	// The fake Zoho of the reconcile scenario is this binary too.
+	if n, err := strconv.Atoi(os.Getenv(fakeZohoEnv)); err == nil {
+		os.Exit(serveFakeZoho(n))
+	}
+	dbtest.Main(m)
+}
 
 // The benchmark tool runs every scenario in its short mode on both
 // databases, so it keeps compiling and working. No figure is asserted.
@@ -26,7 +34,7 @@ func TestShortRun(t *testing.T) {
 			for _, row := range []string{
 				"| ingest: baseline", "| ingest: tds Handler over HTTP", "| ingest: ratio",
 				"| peak RSS", "| burn-down: no-op Syncer", "| burn-down: MirrorSyncer",
-				"| latency at 100 events/s", "| backlog: ratio",
+				"| latency at 100 events/s", "| backlog: ratio", "| reconcile: full sweep",
 			} {
 				require.Contains(t, out.String(), row)
 			}

@@ -198,6 +198,8 @@ type reconcileSQL struct {
 	// stageRemote takes the run id, the entity type and a JSON array of
 	// remoteParam.
 	stageRemote string
+	// comparePlan, when set, runs first in CompareRemote's transaction.
+	comparePlan string
 	// jsonTime writes a time the way the dialect reads it from JSON.
 	jsonTime func(time.Time) string
 }
@@ -219,7 +221,12 @@ WHERE a.version <= excluded.version`,
 SELECT ?, ?, x.entity_id, x.version, x.fields_hash, x.local_hash
 FROM jsonb_to_recordset(?::jsonb) AS x (entity_id text, version timestamptz, fields_hash text, local_hash text)
 ON CONFLICT DO NOTHING`,
-	jsonTime: func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
+	// Both comparisons read two whole sets, best joined by hashing; but
+	// the staging table's statistics lag behind a sweep that just filled
+	// it, and with them PostgreSQL nests a scan of the listing inside a
+	// scan of what was applied: quadratic.
+	comparePlan: `SELECT set_config('enable_nestloop', 'off', true)`,
+	jsonTime:    func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 }
 
 var sqReconcile = reconcileSQL{
@@ -504,6 +511,11 @@ func (c common) CompareRemote(ctx context.Context, db bun.IDB, runID int64, sour
 	at = at.UTC()
 	var n int64
 	err := RunInTx(ctx, c, db, func(ctx context.Context, tx bun.IDB) error {
+		if plan := c.dialect.reconcile().comparePlan; plan != "" {
+			if _, err := tx.ExecContext(ctx, plan); err != nil {
+				return err
+			}
+		}
 		res, err := tx.ExecContext(ctx, compareStaleSQL, at, source, runID, entityType)
 		if err != nil {
 			return err
