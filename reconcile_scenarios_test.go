@@ -104,13 +104,32 @@ func (e *reconcileEnv) syncRunEvents(t *testing.T) int {
 func (e *reconcileEnv) putProducts(t *testing.T, n int, base time.Time, step time.Duration, deliver bool) []string {
 	t.Helper()
 	ids := make([]string, n)
+	evs := make([]*Event, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("pro-%04d", i)
 		rec := apiRecord("product", ids[i], base.Add(time.Duration(i)*step), 0)
 		e.fake.Put("items", rec)
-		if deliver {
-			e.webhook(t, "product", rec, EventUpdate)
-		}
+		data, err := json.Marshal(rec)
+		require.NoError(t, err)
+		evs[i] = &Event{EventType: EventUpdate, EntityType: "product", EntityID: ids[i], Data: data}
+	}
+	if !deliver {
+		return ids
+	}
+	// Concurrent deliveries share commits: 600 take a moment, not seconds.
+	const senders = 16
+	errs := make(chan error, senders)
+	for s := range senders {
+		go func() {
+			var err error
+			for i := s; i < n && err == nil; i += senders {
+				_, err = e.p.Process(context.Background(), evs[i])
+			}
+			errs <- err
+		}()
+	}
+	for range senders {
+		require.NoError(t, <-errs)
 	}
 	return ids
 }
@@ -129,11 +148,11 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 		e := newReconcileEnv(t, tdb)
 		m, err := NewMirrorSyncer()
 		require.NoError(t, err)
-		e.start(t, m)
 
 		// 600 products a minute apart, all delivered.
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 		ids := e.putProducts(t, 600, base, time.Minute, true)
+		e.start(t, m)
 		e.drain(t)
 
 		first, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly})
@@ -527,7 +546,14 @@ func TestReconcileCancel(t *testing.T) {
 			if r.URL.Query().Get("page") != "1" {
 				return
 			}
-			once.Do(func() { cancelled <- e.rc.Cancel(context.Background(), <-ids) })
+			once.Do(func() {
+				select {
+				case id := <-ids:
+					cancelled <- e.rc.Cancel(context.Background(), id)
+				case <-time.After(20 * time.Second): // Start failed: do not hang the fake
+					cancelled <- fmt.Errorf("no run id")
+				}
+			})
 		})
 		id, err := e.rc.Start(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
 		require.NoError(t, err)
