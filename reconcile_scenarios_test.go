@@ -286,15 +286,20 @@ func TestReconcileDailyBudget(t *testing.T) {
 		require.Equal(t, int64(11), first.APICalls)
 		e.drain(t)
 
-		// Ten records changed: 11 calls wanted, 4 left.
+		// Ten records changed: 11 calls wanted, 4 left, two of which go
+		// to 429s: retries count against the budget.
 		for i, id := range ids {
 			e.fake.Put("items", apiRecord("product", id, base.Add(time.Hour+time.Duration(i)*time.Second), 1))
 		}
+		e.fake.Fail(2, http.StatusTooManyRequests, "")
 		second, err := rc.Run(ctx, req)
 		require.NoError(t, err)
 		require.Equal(t, RunFailed, second.Status)
 		require.Contains(t, second.Error, "budget")
+		require.True(t, strings.HasSuffix(second.Error, ErrBudgetExhausted.Error()), second.Error)
 		require.Equal(t, int64(budget-11), second.APICalls)
+		require.Equal(t, int64(1), second.Repaired, "the page (after two retries) and one detail")
+		require.Len(t, e.takeSleeps(), 2)
 		require.Equal(t, budget, e.fake.Stats().APICalls, "the fake saw the budget, not one call more")
 
 		// The same day, a third run makes no call at all.
@@ -305,14 +310,14 @@ func TestReconcileDailyBudget(t *testing.T) {
 		require.Zero(t, third.APICalls)
 		require.Equal(t, budget, e.fake.Stats().APICalls)
 
-		// The next UTC day has a new budget: the page, and the seven
+		// The next UTC day has a new budget: the page, and the nine
 		// records the failed run did not repair.
 		e.drain(t)
 		e.clock.Advance(24 * time.Hour)
 		fourth, err := rc.Run(ctx, req)
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, fourth.Status, fourth.Error)
-		require.Equal(t, int64(1+7), fourth.APICalls)
+		require.Equal(t, int64(1+9), fourth.APICalls)
 		e.drain(t)
 		e.requireMirrorEqualsFake(t, "product")
 	})
