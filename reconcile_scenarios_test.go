@@ -1,0 +1,644 @@
+package tds
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+)
+
+// Scenarios of reconciliation against the fake Zoho: the fewest calls of
+// an incremental run, rate limits and the daily budget, token expiry, the
+// API going down, a webhook racing a repair, dry runs, cancels, and types
+// without a version field.
+
+// newReconcilerAPI is newReconciler with the ZohoAPI adjusted by edit.
+func (e *reconcileEnv) newReconcilerAPI(t *testing.T, edit func(*ZohoAPI), opts ...Option) *Reconciler {
+	t.Helper()
+	api := ZohoAPI{
+		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
+		AccountsURL: e.fake.URL(), APIURL: e.fake.URL(), RequestsPerMinute: -1,
+	}
+	edit(&api)
+	base := []Option{WithClock(e.clock.Now), WithLogger(slog.New(slog.DiscardHandler))}
+	rc, err := NewReconciler(e.db, api, append(base, opts...)...)
+	require.NoError(t, err)
+	rc.sleep = e.sleeps.sleep
+	t.Cleanup(func() { _ = rc.Close() })
+	return rc
+}
+
+// mirrorRow is a row of a mirror table, its data decoded.
+type mirrorRow struct {
+	data    map[string]any
+	deleted bool
+}
+
+// mirrorRows reads the mirror table of typ by entity id.
+func (e *reconcileEnv) mirrorRows(t *testing.T, typ string) map[string]mirrorRow {
+	t.Helper()
+	var rows []struct {
+		EntityID  string     `bun:"entity_id"`
+		Data      string     `bun:"data"`
+		DeletedAt *time.Time `bun:"deleted_at"`
+	}
+	require.NoError(t, e.db.NewRaw("SELECT entity_id, data, deleted_at FROM ?", bun.Ident(mustLookup(t, typ).MirrorTable)).
+		Scan(context.Background(), &rows))
+	out := make(map[string]mirrorRow, len(rows))
+	for _, r := range rows {
+		var data map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.Data), &data))
+		out[r.EntityID] = mirrorRow{data: data, deleted: r.DeletedAt != nil}
+	}
+	return out
+}
+
+// mirrorRev is the rev of the live mirror row of typ id (-1: none).
+func (e *reconcileEnv) mirrorRev(t *testing.T, typ, id string) int {
+	t.Helper()
+	row, ok := e.mirrorRows(t, typ)[id]
+	if !ok || row.deleted {
+		return -1
+	}
+	return int(row.data["rev"].(float64))
+}
+
+// watermarks reads the watermarks of the default source.
+func (e *reconcileEnv) watermarks(t *testing.T) map[string]time.Time {
+	t.Helper()
+	marks, err := mustStore(t, e.db).Watermarks(context.Background(), e.db, DefaultSource)
+	require.NoError(t, err)
+	return marks
+}
+
+// takeSleeps empties the log of the client's waits.
+func (e *reconcileEnv) takeSleeps() []time.Duration {
+	var out []time.Duration
+	for {
+		select {
+		case d := <-e.sleeps.ch:
+			out = append(out, d)
+		default:
+			return out
+		}
+	}
+}
+
+// syncRunEvents counts the inbox events a run ingested.
+func (e *reconcileEnv) syncRunEvents(t *testing.T) int {
+	t.Helper()
+	return count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id IS NOT NULL")
+}
+
+// putProducts puts n products into the fake, product i at base+i*step, and
+// delivers their webhooks when deliver is set.
+func (e *reconcileEnv) putProducts(t *testing.T, n int, base time.Time, step time.Duration, deliver bool) []string {
+	t.Helper()
+	ids := make([]string, n)
+	evs := make([]*Event, n)
+	for i := range n {
+		ids[i] = fmt.Sprintf("pro-%04d", i)
+		rec := apiRecord("product", ids[i], base.Add(time.Duration(i)*step), 0)
+		e.fake.Put("items", rec)
+		data, err := json.Marshal(rec)
+		require.NoError(t, err)
+		evs[i] = &Event{EventType: EventUpdate, EntityType: "product", EntityID: ids[i], Data: data}
+	}
+	if !deliver {
+		return ids
+	}
+	// Concurrent deliveries share commits: 600 take a moment, not seconds.
+	const senders = 16
+	errs := make(chan error, senders)
+	for s := range senders {
+		go func() {
+			var err error
+			for i := s; i < n && err == nil; i += senders {
+				_, err = e.p.Process(context.Background(), evs[i])
+			}
+			errs <- err
+		}()
+	}
+	for range senders {
+		require.NoError(t, <-errs)
+	}
+	return ids
+}
+
+var productsOnly = []string{"product"}
+
+// TestReconcileIncrementalFewestCalls: after a completed incremental run,
+// a second one reads one page of 200 newest first out of 600 records (a
+// full listing takes three), stops once past the watermark less the
+// lookback, and repairs exactly what changed, the record edited within the
+// lookback window included: one list call plus one detail call per
+// drifted record, nothing more.
+func TestReconcileIncrementalFewestCalls(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+
+		// 600 products a minute apart, all delivered.
+		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		ids := e.putProducts(t, 600, base, time.Minute, true)
+		e.start(t, m)
+		e.drain(t)
+
+		first, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, first.Status, first.Error)
+		require.Equal(t, int64(3), first.Pages, "no watermark yet: every page")
+		require.Equal(t, DriftCounts{}, first.Counts)
+		mark := base.Add(599 * time.Minute)
+		requireSameTime(t, mark, e.watermarks(t)["product"])
+
+		// In Zoho, without webhooks: three records updated, two created,
+		// one edited with a version inside the lookback window (skew: it
+		// is older than the watermark), one edited older than the window.
+		later := mark.Add(time.Hour)
+		updated := []string{ids[10], ids[20], ids[30]}
+		for i, id := range updated {
+			e.fake.Put("items", apiRecord("product", id, later.Add(time.Duration(i)*time.Second), 1))
+		}
+		created := []string{"pro-new-1", "pro-new-2"}
+		for i, id := range created {
+			e.fake.Put("items", apiRecord("product", id, later.Add(time.Duration(10+i)*time.Second), 1))
+		}
+		inWindow, outOfWindow := ids[100], ids[200]
+		e.fake.Put("items", apiRecord("product", inWindow, mark.Add(-DefaultReconcileLookback/2), 1))
+		e.fake.Put("items", apiRecord("product", outOfWindow, mark.Add(-2*DefaultReconcileLookback), 1))
+
+		before := e.fake.Stats()
+		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, run.Status, run.Error)
+		require.Equal(t, DriftCounts{StaleLocal: 4, MissingLocal: 2}, run.Counts)
+		require.Equal(t, int64(6), run.Repaired)
+		require.Equal(t, int64(1), run.Pages, "one page reaches past the watermark less the lookback")
+		after := e.fake.Stats()
+		require.Equal(t, 1+6, after.APICalls-before.APICalls, "one list call and one detail call per drifted record")
+		require.Equal(t, 1, after.ListCalls-before.ListCalls)
+		require.Equal(t, 6, after.DetailCalls-before.DetailCalls)
+		require.Equal(t, int64(1+6), run.APICalls)
+		require.Equal(t, before.TokenRefreshes, after.TokenRefreshes, "the token is reused")
+
+		drift, err := e.rc.ListDrift(ctx, run.ID, 0, 100)
+		require.NoError(t, err)
+		got := map[string]DriftKind{}
+		for _, d := range drift {
+			require.True(t, d.Resolved)
+			require.NotNil(t, d.InboxEventID)
+			got[d.EntityID] = d.Kind
+		}
+		want := map[string]DriftKind{inWindow: DriftStaleLocal, created[0]: DriftMissingLocal, created[1]: DriftMissingLocal}
+		for _, id := range updated {
+			want[id] = DriftStaleLocal
+		}
+		require.Equal(t, want, got)
+
+		e.drain(t)
+		for id := range want {
+			require.Equal(t, 1, e.mirrorRev(t, "product", id), id)
+		}
+		// Older than the watermark less the lookback: an incremental run
+		// does not read it (a full sweep would).
+		require.Equal(t, 0, e.mirrorRev(t, "product", outOfWindow))
+		requireSameTime(t, later.Add(11*time.Second), e.watermarks(t)["product"])
+	})
+}
+
+// TestReconcileRateLimited: 429 answers are retried, after Retry-After
+// when Zoho sends one and after the jittered backoff otherwise; the run
+// completes, and each retry is an API call of the run.
+func TestReconcileRateLimited(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+		e.start(t, m)
+		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Minute, false)
+
+		// The list call meets three bare 429s; the first detail call two
+		// with Retry-After: 7.
+		e.fake.Fail(3, http.StatusTooManyRequests, "")
+		var n atomic.Int32
+		e.fake.OnRequest(func(r *http.Request) {
+			if n.Add(1) == 5 {
+				e.fake.Fail(2, http.StatusTooManyRequests, "7")
+			}
+		})
+		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, run.Status, run.Error)
+		require.Equal(t, int64(5), run.Repaired)
+
+		sleeps := e.takeSleeps()
+		require.Len(t, sleeps, 5)
+		for i, d := range sleeps[:3] {
+			nominal := time.Second << i // 1s, 2s, 4s, ±20 %
+			require.GreaterOrEqual(t, d, nominal*8/10, "backoff %d", i+1)
+			require.LessOrEqual(t, d, nominal*12/10, "backoff %d", i+1)
+		}
+		require.Equal(t, []time.Duration{7 * time.Second, 7 * time.Second}, sleeps[3:], "Retry-After honoured")
+
+		stats := e.fake.Stats()
+		require.Equal(t, 5, stats.Status[http.StatusTooManyRequests])
+		require.Equal(t, 1+5+5, stats.APICalls)
+		require.Equal(t, int64(stats.APICalls), run.APICalls, "retries count")
+		e.drain(t)
+		e.requireMirrorEqualsFake(t, "product")
+	})
+}
+
+// TestReconcileDailyBudget: runs never make more API calls a UTC day than
+// the budget, counted over every run of the day: a run that would exceed
+// it fails, naming the budget, and the next day has a new one.
+func TestReconcileDailyBudget(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+		e.start(t, m)
+		const budget = 15
+		rc := e.newReconcilerAPI(t, func(api *ZohoAPI) { api.DailyBudget = budget })
+
+		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		ids := e.putProducts(t, 10, base, time.Minute, false)
+		req := ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly}
+
+		// 1 page + 10 details: within the budget.
+		first, err := rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, first.Status, first.Error)
+		require.Equal(t, int64(11), first.APICalls)
+		e.drain(t)
+
+		// Ten records changed: 11 calls wanted, 4 left, two of which go
+		// to 429s: retries count against the budget.
+		for i, id := range ids {
+			e.fake.Put("items", apiRecord("product", id, base.Add(time.Hour+time.Duration(i)*time.Second), 1))
+		}
+		e.fake.Fail(2, http.StatusTooManyRequests, "")
+		second, err := rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunFailed, second.Status)
+		require.Contains(t, second.Error, "budget")
+		require.True(t, strings.HasSuffix(second.Error, ErrBudgetExhausted.Error()), second.Error)
+		require.Equal(t, int64(budget-11), second.APICalls)
+		require.Equal(t, int64(1), second.Repaired, "the page (after two retries) and one detail")
+		require.Len(t, e.takeSleeps(), 2)
+		require.Equal(t, budget, e.fake.Stats().APICalls, "the fake saw the budget, not one call more")
+
+		// The same day, a third run makes no call at all.
+		third, err := rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunFailed, third.Status)
+		require.Contains(t, third.Error, "budget")
+		require.Zero(t, third.APICalls)
+		require.Equal(t, budget, e.fake.Stats().APICalls)
+
+		// The next UTC day has a new budget: the page, and the nine
+		// records the failed run did not repair.
+		e.drain(t)
+		e.clock.Advance(24 * time.Hour)
+		fourth, err := rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, fourth.Status, fourth.Error)
+		require.Equal(t, int64(1+9), fourth.APICalls)
+		e.drain(t)
+		e.requireMirrorEqualsFake(t, "product")
+	})
+}
+
+// TestReconcileTokenExpiresMidRun: an access token revoked in the middle
+// of a run costs one refresh and one repeated call; the run completes.
+func TestReconcileTokenExpiresMidRun(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+		e.start(t, m)
+		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Minute, false)
+
+		var n atomic.Int32
+		e.fake.OnRequest(func(r *http.Request) {
+			if n.Add(1) == 3 { // the second detail call
+				e.fake.ExpireTokens()
+			}
+		})
+		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, run.Status, run.Error)
+		require.Equal(t, int64(5), run.Repaired)
+		stats := e.fake.Stats()
+		require.Equal(t, 2, stats.TokenRefreshes, "the first token, and one refresh")
+		require.Equal(t, 1, stats.Status[http.StatusUnauthorized])
+		require.Equal(t, 1+5+1, stats.APICalls)
+		require.Equal(t, int64(stats.APICalls), run.APICalls)
+		require.Empty(t, e.takeSleeps(), "a refresh is not a retry")
+		e.drain(t)
+		e.requireMirrorEqualsFake(t, "product")
+	})
+}
+
+// TestReconcileAPIDown: Zoho going down in the middle of an incremental
+// run fails it with Zoho's error kept, and leaves the watermark where it
+// was; once Zoho is back, the next incremental run repairs everything
+// that changed since the last completed one.
+func TestReconcileAPIDown(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+		e.start(t, m)
+		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		ids := e.putProducts(t, 8, base, time.Minute, true)
+		e.drain(t)
+		req := ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly}
+		first, err := e.rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, first.Status, first.Error)
+		mark := e.watermarks(t)["product"]
+		requireSameTime(t, base.Add(7*time.Minute), mark)
+
+		later := base.Add(time.Hour)
+		for i, id := range ids[:3] {
+			e.fake.Put("items", apiRecord("product", id, later.Add(time.Duration(i)*time.Minute), 1))
+		}
+		// Zoho goes down at the run's second detail call.
+		var n atomic.Int32
+		e.fake.OnRequest(func(r *http.Request) {
+			if n.Add(1) == 3 {
+				e.fake.SetDown(true)
+			}
+		})
+		failed, err := e.rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunFailed, failed.Status)
+		require.Contains(t, failed.Error, "503")
+		require.JSONEq(t, `{"code":503,"message":"Service temporarily unavailable."}`, string(failed.APIError))
+		require.Equal(t, int64(1), failed.Repaired, "the first repair was made")
+		require.Len(t, e.takeSleeps(), 5, "the failing call was retried")
+		requireSameTime(t, mark, e.watermarks(t)["product"], "a failed run does not move the watermark")
+
+		// While Zoho is down, another record changes: the gap.
+		e.fake.OnRequest(nil)
+		e.fake.Put("items", apiRecord("product", ids[5], later.Add(time.Hour), 1))
+		e.fake.SetDown(false)
+		e.drain(t)
+
+		again, err := e.rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, again.Status, again.Error)
+		require.Equal(t, DriftCounts{StaleLocal: 3}, again.Counts, "the two left and the gap")
+		require.Equal(t, int64(3), again.Repaired)
+		e.drain(t)
+		e.requireMirrorEqualsFake(t, "product")
+		requireSameTime(t, later.Add(time.Hour), e.watermarks(t)["product"])
+	})
+}
+
+// TestReconcileNewerWebhookWins: a webhook newer than the record a repair
+// fetched wins, whichever reaches the inbox first: the stale guard skips
+// the older version.
+func TestReconcileNewerWebhookWins(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// webhookFirst: the webhook arrives during the detail call, before
+		// the repair is ingested, with the worker running; otherwise after
+		// the run, both waiting in the queue, repair first.
+		webhookFirst bool
+	}{{"webhook during the repair", true}, {"webhook after the repair", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			eachDB(t, func(t *testing.T, tdb *testDB) {
+				ctx := context.Background()
+				e := newReconcileEnv(t, tdb)
+				m, err := NewMirrorSyncer()
+				require.NoError(t, err)
+				stop := e.start(t, m)
+				base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+				ids := e.putProducts(t, 3, base, time.Minute, true)
+				e.drain(t)
+				x := ids[1]
+				// Zoho's record the run fetches, and the newer webhook.
+				e.fake.Put("items", apiRecord("product", x, base.Add(time.Hour), 1))
+				newer := apiRecord("product", x, base.Add(2*time.Hour), 2)
+
+				var (
+					once   sync.Once
+					hookEv = make(chan error, 1)
+				)
+				if tc.webhookFirst {
+					e.fake.OnRequest(func(r *http.Request) {
+						if strings.HasSuffix(r.URL.Path, "/items/"+x) {
+							once.Do(func() {
+								data, _ := json.Marshal(newer)
+								_, err := e.p.Process(context.Background(),
+									&Event{EventType: EventUpdate, EntityType: "product", EntityID: x, Data: data})
+								hookEv <- err
+							})
+						}
+					})
+				} else {
+					stop()
+				}
+				run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+				require.NoError(t, err)
+				require.Equal(t, RunCompleted, run.Status, run.Error)
+				require.Equal(t, DriftCounts{StaleLocal: 1}, run.Counts)
+				require.Equal(t, int64(1), run.Repaired)
+				if tc.webhookFirst {
+					require.NoError(t, <-hookEv)
+				} else {
+					e.webhook(t, "product", newer, EventUpdate)
+					e.start(t, m)
+				}
+				e.drain(t)
+				require.Equal(t, 2, e.mirrorRev(t, "product", x), "the webhook's version")
+				applied, err := mustStore(t, e.db).AppliedOf(ctx, e.db, DefaultSource, "product", []string{x})
+				require.NoError(t, err)
+				require.Len(t, applied, 1)
+				requireSameTime(t, base.Add(2*time.Hour), applied[0].Version)
+			})
+		})
+	}
+}
+
+// TestReconcileDryRun: a dry run records the drift, confirms the records
+// missing from the listing (and nothing else), and changes nothing: no
+// event ingested, the mirror and the watermark as they were.
+func TestReconcileDryRun(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+		e.start(t, m)
+		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		ids := e.putProducts(t, 10, base, time.Minute, true)
+		e.drain(t)
+		first, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, first.Status, first.Error)
+		marks := e.watermarks(t)
+
+		later := base.Add(time.Hour)
+		for i, id := range ids[:3] {
+			e.fake.Put("items", apiRecord("product", id, later.Add(time.Duration(i)*time.Second), 1))
+		}
+		e.fake.Put("items", apiRecord("product", "pro-new", later.Add(time.Minute), 0))
+		e.fake.Delete("items", ids[8])
+		e.fake.Delete("items", ids[9])
+		mirror := e.mirrorRows(t, "product")
+		before := e.fake.Stats()
+
+		full, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly, DryRun: true})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, full.Status, full.Error)
+		require.True(t, full.DryRun)
+		require.Equal(t, DriftCounts{StaleLocal: 3, MissingLocal: 1, MissingRemote: 2}, full.Counts)
+		require.Zero(t, full.Repaired)
+		require.Equal(t, 1+2, e.fake.Stats().APICalls-before.APICalls, "the page, and a confirmation per missing record")
+		drift, err := e.rc.ListDrift(ctx, full.ID, 0, 100)
+		require.NoError(t, err)
+		require.Len(t, drift, 6)
+		for _, d := range drift {
+			require.Nil(t, d.InboxEventID, "%s", d.EntityID)
+			require.Equal(t, d.Kind == DriftMissingRemote, d.Resolved, "%s %s", d.EntityID, d.Kind)
+		}
+
+		inc, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly, DryRun: true})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, inc.Status, inc.Error)
+		require.Equal(t, DriftCounts{StaleLocal: 3, MissingLocal: 1}, inc.Counts)
+		require.Zero(t, inc.Repaired)
+
+		require.Zero(t, e.syncRunEvents(t), "no event ingested")
+		e.drain(t)
+		require.Equal(t, mirror, e.mirrorRows(t, "product"), "the mirror as it was")
+		require.Equal(t, len(marks), len(e.watermarks(t)))
+		requireSameTime(t, marks["product"], e.watermarks(t)["product"], "the watermark as it was")
+	})
+}
+
+// TestReconcileCancel: a run started in the background and cancelled
+// while it lists stops after the page it is reading, as cancelled.
+func TestReconcileCancel(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		e.putProducts(t, 600, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second, false)
+
+		ids := make(chan int64, 1)
+		cancelled := make(chan error, 1)
+		var once sync.Once
+		e.fake.OnRequest(func(r *http.Request) {
+			if r.URL.Query().Get("page") != "1" {
+				return
+			}
+			once.Do(func() {
+				select {
+				case id := <-ids:
+					cancelled <- e.rc.Cancel(context.Background(), id)
+				case <-time.After(20 * time.Second): // Start failed: do not hang the fake
+					cancelled <- fmt.Errorf("no run id")
+				}
+			})
+		})
+		id, err := e.rc.Start(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		ids <- id
+		require.NoError(t, <-cancelled)
+
+		var run *SyncRun
+		require.Eventually(t, func() bool {
+			run, err = e.rc.GetRun(ctx, id)
+			require.NoError(t, err)
+			return run.Status != RunRunning
+		}, 20*time.Second, 5*time.Millisecond)
+		require.Equal(t, RunCancelled, run.Status, run.Error)
+		require.True(t, run.CancelRequested)
+		require.NotNil(t, run.FinishedAt)
+		require.Equal(t, int64(1), run.Pages, "stopped after the page being read")
+		require.Equal(t, 1, e.fake.Stats().APICalls)
+		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
+		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_drift"))
+		require.ErrorIs(t, e.rc.Cancel(ctx, id), ErrRunNotFound, "no longer running")
+	})
+}
+
+// TestReconcileWithoutVersionField: price lists carry no version; a full
+// sweep compares the list fields with what was applied, finds a changed
+// one, repairs it, and then finds nothing.
+func TestReconcileWithoutVersionField(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+		e.start(t, m)
+		book := func(id, name string, items int) map[string]any {
+			rec := map[string]any{"pricebook_id": id, "name": name, "currency_code": "EUR", "status": "active"}
+			var list []any
+			for i := range items { // nested: only the detail has them
+				list = append(list, map[string]any{"item_id": fmt.Sprintf("i-%d", i), "pricebook_rate": 10 + i})
+			}
+			rec["pricebook_items"] = list
+			return rec
+		}
+		for i := range 4 {
+			rec := book(fmt.Sprintf("pb-%d", i), fmt.Sprintf("Book %d", i), 2)
+			e.fake.Put("pricebooks", rec)
+			e.webhook(t, "price_list", rec, EventUpdate)
+		}
+		e.drain(t)
+		req := ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"price_list"}}
+		clean, err := e.rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, clean.Status, clean.Error)
+		require.Equal(t, DriftCounts{}, clean.Counts, "as delivered")
+
+		changed := book("pb-2", "Book 2, renamed", 3)
+		e.fake.Put("pricebooks", changed)
+		e.clock.Advance(time.Minute) // the repair's version is when it is received
+		run, err := e.rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, run.Status, run.Error)
+		require.Equal(t, DriftCounts{Changed: 1}, run.Counts)
+		require.Equal(t, int64(1), run.Repaired)
+		require.Equal(t, int64(1+1), run.APICalls)
+		drift, err := e.rc.ListDrift(ctx, run.ID, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, drift, 1)
+		require.Equal(t, "pb-2", drift[0].EntityID)
+		require.Equal(t, DriftChanged, drift[0].Kind)
+		require.True(t, drift[0].Resolved)
+
+		e.drain(t)
+		rows := e.mirrorRows(t, "price_list")
+		require.Len(t, rows, 4)
+		require.Equal(t, "Book 2, renamed", rows["pb-2"].data["name"])
+		require.Len(t, rows["pb-2"].data["pricebook_items"], 3, "the detail, not the list record")
+
+		again, err := e.rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, again.Status, again.Error)
+		require.Equal(t, DriftCounts{}, again.Counts)
+		require.Equal(t, int64(1), again.APICalls, "the page only")
+	})
+}
