@@ -263,6 +263,11 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 	require.Len(t, runs, 1)
 	dead := runs[0]
 	require.Equal(t, RunRunning, dead.Status)
+	// last is the drift item whose resolve is undone, in the repair phase.
+	var last struct {
+		ID      int64 `bun:"id"`
+		EventID int64 `bun:"inbox_event_id"`
+	}
 	doneBefore := count(t, e.db, "SELECT COUNT(*) FROM tds_sync_drift WHERE run_id = ? AND inbox_event_id IS NOT NULL", dead.ID)
 	switch phase {
 	case "list":
@@ -271,6 +276,13 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 	case "repair":
 		require.Equal(t, pages, dead.Pages)
 		require.Equal(t, 19, doneBefore, "the repairs before the 20th detail request")
+		// As if the kill had fallen between the last repair's ingest and
+		// its resolve: the resumed run ingests it again, a duplicate.
+		require.NoError(t, e.db.NewRaw(`SELECT id, inbox_event_id FROM tds_sync_drift WHERE run_id = ? AND resolved
+		ORDER BY id DESC LIMIT 1`, dead.ID).Scan(ctx, &last))
+		_, err = e.db.ExecContext(ctx, "UPDATE tds_sync_drift SET resolved = FALSE, inbox_event_id = NULL WHERE id = ?", last.ID)
+		require.NoError(t, err)
+		doneBefore--
 	}
 	// Before its hold expires, the run is not resumed.
 	_, err = e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
@@ -312,6 +324,10 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 	require.NoError(t, e.db.NewRaw(`SELECT entity_type, source_entity_id, count(*) AS n FROM tds_inbox_events
 	WHERE sync_run_id = ? GROUP BY 1, 2 HAVING count(*) > 1`, run.ID).Scan(ctx, &twice))
 	require.Empty(t, twice, "entities repaired twice")
+	if phase == "repair" {
+		require.Equal(t, int(last.EventID), count(t, e.db, "SELECT inbox_event_id FROM tds_sync_drift WHERE id = ?", last.ID),
+			"resolved with the event ingested before the kill")
+	}
 	syncer.mu.Lock()
 	defer syncer.mu.Unlock()
 	// Housekeeping, on the clock moved ahead, may have pruned old events and
