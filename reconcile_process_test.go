@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds/internal/store"
 	"github.com/tdscore/tds/internal/zohofake"
 )
 
@@ -385,5 +386,36 @@ func TestReconcileTwoProcessesStartOneRun(t *testing.T) {
 		var id int64
 		require.NoError(t, tdb.db.QueryRowContext(context.Background(), "SELECT id FROM tds_sync_runs").Scan(&id))
 		require.Equal(t, fmt.Sprintf("STARTED %d", id), ids[0])
+	})
+}
+
+// TestReconcileTakeOverKeepsToItsSource: a Reconciler of another source
+// (other credentials, another organisation) never resumes a dead run of
+// this one: it would read the run's entities through the wrong API, find
+// them gone, and ingest deletes for them.
+func TestReconcileTakeOverKeepsToItsSource(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		st := mustStore(t, tdb.db)
+		owner := "dead-process"
+		until := e.clock.Now().Add(DefaultRunLease)
+		dead := &store.Run{Source: DefaultSource, Mode: string(ReconcileFull), EntityTypes: []byte(`["product"]`),
+			StartedAt: e.clock.Now(), LockedBy: &owner, LockedUntil: &until}
+		require.NoError(t, st.StartRun(ctx, tdb.db, dead))
+		e.clock.Advance(2 * DefaultRunLease)
+
+		other := e.newReconciler(t, WithSource("zoho-other"))
+		_, err := other.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		require.ErrorIs(t, err, ErrRunInProgress, "one run at a time, but not another source's")
+		got, err := e.rc.GetRun(ctx, dead.ID)
+		require.NoError(t, err)
+		require.Equal(t, RunRunning, got.Status)
+		require.Zero(t, e.fake.Stats().APICalls)
+
+		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		require.NoError(t, err)
+		require.Equal(t, dead.ID, run.ID, "its own source resumes it")
+		require.Equal(t, RunCompleted, run.Status, run.Error)
 	})
 }

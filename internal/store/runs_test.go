@@ -57,9 +57,11 @@ func TestRunsOneRunningAtATime(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrRunRunning)
 
 		// TakeOverRun: not while held, then after the hold expired.
-		_, err = st.TakeOverRun(ctx, db, "b", t0.Add(30*time.Second), t0.Add(2*time.Minute))
+		_, err = st.TakeOverRun(ctx, db, "zoho", "b", t0.Add(30*time.Second), t0.Add(2*time.Minute))
 		require.ErrorIs(t, err, store.ErrNoRows)
-		got, err := st.TakeOverRun(ctx, db, "b", t0.Add(61*time.Second), t0.Add(2*time.Minute))
+		_, err = st.TakeOverRun(ctx, db, "other", "b", t0.Add(61*time.Second), t0.Add(2*time.Minute))
+		require.ErrorIs(t, err, store.ErrNoRows, "never another source's run")
+		got, err := st.TakeOverRun(ctx, db, "zoho", "b", t0.Add(61*time.Second), t0.Add(2*time.Minute))
 		require.NoError(t, err)
 		require.Equal(t, r.ID, got.ID)
 		require.Equal(t, "b", *got.LockedBy)
@@ -89,7 +91,7 @@ func TestRunsOneRunningAtATime(t *testing.T) {
 		require.ErrorIs(t, st.FinishRun(ctx, db, r.ID, "a", p, store.RunCancelled, "", nil, t0.Add(2*time.Minute)), store.ErrLeaseLost)
 		require.NoError(t, st.FinishRun(ctx, db, r.ID, "b", p, store.RunCancelled, "", nil, t0.Add(2*time.Minute)))
 		require.ErrorIs(t, st.CancelRun(ctx, db, r.ID, t0.Add(2*time.Minute)), store.ErrNoRows, "not running")
-		_, err = st.TakeOverRun(ctx, db, "c", t0.Add(time.Hour), t0.Add(2*time.Hour))
+		_, err = st.TakeOverRun(ctx, db, "zoho", "c", t0.Add(time.Hour), t0.Add(2*time.Hour))
 		require.ErrorIs(t, err, store.ErrNoRows, "a finished run is not taken over")
 
 		// After FinishRun, another run starts.
