@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("TDS_TEST_CHILD_WORKER"); mode != "" {
 		os.Exit(childWorker(mode))
 	}
+	if mode := os.Getenv("TDS_TEST_CHILD_RECONCILE"); mode != "" {
+		os.Exit(childReconcile(mode))
+	}
 	dbtest.Main(m)
 }
 

@@ -481,7 +481,7 @@ func (r *Reconciler) reconcilable(names []string, mode ReconcileMode) ([]EntityT
 func (r *Reconciler) begin(ctx context.Context, req ReconcileRequest) (*runner, error) {
 	now := r.cfg.now()
 	until := now.Add(r.rs.lease)
-	rec, err := r.st.TakeOverRun(ctx, r.db, r.owner, now, until)
+	rec, err := r.st.TakeOverRun(ctx, r.db, r.cfg.source, r.owner, now, until)
 	switch {
 	case err == nil:
 		r.cfg.logger.Warn("tds: resuming a reconciliation run interrupted by its process's end", "run", rec.ID)

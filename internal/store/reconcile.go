@@ -134,9 +134,10 @@ type Runs interface {
 	// StartRun inserts r as running, held by r.LockedBy until
 	// r.LockedUntil, and sets its id; ErrRunRunning when a run is running.
 	StartRun(ctx context.Context, db bun.IDB, r *Run) error
-	// TakeOverRun gives owner, until until, the running run whose hold
-	// expired before at, and returns it; ErrNoRows when there is none.
-	TakeOverRun(ctx context.Context, db bun.IDB, owner string, at, until time.Time) (*Run, error)
+	// TakeOverRun gives owner, until until, source's running run whose
+	// hold expired before at, and returns it; ErrNoRows when there is none.
+	// A run of another source is never taken: it reads another API.
+	TakeOverRun(ctx context.Context, db bun.IDB, source, owner string, at, until time.Time) (*Run, error)
 	// GetRun returns a run, or ErrNoRows.
 	GetRun(ctx context.Context, db bun.IDB, id int64) (*Run, error)
 	// ListRuns lists up to limit runs, newest first, with ids below
@@ -255,7 +256,7 @@ ON CONFLICT DO NOTHING
 RETURNING id`
 
 	takeOverRunSQL = `UPDATE tds_sync_runs SET locked_by = ?, locked_until = ?
-WHERE status = 'running' AND locked_until < ?
+WHERE source = ? AND status = 'running' AND locked_until < ?
 RETURNING *`
 
 	listRunsSQL = `SELECT * FROM tds_sync_runs WHERE (? <= 0 OR id < ?) ORDER BY id DESC LIMIT ?`
@@ -394,9 +395,9 @@ func (c common) StartRun(ctx context.Context, db bun.IDB, r *Run) error {
 }
 
 // TakeOverRun implements [Runs.TakeOverRun].
-func (c common) TakeOverRun(ctx context.Context, db bun.IDB, owner string, at, until time.Time) (*Run, error) {
+func (c common) TakeOverRun(ctx context.Context, db bun.IDB, source, owner string, at, until time.Time) (*Run, error) {
 	r := new(Run)
-	if err := db.NewRaw(takeOverRunSQL, owner, until.UTC(), at.UTC()).Scan(ctx, r); err != nil {
+	if err := db.NewRaw(takeOverRunSQL, owner, until.UTC(), source, at.UTC()).Scan(ctx, r); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -1,0 +1,192 @@
+package tds
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// runKeys are the documented keys of a run in the admin API.
+var runKeys = []string{"id", "mode", "status", "dry_run", "entity_types", "started_at", "finished_at", "api_calls",
+	"counts", "repaired"}
+
+// TestAdminReconcileRoutes drives the four reconciliation routes: start,
+// conflict while a run is held open, cancel, a failed and a completed run,
+// the list with paging, one run with its drift, and the refusals.
+func TestAdminReconcileRoutes(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken), WithReconciler(e.rc))
+		base := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+		for i := range 3 {
+			rec := apiRecord("product", fmt.Sprintf("item-%d", i), base.Add(time.Duration(i)*time.Minute), 0)
+			e.fake.Put("items", rec)
+			if i > 0 {
+				e.webhook(t, "product", rec, EventUpdate) // item-0 never delivered
+			}
+		}
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+		e.start(t, m)
+		e.drain(t)
+
+		// A run held open: its first API request waits for gate.
+		var (
+			holding  = true
+			mu       sync.Mutex
+			entered  = make(chan struct{}, 1)
+			gate     = make(chan struct{})
+			openOnce sync.Once
+			open     = func() { openOnce.Do(func() { close(gate) }) }
+		)
+		t.Cleanup(open)
+		e.fake.OnRequest(func(*http.Request) {
+			mu.Lock()
+			hold := holding
+			mu.Unlock()
+			if hold {
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				<-gate
+			}
+		})
+		a := adminPost(t, h, "/admin/reconcile", `{"mode":"full","entity_types":["product"]}`)
+		require.Equal(t, http.StatusAccepted, a.status, a.raw)
+		require.Equal(t, true, a.body["success"])
+		cancelled := int64(a.body["run_id"].(float64))
+		require.Positive(t, cancelled)
+		<-entered
+		requireError(t, adminPost(t, h, "/admin/reconcile", `{"mode":"full"}`), http.StatusConflict, "already running")
+		requireError(t, adminPost(t, h, "/admin/reconcile", `{}`), http.StatusConflict, "already running")
+
+		a = adminPost(t, h, fmt.Sprintf("/admin/sync-runs/%d/cancel", cancelled), "")
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, true, a.body["success"])
+		a = adminGet(t, h, fmt.Sprintf("/admin/sync-runs/%d", cancelled))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, "running", a.body["run"].(map[string]any)["status"], "it stops at its next step")
+		require.Equal(t, true, a.body["run"].(map[string]any)["cancel_requested"])
+		mu.Lock()
+		holding = false
+		mu.Unlock()
+		open()
+		waitRun(t, e.rc, cancelled, RunCancelled)
+		requireError(t, adminPost(t, h, fmt.Sprintf("/admin/sync-runs/%d/cancel", cancelled), ""), http.StatusNotFound, "not found")
+
+		// A failed run: Zoho is down.
+		e.fake.SetDown(true)
+		a = adminPost(t, h, "/admin/reconcile", `{"mode":"full","entity_types":["product"]}`)
+		require.Equal(t, http.StatusAccepted, a.status, a.raw)
+		failed := int64(a.body["run_id"].(float64))
+		waitRun(t, e.rc, failed, RunFailed)
+		e.fake.SetDown(false)
+
+		// A completed dry run, then a completed one.
+		a = adminPost(t, h, "/admin/reconcile", `{"mode":"full","entity_types":["product"],"dry_run":true}`)
+		require.Equal(t, http.StatusAccepted, a.status, a.raw)
+		dry := int64(a.body["run_id"].(float64))
+		waitRun(t, e.rc, dry, RunCompleted)
+		a = adminPost(t, h, "/admin/reconcile", `{"mode":"incremental","entity_types":["product"]}`)
+		require.Equal(t, http.StatusAccepted, a.status, a.raw)
+		done := int64(a.body["run_id"].(float64))
+		waitRun(t, e.rc, done, RunCompleted)
+		requireError(t, adminPost(t, h, fmt.Sprintf("/admin/sync-runs/%d/cancel", done), ""), http.StatusNotFound, "not found")
+
+		// One run, with its drift and the documented keys.
+		a = adminGet(t, h, fmt.Sprintf("/admin/sync-runs/%d", done))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		run := a.body["run"].(map[string]any)
+		for _, k := range runKeys {
+			require.Contains(t, run, k, a.raw)
+		}
+		require.Equal(t, float64(done), run["id"])
+		require.Equal(t, "incremental", run["mode"])
+		require.Equal(t, "completed", run["status"])
+		require.Equal(t, false, run["dry_run"])
+		require.Contains(t, run["entity_types"], "product")
+		require.NotNil(t, run["finished_at"])
+		require.Positive(t, run["api_calls"].(float64))
+		counts := run["counts"].(map[string]any)
+		require.Equal(t, map[string]any{"missing_local": 1.0, "stale_local": 0.0, "missing_remote": 0.0, "changed": 0.0}, counts)
+		require.Equal(t, 1.0, run["repaired"])
+		drift := a.body["drift"].([]any)
+		require.Len(t, drift, 1, a.raw)
+		d := drift[0].(map[string]any)
+		require.Equal(t, "product", d["entity_type"])
+		require.Equal(t, "item-0", d["entity_id"])
+		require.Equal(t, "missing_local", d["kind"])
+		require.Equal(t, true, d["resolved"])
+		require.NotNil(t, d["inbox_event_id"])
+		a = adminGet(t, h, fmt.Sprintf("/admin/sync-runs/%d", dry))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, true, a.body["run"].(map[string]any)["dry_run"])
+		require.Len(t, a.body["drift"], 1)
+		require.Nil(t, a.body["drift"].([]any)[0].(map[string]any)["inbox_event_id"], "a dry run repairs nothing")
+		a = adminGet(t, h, fmt.Sprintf("/admin/sync-runs/%d", failed))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.Equal(t, "failed", a.body["run"].(map[string]any)["status"])
+		require.NotEmpty(t, a.body["run"].(map[string]any)["error"], a.raw)
+
+		// The list, newest first, two at a time.
+		var ids []float64
+		path := "/admin/sync-runs?limit=2"
+		for pages := 0; ; pages++ {
+			require.Less(t, pages, 3)
+			a = adminGet(t, h, path)
+			require.Equal(t, http.StatusOK, a.status, a.raw)
+			for _, r := range a.body["runs"].([]any) {
+				ids = append(ids, r.(map[string]any)["id"].(float64))
+			}
+			next, ok := a.body["next_before_id"]
+			if !ok {
+				break
+			}
+			path = fmt.Sprintf("/admin/sync-runs?limit=2&before_id=%d", int64(next.(float64)))
+		}
+		require.Equal(t, []float64{float64(done), float64(dry), float64(failed), float64(cancelled)}, ids)
+
+		// Refusals.
+		requireError(t, adminGet(t, h, "/admin/sync-runs/999999"), http.StatusNotFound, "not found")
+		requireError(t, adminPost(t, h, "/admin/sync-runs/999999/cancel", ""), http.StatusNotFound, "not found")
+		for _, body := range []string{`{"entity_types":["nope"]}`, `{"mode":"sideways"}`, `{"mode":`, `[1]`} {
+			a = adminPost(t, h, "/admin/reconcile", body)
+			require.Equal(t, http.StatusBadRequest, a.status, "%s: %s", body, a.raw)
+			require.Equal(t, false, a.body["success"])
+		}
+		routes := [][2]string{{"POST", "/admin/reconcile"}, {"GET", "/admin/sync-runs"},
+			{"GET", fmt.Sprintf("/admin/sync-runs/%d", done)}, {"POST", fmt.Sprintf("/admin/sync-runs/%d/cancel", done)}}
+		noRC := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken))
+		for _, r := range routes {
+			var body []byte
+			if r[0] == "POST" {
+				body = []byte(`{}`)
+			}
+			requireError(t, serve(t, h, r[0], r[1], body), http.StatusUnauthorized, "")
+			requireError(t, serve(t, h, r[0], r[1], body, "Authorization", "Bearer wrong-token"), http.StatusUnauthorized, "")
+			requireError(t, serve(t, noRC, r[0], r[1], body, bearer...), http.StatusNotImplemented, "not configured")
+		}
+		runs, err := e.rc.ListRuns(ctx, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, runs, 4, "no refused request started a run")
+	})
+}
+
+// waitRun polls until run id has status st.
+func waitRun(t *testing.T, rc *Reconciler, id int64, st RunStatus) {
+	t.Helper()
+	var last *SyncRun
+	require.Eventually(t, func() bool {
+		var err error
+		last, err = rc.GetRun(context.Background(), id)
+		require.NoError(t, err)
+		return last.Status == st
+	}, 30*time.Second, 5*time.Millisecond, "run %d never became %s; last %+v", id, st, last)
+}

@@ -1,0 +1,208 @@
+package store_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/store"
+)
+
+// newRun starts a full run of products held by owner until until.
+func newRun(t *testing.T, db *bun.DB, st store.Store, owner string, at, until time.Time) (*store.Run, error) {
+	t.Helper()
+	r := &store.Run{Source: "zoho", Mode: "full", EntityTypes: json.RawMessage(`["product"]`), StartedAt: at,
+		LockedBy: ptr(owner), LockedUntil: ptr(until)}
+	return r, st.StartRun(t.Context(), db, r)
+}
+
+func applied(id string, version time.Time, hash string) store.Applied {
+	return store.Applied{Source: "zoho", EntityType: "product", EntityID: id, Version: version, ContentHash: hash,
+		SyncedAt: t0, InboxEventID: 1, Data: json.RawMessage(`{"a":1}`)}
+}
+
+func TestRunsRecordAppliedKeepsNewest(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		ctx := t.Context()
+		require.NoError(t, st.RecordApplied(ctx, db, []store.Applied{applied("1", t0, "v1")}))
+		require.NoError(t, st.RecordApplied(ctx, db, []store.Applied{applied("1", t0.Add(-time.Hour), "older")}))
+		got, err := st.AppliedOf(ctx, db, "zoho", "product", []string{"1"})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, "v1", got[0].ContentHash, "an older row never overwrites a newer one")
+		require.NoError(t, st.RecordApplied(ctx, db, []store.Applied{applied("1", t0, "same")}))
+		got, err = st.AppliedOf(ctx, db, "zoho", "product", []string{"1"})
+		require.NoError(t, err)
+		require.Equal(t, "same", got[0].ContentHash, "an equal version overwrites")
+		require.NoError(t, st.RecordApplied(ctx, db, []store.Applied{applied("1", t0.Add(time.Hour), "newer"), applied("2", t0, "two")}))
+		got, err = st.AppliedOf(ctx, db, "zoho", "product", []string{"1", "2", "3"})
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		for _, a := range got {
+			require.Equal(t, map[string]string{"1": "newer", "2": "two"}[a.EntityID], a.ContentHash)
+		}
+	})
+}
+
+func TestRunsOneRunningAtATime(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		ctx := t.Context()
+		r, err := newRun(t, db, st, "a", t0, t0.Add(time.Minute))
+		require.NoError(t, err)
+		require.Positive(t, r.ID)
+		_, err = newRun(t, db, st, "b", t0, t0.Add(time.Minute))
+		require.ErrorIs(t, err, store.ErrRunRunning)
+
+		// TakeOverRun: not while held, then after the hold expired.
+		_, err = st.TakeOverRun(ctx, db, "zoho", "b", t0.Add(30*time.Second), t0.Add(2*time.Minute))
+		require.ErrorIs(t, err, store.ErrNoRows)
+		_, err = st.TakeOverRun(ctx, db, "other", "b", t0.Add(61*time.Second), t0.Add(2*time.Minute))
+		require.ErrorIs(t, err, store.ErrNoRows, "never another source's run")
+		got, err := st.TakeOverRun(ctx, db, "zoho", "b", t0.Add(61*time.Second), t0.Add(2*time.Minute))
+		require.NoError(t, err)
+		require.Equal(t, r.ID, got.ID)
+		require.Equal(t, "b", *got.LockedBy)
+
+		// SaveRun: the former owner lost it; the new one saves.
+		p := store.Progress{Cursor: json.RawMessage(`{"type":1}`), APICalls: 7, Pages: 3}
+		_, err = st.SaveRun(ctx, db, r.ID, "a", p, t0.Add(3*time.Minute))
+		require.ErrorIs(t, err, store.ErrLeaseLost)
+		cancel, err := st.SaveRun(ctx, db, r.ID, "b", p, t0.Add(3*time.Minute))
+		require.NoError(t, err)
+		require.False(t, cancel)
+		got, err = st.GetRun(ctx, db, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, int64(7), got.APICalls)
+		require.Equal(t, int64(3), got.Pages)
+		require.JSONEq(t, `{"type":1}`, string(got.Cursor))
+
+		// A cancel asked of a held run is reported at its next save.
+		require.NoError(t, st.CancelRun(ctx, db, r.ID, t0.Add(2*time.Minute)))
+		got, err = st.GetRun(ctx, db, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunRunning, got.Status)
+		cancel, err = st.SaveRun(ctx, db, r.ID, "b", p, t0.Add(3*time.Minute))
+		require.NoError(t, err)
+		require.True(t, cancel)
+
+		require.ErrorIs(t, st.FinishRun(ctx, db, r.ID, "a", p, store.RunCancelled, "", nil, t0.Add(2*time.Minute)), store.ErrLeaseLost)
+		require.NoError(t, st.FinishRun(ctx, db, r.ID, "b", p, store.RunCancelled, "", nil, t0.Add(2*time.Minute)))
+		require.ErrorIs(t, st.CancelRun(ctx, db, r.ID, t0.Add(2*time.Minute)), store.ErrNoRows, "not running")
+		_, err = st.TakeOverRun(ctx, db, "zoho", "c", t0.Add(time.Hour), t0.Add(2*time.Hour))
+		require.ErrorIs(t, err, store.ErrNoRows, "a finished run is not taken over")
+
+		// After FinishRun, another run starts.
+		r2, err := newRun(t, db, st, "c", t0.Add(time.Hour), t0.Add(time.Hour+time.Minute))
+		require.NoError(t, err)
+		require.Greater(t, r2.ID, r.ID)
+
+		// CancelRun on a dead holder cancels at once.
+		require.NoError(t, st.CancelRun(ctx, db, r2.ID, t0.Add(2*time.Hour)))
+		got, err = st.GetRun(ctx, db, r2.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunCancelled, got.Status)
+		require.NotNil(t, got.FinishedAt)
+		require.Nil(t, got.LockedBy)
+		_, err = newRun(t, db, st, "d", t0.Add(3*time.Hour), t0.Add(3*time.Hour+time.Minute))
+		require.NoError(t, err, "the cancelled run no longer blocks a start")
+
+		at, ok, err := st.LastRunStart(ctx, db, "zoho", "full")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.True(t, t0.Add(3*time.Hour).Equal(at), at)
+		_, ok, err = st.LastRunStart(ctx, db, "zoho", "incremental")
+		require.NoError(t, err)
+		require.False(t, ok)
+	})
+}
+
+func TestRunsCompareRemote(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		ctx := t.Context()
+		require.NoError(t, st.RecordApplied(ctx, db, []store.Applied{
+			applied("same", t0, "h"), applied("stale", t0, "h"), applied("gone", t0, "h"),
+			applied("changed", t0, "h"), applied("equal", t0, "h"),
+		}))
+		r, err := newRun(t, db, st, "a", t0, t0.Add(time.Minute))
+		require.NoError(t, err)
+		require.NoError(t, st.StageRemote(ctx, db, r.ID, "product", []store.Remote{
+			{EntityID: "same", Version: ptr(t0)},
+			{EntityID: "stale", Version: ptr(t0.Add(time.Hour))},
+			{EntityID: "new", Version: ptr(t0)},
+			{EntityID: "changed", FieldsHash: "x", LocalHash: "y"},
+			{EntityID: "equal", FieldsHash: "x", LocalHash: "x"},
+		}))
+		n, err := st.CompareRemote(ctx, db, r.ID, "zoho", "product", t0)
+		require.NoError(t, err)
+		require.Equal(t, int64(4), n)
+		drift, err := st.ListDrift(ctx, db, r.ID, 0, true, 100)
+		require.NoError(t, err)
+		kinds := map[string]string{}
+		for _, d := range drift {
+			kinds[d.EntityID] = d.Kind
+		}
+		require.Equal(t, map[string]string{"stale": store.DriftStaleLocal, "new": store.DriftMissingLocal,
+			"changed": store.DriftChanged, "gone": store.DriftMissingRemote}, kinds)
+		n, err = st.CompareRemote(ctx, db, r.ID, "zoho", "product", t0)
+		require.NoError(t, err)
+		require.Zero(t, n, "a second compare records nothing again")
+
+		// Nothing when the listing equals what was applied.
+		p := store.Progress{}
+		require.NoError(t, st.FinishRun(ctx, db, r.ID, "a", p, store.RunCompleted, "", nil, t0))
+		r2, err := newRun(t, db, st, "a", t0, t0.Add(time.Minute))
+		require.NoError(t, err)
+		require.NoError(t, st.StageRemote(ctx, db, r2.ID, "product", []store.Remote{
+			{EntityID: "same", Version: ptr(t0)}, {EntityID: "stale", Version: ptr(t0)}, {EntityID: "gone", Version: ptr(t0)},
+			{EntityID: "changed", FieldsHash: "y", LocalHash: "y"}, {EntityID: "equal", FieldsHash: "x", LocalHash: "x"},
+		}))
+		n, err = st.CompareRemote(ctx, db, r2.ID, "zoho", "product", t0)
+		require.NoError(t, err)
+		require.Zero(t, n)
+
+		// AddDrift skips an entity already recorded in the run.
+		d := store.Drift{RunID: r2.ID, EntityType: "product", EntityID: "x", Kind: store.DriftMissingLocal, DetectedAt: t0}
+		require.NoError(t, st.AddDrift(ctx, db, []store.Drift{d}))
+		d2 := d
+		d2.Kind = store.DriftStaleLocal
+		require.NoError(t, st.AddDrift(ctx, db, []store.Drift{d2, {RunID: r2.ID, EntityType: "product", EntityID: "y",
+			Kind: store.DriftStaleLocal, DetectedAt: t0}}))
+		drift, err = st.ListDrift(ctx, db, r2.ID, 0, false, 100)
+		require.NoError(t, err)
+		require.Len(t, drift, 2)
+		require.Equal(t, store.DriftMissingLocal, drift[0].Kind, "the first one kept")
+	})
+}
+
+func TestRunsAPICallsAndWatermarks(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		ctx := t.Context()
+		day := t0.Truncate(24 * time.Hour)
+		for i, at := range []time.Time{day.Add(-time.Hour), day.Add(time.Hour), day.Add(2 * time.Hour)} {
+			r, err := newRun(t, db, st, "a", at, at.Add(time.Minute))
+			require.NoError(t, err)
+			require.NoError(t, st.FinishRun(ctx, db, r.ID, "a", store.Progress{APICalls: int64(10 * (i + 1))},
+				store.RunCompleted, "", nil, at))
+		}
+		n, err := st.APICallsSince(ctx, db, "zoho", day)
+		require.NoError(t, err)
+		require.Equal(t, int64(20+30), n)
+		n, err = st.APICallsSince(ctx, db, "other", day)
+		require.NoError(t, err)
+		require.Zero(t, n)
+
+		require.NoError(t, st.SetWatermarks(ctx, db, "zoho", map[string]time.Time{"product": t0, "customer": t0}, t0))
+		require.NoError(t, st.SetWatermarks(ctx, db, "zoho", map[string]time.Time{"product": t0.Add(-time.Hour), "customer": t0.Add(time.Hour)}, t0))
+		marks, err := st.Watermarks(ctx, db, "zoho")
+		require.NoError(t, err)
+		require.Len(t, marks, 2)
+		require.True(t, t0.Equal(marks["product"]), "never back: %s", marks["product"])
+		require.True(t, t0.Add(time.Hour).Equal(marks["customer"]), "forward: %s", marks["customer"])
+		marks, err = st.Watermarks(ctx, db, "other")
+		require.NoError(t, err)
+		require.Empty(t, marks)
+	})
+}
