@@ -168,7 +168,7 @@ type SyncRun struct {
 	Repaired int64 `json:"repaired"`
 	// Error says why a run failed; APIError is the source API's error
 	// body ({"code", "message"}) when a call failed.
-	Error    string          `json:"error,omitempty"`
+	Error    string          `json:"error"`
 	APIError json.RawMessage `json:"api_error,omitempty"`
 	// CancelRequested tells that a cancel was asked of a running run.
 	CancelRequested bool `json:"cancel_requested"`
