@@ -116,21 +116,7 @@ func (e *reconcileEnv) putProducts(t *testing.T, n int, base time.Time, step tim
 	if !deliver {
 		return ids
 	}
-	// Concurrent deliveries share commits: 600 take a moment, not seconds.
-	const senders = 16
-	errs := make(chan error, senders)
-	for s := range senders {
-		go func() {
-			var err error
-			for i := s; i < n && err == nil; i += senders {
-				_, err = e.p.Process(context.Background(), evs[i])
-			}
-			errs <- err
-		}()
-	}
-	for range senders {
-		require.NoError(t, <-errs)
-	}
+	e.deliverAll(t, evs)
 	return ids
 }
 
