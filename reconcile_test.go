@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,5 +256,87 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 			ids[i] = d.ID
 		}
 		require.True(t, sort.SliceIsSorted(ids, func(i, j int) bool { return ids[i] > ids[j] }), "newest first")
+	})
+}
+
+// TestReconcileSchedule: the Worker leading housekeeping starts an
+// incremental run when none ran within the interval, and not again before
+// the interval has passed on the clock.
+func TestReconcileSchedule(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb, WithReconcileSchedule(time.Hour, 0))
+		e.fake.Put("items", apiRecord("product", "pro-1", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 0))
+		m, err := NewMirrorSyncer()
+		require.NoError(t, err)
+		e.start(t, m, WithReconciler(e.rc))
+
+		runs := func() []SyncRun {
+			rs, err := e.rc.ListRuns(ctx, 0, 10)
+			require.NoError(t, err)
+			return rs
+		}
+		require.Eventually(t, func() bool {
+			rs := runs()
+			return len(rs) == 1 && rs[0].Status == RunCompleted
+		}, 30*time.Second, 5*time.Millisecond)
+		first := runs()[0]
+		require.Equal(t, ReconcileIncremental, first.Mode)
+		// Every type with an API and a version: the item is a product and,
+		// read from the same list, a stock record.
+		require.Equal(t, []string{"bill", "credit_note", "customer", "invoice", "product", "stock"}, first.EntityTypes)
+		require.Equal(t, int64(2), first.Repaired)
+
+		// Housekeeping keeps running (every 20 ms), but within the hour
+		// nothing starts: the repairs drain meanwhile.
+		e.drain(t)
+		require.Len(t, runs(), 1)
+		e.clock.Advance(time.Hour)
+		require.Eventually(t, func() bool { return len(runs()) == 2 }, 30*time.Second, 5*time.Millisecond)
+	})
+}
+
+// TestReconcileCloseHandsTheRunOver: a run stopped by Close is not failed:
+// its hold is released at once, and the next start resumes it.
+func TestReconcileCloseHandsTheRunOver(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		for i := range 300 {
+			e.fake.Put("items", apiRecord("product", fmt.Sprintf("pro-%03d", i), base.Add(time.Duration(i)*time.Second), 0))
+		}
+		// The second page blocks until the run's request is abandoned.
+		reached := make(chan struct{})
+		release := make(chan struct{})
+		var once sync.Once
+		e.fake.OnRequest(func(r *http.Request) {
+			if r.URL.Query().Get("page") == "2" {
+				once.Do(func() { close(reached) })
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			}
+		})
+		id, err := e.rc.Start(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		require.NoError(t, err)
+		<-reached
+		require.NoError(t, e.rc.Close())
+		close(release)
+
+		run, err := e.rc.GetRun(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, RunRunning, run.Status, "handed over, not failed")
+		require.Equal(t, int64(1), run.Pages)
+
+		rc := e.newReconciler(t)
+		resumed, err := rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental})
+		require.NoError(t, err)
+		require.Equal(t, id, resumed.ID, "the same run, resumed")
+		require.Equal(t, RunCompleted, resumed.Status, resumed.Error)
+		require.Equal(t, ReconcileFull, resumed.Mode)
+		require.Equal(t, int64(2), resumed.Pages, "page 1 was not read again")
+		require.Equal(t, int64(300), resumed.Counts.MissingLocal)
 	})
 }
