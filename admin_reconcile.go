@@ -69,10 +69,8 @@ func (h *Handler) serveListRuns(w http.ResponseWriter, r *http.Request) {
 	if rc == nil {
 		return
 	}
-	q := queryParams{v: r.URL.Query()}
-	before, limit := q.id("before_id"), q.limit()
-	if q.err != nil {
-		writeError(w, http.StatusBadRequest, q.err.Error())
+	before, limit, ok := pageParams(w, r)
+	if !ok {
 		return
 	}
 	runs, err := rc.ListRuns(r.Context(), before, limit)
@@ -98,10 +96,8 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := queryParams{v: r.URL.Query()}
-	before, limit := q.id("before_id"), q.limit()
-	if q.err != nil {
-		writeError(w, http.StatusBadRequest, q.err.Error())
+	before, limit, ok := pageParams(w, r)
+	if !ok {
 		return
 	}
 	run, err := rc.GetRun(r.Context(), id)
@@ -137,4 +133,16 @@ func (h *Handler) serveCancelRun(w http.ResponseWriter, r *http.Request) {
 	}
 	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run cancel asked", slog.Int64("run_id", id))
 	writeJSON(w, http.StatusOK, jobResponse{Success: true, Message: "cancel requested"})
+}
+
+// pageParams reads a keyset page's before_id and limit, answering 400 when
+// they are malformed.
+func pageParams(w http.ResponseWriter, r *http.Request) (before int64, limit int, ok bool) {
+	q := queryParams{v: r.URL.Query()}
+	before, limit = q.id("before_id"), q.limit()
+	if q.err != nil {
+		writeError(w, http.StatusBadRequest, q.err.Error())
+		return 0, 0, false
+	}
+	return before, limit, true
 }

@@ -31,9 +31,7 @@ func TestAdminReconcileRoutes(t *testing.T) {
 				e.webhook(t, "product", rec, EventUpdate) // item-0 never delivered
 			}
 		}
-		m, err := NewMirrorSyncer()
-		require.NoError(t, err)
-		e.start(t, m)
+		e.startMirror(t)
 		e.drain(t)
 
 		// A run held open: its first API request waits for gate.

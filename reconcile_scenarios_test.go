@@ -211,9 +211,7 @@ func TestReconcileRateLimited(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		m, err := NewMirrorSyncer()
-		require.NoError(t, err)
-		e.start(t, m)
+		e.startMirror(t)
 		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Minute, false)
 
 		// The list call meets three bare 429s; the first detail call two
@@ -255,9 +253,7 @@ func TestReconcileDailyBudget(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		m, err := NewMirrorSyncer()
-		require.NoError(t, err)
-		e.start(t, m)
+		e.startMirror(t)
 		const budget = 15
 		rc := e.newReconcilerAPI(t, func(api *ZohoAPI) { api.DailyBudget = budget })
 
@@ -315,9 +311,7 @@ func TestReconcileTokenExpiresMidRun(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		m, err := NewMirrorSyncer()
-		require.NoError(t, err)
-		e.start(t, m)
+		e.startMirror(t)
 		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Minute, false)
 
 		var n atomic.Int32
@@ -349,9 +343,7 @@ func TestReconcileAPIDown(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		m, err := NewMirrorSyncer()
-		require.NoError(t, err)
-		e.start(t, m)
+		e.startMirror(t)
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 		ids := e.putProducts(t, 8, base, time.Minute, true)
 		e.drain(t)
@@ -472,9 +464,7 @@ func TestReconcileDryRun(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		m, err := NewMirrorSyncer()
-		require.NoError(t, err)
-		e.start(t, m)
+		e.startMirror(t)
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 		ids := e.putProducts(t, 10, base, time.Minute, true)
 		e.drain(t)
@@ -575,9 +565,7 @@ func TestReconcileWithoutVersionField(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		m, err := NewMirrorSyncer()
-		require.NoError(t, err)
-		e.start(t, m)
+		e.startMirror(t)
 		book := func(id, name string, items int) map[string]any {
 			rec := map[string]any{"pricebook_id": id, "name": name, "currency_code": "EUR", "status": "active"}
 			var list []any

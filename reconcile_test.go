@@ -121,6 +121,14 @@ func mustLookup(t *testing.T, typ string) EntityType {
 	return et
 }
 
+// startMirror runs a Worker with a MirrorSyncer until the test ends.
+func (e *reconcileEnv) startMirror(t *testing.T, opts ...Option) {
+	t.Helper()
+	m, err := NewMirrorSyncer()
+	require.NoError(t, err)
+	e.start(t, m, opts...)
+}
+
 // drain waits until no job is left unfinished.
 func (e *reconcileEnv) drain(t *testing.T) {
 	t.Helper()
@@ -171,9 +179,7 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		m, err := NewMirrorSyncer()
-		require.NoError(t, err)
-		e.start(t, m)
+		e.startMirror(t)
 
 		base := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
 		counts := map[string]int{"product": 400, "customer": 300, "invoice": 300}
@@ -267,9 +273,7 @@ func TestReconcileSchedule(t *testing.T) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb, WithReconcileSchedule(time.Hour, 0))
 		e.fake.Put("items", apiRecord("product", "pro-1", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 0))
-		m, err := NewMirrorSyncer()
-		require.NoError(t, err)
-		e.start(t, m, WithReconciler(e.rc))
+		e.startMirror(t, WithReconciler(e.rc))
 
 		runs := func() []SyncRun {
 			rs, err := e.rc.ListRuns(ctx, 0, 10)
