@@ -67,27 +67,82 @@ func (m *MirrorSyncer) Sync(ctx context.Context, tx bun.Tx, job *SyncJob) error 
 	if err != nil {
 		return Permanent(err)
 	}
-	now := dbTime(m.now())
-	version := dbTime(job.Version)
-	row := &store.Mirror{Table: table, EntityID: job.EntityID, Source: job.Source, Data: string(job.Data),
-		Version: version, SyncedAt: now, InboxEventID: job.InboxEventID}
-	if row.Data == "" {
-		row.Data = "null"
-	}
-	if job.EventType == EventDelete {
-		row.DeletedAt = &now // a delete keeps the last known record
-	}
-	cur, applied, err := st.MirrorUpsert(ctx, tx, row)
+	row := m.row(table, job, dbTime(m.now()))
+	cur, applied, err := st.MirrorUpsert(ctx, tx, &row)
 	if err != nil {
 		return fmt.Errorf("tds: mirroring %s %s: %w", job.EntityType, job.EntityID, err)
 	}
 	if applied {
 		return nil
 	}
-	job.Supersede(fmt.Sprintf("version %s is older than the mirrored version %s (inbox event %d)",
-		version.Format(time.RFC3339Nano), cur.Version.UTC().Format(time.RFC3339Nano), cur.InboxEventID))
+	job.Supersede(supersededDetail(row.Version, cur.Version, cur.InboxEventID))
 	return nil
 }
+
+// row is the mirror row of job, written at now.
+func (m *MirrorSyncer) row(table string, job *SyncJob, now time.Time) store.Mirror {
+	row := store.Mirror{Table: table, EntityID: job.EntityID, Source: job.Source, Data: string(job.Data),
+		Version: dbTime(job.Version), SyncedAt: now, InboxEventID: job.InboxEventID}
+	if row.Data == "" {
+		row.Data = "null"
+	}
+	if job.EventType == EventDelete {
+		row.DeletedAt = &now // a delete keeps the last known record
+	}
+	return row
+}
+
+// supersededDetail says why a job changed nothing.
+func supersededDetail(version, current time.Time, currentEvent int64) string {
+	return fmt.Sprintf("version %s is older than the mirrored version %s (inbox event %d)",
+		version.Format(time.RFC3339Nano), current.UTC().Format(time.RFC3339Nano), currentEvent)
+}
+
+// SyncBatch mirrors jobs with one upsert per table, with the same stale
+// guard as Sync: a job older than the mirrored version is superseded. It
+// implements [BatchSyncer].
+func (m *MirrorSyncer) SyncBatch(ctx context.Context, tx bun.Tx, jobs []*SyncJob) error {
+	st, err := store.For(tx)
+	if err != nil {
+		return Permanent(err)
+	}
+	now := dbTime(m.now())
+	type group struct {
+		rows []store.Mirror
+		jobs []*SyncJob
+	}
+	var tables []string
+	groups := map[string]*group{}
+	for _, job := range jobs {
+		table, err := m.Table(job.EntityType)
+		if err != nil {
+			return err // Sync fails the job alone
+		}
+		g := groups[table]
+		if g == nil {
+			g = &group{}
+			groups[table] = g
+			tables = append(tables, table)
+		}
+		g.rows = append(g.rows, m.row(table, job, now))
+		g.jobs = append(g.jobs, job)
+	}
+	for _, table := range tables {
+		g := groups[table]
+		kept, err := st.MirrorUpsertBatch(ctx, tx, table, g.rows)
+		if err != nil {
+			return fmt.Errorf("tds: mirroring %d rows into %s: %w", len(g.rows), table, err)
+		}
+		for i, job := range g.jobs {
+			if cur, ok := kept[job.EntityID]; ok {
+				job.Supersede(supersededDetail(g.rows[i].Version, cur.Version, cur.InboxEventID))
+			}
+		}
+	}
+	return nil
+}
+
+var _ BatchSyncer = (*MirrorSyncer)(nil)
 
 // MigrateMirror creates the mirror table of every entity type of reg that
 // does not exist yet (CREATE TABLE IF NOT EXISTS), for [MirrorSyncer]. It

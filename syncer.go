@@ -55,6 +55,29 @@ type Syncer interface {
 	Sync(ctx context.Context, tx bun.Tx, job *SyncJob) error
 }
 
+// BatchSyncer is a [Syncer] that can also apply a whole batch of jobs at
+// once, for instance with one multi-row statement per table. A Worker
+// whose Syncer implements it hands each batch it claims to SyncBatch
+// first:
+//
+//   - jobs are the batch's jobs, each of a different entity (a batch holds
+//     at most one job per entity), in the order they were claimed. SyncBatch
+//     runs in the batch's transaction tx, inside a savepoint of its own
+//     (SAVEPOINT tds_batch): the same rules as Sync apply to writes.
+//   - Returning nil applies every job: each completes, with the outcome
+//     SyncBatch gave it ([SyncJob.Supersede]) or [OutcomeSynced].
+//   - Returning an error (or panicking) rolls back everything SyncBatch
+//     wrote, and the worker syncs the same jobs again one at a time with
+//     Sync, in the same transaction, so that a failing job fails alone and
+//     the others still commit. The error itself is not recorded: Sync's
+//     are. So SyncBatch must agree with Sync, job for job.
+//   - SyncBatch is called concurrently for batches of different
+//     entities, like Sync.
+type BatchSyncer interface {
+	Syncer
+	SyncBatch(ctx context.Context, tx bun.Tx, jobs []*SyncJob) error
+}
+
 // SyncFunc adapts a function to the [Syncer] interface.
 type SyncFunc func(ctx context.Context, tx bun.Tx, job *SyncJob) error
 

@@ -369,6 +369,16 @@ func callSync(ctx context.Context, s Syncer, tx bun.Tx, job *SyncJob) (err error
 	return s.Sync(ctx, tx, job)
 }
 
+// callSyncBatch runs s.SyncBatch, turning a panic into an error.
+func callSyncBatch(ctx context.Context, s BatchSyncer, tx bun.Tx, jobs []*SyncJob) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = WithCode(CodePanic, fmt.Errorf("tds: syncer panicked in SyncBatch: %v", r))
+		}
+	}()
+	return s.SyncBatch(ctx, tx, jobs)
+}
+
 // cleanupCtx bounds the writes a worker makes after a sync, which must not
 // depend on the (possibly cancelled) sync context.
 func cleanupCtx() (context.Context, context.CancelFunc) {

@@ -138,9 +138,19 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 	if err := b.load(); err != nil {
 		return nil, nil, err
 	}
-	for i, job := range jobs {
+	rest := jobs
+	if bs, ok := w.syncer.(BatchSyncer); ok && len(jobs) > 1 && !isClosed(stopping) {
+		applied, err := b.syncBatch(bs)
+		if err != nil {
+			return nil, nil, err
+		}
+		if applied {
+			rest = nil
+		}
+	}
+	for i, job := range rest {
 		if isClosed(stopping) || b.ctx.Err() != nil {
-			b.unstarted = jobs[i:]
+			b.unstarted = rest[i:]
 			break
 		}
 		if err := b.sync(job); err != nil {
@@ -223,6 +233,53 @@ func (b *batchRun) sync(job *store.Job) error {
 	}
 	b.done = append(b.done, bj)
 	return nil
+}
+
+// syncBatch hands every job of the batch to bs at once, in a lazy
+// savepoint like a job's. It reports whether they were all applied; when
+// SyncBatch fails, its writes are undone and the caller syncs the jobs one
+// at a time, so that the failing one fails alone.
+func (b *batchRun) syncBatch(bs BatchSyncer) (bool, error) {
+	started := b.w.now()
+	bjs := make([]*batchJob, len(b.jobs))
+	sjs := make([]*SyncJob, len(b.jobs))
+	for i, job := range b.jobs {
+		sj := b.w.syncJobOf(job, b.events[job.InboxEventID])
+		if sj == nil {
+			return false, nil // Sync reports the missing event, alone
+		}
+		bjs[i], sjs[i] = &batchJob{job: job, sj: sj, started: started}, sj
+	}
+	sp := &jobSavepoint{tx: b.tx.Tx}
+	syncErr := callSyncBatch(context.WithValue(b.ctx, savepointKey{}, sp), bs, b.tx, sjs)
+	if cause := context.Cause(b.ctx); cause != nil {
+		return false, cause
+	}
+	taken, spErr := sp.state()
+	switch {
+	case spErr != nil:
+		return false, wrapDBErr("opening a savepoint", spErr)
+	case syncErr != nil && !taken:
+		// Nothing tells what SyncBatch wrote outside the savepoint: the
+		// batch is rolled back and its jobs run one per transaction.
+		return false, fmt.Errorf("tds: SyncBatch failed outside its savepoint: %w", syncErr)
+	case syncErr != nil:
+		if _, err := b.tx.ExecContext(b.ctx, store.SavepointRollback); err != nil {
+			return false, wrapDBErr("rolling back a failed batch", err)
+		}
+		b.w.log.Debug("tds: SyncBatch failed; syncing the batch's jobs one at a time", "jobs", len(b.jobs), "err", syncErr)
+		return false, nil
+	case taken:
+		if _, err := b.tx.ExecContext(b.ctx, store.SavepointRelease); err != nil {
+			// SyncBatch returned nil but left the transaction unusable.
+			if _, err := b.tx.ExecContext(b.ctx, store.SavepointRollback); err != nil {
+				return false, wrapDBErr("rolling back a failed batch", err)
+			}
+			return false, nil
+		}
+	}
+	b.done = append(b.done, bjs...)
+	return true, nil
 }
 
 // fail undoes bj's writes and records its failed attempt.

@@ -270,6 +270,11 @@ func (pgSQL) migrations() (fs.FS, error) { return fs.Sub(migrations.Postgres, "p
 
 func (pgSQL) reconcile() *reconcileSQL { return &pgReconcile }
 
+func (pgSQL) mirror() *mirrorSQL { return &pgMirror }
+
+// pgArray is pgdialect.Array, for the statements' parameters.
+func pgArray(v any) any { return pgdialect.Array(v) }
+
 func (pgSQL) ids(ids []int64) any { return pgdialect.Array(ids) }
 
 func (pgSQL) texts(s []string) any { return pgdialect.Array(s) }

@@ -210,6 +210,8 @@ type dialectSQL interface {
 	migrations() (fs.FS, error)
 	// reconcile returns the reconciliation statements of the dialect.
 	reconcile() *reconcileSQL
+	// mirror returns the batched mirror statements of the dialect.
+	mirror() *mirrorSQL
 }
 
 // EntityLockClass is the first key of the transaction-scoped advisory

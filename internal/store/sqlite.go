@@ -173,6 +173,8 @@ func jsonParam(v any) string {
 
 func (sqliteSQL) reconcile() *reconcileSQL { return &sqReconcile }
 
+func (sqliteSQL) mirror() *mirrorSQL { return &sqMirror }
+
 func (sqliteSQL) ids(ids []int64) any {
 	if ids == nil {
 		ids = []int64{}

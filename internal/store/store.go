@@ -431,6 +431,11 @@ type Store interface {
 	// MirrorUpsert writes m unless the table holds a newer version; then
 	// it returns the current row and false.
 	MirrorUpsert(ctx context.Context, db bun.IDB, m *Mirror) (*MirrorCurrent, bool, error)
+	// MirrorUpsertBatch writes rows, all of table and of distinct
+	// entities, in one statement, each unless the table holds a newer
+	// version; it returns the rows it left alone, by entity id, with the
+	// table's current version.
+	MirrorUpsertBatch(ctx context.Context, db bun.IDB, table string, rows []Mirror) (map[string]MirrorKept, error)
 
 	// Notify tells idle workers that jobs were enqueued. Inside a
 	// transaction the wake-up is sent when it commits.
