@@ -133,17 +133,18 @@ type ruleFile struct {
 	Rules []ruleEntry `yaml:"rules"`
 }
 
-// ruleEntry is one rule's overrides; a nil field keeps the default. The
+// ruleEntry is one rule's overrides; an absent field (Kind 0) keeps the
+// default. The
 // values stay YAML nodes so that a bad one is reported with its rule and
 // field.
 type ruleEntry struct {
-	Name      string     `yaml:"name"`
-	Threshold *yaml.Node `yaml:"threshold"`
-	For       *yaml.Node `yaml:"for"`
-	Window    *yaml.Node `yaml:"window"`
-	MinCount  *yaml.Node `yaml:"min_count"`
-	Severity  *yaml.Node `yaml:"severity"`
-	Enabled   *yaml.Node `yaml:"enabled"`
+	Name      string    `yaml:"name"`
+	Threshold yaml.Node `yaml:"threshold"`
+	For       yaml.Node `yaml:"for"`
+	Window    yaml.Node `yaml:"window"`
+	MinCount  yaml.Node `yaml:"min_count"`
+	Severity  yaml.Node `yaml:"severity"`
+	Enabled   yaml.Node `yaml:"enabled"`
 }
 
 // parseThreshold accepts a number or a Go duration ("300s", read as
@@ -241,8 +242,8 @@ func apply(r *Rule, e ruleEntry) error {
 	bad := func(field string, err error) {
 		errs = append(errs, fmt.Errorf("alert: rule %s: %s: %w", r.Name, field, err))
 	}
-	if e.Threshold != nil {
-		t, err := parseThreshold(e.Threshold)
+	if e.Threshold.Kind != 0 {
+		t, err := parseThreshold(&e.Threshold)
 		switch {
 		case err != nil:
 			bad("threshold", err)
@@ -254,21 +255,21 @@ func apply(r *Rule, e ruleEntry) error {
 			r.Threshold = t
 		}
 	}
-	if e.For != nil {
-		if d, err := parseDuration(e.For); err != nil {
+	if e.For.Kind != 0 {
+		if d, err := parseDuration(&e.For); err != nil {
 			bad("for", err)
 		} else {
 			r.For = d
 		}
 	}
-	if e.Window != nil {
-		if d, err := parseDuration(e.Window); err != nil {
+	if e.Window.Kind != 0 {
+		if d, err := parseDuration(&e.Window); err != nil {
 			bad("window", err)
 		} else {
 			r.Window = d
 		}
 	}
-	if e.MinCount != nil {
+	if e.MinCount.Kind != 0 {
 		var n int
 		if err := e.MinCount.Decode(&n); err != nil || e.MinCount.Kind != yaml.ScalarNode {
 			bad("min_count", fmt.Errorf("%q is not an integer", e.MinCount.Value))
@@ -278,7 +279,7 @@ func apply(r *Rule, e ruleEntry) error {
 			r.MinCount = n
 		}
 	}
-	if e.Severity != nil {
+	if e.Severity.Kind != 0 {
 		switch v := e.Severity.Value; {
 		case e.Severity.Kind == yaml.ScalarNode && (v == SeverityInfo || v == SeverityWarning || v == SeverityCritical):
 			r.Severity = v
@@ -286,7 +287,7 @@ func apply(r *Rule, e ruleEntry) error {
 			bad("severity", fmt.Errorf("%q is not one of info, warning, critical", v))
 		}
 	}
-	if e.Enabled != nil {
+	if e.Enabled.Kind != 0 {
 		var b bool
 		if err := e.Enabled.Decode(&b); err != nil || e.Enabled.Kind != yaml.ScalarNode {
 			bad("enabled", fmt.Errorf("%q is not true or false", e.Enabled.Value))
