@@ -124,8 +124,12 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name: "acknowledgement does not hold the resolution", current: []Alert{with(firing, func(a *Alert) { a.AcknowledgedAt = ptr(t0) })}, now: t0.Add(time.Hour),
-			wantNext: []Alert{with(firing, func(a *Alert) { a.AcknowledgedAt, a.State, a.ResolvedAt = ptr(t0), StateResolved, ptr(t0.Add(time.Hour)) })},
-			wantSend: []Alert{with(firing, func(a *Alert) { a.AcknowledgedAt, a.State, a.ResolvedAt = ptr(t0), StateResolved, ptr(t0.Add(time.Hour)) })},
+			wantNext: []Alert{with(firing, func(a *Alert) {
+				a.AcknowledgedAt, a.State, a.ResolvedAt = ptr(t0), StateResolved, ptr(t0.Add(time.Hour))
+			})},
+			wantSend: []Alert{with(firing, func(a *Alert) {
+				a.AcknowledgedAt, a.State, a.ResolvedAt = ptr(t0), StateResolved, ptr(t0.Add(time.Hour))
+			})},
 		},
 		{
 			name: "a firing never notified resolves quietly", current: []Alert{with(firing, func(a *Alert) { a.LastNotifiedAt = nil })}, now: t0.Add(time.Hour),
@@ -144,7 +148,7 @@ func TestStep(t *testing.T) {
 			samples: []Sample{{Rule: "nope", Value: 1, Breaching: true}},
 		},
 		{
-			name: "firing of a rule since disabled resolves",
+			name:    "firing of a rule since disabled resolves",
 			current: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateFiring, StartedAt: t0, FiringAt: t0, LastNotifiedAt: ptr(t0)}},
 			samples: []Sample{{Rule: RuleSourceSilent, Value: 1e6, Breaching: true}}, now: t0.Add(time.Hour),
 			wantNext: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateResolved, Value: 1e6, StartedAt: t0, FiringAt: t0, LastNotifiedAt: ptr(t0), ResolvedAt: ptr(t0.Add(time.Hour))}},
@@ -152,7 +156,7 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name: "one alert per fingerprint: duplicate samples merge, any breaching wins", now: t0,
-			samples: []Sample{{Rule: rule, Value: 500, Breaching: true}, {Rule: rule, Value: 1}, {Rule: rule, Value: 450, Breaching: true}},
+			samples:  []Sample{{Rule: rule, Value: 500, Breaching: true}, {Rule: rule, Value: 1}, {Rule: rule, Value: 450, Breaching: true}},
 			wantNext: []Alert{{Rule: rule, Fingerprint: fp, State: StatePending, Severity: SeverityWarning, Value: 450, StartedAt: t0}},
 		},
 		{
