@@ -249,6 +249,14 @@ func withinSeconds(now, sec, tol int64) bool {
 	return d <= uint64(tol)
 }
 
+// SignStandard returns the Standard Webhooks signature header value,
+// "v1,<base64>", of body sent with message id and timestamp (Unix seconds,
+// as sent in HeaderTimestamp) under secret, a decoded HMAC key (see
+// [DecodeStandardSecret]). It is what [NewStandard] accepts.
+func SignStandard(secret []byte, id, timestamp string, body []byte) string {
+	return "v1," + base64.StdEncoding.EncodeToString(standardSignature(secret, id, timestamp, body))
+}
+
 func standardSignature(secret []byte, id, ts string, body []byte) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(id))

@@ -384,3 +384,19 @@ func FuzzZohoSigningString(f *testing.F) {
 		require.ErrorIs(t, v.Verify(h, changed, body, time.Time{}), ErrBadCredential)
 	})
 }
+
+func TestSignStandard(t *testing.T) {
+	key, err := DecodeStandardSecret(swExampleSecret)
+	require.NoError(t, err)
+	// The specification's published example.
+	require.Equal(t, swExampleSignature, SignStandard(key, swExampleID, swExampleTimestamp, []byte(swExampleBody)))
+
+	// What SignStandard makes, the verifier accepts; any change is refused.
+	now := time.Unix(1_700_000_000, 0)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	body := []byte(`{"status":"firing"}`)
+	v := NewStandard([][]byte{key}, 5*time.Minute)
+	require.NoError(t, v.Verify(swHeaders("msg_1", ts, SignStandard(key, "msg_1", ts, body)), nil, body, now))
+	require.ErrorIs(t, v.Verify(swHeaders("msg_2", ts, SignStandard(key, "msg_1", ts, body)), nil, body, now), ErrBadCredential)
+	require.ErrorIs(t, v.Verify(swHeaders("msg_1", ts, SignStandard(key, "msg_1", ts, body)), nil, []byte(`{}`), now), ErrBadCredential)
+}
