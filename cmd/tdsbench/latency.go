@@ -121,13 +121,25 @@ func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, worke
 }
 
 func runLatency(ctx context.Context, db *bun.DB, c config, r *report) error {
-	lat, err := latency(ctx, db, c.rate, c.latencyDur, c.workers, c.batch)
-	if err != nil {
-		return err
+	for i, rate := range c.rates {
+		if i > 0 {
+			if err := reset(ctx, db); err != nil {
+				return err
+			}
+		}
+		rssReset := resetPeakRSS()
+		lat, err := latency(ctx, db, rate, c.latencyDur, c.workers, c.batch)
+		if err != nil {
+			return err
+		}
+		rss := "peak RSS " + fmt.Sprintf("%.1f MiB", float64(peakRSS())/(1<<20))
+		if !rssReset {
+			rss += " (whole run: could not reset it)"
+		}
+		r.row(fmt.Sprintf("latency at %d events/s: POST to mirror row committed", rate),
+			fmt.Sprintf("p50 %s, p95 %s, p99 %s", ms(percentile(lat, 50)), ms(percentile(lat, 95)), ms(percentile(lat, 99))),
+			fmt.Sprintf("%d events over %s; worker poll interval %s; %s", len(lat), c.latencyDur, tds.DefaultPollInterval, rss))
 	}
-	r.row(fmt.Sprintf("latency at %d events/s: POST to mirror row committed", c.rate),
-		fmt.Sprintf("p50 %s, p95 %s, p99 %s", ms(percentile(lat, 50)), ms(percentile(lat, 95)), ms(percentile(lat, 99))),
-		fmt.Sprintf("%d events over %s; worker poll interval %s", len(lat), c.latencyDur, tds.DefaultPollInterval))
 	return nil
 }
 

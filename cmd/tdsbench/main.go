@@ -38,7 +38,8 @@ type config struct {
 	burnDownN    int
 	workers      int
 	batch        int
-	rate         int
+	rates        []int
+	work         string
 	latencyDur   time.Duration
 	backlogSmall int
 	backlogLarge int
@@ -69,7 +70,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&c.burnDownN, "n", 200000, "burn-down: events to drain")
 	fs.IntVar(&c.workers, "workers", 4, "burn-down and latency: worker concurrency")
 	fs.IntVar(&c.batch, "batch", 1000, "burn-down and latency: worker claim batch size")
-	fs.IntVar(&c.rate, "rate", 300, "latency: events per second")
+	rates := fs.String("rates", "300,1000", "latency: events per second, comma-separated (one run each)")
+	fs.StringVar(&c.work, "work", "both", "burn-down: noop, upsert (MirrorSyncer, the peer of River's -work upsert) or both")
 	fs.DurationVar(&c.latencyDur, "latency-duration", 10*time.Second, "latency: how long to send")
 	fs.IntVar(&c.backlogSmall, "backlog-small", 10000, "backlog: the small backlog")
 	fs.IntVar(&c.backlogLarge, "backlog-large", 1000000, "backlog: the large backlog")
@@ -81,7 +83,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if short {
 		c.duration, c.burnDownN, c.latencyDur = time.Second, 2000, time.Second
-		c.backlogSmall, c.backlogLarge, c.rate = 100, 1000, 100
+		c.backlogSmall, c.backlogLarge, *rates = 100, 1000, "100"
 		c.reconcileN = 2000
 	}
 	if *cpuprofile != "" {
@@ -94,6 +96,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	for _, v := range strings.Split(*rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-rates: %q is not a positive number", v)
+		}
+		c.rates = append(c.rates, n)
+	}
+	if c.work != "noop" && c.work != "upsert" && c.work != "both" {
+		return fmt.Errorf("-work must be noop, upsert or both, got %q", c.work)
 	}
 	c.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scenarios, ",") {
@@ -199,27 +211,31 @@ func runIngest(ctx context.Context, db *bun.DB, c config, r *report) error {
 }
 
 func runBurnDown(ctx context.Context, db *bun.DB, c config, r *report) error {
-	noop := tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil })
 	opts := []tds.Option{tds.WithConcurrency(c.workers), tds.WithBatchSize(c.batch)}
-	t, err := burnDown(ctx, db, c.burnDownN, noop, opts...)
-	if err != nil {
-		return err
+	if c.work != "upsert" {
+		noop := tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil })
+		t, err := burnDown(ctx, db, c.burnDownN, noop, opts...)
+		if err != nil {
+			return err
+		}
+		r.row("burn-down: no-op Syncer", fmt.Sprintf("%.0f events/s", t.rate()),
+			fmt.Sprintf("%d events in %s, %d workers, batch %d", t.events, t.elapsed.Round(time.Millisecond), c.workers, c.batch))
+		if err := reset(ctx, db); err != nil {
+			return err
+		}
 	}
-	r.row("burn-down: no-op Syncer", fmt.Sprintf("%.0f events/s", t.rate()),
-		fmt.Sprintf("%d events in %s, %d workers, batch %d", t.events, t.elapsed.Round(time.Millisecond), c.workers, c.batch))
-	if err := reset(ctx, db); err != nil {
-		return err
+	if c.work != "noop" {
+		mirror, err := tds.NewMirrorSyncer()
+		if err != nil {
+			return err
+		}
+		t, err := burnDown(ctx, db, c.burnDownN, mirror, opts...)
+		if err != nil {
+			return err
+		}
+		r.row("burn-down: MirrorSyncer (batched upserts)", fmt.Sprintf("%.0f events/s", t.rate()),
+			fmt.Sprintf("%d events in %s; the peer of River's -work upsert", t.events, t.elapsed.Round(time.Millisecond)))
 	}
-	mirror, err := tds.NewMirrorSyncer()
-	if err != nil {
-		return err
-	}
-	t, err = burnDown(ctx, db, c.burnDownN, mirror, opts...)
-	if err != nil {
-		return err
-	}
-	r.row("burn-down: MirrorSyncer", fmt.Sprintf("%.0f events/s", t.rate()),
-		fmt.Sprintf("%d events in %s", t.events, t.elapsed.Round(time.Millisecond)))
 	return nil
 }
 

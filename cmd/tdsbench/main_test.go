@@ -33,7 +33,7 @@ func TestShortRun(t *testing.T) {
 			require.NoError(t, run(context.Background(), []string{"-short", "-database", url}, &out))
 			for _, row := range []string{
 				"| ingest: baseline", "| ingest: tds Handler over HTTP", "| ingest: ratio",
-				"| peak RSS", "| burn-down: no-op Syncer", "| burn-down: MirrorSyncer",
+				"| peak RSS", "| burn-down: no-op Syncer", "| burn-down: MirrorSyncer (batched upserts)",
 				"| latency at 100 events/s", "| backlog: ratio", "| reconcile: full sweep",
 			} {
 				require.Contains(t, out.String(), row)
