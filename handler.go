@@ -142,7 +142,7 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 		db:       db,
 	}
 	h.counts = newCountsCache(h.healthCountsOf)
-	h.mux.HandleFunc("POST /webhooks/{route}", h.serveWebhook)
+	h.mux.HandleFunc("POST /webhooks/{route}", cfg.metrics.instrumentWebhook(cfg.registry, h.serveWebhook))
 	h.mux.HandleFunc("GET /health", h.serveHealth)
 	h.mux.HandleFunc("GET /queue/stats", h.admin(h.serveQueueStats))
 	h.mux.HandleFunc("GET /admin/events", h.admin(h.serveListEvents))
@@ -273,6 +273,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		Message:        "event stored and queued",
 	}
 	if res.Duplicate {
+		markDuplicate(w)
 		// A duplicate is a success: the sender must not retry it, even when
 		// the first delivery was invalid.
 		resp.Message = "duplicate delivery: the event was received before"

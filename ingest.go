@@ -39,6 +39,7 @@ type ingestReq struct {
 // fails for a reason other than the database's availability, each event is
 // stored alone, so that only the culprit fails.
 func (p *Processor) runBatch(ctx context.Context, batch []*ingestReq) {
+	p.cfg.metrics.observeBatch(len(batch))
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ingestTimeout)
 	defer cancel()
 	err := p.storeBatch(ctx, p.db, batch)

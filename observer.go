@@ -32,6 +32,8 @@ type JobResult struct {
 	// CommittedAt is when the transaction that decided the job's fate
 	// committed, by the worker's clock ([WithClock]).
 	CommittedAt time.Time
+
+	started time.Time // when the attempt started, for tds_sync_duration_seconds
 }
 
 // WithObserver sets a function a [Worker] calls once per job, after the
@@ -124,6 +126,7 @@ func (w *Worker) report(results []JobResult) {
 			c.handedBack.Add(1)
 		}
 	}
+	w.cfg.metrics.observeJobs(results)
 	if fn := w.ws.observer; fn != nil {
 		for _, r := range results {
 			fn(r)

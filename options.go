@@ -71,6 +71,7 @@ type config struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	ingestBatch int
+	metrics     *metrics // WithMetrics; see metrics.go
 
 	worker    workerSettings    // read by NewWorker; see worker.go
 	handler   handlerSettings   // read by NewHandler; see handler.go

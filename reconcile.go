@@ -307,7 +307,7 @@ func NewReconciler(db *bun.DB, api ZohoAPI, opts ...Option) (*Reconciler, error)
 		AccountsURL: api.AccountsURL, APIURL: api.APIURL, RequestsPerMinute: api.RequestsPerMinute,
 		HTTPClient: api.HTTPClient, Now: cfg.now,
 		Sleep: func(ctx context.Context, d time.Duration) error { return r.wait(ctx, d) },
-		Hooks: zoho.Hooks{Request: r.beforeRequest},
+		Hooks: cfg.metrics.zohoHooks(zoho.Hooks{Request: r.beforeRequest}),
 	}
 	if zc.RequestsPerMinute == 0 {
 		zc.RequestsPerMinute = DefaultZohoRequestsPerMinute

@@ -93,9 +93,12 @@ func (r *Reconciler) newRunner(rec *store.Run) (*runner, error) {
 // abandon fails a run that cannot be resumed, and returns why.
 func (r *Reconciler) abandon(rec *store.Run, why error) error {
 	err := fmt.Errorf("tds: run %d cannot run: %w", rec.ID, why)
-	_ = r.st.FinishRun(context.Background(), r.db, rec.ID, r.owner,
+	end := r.cfg.now()
+	if r.st.FinishRun(context.Background(), r.db, rec.ID, r.owner,
 		store.Progress{Cursor: rec.Cursor, APICalls: rec.APICalls, Pages: rec.Pages},
-		store.RunFailed, err.Error(), nil, r.cfg.now())
+		store.RunFailed, err.Error(), nil, end) == nil {
+		r.cfg.metrics.runEnded(rec, store.RunFailed, end)
+	}
 	return err
 }
 
@@ -264,10 +267,12 @@ func (run *runner) finish(runErr error) error {
 			status, msg = store.RunFailed, "moving the watermarks: "+err.Error()
 		}
 	}
-	err := r.st.FinishRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), status, msg, apiErr, r.cfg.now())
+	end := r.cfg.now()
+	err := r.st.FinishRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), status, msg, apiErr, end)
 	if err != nil {
 		return wrapDBErr("recording the end of a run", err)
 	}
+	r.cfg.metrics.runEnded(run.rec, status, end)
 	if runErr != nil {
 		r.cfg.logger.Warn("tds: a reconciliation run ended", "run", run.rec.ID, "status", status, "err", runErr)
 	}
@@ -569,6 +574,7 @@ func (run *runner) repair(ctx context.Context) error {
 		for i := range items {
 			d := &items[i]
 			after = d.ID
+			r.cfg.metrics.driftFound(d.EntityType, d.Kind)
 			if run.rec.DryRun && d.Kind != store.DriftMissingRemote {
 				continue
 			}
@@ -641,5 +647,8 @@ func (run *runner) ingest(ctx context.Context, t EntityType, d *store.Drift, kin
 		id := res.EventID
 		return wrapDBErr("resolving drift", r.st.ResolveDrift(ctx, tx, d.ID, kind, version, &id))
 	})
+	if err == nil {
+		r.cfg.metrics.driftFixed(t.Name, kind)
+	}
 	return wrapDBErr("repairing drift", err)
 }

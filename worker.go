@@ -222,6 +222,7 @@ func NewWorker(db *bun.DB, s Syncer, opts ...Option) (*Worker, error) {
 	ws := cfg.worker.withDefaults()
 	// The hook opens each job's savepoint lazily (see batchRun).
 	hooked := db.WithQueryHook(savepointHook{})
+	cfg.metrics.watch(db, st, cfg)
 	return &Worker{db: hooked, st: st, syncer: s, cfg: cfg, ws: ws, log: cfg.logger.With("worker", ws.workerID)}, nil
 }
 
@@ -431,6 +432,6 @@ func (w *Worker) fail(job *store.Job, syncErr error, started time.Time) {
 		return
 	}
 	r := resultOf(job, nil, status, "", syncErr)
-	r.CommittedAt = w.cfg.now()
+	r.CommittedAt, r.started = w.cfg.now(), started
 	w.report([]JobResult{r})
 }

@@ -303,7 +303,9 @@ func (b *batchRun) fail(bj *batchJob, syncErr error) error {
 	if status == StatusDeadLetter {
 		b.dead = append(b.dead, bj.job)
 	}
-	b.results = append(b.results, resultOf(bj.job, bj.sj, status, "", syncErr))
+	r := resultOf(bj.job, bj.sj, status, "", syncErr)
+	r.started = bj.started
+	b.results = append(b.results, r)
 	return nil
 }
 
@@ -346,7 +348,9 @@ func (b *batchRun) finish() (redo []*store.Job, err error) {
 	}
 	at := b.w.cfg.now()
 	for _, bj := range b.done {
-		b.results = append(b.results, resultOf(bj.job, bj.sj, StatusCompleted, bj.sj.outcome, nil))
+		r := resultOf(bj.job, bj.sj, StatusCompleted, bj.sj.outcome, nil)
+		r.started = bj.started
+		b.results = append(b.results, r)
 	}
 	for i := range b.results {
 		b.results[i].CommittedAt = at

@@ -368,6 +368,10 @@ type Store interface {
 	// QueueStats counts the queue's jobs in one snapshot; db must be a
 	// transaction.
 	QueueStats(ctx context.Context, db bun.IDB, completedSince time.Time) (*QueueCounts, error)
+	// MetricCounts reads what the Prometheus metrics show of the queue,
+	// and counts the events of source received since since, in one
+	// snapshot.
+	MetricCounts(ctx context.Context, db bun.IDB, source string, since time.Time) (*MetricCounts, error)
 	// DeleteCompleted deletes up to limit jobs completed before cutoff,
 	// first copying their completion time into their events' processed_at.
 	// db must be a transaction.
