@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 )
@@ -53,6 +54,7 @@ func sampleOptions() map[string]Option {
 		"WithDeliveryIDHeader":        WithDeliveryIDHeader("X-Delivery-Id"),
 		"WithRetryAfter":              WithRetryAfter(time.Minute),
 		"WithRefusalLimit":            WithRefusalLimit(20, time.Minute),
+		"WithMetrics":                 WithMetrics(prometheus.NewRegistry()),
 	}
 }
 

@@ -16,7 +16,7 @@ WHERE status <> 'completed' GROUP BY status, priority`
 WHERE status = 'dead_letter' GROUP BY entity_type`
 	metricMiscSQL = `SELECT (SELECT COUNT(*) FROM tds_sync_queue WHERE blocked),
 	(SELECT MIN(created_at) FROM tds_sync_queue WHERE status IN ('pending', 'retry')),
-	(SELECT COUNT(*) FROM tds_inbox_events WHERE source = ? AND received_at >= ?)`
+	(SELECT COUNT(*) FROM tds_inbox_events WHERE source = ? AND received_at >= ? AND sync_run_id IS NULL)`
 )
 
 // MetricCounts is what [Store.MetricCounts] counts, for the Prometheus
@@ -32,7 +32,7 @@ type MetricCounts struct {
 	// job, if any.
 	OldestWaiting *time.Time
 	// SourceSince counts the events of the given source received since the
-	// given time.
+	// given time, reconciliation's repairs (which Zoho did not send) aside.
 	SourceSince int64
 	// At is when the counts were read; set by the caller.
 	At time.Time

@@ -1,0 +1,216 @@
+package tds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+)
+
+// histogramCount is the sample count of the histogram name with labels.
+func histogramCount(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) uint64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue next
+				}
+			}
+			if len(got) == len(labels) {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
+}
+
+// TestMetricsAfterWorkload runs a known workload through a Handler, a
+// Worker and a Reconciler sharing one registry, and checks every metric.
+func TestMetricsAfterWorkload(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		reg := prometheus.NewRegistry()
+		e := newReconcileEnv(t, tdb, WithMetrics(reg))
+		h := newTestHandler(t, tdb, WithMetrics(reg), WithClock(e.clock.Now), WithWebhookKeys(testWebhookKey),
+			WithAdminToken(testAdminToken), WithMaxBodyBytes(4096))
+
+		// Ingest: 4 accepted, 2 duplicates, 1 invalid, 1 unauthorized, 1
+		// too large, 1 unsupported type, 1 malformed, 1 unknown route.
+		for route, f := range map[string]string{"products": "product.json", "customers": "customer.json",
+			"invoices": "invoice.json", "bills": "bill.json"} {
+			require.Equal(t, http.StatusOK, webhook(t, h, route, fixtureBytes(t, f)).status)
+		}
+		for range 2 {
+			require.Equal(t, true, webhook(t, h, "products", fixtureBytes(t, "product.json")).body["duplicate"])
+		}
+		require.Equal(t, http.StatusUnprocessableEntity, webhook(t, h, "products", fixtureBytes(t, "invalid_product_missing_name.json")).status)
+		require.Equal(t, http.StatusUnauthorized, serve(t, h, http.MethodPost, "/webhooks/products", fixtureBytes(t, "product.json"),
+			HeaderWebhookKey, "wrong-key").status)
+		require.Equal(t, http.StatusRequestEntityTooLarge, webhook(t, h, "products", []byte(`{"x":"`+strings.Repeat("a", 5000)+`"}`)).status)
+		require.Equal(t, http.StatusUnsupportedMediaType, webhook(t, h, "products", []byte("x"), "Content-Type", "text/plain").status)
+		require.Equal(t, http.StatusBadRequest, webhook(t, h, "products", []byte("{")).status)
+		require.Equal(t, http.StatusNotFound, webhook(t, h, "nowhere", fixtureBytes(t, "product.json")).status)
+
+		// Sync: the product synced, the bill superseded, the customer
+		// dead-lettered, the invoice failed once (its retry is not due:
+		// the clock stands still).
+		var seen atomic.Int64
+		syncer := SyncFunc(func(ctx context.Context, tx bun.Tx, job *SyncJob) error {
+			switch job.EntityType {
+			case "bill":
+				job.Supersede("newer")
+			case "customer":
+				return Permanent(errors.New("refused"))
+			case "invoice":
+				return errors.New("try later")
+			}
+			return nil
+		})
+		stop := e.start(t, syncer, WithMetrics(reg), WithObserver(func(JobResult) { seen.Add(1) }))
+		require.Eventually(t, func() bool { return seen.Load() == 4 }, 30*time.Second, 5*time.Millisecond)
+		stop()
+
+		// Reconciliation: Zoho has two products tds never got, and not the
+		// one it did.
+		e.fake.Put("items", apiRecord("product", "p-1", e.clock.Now().Add(-time.Hour), 0))
+		e.fake.Put("items", apiRecord("product", "p-2", e.clock.Now().Add(-time.Hour), 0))
+		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, run.Status, run.Error)
+		require.Equal(t, DriftCounts{MissingLocal: 2, MissingRemote: 1}, run.Counts)
+		require.Equal(t, int64(3), run.Repaired)
+		require.Equal(t, int64(4), run.APICalls) // a list page, three details
+		end := e.clock.Now()
+		e.clock.Advance(90 * time.Second)
+
+		expected := fmt.Sprintf(`
+# HELP tds_ingest_requests_total Webhook requests answered, by route and outcome.
+# TYPE tds_ingest_requests_total counter
+tds_ingest_requests_total{outcome="accepted",route="bills"} 1
+tds_ingest_requests_total{outcome="accepted",route="customers"} 1
+tds_ingest_requests_total{outcome="accepted",route="invoices"} 1
+tds_ingest_requests_total{outcome="accepted",route="products"} 1
+tds_ingest_requests_total{outcome="duplicate",route="products"} 2
+tds_ingest_requests_total{outcome="invalid",route="products"} 1
+tds_ingest_requests_total{outcome="malformed",route="other"} 1
+tds_ingest_requests_total{outcome="malformed",route="products"} 1
+tds_ingest_requests_total{outcome="too_large",route="products"} 1
+tds_ingest_requests_total{outcome="unauthorized",route="products"} 1
+tds_ingest_requests_total{outcome="unsupported_type",route="products"} 1
+# HELP tds_ingest_batch_size Events stored by one group-commit transaction.
+# TYPE tds_ingest_batch_size histogram
+tds_ingest_batch_size_bucket{le="1"} 7
+tds_ingest_batch_size_bucket{le="2"} 7
+tds_ingest_batch_size_bucket{le="4"} 7
+tds_ingest_batch_size_bucket{le="8"} 7
+tds_ingest_batch_size_bucket{le="16"} 7
+tds_ingest_batch_size_bucket{le="32"} 7
+tds_ingest_batch_size_bucket{le="64"} 7
+tds_ingest_batch_size_bucket{le="128"} 7
+tds_ingest_batch_size_bucket{le="256"} 7
+tds_ingest_batch_size_bucket{le="+Inf"} 7
+tds_ingest_batch_size_sum 7
+tds_ingest_batch_size_count 7
+# HELP tds_sync_attempts_total Sync attempts, by entity type and outcome (synced, superseded, retry, dead_letter).
+# TYPE tds_sync_attempts_total counter
+tds_sync_attempts_total{entity_type="bill",outcome="superseded"} 1
+tds_sync_attempts_total{entity_type="customer",outcome="dead_letter"} 1
+tds_sync_attempts_total{entity_type="invoice",outcome="retry"} 1
+tds_sync_attempts_total{entity_type="product",outcome="synced"} 1
+# HELP tds_queue_blocked_jobs Jobs blocked behind an earlier job of their entity.
+# TYPE tds_queue_blocked_jobs gauge
+tds_queue_blocked_jobs 0
+# HELP tds_queue_jobs Unfinished jobs in the queue, by status and priority.
+# TYPE tds_queue_jobs gauge
+tds_queue_jobs{priority="%d",status="dead_letter"} 1
+tds_queue_jobs{priority="%d",status="pending"} 3
+tds_queue_jobs{priority="%d",status="retry"} 1
+# HELP tds_queue_oldest_pending_age_seconds Age of the oldest job waiting in the queue (pending or retry); 0 when none waits.
+# TYPE tds_queue_oldest_pending_age_seconds gauge
+tds_queue_oldest_pending_age_seconds 90
+# HELP tds_zoho_webhooks_today Events received today (UTC) from the zoho source, against Zoho's 1,000 webhooks a day.
+# TYPE tds_zoho_webhooks_today gauge
+tds_zoho_webhooks_today 5
+# HELP tds_reconcile_runs_total Reconciliation runs ended, by mode and status.
+# TYPE tds_reconcile_runs_total counter
+tds_reconcile_runs_total{mode="full",status="completed"} 1
+# HELP tds_reconcile_last_success_timestamp_seconds When the last reconciliation run that completed (not a dry run) ended, as a Unix time.
+# TYPE tds_reconcile_last_success_timestamp_seconds gauge
+tds_reconcile_last_success_timestamp_seconds{mode="full"} %d
+# HELP tds_drift_detected_total Differences between the source and what tds applied, found by reconciliation.
+# TYPE tds_drift_detected_total counter
+tds_drift_detected_total{entity_type="product",kind="missing_local"} 2
+tds_drift_detected_total{entity_type="product",kind="missing_remote"} 1
+# HELP tds_drift_repaired_total Differences repaired by ingesting the source's record again.
+# TYPE tds_drift_repaired_total counter
+tds_drift_repaired_total{entity_type="product",kind="missing_local"} 2
+tds_drift_repaired_total{entity_type="product",kind="missing_remote"} 1
+# HELP tds_zoho_api_requests_total Zoho API responses, by endpoint and status class (2xx, 4xx, 429, 5xx).
+# TYPE tds_zoho_api_requests_total counter
+tds_zoho_api_requests_total{code="2xx",endpoint="GET /items"} 1
+tds_zoho_api_requests_total{code="2xx",endpoint="GET /items/{id}"} 2
+tds_zoho_api_requests_total{code="4xx",endpoint="GET /items/{id}"} 1
+# HELP tds_zoho_token_refreshes_total Zoho OAuth token refreshes, by outcome (success, failure).
+# TYPE tds_zoho_token_refreshes_total counter
+tds_zoho_token_refreshes_total{outcome="success"} 1
+`, mustLookup(t, "customer").Priority, mustLookup(t, "product").Priority, mustLookup(t, "invoice").Priority, end.Unix())
+		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(expected),
+			"tds_ingest_requests_total", "tds_ingest_batch_size", "tds_sync_attempts_total",
+			"tds_queue_blocked_jobs", "tds_queue_jobs", "tds_queue_oldest_pending_age_seconds", "tds_zoho_webhooks_today",
+			"tds_reconcile_runs_total", "tds_reconcile_last_success_timestamp_seconds",
+			"tds_drift_detected_total", "tds_drift_repaired_total", "tds_zoho_api_requests_total", "tds_zoho_token_refreshes_total"))
+
+		// Dead letters: every registered type has its series.
+		dead := map[string]float64{}
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "tds_dead_letters" {
+				for _, m := range mf.GetMetric() {
+					dead[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+		require.Len(t, dead, len(ZohoRegistry().Types()))
+		require.Equal(t, 1.0, dead["customer"])
+		require.Equal(t, 0.0, dead["product"])
+
+		// Durations: the clock stood still, so every sync, latency and run
+		// took 0 s; the ingest durations are real.
+		for _, c := range []struct{ et, outcome string }{{"product", "synced"}, {"bill", "superseded"}, {"customer", "dead_letter"}, {"invoice", "retry"}} {
+			require.Equal(t, uint64(1), histogramCount(t, reg, "tds_sync_duration_seconds", map[string]string{"entity_type": c.et, "outcome": c.outcome}), c)
+		}
+		require.Equal(t, uint64(1), histogramCount(t, reg, "tds_end_to_end_latency_seconds", map[string]string{"entity_type": "product"}))
+		require.Equal(t, uint64(1), histogramCount(t, reg, "tds_end_to_end_latency_seconds", map[string]string{"entity_type": "bill"}))
+		require.Equal(t, uint64(0), histogramCount(t, reg, "tds_end_to_end_latency_seconds", map[string]string{"entity_type": "invoice"}))
+		require.Equal(t, uint64(1), histogramCount(t, reg, "tds_reconcile_duration_seconds", map[string]string{"mode": "full", "status": "completed"}))
+		require.Equal(t, uint64(8), histogramCount(t, reg, "tds_ingest_duration_seconds", map[string]string{"route": "products"}))
+		require.Equal(t, uint64(1), histogramCount(t, reg, "tds_ingest_duration_seconds", map[string]string{"route": "other"}))
+		require.Equal(t, 2.0, testutil.ToFloat64(h.cfg.metrics.ingestRequests.WithLabelValues("products", "duplicate")))
+		require.Equal(t, 11, testutil.CollectAndCount(h.cfg.metrics.ingestRequests))
+
+		problems, err := testutil.GatherAndLint(reg)
+		require.NoError(t, err)
+		require.Empty(t, problems)
+	})
+}
