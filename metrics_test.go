@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -212,5 +213,120 @@ tds_zoho_token_refreshes_total{outcome="success"} 1
 		problems, err := testutil.GatherAndLint(reg)
 		require.NoError(t, err)
 		require.Empty(t, problems)
+	})
+}
+
+// TestMetricsIngestRefusedAndUnavailable: the gate's 429 and a database
+// that is gone.
+func TestMetricsIngestRefusedAndUnavailable(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		reg := prometheus.NewRegistry()
+		h := newTestHandler(t, tdb, WithMetrics(reg), WithWebhookKeys(testWebhookKey), WithRefusalLimit(1, time.Minute))
+		for _, want := range []int{http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusTooManyRequests} {
+			require.Equal(t, want, serve(t, h, http.MethodPost, "/webhooks/products", fixtureBytes(t, "product.json"),
+				HeaderWebhookKey, "wrong-key").status)
+		}
+
+		db, err := Open(context.Background(), tdb.url)
+		require.NoError(t, err)
+		down, err := NewHandler(db, WithWebhookKeys(testWebhookKey), WithLogger(quietLogger), WithMetrics(reg))
+		require.NoError(t, err)
+		defer down.Close()
+		require.NoError(t, db.Close())
+		require.Equal(t, http.StatusServiceUnavailable, webhook(t, down, "products", fixtureBytes(t, "product.json")).status)
+
+		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP tds_ingest_requests_total Webhook requests answered, by route and outcome.
+# TYPE tds_ingest_requests_total counter
+tds_ingest_requests_total{outcome="rate_limited",route="products"} 2
+tds_ingest_requests_total{outcome="unauthorized",route="products"} 1
+tds_ingest_requests_total{outcome="unavailable",route="products"} 1
+`), "tds_ingest_requests_total"))
+	})
+}
+
+func TestIngestOutcomes(t *testing.T) {
+	for status, want := range map[int]string{
+		0: "error", http.StatusOK: "accepted", http.StatusUnprocessableEntity: "invalid", http.StatusBadRequest: "malformed",
+		http.StatusNotFound: "malformed", http.StatusUnauthorized: "unauthorized", http.StatusRequestEntityTooLarge: "too_large",
+		http.StatusUnsupportedMediaType: "unsupported_type", http.StatusTooManyRequests: "rate_limited",
+		http.StatusServiceUnavailable: "unavailable", http.StatusInternalServerError: "error",
+	} {
+		require.Equal(t, want, (&ingestRecorder{status: status}).outcome(), status)
+	}
+	require.Equal(t, "duplicate", (&ingestRecorder{status: http.StatusOK, duplicate: true}).outcome())
+	for status, want := range map[int]string{0: "", 200: "2xx", 204: "2xx", 301: "", 400: "4xx", 404: "4xx", 429: "429", 500: "5xx", 503: "5xx"} {
+		require.Equal(t, want, statusClass(status), status)
+	}
+}
+
+// metricsReadCounter counts the reads of the database metrics (by their first
+// statement).
+type metricsReadCounter struct{ n atomic.Int64 }
+
+func (c *metricsReadCounter) BeforeQuery(ctx context.Context, q *bun.QueryEvent) context.Context {
+	if strings.Contains(q.Query, "status, priority, COUNT(*)") {
+		c.n.Add(1)
+	}
+	return ctx
+}
+
+func (c *metricsReadCounter) AfterQuery(context.Context, *bun.QueryEvent) {}
+
+// TestMetricsDatabaseReadOncePerWindow: ten concurrent scrapes, again and
+// again within MetricsMaxAge, read the database once.
+func TestMetricsDatabaseReadOncePerWindow(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		reads := &metricsReadCounter{}
+		db := tdb.db.WithQueryHook(reads)
+		cfg, err := newConfig(forHandler, []Option{WithLogger(quietLogger)})
+		require.NoError(t, err)
+		c := newDBCollector(db, mustStore(t, db), cfg)
+		wall := newTestClock()
+		c.now = wall.Now
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c)
+
+		scrape := func() {
+			var wg sync.WaitGroup
+			for range 10 {
+				wg.Go(func() {
+					n, err := testutil.GatherAndCount(reg, "tds_queue_blocked_jobs")
+					require.NoError(t, err)
+					require.Equal(t, 1, n)
+				})
+			}
+			wg.Wait()
+		}
+		scrape()
+		require.Equal(t, int64(1), reads.n.Load())
+		wall.Advance(MetricsMaxAge - time.Millisecond)
+		scrape()
+		require.Equal(t, int64(1), reads.n.Load())
+		wall.Advance(time.Millisecond)
+		scrape()
+		require.Equal(t, int64(2), reads.n.Load())
+	})
+}
+
+// TestWithMetricsSharesOneSet: constructors given one registerer share its
+// metrics, and the database metrics are registered once.
+func TestWithMetricsSharesOneSet(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		reg := prometheus.NewRegistry()
+		h := newTestHandler(t, tdb, WithMetrics(reg), WithWebhookKeys(testWebhookKey))
+		p, err := NewProcessor(tdb.db, WithMetrics(reg))
+		require.NoError(t, err)
+		defer p.Close()
+		w, err := NewWorker(tdb.db, SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { return nil }), WithMetrics(reg))
+		require.NoError(t, err)
+		require.Same(t, h.cfg.metrics.syncAttempts, w.cfg.metrics.syncAttempts)
+		require.Same(t, h.cfg.metrics.ingestBatch, p.cfg.metrics.ingestBatch)
+		n, err := testutil.GatherAndCount(reg, "tds_queue_blocked_jobs")
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+
+		_, err = NewProcessor(tdb.db, WithMetrics(nil))
+		require.ErrorContains(t, err, "tds: WithMetrics: registerer is nil")
 	})
 }
