@@ -64,6 +64,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
@@ -91,7 +94,7 @@ func main() {
 // settings are the flags, after their environment defaults.
 type settings struct {
 	addr, database, webhookKeys, zohoSecret, standardSecret, adminToken string
-	trustedProxies                                                      string
+	trustedProxies, metricsAddr                                         string
 	workers, maxConns                                                   int
 	zoho                                                                zohoSettings
 }
@@ -168,6 +171,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.adminToken, "admin-token", env("TDS_ADMIN_TOKEN", ""), "bearer tokens of the admin API, comma-separated (TDS_ADMIN_TOKEN)")
 	fs.IntVar(&s.workers, "workers", workers, "how many jobs are synced at once (TDS_WORKERS)")
 	fs.IntVar(&s.maxConns, "max-conns", maxConns, "connections served at once; more wait to be accepted (TDS_MAX_CONNS)")
+	fs.StringVar(&s.metricsAddr, "metrics-addr", env("TDS_METRICS_ADDR", ""), "a second listen address serving only GET /metrics, without authentication: keep it private (TDS_METRICS_ADDR)")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", env("TDS_TRUSTED_PROXIES", ""), "proxies (addresses or CIDR prefixes), comma-separated, whose X-Forwarded-For gives the client address (TDS_TRUSTED_PROXIES)")
 	z := &s.zoho
 	fs.StringVar(&z.clientID, "zoho-client-id", env("TDS_ZOHO_CLIENT_ID", ""), "OAuth client id of the Zoho API, for reconciliation (TDS_ZOHO_CLIENT_ID)")
@@ -236,7 +240,7 @@ func (z *zohoSettings) check() error {
 
 // reconciler returns the Reconciler the settings describe, or nil when
 // reconciliation is not configured.
-func (z *zohoSettings) reconciler(db *bun.DB, reg *tds.Registry, log *slog.Logger) (*tds.Reconciler, error) {
+func (z *zohoSettings) reconciler(db *bun.DB, reg *tds.Registry, log *slog.Logger, opts ...tds.Option) (*tds.Reconciler, error) {
 	if !z.enabled() {
 		return nil, nil
 	}
@@ -244,7 +248,7 @@ func (z *zohoSettings) reconciler(db *bun.DB, reg *tds.Registry, log *slog.Logge
 		ClientID: z.clientID, ClientSecret: z.clientSecret, RefreshToken: z.refreshToken,
 		OrganizationID: z.organizationID, DataCenter: z.dc, Product: z.product,
 		AccountsURL: z.accountsURL, APIURL: z.apiURL, RequestsPerMinute: z.rate, DailyBudget: z.dailyBudget,
-	}, tds.WithRegistry(reg), tds.WithLogger(log), tds.WithReconcileSchedule(z.interval, z.fullInterval))
+	}, append([]tds.Option{tds.WithRegistry(reg), tds.WithLogger(log), tds.WithReconcileSchedule(z.interval, z.fullInterval)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("reconciliation: %w", err)
 	}
@@ -321,12 +325,16 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rc, err := s.zoho.reconciler(db, reg, log)
+	// The server's own registry: tds's metrics, and the Go runtime's and
+	// the process's.
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rc, err := s.zoho.reconciler(db, reg, log, tds.WithMetrics(metrics))
 	if err != nil {
 		return err
 	}
-	workerOpts := []tds.Option{tds.WithLogger(log), tds.WithConcurrency(s.workers)}
-	handlerOpts := s.handlerOptions(reg, log)
+	workerOpts := []tds.Option{tds.WithLogger(log), tds.WithConcurrency(s.workers), tds.WithMetrics(metrics)}
+	handlerOpts := append(s.handlerOptions(reg, log), tds.WithMetrics(metrics))
 	if rc != nil {
 		// Closed after the workers stop: a run in flight is handed over
 		// to the next start.
@@ -349,14 +357,19 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	ln = newLimitListener(ln, s.maxConns)
-	srv := &http.Server{
-		Handler:           handler,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	scrape := promhttp.HandlerFor(metrics, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
+	srv := newHTTPServer(routes(handler, scrape), log)
+	// The metrics listener, when asked for, serves /metrics alone without
+	// authentication, for a scraper on a private network.
+	var metricsSrv *http.Server
+	var metricsLn net.Listener
+	if s.metricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", s.metricsAddr); err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", scrape)
+		metricsSrv = newHTTPServer(mux, log)
 	}
 
 	// Workers run on their own context: they are stopped only after the
@@ -365,8 +378,12 @@ func serve(s *settings, log *slog.Logger) error {
 	defer stopWorkers()
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- worker.Run(workerCtx) }()
-	serveDone := make(chan error, 1)
+	serveDone := make(chan error, 2)
 	go func() { serveDone <- srv.Serve(ln) }()
+	if metricsSrv != nil {
+		go func() { serveDone <- metricsSrv.Serve(metricsLn) }()
+		log.Info("metrics listening", "addr", metricsLn.Addr().String())
+	}
 
 	log.Info("listening", "addr", ln.Addr().String(), "database", dbKind(s.database), "workers", s.workers, "max_conns", s.maxConns,
 		"reconciliation", rc != nil)
@@ -388,6 +405,11 @@ func serve(s *settings, log *slog.Logger) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		failure = errors.Join(failure, fmt.Errorf("http shutdown: %w", err))
 	}
+	if metricsSrv != nil {
+		if err := metricsSrv.Shutdown(shutdownCtx); err != nil {
+			failure = errors.Join(failure, fmt.Errorf("metrics shutdown: %w", err))
+		}
+	}
 	stopWorkers()
 	if err := <-workerDone; err != nil {
 		failure = errors.Join(failure, fmt.Errorf("worker: %w", err))
@@ -396,6 +418,28 @@ func serve(s *settings, log *slog.Logger) error {
 		log.Info("stopped")
 	}
 	return failure
+}
+
+// newHTTPServer is an HTTP server with the server's limits and timeouts.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// routes is the main listener's handler: tds's, and GET /metrics behind
+// the admin token (Prometheus scrapes with it as its bearer token).
+func routes(h *tds.Handler, scrape http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h.RequireAdmin(scrape))
+	mux.Handle("/", h)
+	return mux
 }
 
 // handlerOptions are the options of the Handler: every key, secret and

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 
 func TestParseSettings(t *testing.T) {
 	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "webhook-key-aaaaaaaa,webhook-key-bbbbbbbb", "TDS_DATABASE_URL": "sqlite:x.db",
-		"TDS_MAX_CONNS": "50", "TDS_TRUSTED_PROXIES": "10.0.0.1"}
+		"TDS_MAX_CONNS": "50", "TDS_TRUSTED_PROXIES": "10.0.0.1", "TDS_METRICS_ADDR": "127.0.0.1:9090"}
 	s, err := parseSettings([]string{"-addr", ":9100"}, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, ":9100", s.addr, "a flag wins over its variable")
@@ -46,6 +46,7 @@ func TestParseSettings(t *testing.T) {
 	require.Equal(t, "10.0.0.1", s.trustedProxies)
 	require.Equal(t, "webhook-key-aaaaaaaa,webhook-key-bbbbbbbb", s.webhookKeys)
 	require.Equal(t, "sqlite:x.db", s.database)
+	require.Equal(t, "127.0.0.1:9090", s.metricsAddr)
 
 	s, err = parseSettings(nil, func(string) string { return "" }, io.Discard)
 	require.NoError(t, err)
@@ -53,6 +54,7 @@ func TestParseSettings(t *testing.T) {
 	require.Equal(t, "sqlite:tds.db", s.database)
 	require.Equal(t, tds.DefaultConcurrency, s.workers)
 	require.Equal(t, defaultMaxConns, s.maxConns)
+	require.Empty(t, s.metricsAddr, "no metrics listener unless asked")
 	_, err = parseSettings([]string{"-max-conns", "0"}, func(string) string { return "" }, io.Discard)
 	require.ErrorContains(t, err, "-max-conns")
 	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_MAX_CONNS": "lots"}[k] }, io.Discard)
@@ -113,12 +115,13 @@ func TestServerProcess(t *testing.T) {
 
 // server is a running server process.
 type server struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stdout bytes.Buffer
-	stderr bytes.Buffer
-	addr   chan string
-	exited chan error
+	cmd         *exec.Cmd
+	mu          sync.Mutex
+	stdout      bytes.Buffer
+	stderr      bytes.Buffer
+	addr        chan string
+	metricsAddr chan string // when -metrics-addr is given
+	exited      chan error
 }
 
 func (s *server) output() string {
@@ -130,6 +133,7 @@ func (s *server) output() string {
 // collect copies r into buf line by line, reporting the listen address.
 func (s *server) collect(r io.Reader, buf *bytes.Buffer) {
 	listening := regexp.MustCompile(`msg=listening addr=(\S+)`)
+	metricsListening := regexp.MustCompile(`msg="metrics listening" addr=(\S+)`)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
@@ -138,6 +142,9 @@ func (s *server) collect(r io.Reader, buf *bytes.Buffer) {
 		s.mu.Unlock()
 		if m := listening.FindStringSubmatch(line); m != nil {
 			s.addr <- m[1]
+		}
+		if m := metricsListening.FindStringSubmatch(line); m != nil {
+			s.metricsAddr <- m[1]
 		}
 	}
 }
@@ -148,7 +155,8 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 	key, token := "", ""
 	if withFlags {
 		key, token = "proc-test-webhook-key", "proc-test-admin-token"
-		args = append(args, "-webhook-keys", "proc-test-old-webhook-key,"+key, "-admin-token", "proc-test-old-admin-token,"+token, "-max-conns", "8", "-trusted-proxies", "10.0.0.0/8")
+		args = append(args, "-webhook-keys", "proc-test-old-webhook-key,"+key, "-admin-token", "proc-test-old-admin-token,"+token, "-max-conns", "8", "-trusted-proxies", "10.0.0.0/8",
+			"-metrics-addr", "127.0.0.1:0")
 	}
 	var fake *zohofake.Server
 	if withFlags {
@@ -172,7 +180,7 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 			"TDS_ZOHO_ACCOUNTS_URL="+fake.URL(), "TDS_ZOHO_API_URL="+fake.URL(),
 			"TDS_RECONCILE_INTERVAL=0", "TDS_RECONCILE_FULL_INTERVAL=0")
 	}
-	s := &server{cmd: cmd, addr: make(chan string, 1), exited: make(chan error, 1)}
+	s := &server{cmd: cmd, addr: make(chan string, 1), metricsAddr: make(chan string, 1), exited: make(chan error, 1)}
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	stderr, err := cmd.StderrPipe()
@@ -287,6 +295,45 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&events))
 	resp.Body.Close()
 	require.Len(t, events.Events, len(files))
+
+	// /metrics: behind the admin token on the main listener, open on the
+	// metrics listener.
+	get := func(url, token string) (int, string) {
+		req, _ := http.NewRequest("GET", url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	status, answer = get(base+"/metrics", "")
+	require.Equal(t, http.StatusUnauthorized, status, answer)
+	status, answer = get(base+"/metrics", "wrong")
+	require.Equal(t, http.StatusUnauthorized, status, answer)
+	status, answer = get(base+"/metrics", token)
+	require.Equal(t, http.StatusOK, status, answer)
+	require.Contains(t, answer, `tds_ingest_requests_total{outcome="accepted",route="products"}`)
+	require.Contains(t, answer, `tds_ingest_requests_total{outcome="unauthorized",route="products"} 1`)
+	require.Contains(t, answer, `tds_queue_blocked_jobs 0`)
+	require.Contains(t, answer, "go_goroutines")
+	require.Contains(t, answer, "process_resident_memory_bytes")
+	if withFlags {
+		var metricsBase string
+		select {
+		case addr := <-s.metricsAddr:
+			metricsBase = "http://" + addr
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no metrics listener\n%s", s.output())
+		}
+		status, open := get(metricsBase+"/metrics", "")
+		require.Equal(t, http.StatusOK, status, open)
+		require.Contains(t, open, `tds_ingest_requests_total{outcome="unauthorized",route="products"} 1`)
+		status, _ = get(metricsBase+"/admin/events", "")
+		require.Equal(t, http.StatusNotFound, status, "the metrics listener serves /metrics alone")
+	}
 
 	if fake != nil {
 		// A full run, asked for through the admin API, brings the item
