@@ -124,8 +124,8 @@ func closedLoop(ctx context.Context, senders int, dur time.Duration, op func(ctx
 }
 
 // ingest posts distinct webhooks to the real Handler over loopback HTTP.
-func ingest(ctx context.Context, db *bun.DB, senders int, dur time.Duration) (throughput, error) {
-	h, err := tds.NewHandler(db, tds.WithWebhookKeys(benchKey))
+func ingest(ctx context.Context, db *bun.DB, senders int, dur time.Duration, opts ...tds.Option) (throughput, error) {
+	h, err := tds.NewHandler(db, append([]tds.Option{tds.WithWebhookKeys(benchKey)}, opts...)...)
 	if err != nil {
 		return throughput{}, err
 	}

@@ -45,6 +45,7 @@ type config struct {
 	backlogLarge int
 	backlogBatch int
 	reconcileN   int
+	metrics      []bool // runs of ingest and burn-down: metrics off and/or on
 }
 
 func main() {
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&c.backlogLarge, "backlog-large", 1000000, "backlog: the large backlog")
 	fs.IntVar(&c.backlogBatch, "backlog-batch", tds.DefaultBatchSize, "backlog: jobs per claim (the Worker's default batch size)")
 	fs.BoolVar(&short, "short", false, "tiny sizes, to check the tool works (CI)")
+	metricsMode := fs.String("metrics", "off", "ingest and burn-down: Prometheus metrics off, on (scraped every second) or both (off then on, with their ratio)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -103,6 +105,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("-rates: %q is not a positive number", v)
 		}
 		c.rates = append(c.rates, n)
+	}
+	var err error
+	if c.metrics, err = metricsModes(*metricsMode); err != nil {
+		return err
 	}
 	if c.work != "noop" && c.work != "upsert" && c.work != "both" {
 		return fmt.Errorf("-work must be noop, upsert or both, got %q", c.work)
@@ -191,17 +197,37 @@ func runIngest(ctx context.Context, db *bun.DB, c config, r *report) error {
 	if err := reset(ctx, db); err != nil {
 		return err
 	}
-	rssReset := resetPeakRSS()
-	t, err := ingest(ctx, db, c.senders, c.duration)
-	if err != nil {
-		return err
-	}
-	rss := peakRSS()
 	r.row("ingest: baseline (1 tx/event, no HTTP)", fmt.Sprintf("%.0f events/s", base.rate()),
 		fmt.Sprintf("p50 %s, p99 %s, %d senders", ms(base.p50), ms(base.p99), c.senders))
-	r.row("ingest: tds Handler over HTTP", fmt.Sprintf("%.0f events/s", t.rate()),
-		fmt.Sprintf("p50 %s, p99 %s", ms(t.p50), ms(t.p99)))
-	r.row("ingest: ratio tds / baseline", fmt.Sprintf("%.2fx", t.rate()/base.rate()), "target >= 1.5x, p99 <= 50 ms")
+	var rates []float64
+	var rssReset bool
+	var rss int64
+	for i, on := range c.metrics {
+		if i > 0 {
+			if err := reset(ctx, db); err != nil {
+				return err
+			}
+		}
+		opts, stop := withMetrics(on)
+		if i == 0 {
+			rssReset = resetPeakRSS()
+		}
+		t, err := ingest(ctx, db, c.senders, c.duration, opts...)
+		stop()
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			rss = peakRSS()
+		}
+		r.row("ingest: tds Handler over HTTP"+metricsSuffix(on), fmt.Sprintf("%.0f events/s", t.rate()),
+			fmt.Sprintf("p50 %s, p99 %s", ms(t.p50), ms(t.p99)))
+		r.row("ingest: ratio tds / baseline"+metricsSuffix(on), fmt.Sprintf("%.2fx", t.rate()/base.rate()), "target >= 1.5x, p99 <= 50 ms")
+		rates = append(rates, t.rate())
+	}
+	if len(rates) == 2 {
+		r.row("ingest: metrics on / off", fmt.Sprintf("%.3f", rates[1]/rates[0]), "target >= 0.95")
+	}
 	if rssReset {
 		r.row("peak RSS during ingest", fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20)), "whole process, senders included; target <= 100 MiB")
 	} else {
@@ -211,30 +237,48 @@ func runIngest(ctx context.Context, db *bun.DB, c config, r *report) error {
 }
 
 func runBurnDown(ctx context.Context, db *bun.DB, c config, r *report) error {
-	opts := []tds.Option{tds.WithConcurrency(c.workers), tds.WithBatchSize(c.batch)}
-	if c.work != "upsert" {
-		noop := tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil })
-		t, err := burnDown(ctx, db, c.burnDownN, noop, opts...)
+	base := []tds.Option{tds.WithConcurrency(c.workers), tds.WithBatchSize(c.batch)}
+	// one burns down once with metrics on or off; rates holds each
+	// syncer's rates, off then on.
+	rates := map[string][]float64{}
+	one := func(name string, s tds.Syncer, on bool, notes func(t throughput) string) error {
+		mopts, stop := withMetrics(on)
+		t, err := burnDown(ctx, db, c.burnDownN, s, append(append([]tds.Option{}, base...), mopts...)...)
+		stop()
 		if err != nil {
 			return err
 		}
-		r.row("burn-down: no-op Syncer", fmt.Sprintf("%.0f events/s", t.rate()),
-			fmt.Sprintf("%d events in %s, %d workers, batch %d", t.events, t.elapsed.Round(time.Millisecond), c.workers, c.batch))
-		if err := reset(ctx, db); err != nil {
-			return err
+		r.row(name+metricsSuffix(on), fmt.Sprintf("%.0f events/s", t.rate()), notes(t))
+		rates[name] = append(rates[name], t.rate())
+		return reset(ctx, db)
+	}
+	for _, on := range c.metrics {
+		if c.work != "upsert" {
+			noop := tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil })
+			err := one("burn-down: no-op Syncer", noop, on, func(t throughput) string {
+				return fmt.Sprintf("%d events in %s, %d workers, batch %d", t.events, t.elapsed.Round(time.Millisecond), c.workers, c.batch)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if c.work != "noop" {
+			mirror, err := tds.NewMirrorSyncer()
+			if err != nil {
+				return err
+			}
+			err = one("burn-down: MirrorSyncer (batched upserts)", mirror, on, func(t throughput) string {
+				return fmt.Sprintf("%d events in %s; the peer of River's -work upsert", t.events, t.elapsed.Round(time.Millisecond))
+			})
+			if err != nil {
+				return err
+			}
 		}
 	}
-	if c.work != "noop" {
-		mirror, err := tds.NewMirrorSyncer()
-		if err != nil {
-			return err
+	for _, name := range []string{"burn-down: no-op Syncer", "burn-down: MirrorSyncer (batched upserts)"} {
+		if rs := rates[name]; len(rs) == 2 {
+			r.row(name+": metrics on / off", fmt.Sprintf("%.3f", rs[1]/rs[0]), "target >= 0.95")
 		}
-		t, err := burnDown(ctx, db, c.burnDownN, mirror, opts...)
-		if err != nil {
-			return err
-		}
-		r.row("burn-down: MirrorSyncer (batched upserts)", fmt.Sprintf("%.0f events/s", t.rate()),
-			fmt.Sprintf("%d events in %s; the peer of River's -work upsert", t.events, t.elapsed.Round(time.Millisecond)))
 	}
 	return nil
 }

@@ -42,3 +42,19 @@ func TestShortRun(t *testing.T) {
 		})
 	}
 }
+
+// TestShortRunMetrics: -metrics both runs ingest and burn-down with
+// metrics off, then on, and prints their ratios.
+func TestShortRunMetrics(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"-short", "-database", dbtest.SQLiteURL(t),
+		"-scenarios", "ingest,burndown", "-work", "noop", "-metrics", "both"}, &out))
+	for _, row := range []string{
+		"| ingest: tds Handler over HTTP |", "| ingest: tds Handler over HTTP, metrics on |", "| ingest: metrics on / off |",
+		"| burn-down: no-op Syncer |", "| burn-down: no-op Syncer, metrics on |", "| burn-down: no-op Syncer: metrics on / off |",
+	} {
+		require.Contains(t, out.String(), row)
+	}
+	require.Error(t, run(context.Background(), []string{"-short", "-metrics", "maybe"}, &out))
+	t.Log("\n" + out.String())
+}
