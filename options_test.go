@@ -53,6 +53,14 @@ func sampleOptions() map[string]Option {
 		"WithDeliveryIDHeader":        WithDeliveryIDHeader("X-Delivery-Id"),
 		"WithRetryAfter":              WithRetryAfter(time.Minute),
 		"WithRefusalLimit":            WithRefusalLimit(20, time.Minute),
+		"WithAlertRules":              WithAlertRules(strings.NewReader("rules: []")),
+		"WithAlertRulesFile":          WithAlertRulesFile("testdata/alerts/rules.yml"),
+		"WithAlertWebhook":            WithAlertWebhook("https://alerts.example/hook", "s3cret"),
+		"WithAlertSlack":              WithAlertSlack("https://hooks.example/services/x"),
+		"WithAlertEvalInterval":       WithAlertEvalInterval(time.Second),
+		"WithAlertRepeat":             WithAlertRepeat(time.Hour),
+		"WithAlertNotifyTimeout":      WithAlertNotifyTimeout(time.Second),
+		"WithAlerter":                 WithAlerter(&Alerter{}),
 	}
 }
 

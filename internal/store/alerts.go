@@ -136,7 +136,7 @@ WHERE status = 'dead_letter' AND updated_at > ? GROUP BY entity_type`
 	(SELECT COUNT(*) FROM tds_sync_attempts WHERE failed_at > ?) AS failed,
 	(SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'completed' AND completed_at > ?
 		AND (outcome IS NULL OR outcome <> 'discarded')) AS completed`
-	lastReceivedSQL = `SELECT MAX(received_at) FROM tds_inbox_events WHERE source = ? AND sync_run_id IS NULL`
+	lastReceivedSQL  = `SELECT MAX(received_at) FROM tds_inbox_events WHERE source = ? AND sync_run_id IS NULL`
 	countReceivedSQL = `SELECT COUNT(*) FROM tds_inbox_events
 WHERE source = ? AND sync_run_id IS NULL AND received_at >= ?`
 	lastCompletedRunSQL = `SELECT finished_at, repaired FROM tds_sync_runs
