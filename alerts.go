@@ -16,6 +16,7 @@ import (
 
 	"github.com/tdscore/tds/internal/alert"
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/verify"
 )
 
 // Defaults of the alert options.
@@ -217,13 +218,18 @@ func WithAlertRulesFile(path string) Option {
 
 // WithAlertWebhook sends alerts to url as Alertmanager webhook payloads
 // (version 4), signed with Standard Webhooks headers when secret is set
-// (a "whsec_" base64 secret, or any other string used as is).
+// ("whsec_" followed by base64; anything else is an error).
 // Applies to [NewAlerter].
 // Defaults to no webhook.
 func WithAlertWebhook(url, secret string) Option {
 	return newOption("WithAlertWebhook", forAlerter, func(c *config) error {
 		if err := checkNotifyURL(url); err != nil {
 			return optErr("WithAlertWebhook", "%v", err)
+		}
+		if secret != "" {
+			if _, err := verify.DecodeStandardSecret(secret); err != nil {
+				return optErr("WithAlertWebhook", "%v", err)
+			}
 		}
 		c.alerting.addNotifier("webhook", alert.NewWebhook(url, secret, nil))
 		return nil

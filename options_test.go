@@ -55,7 +55,7 @@ func sampleOptions() map[string]Option {
 		"WithRefusalLimit":            WithRefusalLimit(20, time.Minute),
 		"WithAlertRules":              WithAlertRules(strings.NewReader("rules: []")),
 		"WithAlertRulesFile":          WithAlertRulesFile("testdata/alerts/rules.yml"),
-		"WithAlertWebhook":            WithAlertWebhook("https://alerts.example/hook", "s3cret"),
+		"WithAlertWebhook":            WithAlertWebhook("https://alerts.example/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
 		"WithAlertSlack":              WithAlertSlack("https://hooks.example/services/x"),
 		"WithAlertEvalInterval":       WithAlertEvalInterval(time.Second),
 		"WithAlertRepeat":             WithAlertRepeat(time.Hour),
