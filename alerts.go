@@ -98,6 +98,12 @@ type Alert struct {
 // [NewReconciler] (Zoho 429s, token refresh failures, reconcile_stale) so
 // that their counts reach the rules. Its methods are safe for concurrent
 // use; call [Alerter.Close] when done.
+//
+// A delivery is retried with backoff in the background; one given up is
+// logged and not sent again before the repeat interval, since the claim
+// that keeps other processes from sending it stays. dead_letters counts
+// the dead letters since this Alerter's previous evaluation (since one
+// interval ago on its first).
 type Alerter struct {
 	db       *bun.DB
 	st       store.Store
@@ -152,8 +158,8 @@ func NewAlerter(db *bun.DB, opts ...Option) (*Alerter, error) {
 	}
 	a := &Alerter{
 		db: db, st: st, log: cfg.logger, now: func() time.Time { return dbTime(cfg.now()) },
-		rules: s.rules, byName: make(map[string]alert.Rule), interval: or(s.interval, DefaultAlertEvalInterval),
-		repeat: or(s.repeat, DefaultAlertRepeat), process: defaultWorkerID(),
+		rules: s.rules, byName: make(map[string]alert.Rule), interval: orDefault(s.interval, DefaultAlertEvalInterval),
+		repeat: orDefault(s.repeat, DefaultAlertRepeat), process: defaultWorkerID(),
 		counts: make(map[countKey]int64), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	for _, r := range a.rules {
@@ -161,7 +167,7 @@ func NewAlerter(db *bun.DB, opts ...Option) (*Alerter, error) {
 	}
 	a.started = a.now()
 	if a.disp, err = alert.NewDispatcher(alert.DispatcherConfig{
-		Timeout: or(s.timeout, DefaultAlertNotifyTimeout), Logger: a.log,
+		Timeout: orDefault(s.timeout, DefaultAlertNotifyTimeout), Logger: a.log,
 	}, s.notifiers); err != nil {
 		return nil, fmt.Errorf("tds: NewAlerter: %w", err)
 	}
@@ -169,7 +175,7 @@ func NewAlerter(db *bun.DB, opts ...Option) (*Alerter, error) {
 	return a, nil
 }
 
-func or[T comparable](v, def T) T {
+func orDefault[T comparable](v, def T) T {
 	var zero T
 	if v == zero {
 		return def
@@ -180,7 +186,8 @@ func or[T comparable](v, def T) T {
 // WithAlertRules configures the built-in rules from a YAML document such
 // as "rules: [{name: queue_oldest_pending, threshold: 300s, for: 60s,
 // severity: warning}]"; rules it does not name keep their defaults. An
-// unknown rule or field is an error.
+// unknown rule or field is an error. r is read when the option is
+// applied, so an option built on it serves one constructor.
 // Applies to [NewAlerter].
 // Defaults to the built-in rules' defaults.
 func WithAlertRules(r io.Reader) Option {

@@ -466,3 +466,19 @@ func TestAlertAdminAPI(t *testing.T) {
 		require.Equal(t, http.StatusNotImplemented, rec.Code)
 	})
 }
+
+// TestAlertWorkerLeaderEvaluates: a Worker given WithAlerter evaluates the
+// rules in its housekeeping, without anyone calling Evaluate.
+func TestAlertWorkerLeaderEvaluates(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithAlertEvalInterval(10*time.Millisecond))
+		e.ingest(t, "1", "a")
+		e.start(t, succeeding, WithAlerter(e.a))
+		require.Eventually(t, func() bool {
+			firing, err := e.a.Alerts(t.Context(), AlertFiring)
+			require.NoError(t, err)
+			return len(firing) == 1
+		}, 20*time.Second, 5*time.Millisecond)
+	})
+}
