@@ -155,6 +155,9 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	h.mux.HandleFunc("GET /admin/sync-runs", h.admin(h.serveListRuns))
 	h.mux.HandleFunc("GET /admin/sync-runs/{id}", h.admin(h.serveRun))
 	h.mux.HandleFunc("POST /admin/sync-runs/{id}/cancel", h.admin(h.serveCancelRun))
+	h.mux.HandleFunc("GET /admin/alerts", h.admin(h.serveListAlerts))
+	h.mux.HandleFunc("POST /admin/alerts/{id}/ack", h.admin(h.serveAckAlert))
+	h.mux.HandleFunc("POST /admin/alerts/{id}/silence", h.admin(h.serveSilenceAlert))
 	return h, nil
 }
 

@@ -57,16 +57,27 @@ func (w *Worker) housekeep(ctx context.Context) {
 	defer leader.Release()
 	t := time.NewTicker(w.ws.housekeepingInterval)
 	defer t.Stop()
+	alerts, stopAlerts := w.alertTicks() // WithAlerter; see alerts_worker.go
+	defer stopAlerts()
+	housekeeping, evaluate := true, true
 	for {
 		if leader.Lead(ctx) {
-			if err := w.runHousekeeping(ctx); err != nil && ctx.Err() == nil {
-				w.log.Error("tds: housekeeping", "err", err)
+			if housekeeping {
+				if err := w.runHousekeeping(ctx); err != nil && ctx.Err() == nil {
+					w.log.Error("tds: housekeeping", "err", err)
+				}
+			}
+			if evaluate {
+				w.evaluateAlerts(ctx)
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			housekeeping, evaluate = true, false
+		case <-alerts:
+			housekeeping, evaluate = false, true
 		}
 	}
 }

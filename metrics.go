@@ -303,9 +303,13 @@ func (m *metrics) zohoHooks(h zoho.Hooks) zoho.Hooks {
 	if m == nil {
 		return h
 	}
-	h.Response = func(endpoint string, status int, _ time.Duration) {
+	response, refresh := h.Response, h.Refresh
+	h.Response = func(endpoint string, status int, elapsed time.Duration) {
 		if code := statusClass(status); code != "" {
 			m.zohoRequests.WithLabelValues(endpoint, code).Inc()
+		}
+		if response != nil {
+			response(endpoint, status, elapsed)
 		}
 	}
 	h.Refresh = func(err error) {
@@ -314,6 +318,9 @@ func (m *metrics) zohoHooks(h zoho.Hooks) zoho.Hooks {
 			outcome = "failure"
 		}
 		m.zohoRefreshes.WithLabelValues(outcome).Inc()
+		if refresh != nil {
+			refresh(err)
+		}
 	}
 	return h
 }

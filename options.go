@@ -42,10 +42,11 @@ const (
 	forMirrorSyncer
 	forHandler
 	forReconciler
+	forAlerter
 )
 
 // targetNames are the constructors of the targets, in bit order.
-var targetNames = [...]string{"NewProcessor", "NewInbox", "NewQueue", "NewWorker", "NewMirrorSyncer", "NewHandler", "NewReconciler"}
+var targetNames = [...]string{"NewProcessor", "NewInbox", "NewQueue", "NewWorker", "NewMirrorSyncer", "NewHandler", "NewReconciler", "NewAlerter"}
 
 func (t target) String() string {
 	var names []string
@@ -79,6 +80,7 @@ type config struct {
 	// reconciler is read by NewHandler (its routes) and NewWorker (its
 	// schedule).
 	reconciler *Reconciler
+	alerting   alertSettings // read by NewAlerter, and its Alerter by the others; see alerts.go
 }
 
 // newConfig applies opts for the constructor t, which must be a single
@@ -230,10 +232,10 @@ func WithIngestBatch(n int) Option {
 
 // WithClock sets the source of the current time, for tests.
 // Applies to [NewProcessor], [NewInbox], [NewQueue], [NewWorker],
-// [NewMirrorSyncer], [NewHandler] and [NewReconciler].
+// [NewMirrorSyncer], [NewHandler], [NewReconciler] and [NewAlerter].
 // Defaults to time.Now.
 func WithClock(now func() time.Time) Option {
-	return newOption("WithClock", forProcessor|forInbox|forQueue|forWorker|forMirrorSyncer|forHandler|forReconciler, func(c *config) error {
+	return newOption("WithClock", forProcessor|forInbox|forQueue|forWorker|forMirrorSyncer|forHandler|forReconciler|forAlerter, func(c *config) error {
 		if now == nil {
 			return optErr("WithClock", "clock is nil")
 		}
@@ -243,10 +245,11 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithLogger sets the logger.
-// Applies to [NewProcessor], [NewWorker], [NewHandler] and [NewReconciler].
+// Applies to [NewProcessor], [NewWorker], [NewHandler], [NewReconciler] and
+// [NewAlerter].
 // Defaults to slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return newOption("WithLogger", forProcessor|forWorker|forHandler|forReconciler, func(c *config) error {
+	return newOption("WithLogger", forProcessor|forWorker|forHandler|forReconciler|forAlerter, func(c *config) error {
 		if l == nil {
 			return optErr("WithLogger", "logger is nil")
 		}

@@ -55,6 +55,14 @@ func sampleOptions() map[string]Option {
 		"WithRetryAfter":              WithRetryAfter(time.Minute),
 		"WithRefusalLimit":            WithRefusalLimit(20, time.Minute),
 		"WithMetrics":                 WithMetrics(prometheus.NewRegistry()),
+		"WithAlertRules":              WithAlertRules(strings.NewReader("rules: []")),
+		"WithAlertRulesFile":          WithAlertRulesFile("testdata/alerts/rules.yml"),
+		"WithAlertWebhook":            WithAlertWebhook("https://alerts.example/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+		"WithAlertSlack":              WithAlertSlack("https://hooks.example/services/x"),
+		"WithAlertEvalInterval":       WithAlertEvalInterval(time.Second),
+		"WithAlertRepeat":             WithAlertRepeat(time.Hour),
+		"WithAlertNotifyTimeout":      WithAlertNotifyTimeout(time.Second),
+		"WithAlerter":                 WithAlerter(&Alerter{}),
 	}
 }
 

@@ -307,7 +307,7 @@ func NewReconciler(db *bun.DB, api ZohoAPI, opts ...Option) (*Reconciler, error)
 		AccountsURL: api.AccountsURL, APIURL: api.APIURL, RequestsPerMinute: api.RequestsPerMinute,
 		HTTPClient: api.HTTPClient, Now: cfg.now,
 		Sleep: func(ctx context.Context, d time.Duration) error { return r.wait(ctx, d) },
-		Hooks: cfg.metrics.zohoHooks(zoho.Hooks{Request: r.beforeRequest}),
+		Hooks: cfg.metrics.zohoHooks(zoho.Hooks{Request: r.beforeRequest, Response: r.countResponse, Refresh: r.countRefresh}),
 	}
 	if zc.RequestsPerMinute == 0 {
 		zc.RequestsPerMinute = DefaultZohoRequestsPerMinute
@@ -316,6 +316,7 @@ func NewReconciler(db *bun.DB, api ZohoAPI, opts ...Option) (*Reconciler, error)
 		return nil, fmt.Errorf("tds: NewReconciler: %w", err)
 	}
 	r.proc = newProcessor(db, st, cfg)
+	cfg.alerting.alerter.attach(r)
 	r.runCtx, r.stopRuns = context.WithCancel(context.Background())
 	return r, nil
 }

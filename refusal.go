@@ -218,6 +218,7 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, route, ip string)
 // refused counts a refusal of ip and logs it, at most once per address per
 // period.
 func (h *Handler) refused(r *http.Request, route, ip, reason string) {
+	h.cfg.alerting.alerter.count(counterRefused)
 	logIt, n := h.refusals.refuse(ip)
 	if !logIt {
 		return

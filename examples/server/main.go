@@ -13,7 +13,7 @@
 //	-zoho-secret               TDS_ZOHO_SECRET               Zoho webhook secrets (HMAC-SHA256 signature), comma-separated
 //	-standard-webhooks-secret  TDS_STANDARD_WEBHOOKS_SECRET  Standard Webhooks secrets (whsec_…), comma-separated
 //	-admin-token               TDS_ADMIN_TOKEN               bearer tokens of the admin API, comma-separated
-//	-workers                   TDS_WORKERS                   jobs synced at once (4)
+//	-workers                   TDS_WORKERS                   jobs synced at once (4; 0 runs ingest without workers)
 //	-max-conns                 TDS_MAX_CONNS                 connections served at once; more wait (256)
 //	-trusted-proxies           TDS_TRUSTED_PROXIES           proxies whose X-Forwarded-For is believed, comma-separated
 //	-zoho-client-id            TDS_ZOHO_CLIENT_ID            OAuth client id of the Zoho API (reconciliation)
@@ -28,6 +28,16 @@
 //	-zoho-daily-budget         TDS_ZOHO_DAILY_BUDGET         Zoho API requests a day for reconciliation (1000)
 //	-reconcile-interval        TDS_RECONCILE_INTERVAL        incremental reconciliation every (15m; 0 turns it off)
 //	-reconcile-full-interval   TDS_RECONCILE_FULL_INTERVAL   full reconciliation every (168h; 0 turns it off)
+//	-alert-rules               TDS_ALERT_RULES               YAML file configuring the built-in alert rules
+//	-alert-webhook-url         TDS_ALERT_WEBHOOK_URL         receiver of alerts as Alertmanager webhook payloads
+//	-alert-webhook-secret      TDS_ALERT_WEBHOOK_SECRET      Standard Webhooks secret (whsec_…) signing them
+//	-alert-slack-url           TDS_ALERT_SLACK_URL           Slack incoming webhook receiving alerts
+//	-alert-eval-interval       TDS_ALERT_EVAL_INTERVAL       alert rules evaluated every (15s)
+//
+// Alerts are evaluated by one process at a time, the housekeeping leader;
+// a process started with -workers 0 (a receiver-only process) competes for
+// that role too, so alerts hold whichever processes run. Reconciliation
+// runs are started only by processes with workers.
 //
 // Reconciliation runs when the four Zoho credentials are set; prefer the
 // environment for the secret and the refresh token, which a command line
@@ -97,6 +107,13 @@ type settings struct {
 	trustedProxies, metricsAddr                                         string
 	workers, maxConns                                                   int
 	zoho                                                                zohoSettings
+	alert                                                               alertSettings
+}
+
+// alertSettings are the alerts' settings.
+type alertSettings struct {
+	rules, webhookURL, webhookSecret, slackURL string
+	interval                                   time.Duration
 }
 
 // zohoSettings are the Zoho API's settings, for reconciliation.
@@ -160,6 +177,10 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if err != nil {
 		return nil, err
 	}
+	alertInterval, err := durationEnv("TDS_ALERT_EVAL_INTERVAL", tds.DefaultAlertEvalInterval)
+	if err != nil {
+		return nil, err
+	}
 	var s settings
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -169,7 +190,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.zohoSecret, "zoho-secret", env("TDS_ZOHO_SECRET", ""), "Zoho webhook secrets, comma-separated, checked against X-Zoho-Webhook-Signature (TDS_ZOHO_SECRET)")
 	fs.StringVar(&s.standardSecret, "standard-webhooks-secret", env("TDS_STANDARD_WEBHOOKS_SECRET", ""), "Standard Webhooks secrets, whsec_…, comma-separated (TDS_STANDARD_WEBHOOKS_SECRET)")
 	fs.StringVar(&s.adminToken, "admin-token", env("TDS_ADMIN_TOKEN", ""), "bearer tokens of the admin API, comma-separated (TDS_ADMIN_TOKEN)")
-	fs.IntVar(&s.workers, "workers", workers, "how many jobs are synced at once (TDS_WORKERS)")
+	fs.IntVar(&s.workers, "workers", workers, "how many jobs are synced at once; 0 runs ingest without workers (TDS_WORKERS)")
 	fs.IntVar(&s.maxConns, "max-conns", maxConns, "connections served at once; more wait to be accepted (TDS_MAX_CONNS)")
 	fs.StringVar(&s.metricsAddr, "metrics-addr", env("TDS_METRICS_ADDR", ""), "a second listen address serving only GET /metrics, without authentication: keep it private (TDS_METRICS_ADDR)")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", env("TDS_TRUSTED_PROXIES", ""), "proxies (addresses or CIDR prefixes), comma-separated, whose X-Forwarded-For gives the client address (TDS_TRUSTED_PROXIES)")
@@ -186,11 +207,20 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.IntVar(&z.dailyBudget, "zoho-daily-budget", zohoBudget, "Zoho API requests a day for reconciliation (TDS_ZOHO_DAILY_BUDGET)")
 	fs.DurationVar(&z.interval, "reconcile-interval", interval, "incremental reconciliation every; 0 turns it off (TDS_RECONCILE_INTERVAL)")
 	fs.DurationVar(&z.fullInterval, "reconcile-full-interval", fullInterval, "full reconciliation every; 0 turns it off (TDS_RECONCILE_FULL_INTERVAL)")
+	al := &s.alert
+	fs.StringVar(&al.rules, "alert-rules", env("TDS_ALERT_RULES", ""), "YAML file configuring the built-in alert rules (TDS_ALERT_RULES)")
+	fs.StringVar(&al.webhookURL, "alert-webhook-url", env("TDS_ALERT_WEBHOOK_URL", ""), "receiver of alerts as Alertmanager webhook payloads (TDS_ALERT_WEBHOOK_URL)")
+	fs.StringVar(&al.webhookSecret, "alert-webhook-secret", env("TDS_ALERT_WEBHOOK_SECRET", ""), "Standard Webhooks secret, whsec_…, signing the alert webhooks (TDS_ALERT_WEBHOOK_SECRET)")
+	fs.StringVar(&al.slackURL, "alert-slack-url", env("TDS_ALERT_SLACK_URL", ""), "Slack incoming webhook receiving alerts (TDS_ALERT_SLACK_URL)")
+	fs.DurationVar(&al.interval, "alert-eval-interval", alertInterval, "alert rules evaluated every (TDS_ALERT_EVAL_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if s.workers < 0 {
+		return nil, fmt.Errorf("-workers must be >= 0, got %d", s.workers)
 	}
 	if s.maxConns < 1 {
 		return nil, fmt.Errorf("-max-conns must be >= 1, got %d", s.maxConns)
@@ -329,12 +359,18 @@ func serve(s *settings, log *slog.Logger) error {
 	// the process's.
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rc, err := s.zoho.reconciler(db, reg, log, tds.WithMetrics(metrics))
+	alerter, err := tds.NewAlerter(db, s.alert.options(log)...)
 	if err != nil {
 		return err
 	}
-	workerOpts := []tds.Option{tds.WithLogger(log), tds.WithConcurrency(s.workers), tds.WithMetrics(metrics)}
-	handlerOpts := append(s.handlerOptions(reg, log), tds.WithMetrics(metrics))
+	defer closeAlerter(alerter, log)
+	rc, err := s.zoho.reconciler(db, reg, log, tds.WithMetrics(metrics), tds.WithAlerter(alerter))
+	if err != nil {
+		return err
+	}
+	workerOpts := []tds.Option{tds.WithLogger(log), tds.WithConcurrency(max(s.workers, 1)), tds.WithMetrics(metrics),
+		tds.WithAlerter(alerter)}
+	handlerOpts := append(s.handlerOptions(reg, log), tds.WithMetrics(metrics), tds.WithAlerter(alerter))
 	if rc != nil {
 		// Closed after the workers stop: a run in flight is handed over
 		// to the next start.
@@ -377,7 +413,15 @@ func serve(s *settings, log *slog.Logger) error {
 	workerCtx, stopWorkers := context.WithCancel(context.Background())
 	defer stopWorkers()
 	workerDone := make(chan error, 1)
-	go func() { workerDone <- worker.Run(workerCtx) }()
+	if s.workers > 0 {
+		go func() { workerDone <- worker.Run(workerCtx) }()
+	} else {
+		// No Worker: this process evaluates the alerts when it leads.
+		go func() {
+			_ = alerter.Run(workerCtx)
+			workerDone <- nil
+		}()
+	}
 	serveDone := make(chan error, 2)
 	go func() { serveDone <- srv.Serve(ln) }()
 	if metricsSrv != nil {
@@ -527,4 +571,29 @@ func dbKind(url string) string {
 		return "postgresql"
 	}
 	return url
+}
+
+// options are the Alerter's options.
+func (a *alertSettings) options(log *slog.Logger) []tds.Option {
+	opts := []tds.Option{tds.WithLogger(log), tds.WithAlertEvalInterval(a.interval)}
+	if a.rules != "" {
+		opts = append(opts, tds.WithAlertRulesFile(a.rules))
+	}
+	if a.webhookURL != "" {
+		opts = append(opts, tds.WithAlertWebhook(a.webhookURL, a.webhookSecret))
+	}
+	if a.slackURL != "" {
+		opts = append(opts, tds.WithAlertSlack(a.slackURL))
+	}
+	return opts
+}
+
+// closeAlerter flushes the alert counters and gives the last
+// notifications a few seconds.
+func closeAlerter(a *tds.Alerter, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Close(ctx); err != nil {
+		log.Warn("closing the alerter", "error", err)
+	}
 }

@@ -86,6 +86,22 @@ func TestParseSettings(t *testing.T) {
 
 	_, err = parseSettings([]string{"extra"}, func(string) string { return "" }, io.Discard)
 	require.Error(t, err)
+
+	aenv := map[string]string{"TDS_WORKERS": "0", "TDS_ALERT_RULES": "rules.yml", "TDS_ALERT_WEBHOOK_URL": "https://alerts.example/hook",
+		"TDS_ALERT_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "TDS_ALERT_SLACK_URL": "https://hooks.example/x",
+		"TDS_ALERT_EVAL_INTERVAL": "30s"}
+	s, err = parseSettings(nil, func(k string) string { return aenv[k] }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, 0, s.workers)
+	require.Equal(t, alertSettings{rules: "rules.yml", webhookURL: "https://alerts.example/hook",
+		webhookSecret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", slackURL: "https://hooks.example/x", interval: 30 * time.Second}, s.alert)
+	s, err = parseSettings(nil, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, tds.DefaultAlertEvalInterval, s.alert.interval)
+	_, err = parseSettings([]string{"-workers", "-1"}, func(string) string { return "" }, io.Discard)
+	require.ErrorContains(t, err, "-workers")
+	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_ALERT_EVAL_INTERVAL": "often"}[k] }, io.Discard)
+	require.ErrorContains(t, err, "TDS_ALERT_EVAL_INTERVAL")
 	require.Equal(t, []string{"a", "b"}, splitList(" a, ,b,"))
 }
 

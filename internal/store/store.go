@@ -455,6 +455,7 @@ type Store interface {
 	NewLeader(db *bun.DB, log *slog.Logger) Leader
 
 	Runs
+	Alerts
 }
 
 // Waker wakes idle workers after ingest commits.

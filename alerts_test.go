@@ -1,0 +1,484 @@
+package tds
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds/internal/alert"
+	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/verify"
+)
+
+const testAlertSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// onlyRule is a rules file enabling rule alone, with its fields (YAML
+// flow mapping entries such as "threshold: 2").
+func onlyRule(rule, fields string) io.Reader {
+	var b strings.Builder
+	b.WriteString("rules:\n")
+	for _, r := range alert.DefaultRules() {
+		if r.Name == rule {
+			fmt.Fprintf(&b, "  - {name: %s, enabled: true%s}\n", r.Name, prefixComma(fields))
+		} else {
+			fmt.Fprintf(&b, "  - {name: %s, enabled: false}\n", r.Name)
+		}
+	}
+	return strings.NewReader(b.String())
+}
+
+func prefixComma(s string) string {
+	if s == "" {
+		return ""
+	}
+	return ", " + s
+}
+
+type alertEnv struct {
+	*workerEnv
+	a *Alerter
+}
+
+func newAlertEnv(t *testing.T, tdb *testDB, opts ...Option) *alertEnv {
+	t.Helper()
+	e := &alertEnv{workerEnv: newWorkerEnv(t, tdb)}
+	e.a = e.alerter(t, tdb.db, opts...)
+	return e
+}
+
+// alerter returns an Alerter on db with the env's clock, closed at the
+// end of the test.
+func (e *alertEnv) alerter(t *testing.T, db *bun.DB, opts ...Option) *Alerter {
+	t.Helper()
+	base := []Option{WithClock(e.clock.Now), WithLogger(slog.New(slog.DiscardHandler))}
+	a, err := NewAlerter(db, append(base, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	return a
+}
+
+// state evaluates once and returns the state of rule's newest alert ("" when none).
+func (e *alertEnv) state(t *testing.T, rule string) string {
+	t.Helper()
+	require.NoError(t, e.a.Evaluate(t.Context()))
+	alerts, err := e.a.Alerts(t.Context(), "")
+	require.NoError(t, err)
+	for _, a := range alerts {
+		if a.Rule == rule {
+			return a.State
+		}
+	}
+	return ""
+}
+
+// runJobs runs a Worker with s until every job in ids has status st.
+func (e *alertEnv) runJobs(t *testing.T, s Syncer, st Status, ids ...int64) {
+	t.Helper()
+	stop := e.start(t, s)
+	for _, id := range ids {
+		e.waitStatus(t, id, st)
+	}
+	stop()
+}
+
+var failing = SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { return Permanent(errors.New("no")) })
+var succeeding = SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { return nil })
+
+func insertRun(t *testing.T, db *bun.DB, finished time.Time, repaired int64) {
+	t.Helper()
+	_, err := db.NewInsert().Model(&store.Run{
+		Source: DefaultSource, Mode: "incremental", EntityTypes: json.RawMessage(`["product"]`), Status: store.RunCompleted,
+		StartedAt: finished.Add(-time.Minute), FinishedAt: &finished, Cursor: json.RawMessage(`{}`), Repaired: repaired,
+	}).ExcludeColumn("id").Exec(t.Context())
+	require.NoError(t, err)
+}
+
+// TestAlertRulesFireAndResolve drives each built-in rule through firing
+// and resolution with a test clock, on both dialects.
+func TestAlertRulesFireAndResolve(t *testing.T) {
+	cases := []struct {
+		rule, fields string
+		fire         func(t *testing.T, e *alertEnv)
+		resolve      func(t *testing.T, e *alertEnv)
+	}{
+		{alert.RuleQueueOldestPending, "threshold: 300s, for: 60s",
+			func(t *testing.T, e *alertEnv) {
+				e.ingest(t, "1", "a") // no worker: it waits
+				require.Equal(t, "", e.state(t, alert.RuleQueueOldestPending))
+				e.clock.Advance(6 * time.Minute)
+				require.Equal(t, AlertPending, e.state(t, alert.RuleQueueOldestPending))
+				e.clock.Advance(time.Minute)
+			},
+			func(t *testing.T, e *alertEnv) {
+				var ids []int64
+				jobs, err := e.q.ListPending(t.Context(), 10)
+				require.NoError(t, err)
+				for _, j := range jobs {
+					ids = append(ids, j.ID)
+				}
+				e.runJobs(t, succeeding, StatusCompleted, ids...)
+			}},
+		{alert.RuleDeadLetters, "",
+			func(t *testing.T, e *alertEnv) {
+				e.runJobs(t, failing, StatusDeadLetter, e.ingest(t, "1", "a"))
+			},
+			func(t *testing.T, e *alertEnv) { e.clock.Advance(15 * time.Second) }},
+		{alert.RuleSyncFailureRatio, "min_count: 2, threshold: 0.4",
+			func(t *testing.T, e *alertEnv) {
+				e.runJobs(t, succeeding, StatusCompleted, e.ingest(t, "1", "a"))
+				require.Equal(t, "", e.state(t, alert.RuleSyncFailureRatio), "one attempt is under min_count")
+				e.runJobs(t, failing, StatusDeadLetter, e.ingest(t, "2", "b"))
+			},
+			func(t *testing.T, e *alertEnv) { e.clock.Advance(6 * time.Minute) }},
+		{alert.RuleAuthFailures, "threshold: 2",
+			func(t *testing.T, e *alertEnv) {
+				h, err := NewHandler(e.db, WithWebhookKeys(testWebhookKey), WithClock(e.clock.Now), WithLogger(quietLogger),
+					WithAlerter(e.a))
+				require.NoError(t, err)
+				for range 3 {
+					req := httptest.NewRequest(http.MethodPost, "/webhooks/products", strings.NewReader(`{}`))
+					req.Header.Set("X-Webhook-Key", "wrong")
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					require.Equal(t, http.StatusUnauthorized, rec.Code)
+				}
+			},
+			func(t *testing.T, e *alertEnv) { e.clock.Advance(6 * time.Minute) }},
+		{alert.RuleSourceSilent, "threshold: 1h",
+			func(t *testing.T, e *alertEnv) {
+				e.ingest(t, "1", "a")
+				require.Equal(t, "", e.state(t, alert.RuleSourceSilent))
+				e.clock.Advance(2 * time.Hour)
+			},
+			func(t *testing.T, e *alertEnv) { e.ingest(t, "2", "b") }},
+		{alert.RuleReconcileStale, "",
+			func(t *testing.T, e *alertEnv) {
+				rc, err := NewReconciler(e.db, ZohoAPI{ClientID: "c", ClientSecret: "s", RefreshToken: "r", OrganizationID: "o",
+					AccountsURL: "http://127.0.0.1:1", APIURL: "http://127.0.0.1:1"},
+					WithClock(e.clock.Now), WithLogger(quietLogger), WithAlerter(e.a), WithReconcileSchedule(time.Hour, 24*time.Hour))
+				require.NoError(t, err)
+				t.Cleanup(func() { rc.Close() })
+				require.Equal(t, "", e.state(t, alert.RuleReconcileStale))
+				e.clock.Advance(2*time.Hour + time.Second)
+			},
+			func(t *testing.T, e *alertEnv) { insertRun(t, e.db, e.clock.Now(), 0) }},
+		{alert.RuleDrift, "",
+			func(t *testing.T, e *alertEnv) { insertRun(t, e.db, e.clock.Now(), 11) },
+			func(t *testing.T, e *alertEnv) {
+				e.clock.Advance(time.Minute)
+				insertRun(t, e.db, e.clock.Now(), 0)
+			}},
+		{alert.RuleZohoRateLimited, "",
+			func(t *testing.T, e *alertEnv) {
+				rc := &Reconciler{cfg: &config{alerting: alertSettings{alerter: e.a}}}
+				rc.countResponse("GET /items", http.StatusOK, 0)
+				rc.countResponse("GET /items", http.StatusTooManyRequests, 0)
+			},
+			func(t *testing.T, e *alertEnv) { e.clock.Advance(16 * time.Minute) }},
+		{alert.RuleZohoDailyWebhooks, "threshold: 1",
+			func(t *testing.T, e *alertEnv) {
+				e.ingest(t, "1", "a")
+				require.Equal(t, "", e.state(t, alert.RuleZohoDailyWebhooks))
+				e.ingest(t, "2", "b")
+			},
+			func(t *testing.T, e *alertEnv) { e.clock.Advance(24 * time.Hour) }},
+		{alert.RuleZohoAuth, "",
+			func(t *testing.T, e *alertEnv) {
+				rc := &Reconciler{cfg: &config{alerting: alertSettings{alerter: e.a}}}
+				rc.countRefresh(nil)
+				require.Equal(t, "", e.state(t, alert.RuleZohoAuth))
+				rc.countRefresh(errors.New("invalid_code"))
+			},
+			func(t *testing.T, e *alertEnv) { e.clock.Advance(16 * time.Minute) }},
+	}
+	require.Len(t, cases, len(alert.DefaultRules()), "every built-in rule has a scenario")
+	for _, tc := range cases {
+		t.Run(tc.rule, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, tdb *testDB) {
+				e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(tc.rule, tc.fields)))
+				tc.fire(t, e)
+				require.Equal(t, AlertFiring, e.state(t, tc.rule))
+				tc.resolve(t, e)
+				require.Equal(t, AlertResolved, e.state(t, tc.rule))
+				firing, err := e.a.Alerts(t.Context(), AlertFiring)
+				require.NoError(t, err)
+				require.Empty(t, firing)
+			})
+		})
+	}
+}
+
+// receiver records the Alertmanager payloads it is sent.
+type receiver struct {
+	*httptest.Server
+	mu   sync.Mutex
+	msgs []alert.WebhookMessage
+	got  chan struct{}
+	t    *testing.T
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{got: make(chan struct{}, 100), t: t}
+	key, err := verify.DecodeStandardSecret(testAlertSecret)
+	require.NoError(t, err)
+	v := verify.NewStandard([][]byte{key}, 5*time.Minute)
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		if err := v.Verify(req.Header, url.Values{}, body, time.Now()); err != nil {
+			t.Errorf("bad signature: %v", err)
+		}
+		var m alert.WebhookMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Errorf("bad payload: %v", err)
+		}
+		r.mu.Lock()
+		if testing.Verbose() {
+			t.Logf("received %s %s", m.Status, body)
+		}
+		r.msgs = append(r.msgs, m)
+		r.mu.Unlock()
+		r.got <- struct{}{}
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) next(t *testing.T) alert.WebhookMessage {
+	t.Helper()
+	select {
+	case <-r.got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no notification")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.msgs[len(r.msgs)-1]
+}
+
+func (r *receiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+func TestAlertWebhookFiringThenResolved(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		rcv := newReceiver(t)
+		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithAlertWebhook(rcv.URL, testAlertSecret))
+		e.ingest(t, "1", "a")
+		require.NoError(t, e.a.Evaluate(t.Context()))
+		m := rcv.next(t)
+		require.Equal(t, "4", m.Version)
+		require.Equal(t, "firing", m.Status)
+		require.Len(t, m.Alerts, 1)
+		require.Equal(t, alert.RuleZohoDailyWebhooks, m.Alerts[0].Labels["alertname"])
+		require.NotEmpty(t, m.Alerts[0].Fingerprint)
+
+		e.clock.Advance(24 * time.Hour)
+		require.NoError(t, e.a.Evaluate(t.Context()))
+		m = rcv.next(t)
+		require.Equal(t, "resolved", m.Status)
+		require.Equal(t, "resolved", m.Alerts[0].Status)
+	})
+}
+
+func TestAlertTwoAlertersSendOneNotification(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		rcv := newReceiver(t)
+		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithAlertWebhook(rcv.URL, testAlertSecret))
+		db2, err := Open(t.Context(), tdb.url)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db2.Close() })
+		a2 := e.alerter(t, db2, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithAlertWebhook(rcv.URL, testAlertSecret))
+		e.ingest(t, "1", "a")
+
+		start := make(chan struct{})
+		errs := make(chan error, 2)
+		for _, a := range []*Alerter{e.a, a2} {
+			go func() {
+				<-start
+				errs <- a.Evaluate(context.Background())
+			}()
+		}
+		close(start)
+		for range 2 {
+			if err := <-errs; err != nil && !errors.Is(err, ErrDatabaseUnavailable) {
+				require.NoError(t, err)
+			}
+		}
+		// Close waits for every queued delivery.
+		require.NoError(t, e.a.Close(t.Context()))
+		require.NoError(t, a2.Close(t.Context()))
+		require.Equal(t, 1, rcv.count())
+		firing, err := e.a.Alerts(t.Context(), AlertFiring)
+		require.NoError(t, err)
+		require.Len(t, firing, 1)
+	})
+}
+
+func TestAlertRestartDoesNotResendBeforeRepeat(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		rcv := newReceiver(t)
+		// A reader is read once: each Alerter gets its own.
+		opts := func() []Option {
+			return []Option{WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+				WithAlertWebhook(rcv.URL, testAlertSecret), WithAlertRepeat(4 * time.Hour)}
+		}
+		e := newAlertEnv(t, tdb, opts()...)
+		e.clock.Advance(-9 * time.Hour) // 01:00, so that the day lasts
+		e.ingest(t, "1", "a")
+		require.NoError(t, e.a.Evaluate(t.Context()))
+		require.NoError(t, e.a.Close(t.Context()))
+		require.Equal(t, 1, rcv.count())
+
+		// A new process, an hour later: the alert is firing and was sent.
+		e.clock.Advance(time.Hour)
+		a2 := e.alerter(t, tdb.db, opts()...)
+		require.NoError(t, a2.Evaluate(t.Context()))
+		e.clock.Advance(2 * time.Hour)
+		require.NoError(t, a2.Evaluate(t.Context()))
+		require.NoError(t, a2.Close(t.Context()))
+		require.Equal(t, 1, rcv.count())
+
+		// Past the repeat interval it is sent again.
+		a3 := e.alerter(t, tdb.db, opts()...)
+		e.clock.Advance(time.Hour)
+		require.NoError(t, a3.Evaluate(t.Context()))
+		require.NoError(t, a3.Close(t.Context()))
+		require.Equal(t, 2, rcv.count())
+	})
+}
+
+func TestAlertSlowNotifierDelaysNothing(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		release := make(chan struct{})
+		stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		t.Cleanup(stuck.Close)
+		t.Cleanup(func() { close(release) })
+		slack := make(chan struct{}, 10)
+		fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { slack <- struct{}{} }))
+		t.Cleanup(fast.Close)
+
+		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithAlertWebhook(stuck.URL, ""), WithAlertSlack(fast.URL), WithAlertNotifyTimeout(time.Hour))
+		e.ingest(t, "1", "a")
+		begin := time.Now()
+		require.NoError(t, e.a.Evaluate(t.Context()))
+		e.clock.Advance(24 * time.Hour)
+		require.NoError(t, e.a.Evaluate(t.Context()))
+		require.Less(t, time.Since(begin), 5*time.Second, "evaluations wait for no receiver")
+		for range 2 { // firing, then resolved, through the other notifier
+			select {
+			case <-slack:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the Slack notifier was held up by the stuck webhook")
+			}
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, e.a.Close(ctx), context.DeadlineExceeded)
+	})
+}
+
+func TestAlertAdminAPI(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")))
+		h, err := NewHandler(e.db, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken),
+			WithClock(e.clock.Now), WithLogger(quietLogger), WithAlerter(e.a))
+		require.NoError(t, err)
+		e.ingest(t, "1", "a")
+		require.NoError(t, e.a.Evaluate(t.Context()))
+
+		do := func(method, path, body string) (int, map[string]any) {
+			req := httptest.NewRequest(method, path, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+testAdminToken)
+			if method == http.MethodPost {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			var out map[string]any
+			_ = json.Unmarshal(rec.Body.Bytes(), &out)
+			return rec.Code, out
+		}
+		code, out := do(http.MethodGet, "/admin/alerts?state=firing", "")
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, true, out["success"])
+		alerts := out["alerts"].([]any)
+		require.Len(t, alerts, 1)
+		first := alerts[0].(map[string]any)
+		for _, k := range []string{"id", "rule", "state", "labels", "value", "started_at", "resolved_at", "acknowledged_at", "silenced_until"} {
+			require.Contains(t, first, k)
+		}
+		id := int64(first["id"].(float64))
+
+		code, _ = do(http.MethodGet, "/admin/alerts?state=bogus", "")
+		require.Equal(t, http.StatusBadRequest, code)
+		code, _ = do(http.MethodPost, fmt.Sprintf("/admin/alerts/%d/ack", id), "")
+		require.Equal(t, http.StatusOK, code)
+		code, _ = do(http.MethodPost, "/admin/alerts/999/ack", "")
+		require.Equal(t, http.StatusNotFound, code)
+		until := e.clock.Now().Add(time.Hour).Format(time.RFC3339)
+		code, _ = do(http.MethodPost, fmt.Sprintf("/admin/alerts/%d/silence", id), `{"until": "`+until+`"}`)
+		require.Equal(t, http.StatusOK, code)
+		code, _ = do(http.MethodPost, "/admin/alerts/999/silence", `{"until": "`+until+`"}`)
+		require.Equal(t, http.StatusNotFound, code)
+		past := e.clock.Now().Add(-time.Hour).Format(time.RFC3339)
+		code, _ = do(http.MethodPost, fmt.Sprintf("/admin/alerts/%d/silence", id), `{"until": "`+past+`"}`)
+		require.Equal(t, http.StatusBadRequest, code)
+		code, _ = do(http.MethodPost, fmt.Sprintf("/admin/alerts/%d/silence", id), `{"until": "tomorrow"}`)
+		require.Equal(t, http.StatusBadRequest, code)
+
+		got, err := e.a.Alerts(t.Context(), AlertFiring)
+		require.NoError(t, err)
+		require.NotNil(t, got[0].AcknowledgedAt)
+		require.NotNil(t, got[0].SilencedUntil)
+
+		// Without an Alerter: 501.
+		h2, err := NewHandler(e.db, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken), WithLogger(quietLogger))
+		require.NoError(t, err)
+		req := httptest.NewRequest(http.MethodGet, "/admin/alerts", nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		rec := httptest.NewRecorder()
+		h2.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusNotImplemented, rec.Code)
+	})
+}
+
+// TestAlertWorkerLeaderEvaluates: a Worker given WithAlerter evaluates the
+// rules in its housekeeping, without anyone calling Evaluate.
+func TestAlertWorkerLeaderEvaluates(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithAlertEvalInterval(10*time.Millisecond))
+		e.ingest(t, "1", "a")
+		e.start(t, succeeding, WithAlerter(e.a))
+		require.Eventually(t, func() bool {
+			firing, err := e.a.Alerts(t.Context(), AlertFiring)
+			require.NoError(t, err)
+			return len(firing) == 1
+		}, 20*time.Second, 5*time.Millisecond)
+	})
+}
