@@ -176,7 +176,7 @@ func TestWorkerBatchOrderAcrossProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the order test takes a while")
 	}
-	const entities, versions, senders = 60, 10, 6
+	const entities, versions, senders = 40, 8, 4
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		require.NoError(t, MigrateMirror(ctx, tdb.db, ZohoRegistry()))
@@ -589,8 +589,8 @@ func TestMirrorSyncerBatchEquivalence(t *testing.T) {
 		rng := rand.New(rand.NewPCG(12, 34))
 		types := []string{EventCreate, EventUpdate, EventUpdate, EventDelete}
 		var evs []*Event
-		for range 300 {
-			evs = append(evs, versioned(fmt.Sprint(rng.IntN(25)), rng.IntN(40), types[rng.IntN(len(types))]))
+		for range 200 {
+			evs = append(evs, versioned(fmt.Sprint(rng.IntN(20)), rng.IntN(30), types[rng.IntN(len(types))]))
 		}
 
 		run := func(tdb *testDB, batched bool) ([]mirrorState, []jobOutcome, int) {
@@ -662,6 +662,6 @@ func TestMirrorSyncerBatchEquivalence(t *testing.T) {
 		}
 		require.Positive(t, superseded, "the workload has stale versions")
 		require.Positive(t, deleted, "the workload has deletes")
-		require.Len(t, batchRows, 25)
+		require.Len(t, batchRows, 20)
 	})
 }
