@@ -665,3 +665,35 @@ func TestMirrorSyncerBatchEquivalence(t *testing.T) {
 		require.Len(t, batchRows, 20)
 	})
 }
+
+// TestMirrorSyncerBatchSameRowTwice: the mirror table is keyed by entity
+// id alone, so one batch can hold two jobs that write the same row (the
+// same id from two sources). The batch must treat them as Sync does: in
+// order, the older version superseded by the newer.
+func TestMirrorSyncerBatchSameRowTwice(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newWorkerEnv(t, tdb)
+		require.NoError(t, MigrateMirror(ctx, e.db, ZohoRegistry()))
+		m, err := NewMirrorSyncer(WithClock(e.clock.Now))
+		require.NoError(t, err)
+		newer := versioned("X", 20, EventUpdate)
+		newer.Source = "erp-a"
+		older := versioned("X", 10, EventUpdate)
+		older.Source = "erp-b"
+		first, second := mustProcess(t, e.p, newer), mustProcess(t, e.p, older)
+		bs := &batchFuncs{sync: m.Sync, batch: m.SyncBatch}
+		e.start(t, bs, WithBatchSize(100), WithConcurrency(1))
+		j := e.waitStatus(t, first, StatusCompleted)
+		require.Equal(t, OutcomeSynced, *j.Outcome)
+		j = e.waitStatus(t, second, StatusCompleted)
+		require.Equal(t, OutcomeSuperseded, *j.Outcome, "as Sync would have it")
+		require.Len(t, bs.calls(), 1)
+		require.Equal(t, int64(2), bs.syncs.Load(), "synced one at a time")
+		var row mirrorState
+		require.NoError(t, e.db.NewSelect().Table("products").Column("source", "source_modified_at").
+			Where("entity_id = ?", "X").Scan(ctx, &row))
+		require.Equal(t, "erp-a", row.Source)
+		requireSameTime(t, time.Date(2026, 11, 1, 0, 20, 0, 0, time.UTC), row.Version)
+	})
+}
