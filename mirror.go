@@ -110,6 +110,7 @@ func (m *MirrorSyncer) SyncBatch(ctx context.Context, tx bun.Tx, jobs []*SyncJob
 	type group struct {
 		rows []store.Mirror
 		jobs []*SyncJob
+		ids  map[string]bool
 	}
 	var tables []string
 	groups := map[string]*group{}
@@ -120,10 +121,18 @@ func (m *MirrorSyncer) SyncBatch(ctx context.Context, tx bun.Tx, jobs []*SyncJob
 		}
 		g := groups[table]
 		if g == nil {
-			g = &group{}
+			g = &group{ids: map[string]bool{}}
 			groups[table] = g
 			tables = append(tables, table)
 		}
+		if g.ids[job.EntityID] {
+			// Two jobs write the same row (a table is keyed by entity id
+			// alone: the same id from two sources, or two entity types
+			// sharing a table). One statement cannot apply them in order
+			// nor tell which was stale: Sync them one at a time.
+			return fmt.Errorf("tds: two jobs of the batch write %s %q", table, job.EntityID)
+		}
+		g.ids[job.EntityID] = true
 		g.rows = append(g.rows, m.row(table, job, now))
 		g.jobs = append(g.jobs, job)
 	}

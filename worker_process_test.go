@@ -30,7 +30,10 @@ import (
 //     hangs there, holding the uncommitted write, until it is killed;
 //   - "order": runs a Worker of 4 goroutines with a MirrorSyncer, writes
 //     every sync's wall-clock interval to TDS_TEST_OUT as JSON lines and
-//     stops gracefully on SIGTERM.
+//     stops gracefully on SIGTERM;
+//   - "batchorder": like "order" with a BatchSyncer over MirrorSyncer
+//     (batchOrderSyncer), batches of 20, which also logs every job it
+//     applies in the table apply_log, through the job's transaction.
 func childWorker(mode string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
@@ -78,6 +81,14 @@ func childWorker(mode string) int {
 			}
 			return err
 		})
+	case "batchorder":
+		out, err = os.Create(os.Getenv("TDS_TEST_OUT"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		opts = append(opts, WithConcurrency(4), WithBatchSize(20))
+		s = batchOrderSyncer(mirror, out)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown child mode", mode)
 		return 2
