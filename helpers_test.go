@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("TDS_TEST_CHILD_RECONCILE"); mode != "" {
 		os.Exit(childReconcile(mode))
 	}
+	if rcv := os.Getenv("TDS_TEST_CHILD_ALERT"); rcv != "" {
+		os.Exit(childAlert(rcv))
+	}
 	dbtest.Main(m)
 }
 

@@ -1,0 +1,152 @@
+package tds
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tdscore/tds/internal/alert"
+)
+
+// processAlertRules are the rules of the alerting child processes: only
+// zoho_daily_webhooks, breaching from the first webhook of the day and
+// firing at once.
+func processAlertRules() io.Reader {
+	return onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0, for: 0s")
+}
+
+// childAlert is the body of an alerting process started by a
+// multi-process test (TDS_TEST_CHILD_ALERT=receiver URL, TDS_TEST_URL: the
+// database, TDS_TEST_NOW: its clock, fixed, RFC 3339): it builds an
+// Alerter with processAlertRules notifying the receiver, prints "READY",
+// waits for a line on stdin (the barrier), evaluates once, closes the
+// Alerter, which waits for its queued notifications to be delivered, and
+// prints "DONE".
+func childAlert(receiverURL string) int {
+	ctx := context.Background()
+	now, err := time.Parse(time.RFC3339Nano, os.Getenv("TDS_TEST_NOW"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	db, err := Open(ctx, os.Getenv("TDS_TEST_URL"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer db.Close()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := NewAlerter(db, WithClock(func() time.Time { return now }), WithLogger(logger),
+		WithAlertRules(processAlertRules()), WithAlertWebhook(receiverURL, testAlertSecret))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	// A first query before the barrier, so that both evaluations start
+	// with an open connection and overlap as much as they can.
+	if _, err := a.Alerts(ctx, ""); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = a.Close(ctx)
+		return 2
+	}
+	fmt.Println("READY")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = a.Close(ctx)
+		return 2
+	}
+	evalErr := a.Evaluate(ctx)
+	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	closeErr := a.Close(closeCtx)
+	if evalErr != nil || closeErr != nil {
+		fmt.Fprintln(os.Stderr, "evaluate:", evalErr, "close:", closeErr)
+		return 1
+	}
+	fmt.Println("DONE")
+	return 0
+}
+
+// alertChild is an alerting child process.
+type alertChild struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	stderr *strings.Builder
+}
+
+// startAlertChild starts this test binary as an alerting process.
+func startAlertChild(t *testing.T, dbURL, receiverURL string, now time.Time) *alertChild {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TDS_TEST_CHILD_ALERT="+receiverURL, "TDS_TEST_URL="+dbURL,
+		"TDS_TEST_NOW="+now.Format(time.RFC3339Nano))
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	c := &alertChild{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(stdout), stderr: new(strings.Builder)}
+	cmd.Stderr = c.stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return c
+}
+
+// TestAlertTwoProcessesSendOneNotification is issue 13's "two processes
+// send one notification": two OS processes, each with its own Alerter and
+// connection pool on the same database, evaluate a breaching rule at the
+// same moment, released together by a line on their stdin; each waits in
+// Close for the notifications it queued. The receiver gets exactly one
+// firing notification, and tds_alerts holds one firing alert whose
+// notification is recorded.
+func TestAlertTwoProcessesSendOneNotification(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		rcv := newReceiver(t)
+		e := newWorkerEnv(t, tdb)
+		e.ingest(t, "1", "a") // one webhook today: above the threshold of 0
+
+		children := []*alertChild{
+			startAlertChild(t, tdb.url, rcv.URL, e.clock.Now()),
+			startAlertChild(t, tdb.url, rcv.URL, e.clock.Now()),
+		}
+		for _, c := range children {
+			line, err := c.stdout.ReadString('\n')
+			require.NoError(t, err, "child stderr: %s", c.stderr)
+			require.Equal(t, "READY\n", line)
+		}
+		for _, c := range children {
+			_, err := io.WriteString(c.stdin, "GO\n")
+			require.NoError(t, err)
+		}
+		for _, c := range children {
+			out, _ := io.ReadAll(c.stdout)
+			require.NoError(t, c.cmd.Wait(), "child stderr: %s", c.stderr)
+			require.Equal(t, "DONE\n", string(out), "child stderr: %s", c.stderr)
+		}
+
+		// Both processes have exited, after delivering what they queued.
+		require.Equal(t, 1, rcv.count(), "exactly one notification")
+		m := rcv.next(t)
+		require.Equal(t, "firing", m.Status)
+		require.Len(t, m.Alerts, 1)
+		require.Equal(t, alert.RuleZohoDailyWebhooks, m.Alerts[0].Labels["alertname"])
+
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_alerts"), "one alert")
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_alerts WHERE rule = ? AND state = ? AND last_notified_at IS NOT NULL",
+			alert.RuleZohoDailyWebhooks, AlertFiring), "firing, its notification recorded")
+	})
+}
