@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -76,34 +74,11 @@ func childAlert(receiverURL string) int {
 	return 0
 }
 
-// alertChild is an alerting child process.
-type alertChild struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-	stderr *strings.Builder
-}
-
 // startAlertChild starts this test binary as an alerting process.
-func startAlertChild(t *testing.T, dbURL, receiverURL string, now time.Time) *alertChild {
+func startAlertChild(t *testing.T, dbURL, receiverURL string, now time.Time) *testChild {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "TDS_TEST_CHILD_ALERT="+receiverURL, "TDS_TEST_URL="+dbURL,
+	return startTestChild(t, "TDS_TEST_CHILD_ALERT="+receiverURL, "TDS_TEST_URL="+dbURL,
 		"TDS_TEST_NOW="+now.Format(time.RFC3339Nano))
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	c := &alertChild{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(stdout), stderr: new(strings.Builder)}
-	cmd.Stderr = c.stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	return c
 }
 
 // TestAlertTwoProcessesSendOneNotification is issue 13's "two processes
@@ -119,7 +94,7 @@ func TestAlertTwoProcessesSendOneNotification(t *testing.T) {
 		e := newWorkerEnv(t, tdb)
 		e.ingest(t, "1", "a") // one webhook today: above the threshold of 0
 
-		children := []*alertChild{
+		children := []*testChild{
 			startAlertChild(t, tdb.url, rcv.URL, e.clock.Now()),
 			startAlertChild(t, tdb.url, rcv.URL, e.clock.Now()),
 		}

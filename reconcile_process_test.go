@@ -89,33 +89,10 @@ func childReconcile(mode string) int {
 	}
 }
 
-// reconcileChild is a reconciling child process.
-type reconcileChild struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-	stderr *strings.Builder
-}
-
 // startReconcileChild starts this test binary as a reconciling process.
-func startReconcileChild(t *testing.T, mode, dbURL, zohoURL string) *reconcileChild {
+func startReconcileChild(t *testing.T, mode, dbURL, zohoURL string) *testChild {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "TDS_TEST_CHILD_RECONCILE="+mode, "TDS_TEST_URL="+dbURL, "TDS_TEST_ZOHO="+zohoURL)
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	c := &reconcileChild{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(stdout), stderr: new(strings.Builder)}
-	cmd.Stderr = c.stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	return c
+	return startTestChild(t, "TDS_TEST_CHILD_RECONCILE="+mode, "TDS_TEST_URL="+dbURL, "TDS_TEST_ZOHO="+zohoURL)
 }
 
 // countingSyncer mirrors and counts how often each job was applied.
@@ -352,7 +329,7 @@ func TestReconcileTwoProcessesStartOneRun(t *testing.T) {
 		t.Cleanup(func() { close(hold) })
 		fake.OnRequest(func(*http.Request) { <-hold })
 
-		children := []*reconcileChild{
+		children := []*testChild{
 			startReconcileChild(t, "start", tdb.url, fake.URL()),
 			startReconcileChild(t, "start", tdb.url, fake.URL()),
 		}
