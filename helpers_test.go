@@ -221,3 +221,22 @@ func startTestChild(t *testing.T, env ...string) *testChild {
 	})
 	return c
 }
+
+// jobVersion is a job's outcome with its event's version.
+type jobVersion struct {
+	ID       int64     `bun:"id"`
+	EntityID string    `bun:"source_entity_id"`
+	Outcome  string    `bun:"outcome"`
+	Version  time.Time `bun:"source_modified_at"`
+}
+
+// jobVersions lists every job with its outcome and version, in id order.
+func jobVersions(t *testing.T, db *bun.DB) []jobVersion {
+	t.Helper()
+	var jobs []jobVersion
+	require.NoError(t, db.NewSelect().TableExpr("tds_sync_queue AS q").
+		Join("JOIN tds_inbox_events AS e ON e.id = q.inbox_event_id").
+		ColumnExpr("q.id, q.source_entity_id, q.outcome, e.source_modified_at").
+		OrderExpr("q.id").Scan(context.Background(), &jobs))
+	return jobs
+}

@@ -219,11 +219,7 @@ func TestWorkerBatchLeaseLostAtCompletion(t *testing.T) {
 			n, _ := calls.Load(id)
 			require.Equal(t, 2, *n.(*int), "run again after the rollback")
 		}
-		j := e.job(t, ids[1])
-		require.Equal(t, StatusProcessing, j.Status, "left to its holder")
-		require.Equal(t, "thief", *j.LeasedBy)
-		require.Empty(t, obs.of(ids[1]))
-		require.Equal(t, int64(2), w.Stats().Completed)
+		e.requireStolen(t, ids[1], &obs, w)
 	})
 }
 
@@ -414,4 +410,16 @@ func TestWorkerBatchFailureWithoutSavepoint(t *testing.T) {
 		require.Equal(t, 2, calls[ids[0]], "the job before it ran again, its first writes undone")
 		require.Equal(t, 1, calls[ids[2]])
 	})
+}
+
+// requireStolen checks that job id, whose lease a "thief" took during a
+// batch, was left to it: still processing, unreported, and that the batch
+// completed the two others.
+func (e *workerEnv) requireStolen(t *testing.T, id int64, obs *observed, w *Worker) {
+	t.Helper()
+	j := e.job(t, id)
+	require.Equal(t, StatusProcessing, j.Status, "left to its holder")
+	require.Equal(t, "thief", *j.LeasedBy)
+	require.Empty(t, obs.of(id))
+	require.Equal(t, int64(2), w.Stats().Completed)
 }

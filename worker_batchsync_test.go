@@ -255,16 +255,7 @@ func TestWorkerBatchOrderAcrossProcesses(t *testing.T) {
 		require.NoError(t, tdb.db.NewSelect().Table("apply_log").Column("seq", "entity_id", "job_id", "via").
 			Order("seq").Scan(ctx, &log))
 		require.Len(t, log, total)
-		var jobs []struct {
-			ID       int64     `bun:"id"`
-			EntityID string    `bun:"source_entity_id"`
-			Outcome  string    `bun:"outcome"`
-			Version  time.Time `bun:"source_modified_at"`
-		}
-		require.NoError(t, tdb.db.NewSelect().TableExpr("tds_sync_queue AS q").
-			Join("JOIN tds_inbox_events AS e ON e.id = q.inbox_event_id").
-			ColumnExpr("q.id, q.source_entity_id, q.outcome, e.source_modified_at").
-			OrderExpr("q.id").Scan(ctx, &jobs))
+		jobs := jobVersions(t, tdb.db)
 		version := map[int64]time.Time{}
 		for _, j := range jobs {
 			require.Equal(t, OutcomeSynced, j.Outcome, "job %d", j.ID)
@@ -512,11 +503,7 @@ func TestWorkerBatchLeaseLostInSyncBatch(t *testing.T) {
 			require.Equal(t, StatusCompleted, e.job(t, id).Status)
 			require.Len(t, obs.of(id), 1)
 		}
-		j := e.job(t, ids[1])
-		require.Equal(t, StatusProcessing, j.Status, "left to its holder")
-		require.Equal(t, "thief", *j.LeasedBy)
-		require.Empty(t, obs.of(ids[1]))
-		require.Equal(t, int64(2), w.Stats().Completed)
+		e.requireStolen(t, ids[1], &obs, w)
 	})
 }
 

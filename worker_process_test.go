@@ -279,16 +279,7 @@ func TestWorkerOrderAcrossProcesses(t *testing.T) {
 
 	// Outcomes: in arrival (id) order, a version below the best so far is
 	// superseded, every other one synced.
-	var jobs []struct {
-		ID       int64     `bun:"id"`
-		EntityID string    `bun:"source_entity_id"`
-		Outcome  string    `bun:"outcome"`
-		Version  time.Time `bun:"source_modified_at"`
-	}
-	require.NoError(t, tdb.db.NewSelect().TableExpr("tds_sync_queue AS q").
-		Join("JOIN tds_inbox_events AS e ON e.id = q.inbox_event_id").
-		ColumnExpr("q.id, q.source_entity_id, q.outcome, e.source_modified_at").
-		OrderExpr("q.id").Scan(ctx, &jobs))
+	jobs := jobVersions(t, tdb.db)
 	best := map[string]time.Time{}
 	for _, j := range jobs {
 		want := OutcomeSynced
