@@ -339,9 +339,6 @@ func (b *batchRun) finish() (redo []*store.Job, err error) {
 			}
 			return without(b.jobs, b.lost), nil
 		}
-		if err := b.w.st.RecordApplied(b.ctx, b.tx, b.applied(now)); err != nil {
-			return nil, wrapDBErr("recording what was applied", err)
-		}
 	}
 	if err := b.tx.Commit(); err != nil {
 		return nil, wrapDBErr("committing a batch", err)
@@ -356,29 +353,6 @@ func (b *batchRun) finish() (redo []*store.Job, err error) {
 		b.results[i].CommittedAt = at
 	}
 	return nil, nil
-}
-
-// applied is what the batch's synced jobs applied, for tds_applied: what
-// reconciliation compares with the source, whatever the Syncer. A job whose
-// Syncer found a newer version applied (superseded) applied nothing.
-func (b *batchRun) applied(now time.Time) []store.Applied {
-	out := make([]store.Applied, 0, len(b.done))
-	for _, bj := range b.done {
-		ev := b.events[bj.job.InboxEventID]
-		if ev == nil || bj.sj.outcome != OutcomeSynced {
-			continue
-		}
-		a := store.Applied{Source: bj.job.Source, EntityType: bj.job.EntityType, EntityID: bj.job.EntityID,
-			Version: ev.Version, ContentHash: ev.ContentHash, Deleted: bj.job.EventType == EventDelete,
-			SyncedAt: now, InboxEventID: bj.job.InboxEventID}
-		if ev.Version.Equal(ev.ReceivedAt) {
-			// The record carries no version (its version is when it
-			// arrived): a sweep compares its fields instead, so keep it.
-			a.Data = ev.Payload
-		}
-		out = append(out, a)
-	}
-	return out
 }
 
 func isClosed(ch <-chan struct{}) bool {

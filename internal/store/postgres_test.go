@@ -205,3 +205,29 @@ func TestPostgresNeedsReadCommitted(t *testing.T) {
 		return err
 	}))
 }
+
+// TestPostgresClaimCommitIsLocal: the claim commits without waiting for
+// its flush, but only the claim: on the same connection, the next
+// transaction (an ingest's, say) is synchronous again.
+func TestPostgresClaimCommitIsLocal(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, "postgres")
+	db.SetMaxOpenConns(1) // the claim's connection is the one asked below
+	st := store.NewPostgres()
+	s := newSuite(t, db, st)
+	queued := s.queue(ent("a"), 5, 3)
+	// The test server runs without flushes altogether; this session
+	// asks for them.
+	_, err := db.ExecContext(s.ctx, "SET synchronous_commit = on")
+	require.NoError(t, err)
+
+	jobs, err := st.Claim(s.ctx, db, "w1", 10, t0, t0.Add(time.Minute))
+	require.NoError(t, err)
+	require.Len(t, jobs, 1)
+	require.Equal(t, queued.ID, jobs[0].ID)
+
+	var setting string
+	require.NoError(t, db.NewRaw("SHOW synchronous_commit").Scan(s.ctx, &setting))
+	require.Equal(t, "on", setting)
+	require.Equal(t, store.StatusProcessing, s.job(queued.ID).Status)
+}

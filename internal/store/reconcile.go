@@ -205,6 +205,21 @@ type reconcileSQL struct {
 	jsonTime func(time.Time) string
 }
 
+// appliedHead and appliedTail select, from the completed jobs q (a
+// relation "done") and their events e, the tds_applied row of each synced
+// job: the event's version and hash, whether it deleted, when (a parameter
+// between the two parts, typed the dialect's way), and the record itself
+// only when it carries no version (its version is when it arrived), for a
+// sweep to compare its fields instead.
+const (
+	appliedHead = `q.source, q.entity_type, q.source_entity_id, e.source_modified_at, e.content_hash,
+	q.event_type = 'delete', `
+	appliedTail = `, e.id,
+	CASE WHEN e.source_modified_at = e.received_at THEN e.payload END
+	FROM done AS q JOIN tds_inbox_events AS e ON e.id = q.inbox_event_id
+	WHERE q.outcome = 'synced'`
+)
+
 const appliedSet = `version = excluded.version, content_hash = excluded.content_hash,
 	deleted = excluded.deleted, synced_at = excluded.synced_at, inbox_event_id = excluded.inbox_event_id,
 	data = excluded.data`

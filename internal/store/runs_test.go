@@ -206,3 +206,62 @@ func TestRunsAPICallsAndWatermarks(t *testing.T) {
 		require.Empty(t, marks)
 	})
 }
+
+// TestCompleteRecordsApplied: completing a batch records what each synced
+// job applied, from its event: the version and hash, a delete, the record
+// only when it has no version of its own; a superseded job applied
+// nothing, and an older version completed later never overwrites.
+func TestCompleteRecordsApplied(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		s := newSuite(t, db, st)
+		versioned := s.event(ent("a"))
+		versioned.Version = t0.Add(time.Hour)
+		deleted := s.event(ent("b")) // no version of its own: Version == ReceivedAt
+		deleted.EventType = "delete"
+		superseded := s.event(ent("c"))
+		stored, err := st.InsertEvents(s.ctx, db, []store.Ingest{withJob(versioned, 5), withJob(deleted, 5), withJob(superseded, 5)})
+		require.NoError(t, err)
+		require.Len(t, stored, 3)
+		var done []store.Completion
+		for _, j := range s.claim("w", 10, t0) {
+			outcome := "synced"
+			if j.EntityID == "c" {
+				outcome = "superseded"
+			}
+			done = append(done, store.Completion{Job: j, Outcome: outcome})
+		}
+		require.Len(t, done, 3)
+		require.NoError(t, s.tx(func(tx bun.Tx) error {
+			got, err := st.Complete(s.ctx, tx, "w", done, nil, t0.Add(time.Minute))
+			require.Len(t, got, 3)
+			return err
+		}))
+
+		got, err := st.AppliedOf(s.ctx, db, "zoho", "product", []string{"a", "b", "c"})
+		require.NoError(t, err)
+		require.Len(t, got, 2, "the superseded job applied nothing")
+		byID := map[string]store.Applied{}
+		for _, a := range got {
+			byID[a.EntityID] = a
+		}
+		a, b := byID["a"], byID["b"]
+		require.True(t, versioned.Version.Equal(a.Version), "version %s", a.Version)
+		require.Equal(t, versioned.ContentHash, a.ContentHash)
+		require.False(t, a.Deleted)
+		require.Nil(t, a.Data, "a versioned record is not kept")
+		require.Equal(t, stored[0].ID, a.InboxEventID)
+		require.True(t, t0.Add(time.Minute).Equal(a.SyncedAt), "synced at %s", a.SyncedAt)
+		require.True(t, b.Deleted)
+		require.JSONEq(t, string(deleted.Payload), string(b.Data), "an unversioned record is kept")
+
+		// An older version of a, completed afterwards, leaves the newer.
+		older := s.event(ent("a"))
+		older.Version = t0.Add(30 * time.Minute)
+		_, err = st.InsertEvents(s.ctx, db, []store.Ingest{withJob(older, 5)})
+		require.NoError(t, err)
+		s.complete("w", t0.Add(2*time.Minute), s.claim("w", 10, t0)...)
+		got, err = st.AppliedOf(s.ctx, db, "zoho", "product", []string{"a"})
+		require.NoError(t, err)
+		require.Equal(t, versioned.ContentHash, got[0].ContentHash)
+	})
+}

@@ -131,6 +131,17 @@ FROM (SELECT value ->> '$[0]' AS job_id, value ->> '$[1]' AS attempt, value ->> 
 WHERE ` + leaseHeld + `
 RETURNING id, TRUE AS any_blocked`
 
+	// sqRecordAppliedSQL records in tds_applied what the synced jobs
+	// among a JSON array of job ids applied, once they are completed.
+	sqRecordAppliedSQL = `WITH done AS (SELECT * FROM tds_sync_queue
+	WHERE id IN (SELECT value FROM json_each(?)) AND status = 'completed')
+INSERT INTO tds_applied (source, entity_type, source_entity_id, version, content_hash,
+	deleted, synced_at, inbox_event_id, data)
+SELECT ` + appliedHead + `?` + appliedTail + `
+ORDER BY e.source_modified_at, q.id
+ON CONFLICT (source, entity_type, source_entity_id) DO UPDATE SET ` + appliedSet + `
+WHERE tds_applied.version <= excluded.version`
+
 	// sqLeases is the lease relation of a JSON array of [id, attempt]
 	// pairs.
 	sqLeases = `(SELECT value ->> '$[0]' AS job_id, value ->> '$[1]' AS attempt FROM json_each(?)) AS lease`
@@ -441,6 +452,13 @@ func (s SQLite) Complete(ctx context.Context, db bun.IDB, owner string, done []C
 		}
 		if len(got) < len(done) {
 			return out, nil // the caller rolls back
+		}
+		ids := make([]int64, len(got))
+		for i, r := range got {
+			ids[i] = r.ID
+		}
+		if _, err := db.ExecContext(ctx, sqRecordAppliedSQL, jsonParam(ids), sqTime(at)); err != nil {
+			return nil, err
 		}
 	}
 	if _, err := s.dialect.unblock(ctx, db, finishing, finishing, at); err != nil {
