@@ -402,7 +402,9 @@ type Store interface {
 	Claim(ctx context.Context, db *bun.DB, owner string, limit int, at, leaseUntil time.Time) ([]*Job, error)
 	// Payloads reads the events of a batch's jobs.
 	Payloads(ctx context.Context, db bun.IDB, eventIDs []int64) ([]Payload, error)
-	// Complete marks done completed, under owner's leases, then hands each
+	// Complete marks done completed, under owner's leases, records in
+	// tds_applied what each synced job applied (its event's version, hash
+	// and, when the event has no version, its record), then hands each
 	// entity of a finished job (done, or dead-lettered earlier in db) on to
 	// its next job, under the entities' locks. It returns the ids it
 	// completed: fewer than done means leases were lost, and the caller
