@@ -260,8 +260,8 @@ func (m *metrics) observeJobs(results []JobResult) {
 			continue
 		}
 		m.syncAttempts.WithLabelValues(r.EntityType, outcome).Inc()
-		if !r.started.IsZero() {
-			m.syncDuration.WithLabelValues(r.EntityType, outcome).Observe(nonNegative(r.CommittedAt.Sub(r.started)))
+		if !r.StartedAt.IsZero() {
+			m.syncDuration.WithLabelValues(r.EntityType, outcome).Observe(nonNegative(r.CommittedAt.Sub(r.StartedAt)))
 		}
 		if r.Status == StatusCompleted && !r.ReceivedAt.IsZero() {
 			m.endToEnd.WithLabelValues(r.EntityType).Observe(nonNegative(r.CommittedAt.Sub(r.ReceivedAt)))

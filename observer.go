@@ -32,8 +32,11 @@ type JobResult struct {
 	// CommittedAt is when the transaction that decided the job's fate
 	// committed, by the worker's clock ([WithClock]).
 	CommittedAt time.Time
-
-	started time.Time // when the attempt started, for tds_sync_duration_seconds
+	// StartedAt is when the attempt started: its Sync, or the SyncBatch of
+	// its batch, was called, by the worker's clock. It is zero for a job
+	// handed back before it started. StartedAt minus ReceivedAt is the
+	// time the job waited; CommittedAt minus StartedAt, the time it took.
+	StartedAt time.Time
 }
 
 // WithObserver sets a function a [Worker] calls once per job, after the

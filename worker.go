@@ -432,6 +432,6 @@ func (w *Worker) fail(job *store.Job, syncErr error, started time.Time) {
 		return
 	}
 	r := resultOf(job, nil, status, "", syncErr)
-	r.CommittedAt, r.started = w.cfg.now(), started
+	r.CommittedAt, r.StartedAt = w.cfg.now(), started
 	w.report([]JobResult{r})
 }

@@ -304,7 +304,7 @@ func (b *batchRun) fail(bj *batchJob, syncErr error) error {
 		b.dead = append(b.dead, bj.job)
 	}
 	r := resultOf(bj.job, bj.sj, status, "", syncErr)
-	r.started = bj.started
+	r.StartedAt = bj.started
 	b.results = append(b.results, r)
 	return nil
 }
@@ -346,7 +346,7 @@ func (b *batchRun) finish() (redo []*store.Job, err error) {
 	at := b.w.cfg.now()
 	for _, bj := range b.done {
 		r := resultOf(bj.job, bj.sj, StatusCompleted, bj.sj.outcome, nil)
-		r.started = bj.started
+		r.StartedAt = bj.started
 		b.results = append(b.results, r)
 	}
 	for i := range b.results {

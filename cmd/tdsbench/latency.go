@@ -28,13 +28,23 @@ func runWorker(ctx context.Context, w *tds.Worker) (stop func() error) {
 	}
 }
 
+// spans are one latency run's measurements, each sorted: from the start of
+// each POST to the commit of its mirror row (total) and to its answer
+// (acked); from the answer to the start of its job's attempt (waited:
+// wake-up and claim) and from there to the commit (worked: sync,
+// completion and commit).
+type spans struct {
+	total, acked, waited, worked []time.Duration
+}
+
 // latency posts webhooks at a fixed rate and measures, per event, the time
-// from the start of its POST to the commit of its mirror row.
-func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, workers, batch int) (total, acked []time.Duration, err error) {
+// from the start of its POST to the commit of its mirror row, split.
+func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, workers, batch int) (sp spans, err error) {
 	var (
 		mu        sync.Mutex
 		sent      = map[string]time.Time{}
 		answered  = map[string]time.Time{}
+		started   = map[string]time.Time{}
 		committed = map[string]time.Time{}
 		all       = make(chan struct{})
 		want      = int(float64(rate) * dur.Seconds())
@@ -46,29 +56,30 @@ func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, worke
 		mu.Lock()
 		defer mu.Unlock()
 		committed[r.EntityID] = r.CommittedAt
+		started[r.EntityID] = r.StartedAt
 		if len(committed) == want {
 			close(all)
 		}
 	}
 	mirror, err := tds.NewMirrorSyncer()
 	if err != nil {
-		return nil, nil, err
+		return sp, err
 	}
 	w, err := tds.NewWorker(db, mirror, tds.WithConcurrency(workers), tds.WithBatchSize(batch), tds.WithObserver(observer))
 	if err != nil {
-		return nil, nil, err
+		return sp, err
 	}
 	stop := runWorker(ctx, w)
 	defer func() { _ = stop() }()
 
 	h, err := tds.NewHandler(db, tds.WithWebhookKeys(benchKey))
 	if err != nil {
-		return nil, nil, err
+		return sp, err
 	}
 	defer h.Close()
 	srv, err := serve(h)
 	if err != nil {
-		return nil, nil, err
+		return sp, err
 	}
 	defer srv.stop()
 	client := newClient(64)
@@ -84,7 +95,7 @@ func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, worke
 	for n := range want {
 		select {
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return sp, ctx.Err()
 		case <-tick.C:
 		}
 		id := fmt.Sprintf("%s-%d", run, n)
@@ -107,23 +118,25 @@ func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, worke
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		return nil, nil, err
+		return sp, err
 	}
 	select {
 	case <-all:
 	case <-time.After(60 * time.Second):
-		return nil, nil, fmt.Errorf("only %d of %d events synced within a minute", len(committed), want)
+		return sp, fmt.Errorf("only %d of %d events synced within a minute", len(committed), want)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	total, acked = make([]time.Duration, 0, want), make([]time.Duration, 0, want)
 	for id, t0 := range sent {
-		total = append(total, committed[id].Sub(t0))
-		acked = append(acked, answered[id].Sub(t0))
+		sp.total = append(sp.total, committed[id].Sub(t0))
+		sp.acked = append(sp.acked, answered[id].Sub(t0))
+		sp.waited = append(sp.waited, started[id].Sub(answered[id]))
+		sp.worked = append(sp.worked, committed[id].Sub(started[id]))
 	}
-	slices.Sort(total)
-	slices.Sort(acked)
-	return total, acked, nil
+	for _, d := range [][]time.Duration{sp.total, sp.acked, sp.waited, sp.worked} {
+		slices.Sort(d)
+	}
+	return sp, nil
 }
 
 func runLatency(ctx context.Context, db *bun.DB, c config, r *report) error {
@@ -134,7 +147,7 @@ func runLatency(ctx context.Context, db *bun.DB, c config, r *report) error {
 			}
 		}
 		rssReset := resetPeakRSS()
-		lat, acked, err := latency(ctx, db, rate, c.latencyDur, c.workers, c.batch)
+		sp, err := latency(ctx, db, rate, c.latencyDur, c.workers, c.batch)
 		if err != nil {
 			return err
 		}
@@ -142,14 +155,21 @@ func runLatency(ctx context.Context, db *bun.DB, c config, r *report) error {
 		if !rssReset {
 			rss += " (whole run: could not reset it)"
 		}
-		r.row(fmt.Sprintf("latency at %d events/s: POST to mirror row committed", rate),
-			fmt.Sprintf("p50 %s, p95 %s, p99 %s", ms(percentile(lat, 50)), ms(percentile(lat, 95)), ms(percentile(lat, 99))),
-			fmt.Sprintf("%d events over %s; worker poll interval %s; %s", len(lat), c.latencyDur, tds.DefaultPollInterval, rss))
+		r.row(fmt.Sprintf("latency at %d events/s: POST to mirror row committed", rate), percentiles(sp.total),
+			fmt.Sprintf("%d events over %s; worker poll interval %s; %s", len(sp.total), c.latencyDur, tds.DefaultPollInterval, rss))
 		r.row(fmt.Sprintf("latency at %d events/s: of which the POST (inbox committed, 200 received)", rate),
-			fmt.Sprintf("p50 %s, p95 %s, p99 %s", ms(percentile(acked, 50)), ms(percentile(acked, 95)), ms(percentile(acked, 99))),
-			"the rest is wake-up, claim, sync and the batch's commit")
+			percentiles(sp.acked), "the rest is wake-up, claim, sync and the batch's commit")
+		r.row(fmt.Sprintf("latency at %d events/s: of which 200 received to the attempt's start", rate),
+			percentiles(sp.waited), "the wake-up and the claim")
+		r.row(fmt.Sprintf("latency at %d events/s: of which the attempt's start to the commit", rate),
+			percentiles(sp.worked), "the sync, the completion and the batch's commit")
 	}
 	return nil
+}
+
+// percentiles formats the p50, p95 and p99 of sorted durations.
+func percentiles(d []time.Duration) string {
+	return fmt.Sprintf("p50 %s, p95 %s, p99 %s", ms(percentile(d, 50)), ms(percentile(d, 95)), ms(percentile(d, 99)))
 }
 
 // claimTime builds a backlog of n waiting events and returns the mean time
