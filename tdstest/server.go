@@ -2,9 +2,7 @@ package tdstest
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -224,12 +222,4 @@ func firstLine(err error) string {
 	}
 	line, _, _ := strings.Cut(err.Error(), "\n")
 	return line
-}
-
-// randHex keeps the database names of two runs with the same pid apart
-// on a shared server.
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails
-	return hex.EncodeToString(b)
 }
