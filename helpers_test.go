@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
-	"github.com/tdscore/tds/internal/dbtest"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -35,7 +34,24 @@ func TestMain(m *testing.M) {
 	if rcv := os.Getenv("TDS_TEST_CHILD_ALERT"); rcv != "" {
 		os.Exit(childAlert(rcv))
 	}
-	dbtest.Main(m)
+	if TestKit.Main == nil {
+		os.Stderr.WriteString("tds: TestKit is not set: kit_test.go (package tds_test) must hand tdstest in\n")
+		os.Exit(2)
+	}
+	TestKit.Main(m)
+}
+
+// TestKit is package tdstest, which gives the tests their databases, handed
+// in by kit_test.go. The tests of this package are in package tds, and
+// tdstest imports tds: importing it here would be an import cycle. The
+// external test package (tds_test) may import it, and both packages are
+// linked into the one test binary, whose package initialisation (kit_test.go's
+// init) runs before TestMain. Exported only to the tests: this is a _test file.
+var TestKit struct {
+	Main func(m *testing.M)
+	// PostgresURL and SQLiteURL return a fresh migrated database, or an
+	// empty one when empty is true.
+	PostgresURL, SQLiteURL func(t testing.TB, empty bool) string
 }
 
 func childMigrate(url string) int {
@@ -53,16 +69,6 @@ func childMigrate(url string) int {
 	return 0
 }
 
-// migrateURL prepares the PostgreSQL template every test database is cloned from.
-func migrateURL(ctx context.Context, url string) error {
-	db, err := Open(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return Migrate(ctx, db)
-}
-
 // testDB is one migrated database of one dialect.
 type testDB struct {
 	name string // "postgres" or "sqlite"
@@ -77,18 +83,15 @@ func openTestDB(t testing.TB, dialect string) *testDB {
 	var url string
 	switch dialect {
 	case "postgres":
-		url = dbtest.PostgresURL(t, migrateURL)
+		url = TestKit.PostgresURL(t, false)
 	case "sqlite":
-		url = dbtest.SQLiteURL(t)
+		url = TestKit.SQLiteURL(t, false)
 	default:
 		t.Fatalf("unknown dialect %q", dialect)
 	}
 	db, err := Open(ctx, url)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	if dialect == "sqlite" {
-		require.NoError(t, Migrate(ctx, db))
-	}
 	return &testDB{name: dialect, url: url, db: db}
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
-	"github.com/tdscore/tds/internal/dbtest"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -117,9 +116,9 @@ func TestReadMigrationsRejectsBadNames(t *testing.T) {
 // freshURL is an empty, unmigrated database of the dialect.
 func freshURL(t *testing.T, dialect string) string {
 	if dialect == "postgres" {
-		return dbtest.PostgresURL(t, nil)
+		return TestKit.PostgresURL(t, true)
 	}
-	return dbtest.SQLiteURL(t)
+	return TestKit.SQLiteURL(t, true)
 }
 
 func requireMigratedOnce(t *testing.T, url string) {

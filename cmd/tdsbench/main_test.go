@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tdscore/tds/internal/dbtest"
+	"github.com/tdscore/tds/tdstest"
 )
 
 func TestMain(m *testing.M) {
@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 	if n, err := strconv.Atoi(os.Getenv(fakeZohoEnv)); err == nil {
 		os.Exit(serveFakeZoho(n))
 	}
-	dbtest.Main(m)
+	tdstest.Main(m)
 }
 
 // The benchmark tool runs every scenario in its short mode on both
@@ -25,9 +25,9 @@ func TestMain(m *testing.M) {
 func TestShortRun(t *testing.T) {
 	for _, dialect := range []string{"postgres", "sqlite"} {
 		t.Run(dialect, func(t *testing.T) {
-			url := dbtest.SQLiteURL(t)
+			url := tdstest.SQLiteURL(t, tdstest.Unmigrated())
 			if dialect == "postgres" {
-				url = dbtest.PostgresURL(t, nil)
+				url = tdstest.PostgresURL(t, tdstest.Unmigrated())
 			}
 			var out bytes.Buffer
 			require.NoError(t, run(context.Background(), []string{"-short", "-database", url}, &out))
@@ -47,7 +47,7 @@ func TestShortRun(t *testing.T) {
 // metrics off, then on, and prints their ratios.
 func TestShortRunMetrics(t *testing.T) {
 	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"-short", "-database", dbtest.SQLiteURL(t),
+	require.NoError(t, run(context.Background(), []string{"-short", "-database", tdstest.SQLiteURL(t, tdstest.Unmigrated()),
 		"-scenarios", "ingest,burndown", "-work", "noop", "-metrics", "both"}, &out))
 	for _, row := range []string{
 		"| ingest: tds Handler over HTTP |", "| ingest: tds Handler over HTTP, metrics on |", "| ingest: metrics on / off |",

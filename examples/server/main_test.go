@@ -29,11 +29,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tdscore/tds"
-	"github.com/tdscore/tds/internal/dbtest"
 	"github.com/tdscore/tds/internal/zohofake"
+	"github.com/tdscore/tds/tdstest"
 )
 
-func TestMain(m *testing.M) { dbtest.Main(m) }
+func TestMain(m *testing.M) { tdstest.Main(m) }
 
 func TestParseSettings(t *testing.T) {
 	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "webhook-key-aaaaaaaa,webhook-key-bbbbbbbb", "TDS_DATABASE_URL": "sqlite:x.db",
@@ -125,7 +125,7 @@ func TestServerProcess(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
 		// An empty database: the server migrates it.
-		runServer(t, bin, dbtest.PostgresURL(t, nil), true)
+		runServer(t, bin, tdstest.PostgresURL(t, tdstest.Unmigrated()), true)
 	})
 }
 

@@ -17,10 +17,10 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/tdscore/tds/internal/dberr"
-	"github.com/tdscore/tds/internal/dbtest"
+	"github.com/tdscore/tds/tdstest"
 )
 
-func TestMain(m *testing.M) { dbtest.Main(m) }
+func TestMain(m *testing.M) { tdstest.Main(m) }
 
 func TestIsUnavailableGenericErrors(t *testing.T) {
 	t.Parallel()
@@ -91,7 +91,7 @@ func TestIsUnavailableSQLite(t *testing.T) {
 func TestIsUnavailablePostgres(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	url := dbtest.PostgresURL(t, nil)
+	url := tdstest.PostgresURL(t, tdstest.Unmigrated())
 	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(url)))
 	defer db.Close()
 

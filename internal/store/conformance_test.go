@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
-	"github.com/tdscore/tds/internal/dbtest"
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/tdstest"
 )
 
 // errRollback rolls a test's transaction back.
@@ -1452,9 +1452,9 @@ func TestMigrate(t *testing.T) {
 		var empty *bun.DB
 		switch st.Name() {
 		case "postgres":
-			empty = openPostgres(dbtest.PostgresURL(t, nil))
+			empty = openPostgres(tdstest.PostgresURL(t, tdstest.Unmigrated()))
 		case "sqlite":
-			path, _ := strings.CutPrefix(dbtest.SQLiteURL(t), "sqlite:")
+			path, _ := strings.CutPrefix(tdstest.SQLiteURL(t, tdstest.Unmigrated()), "sqlite:")
 			empty, err = openSQLite(path)
 			require.NoError(t, err)
 		}

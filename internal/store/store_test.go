@@ -17,11 +17,11 @@ import (
 	"github.com/uptrace/bun/driver/pgdriver"
 	_ "modernc.org/sqlite"
 
-	"github.com/tdscore/tds/internal/dbtest"
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/tdstest"
 )
 
-func TestMain(m *testing.M) { dbtest.Main(m) }
+func TestMain(m *testing.M) { tdstest.Main(m) }
 
 // migrationsTable is where the tests record the migrations applied, as tds
 // does.
@@ -49,34 +49,19 @@ func openSQLite(path string) (*bun.DB, error) {
 	return bun.NewDB(sqldb, sqlitedialect.New()), nil
 }
 
-// migrate applies the schema of db's dialect.
-func migrate(ctx context.Context, db *bun.DB) error {
-	st, err := store.For(db)
-	if err != nil {
-		return err
-	}
-	return st.Migrate(ctx, db, migrationsTable)
-}
-
-// preparePostgres migrates the template every PostgreSQL test database is
-// cloned from, and closes its connections, as dbtest requires.
-func preparePostgres(ctx context.Context, url string) error {
-	db := openPostgres(url)
-	defer db.Close()
-	return migrate(ctx, db)
-}
-
 // openDB returns a fresh migrated database of the dialect, closed after
-// the test.
+// the test. tdstest migrates it with tds.Migrate, which runs the same
+// migrations into the same table (migrationsTable); the pools are this package's
+// own, so that the suite runs against the Store without the root package.
 func openDB(t *testing.T, dialect string) *bun.DB {
 	t.Helper()
 	var db *bun.DB
 	switch dialect {
 	case "postgres":
-		db = openPostgres(dbtest.PostgresURL(t, preparePostgres))
+		db = openPostgres(tdstest.PostgresURL(t))
 	case "sqlite":
-		path, ok := strings.CutPrefix(dbtest.SQLiteURL(t), "sqlite:")
-		require.True(t, ok, "dbtest.SQLiteURL returns sqlite:PATH")
+		path, ok := strings.CutPrefix(tdstest.SQLiteURL(t), "sqlite:")
+		require.True(t, ok, "tdstest.SQLiteURL returns sqlite:PATH")
 		var err error
 		db, err = openSQLite(path)
 		require.NoError(t, err)
@@ -85,9 +70,6 @@ func openDB(t *testing.T, dialect string) *bun.DB {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	require.NoError(t, db.PingContext(t.Context()))
-	if dialect == "sqlite" {
-		require.NoError(t, migrate(t.Context(), db))
-	}
 	return db
 }
 

@@ -1,50 +1,27 @@
-package dbtest_test
+package tdstest_test
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/driver/pgdriver"
 
-	"github.com/tdscore/tds/internal/dbtest"
+	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/tdstest"
 )
 
-func TestMain(m *testing.M) { dbtest.Main(m) }
+func TestMain(m *testing.M) { tdstest.Main(m) }
 
-// prepareCalls counts the runs of prepare across the whole test binary.
-var prepareCalls atomic.Int32
-
-// prepare stands in for the migrations: one table with one row.
-func prepare(ctx context.Context, url string) error {
-	prepareCalls.Add(1)
-	db := open(url)
-	defer db.Close()
-	_, err := db.ExecContext(ctx, `CREATE TABLE migrated (id int PRIMARY KEY); INSERT INTO migrated VALUES (1)`)
-	return err
-}
-
-func open(url string) *sql.DB {
+func openSQL(url string) *sql.DB {
 	return sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(url)))
-}
-
-// postgres returns a connection to a fresh database cloned from the prepared template.
-func postgres(t *testing.T) (*sql.DB, string) {
-	t.Helper()
-	url := dbtest.PostgresURL(t, prepare)
-	require.EqualValues(t, 1, prepareCalls.Load(), "prepare must run exactly once per test binary")
-	db := open(url)
-	t.Cleanup(func() { require.NoError(t, db.Close()) })
-	return db, url
 }
 
 func tableExists(t *testing.T, db *sql.DB, name string) bool {
@@ -55,7 +32,7 @@ func tableExists(t *testing.T, db *sql.DB, name string) bool {
 	return exists
 }
 
-func TestPostgresURLIsolatesParallelTests(t *testing.T) {
+func TestPostgresIsolatesParallelTests(t *testing.T) {
 	var (
 		mu      sync.Mutex
 		dbNames = map[string]string{} // subtest -> current_database()
@@ -69,18 +46,17 @@ func TestPostgresURLIsolatesParallelTests(t *testing.T) {
 				signal := sync.OnceFunc(func() { close(created[me]) })
 				defer signal()
 
-				db, url := postgres(t)
+				url := tdstest.PostgresURL(t)
 				require.True(t, strings.HasPrefix(url, "postgres://"), url)
+				db := openSQL(url)
+				defer db.Close()
 				var name string
 				require.NoError(t, db.QueryRowContext(t.Context(), `SELECT current_database()`).Scan(&name))
 				mu.Lock()
 				dbNames[me] = name
 				mu.Unlock()
 
-				var n int
-				require.NoError(t, db.QueryRowContext(t.Context(), `SELECT count(*) FROM migrated`).Scan(&n))
-				require.Equal(t, 1, n, "the clone carries the template's data")
-
+				require.True(t, tableExists(t, db, "tds_sync_queue"), "the clone carries the template's schema")
 				_, err := db.ExecContext(t.Context(), "CREATE TABLE only_"+me+" (x int)")
 				require.NoError(t, err)
 				signal()
@@ -99,60 +75,55 @@ func TestPostgresURLIsolatesParallelTests(t *testing.T) {
 		return // failed or skipped
 	}
 	require.NotEqual(t, dbNames["a"], dbNames["b"])
-	require.EqualValues(t, 1, prepareCalls.Load())
 }
 
-func TestPostgresURLDropsTheDatabaseAtCleanup(t *testing.T) {
+func TestPostgresDropsTheDatabaseAtCleanup(t *testing.T) {
 	var url string
 	t.Run("user", func(t *testing.T) {
-		db, u := postgres(t)
+		db := tdstest.Postgres(t)
 		require.NoError(t, db.PingContext(t.Context()))
-		url = u
+		url = tdstest.PostgresURL(t)
 	})
 	if url == "" {
 		t.Skip("no PostgreSQL")
 	}
-	db := open(url)
+	db := openSQL(url)
 	defer db.Close()
 	err := db.PingContext(t.Context())
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "does not exist")
 }
 
-func TestPostgresURLWithoutPrepareIsEmpty(t *testing.T) {
+func TestUnmigratedIsEmpty(t *testing.T) {
 	t.Parallel()
-	url := dbtest.PostgresURL(t, nil)
-	db := open(url)
-	defer db.Close()
-	require.False(t, tableExists(t, db, "migrated"))
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		db := openSQL(tdstest.PostgresURL(t, tdstest.Unmigrated()))
+		defer db.Close()
+		require.False(t, tableExists(t, db, "tds_sync_queue"))
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		path, ok := strings.CutPrefix(tdstest.SQLiteURL(t, tdstest.Unmigrated()), "sqlite:")
+		require.True(t, ok)
+		_, err := os.Stat(path)
+		require.ErrorIs(t, err, os.ErrNotExist)
+	})
 }
 
-// fatalRecorder stands in for a test to catch what PostgresURL reports.
-type fatalRecorder struct {
-	testing.TB
-	msg string
-}
-
-func (r *fatalRecorder) Fatal(args ...any) { r.msg = fmt.Sprint(args...); runtime.Goexit() }
-func (r *fatalRecorder) Fatalf(format string, args ...any) {
-	r.msg = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-func (r *fatalRecorder) Skip(args ...any) { r.msg = "skip: " + fmt.Sprint(args...); runtime.Goexit() }
-
-func TestPostgresURLRejectsASecondPrepare(t *testing.T) {
-	postgres(t) // make sure the template is built by prepare
-
-	other := func(context.Context, string) error { return nil }
-	rec := &fatalRecorder{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		dbtest.PostgresURL(rec, other)
-	}()
-	<-done
-	require.Contains(t, rec.msg, "different prepare func")
-	require.EqualValues(t, 1, prepareCalls.Load())
+// Both databases come migrated: a Queue works on them at once.
+func TestDatabasesAreMigrated(t *testing.T) {
+	t.Parallel()
+	for name, open := range map[string]func(testing.TB, ...tdstest.DBOption) *bun.DB{"postgres": tdstest.Postgres, "sqlite": tdstest.SQLite} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			q, err := tds.NewQueue(open(t))
+			require.NoError(t, err)
+			stats, err := q.Stats(t.Context())
+			require.NoError(t, err)
+			require.Zero(t, stats.TotalJobs)
+		})
+	}
 }
 
 func TestSQLiteURLIsDistinctPerTest(t *testing.T) {
@@ -164,13 +135,13 @@ func TestSQLiteURLIsDistinctPerTest(t *testing.T) {
 		for i := range 2 {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
 				t.Parallel()
-				url := dbtest.SQLiteURL(t)
+				url := tdstest.SQLiteURL(t)
 				path, ok := strings.CutPrefix(url, "sqlite:")
 				require.True(t, ok, url)
 				require.True(t, filepath.IsAbs(path), path)
-				fi, err := os.Stat(filepath.Dir(path))
+				fi, err := os.Stat(path)
 				require.NoError(t, err)
-				require.True(t, fi.IsDir())
+				require.True(t, fi.Mode().IsRegular())
 				mu.Lock()
 				urls = append(urls, url)
 				mu.Unlock()

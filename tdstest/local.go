@@ -1,4 +1,4 @@
-package dbtest
+package tdstest
 
 import (
 	"bytes"
@@ -232,7 +232,7 @@ func sweepOrphans(base, pgCtl string, cred *syscall.Credential) {
 			continue
 		}
 		if err := stopDir(pgCtl, dir, cred); err == nil {
-			fmt.Fprintf(os.Stderr, "dbtest: stopped the orphaned server in %s (its test process %d is gone)\n", dir, pid)
+			fmt.Fprintf(os.Stderr, "tdstest: stopped the orphaned server in %s (its test process %d is gone)\n", dir, pid)
 		}
 	}
 }

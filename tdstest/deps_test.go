@@ -1,0 +1,57 @@
+package tdstest_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// listDeps returns the packages a build of pkgs compiles (go list -deps).
+func listDeps(t *testing.T, pkgs ...string) []string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no go command on PATH: %v", err)
+		}
+		t.Skipf("no go command on PATH: %v", err)
+	}
+	cmd := exec.Command(gobin, append([]string{"list", "-deps"}, pkgs...)...)
+	cmd.Dir = ".." // the module's root
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		t.Fatalf("go list -deps %v: %v\n%s", pkgs, err, ee.Stderr)
+	}
+	require.NoError(t, err)
+	return strings.Fields(string(out))
+}
+
+// containerPackages are the packages of testcontainers-go and of the Docker
+// client it brings.
+func containerPackages(deps []string) []string {
+	var found []string
+	for _, p := range deps {
+		if strings.Contains(p, "testcontainers") || strings.Contains(p, "docker") || strings.Contains(p, "moby") {
+			found = append(found, p)
+		}
+	}
+	return found
+}
+
+// A program that imports tds, and not tdstest, builds none of
+// testcontainers-go: tdstest can live in the main module.
+func TestImportingTDSBuildsNoContainers(t *testing.T) {
+	t.Parallel()
+	deps := listDeps(t, "github.com/tdscore/tds", "github.com/tdscore/tds/examples/server")
+	require.Contains(t, deps, "github.com/tdscore/tds")
+	require.Empty(t, containerPackages(deps), "a program that imports only tds builds these")
+
+	// The check sees them where they are.
+	kit := containerPackages(listDeps(t, "github.com/tdscore/tds/tdstest"))
+	require.Contains(t, kit, "github.com/testcontainers/testcontainers-go")
+}
