@@ -1,6 +1,8 @@
 # The tds reference server. Two stages: the Go toolchain builds a static
-# binary, and the final image holds that binary, CA certificates (for the
-# Zoho API over HTTPS) and a non-root user, with no shell or package manager.
+# binary, and the final image, FROM scratch, holds that binary, CA
+# certificates (for the Zoho API over HTTPS), a passwd entry for the
+# non-root user 65532 and a data directory it owns: no shell, no package
+# manager.
 #
 #   docker build -t tds-server --build-arg VERSION=v0.1.0 .
 #
@@ -14,14 +16,16 @@ RUN go mod download
 COPY . .
 ARG VERSION=devel
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/server ./examples/server
-# The data directory, owned by the user the server runs as: the default
-# SQLite file lives there.
-RUN mkdir -p /out/data && chown 65532:65532 /out/data
+RUN mkdir -p /out/etc/ssl/certs /out/data \
+	&& cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ \
+	&& printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/data:/sbin/nologin\n' >/out/etc/passwd \
+	&& printf 'root:x:0:\nnonroot:x:65532:\n' >/out/etc/group \
+	&& chown 65532:65532 /out/data
 
-# distroless/static: CA certificates, /etc/passwd with nonroot (65532),
-# tzdata, and nothing else.
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM scratch
+COPY --from=build /out/etc /etc
 COPY --from=build /out/server /server
+# The default SQLite file lives in /data: mount a volume there.
 COPY --from=build --chown=65532:65532 /out/data /data
 USER 65532:65532
 WORKDIR /data
