@@ -59,6 +59,8 @@ type handlerSettings struct {
 //
 //	POST /webhooks/{route}                   a webhook for the registry's route
 //	GET  /health                             database ping and cached queue counts, no auth
+//	GET  /health/live                        the process answers (no database), no auth
+//	GET  /health/ready                       database reachable and schema current, no auth
 //	GET  /queue/stats                        queue statistics (admin)
 //	GET  /admin/events                       inbox events, filtered, paginated
 //	GET  /admin/events/{id}                  one event, its job and attempts
@@ -80,6 +82,7 @@ type Handler struct {
 
 	refusals *refusalLimiter // nil: no limit
 	db       *bun.DB         // pinged by GET /health
+	st       store.Store     // its schema read by GET /health/ready
 	counts   *countsCache    // the queue counts of GET /health
 }
 
@@ -140,10 +143,13 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 		mux:      http.NewServeMux(),
 		refusals: newRefusalLimiter(s.refusalLimit, s.refusalPeriod, cfg.now),
 		db:       db,
+		st:       st,
 	}
 	h.counts = newCountsCache(h.healthCountsOf)
 	h.mux.HandleFunc("POST /webhooks/{route}", cfg.metrics.instrumentWebhook(cfg.registry, h.serveWebhook))
 	h.mux.HandleFunc("GET /health", h.serveHealth)
+	h.mux.HandleFunc("GET /health/live", serveLive)
+	h.mux.HandleFunc("GET /health/ready", h.serveReady)
 	h.mux.HandleFunc("GET /queue/stats", h.admin(h.serveQueueStats))
 	h.mux.HandleFunc("GET /admin/events", h.admin(h.serveListEvents))
 	h.mux.HandleFunc("GET /admin/events/{id}", h.admin(h.serveEvent))

@@ -2,6 +2,10 @@ package tds
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -89,4 +93,52 @@ func (c *countsCache) refresh(ctx context.Context, done chan struct{}) (counts *
 	counts, err = c.load(lctx)
 	published = true
 	return counts, err
+}
+
+// probeResponse is the answer of GET /health/live and GET /health/ready.
+type probeResponse struct {
+	Status   string `json:"status"`
+	Database string `json:"database,omitempty"`
+	Schema   string `json:"schema,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// serveLive answers that the process serves HTTP. It reads nothing, so a
+// database outage never makes an orchestrator restart healthy processes.
+func serveLive(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, probeResponse{Status: "alive"})
+}
+
+// serveReady answers 200 when this process can do its work: the database
+// answers and has every migration this binary embeds. A schema ahead of
+// the binary (a newer version migrated it) is ready too: migrations only
+// add, and during a rolling upgrade the old processes must keep serving
+// until they are replaced.
+func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), DefaultHealthTimeout)
+	defer cancel()
+	unready := func(resp probeResponse, err error) {
+		h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: not ready", slog.String("reason", resp.Error), slog.Any("error", err))
+		resp.Status = "unready"
+		writeJSON(w, http.StatusServiceUnavailable, resp)
+	}
+	if err := h.db.PingContext(ctx); err != nil {
+		unready(probeResponse{Database: "unavailable", Error: "database unavailable"}, err)
+		return
+	}
+	sc, err := h.st.SchemaStatus(ctx, h.db, MigrationsTable)
+	if err != nil {
+		unready(probeResponse{Database: "ok", Schema: "unknown", Error: "schema unreadable"}, err)
+		return
+	}
+	if len(sc.Missing) > 0 {
+		unready(probeResponse{Database: "ok", Schema: "behind",
+			Error: fmt.Sprintf("schema behind: %d migrations not applied (%s)", len(sc.Missing), strings.Join(sc.Missing, ", "))}, nil)
+		return
+	}
+	schema := "current"
+	if len(sc.Unknown) > 0 {
+		schema = "ahead"
+	}
+	writeJSON(w, http.StatusOK, probeResponse{Status: "ready", Database: "ok", Schema: schema})
 }

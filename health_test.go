@@ -3,11 +3,13 @@ package tds
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -139,4 +141,79 @@ func TestCountsCache(t *testing.T) {
 		close(release)
 		<-done
 	})
+}
+
+// TestProbes: /health/live answers without the database; /health/ready
+// answers 200 on a migrated database (a newer schema too), 503 with its
+// reason when the database is down or its schema behind this binary.
+func TestProbes(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		db, err := Open(ctx, tdb.url)
+		require.NoError(t, err)
+		h, err := NewHandler(db, WithWebhookKeys(testWebhookKey), WithLogger(quietLogger))
+		require.NoError(t, err)
+		defer h.Close()
+
+		ready := serve(t, h, "GET", "/health/ready", nil)
+		require.Equal(t, http.StatusOK, ready.status, ready.raw)
+		require.Equal(t, map[string]any{"status": "ready", "database": "ok", "schema": "current"}, ready.body)
+		live := serve(t, h, "GET", "/health/live", nil)
+		require.Equal(t, http.StatusOK, live.status, live.raw)
+		require.Equal(t, map[string]any{"status": "alive"}, live.body)
+
+		// A newer binary migrated the database: the old one stays ready.
+		_, err = tdb.db.ExecContext(ctx, "INSERT INTO "+MigrationsTable+" (version, name) VALUES (9999, '9999_future')")
+		require.NoError(t, err)
+		ready = serve(t, h, "GET", "/health/ready", nil)
+		require.Equal(t, http.StatusOK, ready.status, ready.raw)
+		require.Equal(t, "ahead", ready.body["schema"])
+
+		require.NoError(t, db.Close())
+		ready = serve(t, h, "GET", "/health/ready", nil)
+		require.Equal(t, http.StatusServiceUnavailable, ready.status, ready.raw)
+		require.Equal(t, map[string]any{"status": "unready", "database": "unavailable", "error": "database unavailable"}, ready.body)
+		live = serve(t, h, "GET", "/health/live", nil)
+		require.Equal(t, http.StatusOK, live.status, "live reads no database: %s", live.raw)
+	})
+}
+
+// TestReadyBeforeMigration: a database without the schema, and one with
+// part of it, is not ready, and the answer names what is missing.
+func TestReadyBeforeMigration(t *testing.T) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db, err := Open(ctx, freshURL(t, dialect))
+			require.NoError(t, err)
+			defer db.Close()
+			h, err := NewHandler(db, WithWebhookKeys(testWebhookKey), WithLogger(quietLogger))
+			require.NoError(t, err)
+			defer h.Close()
+
+			ready := serve(t, h, "GET", "/health/ready", nil)
+			require.Equal(t, http.StatusServiceUnavailable, ready.status, ready.raw)
+			require.Equal(t, "behind", ready.body["schema"])
+			require.Contains(t, ready.body["error"], "schema behind")
+			require.Contains(t, ready.body["error"], "0001_")
+
+			// The first migration only.
+			all, err := migrationFS(db)
+			require.NoError(t, err)
+			names, err := fs.Glob(all, "0001_*.up.sql")
+			require.NoError(t, err)
+			b, err := fs.ReadFile(all, names[0])
+			require.NoError(t, err)
+			require.NoError(t, applyMigrations(ctx, db, fstest.MapFS{names[0]: {Data: b}}, MigrationsTable))
+			ready = serve(t, h, "GET", "/health/ready", nil)
+			require.Equal(t, http.StatusServiceUnavailable, ready.status, ready.raw)
+			require.NotContains(t, ready.body["error"], "0001_")
+			require.Contains(t, ready.body["error"], "0002_")
+
+			require.NoError(t, Migrate(ctx, db))
+			ready = serve(t, h, "GET", "/health/ready", nil)
+			require.Equal(t, http.StatusOK, ready.status, ready.raw)
+		})
+	}
 }

@@ -5,34 +5,13 @@
 //	go run ./examples/server
 //
 // starts it on :8001 with the SQLite file tds.db in the working directory;
-// nothing else needs installing. Every flag has an environment equivalent:
-//
-//	-addr                      TDS_ADDR                      listen address (:8001)
-//	-database                  TDS_DATABASE_URL              postgres://… or sqlite:PATH (sqlite:tds.db)
-//	-webhook-keys              TDS_WEBHOOK_KEYS              shared webhook keys, comma-separated
-//	-zoho-secret               TDS_ZOHO_SECRET               Zoho webhook secrets (HMAC-SHA256 signature), comma-separated
-//	-standard-webhooks-secret  TDS_STANDARD_WEBHOOKS_SECRET  Standard Webhooks secrets (whsec_…), comma-separated
-//	-admin-token               TDS_ADMIN_TOKEN               bearer tokens of the admin API, comma-separated
-//	-workers                   TDS_WORKERS                   jobs synced at once (4; 0 runs ingest without workers)
-//	-max-conns                 TDS_MAX_CONNS                 connections served at once; more wait (256)
-//	-trusted-proxies           TDS_TRUSTED_PROXIES           proxies whose X-Forwarded-For is believed, comma-separated
-//	-zoho-client-id            TDS_ZOHO_CLIENT_ID            OAuth client id of the Zoho API (reconciliation)
-//	-zoho-client-secret        TDS_ZOHO_CLIENT_SECRET        OAuth client secret
-//	-zoho-refresh-token        TDS_ZOHO_REFRESH_TOKEN        OAuth refresh token
-//	-zoho-organization-id      TDS_ZOHO_ORGANIZATION_ID      Zoho organisation id
-//	-zoho-dc                   TDS_ZOHO_DC                   data centre: com, eu, in, com.au, jp, ca, com.cn, sa (com)
-//	-zoho-product              TDS_ZOHO_PRODUCT              books or inventory (books)
-//	-zoho-accounts-url         TDS_ZOHO_ACCOUNTS_URL         accounts host, overriding the data centre's
-//	-zoho-api-url              TDS_ZOHO_API_URL              API host, overriding the data centre's
-//	-zoho-rate                 TDS_ZOHO_RATE                 Zoho API requests a minute (100)
-//	-zoho-daily-budget         TDS_ZOHO_DAILY_BUDGET         Zoho API requests a day for reconciliation (1000)
-//	-reconcile-interval        TDS_RECONCILE_INTERVAL        incremental reconciliation every (15m; 0 turns it off)
-//	-reconcile-full-interval   TDS_RECONCILE_FULL_INTERVAL   full reconciliation every (168h; 0 turns it off)
-//	-alert-rules               TDS_ALERT_RULES               YAML file configuring the built-in alert rules
-//	-alert-webhook-url         TDS_ALERT_WEBHOOK_URL         receiver of alerts as Alertmanager webhook payloads
-//	-alert-webhook-secret      TDS_ALERT_WEBHOOK_SECRET      Standard Webhooks secret (whsec_…) signing them
-//	-alert-slack-url           TDS_ALERT_SLACK_URL           Slack incoming webhook receiving alerts
-//	-alert-eval-interval       TDS_ALERT_EVAL_INTERVAL       alert rules evaluated every (15s)
+// nothing else needs installing. Every flag has an environment equivalent
+// (TDS_…): `server -h` lists them, generated from the one table of
+// settings in settings.go, which the README's table matches (a test checks
+// it). `server migrate` applies the migrations and exits, for a rollout
+// that migrates before it starts the new version; `server healthcheck`
+// GETs /health/ready and exits 0 or 1, for an image without a shell;
+// `server -version` prints the version.
 //
 // Alerts are evaluated by one process at a time, the housekeeping leader;
 // a process started with -workers 0 (a receiver-only process) competes for
@@ -68,7 +47,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,6 +69,11 @@ const (
 	idleTimeout       = 2 * time.Minute
 	shutdownTimeout   = 30 * time.Second
 	startTimeout      = 30 * time.Second
+	// migrateTimeout bounds `server migrate`, which may wait for the
+	// migration lock another process holds.
+	migrateTimeout = 10 * time.Minute
+	// healthcheckTimeout bounds `server healthcheck`.
+	healthcheckTimeout = 5 * time.Second
 	// maxHeaderBytes bounds a request's headers; a webhook's are far
 	// smaller, and the inbox stores at most 8 KiB of them.
 	maxHeaderBytes = 64 << 10
@@ -101,153 +85,13 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
-// settings are the flags, after their environment defaults.
-type settings struct {
-	addr, database, webhookKeys, zohoSecret, standardSecret, adminToken string
-	trustedProxies, metricsAddr                                         string
-	workers, maxConns                                                   int
-	zoho                                                                zohoSettings
-	alert                                                               alertSettings
-}
-
-// alertSettings are the alerts' settings.
-type alertSettings struct {
-	rules, webhookURL, webhookSecret, slackURL string
-	interval                                   time.Duration
-}
-
-// zohoSettings are the Zoho API's settings, for reconciliation.
-type zohoSettings struct {
-	clientID, clientSecret, refreshToken, organizationID string
-	dc, product, accountsURL, apiURL                     string
-	rate, dailyBudget                                    int
-	interval, fullInterval                               time.Duration
-}
-
-func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (*settings, error) {
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	intEnv := func(name string, def int) (int, error) {
-		v := getenv(name)
-		if v == "" {
-			return def, nil
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return 0, fmt.Errorf("%s=%q is not a number", name, v)
-		}
-		return n, nil
-	}
-	workers, err := intEnv("TDS_WORKERS", tds.DefaultConcurrency)
-	if err != nil {
-		return nil, err
-	}
-	maxConns, err := intEnv("TDS_MAX_CONNS", defaultMaxConns)
-	if err != nil {
-		return nil, err
-	}
-	zohoRate, err := intEnv("TDS_ZOHO_RATE", tds.DefaultZohoRequestsPerMinute)
-	if err != nil {
-		return nil, err
-	}
-	zohoBudget, err := intEnv("TDS_ZOHO_DAILY_BUDGET", tds.DefaultZohoDailyBudget)
-	if err != nil {
-		return nil, err
-	}
-	durationEnv := func(name string, def time.Duration) (time.Duration, error) {
-		v := getenv(name)
-		if v == "" {
-			return def, nil
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return 0, fmt.Errorf("%s=%q is not a duration such as 15m or 168h", name, v)
-		}
-		return d, nil
-	}
-	interval, err := durationEnv("TDS_RECONCILE_INTERVAL", tds.DefaultReconcileInterval)
-	if err != nil {
-		return nil, err
-	}
-	fullInterval, err := durationEnv("TDS_RECONCILE_FULL_INTERVAL", tds.DefaultFullReconcileInterval)
-	if err != nil {
-		return nil, err
-	}
-	alertInterval, err := durationEnv("TDS_ALERT_EVAL_INTERVAL", tds.DefaultAlertEvalInterval)
-	if err != nil {
-		return nil, err
-	}
-	var s settings
-	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&s.addr, "addr", env("TDS_ADDR", ":8001"), "listen address (TDS_ADDR)")
-	fs.StringVar(&s.database, "database", env("TDS_DATABASE_URL", "sqlite:tds.db"), "database URL: postgres://… or sqlite:PATH (TDS_DATABASE_URL)")
-	fs.StringVar(&s.webhookKeys, "webhook-keys", env("TDS_WEBHOOK_KEYS", ""), "shared webhook keys, comma-separated, sent in X-Webhook-Key (TDS_WEBHOOK_KEYS)")
-	fs.StringVar(&s.zohoSecret, "zoho-secret", env("TDS_ZOHO_SECRET", ""), "Zoho webhook secrets, comma-separated, checked against X-Zoho-Webhook-Signature (TDS_ZOHO_SECRET)")
-	fs.StringVar(&s.standardSecret, "standard-webhooks-secret", env("TDS_STANDARD_WEBHOOKS_SECRET", ""), "Standard Webhooks secrets, whsec_…, comma-separated (TDS_STANDARD_WEBHOOKS_SECRET)")
-	fs.StringVar(&s.adminToken, "admin-token", env("TDS_ADMIN_TOKEN", ""), "bearer tokens of the admin API, comma-separated (TDS_ADMIN_TOKEN)")
-	fs.IntVar(&s.workers, "workers", workers, "how many jobs are synced at once; 0 runs ingest without workers (TDS_WORKERS)")
-	fs.IntVar(&s.maxConns, "max-conns", maxConns, "connections served at once; more wait to be accepted (TDS_MAX_CONNS)")
-	fs.StringVar(&s.metricsAddr, "metrics-addr", env("TDS_METRICS_ADDR", ""), "a second listen address serving only GET /metrics, without authentication: keep it private (TDS_METRICS_ADDR)")
-	fs.StringVar(&s.trustedProxies, "trusted-proxies", env("TDS_TRUSTED_PROXIES", ""), "proxies (addresses or CIDR prefixes), comma-separated, whose X-Forwarded-For gives the client address (TDS_TRUSTED_PROXIES)")
-	z := &s.zoho
-	fs.StringVar(&z.clientID, "zoho-client-id", env("TDS_ZOHO_CLIENT_ID", ""), "OAuth client id of the Zoho API, for reconciliation (TDS_ZOHO_CLIENT_ID)")
-	fs.StringVar(&z.clientSecret, "zoho-client-secret", env("TDS_ZOHO_CLIENT_SECRET", ""), "OAuth client secret of the Zoho API; prefer the environment (TDS_ZOHO_CLIENT_SECRET)")
-	fs.StringVar(&z.refreshToken, "zoho-refresh-token", env("TDS_ZOHO_REFRESH_TOKEN", ""), "OAuth refresh token of the Zoho API; prefer the environment (TDS_ZOHO_REFRESH_TOKEN)")
-	fs.StringVar(&z.organizationID, "zoho-organization-id", env("TDS_ZOHO_ORGANIZATION_ID", ""), "Zoho organisation id (TDS_ZOHO_ORGANIZATION_ID)")
-	fs.StringVar(&z.dc, "zoho-dc", env("TDS_ZOHO_DC", "com"), "Zoho data centre: com, eu, in, com.au, jp, ca, com.cn or sa (TDS_ZOHO_DC)")
-	fs.StringVar(&z.product, "zoho-product", env("TDS_ZOHO_PRODUCT", "books"), "Zoho product: books or inventory (TDS_ZOHO_PRODUCT)")
-	fs.StringVar(&z.accountsURL, "zoho-accounts-url", env("TDS_ZOHO_ACCOUNTS_URL", ""), "Zoho accounts host, overriding the data centre's (TDS_ZOHO_ACCOUNTS_URL)")
-	fs.StringVar(&z.apiURL, "zoho-api-url", env("TDS_ZOHO_API_URL", ""), "Zoho API host, overriding the data centre's (TDS_ZOHO_API_URL)")
-	fs.IntVar(&z.rate, "zoho-rate", zohoRate, "Zoho API requests a minute (TDS_ZOHO_RATE)")
-	fs.IntVar(&z.dailyBudget, "zoho-daily-budget", zohoBudget, "Zoho API requests a day for reconciliation (TDS_ZOHO_DAILY_BUDGET)")
-	fs.DurationVar(&z.interval, "reconcile-interval", interval, "incremental reconciliation every; 0 turns it off (TDS_RECONCILE_INTERVAL)")
-	fs.DurationVar(&z.fullInterval, "reconcile-full-interval", fullInterval, "full reconciliation every; 0 turns it off (TDS_RECONCILE_FULL_INTERVAL)")
-	al := &s.alert
-	fs.StringVar(&al.rules, "alert-rules", env("TDS_ALERT_RULES", ""), "YAML file configuring the built-in alert rules (TDS_ALERT_RULES)")
-	fs.StringVar(&al.webhookURL, "alert-webhook-url", env("TDS_ALERT_WEBHOOK_URL", ""), "receiver of alerts as Alertmanager webhook payloads (TDS_ALERT_WEBHOOK_URL)")
-	fs.StringVar(&al.webhookSecret, "alert-webhook-secret", env("TDS_ALERT_WEBHOOK_SECRET", ""), "Standard Webhooks secret, whsec_…, signing the alert webhooks (TDS_ALERT_WEBHOOK_SECRET)")
-	fs.StringVar(&al.slackURL, "alert-slack-url", env("TDS_ALERT_SLACK_URL", ""), "Slack incoming webhook receiving alerts (TDS_ALERT_SLACK_URL)")
-	fs.DurationVar(&al.interval, "alert-eval-interval", alertInterval, "alert rules evaluated every (TDS_ALERT_EVAL_INTERVAL)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	if s.workers < 0 {
-		return nil, fmt.Errorf("-workers must be >= 0, got %d", s.workers)
-	}
-	if s.maxConns < 1 {
-		return nil, fmt.Errorf("-max-conns must be >= 1, got %d", s.maxConns)
-	}
-	if err := z.check(); err != nil {
-		return nil, err
-	}
-	return &s, nil
-}
-
 // enabled tells whether reconciliation is configured.
 func (z *zohoSettings) enabled() bool {
 	return z.clientID != "" || z.clientSecret != "" || z.refreshToken != "" || z.organizationID != ""
 }
 
-// check refuses a partial set of credentials and bad numbers, naming the
-// settings.
+// check refuses a partial set of credentials, naming the settings.
 func (z *zohoSettings) check() error {
-	if z.rate < 1 {
-		return fmt.Errorf("-zoho-rate (TDS_ZOHO_RATE) must be >= 1, got %d", z.rate)
-	}
-	if z.dailyBudget < 1 {
-		return fmt.Errorf("-zoho-daily-budget (TDS_ZOHO_DAILY_BUDGET) must be >= 1, got %d", z.dailyBudget)
-	}
-	if z.interval < 0 || z.fullInterval < 0 {
-		return errors.New("-reconcile-interval and -reconcile-full-interval must be >= 0")
-	}
 	if !z.enabled() {
 		return nil
 	}
@@ -293,15 +137,41 @@ func secret(prefix string) string {
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	command := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		command, args = args[0], args[1:]
+	}
+	if !slices.ContainsFunc(commands, func(c struct{ name, doc string }) bool { return strings.Fields(c.name)[0] == command }) {
+		fmt.Fprintf(stderr, "server: unknown command %q\n", command)
+		usage(stderr)
+		return 2
+	}
 	s, err := parseSettings(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if err == nil && len(s.args) > 0 && (command != "healthcheck" || len(s.args) > 1) {
+		err = fmt.Errorf("unexpected arguments: %s", strings.Join(s.args, " "))
+	}
 	if err != nil {
-		fmt.Fprintln(stderr, "server:", err)
+		fmt.Fprintln(stderr, "server:", strings.ReplaceAll(err.Error(), "\n", "\nserver: "))
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if s.showVersion {
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	}
+	log := s.logger(stderr)
+	switch command {
+	case "migrate":
+		if err := migrate(s, log); err != nil {
+			log.Error("migration failed", "error", err)
+			return 1
+		}
+		return 0
+	case "healthcheck":
+		return healthcheck(s, stderr)
+	}
 
 	// Fail closed, but make the first run work: generate what is missing
 	// and print it once, as lines to paste into the shell that sends.
@@ -336,18 +206,12 @@ func serve(s *settings, log *slog.Logger) error {
 
 	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	db, err := tds.Open(startCtx, s.database)
+	reg := tds.ZohoRegistry()
+	db, err := openMigrated(startCtx, s, reg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := tds.Migrate(startCtx, db); err != nil {
-		return err
-	}
-	reg := tds.ZohoRegistry()
-	if err := tds.MigrateMirror(startCtx, db, reg); err != nil {
-		return err
-	}
 
 	// Each constructor takes only the options that apply to it: the
 	// registry and the logger are named wherever they are read.
@@ -462,6 +326,69 @@ func serve(s *settings, log *slog.Logger) error {
 		log.Info("stopped")
 	}
 	return failure
+}
+
+// openMigrated opens the database and brings its schema and the mirror
+// tables up to date: several processes starting at once take turns
+// (PostgreSQL: an advisory lock).
+func openMigrated(ctx context.Context, s *settings, reg *tds.Registry) (*bun.DB, error) {
+	db, err := tds.Open(ctx, s.database)
+	if err != nil {
+		return nil, err
+	}
+	if err := tds.Migrate(ctx, db); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	if err := tds.MigrateMirror(ctx, db, reg); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return db, nil
+}
+
+// migrate is `server migrate`: the schema brought up to date, then exit.
+func migrate(s *settings, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, migrateTimeout)
+	defer cancel()
+	db, err := openMigrated(ctx, s, tds.ZohoRegistry())
+	if err != nil {
+		return err
+	}
+	log.Info("migrated", "database", dbKind(s.database))
+	return db.Close()
+}
+
+// healthcheck is `server healthcheck [URL]`: a probe for an image without
+// a shell or curl. It exits 0 when URL answers 200, 1 otherwise.
+func healthcheck(s *settings, stderr io.Writer) int {
+	url := ""
+	if len(s.args) == 1 {
+		url = s.args[0]
+	} else {
+		host, port, err := net.SplitHostPort(s.addr)
+		if err != nil {
+			fmt.Fprintf(stderr, "healthcheck: -addr %q: %v\n", s.addr, err)
+			return 1
+		}
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+		url = "http://" + net.JoinHostPort(host, port) + "/health/ready"
+	}
+	client := &http.Client{Timeout: healthcheckTimeout}
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "healthcheck: %s: %s %s\n", url, resp.Status, strings.TrimSpace(string(body)))
+		return 1
+	}
+	return 0
 }
 
 // newHTTPServer is an HTTP server with the server's limits and timeouts.

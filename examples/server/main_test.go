@@ -79,13 +79,14 @@ func TestParseSettings(t *testing.T) {
 	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_RECONCILE_INTERVAL": "often"}[k] }, io.Discard)
 	require.ErrorContains(t, err, "TDS_RECONCILE_INTERVAL")
 	_, err = parseSettings([]string{"-zoho-rate", "0"}, func(string) string { return "" }, io.Discard)
-	require.ErrorContains(t, err, "TDS_ZOHO_RATE")
+	require.ErrorContains(t, err, "-zoho-rate: must be >= 1, got 0")
 	s, err = parseSettings(nil, func(string) string { return "" }, io.Discard)
 	require.NoError(t, err)
 	require.False(t, s.zoho.enabled())
 
-	_, err = parseSettings([]string{"extra"}, func(string) string { return "" }, io.Discard)
-	require.Error(t, err)
+	s, err = parseSettings([]string{"-workers", "2", "extra"}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, []string{"extra"}, s.args, "run refuses them, but for healthcheck's URL")
 
 	aenv := map[string]string{"TDS_WORKERS": "0", "TDS_ALERT_RULES": "rules.yml", "TDS_ALERT_WEBHOOK_URL": "https://alerts.example/hook",
 		"TDS_ALERT_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "TDS_ALERT_SLACK_URL": "https://hooks.example/x",

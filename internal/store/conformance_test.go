@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -1499,5 +1501,50 @@ func TestRecordFailureCutsAtRune(t *testing.T) {
 		got := *s.job(j.ID).LastError
 		require.LessOrEqual(t, len(got), store.MaxErrorLen)
 		require.True(t, strings.HasPrefix(msg, got))
+	})
+}
+
+// TestSchemaStatus: a migrated database is current; an unmigrated one
+// misses every migration; a partly migrated one misses the rest; a version
+// this binary does not embed is reported as unknown.
+func TestSchemaStatus(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		ctx := t.Context()
+		fsys, err := store.MigrationFS(st)
+		require.NoError(t, err)
+		files, err := fs.Glob(fsys, "*.up.sql") // sorted; the versions are zero-padded
+		require.NoError(t, err)
+		var names []string
+		for _, f := range files {
+			names = append(names, strings.TrimSuffix(f, ".up.sql"))
+		}
+
+		sc, err := st.SchemaStatus(ctx, db, migrationsTable)
+		require.NoError(t, err)
+		require.Len(t, sc.Applied, len(files))
+		require.Empty(t, sc.Missing)
+		require.Empty(t, sc.Unknown)
+
+		sc, err = st.SchemaStatus(ctx, db, "tds_test_never_migrated")
+		require.NoError(t, err)
+		require.Empty(t, sc.Applied)
+		require.Equal(t, names, sc.Missing)
+
+		// Version 1 recorded (by a harmless statement), then a future one;
+		// the connection is the pool's only one on SQLite.
+		conn, err := db.Conn(ctx)
+		require.NoError(t, err)
+		defer conn.Close()
+		partial := fstest.MapFS{"0001_first.up.sql": {Data: []byte("SELECT 1")}}
+		require.NoError(t, store.ApplyMigrations(ctx, conn, partial, "tds_test_partial"))
+		sc, err = st.SchemaStatus(ctx, conn, "tds_test_partial")
+		require.NoError(t, err)
+		require.Equal(t, []int64{1}, sc.Applied)
+		require.Equal(t, names[1:], sc.Missing)
+		partial["9999_future.up.sql"] = &fstest.MapFile{Data: []byte("SELECT 1")}
+		require.NoError(t, store.ApplyMigrations(ctx, conn, partial, "tds_test_partial"))
+		sc, err = st.SchemaStatus(ctx, conn, "tds_test_partial")
+		require.NoError(t, err)
+		require.Equal(t, []int64{9999}, sc.Unknown)
 	})
 }

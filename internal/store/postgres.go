@@ -286,11 +286,15 @@ RETURNING tds_sync_queue.id, tds_sync_queue.attempt_count, tds_sync_queue.status
 	pgLockSQLSession     = `SELECT pg_advisory_lock(?)`
 	pgUnlockSQL          = `SELECT pg_advisory_unlock(?)`
 	pgTryLockSQL         = `SELECT pg_try_advisory_lock(?)`
+	pgTableExistsSQL     = `SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = ? AND schemaname = ANY (current_schemas(false))`
 )
 
 func (pgSQL) txOptions() *sql.TxOptions { return &sql.TxOptions{Isolation: sql.LevelReadCommitted} }
 
 func (pgSQL) migrations() (fs.FS, error) { return fs.Sub(migrations.Postgres, "postgres") }
+
+// tableExistsSQL looks in the search path, where tds creates its tables.
+func (pgSQL) tableExistsSQL() string { return pgTableExistsSQL }
 
 func (pgSQL) reconcile() *reconcileSQL { return &pgReconcile }
 

@@ -181,8 +181,9 @@ WHERE m.source_modified_at <= excluded.source_modified_at`
 	name       TEXT NOT NULL,
 	applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
 )`
-	migrationAppliedSQL = `SELECT COUNT(*) FROM ? WHERE version = ?`
-	migrationRecordSQL  = `INSERT INTO ? (version, name) VALUES (?, ?)`
+	migrationAppliedSQL  = `SELECT COUNT(*) FROM ? WHERE version = ?`
+	migrationVersionsSQL = `SELECT version FROM ? ORDER BY version`
+	migrationRecordSQL   = `INSERT INTO ? (version, name) VALUES (?, ?)`
 )
 
 // common holds the operations whose statements are the same on both
@@ -208,6 +209,8 @@ type dialectSQL interface {
 	notify(ctx context.Context, db bun.IDB) error
 	txOptions() *sql.TxOptions
 	migrations() (fs.FS, error)
+	// tableExistsSQL counts the tables named by its one parameter.
+	tableExistsSQL() string
 	// reconcile returns the reconciliation statements of the dialect.
 	reconcile() *reconcileSQL
 	// mirror returns the batched mirror statements of the dialect.
@@ -894,3 +897,50 @@ func (e *MigrationError) Error() string { return "applying migration " + e.Name 
 
 // Unwrap returns the cause.
 func (e *MigrationError) Unwrap() error { return e.Err }
+
+// Schema is how a database's tds schema compares with the embedded one.
+type Schema struct {
+	// Applied are the versions recorded as applied, in order.
+	Applied []int64
+	// Missing are the names of the embedded migrations not applied: the
+	// schema is behind this binary.
+	Missing []string
+	// Unknown are the versions applied that this binary does not embed:
+	// a newer binary migrated the database.
+	Unknown []int64
+}
+
+// SchemaStatus implements [Store.SchemaStatus].
+func (c common) SchemaStatus(ctx context.Context, db bun.IDB, table string) (*Schema, error) {
+	fsys, err := c.dialect.migrations()
+	if err != nil {
+		return nil, err
+	}
+	files, err := ReadMigrations(fsys)
+	if err != nil {
+		return nil, err
+	}
+	var tables int
+	if err := db.QueryRowContext(ctx, c.dialect.tableExistsSQL(), table).Scan(&tables); err != nil {
+		return nil, fmt.Errorf("looking for %s: %w", table, err)
+	}
+	s := &Schema{}
+	if tables > 0 {
+		if err := db.NewRaw(migrationVersionsSQL, bun.Ident(table)).Scan(ctx, &s.Applied); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", table, err)
+		}
+	}
+	embedded := make(map[int64]bool, len(files))
+	for _, f := range files {
+		embedded[f.version] = true
+		if !slices.Contains(s.Applied, f.version) {
+			s.Missing = append(s.Missing, f.name)
+		}
+	}
+	for _, v := range s.Applied {
+		if !embedded[v] {
+			s.Unknown = append(s.Unknown, v)
+		}
+	}
+	return s, nil
+}

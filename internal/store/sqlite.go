@@ -158,7 +158,8 @@ FROM ` + sqLeases + ` WHERE ` + leaseHeld + `
 RETURNING id, attempt_count, status`
 	sqRenewSQL = `UPDATE tds_sync_queue SET locked_until = ? FROM ` + sqLeases + ` WHERE ` + leaseHeld
 
-	sqMirrorDDL = `CREATE TABLE IF NOT EXISTS ? (
+	sqTableExistsSQL = `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`
+	sqMirrorDDL      = `CREATE TABLE IF NOT EXISTS ? (
 	entity_id          TEXT PRIMARY KEY,
 	source             TEXT      NOT NULL,
 	data               TEXT      NOT NULL,
@@ -172,6 +173,8 @@ RETURNING id, attempt_count, status`
 func (sqliteSQL) txOptions() *sql.TxOptions { return nil }
 
 func (sqliteSQL) migrations() (fs.FS, error) { return fs.Sub(migrations.SQLite, "sqlite") }
+
+func (sqliteSQL) tableExistsSQL() string { return sqTableExistsSQL }
 
 // jsonParam renders v as a JSON text parameter.
 func jsonParam(v any) string {

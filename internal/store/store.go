@@ -323,6 +323,10 @@ type Store interface {
 	Migrate(ctx context.Context, db *bun.DB, table string) error
 	// MigrateMirror creates the mirror tables that do not exist yet.
 	MigrateMirror(ctx context.Context, db *bun.DB, tables []string) error
+	// SchemaStatus compares the migrations recorded in table with the
+	// embedded ones, without writing anything (a readiness probe calls it).
+	// A database never migrated (no table) has every migration missing.
+	SchemaStatus(ctx context.Context, db bun.IDB, table string) (*Schema, error)
 
 	// InsertEvents stores a batch of new events and the jobs of the valid
 	// ones, one at most per idempotency key; existing keys are skipped. It
