@@ -212,6 +212,8 @@ type dialectSQL interface {
 	reconcile() *reconcileSQL
 	// mirror returns the batched mirror statements of the dialect.
 	mirror() *mirrorSQL
+	// throughput returns the dialect's statement of Store.Throughput.
+	throughput() string
 }
 
 // EntityLockClass is the first key of the transaction-scoped advisory
