@@ -33,6 +33,7 @@ type dashboardEnv struct {
 	tdb     *testDB
 	h       *Handler
 	srv     *httptest.Server
+	fake    *zohofake.Server
 	failing sync.Map // entity ids the Syncer fails permanently
 }
 
@@ -53,7 +54,7 @@ func newDashboardEnv(t *testing.T, tdb *testDB) *dashboardEnv {
 	}, WithRegistry(reg), WithLogger(log), WithReconcileSchedule(0, 0), WithAlerter(alerter))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rc.Close() })
-	e := &dashboardEnv{tdb: tdb}
+	e := &dashboardEnv{tdb: tdb, fake: fake}
 	e.h, err = NewHandler(tdb.db, WithRegistry(reg), WithLogger(log), WithWebhookKeys(testWebhookKey),
 		WithAdminToken(testAdminToken), WithTrustedProxies("10.0.0.0/8"), WithMetrics(prometheus.NewRegistry()),
 		WithAlerter(alerter), WithReconciler(rc))
