@@ -1,6 +1,7 @@
 package tds
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tdscore/tds/internal/ui"
@@ -30,6 +32,42 @@ type dashboard struct {
 	h        *Handler
 	pages    *ui.Renderer
 	sessions *ui.Sessions
+	overview overviewCache
+}
+
+// overviewMaxAge is how old the overview's queue counts and charts may
+// be: they count the last hour's jobs (tens of milliseconds with many
+// thousands), which every load of the page, by every operator, should not
+// pay for again. The page says when they were read.
+const overviewMaxAge = 10 * time.Second
+
+// overviewCache holds the overview's last counts. Its lock is held while
+// they are read, so one request reads them and the others wait for it.
+type overviewCache struct {
+	mu      sync.Mutex
+	at      time.Time
+	stats   *QueueStats
+	minutes []ThroughputMinute
+}
+
+// get returns counts at most overviewMaxAge old, reading them if needed.
+func (c *overviewCache) get(ctx context.Context, q *Queue) (*QueueStats, []ThroughputMinute, time.Time, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stats != nil && time.Since(c.at) < overviewMaxAge {
+		return c.stats, c.minutes, c.at, nil
+	}
+	at := time.Now()
+	stats, err := q.Stats(ctx)
+	if err != nil {
+		return nil, nil, at, err
+	}
+	minutes, err := q.Throughput(ctx)
+	if err != nil {
+		return nil, nil, at, err
+	}
+	c.stats, c.minutes, c.at = stats, minutes, at
+	return stats, minutes, at, nil
 }
 
 // mountDashboard registers the dashboard's routes on h's mux.
@@ -280,6 +318,7 @@ func (d *dashboard) serveLogout(w http.ResponseWriter, r *http.Request, p *ui.Pa
 // overviewData is the overview page.
 type overviewData struct {
 	Now                 time.Time
+	At                  time.Time // when Stats and the charts were read
 	Stats               *QueueStats
 	ByStatus            []ui.KV
 	Throughput, Latency ui.Chart
@@ -291,19 +330,14 @@ type overviewData struct {
 
 func (d *dashboard) serveOverview(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
 	ctx := r.Context()
-	stats, err := d.h.queue.Stats(ctx)
+	stats, minutes, readAt, err := d.overview.get(ctx, d.h.queue)
 	if err != nil {
 		d.fail(w, r, p, err)
 		return
 	}
-	data := &overviewData{Now: d.h.cfg.now(), Stats: stats}
+	data := &overviewData{Now: d.h.cfg.now(), Stats: stats, At: readAt}
 	for _, st := range Statuses {
 		data.ByStatus = append(data.ByStatus, ui.KV{Key: string(st), Value: stats.ByStatus[st]})
-	}
-	minutes, err := d.h.queue.Throughput(ctx)
-	if err != nil {
-		d.fail(w, r, p, err)
-		return
 	}
 	counts, lat := make([]float64, len(minutes)), make([]float64, len(minutes))
 	for i, m := range minutes {

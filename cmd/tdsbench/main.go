@@ -170,6 +170,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
 	}
+	if os.Getenv("TDSBENCH_KEEP") != "" {
+		return nil // left for inspection (psql, EXPLAIN)
+	}
 	return reset(ctx, db)
 }
 
