@@ -1,6 +1,7 @@
 package tds
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -145,8 +146,43 @@ type eventsResponse struct {
 	NextBeforeID int64        `json:"next_before_id,omitempty"`
 }
 
+// throughputResponse is the answer of GET /queue/throughput.
+type throughputResponse struct {
+	Success bool               `json:"success"`
+	Minutes []ThroughputMinute `json:"minutes"`
+}
+
+func (h *Handler) serveThroughput(w http.ResponseWriter, r *http.Request) {
+	m, err := h.queue.Throughput(r.Context())
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, throughputResponse{Success: true, Minutes: m})
+}
+
 func (h *Handler) serveListEvents(w http.ResponseWriter, r *http.Request) {
-	q := queryParams{v: r.URL.Query()}
+	f, err := eventFilterOf(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	evs, err := h.inbox.List(r.Context(), f)
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	resp := eventsResponse{Success: true, Events: evs}
+	if len(evs) == f.Limit {
+		resp.NextBeforeID = evs[len(evs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// eventFilterOf reads the filter of GET /admin/events (and the
+// dashboard's events page).
+func eventFilterOf(v url.Values) (InboxFilter, error) {
+	q := queryParams{v: v}
 	f := InboxFilter{
 		Source:     q.v.Get("source"),
 		EntityType: q.v.Get("entity_type"),
@@ -160,20 +196,7 @@ func (h *Handler) serveListEvents(w http.ResponseWriter, r *http.Request) {
 		Limit:      q.limit(),
 		BeforeID:   q.id("before_id"),
 	}
-	if q.err != nil {
-		writeError(w, http.StatusBadRequest, q.err.Error())
-		return
-	}
-	evs, err := h.inbox.List(r.Context(), f)
-	if err != nil {
-		h.adminError(w, r, err)
-		return
-	}
-	resp := eventsResponse{Success: true, Events: evs}
-	if len(evs) == f.Limit {
-		resp.NextBeforeID = evs[len(evs)-1].ID
-	}
-	writeJSON(w, http.StatusOK, resp)
+	return f, q.err
 }
 
 // eventResponse is one inbox event with its queue entry, if it was queued,
@@ -190,30 +213,38 @@ func (h *Handler) serveEvent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ev, err := h.inbox.Get(r.Context(), id)
+	resp, err := h.eventDetail(r.Context(), id)
 	if err != nil {
 		h.adminError(w, r, err)
 		return
 	}
-	resp := eventResponse{Success: true, Event: ev, Attempts: []Attempt{}}
-	job, err := h.queue.GetByInboxEvent(r.Context(), id)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// eventDetail reads event id, its job if it was queued, and the job's
+// failed attempts.
+func (h *Handler) eventDetail(ctx context.Context, id int64) (*eventResponse, error) {
+	ev, err := h.inbox.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	resp := &eventResponse{Success: true, Event: ev, Attempts: []Attempt{}}
+	job, err := h.queue.GetByInboxEvent(ctx, id)
 	switch {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
-		h.adminError(w, r, err)
-		return
+		return nil, err
 	default:
 		resp.Job = job
-		attempts, err := h.queue.Attempts(r.Context(), job.ID)
+		attempts, err := h.queue.Attempts(ctx, job.ID)
 		if err != nil {
-			h.adminError(w, r, err)
-			return
+			return nil, err
 		}
 		if attempts != nil {
 			resp.Attempts = attempts
 		}
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return resp, nil
 }
 
 type deadLettersResponse struct {
@@ -222,8 +253,10 @@ type deadLettersResponse struct {
 	NextBeforeID int64 `json:"next_before_id,omitempty"`
 }
 
-func (h *Handler) serveListDeadLetters(w http.ResponseWriter, r *http.Request) {
-	q := queryParams{v: r.URL.Query()}
+// deadLetterFilterOf reads the filter of GET /admin/dead-letters (and the
+// dashboard's dead letters page).
+func deadLetterFilterOf(v url.Values) (DeadLetterFilter, error) {
+	q := queryParams{v: v}
 	f := DeadLetterFilter{
 		EntityType: q.v.Get("entity_type"),
 		ErrorCode:  q.v.Get("error_code"),
@@ -232,8 +265,13 @@ func (h *Handler) serveListDeadLetters(w http.ResponseWriter, r *http.Request) {
 		Limit:      q.limit(),
 		BeforeID:   q.id("before_id"),
 	}
-	if q.err != nil {
-		writeError(w, http.StatusBadRequest, q.err.Error())
+	return f, q.err
+}
+
+func (h *Handler) serveListDeadLetters(w http.ResponseWriter, r *http.Request) {
+	f, err := deadLetterFilterOf(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	jobs, err := h.queue.ListDeadLetters(r.Context(), f)

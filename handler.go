@@ -62,14 +62,16 @@ type handlerSettings struct {
 //	GET  /health/live                        the process answers (no database), no auth
 //	GET  /health/ready                       database reachable and schema current, no auth
 //	GET  /queue/stats                        queue statistics (admin)
+//	GET  /queue/throughput                   jobs completed and their latency, per minute of the last hour (admin)
 //	GET  /admin/events                       inbox events, filtered, paginated
 //	GET  /admin/events/{id}                  one event, its job and attempts
 //	GET  /admin/dead-letters                 dead letters
 //	POST /admin/dead-letters/retry           retry dead letters by filter, or all
 //	POST /admin/dead-letters/{id}/retry      retry one dead letter
 //	POST /admin/dead-letters/{id}/discard    give up on one dead letter
+//	GET  /ui/                                the operator dashboard (HTML; sign in with an admin token)
 //
-// Every answer is JSON. Admin POSTs must be sent as application/json (415
+// Every answer but the dashboard's is JSON. Admin POSTs must be sent as application/json (415
 // otherwise). A webhook gets its 2xx only after the inbox
 // transaction has committed. A Handler is safe for concurrent use.
 type Handler struct {
@@ -82,7 +84,7 @@ type Handler struct {
 
 	refusals *refusalLimiter // nil: no limit
 	db       *bun.DB         // pinged by GET /health
-	st       store.Store     // its schema read by GET /health/ready
+	st       store.Store     // its schema read by GET /health/ready; the dashboard's sessions
 	counts   *countsCache    // the queue counts of GET /health
 }
 
@@ -151,6 +153,7 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	h.mux.HandleFunc("GET /health/live", serveLive)
 	h.mux.HandleFunc("GET /health/ready", h.serveReady)
 	h.mux.HandleFunc("GET /queue/stats", h.admin(h.serveQueueStats))
+	h.mux.HandleFunc("GET /queue/throughput", h.admin(h.serveThroughput))
 	h.mux.HandleFunc("GET /admin/events", h.admin(h.serveListEvents))
 	h.mux.HandleFunc("GET /admin/events/{id}", h.admin(h.serveEvent))
 	h.mux.HandleFunc("GET /admin/dead-letters", h.admin(h.serveListDeadLetters))
@@ -164,6 +167,9 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	h.mux.HandleFunc("GET /admin/alerts", h.admin(h.serveListAlerts))
 	h.mux.HandleFunc("POST /admin/alerts/{id}/ack", h.admin(h.serveAckAlert))
 	h.mux.HandleFunc("POST /admin/alerts/{id}/silence", h.admin(h.serveSilenceAlert))
+	if err := h.mountDashboard(); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 

@@ -25,7 +25,7 @@ func (c *queueQueryCounter) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) 
 }
 
 func (c *queueQueryCounter) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	if strings.Contains(e.Query, "FROM tds_sync_queue GROUP BY status") {
+	if strings.Contains(e.Query, "GROUP BY status\nUNION ALL") { // the statement of the counts by status
 		c.n.Add(1)
 	}
 }

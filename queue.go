@@ -224,3 +224,44 @@ func (q *Queue) DeleteCompleted(ctx context.Context, olderThan time.Time) (int64
 		}
 	}
 }
+
+// ThroughputWindow is the window of [Queue.Throughput]: the last hour,
+// minute by minute.
+const ThroughputWindow = time.Hour
+
+// ThroughputMinute is one minute of [Queue.Throughput].
+type ThroughputMinute struct {
+	// Start is the minute's start.
+	Start time.Time `json:"start"`
+	// Completed counts the jobs completed in the minute.
+	Completed int64 `json:"completed"`
+	// LatencyAvgSeconds and LatencyMaxSeconds are the end-to-end latency of
+	// those jobs: from their event being stored (before the sender's 2xx)
+	// to their completion. Zero in a minute without a completion.
+	LatencyAvgSeconds float64 `json:"latency_avg_seconds"`
+	LatencyMaxSeconds float64 `json:"latency_max_seconds"`
+}
+
+// Throughput returns the jobs completed in each minute of the last
+// [ThroughputWindow], oldest first, every minute present: the last one is
+// the current, unfinished minute.
+func (q *Queue) Throughput(ctx context.Context) ([]ThroughputMinute, error) {
+	n := int(ThroughputWindow / time.Minute)
+	start := q.cfg.now().UTC().Truncate(time.Minute).Add(-time.Duration(n-1) * time.Minute)
+	rows, err := q.st.Throughput(ctx, q.db, dbTime(start))
+	if err != nil {
+		return nil, wrapDBErr("reading the throughput", err)
+	}
+	out := make([]ThroughputMinute, n)
+	for i := range out {
+		out[i].Start = start.Add(time.Duration(i) * time.Minute)
+	}
+	for _, r := range rows {
+		if r.Minute < 0 || r.Minute >= int64(n) {
+			continue // completed after now: a clock ahead of ours
+		}
+		m := &out[r.Minute]
+		m.Completed, m.LatencyAvgSeconds, m.LatencyMaxSeconds = r.N, r.AvgSeconds, r.MaxSeconds
+	}
+	return out, nil
+}

@@ -45,6 +45,7 @@ type config struct {
 	backlogLarge int
 	backlogBatch int
 	reconcileN   int
+	dashboardN   int
 	metrics      []bool // runs of ingest and burn-down: metrics off and/or on
 }
 
@@ -64,8 +65,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var scenarios string
 	var short bool
 	fs.StringVar(&c.database, "database", "", "database URL: postgres://... or sqlite:PATH (default: a SQLite file in a temp dir)")
-	fs.StringVar(&scenarios, "scenarios", "ingest,burndown,latency,backlog,reconcile", "comma-separated scenarios to run")
+	fs.StringVar(&scenarios, "scenarios", "ingest,burndown,latency,backlog,reconcile", "comma-separated scenarios to run (also: dashboard, the /ui/ pages on 1,000,000 events)")
 	fs.IntVar(&c.reconcileN, "reconcile-n", 100000, "reconcile: remote entities swept")
+	fs.IntVar(&c.dashboardN, "dashboard-events", 1000000, "dashboard: inbox events seeded (10,000 of them dead letters)")
 	fs.IntVar(&c.senders, "senders", 64, "ingest: concurrent HTTP senders (and baseline writers)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "ingest: how long each side runs")
 	fs.IntVar(&c.burnDownN, "n", 200000, "burn-down: events to drain")
@@ -156,6 +158,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		{"latency", runLatency},
 		{"backlog", runBacklog},
 		{"reconcile", runReconcile},
+		{"dashboard", runDashboard},
 	} {
 		if !c.scenarios[sc.name] {
 			continue
@@ -167,13 +170,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
 	}
+	if os.Getenv("TDSBENCH_KEEP") != "" {
+		return nil // left for inspection (psql, EXPLAIN)
+	}
 	return reset(ctx, db)
 }
 
 // reset empties the tds and mirror tables between scenarios.
 func reset(ctx context.Context, db *bun.DB) error {
 	tables := []string{"tds_sync_attempts", "tds_sync_queue", "tds_inbox_events",
-		"tds_sync_drift", "tds_sync_remote", "tds_sync_runs", "tds_applied", "tds_sync_watermarks"}
+		"tds_sync_drift", "tds_sync_remote", "tds_sync_runs", "tds_applied", "tds_sync_watermarks", "tds_alerts", "tds_ui_revoked"}
 	for _, t := range tds.ZohoRegistry().Types() {
 		tables = append(tables, t.MirrorTable)
 	}

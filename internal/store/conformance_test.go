@@ -1548,3 +1548,54 @@ func TestSchemaStatus(t *testing.T) {
 		require.Equal(t, []int64{9999}, sc.Unknown)
 	})
 }
+
+func TestThroughput(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		s := newSuite(t, db, st)
+		empty, err := st.Throughput(s.ctx, db, t0)
+		require.NoError(t, err)
+		require.Empty(t, empty)
+
+		a, b, c := s.queue(ent("a"), 5, 3), s.queue(ent("b"), 5, 3), s.queue(ent("c"), 5, 3)
+		old := s.queue(ent("d"), 5, 3)
+		since := t0.Add(time.Minute)
+		s.completeJob(old.ID, t0.Add(30*time.Second)) // before the window
+		s.completeJob(a.ID, since.Add(30*time.Second))
+		s.completeJob(b.ID, since.Add(50*time.Second))
+		s.completeJob(c.ID, since.Add(3*time.Minute+10*time.Second))
+		s.queue(ent("e"), 5, 3) // not completed
+
+		got, err := st.Throughput(s.ctx, db, since)
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		require.Equal(t, int64(0), got[0].Minute)
+		require.Equal(t, int64(2), got[0].N)
+		require.Equal(t, int64(3), got[1].Minute)
+		require.Equal(t, int64(1), got[1].N)
+		// The jobs were created at t0 (the suite's clock).
+		require.InDelta(t, 100, got[0].AvgSeconds, 0.01)
+		require.InDelta(t, 110, got[0].MaxSeconds, 0.01)
+		require.InDelta(t, 250, got[1].MaxSeconds, 0.01)
+	})
+}
+
+func TestSessionRevoked(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		s := newSuite(t, db, st)
+		revoked := func(id string) bool {
+			t.Helper()
+			ok, err := st.SessionRevoked(s.ctx, db, id)
+			require.NoError(t, err)
+			return ok
+		}
+		require.False(t, revoked("s1"))
+		require.NoError(t, st.RevokeSession(s.ctx, db, "s1", t0.Add(time.Hour), t0))
+		require.NoError(t, st.RevokeSession(s.ctx, db, "s1", t0.Add(time.Hour), t0)) // twice is fine
+		require.True(t, revoked("s1"))
+		require.False(t, revoked("s2"))
+		// A later sign-out drops the records whose cookies have expired.
+		require.NoError(t, st.RevokeSession(s.ctx, db, "s2", t0.Add(3*time.Hour), t0.Add(2*time.Hour)))
+		require.False(t, revoked("s1"))
+		require.True(t, revoked("s2"))
+	})
+}

@@ -300,6 +300,8 @@ func (pgSQL) reconcile() *reconcileSQL { return &pgReconcile }
 
 func (pgSQL) mirror() *mirrorSQL { return &pgMirror }
 
+func (pgSQL) throughput() string { return pgThroughputSQL }
+
 // pgArray is pgdialect.Array, for the statements' parameters.
 func pgArray(v any) any { return pgdialect.Array(v) }
 

@@ -122,9 +122,13 @@ AND (? = 0 OR e.id < ?)`
 	listWaitingSQL   = `SELECT * FROM tds_sync_queue WHERE status IN ('pending', 'retry') ORDER BY priority, id LIMIT ?`
 	attemptsSQL      = `SELECT * FROM tds_sync_attempts WHERE job_id = ? ORDER BY id`
 
-	statsByStatusSQL = `SELECT status, COUNT(*) AS n FROM tds_sync_queue GROUP BY status`
-	statsOpenSQL     = `SELECT entity_type, priority, COUNT(*) AS n FROM tds_sync_queue
-WHERE status <> 'completed' GROUP BY entity_type, priority`
+	// The open statuses are named, not "<> 'completed'", so that both
+	// statements read the status index instead of every job.
+	statsByStatusSQL = `SELECT status, COUNT(*) AS n FROM tds_sync_queue
+WHERE status IN ('pending', 'processing', 'retry', 'dead_letter') GROUP BY status
+UNION ALL SELECT 'completed', COUNT(*) FROM tds_sync_queue WHERE status = 'completed' HAVING COUNT(*) > 0`
+	statsOpenSQL = `SELECT entity_type, priority, COUNT(*) AS n FROM tds_sync_queue
+WHERE status IN ('pending', 'processing', 'retry', 'dead_letter') GROUP BY entity_type, priority`
 	statsMiscSQL = `SELECT (SELECT COUNT(*) FROM tds_sync_queue WHERE blocked),
 	(SELECT MIN(created_at) FROM tds_sync_queue WHERE status IN ('pending', 'retry')),
 	(SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'completed' AND completed_at >= ?)`
@@ -215,6 +219,8 @@ type dialectSQL interface {
 	reconcile() *reconcileSQL
 	// mirror returns the batched mirror statements of the dialect.
 	mirror() *mirrorSQL
+	// throughput returns the dialect's statement of Store.Throughput.
+	throughput() string
 }
 
 // EntityLockClass is the first key of the transaction-scoped advisory

@@ -189,6 +189,8 @@ func (sqliteSQL) reconcile() *reconcileSQL { return &sqReconcile }
 
 func (sqliteSQL) mirror() *mirrorSQL { return &sqMirror }
 
+func (sqliteSQL) throughput() string { return sqThroughputSQL }
+
 func (sqliteSQL) ids(ids []int64) any {
 	if ids == nil {
 		ids = []int64{}

@@ -376,6 +376,14 @@ type Store interface {
 	// and counts the events of source received since since, in one
 	// snapshot.
 	MetricCounts(ctx context.Context, db bun.IDB, source string, since time.Time) (*MetricCounts, error)
+	// Throughput counts the jobs completed since since, minute by minute,
+	// with their latency; minutes without a completion are left out.
+	Throughput(ctx context.Context, db bun.IDB, since time.Time) ([]MinuteCount, error)
+	// RevokeSession records that dashboard session id is signed out until
+	// expiresAt, dropping the records expired at now.
+	RevokeSession(ctx context.Context, db bun.IDB, id string, expiresAt, now time.Time) error
+	// SessionRevoked reports whether dashboard session id is signed out.
+	SessionRevoked(ctx context.Context, db bun.IDB, id string) (bool, error)
 	// DeleteCompleted deletes up to limit jobs completed before cutoff,
 	// first copying their completion time into their events' processed_at.
 	// db must be a transaction.

@@ -1,0 +1,738 @@
+package tds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tdscore/tds/internal/ui"
+)
+
+// The operator dashboard, under /ui/: server-rendered pages that call the
+// same methods as the JSON admin API. Signing in with an admin token
+// gives a signed session cookie (internal/ui); every POST carries the
+// session's CSRF token. Links are relative, so the pages work under any
+// mount prefix.
+
+// maxFormBytes bounds a dashboard form.
+const maxFormBytes = 64 << 10
+
+// dashboard serves the /ui/ pages of a Handler.
+type dashboard struct {
+	h        *Handler
+	pages    *ui.Renderer
+	sessions *ui.Sessions
+	overview overviewCache
+}
+
+// overviewMaxAge is how old the overview's queue counts and charts may
+// be: they count the last hour's jobs (tens of milliseconds with many
+// thousands), which every load of the page, by every operator, should not
+// pay for again. The page says when they were read.
+const overviewMaxAge = 10 * time.Second
+
+// overviewCache holds the overview's last counts. Its lock is held while
+// they are read, so one request reads them and the others wait for it.
+type overviewCache struct {
+	mu      sync.Mutex
+	at      time.Time
+	stats   *QueueStats
+	minutes []ThroughputMinute
+}
+
+// get returns counts at most overviewMaxAge old, reading them if needed.
+func (c *overviewCache) get(ctx context.Context, q *Queue) (*QueueStats, []ThroughputMinute, time.Time, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stats != nil && time.Since(c.at) < overviewMaxAge {
+		return c.stats, c.minutes, c.at, nil
+	}
+	at := time.Now()
+	stats, err := q.Stats(ctx)
+	if err != nil {
+		return nil, nil, at, err
+	}
+	minutes, err := q.Throughput(ctx)
+	if err != nil {
+		return nil, nil, at, err
+	}
+	c.stats, c.minutes, c.at = stats, minutes, at
+	return stats, minutes, at, nil
+}
+
+// mountDashboard registers the dashboard's routes on h's mux.
+func (h *Handler) mountDashboard() error {
+	pages, err := ui.NewRenderer()
+	if err != nil {
+		return err
+	}
+	d := &dashboard{h: h, pages: pages, sessions: ui.NewSessions(h.cfg.handler.adminTokens)}
+	m := h.mux
+	m.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) {
+		seeOther(w, "ui/")
+	})
+	m.Handle("GET /ui/assets/", http.StripPrefix("/ui/assets/", ui.Assets()))
+	m.HandleFunc("GET /ui/login", d.serveLoginForm)
+	m.HandleFunc("POST /ui/login", d.serveLogin)
+	m.HandleFunc("POST /ui/logout", d.post(d.serveLogout))
+	m.HandleFunc("GET /ui/{$}", d.get(d.serveOverview))
+	m.HandleFunc("GET /ui/events", d.get(d.serveEvents))
+	m.HandleFunc("GET /ui/events/{id}", d.get(d.serveEvent))
+	m.HandleFunc("GET /ui/dead-letters", d.get(d.serveDeadLetters))
+	m.HandleFunc("POST /ui/dead-letters/retry", d.post(d.serveRetrySelected))
+	m.HandleFunc("POST /ui/dead-letters/retry-filter", d.post(d.serveRetryFilter))
+	m.HandleFunc("POST /ui/dead-letters/{id}/retry", d.post(d.serveRetryOne))
+	m.HandleFunc("POST /ui/dead-letters/{id}/discard", d.post(d.serveDiscard))
+	m.HandleFunc("GET /ui/alerts", d.get(d.serveAlerts))
+	m.HandleFunc("POST /ui/alerts/{id}/ack", d.post(d.serveAck))
+	m.HandleFunc("POST /ui/alerts/{id}/silence", d.post(d.serveSilence))
+	m.HandleFunc("GET /ui/reconcile", d.get(d.serveRuns))
+	m.HandleFunc("GET /ui/reconcile/{id}", d.get(d.serveRun))
+	m.HandleFunc("POST /ui/reconcile", d.post(d.serveStartRun))
+	return nil
+}
+
+// base is the relative path from r's page to the dashboard's root, so
+// that links need not know the prefix the Handler is mounted under.
+func base(r *http.Request) string {
+	rest := strings.TrimPrefix(r.URL.Path, "/ui/")
+	if n := strings.Count(rest, "/"); n > 0 {
+		return strings.Repeat("../", n)
+	}
+	return "./"
+}
+
+// secure tells whether the browser reached us over TLS: directly, or as
+// a trusted proxy says.
+func (d *dashboard) secure(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if !strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && inPrefixes(d.h.cfg.handler.trustedProxies, addr.Unmap())
+}
+
+// session reads and checks the request's session cookie: its signature,
+// its expiry, and that it was not signed out.
+func (d *dashboard) session(r *http.Request) (ui.Session, bool, error) {
+	c, err := r.Cookie(ui.CookieName)
+	if err != nil {
+		return ui.Session{}, false, nil
+	}
+	s, ok := d.sessions.Parse(c.Value, d.h.cfg.now())
+	if !ok {
+		return ui.Session{}, false, nil
+	}
+	revoked, err := d.h.st.SessionRevoked(r.Context(), d.h.db, s.ID)
+	if err != nil {
+		return ui.Session{}, false, wrapDBErr("reading the dashboard's sessions", err)
+	}
+	return s, !revoked, nil
+}
+
+// pageFunc serves a signed-in request.
+type pageFunc func(w http.ResponseWriter, r *http.Request, p *ui.Page, s ui.Session)
+
+// get guards a page: a browser without a session goes to the sign-in.
+func (d *dashboard) get(next pageFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s, ok, err := d.session(r)
+		p := &ui.Page{Base: base(r)}
+		if err != nil {
+			d.fail(w, r, p, err)
+			return
+		}
+		if !ok {
+			seeOther(w, p.Base+"login")
+			return
+		}
+		p.CSRF = s.CSRF()
+		p.Notice = notice(r.URL.Query())
+		next(w, r, p, s)
+	}
+}
+
+// post guards a form: a session and its CSRF token are required.
+func (d *dashboard) post(next pageFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := &ui.Page{Base: base(r), Title: "Refused"}
+		s, ok, err := d.session(r)
+		if err != nil {
+			d.fail(w, r, p, err)
+			return
+		}
+		if !ok {
+			p.Error = "You are signed out: sign in again."
+			d.render(w, r, http.StatusUnauthorized, "error", p)
+			return
+		}
+		p.CSRF = s.CSRF()
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			p.Error = "The form could not be read."
+			d.render(w, r, http.StatusBadRequest, "error", p)
+			return
+		}
+		if !s.CheckCSRF(r.PostForm.Get("csrf")) {
+			p.Error = "Refused: the form's CSRF token is missing or wrong. Reload the page and try again."
+			d.render(w, r, http.StatusForbidden, "error", p)
+			return
+		}
+		next(w, r, p, s)
+	}
+}
+
+func (d *dashboard) render(w http.ResponseWriter, r *http.Request, status int, name string, p *ui.Page) {
+	if err := d.pages.Render(w, status, name, p); err != nil {
+		d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: dashboard page failed",
+			slog.String("path", r.URL.Path), slog.Any("error", err))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+	}
+}
+
+// fail renders an error of the core in words: 404, 503 or, logged, 500.
+func (d *dashboard) fail(w http.ResponseWriter, r *http.Request, p *ui.Page, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		status, p.Title, p.Error = http.StatusNotFound, "Not found", publicError(err)+"."
+	case errors.Is(err, ErrDatabaseUnavailable):
+		status, p.Title, p.Error = http.StatusServiceUnavailable, "Database unavailable",
+			"The database is unavailable: try again in a moment."
+	default:
+		d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: dashboard request failed",
+			slog.String("path", r.URL.Path), slog.Any("error", err))
+		p.Title, p.Error = "Error", "Something went wrong: the server's log says what."
+	}
+	d.render(w, r, status, "error", p)
+}
+
+// refuse renders a request the dashboard will not carry out, in words.
+func (d *dashboard) refuse(w http.ResponseWriter, r *http.Request, p *ui.Page, status int, title, msg string) {
+	p.Title, p.Error = title, msg
+	d.render(w, r, status, "error", p)
+}
+
+// seeOther redirects to a relative URL as it is: http.Redirect would
+// resolve it against the path the mount prefix was stripped from.
+func seeOther(w http.ResponseWriter, to string) {
+	w.Header().Set("Location", to)
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// done redirects after a change to a page saying what was done, by code:
+// no free text travels in the URL.
+func done(w http.ResponseWriter, to, code string, n int64) {
+	seeOther(w, fmt.Sprintf("%s?done=%s&n=%d", to, code, n))
+}
+
+// notice is the words of a done code.
+func notice(q url.Values) string {
+	n := q.Get("n")
+	switch q.Get("done") {
+	case "retried":
+		return "Dead letter " + n + " is queued again."
+	case "retried-many":
+		return n + " dead letters are queued again."
+	case "discarded":
+		return "Dead letter " + n + " is discarded."
+	case "acked":
+		return "Alert " + n + " is acknowledged."
+	case "silenced":
+		return "Alert " + n + " is silenced."
+	case "started":
+		return "Run " + n + " has started."
+	}
+	return ""
+}
+
+func (d *dashboard) serveLoginForm(w http.ResponseWriter, r *http.Request) {
+	p := &ui.Page{Title: "Sign in", Base: base(r)}
+	if len(d.h.cfg.handler.adminTokens) == 0 {
+		p.Error = "The dashboard is off: the server has no admin token (WithAdminToken)."
+	}
+	d.render(w, r, http.StatusOK, "login", p)
+}
+
+// serveLogin exchanges the admin token for a session cookie. Failures are
+// counted against the client address like refused webhooks.
+func (d *dashboard) serveLogin(w http.ResponseWriter, r *http.Request) {
+	p := &ui.Page{Title: "Sign in", Base: base(r)}
+	ip := d.h.clientIP(r)
+	if _, limited := d.h.refusals.limited(ip); limited {
+		p.Error = "Too many failed sign-ins from this address: wait a minute."
+		d.render(w, r, http.StatusTooManyRequests, "login", p)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	token := ""
+	if err := r.ParseForm(); err == nil {
+		token = strings.TrimSpace(r.PostForm.Get("token"))
+	}
+	if !validAdminToken(adminDigests(d.h.cfg.handler.adminTokens), token) {
+		d.h.cfg.alerting.alerter.count(counterRefused)
+		d.h.refusals.refuse(ip)
+		d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: dashboard sign-in refused", slog.String("client_ip", ip))
+		p.Error = "That is not an admin token."
+		d.render(w, r, http.StatusUnauthorized, "login", p)
+		return
+	}
+	s, value, _ := d.sessions.Issue(d.h.cfg.now())
+	// No Path: the browser scopes the cookie to the directory of this
+	// URL, the dashboard's root under whatever prefix it is mounted.
+	http.SetCookie(w, &http.Cookie{Name: ui.CookieName, Value: value, Expires: s.Expires,
+		MaxAge: int(ui.SessionTTL / time.Second), HttpOnly: true, Secure: d.secure(r), SameSite: http.SameSiteStrictMode})
+	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dashboard signed in", slog.String("client_ip", ip))
+	seeOther(w, "./")
+}
+
+// serveLogout records the session as signed out, so that its cookie is
+// refused by every process even if the browser kept a copy.
+func (d *dashboard) serveLogout(w http.ResponseWriter, r *http.Request, p *ui.Page, s ui.Session) {
+	if err := d.h.st.RevokeSession(r.Context(), d.h.db, s.ID, s.Expires, d.h.cfg.now()); err != nil {
+		d.fail(w, r, p, wrapDBErr("signing out", err))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: ui.CookieName, Value: "", MaxAge: -1, HttpOnly: true,
+		Secure: d.secure(r), SameSite: http.SameSiteStrictMode})
+	seeOther(w, p.Base+"login")
+}
+
+// overviewData is the overview page.
+type overviewData struct {
+	Now                 time.Time
+	At                  time.Time // when Stats and the charts were read
+	Stats               *QueueStats
+	ByStatus            []ui.KV
+	Throughput, Latency ui.Chart
+	AlertsOn            bool
+	Firing              []Alert
+	ReconcileOn         bool
+	LastRun             *SyncRun
+}
+
+func (d *dashboard) serveOverview(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	ctx := r.Context()
+	stats, minutes, readAt, err := d.overview.get(ctx, d.h.queue)
+	if err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	data := &overviewData{Now: d.h.cfg.now(), Stats: stats, At: readAt}
+	for _, st := range Statuses {
+		data.ByStatus = append(data.ByStatus, ui.KV{Key: string(st), Value: stats.ByStatus[st]})
+	}
+	counts, lat := make([]float64, len(minutes)), make([]float64, len(minutes))
+	for i, m := range minutes {
+		counts[i], lat[i] = float64(m.Completed), m.LatencyAvgSeconds
+	}
+	at := func(i int) string { return minutes[i].Start.Format("15:04 UTC") }
+	data.Throughput = ui.NewChart("Jobs completed per minute", counts,
+		func(i int, v float64) string { return fmt.Sprintf("%s: %.0f completed", at(i), v) },
+		func(v float64) string { return ui.Count(v) + " a minute" })
+	data.Latency = ui.NewChart("End-to-end latency (average)", lat,
+		func(i int, v float64) string {
+			return fmt.Sprintf("%s: average %s, max %s", at(i), seconds(v), seconds(minutes[i].LatencyMaxSeconds))
+		}, seconds)
+	if a := d.h.cfg.alerting.alerter; a != nil {
+		data.AlertsOn = true
+		if data.Firing, err = a.Alerts(ctx, AlertFiring); err != nil {
+			d.fail(w, r, p, err)
+			return
+		}
+	}
+	if rc := d.h.cfg.reconciler; rc != nil {
+		data.ReconcileOn = true
+		runs, err := rc.ListRuns(ctx, 0, 1)
+		if err != nil {
+			d.fail(w, r, p, err)
+			return
+		}
+		if len(runs) > 0 {
+			data.LastRun = &runs[0]
+		}
+	}
+	p.Title, p.Nav, p.Data = "Overview", "overview", data
+	d.render(w, r, http.StatusOK, "overview", p)
+}
+
+// seconds says a latency in words.
+func seconds(v float64) string {
+	return time.Duration(math.Round(v*1000) * float64(time.Millisecond)).String()
+}
+
+// dashboardPageSize is how many rows a list page shows.
+const dashboardPageSize = 50
+
+// pageQuery is q with the dashboard's page size unless it names one.
+func pageQuery(q url.Values) url.Values {
+	if q.Get("limit") == "" {
+		q.Set("limit", strconv.Itoa(dashboardPageSize))
+	}
+	return q
+}
+
+// nextQuery is q for the page after lastID.
+func nextQuery(q url.Values, lastID int64) string {
+	n := url.Values{}
+	for k, v := range q {
+		if k != "done" && k != "n" {
+			n[k] = v
+		}
+	}
+	n.Set("before_id", strconv.FormatInt(lastID, 10))
+	return n.Encode()
+}
+
+type eventsData struct {
+	Q      url.Values
+	Events []InboxEvent
+	Next   string
+}
+
+func (d *dashboard) serveEvents(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	q := pageQuery(r.URL.Query())
+	p.Title, p.Nav = "Events", "events"
+	data := &eventsData{Q: q}
+	p.Data = data
+	f, err := eventFilterOf(q)
+	if err != nil {
+		p.Error = "The filter is not valid: " + err.Error() + "."
+		d.render(w, r, http.StatusBadRequest, "events", p)
+		return
+	}
+	if data.Events, err = d.h.inbox.List(r.Context(), f); err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	if len(data.Events) == f.Limit {
+		data.Next = nextQuery(q, data.Events[len(data.Events)-1].ID)
+	}
+	d.render(w, r, http.StatusOK, "events", p)
+}
+
+func (d *dashboard) serveEvent(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	p.Nav = "events"
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		d.fail(w, r, p, fmt.Errorf("%w: no event %q", ErrNotFound, r.PathValue("id")))
+		return
+	}
+	ev, err := d.h.eventDetail(r.Context(), id)
+	if err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	p.Title, p.Data = fmt.Sprintf("Event %d", id), ev
+	d.render(w, r, http.StatusOK, "event", p)
+}
+
+type deadLettersData struct {
+	Q        url.Values
+	Filtered bool
+	Jobs     []Job
+	Next     string
+}
+
+func (d *dashboard) serveDeadLetters(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	q := pageQuery(r.URL.Query())
+	p.Title, p.Nav = "Dead letters", "dead"
+	data := &deadLettersData{Q: q}
+	p.Data = data
+	f, err := deadLetterFilterOf(q)
+	if err != nil {
+		p.Error = "The filter is not valid: " + err.Error() + "."
+		d.render(w, r, http.StatusBadRequest, "deadletters", p)
+		return
+	}
+	data.Filtered = f.EntityType != "" || f.ErrorCode != "" || !f.Since.IsZero() || !f.Until.IsZero()
+	if data.Jobs, err = d.h.queue.ListDeadLetters(r.Context(), f); err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	if len(data.Jobs) == f.Limit {
+		data.Next = nextQuery(q, data.Jobs[len(data.Jobs)-1].ID)
+	}
+	d.render(w, r, http.StatusOK, "deadletters", p)
+}
+
+func (d *dashboard) serveRetryOne(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err == nil {
+		_, err = d.h.queue.RetryDeadLetter(r.Context(), id)
+	}
+	if err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id))
+	done(w, p.Base+"dead-letters", "retried", id)
+}
+
+// serveRetrySelected retries the ticked dead letters one by one; one
+// retried meanwhile (no longer a dead letter) is skipped.
+func (d *dashboard) serveRetrySelected(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	ids := r.PostForm["id"]
+	if len(ids) == 0 {
+		d.refuse(w, r, p, http.StatusBadRequest, "Nothing retried", "Select at least one dead letter.")
+		return
+	}
+	var n int64
+	for _, s := range ids {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			continue
+		}
+		_, err = d.h.queue.RetryDeadLetter(r.Context(), id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			d.fail(w, r, p, err)
+			return
+		default:
+			n++
+		}
+	}
+	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
+	done(w, p.Base+"dead-letters", "retried-many", n)
+}
+
+// confirmData is the confirmation of a retry by filter.
+type confirmData struct {
+	EntityType, ErrorCode, Since, Until string
+	Filtered                            bool
+	Count                               int64
+}
+
+// serveRetryFilter first shows how many dead letters the filter selects
+// (the API's dry run) and asks to confirm; the confirmed form retries.
+func (d *dashboard) serveRetryFilter(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	form := r.PostForm
+	c := &confirmData{EntityType: form.Get("entity_type"), ErrorCode: form.Get("error_code"),
+		Since: form.Get("since"), Until: form.Get("until")}
+	q := queryParams{v: form}
+	f := DeadLetterFilter{EntityType: c.EntityType, ErrorCode: c.ErrorCode, Since: q.time("since"), Until: q.time("until")}
+	if q.err != nil {
+		d.refuse(w, r, p, http.StatusBadRequest, "Nothing retried", "The filter is not valid: "+q.err.Error()+".")
+		return
+	}
+	c.Filtered = c.EntityType != "" || c.ErrorCode != "" || c.Since != "" || c.Until != ""
+	confirmed := form.Get("confirm") == "yes"
+	n, err := d.h.queue.RetryDeadLetters(r.Context(), f, !confirmed)
+	if err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	if confirmed {
+		d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
+		done(w, p.Base+"dead-letters", "retried-many", n)
+		return
+	}
+	c.Count = n
+	p.Title, p.Nav, p.Data = "Retry dead letters", "dead", c
+	d.render(w, r, http.StatusOK, "confirm", p)
+}
+
+func (d *dashboard) serveDiscard(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		d.fail(w, r, p, fmt.Errorf("%w: dead letter %q", ErrNotFound, r.PathValue("id")))
+		return
+	}
+	reason := strings.TrimSpace(r.PostForm.Get("reason"))
+	if reason == "" {
+		d.refuse(w, r, p, http.StatusBadRequest, "Not discarded", "A reason is required to discard a dead letter.")
+		return
+	}
+	if err := d.h.queue.DiscardDeadLetter(r.Context(), id, reason); err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter discarded",
+		slog.Int64("job_id", id), slog.String("reason", reason))
+	done(w, p.Base+"dead-letters", "discarded", id)
+}
+
+type alertsData struct {
+	On             bool
+	Open, Resolved []Alert
+}
+
+func (d *dashboard) serveAlerts(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	data := &alertsData{}
+	p.Title, p.Nav, p.Data = "Alerts", "alerts", data
+	if a := d.h.cfg.alerting.alerter; a != nil {
+		data.On = true
+		all, err := a.Alerts(r.Context(), "")
+		if err != nil {
+			d.fail(w, r, p, err)
+			return
+		}
+		for _, al := range all {
+			if al.State == AlertResolved {
+				data.Resolved = append(data.Resolved, al)
+			} else {
+				data.Open = append(data.Open, al)
+			}
+		}
+	}
+	d.render(w, r, http.StatusOK, "alerts", p)
+}
+
+// alertAction reads the alert id and the Alerter, answering when either
+// is missing.
+func (d *dashboard) alertAction(w http.ResponseWriter, r *http.Request, p *ui.Page) (*Alerter, int64, bool) {
+	a := d.h.cfg.alerting.alerter
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	switch {
+	case a == nil:
+		d.refuse(w, r, p, http.StatusNotImplemented, "Alerting is off", "Alerting is not configured.")
+		return nil, 0, false
+	case err != nil:
+		d.fail(w, r, p, fmt.Errorf("%w: alert %q", ErrNotFound, r.PathValue("id")))
+		return nil, 0, false
+	}
+	return a, id, true
+}
+
+func (d *dashboard) serveAck(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	a, id, ok := d.alertAction(w, r, p)
+	if !ok {
+		return
+	}
+	if err := a.Ack(r.Context(), id); err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert acknowledged", slog.Int64("alert_id", id))
+	done(w, p.Base+"alerts", "acked", id)
+}
+
+// serveSilence silences an alert until a local time given with the
+// browser's UTC offset in minutes (0 without the page's script: UTC).
+func (d *dashboard) serveSilence(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	a, id, ok := d.alertAction(w, r, p)
+	if !ok {
+		return
+	}
+	offset, err := strconv.Atoi(r.PostForm.Get("tz_offset"))
+	if err != nil || offset < -14*60 || offset > 14*60 {
+		offset = 0
+	}
+	until, err := time.ParseInLocation("2006-01-02T15:04", r.PostForm.Get("until"), time.FixedZone("", offset*60))
+	switch {
+	case err != nil:
+		d.refuse(w, r, p, http.StatusBadRequest, "Not silenced", "Give the time until which to silence the alert.")
+		return
+	case !until.After(a.now()):
+		d.refuse(w, r, p, http.StatusBadRequest, "Not silenced", "The time to silence the alert until must be in the future.")
+		return
+	}
+	if err := a.Silence(r.Context(), id, until); err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert silenced", slog.Int64("alert_id", id),
+		slog.Time("until", until))
+	done(w, p.Base+"alerts", "silenced", id)
+}
+
+type runsData struct {
+	On   bool
+	Runs []SyncRun
+	Next int64
+}
+
+func (d *dashboard) serveRuns(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	data := &runsData{}
+	p.Title, p.Nav, p.Data = "Reconciliation", "reconcile", data
+	if rc := d.h.cfg.reconciler; rc != nil {
+		data.On = true
+		q := queryParams{v: r.URL.Query()}
+		before := q.id("before_id")
+		runs, err := rc.ListRuns(r.Context(), before, dashboardPageSize)
+		if err != nil {
+			d.fail(w, r, p, err)
+			return
+		}
+		data.Runs = runs
+		if len(runs) == dashboardPageSize {
+			data.Next = runs[len(runs)-1].ID
+		}
+	}
+	d.render(w, r, http.StatusOK, "runs", p)
+}
+
+type runData struct {
+	Run   *SyncRun
+	Drift []Drift
+	Next  int64
+}
+
+func (d *dashboard) serveRun(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	p.Nav = "reconcile"
+	rc := d.h.cfg.reconciler
+	if rc == nil {
+		d.refuse(w, r, p, http.StatusNotImplemented, "Reconciliation is off", "Reconciliation is not configured: no Zoho API credentials.")
+		return
+	}
+	q := queryParams{v: r.URL.Query()}
+	before := q.id("before_id")
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		d.fail(w, r, p, fmt.Errorf("%w: run %q", ErrNotFound, r.PathValue("id")))
+		return
+	}
+	data := &runData{}
+	if data.Run, err = rc.GetRun(r.Context(), id); err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	if data.Drift, err = rc.ListDrift(r.Context(), id, before, dashboardPageSize); err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	if len(data.Drift) == dashboardPageSize {
+		data.Next = data.Drift[len(data.Drift)-1].ID
+	}
+	p.Title, p.Data = fmt.Sprintf("Run %d", id), data
+	d.render(w, r, http.StatusOK, "run", p)
+}
+
+func (d *dashboard) serveStartRun(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	rc := d.h.cfg.reconciler
+	if rc == nil {
+		d.refuse(w, r, p, http.StatusNotImplemented, "Reconciliation is off", "Reconciliation is not configured: no Zoho API credentials.")
+		return
+	}
+	req := ReconcileRequest{Mode: ReconcileMode(r.PostForm.Get("mode")), DryRun: r.PostForm.Get("dry_run") == "true"}
+	id, err := rc.Start(r.Context(), req)
+	switch {
+	case errors.Is(err, ErrRunInProgress), errors.Is(err, ErrInvalidRequest):
+		d.refuse(w, r, p, http.StatusConflict, "Not started", publicError(err)+".")
+		return
+	case err != nil:
+		d.fail(w, r, p, err)
+		return
+	}
+	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run started", slog.Int64("run_id", id),
+		slog.String("mode", string(req.Mode)), slog.Bool("dry_run", req.DryRun))
+	done(w, p.Base+"reconcile", "started", id)
+}
