@@ -58,12 +58,18 @@ func (c *overviewCache) get(ctx context.Context, q *Queue) (*QueueStats, []Throu
 		return c.stats, c.minutes, c.at, nil
 	}
 	at := time.Now()
-	stats, err := q.Stats(ctx)
-	if err != nil {
-		return nil, nil, at, err
-	}
-	minutes, err := q.Throughput(ctx)
-	if err != nil {
+	// The two reads are independent: side by side, on two connections
+	// where the pool has them, a refresh costs the slower one.
+	var (
+		stats           *QueueStats
+		minutes         []ThroughputMinute
+		statsErr, tpErr error
+		wg              sync.WaitGroup
+	)
+	wg.Go(func() { stats, statsErr = q.Stats(ctx) })
+	minutes, tpErr = q.Throughput(ctx)
+	wg.Wait()
+	if err := errors.Join(statsErr, tpErr); err != nil {
 		return nil, nil, at, err
 	}
 	c.stats, c.minutes, c.at = stats, minutes, at
