@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,4 +232,83 @@ func TestPostgresClaimCommitIsLocal(t *testing.T) {
 	require.NoError(t, db.NewRaw("SHOW synchronous_commit").Scan(s.ctx, &setting))
 	require.Equal(t, "on", setting)
 	require.Equal(t, store.StatusProcessing, s.job(queued.ID).Status)
+}
+
+// recorder keeps the text of every query a *bun.DB sends.
+type recorder struct {
+	mu      sync.Mutex
+	queries []string
+}
+
+func (r *recorder) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+
+func (r *recorder) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.queries = append(r.queries, e.Query)
+}
+
+// TestPostgresCompletionPlan: statistics gathered while no job was
+// processing put the completion's lease test at one row; the completion
+// must still be planned without a nested loop (which had scanned the
+// batch's leases once per job of the queue), and must leave nested loops
+// on for the rest of the transaction.
+func TestPostgresCompletionPlan(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, "postgres")
+	st := store.NewPostgres()
+	s := newSuite(t, db, st)
+	batch := func(n int) []store.Ingest {
+		out := make([]store.Ingest, n)
+		for i := range out {
+			out[i] = withJob(s.event(ent(fmt.Sprint(s.seq))), 5)
+		}
+		return out
+	}
+	s.insert(batch(2000)...)
+	s.complete("w", t0, s.claim("w", 2000, t0)...)
+	_, err := db.ExecContext(s.ctx, "ANALYZE tds_sync_queue")
+	require.NoError(t, err)
+	s.insert(batch(1000)...)
+	jobs := s.claim("w", 1000, t0)
+	require.Len(t, jobs, 1000)
+
+	rec := &recorder{}
+	hooked := db.WithQueryHook(rec)
+	done := make([]store.Completion, len(jobs))
+	for i, j := range jobs {
+		done[i] = store.Completion{Job: j, Outcome: "synced"}
+	}
+	require.NoError(t, hooked.RunInTx(s.ctx, st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
+		got, err := st.Complete(ctx, tx, "w", done, nil, t0)
+		require.Len(t, got, len(done))
+		var nestloop string
+		require.NoError(t, tx.NewRaw("SHOW enable_nestloop").Scan(ctx, &nestloop))
+		require.Equal(t, "on", nestloop, "the completion turns nested loops back on")
+		return err
+	}))
+
+	// Replay what Complete sent, and read the completion's plan.
+	var lock, complete string
+	for _, q := range rec.queries {
+		switch {
+		case strings.Contains(q, "pg_advisory_xact_lock"):
+			lock = q
+		case strings.HasPrefix(q, "WITH done AS"):
+			complete = q
+		}
+	}
+	require.NotEmpty(t, lock)
+	require.NotEmpty(t, complete)
+	require.NoError(t, db.RunInTx(s.ctx, st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.ExecContext(ctx, lock); err != nil {
+			return err
+		}
+		var plan string
+		if err := tx.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) "+complete).Scan(&plan); err != nil {
+			return err
+		}
+		require.NotContains(t, plan, `"Nested Loop"`, plan)
+		return nil
+	}))
 }
