@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -84,35 +83,7 @@ func TestImage(t *testing.T) {
 	const key = "image-test-webhook-key"
 	cmd := runIn(ctr, []string{"TDS_DATABASE_URL=" + dbURL, "TDS_WEBHOOK_KEYS=" + key, "TDS_ADMIN_TOKEN=image-test-admin-token",
 		"TDS_ADDR=127.0.0.1:0", "TDS_WORKERS=2"}, "/server")
-	s := &server{cmd: cmd, addr: make(chan string, 1), metricsAddr: make(chan string, 1), exited: make(chan error, 1)}
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	var pipes sync.WaitGroup
-	pipes.Go(func() { s.collect(stdout, &s.stdout) })
-	pipes.Go(func() { s.collect(stderr, &s.stderr) })
-	go func() {
-		pipes.Wait()
-		s.exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Log(s.output())
-		}
-	})
-	var addr string
-	select {
-	case addr = <-s.addr:
-	case err := <-s.exited:
-		t.Fatalf("server exited before listening: %v\n%s", err, s.output())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("server did not listen within 60s\n%s", s.output())
-	}
+	s, addr := startServer(t, cmd)
 	require.NotContains(t, s.output(), "export TDS_", "keys and token given: nothing generated")
 
 	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "envelope", "product.json"))

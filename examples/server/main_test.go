@@ -197,37 +197,8 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 			"TDS_ZOHO_ACCOUNTS_URL="+fake.URL(), "TDS_ZOHO_API_URL="+fake.URL(),
 			"TDS_RECONCILE_INTERVAL=0", "TDS_RECONCILE_FULL_INTERVAL=0")
 	}
-	s := &server{cmd: cmd, addr: make(chan string, 1), metricsAddr: make(chan string, 1), exited: make(chan error, 1)}
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	var pipes sync.WaitGroup
-	pipes.Go(func() { s.collect(stdout, &s.stdout) })
-	pipes.Go(func() { s.collect(stderr, &s.stderr) })
-	go func() {
-		pipes.Wait() // read everything before Wait closes the pipes
-		s.exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Log(s.output())
-		}
-	})
-
-	var base string
-	select {
-	case addr := <-s.addr:
-		base = "http://" + addr
-	case err := <-s.exited:
-		t.Fatalf("server exited before listening: %v\n%s", err, s.output())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("server did not listen within 60s\n%s", s.output())
-	}
+	s, addr := startServer(t, cmd)
+	base := "http://" + addr
 
 	if !withFlags {
 		out := s.output()
@@ -536,4 +507,41 @@ func TestLimitListener(t *testing.T) {
 	for _, c := range append(clients, served...) {
 		_ = c.Close()
 	}
+}
+
+// startServer starts cmd, a server process, collects its output (logged
+// when the test fails), kills it at cleanup if it is still running, and
+// returns it once it listens, with its address.
+func startServer(t *testing.T, cmd *exec.Cmd) (*server, string) {
+	t.Helper()
+	s := &server{cmd: cmd, addr: make(chan string, 1), metricsAddr: make(chan string, 1), exited: make(chan error, 1)}
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	var pipes sync.WaitGroup
+	pipes.Go(func() { s.collect(stdout, &s.stdout) })
+	pipes.Go(func() { s.collect(stderr, &s.stderr) })
+	go func() {
+		pipes.Wait() // read everything before Wait closes the pipes
+		s.exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Log(s.output())
+		}
+	})
+	select {
+	case addr := <-s.addr:
+		return s, addr
+	case err := <-s.exited:
+		t.Fatalf("server exited before listening: %v\n%s", err, s.output())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server did not listen within 60s\n%s", s.output())
+	}
+	return nil, ""
 }
