@@ -57,6 +57,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/tdscore/tds"
 )
@@ -79,6 +80,8 @@ const (
 	maxHeaderBytes = 64 << 10
 	// defaultMaxConns is the default of -max-conns.
 	defaultMaxConns = 256
+	// defaultDBMaxConns is the default of -db-max-conns: tds.Open's pool.
+	defaultDBMaxConns = 32
 )
 
 func main() {
@@ -335,6 +338,11 @@ func openMigrated(ctx context.Context, s *settings, reg *tds.Registry) (*bun.DB,
 	db, err := tds.Open(ctx, s.database)
 	if err != nil {
 		return nil, err
+	}
+	if db.Dialect().Name() == dialect.PG {
+		// SQLite keeps its one connection: one writer at a time.
+		db.SetMaxOpenConns(s.dbMaxConns)
+		db.SetMaxIdleConns(s.dbMaxConns)
 	}
 	if err := tds.Migrate(ctx, db); err != nil {
 		return nil, errors.Join(err, db.Close())

@@ -35,14 +35,27 @@ import (
 
 func TestMain(m *testing.M) { tdstest.Main(m) }
 
+// TestDBMaxConns: -db-max-conns sizes a PostgreSQL pool; SQLite keeps its
+// one connection.
+func TestDBMaxConns(t *testing.T) {
+	reg := tds.ZohoRegistry()
+	for url, want := range map[string]int{tdstest.PostgresURL(t): 5, "sqlite:" + filepath.Join(t.TempDir(), "tds.db"): 1} {
+		db, err := openMigrated(t.Context(), &settings{database: url, dbMaxConns: 5}, reg)
+		require.NoError(t, err)
+		require.Equal(t, want, db.Stats().MaxOpenConnections, url)
+		require.NoError(t, db.Close())
+	}
+}
+
 func TestParseSettings(t *testing.T) {
 	env := map[string]string{"TDS_ADDR": ":9000", "TDS_WORKERS": "7", "TDS_WEBHOOK_KEYS": "webhook-key-aaaaaaaa,webhook-key-bbbbbbbb", "TDS_DATABASE_URL": "sqlite:x.db",
-		"TDS_MAX_CONNS": "50", "TDS_TRUSTED_PROXIES": "10.0.0.1", "TDS_METRICS_ADDR": "127.0.0.1:9090"}
+		"TDS_MAX_CONNS": "50", "TDS_DB_MAX_CONNS": "12", "TDS_TRUSTED_PROXIES": "10.0.0.1", "TDS_METRICS_ADDR": "127.0.0.1:9090"}
 	s, err := parseSettings([]string{"-addr", ":9100"}, func(k string) string { return env[k] }, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, ":9100", s.addr, "a flag wins over its variable")
 	require.Equal(t, 7, s.workers)
 	require.Equal(t, 50, s.maxConns)
+	require.Equal(t, 12, s.dbMaxConns)
 	require.Equal(t, "10.0.0.1", s.trustedProxies)
 	require.Equal(t, "webhook-key-aaaaaaaa,webhook-key-bbbbbbbb", s.webhookKeys)
 	require.Equal(t, "sqlite:x.db", s.database)
@@ -54,6 +67,9 @@ func TestParseSettings(t *testing.T) {
 	require.Equal(t, "sqlite:tds.db", s.database)
 	require.Equal(t, tds.DefaultConcurrency, s.workers)
 	require.Equal(t, defaultMaxConns, s.maxConns)
+	require.Equal(t, defaultDBMaxConns, s.dbMaxConns)
+	_, err = parseSettings([]string{"-db-max-conns", "1"}, func(string) string { return "" }, io.Discard)
+	require.ErrorContains(t, err, "-db-max-conns")
 	require.Empty(t, s.metricsAddr, "no metrics listener unless asked")
 	_, err = parseSettings([]string{"-max-conns", "0"}, func(string) string { return "" }, io.Discard)
 	require.ErrorContains(t, err, "-max-conns")

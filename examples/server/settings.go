@@ -27,7 +27,7 @@ var version string
 type settings struct {
 	addr, database, webhookKeys, zohoSecret, standardSecret, adminToken string
 	trustedProxies, metricsAddr                                         string
-	workers, maxConns                                                   int
+	workers, maxConns, dbMaxConns                                       int
 	logFormat                                                           string
 	logLevel                                                            slog.Level
 	zoho                                                                zohoSettings
@@ -71,6 +71,7 @@ var table = []setting{
 	{"standard-webhooks-secret", "TDS_STANDARD_WEBHOOKS_SECRET", "", "Standard Webhooks secrets, whsec_…, comma-separated", text(func(s *settings) *string { return &s.standardSecret })},
 	{"admin-token", "TDS_ADMIN_TOKEN", "", "bearer tokens of the admin API, comma-separated; with none one is generated and printed", text(func(s *settings) *string { return &s.adminToken })},
 	{"workers", "TDS_WORKERS", strconv.Itoa(tds.DefaultConcurrency), "jobs synced at once; 0 runs ingest without workers", number(0, func(s *settings) *int { return &s.workers })},
+	{"db-max-conns", "TDS_DB_MAX_CONNS", strconv.Itoa(defaultDBMaxConns), "PostgreSQL connections the process opens at most, plus one for LISTEN (SQLite has one)", number(2, func(s *settings) *int { return &s.dbMaxConns })},
 	{"max-conns", "TDS_MAX_CONNS", strconv.Itoa(defaultMaxConns), "connections served at once; more wait to be accepted", number(1, func(s *settings) *int { return &s.maxConns })},
 	{"trusted-proxies", "TDS_TRUSTED_PROXIES", "", "proxies (addresses or CIDR prefixes), comma-separated, whose X-Forwarded-For gives the client address", text(func(s *settings) *string { return &s.trustedProxies })},
 	{"metrics-addr", "TDS_METRICS_ADDR", "", "a second listen address serving only GET /metrics, without authentication: keep it private", text(func(s *settings) *string { return &s.metricsAddr })},
