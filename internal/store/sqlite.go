@@ -131,10 +131,9 @@ FROM (SELECT value ->> '$[0]' AS job_id, value ->> '$[1]' AS attempt, value ->> 
 WHERE ` + leaseHeld + `
 RETURNING id, TRUE AS any_blocked`
 
-	// sqRecordAppliedSQL records in tds_applied what the synced jobs
-	// among a JSON array of job ids applied, once they are completed.
-	sqRecordAppliedSQL = `WITH done AS (SELECT * FROM tds_sync_queue
-	WHERE id IN (SELECT value FROM json_each(?)) AND status = 'completed')
+	// sqRecordAppliedSQL records in tds_applied what the synced jobs among
+	// a JSON array of ids of jobs just completed applied.
+	sqRecordAppliedSQL = `WITH done AS (SELECT * FROM tds_sync_queue WHERE id IN (SELECT value FROM json_each(?)))
 INSERT INTO tds_applied (source, entity_type, source_entity_id, version, content_hash,
 	deleted, synced_at, inbox_event_id, data)
 SELECT ` + appliedHead + `?` + appliedTail + `
