@@ -89,11 +89,10 @@ const adminUnauthorized = "missing or invalid admin bearer token"
 
 // admin guards an admin route with the bearer token.
 func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
-	digests := adminDigests(h.cfg.handler.adminTokens)
 	return func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		scheme, got, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || !validAdminToken(digests, strings.TrimSpace(got)) {
+		if !ok || !strings.EqualFold(scheme, "Bearer") || !validAdminToken(h.admins, strings.TrimSpace(got)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tds"`)
 			writeError(w, http.StatusUnauthorized, adminUnauthorized)
 			return

@@ -292,7 +292,7 @@ func (d *dashboard) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err == nil {
 		token = strings.TrimSpace(r.PostForm.Get("token"))
 	}
-	if !validAdminToken(adminDigests(d.h.cfg.handler.adminTokens), token) {
+	if !validAdminToken(d.h.admins, token) {
 		d.h.cfg.alerting.alerter.count(counterRefused)
 		d.h.refusals.refuse(ip)
 		d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: dashboard sign-in refused", slog.String("client_ip", ip))

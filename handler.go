@@ -2,6 +2,7 @@ package tds
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,10 +83,11 @@ type Handler struct {
 	dec   *webhookDecoder
 	mux   *http.ServeMux
 
-	refusals *refusalLimiter // nil: no limit
-	db       *bun.DB         // pinged by GET /health
-	st       store.Store     // its schema read by GET /health/ready; the dashboard's sessions
-	counts   *countsCache    // the queue counts of GET /health
+	refusals *refusalLimiter     // nil: no limit
+	admins   [][sha256.Size]byte // digests of the admin tokens (adminDigests)
+	db       *bun.DB             // pinged by GET /health
+	st       store.Store         // its schema read by GET /health/ready; the dashboard's sessions
+	counts   *countsCache        // the queue counts of GET /health
 }
 
 // NewHandler returns a Handler on db. opts are the options that apply to
@@ -144,6 +146,7 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 		},
 		mux:      http.NewServeMux(),
 		refusals: newRefusalLimiter(s.refusalLimit, s.refusalPeriod, cfg.now),
+		admins:   adminDigests(s.adminTokens),
 		db:       db,
 		st:       st,
 	}
