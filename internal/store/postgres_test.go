@@ -281,6 +281,7 @@ func TestPostgresCompletionPlan(t *testing.T) {
 	}
 	require.NoError(t, hooked.RunInTx(s.ctx, st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
 		got, err := st.Complete(ctx, tx, "w", done, nil, t0)
+		require.NoError(t, err)
 		require.Len(t, got, len(done))
 		var nestloop string
 		require.NoError(t, tx.NewRaw("SHOW enable_nestloop").Scan(ctx, &nestloop))
