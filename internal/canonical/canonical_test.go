@@ -143,13 +143,6 @@ func TestCanonicalizeFindsNUL(t *testing.T) {
 	}
 }
 
-// FuzzCanonicalize checks, on any input the decoder accepts, that the
-// canonical form is valid JSON, equal in value to the input, and stable:
-// canonicalizing it again gives the same bytes and the same NUL verdict;
-// and that what is accepted is valid UTF-8. Values are compared with their
-// numbers as text: float64 overflows on 1e400 (which broke the old root
-// target), and 1e1000 is within the bounds. The seeds, and the failing
-// inputs kept in testdata/fuzz, run as an ordinary test.
 // decodeNumbers decodes raw with its numbers kept as text.
 func decodeNumbers(t *testing.T, raw []byte) any {
 	t.Helper()
@@ -160,7 +153,15 @@ func decodeNumbers(t *testing.T, raw []byte) any {
 	return v
 }
 
-func FuzzCanonicalize(f *testing.F) {
+// FuzzCanonicalJSON checks, on any input the decoder accepts, that the
+// canonical form is valid JSON, equal in value to the input, and stable:
+// canonicalizing it again gives the same bytes and the same NUL verdict;
+// and that what is accepted is valid UTF-8. Values are compared with their
+// numbers as text: float64 overflows on 1e400 (which broke the old root
+// target), and 1e1000 is within the bounds. The seeds, and the failing
+// inputs kept in testdata/fuzz, run as an ordinary test. The name is the
+// one issue 10 gives for the target that failed on the old root package.
+func FuzzCanonicalJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"b":1,"a":[1,2,{"d":null,"c":true}]}`,
 		`{"name":"Pump \u00e9 <b>","rate":1249.50,"n":-0,"e":1e10}`,
