@@ -167,8 +167,27 @@ func constructors(db *bun.DB) map[target]func(opts ...Option) error {
 			return err
 		},
 		forHandler: func(opts ...Option) error { _, err := NewHandler(db, opts...); return err },
+		forReconciler: func(opts ...Option) error {
+			rc, err := NewReconciler(db, offlineZoho, opts...)
+			if err == nil {
+				err = rc.Close()
+			}
+			return err
+		},
+		forAlerter: func(opts ...Option) error {
+			a, err := NewAlerter(db, opts...)
+			if err == nil {
+				err = a.Close(context.Background())
+			}
+			return err
+		},
 	}
 }
+
+// offlineZoho is a complete set of Zoho credentials pointing at a closed
+// port: constructors accept it, and nothing in these tests calls it.
+var offlineZoho = ZohoAPI{ClientID: "c", ClientSecret: "s", RefreshToken: "r", OrganizationID: "o",
+	AccountsURL: "http://127.0.0.1:1", APIURL: "http://127.0.0.1:1"}
 
 func TestForeignOptionIsAnError(t *testing.T) {
 	db := openTestDB(t, "sqlite").db
@@ -192,6 +211,10 @@ func TestForeignOptionIsAnError(t *testing.T) {
 			_, err := NewHandler(db, WithoutAuthentication(), WithPollInterval(time.Second))
 			return err
 		}, "tds: WithPollInterval does not apply to NewHandler"},
+		{"NewReconciler", func() error { _, err := NewReconciler(db, offlineZoho, WithConcurrency(8)); return err },
+			"tds: WithConcurrency does not apply to NewReconciler"},
+		{"NewAlerter", func() error { _, err := NewAlerter(db, WithAdminToken(testAdminToken)); return err },
+			"tds: WithAdminToken does not apply to NewAlerter"},
 		{"two foreign options", func() error {
 			_, err := NewQueue(db, WithConcurrency(8), WithAdminToken(testAdminToken))
 			return err
