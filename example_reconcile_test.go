@@ -9,14 +9,18 @@ import (
 	"path/filepath"
 
 	"github.com/tdscore/tds"
-	"github.com/tdscore/tds/internal/zohofake"
+	"github.com/tdscore/tds/tdstest"
 )
 
 // A Reconciler compares Zoho with what tds has applied and ingests what the
 // webhooks missed. Here a fake Zoho holds an item no webhook brought: a
 // full run finds it missing locally and queues it like a webhook would.
+//
+// The fake is tdstest's: in a test, tdstest.NewZoho(t) starts it and closes
+// it when the test ends, and tdstest.SQLite(t) or tdstest.Postgres(t) gives
+// the database.
 func ExampleReconciler() {
-	zoho := zohofake.New(zohofake.Options{}) // stands in for Zoho's API
+	zoho := tdstest.StartZoho() // stands in for Zoho's API
 	defer zoho.Close()
 	zoho.Put("items", map[string]any{"item_id": "4600", "name": "Pump", "rate": 1249.5,
 		"last_modified_time": "2026-11-02T10:00:00+0100"})
@@ -36,12 +40,10 @@ func ExampleReconciler() {
 		log.Fatal(err)
 	}
 
-	rc, err := tds.NewReconciler(db, tds.ZohoAPI{
-		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token",
-		OrganizationID: "org-1",
-		// A real organisation needs only DataCenter ("eu", "in", …).
-		AccountsURL: zoho.URL(), APIURL: zoho.URL(),
-	}, tds.WithLogger(slog.New(slog.DiscardHandler)))
+	// zoho.API() holds the fake's credentials and URL. A real organisation
+	// gives its own credentials and organisation id, and DataCenter ("eu",
+	// "in", …) instead of the URLs.
+	rc, err := tds.NewReconciler(db, zoho.API(), tds.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,7 +1,8 @@
 // Package tdstest is a test kit for programs that embed tds: real databases
 // for each test, webhooks sent through a [tds.Handler] signed as a sender
-// would sign them, a [tds.Worker] run until its queue is empty, and a check
-// of a [tds.Syncer] against the Syncer contract. tds tests itself with it.
+// would sign them, a [tds.Worker] run until its queue is empty, a check
+// of a [tds.Syncer] against the Syncer contract, and a fake Zoho API for a
+// [tds.Reconciler]. tds tests itself with it.
 //
 // # Databases
 //
@@ -44,6 +45,22 @@
 // nothing, an older version never overwrites a newer one, a delete is
 // applied, a rolled-back job leaves nothing behind, and writes go through
 // the job's transaction only.
+//
+// # A fake Zoho
+//
+// [NewZoho] starts a fake of Zoho's token endpoint and Books/Inventory API
+// for a test; [Zoho.API] is the [tds.ZohoAPI] that reaches it:
+//
+//	zoho := tdstest.NewZoho(t)
+//	zoho.Put("items", map[string]any{"item_id": "4600", "name": "Pump",
+//		"last_modified_time": "2026-11-02T10:00:00+0100"})
+//	rc, err := tds.NewReconciler(db, zoho.API())
+//
+// A run then finds the item missing locally and queues it, and [Drain]
+// applies it. [Zoho.Fail], [Zoho.SetDown] and [Zoho.ExpireTokens] inject
+// rate limits, outages and revoked tokens; [Zoho.Stats] counts the calls.
+// The fake follows Zoho's documentation, and assumptions where it is
+// silent (docs/zoho-api.md in the tds repository lists which).
 //
 // # Dependencies
 //

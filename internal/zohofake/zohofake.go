@@ -63,6 +63,17 @@ var modules = map[string]moduleSpec{
 	"pricebooks":  {"pricebook", "pricebook_id", "Price Book"},
 }
 
+// Modules returns the names of the modules the fake serves (the list
+// paths without the slash, such as "items"), sorted.
+func Modules() []string { return slices.Sorted(maps.Keys(modules)) }
+
+// IDField returns the field that holds the id of module's records, such as
+// "item_id" for "items", and whether the fake serves module.
+func IDField(module string) (string, bool) {
+	spec, ok := modules[module]
+	return spec.idField, ok
+}
+
 const (
 	maxPerPage    = 200
 	refreshLimit  = 10

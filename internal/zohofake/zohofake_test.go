@@ -408,3 +408,13 @@ func BenchmarkList100k(b *testing.B) {
 		})
 	}
 }
+
+func TestModules(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, []string{"bills", "contacts", "creditnotes", "invoices", "items", "pricebooks"}, Modules())
+	f, ok := IDField("creditnotes")
+	require.True(t, ok)
+	require.Equal(t, "creditnote_id", f)
+	_, ok = IDField("widgets")
+	require.False(t, ok)
+}
