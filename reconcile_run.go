@@ -27,6 +27,10 @@ import (
 //	             comparing page by page                             (phase read)
 //	both:        repair each unresolved drift item: detail GET, then
 //	             ingest the record (or a delete) through the Processor (phase repair)
+//
+// An API call the daily budget refuses ends the step being done; the run
+// then pauses (finish → pause) where it last saved, and the first start
+// of the next UTC day resumes it there.
 
 // Cursor phases.
 const (
