@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -187,4 +189,56 @@ func waitRun(t *testing.T, rc *Reconciler, id int64, st RunStatus) {
 		require.NoError(t, err)
 		return last.Status == st
 	}, 30*time.Second, 5*time.Millisecond, "run %d never became %s; last %+v", id, st, last)
+}
+
+// TestAdminReconcilePaused: a run paused at the daily budget shows in the
+// admin API as running with its resumes_at, and on the dashboard as paused
+// until then; a start meanwhile answers 409, and a cancel ends it at once.
+func TestAdminReconcilePaused(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		rc := e.newReconcilerAPI(t, budgetOf(1))
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken), WithReconciler(rc))
+		e.putProducts(t, 2, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Minute, false)
+
+		a := adminPost(t, h, "/admin/reconcile", `{"mode":"full","entity_types":["product"]}`)
+		require.Equal(t, http.StatusAccepted, a.status, a.raw)
+		id := int64(a.body["run_id"].(float64))
+		require.Eventually(t, func() bool {
+			run, err := rc.GetRun(ctx, id)
+			require.NoError(t, err)
+			return run.ResumesAt != nil
+		}, 20*time.Second, 5*time.Millisecond)
+
+		const midnight = "2026-11-21T00:00:00Z" // the test clock's next
+		a = adminGet(t, h, fmt.Sprintf("/admin/sync-runs/%d", id))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		run := a.body["run"].(map[string]any)
+		require.Equal(t, "running", run["status"])
+		require.Equal(t, midnight, run["resumes_at"])
+		require.Equal(t, "paused: the daily budget of 1 Zoho API calls is spent; resumes at "+midnight, run["error"])
+		a = adminGet(t, h, "/admin/sync-runs")
+		require.Equal(t, midnight, a.body["runs"].([]any)[0].(map[string]any)["resumes_at"])
+		requireError(t, adminPost(t, h, "/admin/reconcile", `{}`), http.StatusConflict, "paused")
+
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		c := browserClient(t)
+		status, _, _ := fetchPage(t, c, "POST", srv.URL+"/ui/login", url.Values{"token": {testAdminToken}})
+		require.Equal(t, http.StatusSeeOther, status)
+		until := `<span class="badge paused">paused</span> until <time datetime="` + midnight + `"`
+		for _, page := range []string{"/ui/", "/ui/reconcile", fmt.Sprintf("/ui/reconcile/%d", id)} {
+			status, _, body := fetchPage(t, c, "GET", srv.URL+page, nil)
+			require.Equal(t, http.StatusOK, status, page)
+			require.Contains(t, body, until, page)
+		}
+
+		a = adminPost(t, h, fmt.Sprintf("/admin/sync-runs/%d/cancel", id), "")
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		a = adminGet(t, h, fmt.Sprintf("/admin/sync-runs/%d", id))
+		run = a.body["run"].(map[string]any)
+		require.Equal(t, "cancelled", run["status"], "at once")
+		require.NotContains(t, run, "resumes_at")
+	})
 }

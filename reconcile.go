@@ -30,7 +30,8 @@ const (
 	// calls a minute, Zoho's own per organisation.
 	DefaultZohoRequestsPerMinute = 100
 	// DefaultZohoDailyBudget is how many Zoho API calls reconciliation may
-	// make a day (UTC), across all processes.
+	// make a day (UTC), across all processes; a run that reaches it pauses
+	// until the next day.
 	DefaultZohoDailyBudget = 1000
 	// DefaultRunLease is how long a run is held by its process without a
 	// renewal; a run whose process died is resumed after it.
@@ -86,16 +87,16 @@ const (
 
 var (
 	// ErrRunInProgress refuses to start a run while another one runs, in
-	// any process.
-	ErrRunInProgress = errors.New("tds: a reconciliation run is already running")
+	// any process, or is paused until the next UTC day.
+	ErrRunInProgress = errors.New("tds: a reconciliation run is already running (or paused at the daily budget)")
 	// ErrRunNotFound reports an unknown run id (or, for a cancel, a run
 	// that is not running). It wraps [ErrNotFound].
 	ErrRunNotFound = fmt.Errorf("%w: reconciliation run", ErrNotFound)
 	// ErrInvalidRequest refuses a reconciliation request that names an
 	// unknown mode or entity type.
 	ErrInvalidRequest = errors.New("tds: invalid reconciliation request")
-	// ErrBudgetExhausted stops a run that would exceed the daily budget
-	// of API calls.
+	// ErrBudgetExhausted pauses a run that would exceed the daily budget
+	// of API calls (see [Reconciler.Run]).
 	ErrBudgetExhausted = errors.New("tds: the daily budget of Zoho API calls is spent")
 	// errRunCancelled ends a run whose cancel was asked.
 	errRunCancelled = errors.New("tds: the run was cancelled")
@@ -124,7 +125,10 @@ type ZohoAPI struct {
 	// [DefaultZohoRequestsPerMinute]; negative means no limit.
 	RequestsPerMinute int
 	// DailyBudget is how many API calls runs may make per UTC day, counted
-	// across processes in the runs' records. Zero means
+	// across processes in the ledger tds_sync_calls, retries included. A
+	// run that reaches it pauses, and resumes at the next start after the
+	// day has turned. Calls made but not yet saved (a run saves as it
+	// goes) when a process is killed are not counted. Zero means
 	// [DefaultZohoDailyBudget]; negative means no budget.
 	DailyBudget int
 	// HTTPClient makes the calls. Nil means a client with a 30 s timeout.
@@ -166,10 +170,14 @@ type SyncRun struct {
 	Counts   DriftCounts `json:"counts"`
 	// Repaired counts the drifted records ingested again.
 	Repaired int64 `json:"repaired"`
-	// Error says why a run failed; APIError is the source API's error
-	// body ({"code", "message"}) when a call failed.
+	// Error says why a run failed, or why it is paused; APIError is the
+	// source API's error body ({"code", "message"}) when a call failed.
 	Error    string          `json:"error"`
 	APIError json.RawMessage `json:"api_error,omitempty"`
+	// ResumesAt is set while the run is paused, its status running: it
+	// reached the daily budget, and the first start from then on (the
+	// schedule's, or Start's or Run's) resumes it.
+	ResumesAt *time.Time `json:"resumes_at,omitempty"`
 	// CancelRequested tells that a cancel was asked of a running run.
 	CancelRequested bool `json:"cancel_requested"`
 }
@@ -247,8 +255,10 @@ func WithReconciler(r *Reconciler) Option {
 // per-entity order, the stale guard and exactly-once hold as for a
 // webhook. Runs are recorded in tds_sync_runs and their drift in
 // tds_sync_drift; one runs at a time across all processes, and a run whose
-// process died is resumed where it stood by the next start. Its methods
-// are safe for concurrent use; call [Reconciler.Close] when done.
+// process died is resumed where it stood by the next start. A run that
+// reaches the daily budget of API calls ([ZohoAPI.DailyBudget]) pauses, and
+// is resumed the same way once the UTC day has turned. Its methods are safe
+// for concurrent use; call [Reconciler.Close] when done.
 type Reconciler struct {
 	db     *bun.DB
 	st     store.Store
@@ -351,26 +361,33 @@ func (r *Reconciler) Close() error {
 func (r *Reconciler) Processor() *Processor { return r.proc }
 
 // Start begins a run in the background and returns its id at once. When a
-// run interrupted by its process's death is waiting to be resumed, Start
-// resumes that one instead and returns its id. It fails with
-// [ErrRunInProgress] while a run is going.
+// run interrupted by its process's death, or paused until a time now past,
+// is waiting to be resumed, Start resumes that one instead and returns its
+// id. It fails with [ErrRunInProgress] while a run is going or paused.
 func (r *Reconciler) Start(ctx context.Context, req ReconcileRequest) (int64, error) {
 	run, err := r.begin(ctx, req)
 	if err != nil {
 		return 0, err
 	}
+	r.launch(run)
+	return run.rec.ID, nil
+}
+
+// launch executes run in the background.
+func (r *Reconciler) launch(run *runner) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		_ = run.execute(r.runCtx)
 	}()
-	return run.rec.ID, nil
 }
 
 // Run runs a reconciliation to its end and returns its record: completed,
-// failed (with its error), or cancelled. Like Start, it resumes an
-// interrupted run first when there is one, and fails with
-// [ErrRunInProgress] while a run is going.
+// failed (with its error), or cancelled. A run that reaches the daily
+// budget pauses: Run returns its record, still running with
+// [SyncRun.ResumesAt] set, and an error wrapping [ErrBudgetExhausted]. Like
+// Start, it resumes an interrupted or paused run first when there is one,
+// and fails with [ErrRunInProgress] while a run is going or paused.
 func (r *Reconciler) Run(ctx context.Context, req ReconcileRequest) (*SyncRun, error) {
 	run, err := r.begin(ctx, req)
 	if err != nil {
@@ -388,7 +405,7 @@ func (r *Reconciler) Run(ctx context.Context, req ReconcileRequest) (*SyncRun, e
 }
 
 // Cancel asks a running run to stop; it ends as cancelled at its next step.
-// A run whose process died is cancelled at once. It fails with
+// A paused run, or one whose process died, is cancelled at once. It fails with
 // [ErrRunNotFound] when id is not running.
 func (r *Reconciler) Cancel(ctx context.Context, id int64) error {
 	err := r.st.CancelRun(ctx, r.db, id, r.cfg.now())
@@ -478,18 +495,28 @@ func (r *Reconciler) reconcilable(names []string, mode ReconcileMode) ([]EntityT
 	return out, nil
 }
 
-// begin takes over an interrupted run, or records a new one.
+// resume takes over source's run that is paused until a time now past, or
+// whose process died; nil when there is none.
+func (r *Reconciler) resume(ctx context.Context) (*runner, error) {
+	now := r.cfg.now()
+	rec, err := r.st.TakeOverRun(ctx, r.db, r.cfg.source, r.owner, now, now.Add(r.rs.lease))
+	switch {
+	case errors.Is(err, store.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, wrapDBErr("looking for a run to resume", err)
+	}
+	r.cfg.logger.Info("tds: resuming a reconciliation run, paused or interrupted by its process's end", "run", rec.ID)
+	return r.newRunner(rec)
+}
+
+// begin resumes a paused or interrupted run, or records a new one.
 func (r *Reconciler) begin(ctx context.Context, req ReconcileRequest) (*runner, error) {
+	if run, err := r.resume(ctx); run != nil || err != nil {
+		return run, err
+	}
 	now := r.cfg.now()
 	until := now.Add(r.rs.lease)
-	rec, err := r.st.TakeOverRun(ctx, r.db, r.cfg.source, r.owner, now, until)
-	switch {
-	case err == nil:
-		r.cfg.logger.Warn("tds: resuming a reconciliation run interrupted by its process's end", "run", rec.ID)
-		return r.newRunner(rec)
-	case !errors.Is(err, store.ErrNoRows):
-		return nil, wrapDBErr("looking for an interrupted run", err)
-	}
 	if req.Mode == "" {
 		req.Mode = ReconcileIncremental
 	}
@@ -509,7 +536,7 @@ func (r *Reconciler) begin(ctx context.Context, req ReconcileRequest) (*runner, 
 	}
 	namesJSON, _ := json.Marshal(names)
 	owner := r.owner
-	rec = &store.Run{Source: r.cfg.source, Mode: string(req.Mode), EntityTypes: namesJSON, DryRun: req.DryRun,
+	rec := &store.Run{Source: r.cfg.source, Mode: string(req.Mode), EntityTypes: namesJSON, DryRun: req.DryRun,
 		StartedAt: dbTime(now), LockedBy: &owner, LockedUntil: &until}
 	if err := r.st.StartRun(ctx, r.db, rec); err != nil {
 		if errors.Is(err, store.ErrRunRunning) {
@@ -520,8 +547,18 @@ func (r *Reconciler) begin(ctx context.Context, req ReconcileRequest) (*runner, 
 	return r.newRunner(rec)
 }
 
-// schedule starts the runs that are due; the leading Worker calls it.
+// schedule resumes a paused or interrupted run, due or not, or else starts
+// the runs that are due; the leading Worker calls it.
 func (r *Reconciler) schedule(ctx context.Context) {
+	run, err := r.resume(ctx)
+	if err != nil {
+		r.cfg.logger.Error("tds: resuming a reconciliation run", "err", err)
+		return
+	}
+	if run != nil {
+		r.launch(run)
+		return
+	}
 	now := r.cfg.now()
 	for _, s := range []struct {
 		mode     ReconcileMode
@@ -553,7 +590,8 @@ func publicRun(r *store.Run) *SyncRun {
 	out := &SyncRun{ID: r.ID, Source: r.Source, Mode: ReconcileMode(r.Mode), Status: RunStatus(r.Status), DryRun: r.DryRun,
 		StartedAt: r.StartedAt.UTC(), FinishedAt: utcPtr(r.FinishedAt), APICalls: r.APICalls, Pages: r.Pages,
 		Counts:   DriftCounts{MissingLocal: r.MissingLocal, StaleLocal: r.StaleLocal, MissingRemote: r.MissingRemote, Changed: r.Changed},
-		Repaired: r.Repaired, APIError: r.APIError, CancelRequested: r.CancelRequested, EntityTypes: []string{}}
+		Repaired: r.Repaired, APIError: r.APIError, CancelRequested: r.CancelRequested, EntityTypes: []string{},
+		ResumesAt: r.PausedUntil()}
 	if r.Error != nil {
 		out.Error = *r.Error
 	}
@@ -573,5 +611,5 @@ func (r *Reconciler) beforeRequest(ctx context.Context, _ string) error {
 	if run == nil {
 		return nil
 	}
-	return run.countCall()
+	return run.countCall(ctx)
 }

@@ -27,6 +27,10 @@ import (
 //	             comparing page by page                             (phase read)
 //	both:        repair each unresolved drift item: detail GET, then
 //	             ingest the record (or a delete) through the Processor (phase repair)
+//
+// An API call the daily budget refuses ends the step being done; the run
+// then pauses (finish → pause) where it last saved, and the first start
+// of the next UTC day resumes it there.
 
 // Cursor phases.
 const (
@@ -59,15 +63,20 @@ type runner struct {
 	rec   *store.Run
 	types []EntityType
 
-	mu         sync.Mutex // guards what the heartbeat saves
-	cur        runCursor
-	calls      int64
-	pages      int64
-	budgetBase int64 // API calls made today by other runs
+	mu    sync.Mutex // guards what the heartbeat saves
+	cur   runCursor
+	calls int64 // over the run's life
+	pages int64
+	// The daily budget: the run's calls per UTC day counted by this
+	// process (each with the run's calls saved on that day before), and
+	// the calls of other runs on day, the day being counted.
+	days   map[time.Time]int64
+	day    time.Time
+	others int64
 }
 
 func (r *Reconciler) newRunner(rec *store.Run) (*runner, error) {
-	run := &runner{r: r, rec: rec, calls: rec.APICalls, pages: rec.Pages}
+	run := &runner{r: r, rec: rec, calls: rec.APICalls, pages: rec.Pages, days: map[time.Time]int64{}}
 	var names []string
 	if err := json.Unmarshal(rec.EntityTypes, &names); err != nil {
 		return nil, fmt.Errorf("tds: run %d: reading its entity types: %w", rec.ID, err)
@@ -102,13 +111,14 @@ func (r *Reconciler) abandon(rec *store.Run, why error) error {
 	return err
 }
 
-// execute runs to the end and records how it ended. It returns the error
-// that ended it, if any.
+// execute runs to the end, or to the daily budget, and records how it
+// ended or that it paused. It returns the error that ended or paused it, if
+// any.
 func (run *runner) execute(parent context.Context) error {
 	r := run.r
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
-	if err := run.loadBudget(ctx); err != nil {
+	if err := run.loadBudget(ctx, utcDay(r.cfg.now())); err != nil {
 		return run.finish(err)
 	}
 	r.budgetMu.Lock()
@@ -145,31 +155,44 @@ func (run *runner) execute(parent context.Context) error {
 	return run.finish(err)
 }
 
-// loadBudget reads the API calls other runs made today.
-func (run *runner) loadBudget(ctx context.Context) error {
-	if run.r.api.DailyBudget < 0 {
-		return nil
-	}
-	day := run.r.cfg.now().UTC().Truncate(24 * time.Hour)
-	used, err := run.r.st.APICallsSince(ctx, run.r.db, run.rec.Source, day)
+// utcDay is the start of t's UTC day.
+func utcDay(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
+
+// loadBudget reads, from the ledger, the API calls saved on day: by other
+// runs, and by this one (a run resumed the same day, or crossing midnight
+// into a day it already counted calls on).
+func (run *runner) loadBudget(ctx context.Context, day time.Time) error {
+	all, mine, err := run.r.st.APICallsOn(ctx, run.r.db, run.rec.Source, day, run.rec.ID)
 	if err != nil {
 		return wrapDBErr("reading the day's API calls", err)
 	}
-	if !run.rec.StartedAt.Before(day) {
-		used -= run.rec.APICalls // counted in used, and in run.calls
-	}
-	run.budgetBase = used
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	run.day, run.others = day, all-mine
+	run.days[day] = max(run.days[day], mine)
 	return nil
 }
 
-// countCall counts one API request, refusing it past the daily budget.
-func (run *runner) countCall() error {
+// countCall counts one API request against the day's budget, refusing it
+// with [ErrBudgetExhausted] when the budget is spent. The first call of a
+// new UTC day reads that day's calls.
+func (run *runner) countCall(ctx context.Context) error {
+	day := utcDay(run.r.cfg.now())
+	run.mu.Lock()
+	turned := day != run.day
+	run.mu.Unlock()
+	if turned {
+		if err := run.loadBudget(ctx, day); err != nil {
+			return err
+		}
+	}
 	run.mu.Lock()
 	defer run.mu.Unlock()
-	if b := int64(run.r.api.DailyBudget); b > 0 && run.budgetBase+run.calls >= b {
+	if b := int64(run.r.api.DailyBudget); b > 0 && run.others+run.days[day] >= b {
 		return ErrBudgetExhausted
 	}
 	run.calls++
+	run.days[day]++
 	return nil
 }
 
@@ -201,7 +224,11 @@ func (run *runner) progress() store.Progress {
 	run.mu.Lock()
 	defer run.mu.Unlock()
 	cursor, _ := json.Marshal(run.cur)
-	return store.Progress{Cursor: cursor, APICalls: run.calls, Pages: run.pages}
+	p := store.Progress{Cursor: cursor, APICalls: run.calls, Pages: run.pages}
+	for day, n := range run.days {
+		p.Calls = append(p.Calls, store.DayCalls{Day: day, Calls: n})
+	}
+	return p
 }
 
 // save records the progress and renews the hold. It returns
@@ -249,6 +276,8 @@ func (run *runner) finish(runErr error) error {
 	case errors.Is(runErr, store.ErrLeaseLost):
 		r.cfg.logger.Warn("tds: a reconciliation run was taken over by another process", "run", run.rec.ID)
 		return runErr
+	case errors.Is(runErr, ErrBudgetExhausted):
+		return run.pause()
 	case errors.Is(runErr, context.Canceled) && r.runCtx.Err() != nil:
 		// Close: hand the run over at once to the next start.
 		if err := r.st.ReleaseRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), r.cfg.now()); err != nil {
@@ -277,6 +306,30 @@ func (run *runner) finish(runErr error) error {
 		r.cfg.logger.Warn("tds: a reconciliation run ended", "run", run.rec.ID, "status", status, "err", runErr)
 	}
 	return runErr
+}
+
+// pause saves the run and gives it up until the next UTC day, when the next
+// start resumes it; it stays running meanwhile, so no other run starts. It
+// returns an error wrapping [ErrBudgetExhausted], or ends the run as
+// cancelled when a cancel was asked.
+func (run *runner) pause() error {
+	r := run.r
+	run.mu.Lock()
+	until := run.day.Add(24 * time.Hour)
+	run.mu.Unlock()
+	why := fmt.Sprintf("paused: the daily budget of %d Zoho API calls is spent; resumes at %s",
+		r.api.DailyBudget, until.Format(time.RFC3339))
+	cancelAsked, err := r.st.PauseRun(context.Background(), r.db, run.rec.ID, r.owner, run.progress(), until, why)
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		return run.finish(err)
+	case err != nil:
+		return wrapDBErr("pausing a run", err)
+	case cancelAsked:
+		return run.finish(errRunCancelled)
+	}
+	r.cfg.logger.Info("tds: a reconciliation run paused", "run", run.rec.ID, "resumes_at", until)
+	return fmt.Errorf("tds: run %d paused until %s: %w", run.rec.ID, until.Format(time.RFC3339), ErrBudgetExhausted)
 }
 
 // module is t's API as the client takes it.

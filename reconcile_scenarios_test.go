@@ -24,13 +24,19 @@ import (
 // newReconcilerAPI is newReconciler with the ZohoAPI adjusted by edit.
 func (e *reconcileEnv) newReconcilerAPI(t *testing.T, edit func(*ZohoAPI), opts ...Option) *Reconciler {
 	t.Helper()
+	return e.newReconcilerOn(t, e.db, edit, opts...)
+}
+
+// newReconcilerOn is newReconcilerAPI writing to db.
+func (e *reconcileEnv) newReconcilerOn(t *testing.T, db *bun.DB, edit func(*ZohoAPI), opts ...Option) *Reconciler {
+	t.Helper()
 	api := ZohoAPI{
 		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
 		AccountsURL: e.fake.URL(), APIURL: e.fake.URL(), RequestsPerMinute: -1,
 	}
 	edit(&api)
 	base := []Option{WithClock(e.clock.Now), WithLogger(slog.New(slog.DiscardHandler))}
-	rc, err := NewReconciler(e.db, api, append(base, opts...)...)
+	rc, err := NewReconciler(db, api, append(base, opts...)...)
 	require.NoError(t, err)
 	rc.sleep = e.sleeps.sleep
 	t.Cleanup(func() { _ = rc.Close() })
@@ -248,7 +254,8 @@ func TestReconcileRateLimited(t *testing.T) {
 
 // TestReconcileDailyBudget: runs never make more API calls a UTC day than
 // the budget, counted over every run of the day: a run that would exceed
-// it fails, naming the budget, and the next day has a new one.
+// it pauses, naming the budget, no run starts the same day, and the next
+// day the paused run resumes where it stood, with a new budget.
 func TestReconcileDailyBudget(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
@@ -275,33 +282,275 @@ func TestReconcileDailyBudget(t *testing.T) {
 		}
 		e.fake.Fail(2, http.StatusTooManyRequests, "")
 		second, err := rc.Run(ctx, req)
-		require.NoError(t, err)
-		require.Equal(t, RunFailed, second.Status)
-		require.Contains(t, second.Error, "budget")
-		require.True(t, strings.HasSuffix(second.Error, ErrBudgetExhausted.Error()), second.Error)
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		require.Equal(t, RunRunning, second.Status, "paused, not failed")
+		midnight := utcDay(e.clock.Now()).Add(24 * time.Hour)
+		require.NotNil(t, second.ResumesAt)
+		requireSameTime(t, midnight, *second.ResumesAt)
+		require.True(t, strings.HasPrefix(second.Error, fmt.Sprintf("paused: the daily budget of %d Zoho API calls is spent", budget)), second.Error)
 		require.Equal(t, int64(budget-11), second.APICalls)
 		require.Equal(t, int64(1), second.Repaired, "the page (after two retries) and one detail")
 		require.Len(t, e.takeSleeps(), 2)
 		require.Equal(t, budget, e.fake.Stats().APICalls, "the fake saw the budget, not one call more")
 
-		// The same day, a third run makes no call at all.
-		third, err := rc.Run(ctx, req)
-		require.NoError(t, err)
-		require.Equal(t, RunFailed, third.Status)
-		require.Contains(t, third.Error, "budget")
-		require.Zero(t, third.APICalls)
+		// The same day, no run starts, and no call is made.
+		_, err = rc.Run(ctx, req)
+		require.ErrorIs(t, err, ErrRunInProgress)
 		require.Equal(t, budget, e.fake.Stats().APICalls)
 
-		// The next UTC day has a new budget: the page, and the nine
-		// records the failed run did not repair.
+		// The next UTC day has a new budget: the paused run resumes, and
+		// repairs the nine records it had not, without reading its page
+		// again.
 		e.drain(t)
 		e.clock.Advance(24 * time.Hour)
-		fourth, err := rc.Run(ctx, req)
+		resumed, err := rc.Run(ctx, req)
 		require.NoError(t, err)
-		require.Equal(t, RunCompleted, fourth.Status, fourth.Error)
-		require.Equal(t, int64(1+9), fourth.APICalls)
+		require.Equal(t, second.ID, resumed.ID, "the paused run, resumed")
+		require.Equal(t, RunCompleted, resumed.Status, resumed.Error)
+		require.Empty(t, resumed.Error)
+		require.Nil(t, resumed.ResumesAt)
+		require.Equal(t, int64(budget-11+9), resumed.APICalls)
+		require.Equal(t, int64(10), resumed.Repaired)
+		require.Equal(t, 1+1, e.fake.Stats().ListCalls)
+		require.Equal(t, []int64{budget, 9}, e.callsPerDay(t, e.clock.Now().Add(-24*time.Hour), 2))
 		e.drain(t)
 		e.requireMirrorEqualsFake(t, "product")
+	})
+}
+
+// callsPerDay reads the ledger's API calls of the default source on n UTC
+// days from from's.
+func (e *reconcileEnv) callsPerDay(t *testing.T, from time.Time, n int) []int64 {
+	t.Helper()
+	out := make([]int64, n)
+	for i := range out {
+		all, _, err := mustStore(t, e.db).APICallsOn(context.Background(), e.db, DefaultSource, from.Add(time.Duration(i)*24*time.Hour), 0)
+		require.NoError(t, err)
+		out[i] = all
+	}
+	return out
+}
+
+// budgetOf sets the daily budget to n.
+func budgetOf(n int) func(*ZohoAPI) { return func(api *ZohoAPI) { api.DailyBudget = n } }
+
+// driftedSweep puts 415 products into the fake (three list pages) of which
+// 22 drifted: 12 never delivered, 5 changed in Zoho afterwards and 5
+// deleted there. A full sweep of products takes 3 + 22 = 25 API calls.
+func (e *reconcileEnv) driftedSweep(t *testing.T) (calls, drifted int) {
+	t.Helper()
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	ids := e.putProducts(t, 408, base, time.Minute, true)
+	for i := range 12 {
+		e.fake.Put("items", apiRecord("product", fmt.Sprintf("pro-new-%02d", i), base.Add(time.Duration(i)*time.Second), 0))
+	}
+	e.drain(t)
+	for i, id := range ids[:5] {
+		e.fake.Put("items", apiRecord("product", id, base.Add(24*time.Hour+time.Duration(i)*time.Second), 1))
+	}
+	for _, id := range ids[5:10] {
+		e.fake.Delete("items", id)
+	}
+	return 3 + 22, 22
+}
+
+// requireRepairedOnce checks that run repaired drifted entities, each by
+// one event.
+func (e *reconcileEnv) requireRepairedOnce(t *testing.T, runID int64, drifted int) {
+	t.Helper()
+	require.Equal(t, drifted, count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ?", runID))
+	require.Equal(t, drifted, count(t, e.db, `SELECT COUNT(*) FROM (SELECT DISTINCT entity_type, source_entity_id
+	FROM tds_inbox_events WHERE sync_run_id = ?) AS x`, runID), "an entity repaired twice")
+}
+
+// TestReconcileSweepSpansDays: a full sweep of 25 API calls under a daily
+// budget of 10 pauses on day 1 after exactly 10 calls, and is refused the
+// same day, by this process and by another one (its own database handle);
+// on day 2 the other process resumes it where it stood and it pauses again;
+// on day 3 it completes. No page is read twice, each drifted entity is
+// repaired once, the mirror equals Zoho, and no day goes over the budget.
+func TestReconcileSweepSpansDays(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		e.startMirror(t)
+		const budget = 10
+		calls, drifted := e.driftedSweep(t)
+		rc := e.newReconcilerAPI(t, budgetOf(budget))
+		db2, err := Open(ctx, tdb.url)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db2.Close() })
+		other := e.newReconcilerOn(t, db2, budgetOf(budget))
+		req := ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly}
+		day1 := e.clock.Now()
+
+		run, err := rc.Run(ctx, req)
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		require.Equal(t, RunRunning, run.Status)
+		require.NotNil(t, run.ResumesAt)
+		requireSameTime(t, utcDay(day1).Add(24*time.Hour), *run.ResumesAt)
+		require.Equal(t, int64(budget), run.APICalls)
+		require.Equal(t, int64(3), run.Pages)
+		require.Equal(t, int64(budget-3), run.Repaired)
+		require.Equal(t, budget, e.fake.Stats().APICalls)
+
+		// The same day: refused in both processes, without a call.
+		_, err = rc.Start(ctx, req)
+		require.ErrorIs(t, err, ErrRunInProgress)
+		_, err = other.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental})
+		require.ErrorIs(t, err, ErrRunInProgress)
+		seen, err := other.GetRun(ctx, run.ID)
+		require.NoError(t, err)
+		require.Equal(t, run.ResumesAt, seen.ResumesAt, "the other process sees the pause")
+		require.Equal(t, budget, e.fake.Stats().APICalls)
+
+		// Day 2, in the other process.
+		e.clock.Advance(24 * time.Hour)
+		again, err := other.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental})
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		require.Equal(t, run.ID, again.ID, "the paused run resumed, whatever was asked")
+		require.Equal(t, RunRunning, again.Status)
+		requireSameTime(t, utcDay(day1).Add(48*time.Hour), *again.ResumesAt)
+		require.Equal(t, int64(2*budget), again.APICalls)
+		require.Equal(t, int64(3), again.Pages)
+
+		// Day 3: the rest.
+		e.clock.Advance(24 * time.Hour)
+		done, err := rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, run.ID, done.ID)
+		require.Equal(t, RunCompleted, done.Status, done.Error)
+		require.Empty(t, done.Error)
+		require.Nil(t, done.ResumesAt)
+		require.Equal(t, int64(calls), done.APICalls)
+		require.Equal(t, int64(3), done.Pages)
+		require.Equal(t, int64(drifted), done.Repaired)
+		require.Equal(t, DriftCounts{MissingLocal: 12, StaleLocal: 5, MissingRemote: 5}, done.Counts)
+
+		stats := e.fake.Stats()
+		require.Equal(t, 3, stats.ListCalls, "no page read twice")
+		require.Equal(t, drifted, stats.DetailCalls, "no record fetched twice")
+		require.Equal(t, calls, stats.APICalls)
+		require.Equal(t, []int64{budget, budget, int64(calls - 2*budget)}, e.callsPerDay(t, day1, 3))
+		runs, err := rc.ListRuns(ctx, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, runs, 1, "one run, resumed twice")
+
+		e.drain(t)
+		e.requireMirrorEqualsFake(t, "product")
+		e.requireRepairedOnce(t, run.ID, drifted)
+	})
+}
+
+// TestReconcileCancelPaused: a run paused in the middle of its listing is
+// cancelled at once, its staged listing dropped. A run started when the
+// day's budget is spent (here an incremental dry run) pauses before its
+// first call, and resumes day after day until it completes.
+func TestReconcileCancelPaused(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		e.putProducts(t, 420, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second, false)
+		rc := e.newReconcilerAPI(t, budgetOf(2))
+		day1 := e.clock.Now()
+
+		sweep, err := rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		require.NotNil(t, sweep.ResumesAt)
+		require.Equal(t, int64(2), sweep.Pages, "paused before page 3")
+		require.Equal(t, 400, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"))
+
+		require.NoError(t, rc.Cancel(ctx, sweep.ID))
+		cancelled, err := rc.GetRun(ctx, sweep.ID)
+		require.NoError(t, err)
+		require.Equal(t, RunCancelled, cancelled.Status, "at once")
+		require.NotNil(t, cancelled.FinishedAt)
+		require.Nil(t, cancelled.ResumesAt)
+		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
+		require.ErrorIs(t, rc.Cancel(ctx, sweep.ID), ErrRunNotFound)
+
+		req := ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly, DryRun: true}
+		dry, err := rc.Run(ctx, req)
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		require.NotEqual(t, sweep.ID, dry.ID)
+		require.Equal(t, RunRunning, dry.Status)
+		require.NotNil(t, dry.ResumesAt)
+		require.Zero(t, dry.APICalls, "no call past the budget")
+		require.Equal(t, 2, e.fake.Stats().APICalls)
+
+		e.clock.Advance(24 * time.Hour)
+		dry, err = rc.Run(ctx, req)
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		require.Equal(t, int64(2), dry.Pages)
+		e.clock.Advance(24 * time.Hour)
+		dry, err = rc.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, dry.Status, dry.Error)
+		require.Equal(t, int64(3), dry.Pages)
+		require.Equal(t, int64(3), dry.APICalls)
+		require.Equal(t, int64(420), dry.Counts.MissingLocal)
+		require.Zero(t, dry.Repaired, "a dry run")
+		require.Equal(t, 2+3, e.fake.Stats().ListCalls)
+		require.Equal(t, []int64{2, 2, 1}, e.callsPerDay(t, day1, 3))
+	})
+}
+
+// TestReconcileScheduleResumesPaused: the scheduled weekly sweep pauses at
+// the budget; the schedule (which the housekeeping leader calls) leaves it
+// paused the same day, resumes it each following day although no run is
+// due, and starts no other run meanwhile.
+func TestReconcileScheduleResumesPaused(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		e.startMirror(t)
+		const budget = 10
+		calls, drifted := e.driftedSweep(t)
+		// A registry of products alone: the schedule's runs take every type.
+		products, err := NewRegistry(mustLookup(t, "product"))
+		require.NoError(t, err)
+		rc := e.newReconcilerAPI(t, budgetOf(budget), WithReconcileSchedule(0, 7*24*time.Hour), WithRegistry(products))
+		day1 := e.clock.Now()
+
+		runs := func() []SyncRun {
+			rs, err := rc.ListRuns(ctx, 0, 10)
+			require.NoError(t, err)
+			return rs
+		}
+		// settled waits for the one run to pause after n calls, or to
+		// complete.
+		settled := func(n int64) SyncRun {
+			t.Helper()
+			require.Eventually(t, func() bool {
+				rs := runs()
+				return len(rs) == 1 && rs[0].APICalls == n && (rs[0].ResumesAt != nil || rs[0].Status == RunCompleted)
+			}, 60*time.Second, 5*time.Millisecond)
+			return runs()[0]
+		}
+		rc.schedule(ctx)
+		run := settled(budget)
+		require.Equal(t, ReconcileFull, run.Mode)
+		require.Equal(t, RunRunning, run.Status)
+		rc.schedule(ctx)
+		require.Equal(t, run, runs()[0], "left paused the same day")
+
+		e.clock.Advance(24 * time.Hour)
+		rc.schedule(ctx)
+		run = settled(2 * budget)
+		require.Len(t, runs(), 1)
+		requireSameTime(t, utcDay(day1).Add(48*time.Hour), *run.ResumesAt)
+
+		e.clock.Advance(24 * time.Hour)
+		rc.schedule(ctx)
+		run = settled(int64(calls))
+		require.Equal(t, RunCompleted, run.Status, run.Error)
+		rc.schedule(ctx)
+		require.Len(t, runs(), 1, "no run due: the week has not passed")
+		require.Equal(t, []int64{budget, budget, int64(calls - 2*budget)}, e.callsPerDay(t, day1, 3))
+
+		e.drain(t)
+		e.requireMirrorEqualsFake(t, "product")
+		e.requireRepairedOnce(t, run.ID, drifted)
 	})
 }
 

@@ -52,7 +52,9 @@ type appliedParam struct {
 	SyncedAt string `json:"synced_at"`
 }
 
-// Run is a row of tds_sync_runs: one reconciliation run.
+// Run is a row of tds_sync_runs: one reconciliation run. A running run
+// with no holder (LockedBy nil) is paused until LockedUntil (see
+// [Runs.PauseRun]).
 type Run struct {
 	bun.BaseModel `bun:"table:tds_sync_runs"`
 
@@ -77,6 +79,15 @@ type Run struct {
 	Repaired        int64           `bun:"repaired"`
 	Error           *string         `bun:"error"`
 	APIError        json.RawMessage `bun:"api_error"`
+}
+
+// PausedUntil is when a paused run may be resumed; nil when r is not
+// paused.
+func (r *Run) PausedUntil() *time.Time {
+	if r.Status != RunRunning || r.LockedBy != nil {
+		return nil
+	}
+	return utcPtr(r.LockedUntil)
 }
 
 // Drift is a row of tds_sync_drift: a difference a run found.
@@ -116,9 +127,20 @@ type remoteParam struct {
 
 // Progress is what a run saves as it goes.
 type Progress struct {
-	Cursor   json.RawMessage
+	Cursor json.RawMessage
+	// APICalls counts the run's calls over its life; Calls, per UTC day,
+	// those it counted in this process (each with every call of the run
+	// on that day, saved or not).
 	APICalls int64
+	Calls    []DayCalls
 	Pages    int64
+}
+
+// DayCalls is a run's API calls on one UTC day.
+type DayCalls struct {
+	// Day is the day's start (UTC midnight); a time within it will do.
+	Day   time.Time
+	Calls int64
 }
 
 // Runs is the reconciliation part of [Store]: what has been applied, the
@@ -131,12 +153,16 @@ type Runs interface {
 	// AppliedOf returns the applied rows of these entities.
 	AppliedOf(ctx context.Context, db bun.IDB, source, entityType string, ids []string) ([]Applied, error)
 
+	// A run's progress (SaveRun, PauseRun, ReleaseRun, FinishRun) is saved
+	// with its calls per day into the budget's ledger, tds_sync_calls.
+
 	// StartRun inserts r as running, held by r.LockedBy until
 	// r.LockedUntil, and sets its id; ErrRunRunning when a run is running.
 	StartRun(ctx context.Context, db bun.IDB, r *Run) error
 	// TakeOverRun gives owner, until until, source's running run whose
-	// hold expired before at, and returns it; ErrNoRows when there is none.
-	// A run of another source is never taken: it reads another API.
+	// hold expired before at (interrupted, or paused until before at), and
+	// returns it, its pause's message cleared; ErrNoRows when there is
+	// none. A run of another source is never taken: it reads another API.
 	TakeOverRun(ctx context.Context, db bun.IDB, source, owner string, at, until time.Time) (*Run, error)
 	// GetRun returns a run, or ErrNoRows.
 	GetRun(ctx context.Context, db bun.IDB, id int64) (*Run, error)
@@ -153,14 +179,20 @@ type Runs interface {
 	// ReleaseRun saves owner's progress and gives the run up at once, for
 	// the next start to resume.
 	ReleaseRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, at time.Time) error
+	// PauseRun saves owner's progress and, unless a cancel was asked (it
+	// then reports it and changes nothing else), gives the run up until
+	// until, with why in its error: it stays running, holding off other
+	// runs, without a holder. ErrLeaseLost when owner no longer holds it.
+	PauseRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, until time.Time, why string) (cancel bool, err error)
 	// LastRunStart returns when source's last run of mode started.
 	LastRunStart(ctx context.Context, db bun.IDB, source, mode string) (time.Time, bool, error)
-	// CancelRun asks running run id to stop; one whose holder is gone
-	// (its hold expired before at) is cancelled at once. ErrNoRows when
-	// id is not running.
+	// CancelRun asks running run id to stop; one without a holder
+	// (paused, or its hold expired before at) is cancelled at once.
+	// ErrNoRows when id is not running.
 	CancelRun(ctx context.Context, db bun.IDB, id int64, at time.Time) error
-	// APICallsSince sums the API calls of source's runs started since.
-	APICallsSince(ctx context.Context, db bun.IDB, source string, since time.Time) (int64, error)
+	// APICallsOn returns the API calls saved for source on the UTC day of
+	// day, by all its runs, and by run runID among them.
+	APICallsOn(ctx context.Context, db bun.IDB, source string, day time.Time, runID int64) (all, ofRun int64, err error)
 
 	// StageRemote stages one page of a full sweep's listing.
 	StageRemote(ctx context.Context, db bun.IDB, runID int64, entityType string, rows []Remote) error
@@ -270,7 +302,7 @@ VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
 RETURNING id`
 
-	takeOverRunSQL = `UPDATE tds_sync_runs SET locked_by = ?, locked_until = ?
+	takeOverRunSQL = `UPDATE tds_sync_runs SET locked_by = ?, locked_until = ?, error = NULL
 WHERE source = ? AND status = 'running' AND locked_until < ?
 RETURNING *`
 
@@ -295,20 +327,42 @@ WHERE id = ? AND status = 'running' AND locked_by = ?`
 	releaseRunSQL = `UPDATE tds_sync_runs SET cursor = ?, api_calls = ?, pages = ?, locked_until = ?
 WHERE id = ? AND status = 'running' AND locked_by = ?`
 
+	// pauseRunSQL follows saveRunSQL in PauseRun's transaction.
+	pauseRunSQL = `UPDATE tds_sync_runs SET locked_by = NULL, locked_until = ?, error = ?
+WHERE id = ? AND status = 'running' AND locked_by = ?`
+
+	// recordCallsSQL sets a run's calls on a day: never down, so that
+	// saves racing each other (the heartbeat's and a step's) leave the
+	// highest count.
+	recordCallsSQL = `INSERT INTO tds_sync_calls (source, day, run_id, calls)
+VALUES ((SELECT source FROM tds_sync_runs WHERE id = ?), ?, ?, ?)
+ON CONFLICT (source, day, run_id) DO UPDATE SET calls = excluded.calls
+WHERE tds_sync_calls.calls < excluded.calls`
+
+	apiCallsOnSQL = `SELECT COALESCE(SUM(calls), 0) AS all_calls,
+	COALESCE(SUM(CASE WHEN run_id = ? THEN calls END), 0) AS run_calls
+FROM tds_sync_calls WHERE source = ? AND day = ?`
+
 	lastRunStartSQL = `SELECT max(started_at) FROM tds_sync_runs WHERE source = ? AND mode = ?`
 
 	dropStagedSQL = `DELETE FROM tds_sync_remote WHERE run_id = ?`
 
-	// cancelRunSQL cancels a run whose holder is gone at once, and asks a
-	// held one to stop.
+	// cancelRunSQL cancels a run without a holder (paused, or its holder
+	// gone) at once, and asks a held one to stop.
 	cancelRunSQL = `UPDATE tds_sync_runs SET cancel_requested = TRUE,
-	status = CASE WHEN locked_until < ? THEN 'cancelled' ELSE status END,
-	finished_at = CASE WHEN locked_until < ? THEN ? ELSE finished_at END,
-	locked_by = CASE WHEN locked_until < ? THEN NULL ELSE locked_by END,
-	locked_until = CASE WHEN locked_until < ? THEN NULL ELSE locked_until END
+	status = CASE WHEN ` + holderGone + ` THEN 'cancelled' ELSE status END,
+	finished_at = CASE WHEN ` + holderGone + ` THEN ? ELSE finished_at END,
+	locked_by = CASE WHEN ` + holderGone + ` THEN NULL ELSE locked_by END,
+	locked_until = CASE WHEN ` + holderGone + ` THEN NULL ELSE locked_until END
 WHERE id = ? AND status = 'running'`
 
-	apiCallsSinceSQL = `SELECT COALESCE(SUM(api_calls), 0) FROM tds_sync_runs WHERE source = ? AND started_at >= ?`
+	// holderGone tells a run that no process holds at the time given.
+	holderGone = `(locked_by IS NULL OR locked_until < ?)`
+
+	// dropCancelledStagedSQL drops the staged listing of a run cancelled
+	// without a holder to drop it.
+	dropCancelledStagedSQL = `DELETE FROM tds_sync_remote WHERE run_id = ?
+	AND EXISTS (SELECT 1 FROM tds_sync_runs WHERE id = ? AND status = 'cancelled')`
 
 	// compareStaleSQL records the staged records missing locally (never
 	// applied, or applied as deleted), newer than what was applied, or,
@@ -437,12 +491,43 @@ func (c common) ListRuns(ctx context.Context, db bun.IDB, beforeID int64, limit 
 // SaveRun implements [Runs.SaveRun].
 func (c common) SaveRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, until time.Time) (bool, error) {
 	var cancel bool
-	err := db.NewRaw(saveRunSQL, string(orEmptyObject(p.Cursor)), p.APICalls, p.Pages, until.UTC(), id, owner).Scan(ctx, &cancel)
+	err := RunInTx(ctx, c, db, func(ctx context.Context, tx bun.IDB) error {
+		var err error
+		cancel, err = saveRun(ctx, tx, id, owner, p, until)
+		return err
+	})
+	return cancel, err
+}
+
+// saveRun is SaveRun in transaction tx.
+func saveRun(ctx context.Context, tx bun.IDB, id int64, owner string, p Progress, until time.Time) (bool, error) {
+	var cancel bool
+	err := tx.NewRaw(saveRunSQL, string(orEmptyObject(p.Cursor)), p.APICalls, p.Pages, until.UTC(), id, owner).Scan(ctx, &cancel)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, ErrLeaseLost
 	}
-	return cancel, err
+	if err != nil {
+		return false, err
+	}
+	return cancel, recordCalls(ctx, tx, id, p.Calls)
 }
+
+// recordCalls saves run id's calls per day into the budget's ledger; tx is
+// the transaction that saves its progress.
+func recordCalls(ctx context.Context, tx bun.IDB, id int64, calls []DayCalls) error {
+	for _, d := range calls {
+		if d.Calls <= 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, recordCallsSQL, id, ledgerDay(d.Day), id, d.Calls); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ledgerDay is the UTC day of t as the ledger keys it.
+func ledgerDay(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 
 // FinishRun implements [Runs.FinishRun].
 func (c common) FinishRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, status, errMsg string,
@@ -456,16 +541,44 @@ func (c common) FinishRun(ctx context.Context, db bun.IDB, id int64, owner strin
 		if rowsAffected(res) == 0 {
 			return ErrLeaseLost
 		}
+		if err := recordCalls(ctx, tx, id, p.Calls); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, dropStagedSQL, id)
 		return err
 	})
 }
 
-// ReleaseRun implements [Runs.ReleaseRun]. The hold ends just before at.
+// ReleaseRun implements [Runs.ReleaseRun]. The hold ends just before at;
+// ErrLeaseLost when owner no longer holds the run.
 func (c common) ReleaseRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, at time.Time) error {
-	_, err := db.ExecContext(ctx, releaseRunSQL, string(orEmptyObject(p.Cursor)), p.APICalls, p.Pages,
-		at.UTC().Add(-time.Microsecond), id, owner)
-	return err
+	return RunInTx(ctx, c, db, func(ctx context.Context, tx bun.IDB) error {
+		res, err := tx.ExecContext(ctx, releaseRunSQL, string(orEmptyObject(p.Cursor)), p.APICalls, p.Pages,
+			at.UTC().Add(-time.Microsecond), id, owner)
+		if err != nil {
+			return err
+		}
+		if rowsAffected(res) == 0 {
+			return ErrLeaseLost
+		}
+		return recordCalls(ctx, tx, id, p.Calls)
+	})
+}
+
+// PauseRun implements [Runs.PauseRun].
+func (c common) PauseRun(ctx context.Context, db bun.IDB, id int64, owner string, p Progress, until time.Time,
+	why string) (bool, error) {
+	var cancel bool
+	err := RunInTx(ctx, c, db, func(ctx context.Context, tx bun.IDB) error {
+		var err error
+		if cancel, err = saveRun(ctx, tx, id, owner, p, until); err != nil || cancel {
+			return err
+		}
+		// The save holds the row: no cancel can come between.
+		_, err = tx.ExecContext(ctx, pauseRunSQL, until.UTC(), nullString(truncate(why, MaxErrorLen)), id, owner)
+		return err
+	})
+	return cancel, err
 }
 
 // LastRunStart implements [Runs.LastRunStart].
@@ -491,16 +604,18 @@ func (c common) CancelRun(ctx context.Context, db bun.IDB, id int64, at time.Tim
 		return ErrNoRows
 	}
 	// A run cancelled here has no holder to drop its staged listing.
-	_, err = db.ExecContext(ctx, `DELETE FROM tds_sync_remote WHERE run_id = ?
-	AND EXISTS (SELECT 1 FROM tds_sync_runs WHERE id = ? AND status = 'cancelled')`, id, id)
+	_, err = db.ExecContext(ctx, dropCancelledStagedSQL, id, id)
 	return err
 }
 
-// APICallsSince implements [Runs.APICallsSince].
-func (c common) APICallsSince(ctx context.Context, db bun.IDB, source string, since time.Time) (int64, error) {
-	var n int64
-	err := db.NewRaw(apiCallsSinceSQL, source, since.UTC()).Scan(ctx, &n)
-	return n, err
+// APICallsOn implements [Runs.APICallsOn].
+func (c common) APICallsOn(ctx context.Context, db bun.IDB, source string, day time.Time, runID int64) (int64, int64, error) {
+	var n struct {
+		All int64 `bun:"all_calls"`
+		Run int64 `bun:"run_calls"`
+	}
+	err := db.NewRaw(apiCallsOnSQL, runID, source, ledgerDay(day)).Scan(ctx, &n)
+	return n.All, n.Run, err
 }
 
 // StageRemote implements [Runs.StageRemote].

@@ -177,23 +177,144 @@ func TestRunsCompareRemote(t *testing.T) {
 	})
 }
 
-func TestRunsAPICallsAndWatermarks(t *testing.T) {
+// TestRunsCallsLedger: every save of a run's progress records its calls
+// per UTC day; a day's count is the sum over its runs, whatever day they
+// started, and never goes down when saves race.
+func TestRunsCallsLedger(t *testing.T) {
 	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
 		ctx := t.Context()
 		day := t0.Truncate(24 * time.Hour)
-		for i, at := range []time.Time{day.Add(-time.Hour), day.Add(time.Hour), day.Add(2 * time.Hour)} {
-			r, err := newRun(t, db, st, "a", at, at.Add(time.Minute))
+		next := day.Add(24 * time.Hour)
+		calls := func(at time.Time, runID int64) (int64, int64) {
+			t.Helper()
+			all, ofRun, err := st.APICallsOn(ctx, db, "zoho", at, runID)
 			require.NoError(t, err)
-			require.NoError(t, st.FinishRun(ctx, db, r.ID, "a", store.Progress{APICalls: int64(10 * (i + 1))},
-				store.RunCompleted, "", nil, at))
+			return all, ofRun
 		}
-		n, err := st.APICallsSince(ctx, db, "zoho", day)
-		require.NoError(t, err)
-		require.Equal(t, int64(20+30), n)
-		n, err = st.APICallsSince(ctx, db, "other", day)
-		require.NoError(t, err)
-		require.Zero(t, n)
+		on := func(d time.Time, n int64) store.DayCalls { return store.DayCalls{Day: d, Calls: n} }
 
+		// A run of the day before: not today's.
+		r0, err := newRun(t, db, st, "a", day.Add(-time.Hour), day.Add(-time.Hour+time.Minute))
+		require.NoError(t, err)
+		require.NoError(t, st.FinishRun(ctx, db, r0.ID, "a", store.Progress{APICalls: 10,
+			Calls: []store.DayCalls{on(day.Add(-time.Hour), 10)}}, store.RunCompleted, "", nil, day))
+
+		r, err := newRun(t, db, st, "a", t0, t0.Add(time.Minute))
+		require.NoError(t, err)
+		_, err = st.SaveRun(ctx, db, r.ID, "a", store.Progress{APICalls: 5, Calls: []store.DayCalls{on(t0, 5)}}, t0.Add(time.Minute))
+		require.NoError(t, err)
+		// A save that lost a race to a later one: the higher count stays.
+		_, err = st.SaveRun(ctx, db, r.ID, "a", store.Progress{APICalls: 3, Calls: []store.DayCalls{on(t0, 3)}}, t0.Add(time.Minute))
+		require.NoError(t, err)
+		all, ofRun := calls(t0, r.ID)
+		require.Equal(t, [2]int64{5, 5}, [2]int64{all, ofRun})
+		all, ofRun = calls(day.Add(-time.Second), r.ID)
+		require.Equal(t, [2]int64{10, 0}, [2]int64{all, ofRun}, "the day before")
+
+		// A lost hold saves nothing, the ledger neither.
+		_, err = st.SaveRun(ctx, db, r.ID, "b", store.Progress{APICalls: 9, Calls: []store.DayCalls{on(t0, 9)}}, t0.Add(time.Minute))
+		require.ErrorIs(t, err, store.ErrLeaseLost)
+		require.ErrorIs(t, st.ReleaseRun(ctx, db, r.ID, "b", store.Progress{Calls: []store.DayCalls{on(t0, 9)}}, t0), store.ErrLeaseLost)
+		all, _ = calls(t0, r.ID)
+		require.Equal(t, int64(5), all)
+
+		// Across midnight: the run's calls of each day on that day's row.
+		_, err = st.SaveRun(ctx, db, r.ID, "a", store.Progress{APICalls: 12,
+			Calls: []store.DayCalls{on(t0, 8), on(next.Add(time.Minute), 4)}}, t0.Add(time.Minute))
+		require.NoError(t, err)
+		all, ofRun = calls(t0, r.ID)
+		require.Equal(t, [2]int64{8, 8}, [2]int64{all, ofRun})
+		all, ofRun = calls(next, r.ID)
+		require.Equal(t, [2]int64{4, 4}, [2]int64{all, ofRun})
+
+		// The run ends; another one on the next day adds to it.
+		require.NoError(t, st.ReleaseRun(ctx, db, r.ID, "a", store.Progress{APICalls: 13,
+			Calls: []store.DayCalls{on(next, 5)}}, t0.Add(time.Minute)))
+		got, err := st.TakeOverRun(ctx, db, "zoho", "c", t0.Add(time.Minute), t0.Add(2*time.Minute))
+		require.NoError(t, err)
+		require.NoError(t, st.FinishRun(ctx, db, got.ID, "c", store.Progress{APICalls: 13,
+			Calls: []store.DayCalls{on(next, 5)}}, store.RunCompleted, "", nil, next))
+		r2, err := newRun(t, db, st, "d", next, next.Add(time.Minute))
+		require.NoError(t, err)
+		_, err = st.SaveRun(ctx, db, r2.ID, "d", store.Progress{APICalls: 2, Calls: []store.DayCalls{on(next, 2)}}, next.Add(time.Minute))
+		require.NoError(t, err)
+		all, ofRun = calls(next, r2.ID)
+		require.Equal(t, [2]int64{5 + 2, 2}, [2]int64{all, ofRun})
+		all, _ = calls(t0, r2.ID)
+		require.Equal(t, int64(8), all)
+		all, ofRun, err = st.APICallsOn(ctx, db, "other", next, r2.ID)
+		require.NoError(t, err)
+		require.Zero(t, all+ofRun, "another source's day")
+	})
+}
+
+// TestRunsPause: a paused run stays running, without a holder, until its
+// time: no other run starts meanwhile, it is not taken over before, and a
+// cancel ends it at once; a cancel asked before the pause wins over it.
+func TestRunsPause(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		ctx := t.Context()
+		midnight := t0.Truncate(24 * time.Hour).Add(24 * time.Hour)
+		r, err := newRun(t, db, st, "a", t0, t0.Add(time.Minute))
+		require.NoError(t, err)
+		p := store.Progress{Cursor: json.RawMessage(`{"type":1,"page":3}`), APICalls: 10, Pages: 3,
+			Calls: []store.DayCalls{{Day: t0, Calls: 10}}}
+		_, err = st.PauseRun(ctx, db, r.ID, "b", p, midnight, "paused")
+		require.ErrorIs(t, err, store.ErrLeaseLost)
+		cancel, err := st.PauseRun(ctx, db, r.ID, "a", p, midnight, "paused: the budget")
+		require.NoError(t, err)
+		require.False(t, cancel)
+
+		got, err := st.GetRun(ctx, db, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunRunning, got.Status)
+		require.Nil(t, got.LockedBy)
+		require.NotNil(t, got.PausedUntil())
+		require.True(t, midnight.Equal(*got.PausedUntil()), "%s", got.PausedUntil())
+		require.Equal(t, "paused: the budget", *got.Error)
+		require.Equal(t, int64(3), got.Pages)
+		require.JSONEq(t, `{"type":1,"page":3}`, string(got.Cursor))
+		all, _, err := st.APICallsOn(ctx, db, "zoho", t0, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, int64(10), all)
+
+		_, err = newRun(t, db, st, "b", t0.Add(time.Hour), t0.Add(time.Hour+time.Minute))
+		require.ErrorIs(t, err, store.ErrRunRunning, "a paused run holds others off")
+		_, err = st.TakeOverRun(ctx, db, "zoho", "b", midnight, midnight.Add(time.Minute))
+		require.ErrorIs(t, err, store.ErrNoRows, "not before its time")
+		got, err = st.TakeOverRun(ctx, db, "zoho", "b", midnight.Add(time.Second), midnight.Add(time.Minute))
+		require.NoError(t, err)
+		require.Equal(t, r.ID, got.ID)
+		require.Nil(t, got.Error, "resumed: the pause's message is gone")
+		require.Nil(t, got.PausedUntil())
+
+		// Paused again, then cancelled: at once.
+		_, err = st.PauseRun(ctx, db, r.ID, "b", p, midnight.Add(24*time.Hour), "paused")
+		require.NoError(t, err)
+		require.NoError(t, st.CancelRun(ctx, db, r.ID, midnight.Add(time.Hour)))
+		got, err = st.GetRun(ctx, db, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunCancelled, got.Status)
+		require.NotNil(t, got.FinishedAt)
+		require.Nil(t, got.PausedUntil())
+
+		// A cancel asked of a held run before it pauses: reported, not paused.
+		r2, err := newRun(t, db, st, "c", midnight.Add(2*time.Hour), midnight.Add(3*time.Hour))
+		require.NoError(t, err)
+		require.NoError(t, st.CancelRun(ctx, db, r2.ID, midnight.Add(2*time.Hour)))
+		cancel, err = st.PauseRun(ctx, db, r2.ID, "c", p, midnight.Add(24*time.Hour), "paused")
+		require.NoError(t, err)
+		require.True(t, cancel)
+		got, err = st.GetRun(ctx, db, r2.ID)
+		require.NoError(t, err)
+		require.Equal(t, "c", *got.LockedBy, "still held, to be finished as cancelled")
+		require.Nil(t, got.Error)
+	})
+}
+
+func TestRunsWatermarks(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		ctx := t.Context()
 		require.NoError(t, st.SetWatermarks(ctx, db, "zoho", map[string]time.Time{"product": t0, "customer": t0}, t0))
 		require.NoError(t, st.SetWatermarks(ctx, db, "zoho", map[string]time.Time{"product": t0.Add(-time.Hour), "customer": t0.Add(time.Hour)}, t0))
 		marks, err := st.Watermarks(ctx, db, "zoho")
