@@ -179,7 +179,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 // reset empties the tds and mirror tables between scenarios.
 func reset(ctx context.Context, db *bun.DB) error {
 	tables := []string{"tds_sync_attempts", "tds_sync_queue", "tds_inbox_events",
-		"tds_sync_drift", "tds_sync_remote", "tds_sync_runs", "tds_applied", "tds_sync_watermarks", "tds_alerts", "tds_ui_revoked"}
+		"tds_sync_drift", "tds_sync_remote", "tds_sync_runs", "tds_sync_calls", "tds_applied", "tds_sync_watermarks", "tds_alerts", "tds_ui_revoked"}
 	for _, t := range tds.ZohoRegistry().Types() {
 		tables = append(tables, t.MirrorTable)
 	}
