@@ -86,9 +86,11 @@ const (
 )
 
 var (
-	// ErrRunInProgress refuses to start a run while another one runs, in
-	// any process, or is paused until the next UTC day.
-	ErrRunInProgress = errors.New("tds: a reconciliation run is already running (or paused at the daily budget)")
+	// ErrRunInProgress refuses to start a run while another run of the
+	// same source runs, in any process, or is paused until the next UTC
+	// day. Runs of different sources (organisations, see [WithSource]) do
+	// not hold each other off.
+	ErrRunInProgress = errors.New("tds: a reconciliation run of this source is already running (or paused at the daily budget)")
 	// ErrRunNotFound reports an unknown run id (or, for a cancel, a run
 	// that is not running). It wraps [ErrNotFound].
 	ErrRunNotFound = fmt.Errorf("%w: reconciliation run", ErrNotFound)

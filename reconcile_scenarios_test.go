@@ -495,6 +495,37 @@ func TestReconcileCancelPaused(t *testing.T) {
 	})
 }
 
+// TestReconcileSourcesRunApart: a run paused at one source's budget holds
+// off that source's runs only; another organisation (another source, with
+// a budget of its own) runs beside it and completes.
+func TestReconcileSourcesRunApart(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second, false)
+		req := ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly}
+
+		paused, err := e.newReconcilerAPI(t, budgetOf(2)).Run(ctx, req)
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		require.NotNil(t, paused.ResumesAt)
+
+		eu := e.newReconcilerAPI(t, budgetOf(6), WithSource("zoho-eu"))
+		run, err := eu.Run(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, run.Status, run.Error)
+		require.Equal(t, "zoho-eu", run.Source)
+		require.Equal(t, int64(6), run.APICalls, "one page and five details: its own budget, whole")
+		require.Equal(t, int64(5), run.Repaired)
+
+		_, err = e.newReconcilerAPI(t, budgetOf(2)).Start(ctx, req)
+		require.ErrorIs(t, err, ErrRunInProgress, "the paused source still holds its own runs off")
+		still, err := eu.GetRun(ctx, paused.ID)
+		require.NoError(t, err)
+		require.Equal(t, RunRunning, still.Status)
+		require.Equal(t, paused.ResumesAt, still.ResumesAt)
+	})
+}
+
 // TestReconcileScheduleResumesPaused: the scheduled weekly sweep pauses at
 // the budget; the schedule (which the housekeeping leader calls) leaves it
 // paused the same day, resumes it each following day although no run is

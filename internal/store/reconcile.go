@@ -26,8 +26,9 @@ const (
 	DriftChanged       = "changed"
 )
 
-// ErrRunRunning refuses to start a run while another one is running.
-var ErrRunRunning = errors.New("tds: a reconciliation run is already running")
+// ErrRunRunning refuses to start a run while another run of its source is
+// running (or paused).
+var ErrRunRunning = errors.New("tds: a reconciliation run of this source is already running")
 
 // Applied is a row of tds_applied: what tds has applied of one entity.
 type Applied struct {
@@ -157,7 +158,8 @@ type Runs interface {
 	// with its calls per day into the budget's ledger, tds_sync_calls.
 
 	// StartRun inserts r as running, held by r.LockedBy until
-	// r.LockedUntil, and sets its id; ErrRunRunning when a run is running.
+	// r.LockedUntil, and sets its id; ErrRunRunning when a run of r.Source is
+	// running.
 	StartRun(ctx context.Context, db bun.IDB, r *Run) error
 	// TakeOverRun gives owner, until until, source's running run whose
 	// hold expired before at (interrupted, or paused until before at), and

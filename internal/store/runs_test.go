@@ -47,7 +47,7 @@ func TestRunsRecordAppliedKeepsNewest(t *testing.T) {
 	})
 }
 
-func TestRunsOneRunningAtATime(t *testing.T) {
+func TestRunsOneRunningAtATimePerSource(t *testing.T) {
 	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
 		ctx := t.Context()
 		r, err := newRun(t, db, st, "a", t0, t0.Add(time.Minute))
@@ -98,6 +98,15 @@ func TestRunsOneRunningAtATime(t *testing.T) {
 		r2, err := newRun(t, db, st, "c", t0.Add(time.Hour), t0.Add(time.Hour+time.Minute))
 		require.NoError(t, err)
 		require.Greater(t, r2.ID, r.ID)
+
+		// One running run per source: another source's run starts beside
+		// it, and a second run of that source is refused.
+		other := &store.Run{Source: "zoho-eu", Mode: "full", EntityTypes: json.RawMessage(`["product"]`),
+			StartedAt: t0.Add(time.Hour), LockedBy: ptr("d"), LockedUntil: ptr(t0.Add(2 * time.Hour))}
+		require.NoError(t, st.StartRun(ctx, db, other))
+		again := *other
+		again.ID = 0
+		require.ErrorIs(t, st.StartRun(ctx, db, &again), store.ErrRunRunning)
 
 		// CancelRun on a dead holder cancels at once.
 		require.NoError(t, st.CancelRun(ctx, db, r2.ID, t0.Add(2*time.Hour)))

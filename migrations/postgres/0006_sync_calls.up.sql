@@ -16,3 +16,9 @@ CREATE TABLE tds_sync_calls (
 -- started.
 INSERT INTO tds_sync_calls (source, day, run_id, calls)
 SELECT source, (started_at AT TIME ZONE 'UTC')::date, id, api_calls FROM tds_sync_runs WHERE api_calls > 0;
+
+-- One running run per source, no longer one over every source: a run paused
+-- at its organisation's budget (which can last days) must not hold off the
+-- runs of another organisation, which has a budget of its own.
+DROP INDEX tds_sync_runs_running_idx;
+CREATE UNIQUE INDEX tds_sync_runs_running_idx ON tds_sync_runs (source) WHERE status = 'running';

@@ -17,3 +17,9 @@ CREATE TABLE tds_sync_calls (
 -- started (times are stored in UTC, "YYYY-MM-DD HH:MM:SS…").
 INSERT INTO tds_sync_calls (source, day, run_id, calls)
 SELECT source, substr(started_at, 1, 10), id, api_calls FROM tds_sync_runs WHERE api_calls > 0;
+
+-- One running run per source, no longer one over every source: a run paused
+-- at its organisation's budget (which can last days) must not hold off the
+-- runs of another organisation, which has a budget of its own.
+DROP INDEX tds_sync_runs_running_idx;
+CREATE UNIQUE INDEX tds_sync_runs_running_idx ON tds_sync_runs (source) WHERE status = 'running';
