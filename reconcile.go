@@ -256,11 +256,11 @@ func WithReconciler(r *Reconciler) Option {
 // each drifted record again through a [Processor], so that validation,
 // per-entity order, the stale guard and exactly-once hold as for a
 // webhook. Runs are recorded in tds_sync_runs and their drift in
-// tds_sync_drift; one runs at a time across all processes, and a run whose
-// process died is resumed where it stood by the next start. A run that
-// reaches the daily budget of API calls ([ZohoAPI.DailyBudget]) pauses, and
-// is resumed the same way once the UTC day has turned. Its methods are safe
-// for concurrent use; call [Reconciler.Close] when done.
+// tds_sync_drift; one run per source at a time across all processes, and
+// a run whose process died is resumed where it stood by the next start. A
+// run that reaches the daily budget of API calls ([ZohoAPI.DailyBudget])
+// pauses, and is resumed the same way once the UTC day has turned. Its
+// methods are safe for concurrent use; call [Reconciler.Close] when done.
 type Reconciler struct {
 	db     *bun.DB
 	st     store.Store
