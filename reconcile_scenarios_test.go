@@ -351,8 +351,15 @@ func (e *reconcileEnv) driftedSweep(t *testing.T) (calls, drifted int) {
 	for _, id := range ids[5:10] {
 		e.fake.Delete("items", id)
 	}
-	return 3 + 22, 22
+	return driftedSweepCalls, driftedSweepDrifted
 }
+
+// What driftedSweep's full run finds: 22 drifted records (12 missing
+// locally, 5 stale, 5 deleted in Zoho), read in 3 pages and 22 detail calls.
+const (
+	driftedSweepDrifted = 22
+	driftedSweepCalls   = 3 + driftedSweepDrifted
+)
 
 // requireRepairedOnce checks that run repaired drifted entities, each by
 // one event.
@@ -361,6 +368,18 @@ func (e *reconcileEnv) requireRepairedOnce(t *testing.T, runID int64, drifted in
 	require.Equal(t, drifted, count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ?", runID))
 	require.Equal(t, drifted, count(t, e.db, `SELECT COUNT(*) FROM (SELECT DISTINCT entity_type, source_entity_id
 	FROM tds_inbox_events WHERE sync_run_id = ?) AS x`, runID), "an entity repaired twice")
+}
+
+// requireSweptOverThreeDays checks the end of driftedSweep's run runID
+// under a daily budget from day1 on: the budget spent on days 1 and 2, the
+// rest on day 3; once drained, the mirror equals the fake, and each drifted
+// entity was repaired once.
+func (e *reconcileEnv) requireSweptOverThreeDays(t *testing.T, runID int64, day1 time.Time, budget int64) {
+	t.Helper()
+	require.Equal(t, []int64{budget, budget, driftedSweepCalls - 2*budget}, e.callsPerDay(t, day1, 3))
+	e.drain(t)
+	e.requireMirrorEqualsFake(t, "product")
+	e.requireRepairedOnce(t, runID, driftedSweepDrifted)
 }
 
 // TestReconcileSweepSpansDays: a full sweep of 25 API calls under a daily
@@ -431,14 +450,10 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		require.Equal(t, 3, stats.ListCalls, "no page read twice")
 		require.Equal(t, drifted, stats.DetailCalls, "no record fetched twice")
 		require.Equal(t, calls, stats.APICalls)
-		require.Equal(t, []int64{budget, budget, int64(calls - 2*budget)}, e.callsPerDay(t, day1, 3))
 		runs, err := rc.ListRuns(ctx, 0, 10)
 		require.NoError(t, err)
 		require.Len(t, runs, 1, "one run, resumed twice")
-
-		e.drain(t)
-		e.requireMirrorEqualsFake(t, "product")
-		e.requireRepairedOnce(t, run.ID, drifted)
+		e.requireSweptOverThreeDays(t, run.ID, day1, budget)
 	})
 }
 
@@ -536,7 +551,7 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
 		const budget = 10
-		calls, drifted := e.driftedSweep(t)
+		calls, _ := e.driftedSweep(t)
 		// A registry of products alone: the schedule's runs take every type.
 		products, err := NewRegistry(mustLookup(t, "product"))
 		require.NoError(t, err)
@@ -577,11 +592,7 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 		require.Equal(t, RunCompleted, run.Status, run.Error)
 		rc.schedule(ctx)
 		require.Len(t, runs(), 1, "no run due: the week has not passed")
-		require.Equal(t, []int64{budget, budget, int64(calls - 2*budget)}, e.callsPerDay(t, day1, 3))
-
-		e.drain(t)
-		e.requireMirrorEqualsFake(t, "product")
-		e.requireRepairedOnce(t, run.ID, drifted)
+		e.requireSweptOverThreeDays(t, run.ID, day1, budget)
 	})
 }
 
