@@ -17,8 +17,9 @@ import (
 )
 
 // MetricsMaxAge is how old the database-derived metrics (tds_queue_*,
-// tds_dead_letters, tds_zoho_webhooks_today) may be: they are read at most
-// once in this window, however many scrapers ask.
+// tds_dead_letters, tds_zoho_webhooks_today, tds_zoho_api_calls_today,
+// tds_reconcile_paused) may be: they are read at most once in this window,
+// however many scrapers ask.
 const MetricsMaxAge = 5 * time.Second
 
 // The outcomes of tds_ingest_requests_total.
@@ -41,9 +42,11 @@ const otherRoute = "other"
 
 // WithMetrics registers tds's Prometheus metrics on reg and records them:
 // webhooks received (tds_ingest_*), sync attempts and latency (tds_sync_*,
-// tds_end_to_end_latency_seconds), the queue, dead letters and today's Zoho
-// webhooks read from the database at most every [MetricsMaxAge]
-// (tds_queue_*, tds_dead_letters, tds_zoho_webhooks_today), reconciliation
+// tds_end_to_end_latency_seconds), the queue, dead letters, today's Zoho
+// webhooks and API calls and a paused run, read from the database at most
+// every [MetricsMaxAge] (tds_queue_*, tds_dead_letters,
+// tds_zoho_webhooks_today, tds_zoho_api_calls_today,
+// tds_reconcile_paused), reconciliation
 // runs, drift and Zoho API calls (tds_reconcile_*, tds_drift_*, tds_zoho_*).
 // Several constructors given the same reg share one set of metrics, so a
 // process passes it to each of them; the database-derived metrics read the
@@ -369,6 +372,10 @@ var (
 		"Dead letters waiting for an operator, by entity type.", []string{"entity_type"}, nil)
 	descZohoToday = prometheus.NewDesc("tds_zoho_webhooks_today",
 		"Events received today (UTC) from the zoho source, against Zoho's 1,000 webhooks a day.", nil, nil)
+	descZohoCallsToday = prometheus.NewDesc("tds_zoho_api_calls_today",
+		"Zoho API calls made today (UTC) by reconciliation for the zoho source, against its daily budget.", nil, nil)
+	descReconcilePaused = prometheus.NewDesc("tds_reconcile_paused",
+		"1 while a reconciliation run of the zoho source is paused at the daily budget, else 0.", nil, nil)
 )
 
 func newDBCollector(db *bun.DB, st store.Store, cfg *config) *dbCollector {
@@ -377,7 +384,8 @@ func newDBCollector(db *bun.DB, st store.Store, cfg *config) *dbCollector {
 
 // Describe implements [prometheus.Collector].
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueueJobs, descOldestPending, descBlocked, descDeadLetters, descZohoToday} {
+	for _, d := range []*prometheus.Desc{descQueueJobs, descOldestPending, descBlocked, descDeadLetters, descZohoToday,
+		descZohoCallsToday, descReconcilePaused} {
 		ch <- d
 	}
 }
@@ -412,6 +420,8 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDeadLetters, prometheus.GaugeValue, float64(n), et)
 	}
 	ch <- prometheus.MustNewConstMetric(descZohoToday, prometheus.GaugeValue, float64(counts.SourceSince))
+	ch <- prometheus.MustNewConstMetric(descZohoCallsToday, prometheus.GaugeValue, float64(counts.APICallsToday))
+	ch <- prometheus.MustNewConstMetric(descReconcilePaused, prometheus.GaugeValue, float64(min(counts.PausedRuns, 1)))
 }
 
 // get returns counts no older than maxAge, reading them if needed, or nil

@@ -152,6 +152,12 @@ tds_queue_oldest_pending_age_seconds 90
 # HELP tds_zoho_webhooks_today Events received today (UTC) from the zoho source, against Zoho's 1,000 webhooks a day.
 # TYPE tds_zoho_webhooks_today gauge
 tds_zoho_webhooks_today 5
+# HELP tds_zoho_api_calls_today Zoho API calls made today (UTC) by reconciliation for the zoho source, against its daily budget.
+# TYPE tds_zoho_api_calls_today gauge
+tds_zoho_api_calls_today 4
+# HELP tds_reconcile_paused 1 while a reconciliation run of the zoho source is paused at the daily budget, else 0.
+# TYPE tds_reconcile_paused gauge
+tds_reconcile_paused 0
 # HELP tds_reconcile_runs_total Reconciliation runs ended, by mode and status.
 # TYPE tds_reconcile_runs_total counter
 tds_reconcile_runs_total{mode="full",status="completed"} 1
@@ -178,6 +184,7 @@ tds_zoho_token_refreshes_total{outcome="success"} 1
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(expected),
 			"tds_ingest_requests_total", "tds_ingest_batch_size", "tds_sync_attempts_total",
 			"tds_queue_blocked_jobs", "tds_queue_jobs", "tds_queue_oldest_pending_age_seconds", "tds_zoho_webhooks_today",
+			"tds_zoho_api_calls_today", "tds_reconcile_paused",
 			"tds_reconcile_runs_total", "tds_reconcile_last_success_timestamp_seconds",
 			"tds_drift_detected_total", "tds_drift_repaired_total", "tds_zoho_api_requests_total", "tds_zoho_token_refreshes_total"))
 
@@ -213,6 +220,27 @@ tds_zoho_token_refreshes_total{outcome="success"} 1
 		problems, err := testutil.GatherAndLint(reg)
 		require.NoError(t, err)
 		require.Empty(t, problems)
+	})
+}
+
+// TestMetricsReconcilePaused: a run paused at the daily budget shows as
+// tds_reconcile_paused 1, with the day's calls equal to the budget.
+func TestMetricsReconcilePaused(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		reg := prometheus.NewRegistry()
+		e := newReconcileEnv(t, tdb)
+		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second, false)
+		rc := e.newReconcilerAPI(t, budgetOf(3), WithMetrics(reg))
+		_, err := rc.Run(context.Background(), ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP tds_zoho_api_calls_today Zoho API calls made today (UTC) by reconciliation for the zoho source, against its daily budget.
+# TYPE tds_zoho_api_calls_today gauge
+tds_zoho_api_calls_today 3
+# HELP tds_reconcile_paused 1 while a reconciliation run of the zoho source is paused at the daily budget, else 0.
+# TYPE tds_reconcile_paused gauge
+tds_reconcile_paused 1
+`), "tds_zoho_api_calls_today", "tds_reconcile_paused"))
 	})
 }
 

@@ -16,7 +16,9 @@ WHERE status <> 'completed' GROUP BY status, priority`
 WHERE status = 'dead_letter' GROUP BY entity_type`
 	metricMiscSQL = `SELECT (SELECT COUNT(*) FROM tds_sync_queue WHERE blocked),
 	(SELECT MIN(created_at) FROM tds_sync_queue WHERE status IN ('pending', 'retry')),
-	(SELECT COUNT(*) FROM tds_inbox_events WHERE source = ? AND received_at >= ? AND sync_run_id IS NULL)`
+	(SELECT COUNT(*) FROM tds_inbox_events WHERE source = ? AND received_at >= ? AND sync_run_id IS NULL),
+	(SELECT COALESCE(SUM(calls), 0) FROM tds_sync_calls WHERE source = ? AND day = ?),
+	(SELECT COUNT(*) FROM tds_sync_runs WHERE source = ? AND status = 'running' AND locked_by IS NULL)`
 )
 
 // MetricCounts is what [Store.MetricCounts] counts, for the Prometheus
@@ -34,6 +36,12 @@ type MetricCounts struct {
 	// SourceSince counts the events of the given source received since the
 	// given time, reconciliation's repairs (which Zoho did not send) aside.
 	SourceSince int64
+	// APICallsToday counts the source's API calls saved in the budget's
+	// ledger for the UTC day of the given time.
+	APICallsToday int64
+	// PausedRuns counts the source's runs paused at the daily budget (0
+	// or 1: one runs at a time per source).
+	PausedRuns int64
 	// At is when the counts were read; set by the caller.
 	At time.Time
 }
@@ -62,7 +70,8 @@ func (c common) MetricCounts(ctx context.Context, db bun.IDB, source string, sin
 			return err
 		}
 		var oldest bun.NullTime
-		if err := tx.QueryRowContext(ctx, metricMiscSQL, source, since.UTC()).Scan(&m.Blocked, &oldest, &m.SourceSince); err != nil {
+		if err := tx.QueryRowContext(ctx, metricMiscSQL, source, since.UTC(), source, ledgerDay(since), source).
+			Scan(&m.Blocked, &oldest, &m.SourceSince, &m.APICallsToday, &m.PausedRuns); err != nil {
 			return err
 		}
 		if !oldest.IsZero() {

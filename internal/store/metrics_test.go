@@ -50,5 +50,24 @@ func TestMetricCounts(t *testing.T) {
 		require.Equal(t, int64(1), c.Blocked)
 		sameTime(t, t0.Add(-time.Hour), c.OldestWaiting)
 		require.Equal(t, int64(5), c.SourceSince, "zoho's events since t0: not the earlier one, nor erp's")
+		require.Zero(t, c.APICallsToday)
+		require.Zero(t, c.PausedRuns)
+
+		// The budget's ledger and a paused run: the source's, on t0's day.
+		r, err := newRun(t, db, st, "w", t0, t0.Add(time.Minute))
+		require.NoError(t, err)
+		yesterday := store.DayCalls{Day: t0.Add(-24 * time.Hour), Calls: 50}
+		today := store.DayCalls{Day: t0, Calls: 7}
+		_, err = st.PauseRun(s.ctx, db, r.ID, "w", store.Progress{APICalls: 57, Calls: []store.DayCalls{yesterday, today}},
+			t0.Add(24*time.Hour), "paused")
+		require.NoError(t, err)
+		c, err = st.MetricCounts(s.ctx, db, "zoho", t0)
+		require.NoError(t, err)
+		require.Equal(t, int64(7), c.APICallsToday, "today's calls only")
+		require.Equal(t, int64(1), c.PausedRuns)
+		other, err := st.MetricCounts(s.ctx, db, "erp", t0)
+		require.NoError(t, err)
+		require.Zero(t, other.APICallsToday, "another source's budget")
+		require.Zero(t, other.PausedRuns)
 	})
 }
