@@ -2,22 +2,19 @@ package tds
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds/internal/httpx"
 	"github.com/tdscore/tds/internal/store"
 	"github.com/tdscore/tds/internal/verify"
 )
@@ -43,7 +40,6 @@ type handlerSettings struct {
 	zohoSecrets      [][]byte
 	standardSecrets  [][]byte
 	noAuth           bool
-	adminTokens      []string
 	maxBodyBytes     int64
 	trustedProxies   []netip.Prefix
 	deliveryIDHeader string
@@ -51,43 +47,34 @@ type handlerSettings struct {
 	refusalLimit     int           // WithRefusalLimit; see refusal.go
 	refusalPeriod    time.Duration // WithRefusalLimit
 	refusalSet       bool          // WithRefusalLimit was given
+	onWebhook        []func(WebhookResult)
 }
 
-// Handler is the HTTP face of tds: it receives webhooks and serves the
-// health check, the queue statistics and the admin API. It is an
-// [http.Handler] built on a standard [http.ServeMux], so it can be mounted
-// in any router and under any prefix (with [http.StripPrefix]):
+// Handler is the HTTP face of tds: it receives webhooks and answers the
+// health probes. It is an [http.Handler] built on a standard
+// [http.ServeMux], so it can be mounted in any router and under any prefix
+// (with [http.StripPrefix]):
 //
-//	POST /webhooks/{route}                   a webhook for the registry's route
-//	GET  /health                             database ping and cached queue counts, no auth
-//	GET  /health/live                        the process answers (no database), no auth
-//	GET  /health/ready                       database reachable and schema current, no auth
-//	GET  /queue/stats                        queue statistics (admin)
-//	GET  /queue/throughput                   jobs completed and their latency, per minute of the last hour (admin)
-//	GET  /admin/events                       inbox events, filtered, paginated
-//	GET  /admin/events/{id}                  one event, its job and attempts
-//	GET  /admin/dead-letters                 dead letters
-//	POST /admin/dead-letters/retry           retry dead letters by filter, or all
-//	POST /admin/dead-letters/{id}/retry      retry one dead letter
-//	POST /admin/dead-letters/{id}/discard    give up on one dead letter
-//	GET  /ui/                                the operator dashboard (HTML; sign in with an admin token)
+//	POST /webhooks/{route}   a webhook for the registry's route
+//	GET  /health             database ping and cached queue counts, no auth
+//	GET  /health/live        the process answers (no database), no auth
+//	GET  /health/ready       database reachable and schema current, no auth
 //
-// Every answer but the dashboard's is JSON. Admin POSTs must be sent as application/json (415
-// otherwise). A webhook gets its 2xx only after the inbox
-// transaction has committed. A Handler is safe for concurrent use.
+// Every answer is JSON. A webhook gets its 2xx only after the inbox
+// transaction has committed. The operator console (admin API and
+// dashboard) is package tdsui's handler, mounted beside this one; metrics
+// are package tdsprom's. A Handler is safe for concurrent use.
 type Handler struct {
 	cfg   *config
 	proc  *Processor
-	inbox *Inbox
 	queue *Queue
 	dec   *webhookDecoder
 	mux   *http.ServeMux
 
-	refusals *refusalLimiter     // nil: no limit
-	admins   [][sha256.Size]byte // digests of the admin tokens (adminDigests)
-	db       *bun.DB             // pinged by GET /health
-	st       store.Store         // its schema read by GET /health/ready; the dashboard's sessions
-	counts   *countsCache        // the queue counts of GET /health
+	refusals *httpx.Refusals // nil: no limit
+	db       *bun.DB         // pinged by GET /health
+	st       store.Store     // its schema read by GET /health/ready
+	counts   *countsCache    // the queue counts of GET /health
 }
 
 // NewHandler returns a Handler on db. opts are the options that apply to
@@ -97,8 +84,7 @@ type Handler struct {
 //
 // Webhooks fail closed: at least one of [WithWebhookKeys],
 // [WithZohoSecret] and [WithStandardWebhooksSecrets] is required, unless
-// [WithoutAuthentication] is given explicitly. The admin API answers 401
-// until [WithAdminToken] is given.
+// [WithoutAuthentication] is given explicitly.
 func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	if db == nil {
 		return nil, errors.New("tds: NewHandler: db is nil")
@@ -125,9 +111,6 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkAdminTokens(); err != nil {
-		return nil, err
-	}
 	if s.noAuth {
 		cfg.logger.LogAttrs(context.Background(), slog.LevelWarn,
 			"tds: WithoutAuthentication: webhooks are accepted without a key or signature; use it only behind a gateway that authenticates")
@@ -137,7 +120,6 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 	h := &Handler{
 		cfg:   cfg,
 		proc:  newProcessor(db, st, cfg),
-		inbox: newInbox(db, st, cfg),
 		queue: newQueue(db, st, cfg),
 		dec: &webhookDecoder{
 			verifiers:        vs,
@@ -145,44 +127,22 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 			now:              cfg.now,
 		},
 		mux:      http.NewServeMux(),
-		refusals: newRefusalLimiter(s.refusalLimit, s.refusalPeriod, cfg.now),
-		admins:   adminDigests(s.adminTokens),
+		refusals: httpx.NewRefusals(s.refusalLimit, s.refusalPeriod, cfg.now),
 		db:       db,
 		st:       st,
 	}
 	h.counts = newCountsCache(h.healthCountsOf)
-	h.mux.HandleFunc("POST /webhooks/{route}", cfg.metrics.instrumentWebhook(cfg.registry, h.serveWebhook))
+	h.mux.HandleFunc("POST /webhooks/{route}", h.serveWebhook)
 	h.mux.HandleFunc("GET /health", h.serveHealth)
 	h.mux.HandleFunc("GET /health/live", serveLive)
 	h.mux.HandleFunc("GET /health/ready", h.serveReady)
-	h.mux.HandleFunc("GET /queue/stats", h.admin(h.serveQueueStats))
-	h.mux.HandleFunc("GET /queue/throughput", h.admin(h.serveThroughput))
-	h.mux.HandleFunc("GET /admin/events", h.admin(h.serveListEvents))
-	h.mux.HandleFunc("GET /admin/events/{id}", h.admin(h.serveEvent))
-	h.mux.HandleFunc("GET /admin/dead-letters", h.admin(h.serveListDeadLetters))
-	h.mux.HandleFunc("POST /admin/dead-letters/retry", h.admin(h.serveRetryDeadLetters))
-	h.mux.HandleFunc("POST /admin/dead-letters/{id}/retry", h.admin(h.serveRetryDeadLetter))
-	h.mux.HandleFunc("POST /admin/dead-letters/{id}/discard", h.admin(h.serveDiscardDeadLetter))
-	h.mux.HandleFunc("POST /admin/reconcile", h.admin(h.serveReconcile))
-	h.mux.HandleFunc("GET /admin/sync-runs", h.admin(h.serveListRuns))
-	h.mux.HandleFunc("GET /admin/sync-runs/{id}", h.admin(h.serveRun))
-	h.mux.HandleFunc("POST /admin/sync-runs/{id}/cancel", h.admin(h.serveCancelRun))
-	h.mux.HandleFunc("GET /admin/alerts", h.admin(h.serveListAlerts))
-	h.mux.HandleFunc("POST /admin/alerts/{id}/ack", h.admin(h.serveAckAlert))
-	h.mux.HandleFunc("POST /admin/alerts/{id}/silence", h.admin(h.serveSilenceAlert))
-	if err := h.mountDashboard(); err != nil {
-		return nil, err
-	}
 	return h, nil
 }
 
 // ServeHTTP routes the request. The mux's own 404 and 405 answers are
 // rewritten as JSON.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := h.mux.Handler(r); pattern == "" {
-		w = &muxErrorWriter{ResponseWriter: w}
-	}
-	h.mux.ServeHTTP(w, r)
+	httpx.ServeMux(h.mux, w, r)
 }
 
 // Close waits for the goroutines the Handler's Processor started (see
@@ -213,74 +173,95 @@ type invalidResponse struct {
 	IdempotencyKey   string           `json:"idempotency_key"`
 }
 
-// errorResponse is every error answer.
-type errorResponse struct {
-	Success bool   `json:"success"`
-	Error   string `json:"error"`
+// serveWebhook answers one webhook and reports the answer to the
+// WithWebhookObserver functions.
+func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	res := WebhookResult{Route: r.PathValue("route")}
+	status, body := h.receive(w, r, &res)
+	if status != 0 {
+		httpx.WriteJSON(w, status, body)
+	}
+	res.Status, res.Duration = status, time.Since(start)
+	for _, fn := range h.cfg.handler.onWebhook {
+		fn(res)
+	}
 }
 
-func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
-	route := r.PathValue("route")
-	et, ok := h.cfg.registry.ByRoute(route)
+// receive takes a webhook from its route to the inbox commit, and returns
+// the answer: status 0 when the sender hung up before its event was
+// stored. The entity type is resolved once, from the route, and travels
+// with the event.
+func (h *Handler) receive(w http.ResponseWriter, r *http.Request, res *WebhookResult) (int, any) {
+	et, ok := h.cfg.registry.ByRoute(res.Route)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown webhook route %q", route))
-		return
+		return http.StatusNotFound, errorBody(fmt.Sprintf("unknown webhook route %q", res.Route))
 	}
-	ip := h.clientIP(r)
-	if !h.gate(w, r, route, ip) { // refusal.go: before the body is read
-		return
+	res.EntityType = et.Name
+	ip := httpx.ClientIP(r, h.cfg.handler.trustedProxies)
+	verified, herr := h.gate(w, r, res.Route, ip) // refusal.go: before the body is read
+	if herr != nil {
+		return herr.status, errorBody(herr.msg)
 	}
 	body, herr := readBody(w, r, h.cfg.handler.maxBodyBytes)
 	if herr != nil {
-		writeError(w, herr.status, herr.msg)
-		return
+		return herr.status, errorBody(herr.msg)
 	}
-	ev, herr := h.dec.decode(r.Header, r.URL.Query(), body, et)
+	ev, herr := h.dec.decode(r.Header, r.URL.Query(), body, &et, verified)
 	if herr != nil {
 		if herr.status == http.StatusUnauthorized {
-			h.refused(r, route, ip, herr.msg)
+			h.refused(r, res.Route, ip, herr.msg)
 		}
-		writeError(w, herr.status, herr.msg)
-		return
+		return herr.status, errorBody(herr.msg)
 	}
 	ev.Metadata.Headers = r.Header.Clone()
 	ev.Metadata.ClientIP = ip
 	ev.Metadata.URL = r.URL.RequestURI() // redacted before it is stored
 
-	res, err := h.proc.Process(r.Context(), ev)
+	pr, err := h.proc.Process(r.Context(), ev)
+	if err != nil {
+		return h.notStored(w, r, res.Route, err)
+	}
+	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: webhook received",
+		slog.String("entity_type", ev.EntityType), slog.String("entity_id", ev.EntityID),
+		slog.Int64("event_id", pr.EventID), slog.Bool("duplicate", pr.Duplicate),
+		slog.Bool("queued", pr.Queued), slog.Int("validation_errors", len(pr.ValidationErrors)))
+	res.EventID, res.Duplicate = pr.EventID, pr.Duplicate
+	return answerOf(pr)
+}
+
+// notStored is the answer to a webhook whose event was not stored.
+func (h *Handler) notStored(w http.ResponseWriter, r *http.Request, route string, err error) (int, any) {
 	switch {
 	case errors.Is(err, ErrDatabaseUnavailable):
 		h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: webhook not stored: database unavailable",
 			slog.String("route", route), slog.Any("error", err))
-		h.writeUnavailable(w)
-		return
+		httpx.WriteUnavailable(w, h.cfg.handler.retryAfter)
+		return http.StatusServiceUnavailable, nil
 	case errors.Is(err, ErrInvalidEvent):
-		writeError(w, http.StatusBadRequest, publicError(err))
-		return
-	case err != nil && r.Context().Err() != nil:
+		return http.StatusBadRequest, errorBody(httpx.PublicError(err))
+	case r.Context().Err() != nil:
 		// The sender hung up before its event was stored; it will retry.
 		h.cfg.logger.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelInfo, "tds: webhook abandoned by the sender",
 			slog.String("route", route), slog.Any("error", err))
-		return
-	case err != nil:
-		h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: webhook not stored",
-			slog.String("route", route), slog.Any("error", err))
-		writeError(w, http.StatusInternalServerError, "internal error")
-		return
+		return 0, nil
 	}
-	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: webhook received",
-		slog.String("entity_type", ev.EntityType), slog.String("entity_id", ev.EntityID),
-		slog.Int64("event_id", res.EventID), slog.Bool("duplicate", res.Duplicate),
-		slog.Bool("queued", res.Queued), slog.Int("validation_errors", len(res.ValidationErrors)))
+	h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: webhook not stored",
+		slog.String("route", route), slog.Any("error", err))
+	return http.StatusInternalServerError, errorBody("internal error")
+}
 
+// answerOf is the answer to a webhook whose event is stored: 422 for a new
+// invalid event, else 200. A duplicate is a success: the sender must not
+// retry it, even when the first delivery was invalid.
+func answerOf(res *Result) (int, any) {
 	if len(res.ValidationErrors) > 0 && !res.Duplicate {
-		writeJSON(w, http.StatusUnprocessableEntity, invalidResponse{
+		return http.StatusUnprocessableEntity, invalidResponse{
 			Error:            "the event failed validation: it is stored but not queued",
 			ValidationErrors: res.ValidationErrors,
 			EventID:          res.EventID,
 			IdempotencyKey:   res.IdempotencyKey,
-		})
-		return
+		}
 	}
 	resp := webhookResponse{
 		Success:        true,
@@ -291,20 +272,13 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		Message:        "event stored and queued",
 	}
 	if res.Duplicate {
-		markDuplicate(w)
-		// A duplicate is a success: the sender must not retry it, even when
-		// the first delivery was invalid.
 		resp.Message = "duplicate delivery: the event was received before"
 		resp.ValidationErrors = res.ValidationErrors
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return http.StatusOK, resp
 }
 
-func (h *Handler) writeUnavailable(w http.ResponseWriter) {
-	secs := int((h.cfg.handler.retryAfter + time.Second - 1) / time.Second)
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeError(w, http.StatusServiceUnavailable, "database unavailable: retry later")
-}
+func errorBody(msg string) httpx.ErrorBody { return httpx.ErrorBody{Error: msg} }
 
 // httpError is an answer decided before the event reached the database.
 type httpError struct {
@@ -338,10 +312,11 @@ type webhookDecoder struct {
 }
 
 // decode checks, in order, the content type (415), the form's syntax
-// (400), the key or signature on the raw bytes and the parameters (401),
+// (400), the key or signature on the raw bytes and the parameters (401,
+// unless the gate verified the key already: verified names its verifier),
 // then the payload and its entity type (400). See payload.go for the
 // formats.
-func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et EntityType) (*Event, *httpError) {
+func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et *EntityType, verified string) (*Event, *httpError) {
 	kind := bodyKindOf(h.Get("Content-Type"))
 	if kind == bodyUnsupported {
 		return nil, &httpError{http.StatusUnsupportedMediaType, "content type must be application/json or application/x-www-form-urlencoded"}
@@ -350,12 +325,15 @@ func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et
 	if kind == bodyForm {
 		var err error
 		if form, err = parseForm(body); err != nil {
-			return nil, &httpError{http.StatusBadRequest, publicError(err)}
+			return nil, &httpError{http.StatusBadRequest, httpx.PublicError(err)}
 		}
 		params = mergeValues(query, form)
 	}
 	var meta RequestMetadata
-	if len(d.verifiers) > 0 {
+	switch {
+	case verified != "":
+		meta.SignatureVerified, meta.Verifier = true, verified
+	case len(d.verifiers) > 0:
 		name, err := verify.Request(d.verifiers, h, params, body, d.now())
 		if err != nil {
 			return nil, &httpError{http.StatusUnauthorized, err.Error()}
@@ -365,13 +343,14 @@ func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et
 	var ev *Event
 	var err error
 	if kind == bodyForm {
-		ev, err = parseFormPayload(form, query, et)
+		ev, err = parseFormPayload(form, query, *et)
 	} else {
-		ev, err = parseJSONPayload(body, query, et)
+		ev, err = parseJSONPayload(body, query, *et)
 	}
 	if err != nil {
-		return nil, &httpError{http.StatusBadRequest, publicError(err)}
+		return nil, &httpError{http.StatusBadRequest, httpx.PublicError(err)}
 	}
+	ev.et = et
 	if ev.EntityType != et.Name {
 		return nil, &httpError{http.StatusBadRequest,
 			fmt.Sprintf("entity_type %q does not match the route %q, which takes %q", ev.EntityType, et.Route, et.Name)}
@@ -407,7 +386,7 @@ func (d *webhookDecoder) deliveryID(h http.Header, verifier string) string {
 // Zoho's signature, which signs no delivery id, the version is what stops
 // a replayed older record (or delete) from overwriting a newer one, and
 // without it the version would be the time of receipt.
-func versionChecks(ev *Event, et EntityType) ValidationErrors {
+func versionChecks(ev *Event, et *EntityType) ValidationErrors {
 	if et.VersionField == "" {
 		return nil
 	}
@@ -435,97 +414,6 @@ func mergeValues(query, form url.Values) url.Values {
 	return out
 }
 
-// publicError is err's message without the package prefix. Only errors
-// that describe the request itself are shown to senders.
-func publicError(err error) string {
-	return strings.TrimPrefix(err.Error(), "tds: ")
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorResponse{Success: false, Error: msg})
-}
-
-// muxErrorWriter replaces the text body of the mux's own 404 and 405
-// answers (Allow header kept) with the JSON error shape.
-type muxErrorWriter struct {
-	http.ResponseWriter
-	replaced bool
-}
-
-func (m *muxErrorWriter) WriteHeader(code int) {
-	var msg string
-	switch code {
-	case http.StatusNotFound:
-		msg = "not found"
-	case http.StatusMethodNotAllowed:
-		msg = "method not allowed"
-	default:
-		m.ResponseWriter.WriteHeader(code)
-		return
-	}
-	m.replaced = true
-	m.ResponseWriter.Header().Del("Content-Length")
-	writeError(m.ResponseWriter, code, msg)
-}
-
-func (m *muxErrorWriter) Write(b []byte) (int, error) {
-	if m.replaced {
-		return len(b), nil
-	}
-	return m.ResponseWriter.Write(b)
-}
-
-// clientIP is the address the request came from: the peer, or, when the
-// peer is a trusted proxy, the nearest untrusted address of X-Forwarded-For.
-func (h *Handler) clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	addr = addr.Unmap()
-	trusted := h.cfg.handler.trustedProxies
-	if !inPrefixes(trusted, addr) {
-		return addr.String()
-	}
-	var hops []string
-	for _, v := range r.Header.Values("X-Forwarded-For") {
-		hops = append(hops, strings.Split(v, ",")...)
-	}
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
-		}
-		addr = a.Unmap()
-		if !inPrefixes(trusted, addr) {
-			break
-		}
-	}
-	return addr.String()
-}
-
-func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // WithMaxBodyBytes sets the largest webhook body accepted; a larger one is
 // answered 413.
 // Applies to [NewHandler]. Defaults to [DefaultMaxBodyBytes].
@@ -545,24 +433,11 @@ func WithMaxBodyBytes(n int64) Option {
 // Applies to [NewHandler]. Defaults to none: the client IP is the peer's.
 func WithTrustedProxies(proxies ...string) Option {
 	return newOption("WithTrustedProxies", forHandler, func(c *config) error {
-		for _, p := range proxies {
-			var prefix netip.Prefix
-			if strings.Contains(p, "/") {
-				pp, err := netip.ParsePrefix(p)
-				if err != nil {
-					return optErr("WithTrustedProxies", "%q is not an address or CIDR prefix", p)
-				}
-				prefix = pp.Masked()
-			} else {
-				a, err := netip.ParseAddr(p)
-				if err != nil {
-					return optErr("WithTrustedProxies", "%q is not an address or CIDR prefix", p)
-				}
-				a = a.Unmap()
-				prefix = netip.PrefixFrom(a, a.BitLen())
-			}
-			c.handler.trustedProxies = append(c.handler.trustedProxies, prefix)
+		prefixes, bad := httpx.ParsePrefixes(proxies)
+		if bad != "" {
+			return optErr("WithTrustedProxies", "%q is not an address or CIDR prefix", bad)
 		}
+		c.handler.trustedProxies = append(c.handler.trustedProxies, prefixes...)
 		return nil
 	})
 }
@@ -614,7 +489,7 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := h.db.PingContext(ctx); err != nil {
 		h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: health check failed", slog.Any("error", err))
-		writeJSON(w, http.StatusServiceUnavailable, healthResponse{
+		httpx.WriteJSON(w, http.StatusServiceUnavailable, healthResponse{
 			Status: "unhealthy", Database: "unavailable", Error: "database unavailable",
 		})
 		return
@@ -623,7 +498,7 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: health check: queue counts unavailable", slog.Any("error", err))
 	}
-	writeJSON(w, http.StatusOK, healthResponse{Status: "healthy", Database: "ok", Queue: counts})
+	httpx.WriteJSON(w, http.StatusOK, healthResponse{Status: "healthy", Database: "ok", Queue: counts})
 }
 
 // healthCountsOf reads the counts of GET /health.

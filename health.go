@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tdscore/tds/internal/httpx"
 )
 
 // HealthCountsMaxAge is how old the queue counts of GET /health may be: the
@@ -106,7 +108,7 @@ type probeResponse struct {
 // serveLive answers that the process serves HTTP. It reads nothing, so a
 // database outage never makes an orchestrator restart healthy processes.
 func serveLive(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, probeResponse{Status: "alive"})
+	httpx.WriteJSON(w, http.StatusOK, probeResponse{Status: "alive"})
 }
 
 // serveReady answers 200 when this process can do its work: the database
@@ -120,7 +122,7 @@ func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
 	unready := func(resp probeResponse, err error) {
 		h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: not ready", slog.String("reason", resp.Error), slog.Any("error", err))
 		resp.Status = "unready"
-		writeJSON(w, http.StatusServiceUnavailable, resp)
+		httpx.WriteJSON(w, http.StatusServiceUnavailable, resp)
 	}
 	if err := h.db.PingContext(ctx); err != nil {
 		unready(probeResponse{Database: "unavailable", Error: "database unavailable"}, err)
@@ -140,5 +142,5 @@ func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
 	if len(sc.Unknown) > 0 {
 		schema = "ahead"
 	}
-	writeJSON(w, http.StatusOK, probeResponse{Status: "ready", Database: "ok", Schema: schema})
+	httpx.WriteJSON(w, http.StatusOK, probeResponse{Status: "ready", Database: "ok", Schema: schema})
 }

@@ -46,44 +46,91 @@ func WithRetention(d time.Duration) Option {
 	})
 }
 
-// housekeep runs the periodic tasks until ctx is done, while this process
-// leads: on PostgreSQL one Worker across all processes, elected through a
-// session advisory lock on a dedicated connection, so a process that dies
-// hands the role on as soon as the server notices the connection is gone;
-// on SQLite every Worker of the process, the single writer keeping them
-// apart.
+// LeaderTask is periodic work that one process at a time must do: the
+// Worker that leads housekeeping runs it every Interval, beside its own
+// housekeeping, and hands it on with the lead when it stops or dies.
+// Alert evaluation (package tdsalert) and the reconciliation schedule
+// (package tdsreconcile) are such tasks.
+type LeaderTask struct {
+	// Name names the task in logs.
+	Name string
+	// Interval is how often the task runs while this process leads.
+	Interval time.Duration
+	// Run does one round of the task. It must return when ctx is done; an
+	// error is logged and the task runs again at its next tick. Tasks run
+	// one after the other in one goroutine, so a round should be short, or
+	// start its long work in the background.
+	Run func(ctx context.Context) error
+}
+
+// WithLeaderTask adds a task the [Worker] runs while it leads housekeeping
+// (see [LeaderTask]); every Worker of a deployment should be given the
+// same tasks, so that whichever leads runs them. Given several times,
+// every task runs, in the order given, after the Worker's own
+// housekeeping.
+// Applies to [NewWorker]. Defaults to none.
+func WithLeaderTask(t LeaderTask) Option {
+	return newOption("WithLeaderTask", forWorker, func(c *config) error {
+		switch {
+		case t.Name == "":
+			return optErr("WithLeaderTask", "task has no name")
+		case t.Interval <= 0:
+			return optErr("WithLeaderTask", "task %q: interval must be > 0, got %s", t.Name, t.Interval)
+		case t.Run == nil:
+			return optErr("WithLeaderTask", "task %q has no Run function", t.Name)
+		}
+		c.worker.tasks = append(c.worker.tasks, t)
+		return nil
+	})
+}
+
+// housekeep runs the leader tasks until ctx is done, each at its interval,
+// while this process leads: on PostgreSQL one Worker across all processes,
+// elected through a session advisory lock on a dedicated connection, so a
+// process that dies hands the role on as soon as the server notices the
+// connection is gone; on SQLite every Worker of the process, the single
+// writer keeping them apart. Every task is due at the start.
 func (w *Worker) housekeep(ctx context.Context) {
 	leader := w.st.NewLeader(w.db, w.log)
 	defer leader.Release()
-	t := time.NewTicker(w.ws.housekeepingInterval)
-	defer t.Stop()
-	alerts, stopAlerts := w.alertTicks() // WithAlerter; see alerts_worker.go
-	defer stopAlerts()
-	housekeeping, evaluate := true, true
+	tasks := append([]LeaderTask{{Name: "housekeeping", Interval: w.ws.housekeepingInterval, Run: w.runHousekeeping}},
+		w.ws.tasks...)
+	next := make([]time.Time, len(tasks))
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
-		if leader.Lead(ctx) {
-			if housekeeping {
-				if err := w.runHousekeeping(ctx); err != nil && ctx.Err() == nil {
-					w.log.Error("tds: housekeeping", "err", err)
-				}
-			}
-			if evaluate {
-				w.evaluateAlerts(ctx)
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			housekeeping, evaluate = true, false
-		case <-alerts:
-			housekeeping, evaluate = false, true
+		case <-timer.C:
 		}
+		now := time.Now()
+		lead := false
+		for i, t := range tasks {
+			if next[i].After(now) {
+				continue
+			}
+			next[i] = now.Add(t.Interval)
+			if !lead && !leader.Lead(ctx) {
+				continue // not leading: the other due tasks are skipped too
+			}
+			lead = true
+			if err := t.Run(ctx); err != nil && ctx.Err() == nil {
+				w.log.Error("tds: leader task failed", "task", t.Name, "err", err)
+			}
+		}
+		earliest := next[0]
+		for _, n := range next[1:] {
+			if n.Before(earliest) {
+				earliest = n
+			}
+		}
+		timer.Reset(time.Until(earliest))
 	}
 }
 
-// runHousekeeping rescues expired leases, deletes rows past retention and
-// starts the reconciliation runs that are due ([WithReconciler]).
+// runHousekeeping rescues expired leases, repairs entities without a head
+// and deletes rows past retention.
 func (w *Worker) runHousekeeping(ctx context.Context) error {
 	if _, err := w.rescue(ctx); err != nil {
 		return err
@@ -96,13 +143,8 @@ func (w *Worker) runHousekeeping(ctx context.Context) error {
 	if _, err := q.DeleteCompleted(ctx, cutoff); err != nil {
 		return err
 	}
-	if _, err := deleteProcessedEvents(ctx, w.st, w.db, cutoff); err != nil {
-		return err
-	}
-	if r := w.cfg.reconciler; r != nil {
-		r.schedule(ctx)
-	}
-	return nil
+	_, err := deleteProcessedEvents(ctx, w.st, w.db, cutoff)
+	return err
 }
 
 // leaseExpiredMsg is the error recorded for an attempt whose lease expired.

@@ -328,10 +328,6 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 		id := ev.DeliveryID
 		row.DeliveryID = &id
 	}
-	if ev.syncRunID != 0 {
-		run := ev.syncRunID
-		row.SyncRunID = &run
-	}
 	return row, nil
 }
 

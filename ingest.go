@@ -39,7 +39,9 @@ type ingestReq struct {
 // fails for a reason other than the database's availability, each event is
 // stored alone, so that only the culprit fails.
 func (p *Processor) runBatch(ctx context.Context, batch []*ingestReq) {
-	p.cfg.metrics.observeBatch(len(batch))
+	for _, fn := range p.cfg.onBatch {
+		fn(len(batch))
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ingestTimeout)
 	defer cancel()
 	err := p.storeBatch(ctx, p.db, batch)
@@ -74,6 +76,9 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 	row, err := p.cfg.newInboxEvent(ev)
 	if err != nil {
 		return nil, err
+	}
+	if run := store.SyncRunOf(ctx); run != 0 {
+		row.SyncRunID = &run // a reconciliation run's repair
 	}
 	now := row.ReceivedAt
 	r := &ingestReq{row: row}

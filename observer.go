@@ -46,9 +46,62 @@ type JobResult struct {
 // waits: it must be fast and safe for concurrent use. Jobs whose lease the
 // worker lost are not reported (their new holder reports them).
 // Applies to [NewWorker]. Defaults to none.
+// Given several times, every function is called, in the order given.
 func WithObserver(fn func(JobResult)) Option {
 	return newOption("WithObserver", forWorker, func(c *config) error {
-		c.worker.observer = fn
+		if fn == nil {
+			return optErr("WithObserver", "function is nil")
+		}
+		c.worker.observers = append(c.worker.observers, fn)
+		return nil
+	})
+}
+
+// WebhookResult is how a [Handler] answered one webhook, as reported to the
+// functions given to [WithWebhookObserver].
+type WebhookResult struct {
+	// Route is the route the webhook was sent to, as requested;
+	// EntityType is its entity type, "" when no type has that route.
+	Route, EntityType string
+	// Status is the HTTP status answered, or 0 when the sender hung up
+	// before its event was stored (no answer was sent).
+	Status int
+	// Duplicate tells that a 200 answered a redelivery.
+	Duplicate bool
+	// EventID is the inbox event stored (for a duplicate, the one stored
+	// first); 0 when none was.
+	EventID int64
+	// Duration is the time from the request reaching the Handler to its
+	// answer.
+	Duration time.Duration
+}
+
+// WithWebhookObserver sets a function the [Handler] calls once per webhook
+// request, after answering it. It runs in the request's goroutine, so it
+// must be fast and safe for concurrent use. Given several times, every
+// function is called, in the order given.
+// Applies to [NewHandler]. Defaults to none.
+func WithWebhookObserver(fn func(WebhookResult)) Option {
+	return newOption("WithWebhookObserver", forHandler, func(c *config) error {
+		if fn == nil {
+			return optErr("WithWebhookObserver", "function is nil")
+		}
+		c.handler.onWebhook = append(c.handler.onWebhook, fn)
+		return nil
+	})
+}
+
+// WithBatchObserver sets a function called with the number of events of
+// every group-commit transaction the Processor runs (see
+// [WithIngestBatch]), before it commits. It must be fast and safe for
+// concurrent use. Given several times, every function is called.
+// Applies to [NewProcessor] and [NewHandler]. Defaults to none.
+func WithBatchObserver(fn func(events int)) Option {
+	return newOption("WithBatchObserver", forProcessor|forHandler, func(c *config) error {
+		if fn == nil {
+			return optErr("WithBatchObserver", "function is nil")
+		}
+		c.onBatch = append(c.onBatch, fn)
 		return nil
 	})
 }
@@ -129,8 +182,7 @@ func (w *Worker) report(results []JobResult) {
 			c.handedBack.Add(1)
 		}
 	}
-	w.cfg.metrics.observeJobs(results)
-	if fn := w.ws.observer; fn != nil {
+	for _, fn := range w.ws.observers {
 		for _, r := range results {
 			fn(r)
 		}

@@ -41,12 +41,10 @@ const (
 	forWorker
 	forMirrorSyncer
 	forHandler
-	forReconciler
-	forAlerter
 )
 
 // targetNames are the constructors of the targets, in bit order.
-var targetNames = [...]string{"NewProcessor", "NewInbox", "NewQueue", "NewWorker", "NewMirrorSyncer", "NewHandler", "NewReconciler", "NewAlerter"}
+var targetNames = [...]string{"NewProcessor", "NewInbox", "NewQueue", "NewWorker", "NewMirrorSyncer", "NewHandler"}
 
 func (t target) String() string {
 	var names []string
@@ -72,15 +70,11 @@ type config struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	ingestBatch int
-	metrics     *metrics // WithMetrics; see metrics.go
+	// onBatch are the WithBatchObserver functions; see observer.go.
+	onBatch []func(events int)
 
-	worker    workerSettings    // read by NewWorker; see worker.go
-	handler   handlerSettings   // read by NewHandler; see handler.go
-	reconcile reconcileSettings // read by NewReconciler; see reconcile.go
-	// reconciler is read by NewHandler (its routes) and NewWorker (its
-	// schedule).
-	reconciler *Reconciler
-	alerting   alertSettings // read by NewAlerter, and its Alerter by the others; see alerts.go
+	worker  workerSettings  // read by NewWorker; see worker.go
+	handler handlerSettings // read by NewHandler; see handler.go
 }
 
 // newConfig applies opts for the constructor t, which must be a single
@@ -130,11 +124,10 @@ func optErr(name, format string, args ...any) error {
 }
 
 // WithRegistry sets the entity types tds accepts.
-// Applies to [NewProcessor], [NewQueue], [NewMirrorSyncer], [NewHandler] and
-// [NewReconciler].
+// Applies to [NewProcessor], [NewQueue], [NewMirrorSyncer], [NewHandler].
 // Defaults to [ZohoRegistry].
 func WithRegistry(r *Registry) Option {
-	return newOption("WithRegistry", forProcessor|forQueue|forMirrorSyncer|forHandler|forReconciler, func(c *config) error {
+	return newOption("WithRegistry", forProcessor|forQueue|forMirrorSyncer|forHandler, func(c *config) error {
 		if r == nil {
 			return optErr("WithRegistry", "registry is nil")
 		}
@@ -144,10 +137,10 @@ func WithRegistry(r *Registry) Option {
 }
 
 // WithValidator sets the validator run on every new event.
-// Applies to [NewProcessor], [NewHandler] and [NewReconciler].
+// Applies to [NewProcessor] and [NewHandler].
 // Defaults to [DefaultValidator] over the registry.
 func WithValidator(v Validator) Option {
-	return newOption("WithValidator", forProcessor|forHandler|forReconciler, func(c *config) error {
+	return newOption("WithValidator", forProcessor|forHandler, func(c *config) error {
 		if v == nil {
 			return optErr("WithValidator", "validator is nil")
 		}
@@ -157,10 +150,10 @@ func WithValidator(v Validator) Option {
 }
 
 // WithPrioritizer sets how a valid event's queue priority is chosen.
-// Applies to [NewProcessor], [NewHandler] and [NewReconciler].
+// Applies to [NewProcessor] and [NewHandler].
 // Defaults to [DefaultPrioritizer] over the registry.
 func WithPrioritizer(p Prioritizer) Option {
-	return newOption("WithPrioritizer", forProcessor|forHandler|forReconciler, func(c *config) error {
+	return newOption("WithPrioritizer", forProcessor|forHandler, func(c *config) error {
 		if p == nil {
 			return optErr("WithPrioritizer", "prioritizer is nil")
 		}
@@ -171,10 +164,10 @@ func WithPrioritizer(p Prioritizer) Option {
 
 // WithSource sets the source recorded for events that do not name one; it
 // is the first part of every idempotency key.
-// Applies to [NewProcessor], [NewInbox], [NewHandler] and [NewReconciler].
+// Applies to [NewProcessor], [NewInbox] and [NewHandler].
 // Defaults to [DefaultSource].
 func WithSource(source string) Option {
-	return newOption("WithSource", forProcessor|forInbox|forHandler|forReconciler, func(c *config) error {
+	return newOption("WithSource", forProcessor|forInbox|forHandler, func(c *config) error {
 		if err := checkKeyPart(source); err != nil {
 			return optErr("WithSource", "%v", err)
 		}
@@ -187,10 +180,10 @@ func WithSource(source string) Option {
 // database, on top of the built-in list (X-Webhook-Key, Authorization,
 // Cookie, ...) and of every header whose name contains key, auth, token,
 // secret, signature, password, credential, session or cookie, in any case.
-// Applies to [NewProcessor], [NewInbox], [NewHandler] and [NewReconciler].
+// Applies to [NewProcessor], [NewInbox] and [NewHandler].
 // Defaults to the built-in list alone.
 func WithRedactHeaders(names ...string) Option {
-	return newOption("WithRedactHeaders", forProcessor|forInbox|forHandler|forReconciler, func(c *config) error {
+	return newOption("WithRedactHeaders", forProcessor|forInbox|forHandler, func(c *config) error {
 		for _, n := range names {
 			if n == "" {
 				return optErr("WithRedactHeaders", "empty header name")
@@ -203,10 +196,10 @@ func WithRedactHeaders(names ...string) Option {
 
 // WithMaxAttempts sets how many times a job is tried before it is
 // dead-lettered, for entity types that do not set their own.
-// Applies to [NewProcessor], [NewQueue], [NewHandler] and [NewReconciler].
+// Applies to [NewProcessor], [NewQueue] and [NewHandler].
 // Defaults to [DefaultMaxAttempts].
 func WithMaxAttempts(n int) Option {
-	return newOption("WithMaxAttempts", forProcessor|forQueue|forHandler|forReconciler, func(c *config) error {
+	return newOption("WithMaxAttempts", forProcessor|forQueue|forHandler, func(c *config) error {
 		if n < 1 {
 			return optErr("WithMaxAttempts", "must be >= 1, got %d", n)
 		}
@@ -217,11 +210,10 @@ func WithMaxAttempts(n int) Option {
 
 // WithIngestBatch sets the most events that concurrent [Processor.Process]
 // calls store in one shared transaction (group commit); 1 gives every event
-// its own transaction. Applies to [NewProcessor], [NewHandler] and
-// [NewReconciler].
+// its own transaction. Applies to [NewProcessor], [NewHandler].
 // Defaults to [DefaultIngestBatch].
 func WithIngestBatch(n int) Option {
-	return newOption("WithIngestBatch", forProcessor|forHandler|forReconciler, func(c *config) error {
+	return newOption("WithIngestBatch", forProcessor|forHandler, func(c *config) error {
 		if n < 1 {
 			return optErr("WithIngestBatch", "must be >= 1, got %d", n)
 		}
@@ -232,10 +224,10 @@ func WithIngestBatch(n int) Option {
 
 // WithClock sets the source of the current time, for tests.
 // Applies to [NewProcessor], [NewInbox], [NewQueue], [NewWorker],
-// [NewMirrorSyncer], [NewHandler], [NewReconciler] and [NewAlerter].
+// [NewMirrorSyncer] and [NewHandler].
 // Defaults to time.Now.
 func WithClock(now func() time.Time) Option {
-	return newOption("WithClock", forProcessor|forInbox|forQueue|forWorker|forMirrorSyncer|forHandler|forReconciler|forAlerter, func(c *config) error {
+	return newOption("WithClock", forProcessor|forInbox|forQueue|forWorker|forMirrorSyncer|forHandler, func(c *config) error {
 		if now == nil {
 			return optErr("WithClock", "clock is nil")
 		}
@@ -245,11 +237,10 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithLogger sets the logger.
-// Applies to [NewProcessor], [NewWorker], [NewHandler], [NewReconciler] and
-// [NewAlerter].
+// Applies to [NewProcessor], [NewWorker] and [NewHandler].
 // Defaults to slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return newOption("WithLogger", forProcessor|forWorker|forHandler|forReconciler|forAlerter, func(c *config) error {
+	return newOption("WithLogger", forProcessor|forWorker|forHandler, func(c *config) error {
 		if l == nil {
 			return optErr("WithLogger", "logger is nil")
 		}

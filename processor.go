@@ -69,7 +69,6 @@ func newProcessor(db *bun.DB, st store.Store, cfg *config) *Processor {
 		inflight = 4 // transactions in flight: one commits while the next fills
 	}
 	p.batch = groupcommit.New(cfg.ingestBatch, inflight, p.runBatch)
-	cfg.metrics.watch(db, st, cfg)
 	return p
 }
 

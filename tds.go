@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tdscore/tds/internal/dberr"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -88,10 +89,10 @@ var (
 	// ErrDatabaseUnavailable reports that the database could not be reached
 	// or could not take the write in time. Nothing was stored; the caller
 	// should ask the sender to retry later (HTTP 503).
-	ErrDatabaseUnavailable = errors.New("tds: database unavailable")
+	ErrDatabaseUnavailable = dberr.ErrUnavailable
 
 	// ErrNotFound reports that a requested inbox event or job does not exist.
-	ErrNotFound = errors.New("tds: not found")
+	ErrNotFound = dberr.ErrNotFound
 
 	// ErrUnknownEntityType reports an entity type that is not in the registry.
 	ErrUnknownEntityType = errors.New("tds: unknown entity type")
@@ -100,7 +101,7 @@ var (
 	// at all (entity type, entity id or event type). Such an event is not
 	// stored; events that are well-formed but fail validation are stored and
 	// reported through [Result.ValidationErrors] instead.
-	ErrInvalidEvent = errors.New("tds: invalid event")
+	ErrInvalidEvent = dberr.ErrInvalidEvent
 )
 
 // Event is one webhook delivery, as handed to [Processor.Process].
@@ -127,8 +128,10 @@ type Event struct {
 	// checks are problems the Handler found before validation (a Zoho-signed
 	// record without its version), stored with the Validator's.
 	checks ValidationErrors
-	// syncRunID is the reconciliation run that ingests the event, if any.
-	syncRunID int64
+	// et is the event's entity type once resolved (by the Handler from the
+	// route, or by the Processor from EntityType), so that the Validator,
+	// the Prioritizer and the queue do not look it up again.
+	et *EntityType
 }
 
 // RequestMetadata describes the request that carried an event.

@@ -47,7 +47,8 @@ type workerSettings struct {
 	retention            time.Duration
 	retryPolicy          RetryPolicy
 	workerID             string
-	observer             func(JobResult)
+	observers            []func(JobResult)
+	tasks                []LeaderTask
 }
 
 func (s *workerSettings) withDefaults() workerSettings {
@@ -222,7 +223,6 @@ func NewWorker(db *bun.DB, s Syncer, opts ...Option) (*Worker, error) {
 	ws := cfg.worker.withDefaults()
 	// The hook opens each job's savepoint lazily (see batchRun).
 	hooked := db.WithQueryHook(savepointHook{})
-	cfg.metrics.watch(db, st, cfg)
 	return &Worker{db: hooked, st: st, syncer: s, cfg: cfg, ws: ws, log: cfg.logger.With("worker", ws.workerID)}, nil
 }
 

@@ -515,3 +515,18 @@ func RunInTx(ctx context.Context, s interface{ TxOptions() *sql.TxOptions }, db 
 	}
 	return db.RunInTx(ctx, s.TxOptions(), func(ctx context.Context, tx bun.Tx) error { return fn(ctx, tx) })
 }
+
+// syncRunKey is the context key of WithSyncRun.
+type syncRunKey struct{}
+
+// WithSyncRun returns ctx telling the Processor that the events it ingests
+// under it are the repairs of reconciliation run id (column sync_run_id).
+func WithSyncRun(ctx context.Context, id int64) context.Context {
+	return context.WithValue(ctx, syncRunKey{}, id)
+}
+
+// SyncRunOf is the run of WithSyncRun, or 0.
+func SyncRunOf(ctx context.Context) int64 {
+	id, _ := ctx.Value(syncRunKey{}).(int64)
+	return id
+}
