@@ -37,7 +37,6 @@ func ExampleHandler() {
 
 	h, err := tds.NewHandler(db,
 		tds.WithWebhookKeys("example-webhook-key"),
-		tds.WithAdminToken("example-admin-token"),
 		tds.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 	)
 	if err != nil {

@@ -236,8 +236,8 @@ func (h *Handler) notStored(w http.ResponseWriter, r *http.Request, route string
 	case errors.Is(err, ErrDatabaseUnavailable):
 		h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: webhook not stored: database unavailable",
 			slog.String("route", route), slog.Any("error", err))
-		httpx.WriteUnavailable(w, h.cfg.handler.retryAfter)
-		return http.StatusServiceUnavailable, nil
+		httpx.SetRetryAfter(w.Header(), h.cfg.handler.retryAfter)
+		return http.StatusServiceUnavailable, errorBody(httpx.Unavailable)
 	case errors.Is(err, ErrInvalidEvent):
 		return http.StatusBadRequest, errorBody(httpx.PublicError(err))
 	case r.Context().Err() != nil:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tdscore/tds/internal/httpx"
 )
 
 // hostileRequest is one request of the bad-input corpus. It is a POST to
@@ -135,7 +136,7 @@ func hostileCorpus(t *testing.T, now time.Time) []hostileRequest {
 func TestWebhookHostileCorpus(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		now := time.Now()
-		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken),
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey),
 			WithStandardWebhooksSecrets(swExampleSecret), WithZohoSecret(corpusZohoSecret), WithClock(func() time.Time { return now }))
 		corpus := hostileCorpus(t, now)
 		require.GreaterOrEqual(t, len(corpus), 40)
@@ -161,7 +162,7 @@ func TestWebhookHostileCorpus(t *testing.T) {
 			h.ServeHTTP(w, r)
 			require.Less(t, w.Code, 500, "%s: %s", tc.name, w.Body.String())
 			require.Equal(t, tc.status, w.Code, "%s: %s", tc.name, w.Body.String())
-			var resp errorResponse
+			var resp httpx.ErrorBody
 			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &resp), "%s: %s", tc.name, w.Body.String())
 			require.False(t, resp.Success, tc.name)
 			require.NotEmpty(t, resp.Error, tc.name)

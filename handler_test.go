@@ -36,7 +36,7 @@ func newTestHandler(t *testing.T, tdb *testDB, opts ...Option) *Handler {
 	t.Helper()
 	all := append([]Option{WithLogger(quietLogger)}, opts...)
 	if len(opts) == 0 {
-		all = append(all, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken))
+		all = append(all, WithWebhookKeys(testWebhookKey))
 	}
 	h, err := NewHandler(tdb.db, all...)
 	require.NoError(t, err)
@@ -278,29 +278,6 @@ func TestWebhookMetadata(t *testing.T) {
 	})
 }
 
-func TestClientIP(t *testing.T) {
-	h := &Handler{cfg: &config{}}
-	require.NoError(t, WithTrustedProxies("10.0.0.0/8", "::1").apply(h.cfg))
-	for _, tc := range []struct{ remote, xff, want string }{
-		{"203.0.113.7:1234", "", "203.0.113.7"},
-		{"203.0.113.7:1234", "1.2.3.4", "203.0.113.7"}, // untrusted peer: its header is ignored
-		{"10.0.0.1:1234", "198.51.100.2", "198.51.100.2"},
-		{"10.0.0.1:1234", "6.6.6.6, 198.51.100.2, 10.0.0.2", "198.51.100.2"},
-		{"10.0.0.1:1234", "", "10.0.0.1"},
-		{"10.0.0.1:1234", "garbage", "10.0.0.1"},
-		{"[::1]:1234", "2001:db8::1", "2001:db8::1"},
-		{"[::ffff:10.0.0.3]:1234", "198.51.100.9", "198.51.100.9"},
-		{"pipe", "", "pipe"},
-	} {
-		r := httptest.NewRequest("POST", "/", nil)
-		r.RemoteAddr = tc.remote
-		if tc.xff != "" {
-			r.Header.Set("X-Forwarded-For", tc.xff)
-		}
-		require.Equal(t, tc.want, h.clientIP(r), "%s via %s", tc.xff, tc.remote)
-	}
-}
-
 func TestWebhookConcurrentIdenticalDeliveries(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		srv := httptest.NewServer(newTestHandler(t, tdb))
@@ -348,7 +325,8 @@ func TestWebhookConcurrentIdenticalDeliveries(t *testing.T) {
 }
 
 func TestHandlerUnderStripPrefix(t *testing.T) {
-	h := newTestHandler(t, openTestDB(t, "sqlite"))
+	tdb := openTestDB(t, "sqlite")
+	h := newTestHandler(t, tdb)
 	mux := http.NewServeMux()
 	mux.Handle("/sync/", http.StripPrefix("/sync", h))
 	mux.HandleFunc("GET /app", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "app") })
@@ -358,14 +336,29 @@ func TestHandlerUnderStripPrefix(t *testing.T) {
 	require.Equal(t, true, a.body["queued"])
 	require.Equal(t, "healthy", serve(t, mux, "GET", "/sync/health", nil).body["status"])
 	requireError(t, serve(t, mux, "GET", "/sync/webhooks/products", nil), 405, "method not allowed")
-	requireError(t, serve(t, mux, "GET", "/sync/admin/events", nil), 401, "bearer")
-	events := serve(t, mux, "GET", "/sync/admin/events", nil, "Authorization", "Bearer "+testAdminToken)
-	require.Equal(t, http.StatusOK, events.status, events.raw)
-	require.Len(t, events.body["events"], 1)
+	require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+}
+
+// TestHandlerServesOnlyWebhooksAndHealth: a host that mounts the Handler
+// gets the webhook and health routes, and none of the console's (package
+// tdsui) or the metrics' (package tdsprom), whatever the credentials.
+func TestHandlerServesOnlyWebhooksAndHealth(t *testing.T) {
+	h := newTestHandler(t, openTestDB(t, "sqlite"))
+	a := serve(t, h, "POST", "/webhooks/products", fixtureBytes(t, "product.json"), HeaderWebhookKey, testWebhookKey)
+	require.Equal(t, http.StatusOK, a.status, a.raw)
+	for _, path := range []string{"/health", "/health/live", "/health/ready"} {
+		require.Equal(t, http.StatusOK, serve(t, h, "GET", path, nil).status, path)
+	}
+	for _, path := range []string{"/ui/", "/ui/login", "/admin/events", "/admin/dead-letters", "/queue/stats", "/queue/throughput", "/metrics"} {
+		for _, auth := range []string{"", "Bearer " + testWebhookKey} {
+			requireError(t, serve(t, h, "GET", path, nil, "Authorization", auth), 404, "not found")
+		}
+	}
 }
 
 func TestHandlerInChiRouter(t *testing.T) {
-	h := newTestHandler(t, openTestDB(t, "sqlite"))
+	tdb := openTestDB(t, "sqlite")
+	h := newTestHandler(t, tdb)
 	r := chi.NewRouter()
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "home") })
 	r.Mount("/integrations/zoho", http.StripPrefix("/integrations/zoho", h))
@@ -375,9 +368,7 @@ func TestHandlerInChiRouter(t *testing.T) {
 	require.Equal(t, true, a.body["queued"])
 	require.Equal(t, "healthy", serve(t, r, "GET", "/integrations/zoho/health", nil).body["status"])
 	requireError(t, serve(t, r, "POST", "/integrations/zoho/webhooks/widgets", []byte(`{}`), HeaderWebhookKey, testWebhookKey), 404, "unknown webhook route")
-	stats := serve(t, r, "GET", "/integrations/zoho/queue/stats", nil, "Authorization", "Bearer "+testAdminToken)
-	require.Equal(t, http.StatusOK, stats.status, stats.raw)
-	require.EqualValues(t, 1, stats.body["total_jobs"])
+	require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue"))
 }
 
 func TestHealth(t *testing.T) {
@@ -402,12 +393,9 @@ func TestNewHandlerOptions(t *testing.T) {
 		err  string
 	}{
 		{"no verifier fails closed", nil, "no webhook verifier"},
-		{"admin token alone is no verifier", []Option{WithAdminToken(testAdminToken)}, "no webhook verifier"},
 		{"without authentication and a key", []Option{WithoutAuthentication(), WithWebhookKeys(testWebhookKey)}, "WithoutAuthentication"},
-		{"admin token equals a webhook key", []Option{WithWebhookKeys(testWebhookKey), WithAdminToken(testWebhookKey)}, "WithAdminToken"},
 		{"short webhook key", []Option{WithWebhookKeys(testWebhookKey, "fifteen-bytes!!")}, "WithWebhookKeys: a key of 15 bytes is too short"},
 		{"short standard secret", []Option{WithStandardWebhooksSecrets("whsec_MDEyMzQ1Njc4OWFiY2Rl")}, "WithStandardWebhooksSecrets: a secret of 15 bytes"},
-		{"short admin token", []Option{WithWebhookKeys(testWebhookKey), WithAdminToken("fifteen-bytes!!")}, "WithAdminToken: a token of 15 bytes is too short"},
 		{"empty key", []Option{WithWebhookKeys("")}, "WithWebhookKeys"},
 		{"no keys", []Option{WithWebhookKeys()}, "WithWebhookKeys"},
 		{"empty zoho secret", []Option{WithZohoSecret("")}, "WithZohoSecret: secret must be 12 to 50"},
@@ -418,10 +406,6 @@ func TestNewHandlerOptions(t *testing.T) {
 		{"bad proxy", []Option{WithWebhookKeys(testWebhookKey), WithTrustedProxies("10.0.0.0/99")}, "WithTrustedProxies"},
 		{"empty delivery id header", []Option{WithWebhookKeys(testWebhookKey), WithDeliveryIDHeader(" ")}, "WithDeliveryIDHeader"},
 		{"short retry after", []Option{WithWebhookKeys(testWebhookKey), WithRetryAfter(0)}, "WithRetryAfter"},
-		{"empty admin token", []Option{WithWebhookKeys(testWebhookKey), WithAdminToken("")}, "WithAdminToken"},
-		{"no admin token", []Option{WithWebhookKeys(testWebhookKey), WithAdminToken()}, "WithAdminToken"},
-		{"second admin token equals a webhook key", []Option{WithWebhookKeys("webhook-key-one-0001", "webhook-key-two-0002"), WithAdminToken("admin-token-000001", "webhook-key-two-0002")}, "WithAdminToken"},
-		{"added admin token equals a webhook key", []Option{WithWebhookKeys("webhook-key-one-0001"), WithAdminToken("admin-token-000001"), WithAdminToken("webhook-key-one-0001")}, "WithAdminToken"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewHandler(tdb.db, tc.opts...)
@@ -432,7 +416,7 @@ func TestNewHandlerOptions(t *testing.T) {
 	require.Error(t, err)
 	_, err = NewHandler(tdb.db, WithoutAuthentication())
 	require.NoError(t, err)
-	_, err = NewHandler(tdb.db, WithZohoSecret("zohoSecretOld1"), WithZohoSecret("zohoSecretNew2"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("webhook-key-one-0001", "webhook-key-two-0002"), WithAdminToken("sixteen-bytes-ok"))
+	_, err = NewHandler(tdb.db, WithZohoSecret("zohoSecretOld1"), WithZohoSecret("zohoSecretNew2"), WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), WithWebhookKeys("webhook-key-one-0001", "webhook-key-two-0002"))
 	require.NoError(t, err)
 }
 
@@ -572,7 +556,7 @@ func FuzzWebhookDecode(f *testing.F) {
 				params = mergeValues(query, form)
 			}
 		}
-		ev, herr := d.decode(h, query, body, products)
+		ev, herr := d.decode(h, query, body, &products, "")
 		if herr != nil {
 			require.Contains(t, []int{400, 401, 415}, herr.status)
 			require.NotEmpty(t, herr.msg)
@@ -603,7 +587,7 @@ func FuzzWebhookDecode(f *testing.F) {
 		if contentType != "" {
 			signed.Set("Content-Type", contentType)
 		}
-		ev2, herr2 := d.decode(signed, query, body, products)
+		ev2, herr2 := d.decode(signed, query, body, &products, "")
 		if herr2 != nil {
 			require.Equal(t, http.StatusBadRequest, herr2.status, herr2.msg)
 		} else {

@@ -28,12 +28,6 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("TDS_TEST_CHILD_WORKER"); mode != "" {
 		os.Exit(childWorker(mode))
 	}
-	if mode := os.Getenv("TDS_TEST_CHILD_RECONCILE"); mode != "" {
-		os.Exit(childReconcile(mode))
-	}
-	if rcv := os.Getenv("TDS_TEST_CHILD_ALERT"); rcv != "" {
-		os.Exit(childAlert(rcv))
-	}
 	if TestKit.Main == nil {
 		os.Stderr.WriteString("tds: TestKit is not set: kit_test.go (package tds_test) must hand tdstest in\n")
 		os.Exit(2)

@@ -124,7 +124,7 @@ func optErr(name, format string, args ...any) error {
 }
 
 // WithRegistry sets the entity types tds accepts.
-// Applies to [NewProcessor], [NewQueue], [NewMirrorSyncer], [NewHandler].
+// Applies to [NewProcessor], [NewQueue], [NewMirrorSyncer] and [NewHandler].
 // Defaults to [ZohoRegistry].
 func WithRegistry(r *Registry) Option {
 	return newOption("WithRegistry", forProcessor|forQueue|forMirrorSyncer|forHandler, func(c *config) error {
@@ -210,7 +210,8 @@ func WithMaxAttempts(n int) Option {
 
 // WithIngestBatch sets the most events that concurrent [Processor.Process]
 // calls store in one shared transaction (group commit); 1 gives every event
-// its own transaction. Applies to [NewProcessor], [NewHandler].
+// its own transaction.
+// Applies to [NewProcessor] and [NewHandler].
 // Defaults to [DefaultIngestBatch].
 func WithIngestBatch(n int) Option {
 	return newOption("WithIngestBatch", forProcessor|forHandler, func(c *config) error {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 )
@@ -25,9 +24,6 @@ func sampleOptions() map[string]Option {
 		"WithRegistry":                WithRegistry(reg),
 		"WithValidator":               WithValidator(DefaultValidator(reg)),
 		"WithPrioritizer":             WithPrioritizer(DefaultPrioritizer(reg)),
-		"WithReconcileLookback":       WithReconcileLookback(time.Minute),
-		"WithReconcileSchedule":       WithReconcileSchedule(time.Minute, time.Hour),
-		"WithReconciler":              WithReconciler(&Reconciler{}),
 		"WithSource":                  WithSource("erp"),
 		"WithRedactHeaders":           WithRedactHeaders("X-Tenant"),
 		"WithMaxAttempts":             WithMaxAttempts(5),
@@ -48,21 +44,14 @@ func sampleOptions() map[string]Option {
 		"WithZohoSecret":              WithZohoSecret("zohoSecret0123"),
 		"WithStandardWebhooksSecrets": WithStandardWebhooksSecrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
 		"WithoutAuthentication":       WithoutAuthentication(),
-		"WithAdminToken":              WithAdminToken(testAdminToken),
 		"WithMaxBodyBytes":            WithMaxBodyBytes(1024),
 		"WithTrustedProxies":          WithTrustedProxies("10.0.0.0/8"),
 		"WithDeliveryIDHeader":        WithDeliveryIDHeader("X-Delivery-Id"),
 		"WithRetryAfter":              WithRetryAfter(time.Minute),
 		"WithRefusalLimit":            WithRefusalLimit(20, time.Minute),
-		"WithMetrics":                 WithMetrics(prometheus.NewRegistry()),
-		"WithAlertRules":              WithAlertRules(strings.NewReader("rules: []")),
-		"WithAlertRulesFile":          WithAlertRulesFile("testdata/alerts/rules.yml"),
-		"WithAlertWebhook":            WithAlertWebhook("https://alerts.example/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-		"WithAlertSlack":              WithAlertSlack("https://hooks.example/services/x"),
-		"WithAlertEvalInterval":       WithAlertEvalInterval(time.Second),
-		"WithAlertRepeat":             WithAlertRepeat(time.Hour),
-		"WithAlertNotifyTimeout":      WithAlertNotifyTimeout(time.Second),
-		"WithAlerter":                 WithAlerter(&Alerter{}),
+		"WithWebhookObserver":         WithWebhookObserver(func(WebhookResult) {}),
+		"WithBatchObserver":           WithBatchObserver(func(int) {}),
+		"WithLeaderTask":              WithLeaderTask(LeaderTask{Name: "t", Interval: time.Minute, Run: func(context.Context) error { return nil }}),
 	}
 }
 
@@ -167,27 +156,8 @@ func constructors(db *bun.DB) map[target]func(opts ...Option) error {
 			return err
 		},
 		forHandler: func(opts ...Option) error { _, err := NewHandler(db, opts...); return err },
-		forReconciler: func(opts ...Option) error {
-			rc, err := NewReconciler(db, offlineZoho, opts...)
-			if err == nil {
-				err = rc.Close()
-			}
-			return err
-		},
-		forAlerter: func(opts ...Option) error {
-			a, err := NewAlerter(db, opts...)
-			if err == nil {
-				err = a.Close(context.Background())
-			}
-			return err
-		},
 	}
 }
-
-// offlineZoho is a complete set of Zoho credentials pointing at a closed
-// port: constructors accept it, and nothing in these tests calls it.
-var offlineZoho = ZohoAPI{ClientID: "c", ClientSecret: "s", RefreshToken: "r", OrganizationID: "o",
-	AccountsURL: "http://127.0.0.1:1", APIURL: "http://127.0.0.1:1"}
 
 func TestForeignOptionIsAnError(t *testing.T) {
 	db := openTestDB(t, "sqlite").db
@@ -211,14 +181,10 @@ func TestForeignOptionIsAnError(t *testing.T) {
 			_, err := NewHandler(db, WithoutAuthentication(), WithPollInterval(time.Second))
 			return err
 		}, "tds: WithPollInterval does not apply to NewHandler"},
-		{"NewReconciler", func() error { _, err := NewReconciler(db, offlineZoho, WithConcurrency(8)); return err },
-			"tds: WithConcurrency does not apply to NewReconciler"},
-		{"NewAlerter", func() error { _, err := NewAlerter(db, WithAdminToken(testAdminToken)); return err },
-			"tds: WithAdminToken does not apply to NewAlerter"},
 		{"two foreign options", func() error {
-			_, err := NewQueue(db, WithConcurrency(8), WithAdminToken(testAdminToken))
+			_, err := NewQueue(db, WithConcurrency(8), WithTrustedProxies("10.0.0.0/8"))
 			return err
-		}, "tds: WithConcurrency does not apply to NewQueue\ntds: WithAdminToken does not apply to NewQueue"},
+		}, "tds: WithConcurrency does not apply to NewQueue\ntds: WithTrustedProxies does not apply to NewQueue"},
 		{"a foreign option and a bad value", func() error {
 			_, err := NewWorker(db, noop, WithConcurrency(0), WithSource("erp"))
 			return err

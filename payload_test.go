@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tdscore/tds/internal/httpx"
 )
 
 func TestParsePayloads(t *testing.T) {
@@ -125,7 +126,7 @@ func FuzzFormPayload(f *testing.F) {
 		ev, err := parseFormPayload(form, q, products)
 		if err != nil {
 			require.ErrorIs(t, err, ErrInvalidEvent)
-			require.False(t, strings.HasPrefix(publicError(err), "tds:"))
+			require.False(t, strings.HasPrefix(httpx.PublicError(err), "tds:"))
 			return
 		}
 		_, jsonForm := form[FormJSONField]

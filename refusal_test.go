@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -158,26 +157,6 @@ func TestRefusalLimitOption(t *testing.T) {
 		_, err := NewHandler(tdb.db, WithWebhookKeys(testWebhookKey), o)
 		require.ErrorContains(t, err, "tds: WithRefusalLimit:")
 	}
-}
-
-// The limiter's memory is bounded: past maxRefusalEntries addresses, idle
-// entries are dropped first, then any; idle entries go once a period.
-func TestRefusalLimiterBounded(t *testing.T) {
-	clock := newTestClock()
-	l := newRefusalLimiter(1, time.Minute, clock.Now)
-	for i := range maxRefusalEntries + 100 {
-		l.refuse(netipString(i))
-	}
-	require.LessOrEqual(t, len(l.entries), maxRefusalEntries)
-	_, limited := l.limited(netipString(maxRefusalEntries + 99))
-	require.True(t, limited, "the newest address is remembered")
-	clock.Advance(2 * time.Minute)
-	l.refuse("198.51.100.1")
-	require.Equal(t, 1, len(l.entries), "a period later, every idle entry was dropped")
-}
-
-func netipString(i int) string {
-	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String()
 }
 
 // BenchmarkRefusal measures the refusal path, which reads no body: a 401

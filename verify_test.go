@@ -83,7 +83,7 @@ func TestWebhookSignedOverHTTP(t *testing.T) {
 		clock := newTestClock()
 		const zohoSecret = "zohoWebhookSecret2026"
 		h := newTestHandler(t, tdb, WithZohoSecret(zohoSecret), WithStandardWebhooksSecrets(swExampleSecret),
-			WithClock(clock.Now), WithAdminToken(testAdminToken))
+			WithClock(clock.Now))
 		body := fixtureBytes(t, "product.json")
 
 		// Zoho: HMAC of the raw body.

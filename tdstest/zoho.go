@@ -2,11 +2,11 @@ package tdstest
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/zohofake"
 )
 
@@ -123,13 +123,27 @@ func (z *Zoho) URL() string { return z.srv.URL() }
 // "inventory"), and RequestsPerMinute -1, so that a test does not wait for the client's
 // pacing (the fake sets no limit of its own). DailyBudget is left at its
 // default. Change any field to test your own settings.
-func (z *Zoho) API() tds.ZohoAPI {
-	return tds.ZohoAPI{
+func (z *Zoho) API() ZohoAPI {
+	return ZohoAPI{
 		ClientID: zohoClientID, ClientSecret: zohoClientSecret, RefreshToken: zohoRefreshToken,
 		OrganizationID: zohoOrganizationID,
 		AccountsURL:    z.URL(), APIURL: z.URL(),
 		RequestsPerMinute: -1,
 	}
+}
+
+// ZohoAPI has the fields of tdsreconcile.ZohoAPI, in order, so that a value
+// of it is assignable to one.
+// TODO(redesign): return tdsreconcile.ZohoAPI once it compiles.
+type ZohoAPI = struct {
+	ClientID, ClientSecret, RefreshToken string
+	OrganizationID                       string
+	DataCenter                           string
+	Product                              string
+	AccountsURL, APIURL                  string
+	RequestsPerMinute                    int
+	DailyBudget                          int
+	HTTPClient                           *http.Client
 }
 
 // idField checks module and returns its records' id field.

@@ -34,12 +34,20 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 	WriteJSON(w, status, ErrorBody{Success: false, Error: msg})
 }
 
-// WriteUnavailable answers 503 with a Retry-After of retryAfter, rounded
-// up to whole seconds.
+// Unavailable is the error of a 503 answer.
+const Unavailable = "database unavailable: retry later"
+
+// WriteUnavailable answers 503 with a Retry-After of retryAfter.
 func WriteUnavailable(w http.ResponseWriter, retryAfter time.Duration) {
-	secs := int((retryAfter + time.Second - 1) / time.Second)
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	WriteError(w, http.StatusServiceUnavailable, "database unavailable: retry later")
+	SetRetryAfter(w.Header(), retryAfter)
+	WriteError(w, http.StatusServiceUnavailable, Unavailable)
+}
+
+// SetRetryAfter sets the Retry-After header to d, rounded up to whole
+// seconds.
+func SetRetryAfter(h http.Header, d time.Duration) {
+	secs := int((d + time.Second - 1) / time.Second)
+	h.Set("Retry-After", strconv.Itoa(secs))
 }
 
 // PublicError is err's message without the package prefix. Only errors
