@@ -47,12 +47,8 @@ type DeadLetterFilter struct {
 	ErrorCode string
 	// Since and Until keep jobs dead-lettered in [Since, Until).
 	Since, Until time.Time
-	// Limit caps how many jobs are listed; 0 means 100. Retrying by filter
-	// ignores it.
-	Limit int
-	// BeforeID lists only jobs with a smaller id: the cursor of the next
-	// page when listing (newest first).
-	BeforeID int64
+	// Page is the page of a listing; retrying by filter ignores its Limit.
+	Page
 }
 
 func (f DeadLetterFilter) toStore() store.DeadLetterFilter {
@@ -63,9 +59,7 @@ func (f DeadLetterFilter) toStore() store.DeadLetterFilter {
 // ListDeadLetters returns the dead letters f selects, newest first.
 func (q *Queue) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]Job, error) {
 	sf := f.toStore()
-	if sf.Limit <= 0 {
-		sf.Limit = 100
-	}
+	sf.Limit = f.limit()
 	rows, err := q.st.ListDeadLetters(ctx, q.db, sf)
 	if err != nil {
 		return nil, wrapDBErr("listing dead letters", err)

@@ -26,8 +26,8 @@ const (
 	// DefaultRetryAfter is what a 503 answer's Retry-After header asks the
 	// sender to wait.
 	DefaultRetryAfter = 30 * time.Second
-	// DefaultHealthTimeout bounds the database check of GET /health.
-	DefaultHealthTimeout = 5 * time.Second
+	// healthTimeout bounds the database check of GET /health.
+	healthTimeout = 5 * time.Second
 )
 
 // maxDeliveryIDBytes bounds a sender's delivery id, which becomes part of
@@ -483,9 +483,9 @@ type healthResponse struct {
 
 // serveHealth pings the database on every call, which anyone may do
 // cheaply; the queue counts come from h.counts, at most
-// [HealthCountsMaxAge] old, and are left out when they cannot be read.
+// healthCountsMaxAge (5 s) old, and are left out when they cannot be read.
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), DefaultHealthTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	if err := h.db.PingContext(ctx); err != nil {
 		h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: health check failed", slog.Any("error", err))

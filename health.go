@@ -12,10 +12,10 @@ import (
 	"github.com/tdscore/tds/internal/httpx"
 )
 
-// HealthCountsMaxAge is how old the queue counts of GET /health may be: the
+// healthCountsMaxAge is how old the queue counts of GET /health may be: the
 // health check runs the queue statistics query at most once in this
 // window, however often it is polled.
-const HealthCountsMaxAge = 5 * time.Second
+const healthCountsMaxAge = 5 * time.Second
 
 // healthCounts are the queue counts of GET /health.
 type healthCounts struct {
@@ -25,7 +25,7 @@ type healthCounts struct {
 	DeadLetter int64 `json:"dead_letter"`
 }
 
-// countsCache keeps the last queue counts for HealthCountsMaxAge so that an
+// countsCache keeps the last queue counts for healthCountsMaxAge so that an
 // unauthenticated /health, polled by anyone, cannot load the database: it
 // is safe for concurrent use and runs at most one load at a time, in the
 // goroutine of the request that found the counts stale, so no goroutine
@@ -44,7 +44,7 @@ type countsCache struct {
 }
 
 func newCountsCache(load func(ctx context.Context) (*healthCounts, error)) *countsCache {
-	return &countsCache{load: load, now: time.Now, maxAge: HealthCountsMaxAge}
+	return &countsCache{load: load, now: time.Now, maxAge: healthCountsMaxAge}
 }
 
 // get returns counts no older than maxAge, loading them if needed. A
@@ -90,7 +90,7 @@ func (c *countsCache) refresh(ctx context.Context, done chan struct{}) (counts *
 		close(done)
 	}()
 	// The load finishes even if this request goes away: others wait on it.
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultHealthTimeout)
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
 	defer cancel()
 	counts, err = c.load(lctx)
 	published = true
@@ -117,7 +117,7 @@ func serveLive(w http.ResponseWriter, _ *http.Request) {
 // add, and during a rolling upgrade the old processes must keep serving
 // until they are replaced.
 func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), DefaultHealthTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	unready := func(resp probeResponse, err error) {
 		h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: not ready", slog.String("reason", resp.Error), slog.Any("error", err))

@@ -31,7 +31,7 @@ func (c *queueQueryCounter) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 }
 
 // TestHealthReadsQueueStatsOncePerWindow: many concurrent /health calls
-// within HealthCountsMaxAge run the queue statistics query once; the
+// within healthCountsMaxAge run the queue statistics query once; the
 // counts are refreshed once the window has passed.
 func TestHealthReadsQueueStatsOncePerWindow(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
@@ -70,7 +70,7 @@ func TestHealthReadsQueueStatsOncePerWindow(t *testing.T) {
 
 		// Past the window the counts are read again, once.
 		mu.Lock()
-		now = now.Add(HealthCountsMaxAge)
+		now = now.Add(healthCountsMaxAge)
 		mu.Unlock()
 		a = serve(t, h, "GET", "/health", nil)
 		require.Equal(t, 2.0, a.body["queue"].(map[string]any)["pending"])

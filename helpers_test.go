@@ -223,7 +223,7 @@ func startTestChild(t *testing.T, env ...string) *testChild {
 type jobVersion struct {
 	ID       int64     `bun:"id"`
 	EntityID string    `bun:"source_entity_id"`
-	Outcome  string    `bun:"outcome"`
+	Outcome  Outcome   `bun:"outcome"`
 	Version  time.Time `bun:"source_modified_at"`
 }
 

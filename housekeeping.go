@@ -182,12 +182,12 @@ func deref(s *string) string {
 func deleteProcessedEvents(ctx context.Context, st store.Store, db bun.IDB, cutoff time.Time) (int64, error) {
 	var total int64
 	for {
-		n, err := st.DeleteProcessedEvents(ctx, db, dbTime(cutoff), DefaultCleanupBatch)
+		n, err := st.DeleteProcessedEvents(ctx, db, dbTime(cutoff), cleanupBatch)
 		total += n
 		if err != nil {
 			return total, wrapDBErr("deleting processed inbox events", err)
 		}
-		if n < DefaultCleanupBatch {
+		if n < cleanupBatch {
 			return total, nil
 		}
 	}

@@ -132,13 +132,13 @@ func (in *Inbox) WithTx(tx bun.Tx) *Inbox {
 	return &Inbox{db: tx, st: in.st, cfg: in.cfg}
 }
 
-// IdempotencyKey returns the key that makes ev a duplicate of another
+// idempotencyKey returns the key that makes ev a duplicate of another
 // delivery: source:entity_type:entity_id:event_type, then "d:" and the
 // sender's delivery id when ev has one, else "h:" and the content hash. So
 // a redelivery (same delivery id, or same content) is a duplicate while a
 // changed payload for the same entity is a new event. Colons and percent
 // signs inside the parts are escaped, so different events never share a key.
-func IdempotencyKey(source string, ev *Event, contentHash string) string {
+func idempotencyKey(source string, ev *Event, contentHash string) string {
 	if ev.Source != "" {
 		source = ev.Source
 	}
@@ -161,17 +161,17 @@ var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 func escapeKeyPart(s string) string { return keyEscaper.Replace(s) }
 
-// MaxIdentityBytes bounds an event's source, event type, entity type,
+// maxIdentityBytes bounds an event's source, event type, entity type,
 // entity id and delivery id: longer ones are refused with
 // [ErrInvalidEvent].
-const MaxIdentityBytes = 200
+const maxIdentityBytes = 200
 
 func checkKeyPart(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return errors.New("must not be empty")
 	}
-	if len(s) > MaxIdentityBytes {
-		return fmt.Errorf("must be at most %d bytes", MaxIdentityBytes)
+	if len(s) > maxIdentityBytes {
+		return fmt.Errorf("must be at most %d bytes", maxIdentityBytes)
 	}
 	return nil
 }
@@ -201,11 +201,11 @@ func (c *config) isSecretHeader(canonical string) bool {
 	return isSecretName(canonical)
 }
 
-// MaxStoredHeaderBytes bounds the request headers stored with an event:
+// maxStoredHeaderBytes bounds the request headers stored with an event:
 // the sum of the lengths of their names and values, 8 KiB.
-const MaxStoredHeaderBytes = 8 << 10
+const maxStoredHeaderBytes = 8 << 10
 
-// capHeaders keeps h within MaxStoredHeaderBytes by dropping its largest
+// capHeaders keeps h within maxStoredHeaderBytes by dropping its largest
 // headers first (ties by name), and returns the names it dropped, sorted.
 // h is not modified.
 func capHeaders(h map[string][]string) (map[string][]string, []string) {
@@ -220,7 +220,7 @@ func capHeaders(h map[string][]string) (map[string][]string, []string) {
 	for name := range h {
 		total += size(name)
 	}
-	if total <= MaxStoredHeaderBytes {
+	if total <= maxStoredHeaderBytes {
 		return h, nil
 	}
 	names := slices.Collect(maps.Keys(h))
@@ -229,7 +229,7 @@ func capHeaders(h map[string][]string) (map[string][]string, []string) {
 	})
 	var dropped []string
 	for _, name := range names {
-		if total <= MaxStoredHeaderBytes {
+		if total <= maxStoredHeaderBytes {
 			break
 		}
 		total -= size(name)
@@ -273,8 +273,8 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 		if !utf8.ValidString(f.v) {
 			return nil, fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, f.name)
 		}
-		if len(f.v) > MaxIdentityBytes {
-			return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, f.name, MaxIdentityBytes)
+		if len(f.v) > maxIdentityBytes {
+			return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, f.name, maxIdentityBytes)
 		}
 	}
 	data := ev.Data
@@ -317,7 +317,7 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 		EventType:      ev.EventType,
 		EntityType:     ev.EntityType,
 		EntityID:       ev.EntityID,
-		IdempotencyKey: IdempotencyKey(source, ev, hash),
+		IdempotencyKey: idempotencyKey(source, ev, hash),
 		ContentHash:    hash,
 		Payload:        canon,
 		Version:        dbTime(eventVersion(canon, received)),
@@ -417,8 +417,8 @@ func (in *Inbox) ListUnprocessed(ctx context.Context, limit int) ([]InboxEvent, 
 	return eventsOf(rows)
 }
 
-// HasContentHash reports whether any stored event has the content hash.
-func (in *Inbox) HasContentHash(ctx context.Context, hash string) (bool, error) {
+// hasContentHash reports whether any stored event has the content hash.
+func (in *Inbox) hasContentHash(ctx context.Context, hash string) (bool, error) {
 	ok, err := in.st.HasContentHash(ctx, in.db, hash)
 	if err != nil {
 		return false, wrapDBErr("looking up content hash", err)

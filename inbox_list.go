@@ -7,9 +7,28 @@ import (
 	"github.com/tdscore/tds/internal/store"
 )
 
-// DefaultListLimit is how many rows a listing returns when its filter
+// DefaultListLimit is how many rows a listing returns when its [Page]
 // names no limit.
 const DefaultListLimit = 100
+
+// Page is one page of a listing, which lists newest first: every listing
+// of tds and of its packages (inbox events, dead letters, reconciliation
+// runs and drift) pages the same way.
+type Page struct {
+	// Limit caps how many rows are listed; 0 means [DefaultListLimit].
+	Limit int
+	// BeforeID lists only rows with a smaller id: the cursor of the next
+	// page is the last id of this one.
+	BeforeID int64
+}
+
+// limit is the page's limit, its default applied.
+func (p Page) limit() int {
+	if p.Limit <= 0 {
+		return DefaultListLimit
+	}
+	return p.Limit
+}
 
 // InboxFilter selects inbox events. Zero fields select everything.
 type InboxFilter struct {
@@ -22,23 +41,16 @@ type InboxFilter struct {
 	Valid, Queued, Processed *bool
 	// Since and Until keep events received in [Since, Until).
 	Since, Until time.Time
-	// Limit caps how many events are listed; 0 means [DefaultListLimit].
-	Limit int
-	// BeforeID lists only events with a smaller id: the cursor of the next
-	// page (events are listed newest first).
-	BeforeID int64
+	// Page is the page of the listing.
+	Page
 }
 
 // List returns the events f selects, newest first.
 func (in *Inbox) List(ctx context.Context, f InboxFilter) ([]InboxEvent, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
 	rows, err := in.st.ListEvents(ctx, in.db, store.EventFilter{
 		Source: f.Source, EntityType: f.EntityType, EntityID: f.EntityID, EventType: f.EventType,
 		Valid: f.Valid, Queued: f.Queued, Processed: f.Processed,
-		Since: dbTimeOrZero(f.Since), Until: dbTimeOrZero(f.Until), BeforeID: f.BeforeID, Limit: limit,
+		Since: dbTimeOrZero(f.Since), Until: dbTimeOrZero(f.Until), BeforeID: f.BeforeID, Limit: f.limit(),
 	})
 	if err != nil {
 		return nil, wrapDBErr("listing inbox events", err)

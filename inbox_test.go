@@ -78,10 +78,10 @@ func TestInboxLifecycle(t *testing.T) {
 		require.True(t, dup)
 		require.Equal(t, stored.ID, again.ID)
 
-		ok, err := in.HasContentHash(ctx, stored.ContentHash)
+		ok, err := in.hasContentHash(ctx, stored.ContentHash)
 		require.NoError(t, err)
 		require.True(t, ok)
-		ok, err = in.HasContentHash(ctx, "0000")
+		ok, err = in.hasContentHash(ctx, "0000")
 		require.NoError(t, err)
 		require.False(t, ok)
 
@@ -132,14 +132,14 @@ func TestInboxLifecycle(t *testing.T) {
 
 func TestIdempotencyKeyEscapesSeparators(t *testing.T) {
 	t.Parallel()
-	a := IdempotencyKey("zoho", &Event{EntityType: "a:b", EntityID: "c", EventType: "update"}, "h")
-	b := IdempotencyKey("zoho", &Event{EntityType: "a", EntityID: "b:c", EventType: "update"}, "h")
+	a := idempotencyKey("zoho", &Event{EntityType: "a:b", EntityID: "c", EventType: "update"}, "h")
+	b := idempotencyKey("zoho", &Event{EntityType: "a", EntityID: "b:c", EventType: "update"}, "h")
 	require.NotEqual(t, a, b)
 	require.Equal(t, "zoho:product:123456:update:h:abc",
-		IdempotencyKey("zoho", &Event{EntityType: "product", EntityID: "123456", EventType: "update"}, "abc"))
+		idempotencyKey("zoho", &Event{EntityType: "product", EntityID: "123456", EventType: "update"}, "abc"))
 }
 
-// The stored headers are capped at MaxStoredHeaderBytes: the largest go
+// The stored headers are capped at maxStoredHeaderBytes: the largest go
 // first, and their names are recorded.
 func TestInboxCapsStoredHeaders(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
@@ -166,7 +166,7 @@ func TestInboxCapsStoredHeaders(t *testing.T) {
 
 		// Small headers are all kept, and nothing is said to be dropped.
 		ev = fixture(t, "customer.json")
-		ev.Metadata = RequestMetadata{Headers: map[string][]string{"X-A": {strings.Repeat("a", MaxStoredHeaderBytes-3)}}}
+		ev.Metadata = RequestMetadata{Headers: map[string][]string{"X-A": {strings.Repeat("a", maxStoredHeaderBytes-3)}}}
 		res, err = p.Process(ctx, ev)
 		require.NoError(t, err)
 		got, err = NewInboxOrFail(t, tdb).Get(ctx, res.EventID)

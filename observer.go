@@ -21,7 +21,7 @@ type JobResult struct {
 	Status Status
 	// Outcome is [OutcomeSynced] or [OutcomeSuperseded] for a completed
 	// job, else "".
-	Outcome string
+	Outcome Outcome
 	// Attempt is the number of the attempt, from 1.
 	Attempt int
 	// Err is the error of a failed attempt, else nil.

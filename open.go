@@ -9,9 +9,9 @@ import (
 	"github.com/tdscore/tds/internal/opendb"
 )
 
-// SQLiteBusyTimeout is how long a SQLite connection waits for a lock held
+// sqliteBusyTimeout is how long a SQLite connection waits for a lock held
 // by another process before giving up.
-const SQLiteBusyTimeout = 10 * time.Second
+const sqliteBusyTimeout = 10 * time.Second
 
 // Open connects to the database named by databaseURL and returns a ready
 // *bun.DB, checked with a ping:
@@ -20,7 +20,7 @@ const SQLiteBusyTimeout = 10 * time.Second
 //     postgresql://): PostgreSQL through pgdriver and pgdialect;
 //   - sqlite:PATH or file:PATH: SQLite through modernc.org/sqlite, in WAL
 //     mode with foreign keys on, synchronous=FULL (an acknowledged write
-//     survives power loss), a busy timeout of [SQLiteBusyTimeout], and
+//     survives power loss), a busy timeout of 10 s, and
 //     IMMEDIATE transactions. PATH ":memory:" gives a private in-memory
 //     database. A file that does not exist yet is created with mode 0600,
 //     and SQLite gives its -wal and -shm files the same mode; an existing
@@ -34,7 +34,7 @@ const SQLiteBusyTimeout = 10 * time.Second
 //
 // The caller closes the returned DB.
 func Open(ctx context.Context, databaseURL string) (*bun.DB, error) {
-	db, err := opendb.Open(databaseURL, SQLiteBusyTimeout)
+	db, err := opendb.Open(databaseURL, sqliteBusyTimeout)
 	if err != nil {
 		return nil, err
 	}

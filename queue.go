@@ -11,20 +11,24 @@ import (
 	"github.com/tdscore/tds/internal/store"
 )
 
+// Outcome is how a job ended: what its completion (or an operator)
+// recorded.
+type Outcome string
+
 // Job outcomes, recorded when a job ends.
 const (
 	// OutcomeSynced: the Syncer applied the event.
-	OutcomeSynced = "synced"
+	OutcomeSynced Outcome = "synced"
 	// OutcomeSuperseded: a newer version of the entity was already applied,
 	// so the event changed nothing.
-	OutcomeSuperseded = "superseded"
+	OutcomeSuperseded Outcome = "superseded"
 	// OutcomeDiscarded: an operator discarded the dead letter.
-	OutcomeDiscarded = "discarded"
+	OutcomeDiscarded Outcome = "discarded"
 )
 
-// DefaultRateWindow is the window over which [QueueStats.ProcessingRate] is
+// rateWindow is the window over which [QueueStats.ProcessingRate] is
 // measured.
-const DefaultRateWindow = 5 * time.Minute
+const rateWindow = 5 * time.Minute
 
 // Queue is the sync queue, table tds_sync_queue: valid inbox events waiting
 // for, or done with, a worker. Its methods are safe for concurrent use.
@@ -169,7 +173,7 @@ func (q *Queue) Stats(ctx context.Context) (*QueueStats, error) {
 		ByStatus:   make(map[Status]int64, len(Statuses)),
 		ByEntity:   map[string]int64{},
 		ByPriority: map[int]int64{},
-		RateWindow: DefaultRateWindow,
+		RateWindow: rateWindow,
 	}
 	for _, st := range Statuses {
 		s.ByStatus[st] = 0
@@ -198,11 +202,11 @@ func (q *Queue) Stats(ctx context.Context) (*QueueStats, error) {
 	return s, nil
 }
 
-// DefaultCleanupBatch is how many rows a cleanup deletes per statement.
-const DefaultCleanupBatch = 1000
+// cleanupBatch is how many rows a cleanup deletes per statement.
+const cleanupBatch = 1000
 
 // DeleteCompleted deletes completed jobs that completed before olderThan,
-// in batches of [DefaultCleanupBatch] so no statement holds locks for long,
+// in batches of cleanupBatch so no statement holds locks for long,
 // and returns how many it deleted. Their attempt history goes with them.
 // Their inbox events stay processed: each batch first writes the jobs'
 // completed_at into the events' processed_at, in the same transaction.
@@ -212,22 +216,22 @@ func (q *Queue) DeleteCompleted(ctx context.Context, olderThan time.Time) (int64
 		var n int64
 		err := store.RunInTx(ctx, q.st, q.db, func(ctx context.Context, tx bun.IDB) error {
 			var err error
-			n, err = q.st.DeleteCompleted(ctx, tx, dbTime(olderThan), DefaultCleanupBatch)
+			n, err = q.st.DeleteCompleted(ctx, tx, dbTime(olderThan), cleanupBatch)
 			return err
 		})
 		if err != nil {
 			return total, wrapDBErr("deleting completed jobs", err)
 		}
 		total += n
-		if n < DefaultCleanupBatch {
+		if n < cleanupBatch {
 			return total, nil
 		}
 	}
 }
 
-// ThroughputWindow is the window of [Queue.Throughput]: the last hour,
+// throughputWindow is the window of [Queue.Throughput]: the last hour,
 // minute by minute.
-const ThroughputWindow = time.Hour
+const throughputWindow = time.Hour
 
 // ThroughputMinute is one minute of [Queue.Throughput].
 type ThroughputMinute struct {
@@ -243,10 +247,10 @@ type ThroughputMinute struct {
 }
 
 // Throughput returns the jobs completed in each minute of the last
-// [ThroughputWindow], oldest first, every minute present: the last one is
+// the last hour, oldest first, every minute present: the last one is
 // the current, unfinished minute.
 func (q *Queue) Throughput(ctx context.Context) ([]ThroughputMinute, error) {
-	n := int(ThroughputWindow / time.Minute)
+	n := int(throughputWindow / time.Minute)
 	start := q.cfg.now().UTC().Truncate(time.Minute).Add(-time.Duration(n-1) * time.Minute)
 	rows, err := q.st.Throughput(ctx, q.db, dbTime(start))
 	if err != nil {

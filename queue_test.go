@@ -178,7 +178,7 @@ func TestQueueStatsKnownMix(t *testing.T) {
 			StatusCompleted: 6, StatusDeadLetter: 1}, st.ByStatus)
 		require.Equal(t, map[string]int64{"product": 4, "invoice": 10, "stock": 10}, st.ByEntity)
 		require.Equal(t, map[int]int64{5: 4, 2: 10, 8: 10}, st.ByPriority)
-		require.InDelta(t, 4.0/DefaultRateWindow.Seconds(), st.ProcessingRate, 1e-9)
+		require.InDelta(t, 4.0/rateWindow.Seconds(), st.ProcessingRate, 1e-9)
 		require.NotNil(t, st.OldestPending)
 		// The oldest waiting job is the first stock event (the first product and
 		// invoice are finished or running).
@@ -228,7 +228,7 @@ func TestQueueDeadLetters(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, all, 4)
 		require.Equal(t, jobs[3], all[0].ID, "newest first")
-		page, err := q.ListDeadLetters(ctx, DeadLetterFilter{Limit: 2, BeforeID: all[1].ID})
+		page, err := q.ListDeadLetters(ctx, DeadLetterFilter{Page: Page{Limit: 2, BeforeID: all[1].ID}})
 		require.NoError(t, err)
 		require.Equal(t, []int64{jobs[1], jobs[0]}, []int64{page[0].ID, page[1].ID})
 		byCode, err := q.ListDeadLetters(ctx, DeadLetterFilter{ErrorCode: "http_500"})

@@ -118,7 +118,8 @@ type SyncJob struct {
 	// WorkerID names the worker running the job.
 	WorkerID string
 
-	outcome, detail string
+	outcome Outcome
+	detail  string
 }
 
 // Supersede records that the event changed nothing because a newer version

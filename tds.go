@@ -140,7 +140,7 @@ type RequestMetadata struct {
 	// stored (see [WithRedactHeaders]).
 	Headers map[string][]string `json:"headers,omitempty"`
 	// DroppedHeaders names the headers left out because the headers
-	// exceeded [MaxStoredHeaderBytes]; the largest go first.
+	// exceeded 8 KiB; the largest go first.
 	DroppedHeaders []string `json:"dropped_headers,omitempty"`
 	// URL is the request's path and query as received. The values of
 	// query parameters whose names look secret (key, auth, token, secret,
@@ -246,7 +246,7 @@ type Job struct {
 	LeaseExpiresAt *time.Time `json:"lease_expires_at,omitempty"`
 	LastError      *string    `json:"last_error,omitempty"`
 	LastErrorCode  *string    `json:"last_error_code,omitempty"`
-	Outcome        *string    `json:"outcome,omitempty"`
+	Outcome        *Outcome   `json:"outcome,omitempty"`
 	OutcomeDetail  *string    `json:"outcome_detail,omitempty"`
 	CreatedAt      time.Time  `json:"created_at"`
 	UpdatedAt      time.Time  `json:"updated_at"`
@@ -272,7 +272,7 @@ func jobOf(r *store.Job) *Job {
 		EntityType: r.EntityType, EntityID: r.EntityID, Status: Status(r.Status), Priority: r.Priority,
 		Blocked: r.Blocked, Attempt: r.Attempt, MaxAttempts: r.MaxAttempts, NextRetryAt: r.NextRetryAt.UTC(),
 		LeasedBy: r.LeasedBy, LeaseExpiresAt: utcPtr(r.LeaseExpiresAt), LastError: r.LastError,
-		LastErrorCode: r.LastErrorCode, Outcome: r.Outcome, OutcomeDetail: r.OutcomeDetail,
+		LastErrorCode: r.LastErrorCode, Outcome: (*Outcome)(r.Outcome), OutcomeDetail: r.OutcomeDetail,
 		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), CompletedAt: utcPtr(r.CompletedAt),
 	}
 }

@@ -324,7 +324,7 @@ func (b *batchRun) finish() (redo []*store.Job, err error) {
 	if len(b.done) > 0 || len(b.dead) > 0 {
 		done := make([]store.Completion, len(b.done))
 		for i, bj := range b.done {
-			done[i] = store.Completion{Job: bj.job, Outcome: bj.sj.outcome, Detail: bj.sj.detail}
+			done[i] = store.Completion{Job: bj.job, Outcome: string(bj.sj.outcome), Detail: bj.sj.detail}
 		}
 		completed, err := b.w.st.Complete(b.ctx, b.tx, b.w.ws.workerID, done, b.dead, now)
 		if err != nil {
@@ -383,7 +383,7 @@ func without(jobs, drop []*store.Job) []*store.Job {
 }
 
 // resultOf is the JobResult of job; sj is nil when its event was not read.
-func resultOf(job *store.Job, sj *SyncJob, st Status, outcome string, err error) JobResult {
+func resultOf(job *store.Job, sj *SyncJob, st Status, outcome Outcome, err error) JobResult {
 	r := JobResult{JobID: job.ID, InboxEventID: job.InboxEventID, EntityType: job.EntityType,
 		EntityID: job.EntityID, Status: st, Outcome: outcome, Attempt: job.Attempt, Err: err}
 	if sj != nil {

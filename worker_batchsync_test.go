@@ -638,7 +638,7 @@ func TestMirrorSyncerBatchEquivalence(t *testing.T) {
 		require.Equal(t, oneJobs, batchJobs)
 		superseded, deleted := 0, 0
 		for _, j := range batchJobs {
-			if *j.Outcome == OutcomeSuperseded {
+			if *j.Outcome == string(OutcomeSuperseded) {
 				superseded++
 			}
 		}

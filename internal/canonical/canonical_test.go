@@ -3,6 +3,8 @@ package canonical
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -10,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// hashOf canonicalizes raw and hashes it, as tds.ContentHash does.
+// hashOf canonicalizes raw and hashes it, as ingest does for every event.
 func hashOf(t *testing.T, raw string) string {
 	t.Helper()
 	c, _, err := Canonicalize([]byte(raw))
@@ -186,4 +188,20 @@ func FuzzCanonicalJSON(f *testing.F) {
 		require.True(t, utf8.Valid(raw))
 		require.Equal(t, decodeNumbers(t, raw), decodeNumbers(t, c))
 	})
+}
+
+// BenchmarkHash is the canonical form and hash of an invoice webhook, the
+// work ingest does for every event.
+func BenchmarkHash(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "envelope", "invoice.json"))
+	require.NoError(b, err)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		c, _, err := Canonicalize(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = Hash(c)
+	}
 }

@@ -29,4 +29,3 @@ func TestRefusalsBounded(t *testing.T) {
 func netipString(i int) string {
 	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String()
 }
-
