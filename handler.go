@@ -214,6 +214,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, res *WebhookRe
 		}
 		return herr.status, errorBody(herr.msg)
 	}
+	ev.et, ev.etReg = &et, h.cfg.registry // resolved once, from the route
 	ev.Metadata.Headers = r.Header.Clone()
 	ev.Metadata.ClientIP = ip
 	ev.Metadata.URL = r.URL.RequestURI() // redacted before it is stored
@@ -350,7 +351,6 @@ func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et
 	if err != nil {
 		return nil, &httpError{http.StatusBadRequest, httpx.PublicError(err)}
 	}
-	ev.et = et
 	if ev.EntityType != et.Name {
 		return nil, &httpError{http.StatusBadRequest,
 			fmt.Sprintf("entity_type %q does not match the route %q, which takes %q", ev.EntityType, et.Route, et.Name)}

@@ -248,6 +248,7 @@ func capHeaders(h map[string][]string) (map[string][]string, []string) {
 // newInboxEvent builds the row for ev: hash, key, version, redacted
 // metadata. It fails with ErrInvalidEvent when ev lacks its identity.
 func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
+	et := c.typeOf(ev)
 	var missing []string
 	if strings.TrimSpace(ev.EventType) == "" {
 		missing = append(missing, "event_type")
@@ -320,7 +321,7 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 		IdempotencyKey: idempotencyKey(source, ev, hash),
 		ContentHash:    hash,
 		Payload:        canon,
-		Version:        dbTime(eventVersion(canon, received)),
+		Version:        dbTime(eventVersion(canon, et.versionField(), received)),
 		Metadata:       metadata,
 		ReceivedAt:     received,
 	}
@@ -445,4 +446,32 @@ func (in *Inbox) Stats(ctx context.Context) (*InboxStats, error) {
 	}
 	return &InboxStats{Total: c.Total, Valid: c.Valid, Invalid: c.Total - c.Valid, Queued: c.Queued,
 		Unprocessed: c.Unprocessed, OldestAt: c.OldestAt, NewestAt: c.NewestAt}, nil
+}
+
+// parseModifiedTime reads a version: a string in Zoho's layout or RFC 3339.
+func parseModifiedTime(v json.RawMessage) (time.Time, error) {
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return time.Time{}, fmt.Errorf("must be a string in the layout %s", ZohoTimeLayout)
+	}
+	for _, layout := range []string{ZohoTimeLayout, time.RFC3339Nano} {
+		if t, err := time.Parse(layout, strings.TrimSpace(s)); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not in the layout %s", s, ZohoTimeLayout)
+}
+
+// eventVersion is data's field when it holds a time that parses, else
+// received.
+func eventVersion(data json.RawMessage, field string, received time.Time) time.Time {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) == nil {
+		if v, ok := m[field]; ok && !isNull(v) {
+			if t, err := parseModifiedTime(v); err == nil {
+				return t
+			}
+		}
+	}
+	return received
 }

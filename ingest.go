@@ -73,6 +73,10 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 	if ev == nil {
 		return nil, errNilEvent
 	}
+	// A copy: the entity type is cached on the event (Registry.typeOf),
+	// and the caller's may be in use elsewhere.
+	e := *ev
+	ev = &e
 	row, err := p.cfg.newInboxEvent(ev)
 	if err != nil {
 		return nil, err
@@ -99,7 +103,7 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 		row.QueuedAt = &now
 		r.job = &store.NewJob{
 			Priority:    clampPriority(p.cfg.prioritizer.Priority(ctx, ev)),
-			MaxAttempts: p.cfg.maxAttemptsFor(ev.EntityType),
+			MaxAttempts: p.cfg.maxAttemptsFor(p.cfg.typeOf(ev)),
 		}
 	}
 	row.ValidatedAt = &now

@@ -27,7 +27,7 @@ var _ Prioritizer = PrioritizerFunc(nil)
 // 5, price lists 8, ...), or [DefaultPriority] for a type reg lacks.
 func DefaultPrioritizer(reg *Registry) Prioritizer {
 	return PrioritizerFunc(func(_ context.Context, ev *Event) int {
-		if t, ok := reg.Lookup(ev.EntityType); ok {
+		if t, ok := reg.typeOf(ev); ok {
 			return t.Priority
 		}
 		return DefaultPriority

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
@@ -267,4 +268,56 @@ func TestProcessOptionsErrors(t *testing.T) {
 	for _, name := range []string{"WithMaxAttempts", "WithSource", "WithValidator"} {
 		require.Contains(t, err.Error(), name)
 	}
+}
+
+// A type's VersionField is where ingest reads the version (and the
+// validator checks its layout); a type without one keeps Zoho's
+// last_modified_time. One Event value reused for another type is typed
+// afresh: the type is looked up once per Process call, not once per value.
+func TestProcessReadsTheTypesVersionField(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		reg, err := NewRegistry(
+			EntityType{Name: "order", IDField: "id", VersionField: "updated_at", MaxAttempts: 7},
+			EntityType{Name: "note", IDField: "id"},
+		)
+		require.NoError(t, err)
+		p, err := NewProcessor(tdb.db, WithRegistry(reg))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = p.Close() })
+		in, err := NewInbox(tdb.db)
+		require.NoError(t, err)
+		q, err := NewQueue(tdb.db, WithRegistry(reg))
+		require.NoError(t, err)
+
+		ev := &Event{EventType: EventUpdate, EntityType: "order", EntityID: "1",
+			Data: json.RawMessage(`{"id":"1","updated_at":"2026-11-01T08:00:00Z","last_modified_time":"2026-01-01T00:00:00+0000"}`)}
+		res, err := p.Process(ctx, ev)
+		require.NoError(t, err)
+		require.True(t, res.Queued, res.ValidationErrors)
+		stored, err := in.Get(ctx, res.EventID)
+		require.NoError(t, err)
+		requireSameTime(t, time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC), stored.Version, "updated_at, not last_modified_time")
+		job, err := q.Get(ctx, res.JobID)
+		require.NoError(t, err)
+		require.Equal(t, 7, job.MaxAttempts)
+
+		ev.EntityType, ev.EntityID = "note", "2"
+		ev.Data = json.RawMessage(`{"id":"2","updated_at":"2026-11-01T08:00:00Z","last_modified_time":"2026-01-01T05:30:00+0530"}`)
+		res, err = p.Process(ctx, ev)
+		require.NoError(t, err)
+		require.True(t, res.Queued, res.ValidationErrors)
+		stored, err = in.Get(ctx, res.EventID)
+		require.NoError(t, err)
+		requireSameTime(t, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), stored.Version, "no VersionField: last_modified_time")
+		job, err = q.Get(ctx, res.JobID)
+		require.NoError(t, err)
+		require.Equal(t, DefaultMaxAttempts, job.MaxAttempts)
+
+		res, err = p.Process(ctx, &Event{EventType: EventUpdate, EntityType: "order", EntityID: "3",
+			Data: json.RawMessage(`{"id":"3","updated_at":"yesterday"}`)})
+		require.NoError(t, err)
+		require.False(t, res.Queued)
+		require.Equal(t, "data.updated_at", res.ValidationErrors[0].Field)
+	})
 }

@@ -66,9 +66,10 @@ func (q *Queue) WithTx(tx bun.Tx) *Queue {
 	return &Queue{db: tx, st: q.st, cfg: q.cfg}
 }
 
-// maxAttemptsFor is the entity type's MaxAttempts or the configured default.
-func (c *config) maxAttemptsFor(entityType string) int {
-	if t, ok := c.registry.Lookup(entityType); ok && t.MaxAttempts > 0 {
+// maxAttemptsFor is the entity type's MaxAttempts or the configured
+// default.
+func (c *config) maxAttemptsFor(t *EntityType) int {
+	if t != nil && t.MaxAttempts > 0 {
 		return t.MaxAttempts
 	}
 	return c.maxAttempts
@@ -92,7 +93,7 @@ func (q *Queue) Enqueue(ctx context.Context, ev *InboxEvent, priority int) (*Job
 	err := store.RunInTx(ctx, q.st, q.db, func(ctx context.Context, tx bun.IDB) error {
 		var err error
 		job, err = q.st.Enqueue(ctx, tx, ev.ID, store.Entity{Source: ev.Source, EntityType: ev.EntityType, EntityID: ev.EntityID},
-			store.NewJob{Priority: clampPriority(priority), MaxAttempts: q.cfg.maxAttemptsFor(ev.EntityType)}, now)
+			store.NewJob{Priority: clampPriority(priority), MaxAttempts: q.cfg.maxAttemptsFor(q.cfg.typeNamed(ev.EntityType))}, now)
 		return err
 	})
 	switch {

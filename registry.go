@@ -36,12 +36,14 @@ type EntityType struct {
 	// means the type takes envelopes only.
 	ModuleKeys []string
 	// VersionField is the data field that carries the record's version,
-	// such as Zoho's "last_modified_time". tds reads an event's version
-	// from last_modified_time whether or not this is set; setting it says
-	// the type's records always carry it, so an event accepted under Zoho's
+	// such as Zoho's "last_modified_time": an event's version
+	// ([InboxEvent.Version]) is read from it, in Zoho's layout or RFC 3339,
+	// and [DefaultValidator] checks its layout. Setting it also says the
+	// type's records always carry it, so an event accepted under Zoho's
 	// signature ([WithZohoSecret]), which signs no delivery id, is invalid
 	// without it: its version is what keeps a replayed older record from
-	// overwriting a newer one. Empty means no such check.
+	// overwriting a newer one. Empty means no such check, and the version
+	// is read from last_modified_time when the record has one.
 	VersionField string
 	// API says where the source's REST API lists and returns records of
 	// this type, for reconciliation ([Reconciler]). Nil means the type is
@@ -201,6 +203,44 @@ func (r *Registry) Lookup(name string) (EntityType, bool) {
 	defer r.mu.RUnlock()
 	t, ok := r.byName[name]
 	return t, ok
+}
+
+// typeOf is ev's entity type in r. The first lookup of an event is kept on
+// it, so one event costs one lookup however many steps ask: the cache
+// holds while ev names the same type and is asked of the same registry.
+func (r *Registry) typeOf(ev *Event) (*EntityType, bool) {
+	if ev.etReg == r && ev.et != nil && ev.et.Name == ev.EntityType {
+		return ev.et, true
+	}
+	t, ok := r.Lookup(ev.EntityType)
+	if !ok {
+		return nil, false
+	}
+	ev.et, ev.etReg = &t, r
+	return ev.et, true
+}
+
+// typeOf is ev's type in the configured registry, or nil.
+func (c *config) typeOf(ev *Event) *EntityType {
+	t, _ := c.registry.typeOf(ev)
+	return t
+}
+
+// typeNamed is the registered type named name, or nil.
+func (c *config) typeNamed(name string) *EntityType {
+	if t, ok := c.registry.Lookup(name); ok {
+		return &t
+	}
+	return nil
+}
+
+// versionField is the data field the type's version is read from: its
+// VersionField, or Zoho's last_modified_time for a type that names none.
+func (t *EntityType) versionField() string {
+	if t == nil || t.VersionField == "" {
+		return zohoVersionField
+	}
+	return t.VersionField
 }
 
 // ByRoute returns the entity type whose webhook route is route.

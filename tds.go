@@ -128,10 +128,12 @@ type Event struct {
 	// checks are problems the Handler found before validation (a Zoho-signed
 	// record without its version), stored with the Validator's.
 	checks ValidationErrors
-	// et is the event's entity type once resolved (by the Handler from the
-	// route, or by the Processor from EntityType), so that the Validator,
-	// the Prioritizer and the queue do not look it up again.
-	et *EntityType
+	// et is the event's entity type in registry etReg, once resolved (by
+	// the Handler from the route, or at the first lookup), so that the
+	// Validator, the Prioritizer and the queue do not look it up again
+	// (see Registry.typeOf).
+	et    *EntityType
+	etReg *Registry
 }
 
 // RequestMetadata describes the request that carried an event.

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
-	"time"
 )
 
 // Validator checks an event before it is queued.
@@ -52,7 +50,7 @@ func DefaultValidator(reg *Registry) Validator {
 		default:
 			add("event_type", "must be create, update or delete, got %q", ev.EventType)
 		}
-		et, known := reg.Lookup(ev.EntityType)
+		et, known := reg.typeOf(ev)
 		if !known {
 			add("entity_type", "unknown entity type %q", ev.EntityType)
 		}
@@ -77,9 +75,10 @@ func DefaultValidator(reg *Registry) Validator {
 				}
 			}
 		}
-		if v, ok := data["last_modified_time"]; ok && !isNull(v) {
+		vf := et.versionField()
+		if v, ok := data[vf]; ok && !isNull(v) {
 			if _, err := parseModifiedTime(v); err != nil {
-				add("data.last_modified_time", "%v", err)
+				add("data."+vf, "%v", err)
 			}
 		}
 		if len(errs) == 0 {
@@ -118,30 +117,4 @@ func scalarText(v json.RawMessage) string {
 		return s
 	}
 	return string(bytes.TrimSpace(v))
-}
-
-func parseModifiedTime(v json.RawMessage) (time.Time, error) {
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return time.Time{}, fmt.Errorf("must be a string in the layout %s", ZohoTimeLayout)
-	}
-	for _, layout := range []string{ZohoTimeLayout, time.RFC3339Nano} {
-		if t, err := time.Parse(layout, strings.TrimSpace(s)); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is not in the layout %s", s, ZohoTimeLayout)
-}
-
-// eventVersion is data.last_modified_time when it parses, else received.
-func eventVersion(data json.RawMessage, received time.Time) time.Time {
-	var m struct {
-		LastModified json.RawMessage `json:"last_modified_time"`
-	}
-	if json.Unmarshal(data, &m) == nil && len(m.LastModified) > 0 && !isNull(m.LastModified) {
-		if t, err := parseModifiedTime(m.LastModified); err == nil {
-			return t
-		}
-	}
-	return received
 }
