@@ -245,10 +245,10 @@ func capHeaders(h map[string][]string) (map[string][]string, []string) {
 	return out, dropped
 }
 
-// newInboxEvent builds the row for ev: hash, key, version, redacted
-// metadata. It fails with ErrInvalidEvent when ev lacks its identity.
-func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
-	et := c.typeOf(ev)
+// checkIdentity refuses, with ErrInvalidEvent, an event without its
+// identity (event type, entity type, entity id) or with a part no
+// database stores alike.
+func checkIdentity(ev *Event) error {
 	var missing []string
 	if strings.TrimSpace(ev.EventType) == "" {
 		missing = append(missing, "event_type")
@@ -260,7 +260,7 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 		missing = append(missing, "entity_id")
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: missing %s", ErrInvalidEvent, strings.Join(missing, ", "))
+		return fmt.Errorf("%w: missing %s", ErrInvalidEvent, strings.Join(missing, ", "))
 	}
 	for _, f := range []struct{ name, v string }{
 		{"source", ev.Source}, {"event_type", ev.EventType}, {"entity_type", ev.EntityType},
@@ -269,15 +269,25 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 		// The same answer on every database: PostgreSQL refuses NUL and
 		// invalid UTF-8 in text, and its columns are bounded.
 		if strings.ContainsRune(f.v, 0) {
-			return nil, fmt.Errorf("%w: %s holds a NUL character", ErrInvalidEvent, f.name)
+			return fmt.Errorf("%w: %s holds a NUL character", ErrInvalidEvent, f.name)
 		}
 		if !utf8.ValidString(f.v) {
-			return nil, fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, f.name)
+			return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, f.name)
 		}
 		if len(f.v) > maxIdentityBytes {
-			return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, f.name, maxIdentityBytes)
+			return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, f.name, maxIdentityBytes)
 		}
 	}
+	return nil
+}
+
+// newInboxEvent builds the row for ev: hash, key, version, redacted
+// metadata. It fails with ErrInvalidEvent when ev lacks its identity.
+func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
+	if err := checkIdentity(ev); err != nil {
+		return nil, err
+	}
+	et := c.typeOf(ev)
 	data := ev.Data
 	if len(data) == 0 {
 		data = []byte("null")

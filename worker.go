@@ -307,6 +307,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 
+	w.drain(&inflight, cancelSyncs)
+	return nil
+}
+
+// drain waits for the in-flight batches to finish, for at most the
+// shutdown timeout; then it cancels their syncs, whose jobs go back to the
+// queue, and waits for them to return.
+func (w *Worker) drain(inflight *sync.WaitGroup, cancelSyncs context.CancelCauseFunc) {
 	finished := make(chan struct{})
 	go func() {
 		inflight.Wait()
@@ -321,7 +329,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		cancelSyncs(errShutdown)
 		<-finished
 	}
-	return nil
 }
 
 var (
