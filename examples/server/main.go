@@ -53,9 +53,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
@@ -113,23 +110,6 @@ func (z *zohoSettings) check() error {
 		return fmt.Errorf("reconciliation needs every Zoho credential; missing %s", strings.Join(missing, ", "))
 	}
 	return nil
-}
-
-// reconciler returns the Reconciler the settings describe, or nil when
-// reconciliation is not configured.
-func (z *zohoSettings) reconciler(db *bun.DB, reg *tds.Registry, log *slog.Logger, opts ...tds.Option) (*tds.Reconciler, error) {
-	if !z.enabled() {
-		return nil, nil
-	}
-	rc, err := tds.NewReconciler(db, tds.ZohoAPI{
-		ClientID: z.clientID, ClientSecret: z.clientSecret, RefreshToken: z.refreshToken,
-		OrganizationID: z.organizationID, DataCenter: z.dc, Product: z.product,
-		AccountsURL: z.accountsURL, APIURL: z.apiURL, RequestsPerMinute: z.rate, DailyBudget: z.dailyBudget,
-	}, append([]tds.Option{tds.WithRegistry(reg), tds.WithLogger(log), tds.WithReconcileSchedule(z.interval, z.fullInterval)}, opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("reconciliation: %w", err)
-	}
-	return rc, nil
 }
 
 // secret returns a random token with a recognisable prefix.
@@ -215,53 +195,18 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-
-	// Each constructor takes only the options that apply to it: the
-	// registry and the logger are named wherever they are read.
-	syncer, err := tds.NewMirrorSyncer(tds.WithRegistry(reg))
+	c, err := build(s, db, reg, log)
 	if err != nil {
 		return err
 	}
-	// The server's own registry: tds's metrics, and the Go runtime's and
-	// the process's.
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	alerter, err := tds.NewAlerter(db, s.alert.options(log)...)
-	if err != nil {
-		return err
-	}
-	defer closeAlerter(alerter, log)
-	rc, err := s.zoho.reconciler(db, reg, log, tds.WithMetrics(metrics), tds.WithAlerter(alerter))
-	if err != nil {
-		return err
-	}
-	workerOpts := []tds.Option{tds.WithLogger(log), tds.WithConcurrency(max(s.workers, 1)), tds.WithMetrics(metrics),
-		tds.WithAlerter(alerter)}
-	handlerOpts := append(s.handlerOptions(reg, log), tds.WithMetrics(metrics), tds.WithAlerter(alerter))
-	if rc != nil {
-		// Closed after the workers stop: a run in flight is handed over
-		// to the next start.
-		defer rc.Close()
-		workerOpts = append(workerOpts, tds.WithReconciler(rc))
-		handlerOpts = append(handlerOpts, tds.WithReconciler(rc))
-	}
-	worker, err := tds.NewWorker(db, syncer, workerOpts...)
-	if err != nil {
-		return err
-	}
-	handler, err := tds.NewHandler(db, handlerOpts...)
-	if err != nil {
-		return err
-	}
-	defer handler.Close()
+	defer c.close(log)
 
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return err
 	}
 	ln = newLimitListener(ln, s.maxConns)
-	scrape := promhttp.HandlerFor(metrics, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
-	srv := newHTTPServer(routes(handler, scrape), log)
+	srv := newHTTPServer(c.routes(), log)
 	// The metrics listener, when asked for, serves /metrics alone without
 	// authentication, for a scraper on a private network.
 	var metricsSrv *http.Server
@@ -271,7 +216,7 @@ func serve(s *settings, log *slog.Logger) error {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", scrape)
+		mux.Handle("GET /metrics", c.scrape)
 		metricsSrv = newHTTPServer(mux, log)
 	}
 
@@ -280,15 +225,7 @@ func serve(s *settings, log *slog.Logger) error {
 	workerCtx, stopWorkers := context.WithCancel(context.Background())
 	defer stopWorkers()
 	workerDone := make(chan error, 1)
-	if s.workers > 0 {
-		go func() { workerDone <- worker.Run(workerCtx) }()
-	} else {
-		// No Worker: this process evaluates the alerts when it leads.
-		go func() {
-			_ = alerter.Run(workerCtx)
-			workerDone <- nil
-		}()
-	}
+	go func() { workerDone <- c.runWorkers(workerCtx, s.workers) }()
 	serveDone := make(chan error, 2)
 	go func() { serveDone <- srv.Serve(ln) }()
 	if metricsSrv != nil {
@@ -297,7 +234,7 @@ func serve(s *settings, log *slog.Logger) error {
 	}
 
 	log.Info("listening", "addr", ln.Addr().String(), "database", dbKind(s.database), "workers", s.workers, "max_conns", s.maxConns,
-		"reconciliation", rc != nil)
+		"reconciliation", c.reconciler != nil)
 
 	var failure error
 	select {
@@ -412,37 +349,6 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// routes is the main listener's handler: tds's, and GET /metrics behind
-// the admin token (Prometheus scrapes with it as its bearer token).
-func routes(h *tds.Handler, scrape http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", h.RequireAdmin(scrape))
-	mux.Handle("/", h)
-	return mux
-}
-
-// handlerOptions are the options of the Handler: every key, secret and
-// token setting is a comma-separated list.
-func (s *settings) handlerOptions(reg *tds.Registry, log *slog.Logger) []tds.Option {
-	opts := []tds.Option{tds.WithRegistry(reg), tds.WithLogger(log)}
-	if keys := splitList(s.webhookKeys); len(keys) > 0 {
-		opts = append(opts, tds.WithWebhookKeys(keys...))
-	}
-	for _, secret := range splitList(s.zohoSecret) {
-		opts = append(opts, tds.WithZohoSecret(secret))
-	}
-	if secrets := splitList(s.standardSecret); len(secrets) > 0 {
-		opts = append(opts, tds.WithStandardWebhooksSecrets(secrets...))
-	}
-	if tokens := splitList(s.adminToken); len(tokens) > 0 {
-		opts = append(opts, tds.WithAdminToken(tokens...))
-	}
-	if proxies := splitList(s.trustedProxies); len(proxies) > 0 {
-		opts = append(opts, tds.WithTrustedProxies(proxies...))
-	}
-	return opts
-}
-
 // limitListener accepts at most n connections at once: past that, Accept
 // waits for one to close, and new clients wait in the kernel's backlog
 // instead of each costing a goroutine and buffers.
@@ -506,29 +412,4 @@ func dbKind(url string) string {
 		return "postgresql"
 	}
 	return url
-}
-
-// options are the Alerter's options.
-func (a *alertSettings) options(log *slog.Logger) []tds.Option {
-	opts := []tds.Option{tds.WithLogger(log), tds.WithAlertEvalInterval(a.interval)}
-	if a.rules != "" {
-		opts = append(opts, tds.WithAlertRulesFile(a.rules))
-	}
-	if a.webhookURL != "" {
-		opts = append(opts, tds.WithAlertWebhook(a.webhookURL, a.webhookSecret))
-	}
-	if a.slackURL != "" {
-		opts = append(opts, tds.WithAlertSlack(a.slackURL))
-	}
-	return opts
-}
-
-// closeAlerter flushes the alert counters and gives the last
-// notifications a few seconds.
-func closeAlerter(a *tds.Alerter, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.Close(ctx); err != nil {
-		log.Warn("closing the alerter", "error", err)
-	}
 }

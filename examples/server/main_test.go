@@ -31,6 +31,7 @@ import (
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/zohofake"
 	"github.com/tdscore/tds/tdstest"
+	"github.com/tdscore/tds/tdsui"
 )
 
 func TestMain(m *testing.M) { tdstest.Main(m) }
@@ -428,9 +429,13 @@ func TestCredentialLists(t *testing.T) {
 		standardSecret: "whsec_" + base64.StdEncoding.EncodeToString(std[0]) + ",whsec_" + base64.StdEncoding.EncodeToString(std[1]),
 		adminToken:     "adm-old-0123456789abcdef, adm-new-0123456789abcdef",
 	}
-	h, err := tds.NewHandler(db, s.handlerOptions(tds.ZohoRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))...)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	webhooks, err := tds.NewHandler(db, s.handlerOptions(tds.ZohoRegistry(), quiet)...)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close() })
+	t.Cleanup(func() { _ = webhooks.Close() })
+	console, err := tdsui.New(db, s.consoleOptions(tds.ZohoRegistry(), quiet, nil, nil)...)
+	require.NoError(t, err)
+	h := routes(webhooks, console, http.NotFoundHandler())
 
 	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "envelope", "product.json"))
 	require.NoError(t, err)

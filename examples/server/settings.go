@@ -239,10 +239,27 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if err := s.zoho.check(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.checkAdminTokens(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkAdminTokens refuses an admin token that is also a webhook key: a
+// sender would hold the keys of the console. (The webhook Handler and the
+// console are separate handlers, neither knowing the other's secrets, so
+// the composition root checks it.)
+func (s *settings) checkAdminTokens() error {
+	keys := splitList(s.webhookKeys)
+	for _, t := range splitList(s.adminToken) {
+		if slices.Contains(keys, t) {
+			return errors.New("-admin-token (TDS_ADMIN_TOKEN): an admin token must differ from every webhook key (-webhook-keys, TDS_WEBHOOK_KEYS)")
+		}
+	}
+	return nil
 }
 
 // logger is the server's logger, as -log-format and -log-level say.

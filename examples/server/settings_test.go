@@ -120,6 +120,15 @@ func TestSettingsErrors(t *testing.T) {
 	require.Equal(t, 2, run([]string{"bogus"}, noEnv, &stdout, &stderr))
 	require.Contains(t, stderr.String(), `unknown command "bogus"`)
 	require.Equal(t, 0, run([]string{"-h"}, noEnv, &stdout, io.Discard))
+
+	// An admin token that is also a webhook key (the first or a later one).
+	for _, args := range [][]string{
+		{"-webhook-keys", "key-one-0123456789abcdef", "-admin-token", "key-one-0123456789abcdef"},
+		{"-webhook-keys", "key-one-0123456789abcdef,key-two-0123456789abcdef", "-admin-token", "adm-0123456789abcdef, key-two-0123456789abcdef"},
+	} {
+		_, err = parseSettings(args, noEnv, io.Discard)
+		require.ErrorContains(t, err, "-admin-token (TDS_ADMIN_TOKEN): an admin token must differ from every webhook key")
+	}
 }
 
 // TestVersionAndLogging: -version prints the version; TDS_LOG_FORMAT=json
