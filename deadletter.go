@@ -9,6 +9,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds/internal/record"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -34,7 +35,7 @@ func (q *Queue) Attempts(ctx context.Context, jobID int64) ([]Attempt, error) {
 	out := make([]Attempt, len(rows))
 	for i, r := range rows {
 		out[i] = Attempt{ID: r.ID, JobID: r.JobID, Attempt: r.Attempt, Worker: r.Worker, Error: r.Error,
-			ErrorCode: r.ErrorCode, StartedAt: utcPtr(r.StartedAt), FailedAt: r.FailedAt.UTC()}
+			ErrorCode: r.ErrorCode, StartedAt: record.UTCPtr(r.StartedAt), FailedAt: r.FailedAt.UTC()}
 	}
 	return out, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds/internal/canonical"
+	"github.com/tdscore/tds/internal/record"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -161,21 +162,6 @@ var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 func escapeKeyPart(s string) string { return keyEscaper.Replace(s) }
 
-// maxIdentityBytes bounds an event's source, event type, entity type,
-// entity id and delivery id: longer ones are refused with
-// [ErrInvalidEvent].
-const maxIdentityBytes = 200
-
-func checkKeyPart(s string) error {
-	if strings.TrimSpace(s) == "" {
-		return errors.New("must not be empty")
-	}
-	if len(s) > maxIdentityBytes {
-		return fmt.Errorf("must be at most %d bytes", maxIdentityBytes)
-	}
-	return nil
-}
-
 // redactHeaders copies h with the values of secret headers replaced by
 // [Redacted].
 func (c *config) redactHeaders(h map[string][]string) map[string][]string {
@@ -274,8 +260,8 @@ func checkIdentity(ev *Event) error {
 		if !utf8.ValidString(f.v) {
 			return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, f.name)
 		}
-		if len(f.v) > maxIdentityBytes {
-			return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, f.name, maxIdentityBytes)
+		if len(f.v) > record.MaxIdentityBytes {
+			return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, f.name, record.MaxIdentityBytes)
 		}
 	}
 	return nil
@@ -458,27 +444,13 @@ func (in *Inbox) Stats(ctx context.Context) (*InboxStats, error) {
 		Unprocessed: c.Unprocessed, OldestAt: c.OldestAt, NewestAt: c.NewestAt}, nil
 }
 
-// parseModifiedTime reads a version: a string in Zoho's layout or RFC 3339.
-func parseModifiedTime(v json.RawMessage) (time.Time, error) {
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return time.Time{}, fmt.Errorf("must be a string in the layout %s", ZohoTimeLayout)
-	}
-	for _, layout := range []string{ZohoTimeLayout, time.RFC3339Nano} {
-		if t, err := time.Parse(layout, strings.TrimSpace(s)); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is not in the layout %s", s, ZohoTimeLayout)
-}
-
 // eventVersion is data's field when it holds a time that parses, else
 // received.
 func eventVersion(data json.RawMessage, field string, received time.Time) time.Time {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(data, &m) == nil {
-		if v, ok := m[field]; ok && !isNull(v) {
-			if t, err := parseModifiedTime(v); err == nil {
+		if v, ok := m[field]; ok && !record.IsNull(v) {
+			if t, err := record.ParseTime(v); err == nil {
 				return t
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/tdscore/tds/internal/record"
 )
 
 // Defaults of the options.
@@ -168,7 +170,7 @@ func WithPrioritizer(p Prioritizer) Option {
 // Defaults to [DefaultSource].
 func WithSource(source string) Option {
 	return newOption("WithSource", forProcessor|forInbox|forHandler, func(c *config) error {
-		if err := checkKeyPart(source); err != nil {
+		if err := record.CheckKeyPart(source); err != nil {
 			return optErr("WithSource", "%v", err)
 		}
 		c.source = source

@@ -1,49 +1,3 @@
-// Package tds makes webhook-driven data sync between a SaaS ERP (Zoho Books,
-// Zoho Inventory) and a local database boring and safe.
-//
-// Every webhook goes through the same steps, each a type of this package:
-//
-//   - the [Processor] stores it in the [Inbox] (table tds_inbox_events) with an
-//     idempotency key, a content hash and redacted request metadata, so an
-//     identical redelivery is recognised as a duplicate;
-//   - a [Validator] checks it against the entity [Registry] (invalid events are
-//     kept with every error);
-//   - a [Prioritizer] gives it a priority and the [Queue] (table
-//     tds_sync_queue) holds it until a worker syncs it.
-//
-// Store, validate and enqueue run in one transaction, so an event is either
-// fully ingested or not at all; the webhook sender gets its 2xx only after
-// that transaction commits.
-//
-// PostgreSQL (bun's pgdialect and pgdriver) is the production store, shared by
-// any number of processes; SQLite (modernc.org/sqlite, pure Go) is the
-// embedded default. [Open] turns a URL into a ready *bun.DB for either, and
-// [Migrate] creates the schema:
-//
-//	db, err := tds.Open(ctx, "sqlite:tds.db") // or "postgres://user:pw@host/db"
-//	if err != nil { ... }
-//	if err := tds.Migrate(ctx, db); err != nil { ... }
-//	p, err := tds.NewProcessor(db)
-//	if err != nil { ... }
-//	res, err := p.Process(ctx, &tds.Event{
-//		EventType:  "update",
-//		EntityType: "product",
-//		EntityID:   "460000000038080",
-//		Data:       json.RawMessage(`{"item_id":"460000000038080","name":"Pump"}`),
-//	})
-//
-// res tells whether the event was queued, was a duplicate, or was invalid.
-//
-// Constructors take options of one type, [Option], and each option knows
-// the constructors it applies to; its documentation names them ("Applies to
-// [NewWorker]."). An option given to any other constructor is an error at
-// construction naming both ("tds: WithConcurrency does not apply to
-// NewQueue"), never silently ignored. The options are not typed per
-// constructor as bun's are, because several apply to several constructors
-// ([WithRegistry], [WithClock], [WithLogger]) and per-constructor types
-// would multiply them; one type lets a server keep one []Option per
-// component. The check still happens at construction, and a test keeps each
-// option's list of constructors true to the code.
 package tds
 
 import (
@@ -53,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tdscore/tds/internal/dberr"
+	"github.com/tdscore/tds/internal/record"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -83,7 +38,7 @@ var Statuses = []Status{StatusPending, StatusProcessing, StatusRetry, StatusComp
 const DefaultSource = "zoho"
 
 // ZohoTimeLayout is the layout of Zoho's last_modified_time field.
-const ZohoTimeLayout = "2006-01-02T15:04:05-0700"
+const ZohoTimeLayout = record.ZohoTimeLayout
 
 var (
 	// ErrDatabaseUnavailable reports that the database could not be reached
@@ -255,17 +210,8 @@ type Job struct {
 	CompletedAt    *time.Time `json:"completed_at,omitempty"`
 }
 
-// dbTime is how tds writes a time: UTC at microsecond precision, which both
-// PostgreSQL and SQLite store exactly, so a value read back compares equal.
-func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
+// dbTime is how tds writes a time (see record.DBTime).
+func dbTime(t time.Time) time.Time { return record.DBTime(t) }
 
 // jobOf converts a stored job row.
 func jobOf(r *store.Job) *Job {
@@ -273,9 +219,9 @@ func jobOf(r *store.Job) *Job {
 		ID: r.ID, InboxEventID: r.InboxEventID, Source: r.Source, EventType: r.EventType,
 		EntityType: r.EntityType, EntityID: r.EntityID, Status: Status(r.Status), Priority: r.Priority,
 		Blocked: r.Blocked, Attempt: r.Attempt, MaxAttempts: r.MaxAttempts, NextRetryAt: r.NextRetryAt.UTC(),
-		LeasedBy: r.LeasedBy, LeaseExpiresAt: utcPtr(r.LeaseExpiresAt), LastError: r.LastError,
+		LeasedBy: r.LeasedBy, LeaseExpiresAt: record.UTCPtr(r.LeaseExpiresAt), LastError: r.LastError,
 		LastErrorCode: r.LastErrorCode, Outcome: (*Outcome)(r.Outcome), OutcomeDetail: r.OutcomeDetail,
-		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), CompletedAt: utcPtr(r.CompletedAt),
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), CompletedAt: record.UTCPtr(r.CompletedAt),
 	}
 }
 
@@ -292,8 +238,8 @@ func eventOf(r *store.Event) (*InboxEvent, error) {
 	ev := &InboxEvent{
 		ID: r.ID, Source: r.Source, EventType: r.EventType, EntityType: r.EntityType, EntityID: r.EntityID,
 		IdempotencyKey: r.IdempotencyKey, DeliveryID: r.DeliveryID, ContentHash: r.ContentHash,
-		Payload: r.Payload, Version: r.Version.UTC(), IsValid: r.IsValid, ValidatedAt: utcPtr(r.ValidatedAt),
-		MovedToQueue: r.MovedToQueue, QueuedAt: utcPtr(r.QueuedAt), ProcessedAt: utcPtr(r.ProcessedAt),
+		Payload: r.Payload, Version: r.Version.UTC(), IsValid: r.IsValid, ValidatedAt: record.UTCPtr(r.ValidatedAt),
+		MovedToQueue: r.MovedToQueue, QueuedAt: record.UTCPtr(r.QueuedAt), ProcessedAt: record.UTCPtr(r.ProcessedAt),
 		ReceivedAt: r.ReceivedAt.UTC(),
 	}
 	if len(r.Metadata) > 0 {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/tdscore/tds/internal/record"
 )
 
 // Validator checks an event before it is queued.
@@ -76,8 +78,8 @@ func DefaultValidator(reg *Registry) Validator {
 			}
 		}
 		vf := et.versionField()
-		if v, ok := data[vf]; ok && !isNull(v) {
-			if _, err := parseModifiedTime(v); err != nil {
+		if v, ok := data[vf]; ok && !record.IsNull(v) {
+			if _, err := record.ParseTime(v); err != nil {
 				add("data."+vf, "%v", err)
 			}
 		}
@@ -103,11 +105,9 @@ func decodeObject(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	return m, nil
 }
 
-func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []byte("null")) }
-
 func isEmpty(v json.RawMessage) bool {
 	v = bytes.TrimSpace(v)
-	return len(v) == 0 || isNull(v) || bytes.Equal(v, []byte(`""`))
+	return len(v) == 0 || record.IsNull(v) || bytes.Equal(v, []byte(`""`))
 }
 
 // scalarText returns a JSON string's value or a number's literal text.

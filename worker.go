@@ -2,12 +2,9 @@ package tds
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds/internal/record"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -78,19 +76,9 @@ func (s *workerSettings) withDefaults() workerSettings {
 		out.retryPolicy = DefaultRetryPolicy()
 	}
 	if out.workerID == "" {
-		out.workerID = defaultWorkerID()
+		out.workerID = record.ProcessID()
 	}
 	return out
-}
-
-func defaultWorkerID() string {
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "worker"
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b))
 }
 
 // WithConcurrency sets how many batches a Worker runs at once, each in a
@@ -174,7 +162,7 @@ func WithShutdownTimeout(d time.Duration) Option {
 // Applies to [NewWorker]. Defaults to host:pid:random.
 func WithWorkerID(id string) Option {
 	return newOption("WithWorkerID", forWorker, func(c *config) error {
-		if err := checkKeyPart(id); err != nil {
+		if err := record.CheckKeyPart(id); err != nil {
 			return optErr("WithWorkerID", "%v", err)
 		}
 		c.worker.workerID = id

@@ -1,12 +1,10 @@
-package tds
+package tdsalert
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,34 +16,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/alert"
 	"github.com/tdscore/tds/internal/store"
 	"github.com/tdscore/tds/internal/verify"
 )
-
-const testAlertSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-// onlyRule is a rules file enabling rule alone, with its fields (YAML
-// flow mapping entries such as "threshold: 2").
-func onlyRule(rule, fields string) io.Reader {
-	var b strings.Builder
-	b.WriteString("rules:\n")
-	for _, r := range alert.DefaultRules() {
-		if r.Name == rule {
-			fmt.Fprintf(&b, "  - {name: %s, enabled: true%s}\n", r.Name, prefixComma(fields))
-		} else {
-			fmt.Fprintf(&b, "  - {name: %s, enabled: false}\n", r.Name)
-		}
-	}
-	return strings.NewReader(b.String())
-}
-
-func prefixComma(s string) string {
-	if s == "" {
-		return ""
-	}
-	return ", " + s
-}
 
 type alertEnv struct {
 	*workerEnv
@@ -63,8 +38,8 @@ func newAlertEnv(t *testing.T, tdb *testDB, opts ...Option) *alertEnv {
 // end of the test.
 func (e *alertEnv) alerter(t *testing.T, db *bun.DB, opts ...Option) *Alerter {
 	t.Helper()
-	base := []Option{WithClock(e.clock.Now), WithLogger(slog.New(slog.DiscardHandler))}
-	a, err := NewAlerter(db, append(base, opts...)...)
+	base := []Option{WithClock(e.clock.Now), WithLogger(quietLogger)}
+	a, err := New(db, append(base, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	return a
@@ -85,7 +60,7 @@ func (e *alertEnv) state(t *testing.T, rule string) string {
 }
 
 // runJobs runs a Worker with s until every job in ids has status st.
-func (e *alertEnv) runJobs(t *testing.T, s Syncer, st Status, ids ...int64) {
+func (e *alertEnv) runJobs(t *testing.T, s tds.Syncer, st tds.Status, ids ...int64) {
 	t.Helper()
 	stop := e.start(t, s)
 	for _, id := range ids {
@@ -94,13 +69,13 @@ func (e *alertEnv) runJobs(t *testing.T, s Syncer, st Status, ids ...int64) {
 	stop()
 }
 
-var failing = SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { return Permanent(errors.New("no")) })
-var succeeding = SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { return nil })
+var failing = tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return tds.Permanent(errors.New("no")) })
+var succeeding = tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil })
 
 func insertRun(t *testing.T, db *bun.DB, finished time.Time, repaired int64) {
 	t.Helper()
 	_, err := db.NewInsert().Model(&store.Run{
-		Source: DefaultSource, Mode: "incremental", EntityTypes: json.RawMessage(`["product"]`), Status: store.RunCompleted,
+		Source: tds.DefaultSource, Mode: "incremental", EntityTypes: json.RawMessage(`["product"]`), Status: store.RunCompleted,
 		StartedAt: finished.Add(-time.Minute), FinishedAt: &finished, Cursor: json.RawMessage(`{}`), Repaired: repaired,
 	}).ExcludeColumn("id").Exec(t.Context())
 	require.NoError(t, err)
@@ -119,7 +94,7 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 				e.ingest(t, "1", "a") // no worker: it waits
 				require.Equal(t, "", e.state(t, alert.RuleQueueOldestPending))
 				e.clock.Advance(6 * time.Minute)
-				require.Equal(t, AlertPending, e.state(t, alert.RuleQueueOldestPending))
+				require.Equal(t, StatePending, e.state(t, alert.RuleQueueOldestPending))
 				e.clock.Advance(time.Minute)
 			},
 			func(t *testing.T, e *alertEnv) {
@@ -129,25 +104,26 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 				for _, j := range jobs {
 					ids = append(ids, j.ID)
 				}
-				e.runJobs(t, succeeding, StatusCompleted, ids...)
+				e.runJobs(t, succeeding, tds.StatusCompleted, ids...)
 			}},
 		{alert.RuleDeadLetters, "",
 			func(t *testing.T, e *alertEnv) {
-				e.runJobs(t, failing, StatusDeadLetter, e.ingest(t, "1", "a"))
+				e.runJobs(t, failing, tds.StatusDeadLetter, e.ingest(t, "1", "a"))
 			},
 			func(t *testing.T, e *alertEnv) { e.clock.Advance(15 * time.Second) }},
 		{alert.RuleSyncFailureRatio, "min_count: 2, threshold: 0.4",
 			func(t *testing.T, e *alertEnv) {
-				e.runJobs(t, succeeding, StatusCompleted, e.ingest(t, "1", "a"))
+				e.runJobs(t, succeeding, tds.StatusCompleted, e.ingest(t, "1", "a"))
 				require.Equal(t, "", e.state(t, alert.RuleSyncFailureRatio), "one attempt is under min_count")
-				e.runJobs(t, failing, StatusDeadLetter, e.ingest(t, "2", "b"))
+				e.runJobs(t, failing, tds.StatusDeadLetter, e.ingest(t, "2", "b"))
 			},
 			func(t *testing.T, e *alertEnv) { e.clock.Advance(6 * time.Minute) }},
 		{alert.RuleAuthFailures, "threshold: 2",
 			func(t *testing.T, e *alertEnv) {
-				h, err := NewHandler(e.db, WithWebhookKeys(testWebhookKey), WithClock(e.clock.Now), WithLogger(quietLogger),
-					WithAlerter(e.a))
+				h, err := tds.NewHandler(e.db, tds.WithWebhookKeys(testWebhookKey), tds.WithClock(e.clock.Now),
+					tds.WithLogger(quietLogger), tds.WithWebhookObserver(e.a.ObserveWebhook))
 				require.NoError(t, err)
+				t.Cleanup(func() { require.NoError(t, h.Close()) })
 				for range 3 {
 					req := httptest.NewRequest(http.MethodPost, "/webhooks/products", strings.NewReader(`{}`))
 					req.Header.Set("X-Webhook-Key", "wrong")
@@ -166,11 +142,8 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 			func(t *testing.T, e *alertEnv) { e.ingest(t, "2", "b") }},
 		{alert.RuleReconcileStale, "",
 			func(t *testing.T, e *alertEnv) {
-				rc, err := NewReconciler(e.db, ZohoAPI{ClientID: "c", ClientSecret: "s", RefreshToken: "r", OrganizationID: "o",
-					AccountsURL: "http://127.0.0.1:1", APIURL: "http://127.0.0.1:1"},
-					WithClock(e.clock.Now), WithLogger(quietLogger), WithAlerter(e.a), WithReconcileSchedule(time.Hour, 24*time.Hour))
-				require.NoError(t, err)
-				t.Cleanup(func() { rc.Close() })
+				// Reconciliation scheduled every hour.
+				e.a = e.alerter(t, e.db, WithRules(onlyRule(alert.RuleReconcileStale, "")), WithReconcileInterval(time.Hour))
 				require.Equal(t, "", e.state(t, alert.RuleReconcileStale))
 				e.clock.Advance(2*time.Hour + time.Second)
 			},
@@ -183,9 +156,9 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 			}},
 		{alert.RuleZohoRateLimited, "",
 			func(t *testing.T, e *alertEnv) {
-				rc := &Reconciler{cfg: &config{alerting: alertSettings{alerter: e.a}}}
-				rc.countResponse("GET /items", http.StatusOK, 0)
-				rc.countResponse("GET /items", http.StatusTooManyRequests, 0)
+				h := e.a.ReconcileHooks()
+				h.APIResponse("GET /items", http.StatusOK, 0)
+				h.APIResponse("GET /items", http.StatusTooManyRequests, 0)
 			},
 			func(t *testing.T, e *alertEnv) { e.clock.Advance(16 * time.Minute) }},
 		{alert.RuleZohoDailyWebhooks, "threshold: 1",
@@ -197,10 +170,10 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 			func(t *testing.T, e *alertEnv) { e.clock.Advance(24 * time.Hour) }},
 		{alert.RuleZohoAuth, "",
 			func(t *testing.T, e *alertEnv) {
-				rc := &Reconciler{cfg: &config{alerting: alertSettings{alerter: e.a}}}
-				rc.countRefresh(nil)
+				h := e.a.ReconcileHooks()
+				h.TokenRefresh(nil)
 				require.Equal(t, "", e.state(t, alert.RuleZohoAuth))
-				rc.countRefresh(errors.New("invalid_code"))
+				h.TokenRefresh(errors.New("invalid_code"))
 			},
 			func(t *testing.T, e *alertEnv) { e.clock.Advance(16 * time.Minute) }},
 	}
@@ -209,12 +182,12 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 		t.Run(tc.rule, func(t *testing.T) {
 			t.Parallel()
 			eachDB(t, func(t *testing.T, tdb *testDB) {
-				e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(tc.rule, tc.fields)))
+				e := newAlertEnv(t, tdb, WithRules(onlyRule(tc.rule, tc.fields)))
 				tc.fire(t, e)
-				require.Equal(t, AlertFiring, e.state(t, tc.rule))
+				require.Equal(t, StateFiring, e.state(t, tc.rule))
 				tc.resolve(t, e)
-				require.Equal(t, AlertResolved, e.state(t, tc.rule))
-				firing, err := e.a.Alerts(t.Context(), AlertFiring)
+				require.Equal(t, StateResolved, e.state(t, tc.rule))
+				firing, err := e.a.Alerts(t.Context(), StateFiring)
 				require.NoError(t, err)
 				require.Empty(t, firing)
 			})
@@ -278,8 +251,8 @@ func (r *receiver) count() int {
 func TestAlertWebhookFiringThenResolved(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		rcv := newReceiver(t)
-		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
-			WithAlertWebhook(rcv.URL, testAlertSecret))
+		e := newAlertEnv(t, tdb, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithWebhook(rcv.URL, testAlertSecret))
 		e.ingest(t, "1", "a")
 		require.NoError(t, e.a.Evaluate(t.Context()))
 		m := rcv.next(t)
@@ -300,13 +273,13 @@ func TestAlertWebhookFiringThenResolved(t *testing.T) {
 func TestAlertTwoAlertersSendOneNotification(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		rcv := newReceiver(t)
-		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
-			WithAlertWebhook(rcv.URL, testAlertSecret))
-		db2, err := Open(t.Context(), tdb.url)
+		e := newAlertEnv(t, tdb, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithWebhook(rcv.URL, testAlertSecret))
+		db2, err := tds.Open(t.Context(), tdb.url)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = db2.Close() })
-		a2 := e.alerter(t, db2, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
-			WithAlertWebhook(rcv.URL, testAlertSecret))
+		a2 := e.alerter(t, db2, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithWebhook(rcv.URL, testAlertSecret))
 		e.ingest(t, "1", "a")
 
 		start := make(chan struct{})
@@ -319,7 +292,7 @@ func TestAlertTwoAlertersSendOneNotification(t *testing.T) {
 		}
 		close(start)
 		for range 2 {
-			if err := <-errs; err != nil && !errors.Is(err, ErrDatabaseUnavailable) {
+			if err := <-errs; err != nil && !errors.Is(err, tds.ErrDatabaseUnavailable) {
 				require.NoError(t, err)
 			}
 		}
@@ -327,7 +300,7 @@ func TestAlertTwoAlertersSendOneNotification(t *testing.T) {
 		require.NoError(t, e.a.Close(t.Context()))
 		require.NoError(t, a2.Close(t.Context()))
 		require.Equal(t, 1, rcv.count())
-		firing, err := e.a.Alerts(t.Context(), AlertFiring)
+		firing, err := e.a.Alerts(t.Context(), StateFiring)
 		require.NoError(t, err)
 		require.Len(t, firing, 1)
 	})
@@ -338,8 +311,8 @@ func TestAlertRestartDoesNotResendBeforeRepeat(t *testing.T) {
 		rcv := newReceiver(t)
 		// A reader is read once: each Alerter gets its own.
 		opts := func() []Option {
-			return []Option{WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
-				WithAlertWebhook(rcv.URL, testAlertSecret), WithAlertRepeat(4 * time.Hour)}
+			return []Option{WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+				WithWebhook(rcv.URL, testAlertSecret), WithRepeat(4 * time.Hour)}
 		}
 		e := newAlertEnv(t, tdb, opts()...)
 		e.clock.Advance(-9 * time.Hour) // 01:00, so that the day lasts
@@ -381,8 +354,8 @@ func TestAlertSlowNotifierDelaysNothing(t *testing.T) {
 		fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { slack <- struct{}{} }))
 		t.Cleanup(fast.Close)
 
-		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
-			WithAlertWebhook(stuck.URL, ""), WithAlertSlack(fast.URL), WithAlertNotifyTimeout(time.Hour))
+		e := newAlertEnv(t, tdb, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithWebhook(stuck.URL, ""), WithSlack(fast.URL), WithNotifyTimeout(time.Hour))
 		e.ingest(t, "1", "a")
 		begin := time.Now()
 		require.NoError(t, e.a.Evaluate(t.Context()))
@@ -402,81 +375,16 @@ func TestAlertSlowNotifierDelaysNothing(t *testing.T) {
 	})
 }
 
-func TestAlertAdminAPI(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
-		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")))
-		h, err := NewHandler(e.db, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken),
-			WithClock(e.clock.Now), WithLogger(quietLogger), WithAlerter(e.a))
-		require.NoError(t, err)
-		e.ingest(t, "1", "a")
-		require.NoError(t, e.a.Evaluate(t.Context()))
-
-		do := func(method, path, body string) (int, map[string]any) {
-			req := httptest.NewRequest(method, path, strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+testAdminToken)
-			if method == http.MethodPost {
-				req.Header.Set("Content-Type", "application/json")
-			}
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			var out map[string]any
-			_ = json.Unmarshal(rec.Body.Bytes(), &out)
-			return rec.Code, out
-		}
-		code, out := do(http.MethodGet, "/admin/alerts?state=firing", "")
-		require.Equal(t, http.StatusOK, code)
-		require.Equal(t, true, out["success"])
-		alerts := out["alerts"].([]any)
-		require.Len(t, alerts, 1)
-		first := alerts[0].(map[string]any)
-		for _, k := range []string{"id", "rule", "state", "labels", "value", "started_at", "resolved_at", "acknowledged_at", "silenced_until"} {
-			require.Contains(t, first, k)
-		}
-		id := int64(first["id"].(float64))
-
-		code, _ = do(http.MethodGet, "/admin/alerts?state=bogus", "")
-		require.Equal(t, http.StatusBadRequest, code)
-		code, _ = do(http.MethodPost, fmt.Sprintf("/admin/alerts/%d/ack", id), "")
-		require.Equal(t, http.StatusOK, code)
-		code, _ = do(http.MethodPost, "/admin/alerts/999/ack", "")
-		require.Equal(t, http.StatusNotFound, code)
-		until := e.clock.Now().Add(time.Hour).Format(time.RFC3339)
-		code, _ = do(http.MethodPost, fmt.Sprintf("/admin/alerts/%d/silence", id), `{"until": "`+until+`"}`)
-		require.Equal(t, http.StatusOK, code)
-		code, _ = do(http.MethodPost, "/admin/alerts/999/silence", `{"until": "`+until+`"}`)
-		require.Equal(t, http.StatusNotFound, code)
-		past := e.clock.Now().Add(-time.Hour).Format(time.RFC3339)
-		code, _ = do(http.MethodPost, fmt.Sprintf("/admin/alerts/%d/silence", id), `{"until": "`+past+`"}`)
-		require.Equal(t, http.StatusBadRequest, code)
-		code, _ = do(http.MethodPost, fmt.Sprintf("/admin/alerts/%d/silence", id), `{"until": "tomorrow"}`)
-		require.Equal(t, http.StatusBadRequest, code)
-
-		got, err := e.a.Alerts(t.Context(), AlertFiring)
-		require.NoError(t, err)
-		require.NotNil(t, got[0].AcknowledgedAt)
-		require.NotNil(t, got[0].SilencedUntil)
-
-		// Without an Alerter: 501.
-		h2, err := NewHandler(e.db, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken), WithLogger(quietLogger))
-		require.NoError(t, err)
-		req := httptest.NewRequest(http.MethodGet, "/admin/alerts", nil)
-		req.Header.Set("Authorization", "Bearer "+testAdminToken)
-		rec := httptest.NewRecorder()
-		h2.ServeHTTP(rec, req)
-		require.Equal(t, http.StatusNotImplemented, rec.Code)
-	})
-}
-
-// TestAlertWorkerLeaderEvaluates: a Worker given WithAlerter evaluates the
-// rules in its housekeeping, without anyone calling Evaluate.
+// TestAlertWorkerLeaderEvaluates: a Worker given the Alerter's Task
+// evaluates the rules in its housekeeping, without anyone calling Evaluate.
 func TestAlertWorkerLeaderEvaluates(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
-		e := newAlertEnv(t, tdb, WithAlertRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
-			WithAlertEvalInterval(10*time.Millisecond))
+		e := newAlertEnv(t, tdb, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			WithEvalInterval(10*time.Millisecond))
 		e.ingest(t, "1", "a")
-		e.start(t, succeeding, WithAlerter(e.a))
+		e.start(t, succeeding, tds.WithLeaderTask(e.a.Task()))
 		require.Eventually(t, func() bool {
-			firing, err := e.a.Alerts(t.Context(), AlertFiring)
+			firing, err := e.a.Alerts(t.Context(), StateFiring)
 			require.NoError(t, err)
 			return len(firing) == 1
 		}, 20*time.Second, 5*time.Millisecond)

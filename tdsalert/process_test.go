@@ -1,4 +1,4 @@
-package tds
+package tdsalert
 
 import (
 	"bufio"
@@ -12,7 +12,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/alert"
+	"github.com/tdscore/tds/internal/testkit"
 )
 
 // processAlertRules are the rules of the alerting child processes: only
@@ -36,15 +38,15 @@ func childAlert(receiverURL string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	db, err := Open(ctx, os.Getenv("TDS_TEST_URL"))
+	db, err := tds.Open(ctx, os.Getenv("TDS_TEST_URL"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 	defer db.Close()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := NewAlerter(db, WithClock(func() time.Time { return now }), WithLogger(logger),
-		WithAlertRules(processAlertRules()), WithAlertWebhook(receiverURL, testAlertSecret))
+	a, err := New(db, WithClock(func() time.Time { return now }), WithLogger(logger),
+		WithRules(processAlertRules()), WithWebhook(receiverURL, testAlertSecret))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -75,9 +77,9 @@ func childAlert(receiverURL string) int {
 }
 
 // startAlertChild starts this test binary as an alerting process.
-func startAlertChild(t *testing.T, dbURL, receiverURL string, now time.Time) *testChild {
+func startAlertChild(t *testing.T, dbURL, receiverURL string, now time.Time) *testkit.Child {
 	t.Helper()
-	return startTestChild(t, "TDS_TEST_CHILD_ALERT="+receiverURL, "TDS_TEST_URL="+dbURL,
+	return testkit.StartChild(t, "TDS_TEST_CHILD_ALERT="+receiverURL, "TDS_TEST_URL="+dbURL,
 		"TDS_TEST_NOW="+now.Format(time.RFC3339Nano))
 }
 
@@ -94,23 +96,23 @@ func TestAlertTwoProcessesSendOneNotification(t *testing.T) {
 		e := newWorkerEnv(t, tdb)
 		e.ingest(t, "1", "a") // one webhook today: above the threshold of 0
 
-		children := []*testChild{
+		children := []*testkit.Child{
 			startAlertChild(t, tdb.url, rcv.URL, e.clock.Now()),
 			startAlertChild(t, tdb.url, rcv.URL, e.clock.Now()),
 		}
 		for _, c := range children {
-			line, err := c.stdout.ReadString('\n')
-			require.NoError(t, err, "child stderr: %s", c.stderr)
+			line, err := c.Stdout.ReadString('\n')
+			require.NoError(t, err, "child stderr: %s", c.Stderr)
 			require.Equal(t, "READY\n", line)
 		}
 		for _, c := range children {
-			_, err := io.WriteString(c.stdin, "GO\n")
+			_, err := io.WriteString(c.Stdin, "GO\n")
 			require.NoError(t, err)
 		}
 		for _, c := range children {
-			out, _ := io.ReadAll(c.stdout)
-			require.NoError(t, c.cmd.Wait(), "child stderr: %s", c.stderr)
-			require.Equal(t, "DONE\n", string(out), "child stderr: %s", c.stderr)
+			out, _ := io.ReadAll(c.Stdout)
+			require.NoError(t, c.Cmd.Wait(), "child stderr: %s", c.Stderr)
+			require.Equal(t, "DONE\n", string(out), "child stderr: %s", c.Stderr)
 		}
 
 		// Both processes have exited, after delivering what they queued.
@@ -120,8 +122,8 @@ func TestAlertTwoProcessesSendOneNotification(t *testing.T) {
 		require.Len(t, m.Alerts, 1)
 		require.Equal(t, alert.RuleZohoDailyWebhooks, m.Alerts[0].Labels["alertname"])
 
-		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_alerts"), "one alert")
-		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_alerts WHERE rule = ? AND state = ? AND last_notified_at IS NOT NULL",
-			alert.RuleZohoDailyWebhooks, AlertFiring), "firing, its notification recorded")
+		require.Equal(t, 1, testkit.Count(t, tdb.db, "SELECT COUNT(*) FROM tds_alerts"), "one alert")
+		require.Equal(t, 1, testkit.Count(t, tdb.db, "SELECT COUNT(*) FROM tds_alerts WHERE rule = ? AND state = ? AND last_notified_at IS NOT NULL",
+			alert.RuleZohoDailyWebhooks, StateFiring), "firing, its notification recorded")
 	})
 }

@@ -1,26 +1,51 @@
-package tds
+// Package tdsprom records tds's Prometheus metrics through the hooks the
+// other packages expose: webhooks answered by a Handler, group-commit
+// batches, sync attempts of a Worker, reconciliation runs, and gauges read
+// from the database.
+//
+// One [Metrics] per registerer, wired into each component:
+//
+//	m, err := tdsprom.New(reg)
+//	h, err := tds.NewHandler(db, tds.WithWebhookKeys(key),
+//		tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch))
+//	w, err := tds.NewWorker(db, s, tds.WithObserver(m.ObserveJob))
+//	rc, err := tdsreconcile.New(db, h.Processor(), api, tdsreconcile.WithHooks(m.ReconcileHooks()))
+//	err = m.WatchDatabase(db)
+//
+// The metrics, all prefixed tds_:
+//
+//   - ingest_requests_total{route,outcome}, ingest_duration_seconds{route},
+//     ingest_batch_size: webhooks ([Metrics.ObserveWebhook],
+//     [Metrics.ObserveBatch]);
+//   - sync_attempts_total{entity_type,outcome},
+//     sync_duration_seconds{entity_type,outcome},
+//     end_to_end_latency_seconds{entity_type}: jobs ([Metrics.ObserveJob]);
+//   - reconcile_runs_total{mode,status}, reconcile_duration_seconds{mode,status},
+//     reconcile_last_success_timestamp_seconds{mode},
+//     drift_detected_total{entity_type,kind},
+//     drift_repaired_total{entity_type,kind},
+//     zoho_api_requests_total{endpoint,code},
+//     zoho_token_refreshes_total{outcome}: reconciliation
+//     ([Metrics.ReconcileHooks]);
+//   - queue_jobs{status,priority}, queue_oldest_pending_age_seconds,
+//     queue_blocked_jobs, dead_letters{entity_type}, zoho_webhooks_today,
+//     zoho_api_calls_today, reconcile_paused: read from the database at most
+//     every [DatabaseMaxAge] ([Metrics.WatchDatabase]).
+//
+// tdsprom never registers on the global registry unless it is given
+// [prometheus.DefaultRegisterer].
+package tdsprom
 
 import (
-	"context"
 	"errors"
-	"log/slog"
+	"fmt"
 	"net/http"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/uptrace/bun"
 
-	"github.com/tdscore/tds/internal/store"
-	"github.com/tdscore/tds/internal/zoho"
+	"github.com/tdscore/tds"
 )
-
-// MetricsMaxAge is how old the database-derived metrics (tds_queue_*,
-// tds_dead_letters, tds_zoho_webhooks_today, tds_zoho_api_calls_today,
-// tds_reconcile_paused) may be: they are read at most once in this window,
-// however many scrapers ask.
-const MetricsMaxAge = 5 * time.Second
 
 // The outcomes of tds_ingest_requests_total.
 const (
@@ -40,37 +65,9 @@ const (
 // the label stays bounded whatever senders send.
 const otherRoute = "other"
 
-// WithMetrics registers tds's Prometheus metrics on reg and records them:
-// webhooks received (tds_ingest_*), sync attempts and latency (tds_sync_*,
-// tds_end_to_end_latency_seconds), the queue, dead letters, today's Zoho
-// webhooks and API calls and a paused run, read from the database at most
-// every [MetricsMaxAge] (tds_queue_*, tds_dead_letters,
-// tds_zoho_webhooks_today, tds_zoho_api_calls_today,
-// tds_reconcile_paused), reconciliation
-// runs, drift and Zoho API calls (tds_reconcile_*, tds_drift_*, tds_zoho_*).
-// Several constructors given the same reg share one set of metrics, so a
-// process passes it to each of them; the database-derived metrics read the
-// database of the first. tds never registers on the global registry unless
-// reg is [prometheus.DefaultRegisterer].
-// Applies to [NewProcessor], [NewWorker], [NewHandler] and [NewReconciler].
-// Defaults to none.
-func WithMetrics(reg prometheus.Registerer) Option {
-	return newOption("WithMetrics", forProcessor|forWorker|forHandler|forReconciler, func(c *config) error {
-		if reg == nil {
-			return optErr("WithMetrics", "registerer is nil")
-		}
-		m, err := newMetrics(reg)
-		if err != nil {
-			return optErr("WithMetrics", "%v", err)
-		}
-		c.metrics = m
-		return nil
-	})
-}
-
-// metrics are the collectors of one Registerer. A nil *metrics records
-// nothing: every method may be called on it.
-type metrics struct {
+// Metrics are tds's collectors on one registerer. Its methods are the
+// hooks given to the other packages; they are safe for concurrent use.
+type Metrics struct {
 	reg prometheus.Registerer
 
 	ingestRequests *prometheus.CounterVec
@@ -90,10 +87,14 @@ type metrics struct {
 	zohoRefreshes        *prometheus.CounterVec
 }
 
-// newMetrics registers the metrics on reg, or takes those another
-// constructor registered there before.
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{reg: reg}
+// New registers tds's metrics on reg, or takes those registered there
+// before (by another call of New), so that every Metrics of one registerer
+// shares one set.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("tdsprom: New: registerer is nil")
+	}
+	m := &Metrics{reg: reg}
 	var errs []error
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels), &errs)
@@ -124,7 +125,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.zohoRequests = counter("tds_zoho_api_requests_total", "Zoho API responses, by endpoint and status class (2xx, 4xx, 429, 5xx).", "endpoint", "code")
 	m.zohoRefreshes = counter("tds_zoho_token_refreshes_total", "Zoho OAuth token refreshes, by outcome (success, failure).", "outcome")
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tdsprom: New: %w", err)
 	}
 	return m, nil
 }
@@ -145,83 +146,24 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errs *[]er
 	return c
 }
 
-// watch registers the database-derived metrics on db, once per Registerer:
-// a later call finds them registered and changes nothing.
-func (m *metrics) watch(db *bun.DB, st store.Store, cfg *config) {
-	if m == nil {
-		return
+// ObserveWebhook records a webhook a Handler answered in
+// tds_ingest_requests_total and tds_ingest_duration_seconds. Give it to
+// the Handler with [tds.WithWebhookObserver].
+func (m *Metrics) ObserveWebhook(r tds.WebhookResult) {
+	route := r.Route
+	if r.EntityType == "" {
+		route = otherRoute
 	}
-	c := newDBCollector(db, st, cfg)
-	if err := m.reg.Register(c); err != nil {
-		if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
-			cfg.logger.Warn("tds: registering the database metrics", "err", err)
-		}
-	}
+	m.ingestRequests.WithLabelValues(route, outcome(r)).Inc()
+	m.ingestDuration.WithLabelValues(route).Observe(nonNegative(r.Duration))
 }
 
-// observeBatch records the size of a group-commit batch.
-func (m *metrics) observeBatch(n int) {
-	if m != nil {
-		m.ingestBatch.Observe(float64(n))
-	}
-}
-
-// instrumentWebhook counts the answers of next, the webhook route, and
-// times them. Without metrics it returns next.
-func (m *metrics) instrumentWebhook(reg *Registry, next http.HandlerFunc) http.HandlerFunc {
-	if m == nil {
-		return next
-	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &ingestRecorder{ResponseWriter: w}
-		next(rec, r)
-		route := r.PathValue("route")
-		if _, ok := reg.ByRoute(route); !ok {
-			route = otherRoute
-		}
-		m.ingestRequests.WithLabelValues(route, rec.outcome()).Inc()
-		m.ingestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-	}
-}
-
-// ingestRecorder remembers the status of a webhook's answer.
-type ingestRecorder struct {
-	http.ResponseWriter
-	status    int
-	duplicate bool
-}
-
-func (w *ingestRecorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *ingestRecorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *ingestRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// markDuplicate tells the recorder, if any, that the 200 it is about to
-// see answers a duplicate.
-func markDuplicate(w http.ResponseWriter) {
-	if rec, ok := w.(*ingestRecorder); ok {
-		rec.duplicate = true
-	}
-}
-
-// outcome is the outcome label of the answer. A request abandoned by its
-// sender before its event was stored got no answer: an error.
-func (w *ingestRecorder) outcome() string {
-	switch w.status {
+// outcome is the outcome label of a webhook's answer. A request abandoned
+// by its sender before its event was stored got no answer: an error.
+func outcome(r tds.WebhookResult) string {
+	switch r.Status {
 	case http.StatusOK:
-		if w.duplicate {
+		if r.Duplicate {
 			return ingestDuplicate
 		}
 		return ingestAccepted
@@ -243,213 +185,37 @@ func (w *ingestRecorder) outcome() string {
 	return ingestError
 }
 
-// observeJobs records the committed results of a worker's jobs; a job
-// handed back unfinished was no attempt and is not counted.
-func (m *metrics) observeJobs(results []JobResult) {
-	if m == nil {
+// ObserveBatch records the number of events of a group-commit transaction
+// in tds_ingest_batch_size. Give it to the Handler or the Processor with
+// [tds.WithBatchObserver].
+func (m *Metrics) ObserveBatch(events int) {
+	m.ingestBatch.Observe(float64(events))
+}
+
+// ObserveJob records a job's attempt in tds_sync_attempts_total,
+// tds_sync_duration_seconds and, once synced,
+// tds_end_to_end_latency_seconds. A job handed back unfinished was no
+// attempt and is not counted. Give it to the Worker with
+// [tds.WithObserver].
+func (m *Metrics) ObserveJob(r tds.JobResult) {
+	var outcome string
+	switch {
+	case r.Status == tds.StatusCompleted:
+		outcome = string(r.Outcome)
+	case r.Status == tds.StatusRetry && r.Err != nil:
+		outcome = "retry"
+	case r.Status == tds.StatusDeadLetter:
+		outcome = "dead_letter"
+	default:
 		return
 	}
-	for i := range results {
-		r := &results[i]
-		var outcome string
-		switch {
-		case r.Status == StatusCompleted:
-			outcome = r.Outcome
-		case r.Status == StatusRetry && r.Err != nil:
-			outcome = "retry"
-		case r.Status == StatusDeadLetter:
-			outcome = "dead_letter"
-		default:
-			continue
-		}
-		m.syncAttempts.WithLabelValues(r.EntityType, outcome).Inc()
-		if !r.StartedAt.IsZero() {
-			m.syncDuration.WithLabelValues(r.EntityType, outcome).Observe(nonNegative(r.CommittedAt.Sub(r.StartedAt)))
-		}
-		if r.Status == StatusCompleted && !r.ReceivedAt.IsZero() {
-			m.endToEnd.WithLabelValues(r.EntityType).Observe(nonNegative(r.CommittedAt.Sub(r.ReceivedAt)))
-		}
+	m.syncAttempts.WithLabelValues(r.EntityType, outcome).Inc()
+	if !r.StartedAt.IsZero() {
+		m.syncDuration.WithLabelValues(r.EntityType, outcome).Observe(nonNegative(r.CommittedAt.Sub(r.StartedAt)))
+	}
+	if r.Status == tds.StatusCompleted && !r.ReceivedAt.IsZero() {
+		m.endToEnd.WithLabelValues(r.EntityType).Observe(nonNegative(r.CommittedAt.Sub(r.ReceivedAt)))
 	}
 }
 
 func nonNegative(d time.Duration) float64 { return max(d, 0).Seconds() }
-
-// runEnded records a reconciliation run that ended with status at end.
-func (m *metrics) runEnded(rec *store.Run, status string, end time.Time) {
-	if m == nil {
-		return
-	}
-	m.reconcileRuns.WithLabelValues(rec.Mode, status).Inc()
-	m.reconcileDuration.WithLabelValues(rec.Mode, status).Observe(nonNegative(end.Sub(rec.StartedAt)))
-	if status == store.RunCompleted && !rec.DryRun {
-		m.reconcileLastSuccess.WithLabelValues(rec.Mode).Set(float64(end.UnixNano()) / 1e9)
-	}
-}
-
-// driftFound counts a drift item a run is about to deal with.
-func (m *metrics) driftFound(entityType, kind string) {
-	if m != nil {
-		m.driftDetected.WithLabelValues(entityType, kind).Inc()
-	}
-}
-
-// driftFixed counts a drift item repaired by an ingested event.
-func (m *metrics) driftFixed(entityType, kind string) {
-	if m != nil {
-		m.driftRepaired.WithLabelValues(entityType, kind).Inc()
-	}
-}
-
-// zohoHooks returns h with the hooks that count the Zoho client's
-// responses and token refreshes added.
-func (m *metrics) zohoHooks(h zoho.Hooks) zoho.Hooks {
-	if m == nil {
-		return h
-	}
-	response, refresh := h.Response, h.Refresh
-	h.Response = func(endpoint string, status int, elapsed time.Duration) {
-		if code := statusClass(status); code != "" {
-			m.zohoRequests.WithLabelValues(endpoint, code).Inc()
-		}
-		if response != nil {
-			response(endpoint, status, elapsed)
-		}
-	}
-	h.Refresh = func(err error) {
-		outcome := "success"
-		if err != nil {
-			outcome = "failure"
-		}
-		m.zohoRefreshes.WithLabelValues(outcome).Inc()
-		if refresh != nil {
-			refresh(err)
-		}
-	}
-	return h
-}
-
-// statusClass is the code label of an HTTP status; "" for none (a
-// transport error) or a class Zoho's API does not answer with.
-func statusClass(status int) string {
-	switch {
-	case status == http.StatusTooManyRequests:
-		return "429"
-	case status >= 200 && status < 300:
-		return "2xx"
-	case status >= 400 && status < 500:
-		return "4xx"
-	case status >= 500 && status < 600:
-		return "5xx"
-	}
-	return ""
-}
-
-// dbCollector exports the metrics read from the database. Collect reads
-// them at most every MetricsMaxAge: concurrent scrapes wait for one read
-// and share it, and a failed read is kept for the window too, so that a
-// struggling database is not asked again by every scraper.
-type dbCollector struct {
-	db     *bun.DB
-	st     store.Store
-	cfg    *config
-	now    func() time.Time // the wall clock of the cache; tests move it
-	maxAge time.Duration
-
-	mu     sync.Mutex // held during a read: scrapes arriving then wait for it
-	counts *store.MetricCounts
-	at     time.Time
-	loaded bool
-}
-
-var (
-	descQueueJobs = prometheus.NewDesc("tds_queue_jobs",
-		"Unfinished jobs in the queue, by status and priority.", []string{"status", "priority"}, nil)
-	descOldestPending = prometheus.NewDesc("tds_queue_oldest_pending_age_seconds",
-		"Age of the oldest job waiting in the queue (pending or retry); 0 when none waits.", nil, nil)
-	descBlocked = prometheus.NewDesc("tds_queue_blocked_jobs",
-		"Jobs blocked behind an earlier job of their entity.", nil, nil)
-	descDeadLetters = prometheus.NewDesc("tds_dead_letters",
-		"Dead letters waiting for an operator, by entity type.", []string{"entity_type"}, nil)
-	descZohoToday = prometheus.NewDesc("tds_zoho_webhooks_today",
-		"Events received today (UTC) from the zoho source, against Zoho's 1,000 webhooks a day.", nil, nil)
-	descZohoCallsToday = prometheus.NewDesc("tds_zoho_api_calls_today",
-		"Zoho API calls made today (UTC) by reconciliation for the zoho source, against its daily budget.", nil, nil)
-	descReconcilePaused = prometheus.NewDesc("tds_reconcile_paused",
-		"1 while a reconciliation run of the zoho source is paused at the daily budget, else 0.", nil, nil)
-)
-
-func newDBCollector(db *bun.DB, st store.Store, cfg *config) *dbCollector {
-	return &dbCollector{db: db, st: st, cfg: cfg, now: time.Now, maxAge: MetricsMaxAge}
-}
-
-// Describe implements [prometheus.Collector].
-func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueueJobs, descOldestPending, descBlocked, descDeadLetters, descZohoToday,
-		descZohoCallsToday, descReconcilePaused} {
-		ch <- d
-	}
-}
-
-// Collect implements [prometheus.Collector]. When the database cannot be
-// read, the database-derived metrics are left out of the scrape (and the
-// failure logged), the others are still served.
-func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
-	counts := c.get()
-	if counts == nil {
-		return
-	}
-	for _, j := range counts.Jobs {
-		ch <- prometheus.MustNewConstMetric(descQueueJobs, prometheus.GaugeValue, float64(j.N), j.Status, strconv.Itoa(j.Priority))
-	}
-	age := 0.0
-	if counts.OldestWaiting != nil {
-		age = nonNegative(counts.At.Sub(*counts.OldestWaiting))
-	}
-	ch <- prometheus.MustNewConstMetric(descOldestPending, prometheus.GaugeValue, age)
-	ch <- prometheus.MustNewConstMetric(descBlocked, prometheus.GaugeValue, float64(counts.Blocked))
-	// Every registered type has its series, 0 included, so that a drop to
-	// none is seen as such.
-	dead := make(map[string]int64)
-	for _, t := range c.cfg.registry.Types() {
-		dead[t.Name] = 0
-	}
-	for _, d := range counts.DeadLetters {
-		dead[d.EntityType] = d.N
-	}
-	for et, n := range dead {
-		ch <- prometheus.MustNewConstMetric(descDeadLetters, prometheus.GaugeValue, float64(n), et)
-	}
-	ch <- prometheus.MustNewConstMetric(descZohoToday, prometheus.GaugeValue, float64(counts.SourceSince))
-	ch <- prometheus.MustNewConstMetric(descZohoCallsToday, prometheus.GaugeValue, float64(counts.APICallsToday))
-	ch <- prometheus.MustNewConstMetric(descReconcilePaused, prometheus.GaugeValue, float64(min(counts.PausedRuns, 1)))
-}
-
-// get returns counts no older than maxAge, reading them if needed, or nil
-// when the last read failed.
-func (c *dbCollector) get() *store.MetricCounts {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.loaded && c.now().Sub(c.at) < c.maxAge {
-		return c.counts
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultHealthTimeout)
-	defer cancel()
-	now := dbTime(c.cfg.now())
-	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
-	counts, err := c.st.MetricCounts(ctx, c.db, DefaultSource, day)
-	if err != nil {
-		c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "tds: reading the database metrics", slog.Any("error", err))
-		counts = nil
-	} else {
-		counts.At = now
-	}
-	c.counts, c.at, c.loaded = counts, c.now(), true
-	return counts
-}
-
-// RequireAdmin returns next behind the admin API's authentication: a
-// request without one of the [WithAdminToken] tokens as its bearer token is
-// answered 401. The reference server serves /metrics through it.
-func (h *Handler) RequireAdmin(next http.Handler) http.Handler {
-	return h.admin(next.ServeHTTP)
-}

@@ -1,4 +1,4 @@
-package tds
+package tdsprom
 
 import (
 	"context"
@@ -15,6 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/testkit"
+	"github.com/tdscore/tds/tdsreconcile"
+	"github.com/tdscore/tds/tdstest"
 )
 
 // histogramCount is the sample count of the histogram name with labels.
@@ -51,54 +56,56 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		reg := prometheus.NewRegistry()
-		e := newReconcileEnv(t, tdb, WithMetrics(reg))
-		h := newTestHandler(t, tdb, WithMetrics(reg), WithClock(e.clock.Now), WithWebhookKeys(testWebhookKey),
-			WithAdminToken(testAdminToken), WithMaxBodyBytes(4096))
+		m, err := New(reg)
+		require.NoError(t, err)
+		e := newReconcileEnv(t, tdb, tdsreconcile.WithHooks(m.ReconcileHooks()))
+		require.NoError(t, m.WatchDatabase(e.db, WithClock(e.clock.Now), WithLogger(quietLogger)))
+		h := newTestHandler(t, tdb, tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch),
+			tds.WithClock(e.clock.Now), tds.WithWebhookKeys(testWebhookKey), tds.WithMaxBodyBytes(4096))
 
 		// Ingest: 4 accepted, 2 duplicates, 1 invalid, 1 unauthorized, 1
 		// too large, 1 unsupported type, 1 malformed, 1 unknown route.
 		for route, f := range map[string]string{"products": "product.json", "customers": "customer.json",
 			"invoices": "invoice.json", "bills": "bill.json"} {
-			require.Equal(t, http.StatusOK, webhook(t, h, route, fixtureBytes(t, f)).status)
+			require.Equal(t, http.StatusOK, webhook(t, h, route, fixtureBytes(t, f)).Status)
 		}
 		for range 2 {
-			require.Equal(t, true, webhook(t, h, "products", fixtureBytes(t, "product.json")).body["duplicate"])
+			require.Equal(t, true, webhook(t, h, "products", fixtureBytes(t, "product.json")).Duplicate)
 		}
-		require.Equal(t, http.StatusUnprocessableEntity, webhook(t, h, "products", fixtureBytes(t, "invalid_product_missing_name.json")).status)
-		require.Equal(t, http.StatusUnauthorized, serve(t, h, http.MethodPost, "/webhooks/products", fixtureBytes(t, "product.json"),
-			HeaderWebhookKey, "wrong-key").status)
-		require.Equal(t, http.StatusRequestEntityTooLarge, webhook(t, h, "products", []byte(`{"x":"`+strings.Repeat("a", 5000)+`"}`)).status)
-		require.Equal(t, http.StatusUnsupportedMediaType, webhook(t, h, "products", []byte("x"), "Content-Type", "text/plain").status)
-		require.Equal(t, http.StatusBadRequest, webhook(t, h, "products", []byte("{")).status)
-		require.Equal(t, http.StatusNotFound, webhook(t, h, "nowhere", fixtureBytes(t, "product.json")).status)
+		require.Equal(t, http.StatusUnprocessableEntity, webhook(t, h, "products", fixtureBytes(t, "invalid_product_missing_name.json")).Status)
+		require.Equal(t, http.StatusUnauthorized, webhook(t, h, "products", fixtureBytes(t, "product.json"), tdstest.WebhookKey("wrong-key")).Status)
+		require.Equal(t, http.StatusRequestEntityTooLarge, webhook(t, h, "products", []byte(`{"x":"`+strings.Repeat("a", 5000)+`"}`)).Status)
+		require.Equal(t, http.StatusUnsupportedMediaType, webhook(t, h, "products", nil, tdstest.Body("text/plain", []byte("x"))).Status)
+		require.Equal(t, http.StatusBadRequest, webhook(t, h, "products", []byte("{")).Status)
+		require.Equal(t, http.StatusNotFound, webhook(t, h, "nowhere", fixtureBytes(t, "product.json")).Status)
 
 		// Sync: the product synced, the bill superseded, the customer
 		// dead-lettered, the invoice failed once (its retry is not due:
 		// the clock stands still).
 		var seen atomic.Int64
-		syncer := SyncFunc(func(ctx context.Context, tx bun.Tx, job *SyncJob) error {
+		syncer := tds.SyncFunc(func(ctx context.Context, tx bun.Tx, job *tds.SyncJob) error {
 			switch job.EntityType {
 			case "bill":
 				job.Supersede("newer")
 			case "customer":
-				return Permanent(errors.New("refused"))
+				return tds.Permanent(errors.New("refused"))
 			case "invoice":
 				return errors.New("try later")
 			}
 			return nil
 		})
-		stop := e.start(t, syncer, WithMetrics(reg), WithObserver(func(JobResult) { seen.Add(1) }))
+		stop := e.start(t, syncer, tds.WithObserver(m.ObserveJob), tds.WithObserver(func(tds.JobResult) { seen.Add(1) }))
 		require.Eventually(t, func() bool { return seen.Load() == 4 }, 30*time.Second, 5*time.Millisecond)
 		stop()
 
 		// Reconciliation: Zoho has two products tds never got, and not the
 		// one it did.
-		e.fake.Put("items", apiRecord("product", "p-1", e.clock.Now().Add(-time.Hour), 0))
-		e.fake.Put("items", apiRecord("product", "p-2", e.clock.Now().Add(-time.Hour), 0))
-		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		e.fake.Put("items", productRecord("p-1", e.clock.Now().Add(-time.Hour), 0))
+		e.fake.Put("items", productRecord("p-2", e.clock.Now().Add(-time.Hour), 0))
+		run, err := e.rc.Run(ctx, tdsreconcile.Request{Mode: tdsreconcile.Full, EntityTypes: []string{"product"}})
 		require.NoError(t, err)
-		require.Equal(t, RunCompleted, run.Status, run.Error)
-		require.Equal(t, DriftCounts{MissingLocal: 2, MissingRemote: 1}, run.Counts)
+		require.Equal(t, tdsreconcile.RunCompleted, run.Status, run.Error)
+		require.Equal(t, tdsreconcile.DriftCounts{MissingLocal: 2, MissingRemote: 1}, run.Counts)
 		require.Equal(t, int64(3), run.Repaired)
 		require.Equal(t, int64(4), run.APICalls) // a list page, three details
 		end := e.clock.Now()
@@ -199,7 +206,7 @@ tds_zoho_token_refreshes_total{outcome="success"} 1
 				}
 			}
 		}
-		require.Len(t, dead, len(ZohoRegistry().Types()))
+		require.Len(t, dead, len(tds.ZohoRegistry().Types()))
 		require.Equal(t, 1.0, dead["customer"])
 		require.Equal(t, 0.0, dead["product"])
 
@@ -214,8 +221,8 @@ tds_zoho_token_refreshes_total{outcome="success"} 1
 		require.Equal(t, uint64(1), histogramCount(t, reg, "tds_reconcile_duration_seconds", map[string]string{"mode": "full", "status": "completed"}))
 		require.Equal(t, uint64(8), histogramCount(t, reg, "tds_ingest_duration_seconds", map[string]string{"route": "products"}))
 		require.Equal(t, uint64(1), histogramCount(t, reg, "tds_ingest_duration_seconds", map[string]string{"route": "other"}))
-		require.Equal(t, 2.0, testutil.ToFloat64(h.cfg.metrics.ingestRequests.WithLabelValues("products", "duplicate")))
-		require.Equal(t, 11, testutil.CollectAndCount(h.cfg.metrics.ingestRequests))
+		require.Equal(t, 2.0, testutil.ToFloat64(m.ingestRequests.WithLabelValues("products", "duplicate")))
+		require.Equal(t, 11, testutil.CollectAndCount(m.ingestRequests))
 
 		problems, err := testutil.GatherAndLint(reg)
 		require.NoError(t, err)
@@ -228,11 +235,14 @@ tds_zoho_token_refreshes_total{outcome="success"} 1
 func TestMetricsReconcilePaused(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		reg := prometheus.NewRegistry()
+		m, err := New(reg)
+		require.NoError(t, err)
 		e := newReconcileEnv(t, tdb)
-		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second, false)
-		rc := e.newReconcilerAPI(t, budgetOf(3), WithMetrics(reg))
-		_, err := rc.Run(context.Background(), ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
-		require.ErrorIs(t, err, ErrBudgetExhausted)
+		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second)
+		rc := e.newReconcilerAPI(t, budgetOf(3), tdsreconcile.WithHooks(m.ReconcileHooks()))
+		require.NoError(t, m.WatchDatabase(e.db, WithClock(e.clock.Now), WithLogger(quietLogger)))
+		_, err = rc.Run(context.Background(), tdsreconcile.Request{Mode: tdsreconcile.Full, EntityTypes: productsOnly})
+		require.ErrorIs(t, err, tdsreconcile.ErrBudgetExhausted)
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP tds_zoho_api_calls_today Zoho API calls made today (UTC) by reconciliation for the zoho source, against its daily budget.
 # TYPE tds_zoho_api_calls_today gauge
@@ -249,19 +259,22 @@ tds_reconcile_paused 1
 func TestMetricsIngestRefusedAndUnavailable(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		reg := prometheus.NewRegistry()
-		h := newTestHandler(t, tdb, WithMetrics(reg), WithWebhookKeys(testWebhookKey), WithRefusalLimit(1, time.Minute))
+		m, err := New(reg)
+		require.NoError(t, err)
+		h := newTestHandler(t, tdb, tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch),
+			tds.WithWebhookKeys(testWebhookKey), tds.WithRefusalLimit(1, time.Minute))
 		for _, want := range []int{http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusTooManyRequests} {
-			require.Equal(t, want, serve(t, h, http.MethodPost, "/webhooks/products", fixtureBytes(t, "product.json"),
-				HeaderWebhookKey, "wrong-key").status)
+			require.Equal(t, want, webhook(t, h, "products", fixtureBytes(t, "product.json"), tdstest.WebhookKey("wrong-key")).Status)
 		}
 
-		db, err := Open(context.Background(), tdb.url)
+		db, err := tds.Open(context.Background(), tdb.url)
 		require.NoError(t, err)
-		down, err := NewHandler(db, WithWebhookKeys(testWebhookKey), WithLogger(quietLogger), WithMetrics(reg))
+		down, err := tds.NewHandler(db, tds.WithWebhookKeys(testWebhookKey), tds.WithLogger(quietLogger),
+			tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch))
 		require.NoError(t, err)
 		defer down.Close()
 		require.NoError(t, db.Close())
-		require.Equal(t, http.StatusServiceUnavailable, webhook(t, down, "products", fixtureBytes(t, "product.json")).status)
+		require.Equal(t, http.StatusServiceUnavailable, webhook(t, down, "products", fixtureBytes(t, "product.json")).Status)
 
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP tds_ingest_requests_total Webhook requests answered, by route and outcome.
@@ -280,9 +293,9 @@ func TestIngestOutcomes(t *testing.T) {
 		http.StatusUnsupportedMediaType: "unsupported_type", http.StatusTooManyRequests: "rate_limited",
 		http.StatusServiceUnavailable: "unavailable", http.StatusInternalServerError: "error",
 	} {
-		require.Equal(t, want, (&ingestRecorder{status: status}).outcome(), status)
+		require.Equal(t, want, outcome(tds.WebhookResult{Status: status}), status)
 	}
-	require.Equal(t, "duplicate", (&ingestRecorder{status: http.StatusOK, duplicate: true}).outcome())
+	require.Equal(t, "duplicate", outcome(tds.WebhookResult{Status: http.StatusOK, Duplicate: true}))
 	for status, want := range map[int]string{0: "", 200: "2xx", 204: "2xx", 301: "", 400: "4xx", 404: "4xx", 429: "429", 500: "5xx", 503: "5xx"} {
 		require.Equal(t, want, statusClass(status), status)
 	}
@@ -302,16 +315,14 @@ func (c *metricsReadCounter) BeforeQuery(ctx context.Context, q *bun.QueryEvent)
 func (c *metricsReadCounter) AfterQuery(context.Context, *bun.QueryEvent) {}
 
 // TestMetricsDatabaseReadOncePerWindow: ten concurrent scrapes, again and
-// again within MetricsMaxAge, read the database once.
+// again within DatabaseMaxAge, read the database once.
 func TestMetricsDatabaseReadOncePerWindow(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		reads := &metricsReadCounter{}
 		db := tdb.db.WithQueryHook(reads)
-		cfg, err := newConfig(forHandler, []Option{WithLogger(quietLogger)})
-		require.NoError(t, err)
-		c := newDBCollector(db, mustStore(t, db), cfg)
-		wall := newTestClock()
-		c.now = wall.Now
+		c := newDBCollector(db, mustStore(t, db), &dbSettings{registry: tds.ZohoRegistry(), now: time.Now, logger: quietLogger})
+		wall := testkit.NewClock()
+		c.wall = wall.Now
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(c)
 
@@ -328,7 +339,7 @@ func TestMetricsDatabaseReadOncePerWindow(t *testing.T) {
 		}
 		scrape()
 		require.Equal(t, int64(1), reads.n.Load())
-		wall.Advance(MetricsMaxAge - time.Millisecond)
+		wall.Advance(DatabaseMaxAge - time.Millisecond)
 		scrape()
 		require.Equal(t, int64(1), reads.n.Load())
 		wall.Advance(time.Millisecond)
@@ -337,24 +348,46 @@ func TestMetricsDatabaseReadOncePerWindow(t *testing.T) {
 	})
 }
 
-// TestWithMetricsSharesOneSet: constructors given one registerer share its
-// metrics, and the database metrics are registered once.
-func TestWithMetricsSharesOneSet(t *testing.T) {
+// TestNewSharesOneSet: the Metrics of one registerer share its metrics,
+// whichever components they are given to, and the database metrics are
+// registered once.
+func TestNewSharesOneSet(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		reg := prometheus.NewRegistry()
-		h := newTestHandler(t, tdb, WithMetrics(reg), WithWebhookKeys(testWebhookKey))
-		p, err := NewProcessor(tdb.db, WithMetrics(reg))
+		m1, err := New(reg)
+		require.NoError(t, err)
+		m2, err := New(reg)
+		require.NoError(t, err)
+		newTestHandler(t, tdb, tds.WithWebhookObserver(m1.ObserveWebhook), tds.WithBatchObserver(m1.ObserveBatch),
+			tds.WithWebhookKeys(testWebhookKey))
+		p, err := tds.NewProcessor(tdb.db, tds.WithBatchObserver(m2.ObserveBatch))
 		require.NoError(t, err)
 		defer p.Close()
-		w, err := NewWorker(tdb.db, SyncFunc(func(context.Context, bun.Tx, *SyncJob) error { return nil }), WithMetrics(reg))
+		_, err = tds.NewWorker(tdb.db, tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil }),
+			tds.WithObserver(m2.ObserveJob))
 		require.NoError(t, err)
-		require.Same(t, h.cfg.metrics.syncAttempts, w.cfg.metrics.syncAttempts)
-		require.Same(t, h.cfg.metrics.ingestBatch, p.cfg.metrics.ingestBatch)
+		require.Same(t, m1.syncAttempts, m2.syncAttempts)
+		require.Same(t, m1.ingestBatch, m2.ingestBatch)
+		require.NoError(t, m1.WatchDatabase(tdb.db))
+		require.NoError(t, m2.WatchDatabase(tdb.db))
 		n, err := testutil.GatherAndCount(reg, "tds_queue_blocked_jobs")
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
 
-		_, err = NewProcessor(tdb.db, WithMetrics(nil))
-		require.ErrorContains(t, err, "tds: WithMetrics: registerer is nil")
+		_, err = New(nil)
+		require.ErrorContains(t, err, "tdsprom: New: registerer is nil")
 	})
+}
+
+// TestWatchDatabaseOptions: bad options are errors naming them, every one
+// at once; the zero option does nothing.
+func TestWatchDatabaseOptions(t *testing.T) {
+	db := tdstest.SQLite(t)
+	m, err := New(prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.EqualError(t, m.WatchDatabase(nil), "tdsprom: WatchDatabase: db is nil")
+	require.EqualError(t, m.WatchDatabase(db, WithRegistry(nil), WithClock(nil), WithLogger(nil)),
+		"tdsprom: WithRegistry: registry is nil\ntdsprom: WithClock: clock is nil\ntdsprom: WithLogger: logger is nil")
+	require.NoError(t, m.WatchDatabase(db, DatabaseOption{}, WithRegistry(tds.ZohoRegistry()), WithClock(time.Now),
+		WithLogger(quietLogger)))
 }

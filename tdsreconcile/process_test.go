@@ -1,4 +1,4 @@
-package tds
+package tdsreconcile
 
 import (
 	"bufio"
@@ -21,7 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/testkit"
 	"github.com/tdscore/tds/internal/zohofake"
 )
 
@@ -41,7 +43,7 @@ const (
 //     childExitInProgress when a run is going.
 func childReconcile(mode string) int {
 	ctx := context.Background()
-	db, err := Open(ctx, os.Getenv("TDS_TEST_URL"))
+	db, err := tds.Open(ctx, os.Getenv("TDS_TEST_URL"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -49,7 +51,13 @@ func childReconcile(mode string) int {
 	defer db.Close()
 	zurl := os.Getenv("TDS_TEST_ZOHO")
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	rc, err := NewReconciler(db, ZohoAPI{
+	proc, err := tds.NewProcessor(db, tds.WithLogger(logger))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer proc.Close()
+	rc, err := New(db, proc, ZohoAPI{
 		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
 		AccountsURL: zurl, APIURL: zurl, RequestsPerMinute: -1, DailyBudget: -1,
 	}, WithLogger(logger))
@@ -59,7 +67,7 @@ func childReconcile(mode string) int {
 	}
 	switch mode {
 	case "sweep":
-		run, err := rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		run, err := rc.Run(ctx, Request{Mode: Full, EntityTypes: []string{"product"}})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -72,7 +80,7 @@ func childReconcile(mode string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
-		id, err := rc.Start(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		id, err := rc.Start(ctx, Request{Mode: Full, EntityTypes: []string{"product"}})
 		if errors.Is(err, ErrRunInProgress) {
 			return childExitInProgress
 		}
@@ -90,19 +98,19 @@ func childReconcile(mode string) int {
 }
 
 // startReconcileChild starts this test binary as a reconciling process.
-func startReconcileChild(t *testing.T, mode, dbURL, zohoURL string) *testChild {
+func startReconcileChild(t *testing.T, mode, dbURL, zohoURL string) *testkit.Child {
 	t.Helper()
-	return startTestChild(t, "TDS_TEST_CHILD_RECONCILE="+mode, "TDS_TEST_URL="+dbURL, "TDS_TEST_ZOHO="+zohoURL)
+	return testkit.StartChild(t, "TDS_TEST_CHILD_RECONCILE="+mode, "TDS_TEST_URL="+dbURL, "TDS_TEST_ZOHO="+zohoURL)
 }
 
 // countingSyncer mirrors and counts how often each job was applied.
 type countingSyncer struct {
-	m  *MirrorSyncer
+	m  *tds.MirrorSyncer
 	mu sync.Mutex
 	n  map[int64]int
 }
 
-func (s *countingSyncer) Sync(ctx context.Context, tx bun.Tx, job *SyncJob) error {
+func (s *countingSyncer) Sync(ctx context.Context, tx bun.Tx, job *tds.SyncJob) error {
 	if err := s.m.Sync(ctx, tx, job); err != nil {
 		return err
 	}
@@ -133,7 +141,7 @@ func TestReconcileKilledMidRunResumes(t *testing.T) {
 func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 	ctx := context.Background()
 	e := newReconcileEnv(t, tdb)
-	mirror, err := NewMirrorSyncer()
+	mirror, err := tds.NewMirrorSyncer()
 	require.NoError(t, err)
 	syncer := &countingSyncer{m: mirror, n: map[int64]int{}}
 	e.start(t, syncer)
@@ -157,7 +165,7 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 				if i%20 != 0 { // 5 % never delivered
 					data, err := json.Marshal(rec)
 					if assertNoError(t, err) {
-						_, err = e.p.Process(ctx, &Event{EventType: EventUpdate, EntityType: "product", EntityID: id, Data: data})
+						_, err = e.p.Process(ctx, &tds.Event{EventType: tds.EventUpdate, EntityType: "product", EntityID: id, Data: data})
 						assertNoError(t, err)
 					}
 				}
@@ -219,24 +227,24 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
-		_, _ = io.Copy(io.Discard, child.stdout)
+		_, _ = io.Copy(io.Discard, child.Stdout)
 	}()
 	select {
 	case <-reached:
 	case <-exited:
-		t.Fatalf("the child ended before it was stopped: %s", child.stderr)
+		t.Fatalf("the child ended before it was stopped: %s", child.Stderr)
 	case <-time.After(60 * time.Second):
-		t.Fatalf("the child never reached the stop: %s", child.stderr)
+		t.Fatalf("the child never reached the stop: %s", child.Stderr)
 	}
-	require.NoError(t, child.cmd.Process.Signal(syscall.SIGKILL))
-	_ = child.cmd.Wait()
+	require.NoError(t, child.Cmd.Process.Signal(syscall.SIGKILL))
+	_ = child.Cmd.Wait()
 	<-exited
 	parent.Store(true)
 	releaseAll()
 
 	// The dead child's run, as it left it.
 	var runs []SyncRun
-	runs, err = e.rc.ListRuns(ctx, 0, 10)
+	runs, err = e.rc.ListRuns(ctx, tds.Page{Limit: 10, })
 	require.NoError(t, err)
 	require.Len(t, runs, 1)
 	dead := runs[0]
@@ -263,14 +271,12 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 		doneBefore--
 	}
 	// Before its hold expires, the run is not resumed.
-	_, err = e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+	_, err = e.rc.Run(ctx, Request{Mode: Full, EntityTypes: []string{"product"}})
 	require.ErrorIs(t, err, ErrRunInProgress)
 
 	// A clock past the child's hold (it ran on the real clock).
-	e.clock.mu.Lock()
-	e.clock.now = time.Now().Add(DefaultRunLease + time.Minute)
-	e.clock.mu.Unlock()
-	run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+	e.clock.Advance(time.Now().Add(DefaultRunLease + time.Minute).Sub(e.clock.Now()))
+	run, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: []string{"product"}})
 	require.NoError(t, err)
 	require.Equal(t, dead.ID, run.ID, "the same run resumed")
 	require.Equal(t, RunCompleted, run.Status, run.Error)
@@ -287,7 +293,7 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 	require.Positive(t, run.Counts.MissingRemote)
 	require.Equal(t, drifted, run.Repaired)
 	require.Equal(t, int(drifted)-doneBefore, int(parentDetails.Load()), "one detail request per repair not done")
-	runs, err = e.rc.ListRuns(ctx, 0, 10)
+	runs, err = e.rc.ListRuns(ctx, tds.Page{Limit: 10, })
 	require.NoError(t, err)
 	require.Len(t, runs, 1, "no second run")
 
@@ -329,24 +335,24 @@ func TestReconcileTwoProcessesStartOneRun(t *testing.T) {
 		t.Cleanup(func() { close(hold) })
 		fake.OnRequest(func(*http.Request) { <-hold })
 
-		children := []*testChild{
+		children := []*testkit.Child{
 			startReconcileChild(t, "start", tdb.url, fake.URL()),
 			startReconcileChild(t, "start", tdb.url, fake.URL()),
 		}
 		for _, c := range children {
-			line, err := c.stdout.ReadString('\n')
-			require.NoError(t, err, "child stderr: %s", c.stderr)
+			line, err := c.Stdout.ReadString('\n')
+			require.NoError(t, err, "child stderr: %s", c.Stderr)
 			require.Equal(t, "READY\n", line)
 		}
 		for _, c := range children {
-			_, err := io.WriteString(c.stdin, "GO\n")
+			_, err := io.WriteString(c.Stdin, "GO\n")
 			require.NoError(t, err)
 		}
 		var ids []string
 		refused := 0
 		for _, c := range children {
-			out, _ := io.ReadAll(c.stdout)
-			err := c.cmd.Wait()
+			out, _ := io.ReadAll(c.Stdout)
+			err := c.Cmd.Wait()
 			var exit *exec.ExitError
 			switch {
 			case err == nil:
@@ -354,7 +360,7 @@ func TestReconcileTwoProcessesStartOneRun(t *testing.T) {
 			case errors.As(err, &exit) && exit.ExitCode() == childExitInProgress:
 				refused++
 			default:
-				t.Fatalf("child: %v: %s", err, c.stderr)
+				t.Fatalf("child: %v: %s", err, c.Stderr)
 			}
 		}
 		require.Len(t, ids, 1, "exactly one run started")
@@ -377,13 +383,13 @@ func TestReconcileTakeOverKeepsToItsSource(t *testing.T) {
 		st := mustStore(t, tdb.db)
 		owner := "dead-process"
 		until := e.clock.Now().Add(DefaultRunLease)
-		dead := &store.Run{Source: DefaultSource, Mode: string(ReconcileFull), EntityTypes: []byte(`["product"]`),
+		dead := &store.Run{Source: tds.DefaultSource, Mode: string(Full), EntityTypes: []byte(`["product"]`),
 			StartedAt: e.clock.Now(), LockedBy: &owner, LockedUntil: &until}
 		require.NoError(t, st.StartRun(ctx, tdb.db, dead))
 		e.clock.Advance(2 * DefaultRunLease)
 
 		other := e.newReconciler(t, WithSource("zoho-other"))
-		own, err := other.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		own, err := other.Run(ctx, Request{Mode: Full, EntityTypes: []string{"product"}})
 		require.NoError(t, err, "one run at a time per source: the other source runs its own")
 		require.NotEqual(t, dead.ID, own.ID, "never another source's run")
 		require.Equal(t, "zoho-other", own.Source)
@@ -393,7 +399,7 @@ func TestReconcileTakeOverKeepsToItsSource(t *testing.T) {
 		require.Equal(t, store.RunRunning, got.Status)
 		require.Equal(t, owner, *got.LockedBy, "not taken over")
 
-		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		run, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: []string{"product"}})
 		require.NoError(t, err)
 		require.Equal(t, dead.ID, run.ID, "its own source resumes it")
 		require.Equal(t, RunCompleted, run.Status, run.Error)

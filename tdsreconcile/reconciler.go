@@ -1,4 +1,4 @@
-package tds
+package tdsreconcile
 
 import (
 	"context"
@@ -11,101 +11,66 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/dberr"
+	"github.com/tdscore/tds/internal/record"
 	"github.com/tdscore/tds/internal/store"
 	"github.com/tdscore/tds/internal/zoho"
 )
 
 // Defaults of reconciliation.
 const (
-	// DefaultReconcileInterval is how often the leading Worker starts an
-	// incremental run.
-	DefaultReconcileInterval = 15 * time.Minute
-	// DefaultFullReconcileInterval is how often it starts a full sweep.
-	DefaultFullReconcileInterval = 7 * 24 * time.Hour
-	// DefaultReconcileLookback is how far before its watermark an
-	// incremental run keeps reading: clock skew and edits within the
-	// same second as the watermark.
-	DefaultReconcileLookback = 10 * time.Minute
-	// DefaultZohoRequestsPerMinute is the client-side limit of Zoho API
-	// calls a minute, Zoho's own per organisation.
-	DefaultZohoRequestsPerMinute = 100
-	// DefaultZohoDailyBudget is how many Zoho API calls reconciliation may
-	// make a day (UTC), across all processes; a run that reaches it pauses
-	// until the next day.
-	DefaultZohoDailyBudget = 1000
+	// DefaultInterval is how often [Reconciler.Task] starts an incremental
+	// run.
+	DefaultInterval = 15 * time.Minute
+	// DefaultFullInterval is how often it starts a full sweep.
+	DefaultFullInterval = 7 * 24 * time.Hour
+	// DefaultLookback is how far before its watermark an incremental run
+	// keeps reading: clock skew and edits within the same second as the
+	// watermark.
+	DefaultLookback = 10 * time.Minute
+	// DefaultRequestsPerMinute is the client-side limit of Zoho API calls
+	// a minute, Zoho's own per organisation.
+	DefaultRequestsPerMinute = 100
+	// DefaultDailyBudget is how many Zoho API calls reconciliation may make
+	// a day (UTC), across all processes; a run that reaches it pauses until
+	// the next day.
+	DefaultDailyBudget = 1000
 	// DefaultRunLease is how long a run is held by its process without a
 	// renewal; a run whose process died is resumed after it.
 	DefaultRunLease = time.Minute
 )
 
-// ReconcileMode is the kind of a reconciliation run.
-type ReconcileMode string
+// sentinel is an error value that also matches the error it wraps.
+type sentinel struct {
+	msg  string
+	wrap error
+}
 
-// The reconciliation modes.
-const (
-	// ReconcileIncremental reads each type's records newest first, down
-	// to the last completed run's watermark (less the lookback), and
-	// repairs those tds has not applied.
-	ReconcileIncremental ReconcileMode = "incremental"
-	// ReconcileFull lists every record of every type and compares the
-	// whole list with what tds has applied: the only run that finds
-	// records deleted in the source, and changes of types without a
-	// version field.
-	ReconcileFull ReconcileMode = "full"
-)
-
-// RunStatus is the state of a reconciliation run.
-type RunStatus string
-
-// The run statuses.
-const (
-	RunRunning   RunStatus = store.RunRunning
-	RunCompleted RunStatus = store.RunCompleted
-	RunFailed    RunStatus = store.RunFailed
-	RunCancelled RunStatus = store.RunCancelled
-)
-
-// DriftKind is the kind of a difference between the source and what tds
-// has applied.
-type DriftKind string
-
-// The drift kinds.
-const (
-	// DriftMissingLocal: the source has a record tds never applied (or
-	// applied as deleted).
-	DriftMissingLocal DriftKind = store.DriftMissingLocal
-	// DriftStaleLocal: the source's record is newer than the one applied.
-	DriftStaleLocal DriftKind = store.DriftStaleLocal
-	// DriftMissingRemote: tds applied a record the source no longer has
-	// (confirmed with a detail request before a delete is ingested).
-	DriftMissingRemote DriftKind = store.DriftMissingRemote
-	// DriftChanged: for a type without a version field, the fields of the
-	// source's list record differ from the same fields of what was
-	// applied.
-	DriftChanged DriftKind = store.DriftChanged
-)
+func (e *sentinel) Error() string { return e.msg }
+func (e *sentinel) Unwrap() error { return e.wrap }
 
 var (
 	// ErrRunInProgress refuses to start a run while another run of the
 	// same source runs, in any process, or is paused until the next UTC
 	// day. Runs of different sources (organisations, see [WithSource]) do
 	// not hold each other off.
-	ErrRunInProgress = errors.New("tds: a reconciliation run of this source is already running (or paused at the daily budget)")
+	ErrRunInProgress = errors.New("tdsreconcile: a reconciliation run of this source is already running (or paused at the daily budget)")
 	// ErrRunNotFound reports an unknown run id (or, for a cancel, a run
-	// that is not running). It wraps [ErrNotFound].
-	ErrRunNotFound = fmt.Errorf("%w: reconciliation run", ErrNotFound)
+	// that is not running). It wraps [tds.ErrNotFound].
+	ErrRunNotFound error = &sentinel{msg: "tdsreconcile: reconciliation run not found", wrap: tds.ErrNotFound}
 	// ErrInvalidRequest refuses a reconciliation request that names an
 	// unknown mode or entity type.
-	ErrInvalidRequest = errors.New("tds: invalid reconciliation request")
+	ErrInvalidRequest = errors.New("tdsreconcile: invalid reconciliation request")
 	// ErrBudgetExhausted pauses a run that would exceed the daily budget
 	// of API calls (see [Reconciler.Run]).
-	ErrBudgetExhausted = errors.New("tds: the daily budget of Zoho API calls is spent")
+	ErrBudgetExhausted = errors.New("tdsreconcile: the daily budget of Zoho API calls is spent")
 	// errRunCancelled ends a run whose cancel was asked.
-	errRunCancelled = errors.New("tds: the run was cancelled")
+	errRunCancelled = errors.New("tdsreconcile: the run was cancelled")
 )
 
-// ZohoAPI is how tds reaches Zoho's REST API (OAuth 2.0 refresh-token
-// flow) to reconcile. The client secret and refresh token are kept in
+// ZohoAPI is how a [Reconciler] reaches Zoho's REST API (OAuth 2.0
+// refresh-token flow). The client secret and refresh token are kept in
 // memory only: never stored in the database, never logged.
 type ZohoAPI struct {
 	// ClientID, ClientSecret and RefreshToken are the OAuth client's and
@@ -124,136 +89,23 @@ type ZohoAPI struct {
 	// the token answer, which wins over the data centre's.
 	AccountsURL, APIURL string
 	// RequestsPerMinute limits API calls in this process. Zero means
-	// [DefaultZohoRequestsPerMinute]; negative means no limit.
+	// [DefaultRequestsPerMinute]; negative means no limit.
 	RequestsPerMinute int
 	// DailyBudget is how many API calls runs may make per UTC day, counted
 	// across processes in the ledger tds_sync_calls, retries included. A
 	// run that reaches it pauses, and resumes at the next start after the
 	// day has turned. Calls made but not yet saved (a run saves as it
 	// goes) when a process is killed are not counted. Zero means
-	// [DefaultZohoDailyBudget]; negative means no budget.
+	// [DefaultDailyBudget]; negative means no budget.
 	DailyBudget int
 	// HTTPClient makes the calls. Nil means a client with a 30 s timeout.
 	HTTPClient *http.Client
 }
 
-// ReconcileRequest asks for a run.
-type ReconcileRequest struct {
-	// EntityTypes to reconcile; empty means every type with an API.
-	EntityTypes []string `json:"entity_types"`
-	// Mode is incremental (the default) or full.
-	Mode ReconcileMode `json:"mode"`
-	// DryRun records the drift and repairs nothing.
-	DryRun bool `json:"dry_run"`
-}
-
-// DriftCounts counts a run's drift by kind.
-type DriftCounts struct {
-	MissingLocal  int64 `json:"missing_local"`
-	StaleLocal    int64 `json:"stale_local"`
-	MissingRemote int64 `json:"missing_remote"`
-	Changed       int64 `json:"changed"`
-}
-
-// SyncRun is a reconciliation run, as recorded in tds_sync_runs.
-type SyncRun struct {
-	ID          int64         `json:"id"`
-	Source      string        `json:"source"`
-	Mode        ReconcileMode `json:"mode"`
-	Status      RunStatus     `json:"status"`
-	DryRun      bool          `json:"dry_run"`
-	EntityTypes []string      `json:"entity_types"`
-	StartedAt   time.Time     `json:"started_at"`
-	FinishedAt  *time.Time    `json:"finished_at"`
-	// APICalls counts the API requests made, retries included; Pages the
-	// list pages read.
-	APICalls int64       `json:"api_calls"`
-	Pages    int64       `json:"pages"`
-	Counts   DriftCounts `json:"counts"`
-	// Repaired counts the drifted records ingested again.
-	Repaired int64 `json:"repaired"`
-	// Error says why a run failed, or why it is paused; APIError is the
-	// source API's error body ({"code", "message"}) when a call failed.
-	Error    string          `json:"error"`
-	APIError json.RawMessage `json:"api_error,omitempty"`
-	// ResumesAt is set while the run is paused, its status running: it
-	// reached the daily budget, and the first start from then on (the
-	// schedule's, or Start's or Run's) resumes it.
-	ResumesAt *time.Time `json:"resumes_at,omitempty"`
-	// CancelRequested tells that a cancel was asked of a running run.
-	CancelRequested bool `json:"cancel_requested"`
-}
-
-// Drift is one difference a run found, and how it was repaired.
-type Drift struct {
-	ID            int64      `json:"id"`
-	RunID         int64      `json:"run_id"`
-	EntityType    string     `json:"entity_type"`
-	EntityID      string     `json:"entity_id"`
-	Kind          DriftKind  `json:"kind"`
-	LocalVersion  *time.Time `json:"local_version"`
-	RemoteVersion *time.Time `json:"remote_version"`
-	// Resolved tells that the run dealt with it; InboxEventID is the event
-	// it ingested to repair it (none in a dry run).
-	Resolved     bool      `json:"resolved"`
-	InboxEventID *int64    `json:"inbox_event_id,omitempty"`
-	DetectedAt   time.Time `json:"detected_at"`
-}
-
-// reconcileSettings are read by NewReconciler.
-type reconcileSettings struct {
-	interval, fullInterval, lookback, lease time.Duration
-	scheduleSet                             bool
-}
-
-// WithReconcileSchedule sets how often the leading Worker (see
-// [WithReconciler]) starts an incremental run and a full sweep; zero turns
-// that one off.
-// Applies to [NewReconciler].
-// Defaults to [DefaultReconcileInterval] and [DefaultFullReconcileInterval].
-func WithReconcileSchedule(incremental, full time.Duration) Option {
-	return newOption("WithReconcileSchedule", forReconciler, func(c *config) error {
-		if incremental < 0 || full < 0 {
-			return optErr("WithReconcileSchedule", "intervals must be >= 0, got %s and %s", incremental, full)
-		}
-		c.reconcile.interval, c.reconcile.fullInterval, c.reconcile.scheduleSet = incremental, full, true
-		return nil
-	})
-}
-
-// WithReconcileLookback sets how far before its watermark an incremental
-// run keeps reading.
-// Applies to [NewReconciler].
-// Defaults to [DefaultReconcileLookback].
-func WithReconcileLookback(d time.Duration) Option {
-	return newOption("WithReconcileLookback", forReconciler, func(c *config) error {
-		if d < 0 {
-			return optErr("WithReconcileLookback", "must be >= 0, got %s", d)
-		}
-		c.reconcile.lookback = d
-		return nil
-	})
-}
-
-// WithReconciler gives a Handler the reconciliation routes of the admin API
-// (POST /admin/reconcile, GET /admin/sync-runs, …), and a Worker the
-// schedule: while it leads housekeeping it starts r's scheduled runs.
-// Applies to [NewWorker] and [NewHandler].
-// Defaults to none.
-func WithReconciler(r *Reconciler) Option {
-	return newOption("WithReconciler", forHandler|forWorker, func(c *config) error {
-		if r == nil {
-			return optErr("WithReconciler", "reconciler is nil")
-		}
-		c.reconciler = r
-		return nil
-	})
-}
-
 // Reconciler finds and repairs what the webhooks missed: it compares Zoho's
 // records, read through its API, with what tds has applied (the
 // tds_applied table, which the Worker keeps for any Syncer), and ingests
-// each drifted record again through a [Processor], so that validation,
+// each drifted record again through a [tds.Processor], so that validation,
 // per-entity order, the stale guard and exactly-once hold as for a
 // webhook. Runs are recorded in tds_sync_runs and their drift in
 // tds_sync_drift; one run per source at a time across all processes, and
@@ -264,10 +116,11 @@ func WithReconciler(r *Reconciler) Option {
 type Reconciler struct {
 	db     *bun.DB
 	st     store.Store
-	cfg    *config
-	rs     reconcileSettings
+	set    *settings
+	lease  time.Duration
 	api    ZohoAPI
-	proc   *Processor
+	proc   *tds.Processor
+	reg    *tds.Registry
 	client *zoho.Client
 	owner  string
 
@@ -286,49 +139,49 @@ type Reconciler struct {
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
-// NewReconciler returns a Reconciler that reads Zoho through api and writes
-// to db. opts are the options that apply to NewReconciler; see [Option].
-func NewReconciler(db *bun.DB, api ZohoAPI, opts ...Option) (*Reconciler, error) {
+// New returns a Reconciler that reads Zoho through api and writes to db.
+// It ingests its repairs through proc, which must write to db: they are
+// validated, prioritised and received (on proc's clock) as proc does any
+// event. It reconciles the entity types of proc's registry that have an
+// API. The caller keeps proc, and closes it after the Reconciler.
+func New(db *bun.DB, proc *tds.Processor, api ZohoAPI, opts ...Option) (*Reconciler, error) {
+	var errs []error
 	if db == nil {
-		return nil, errors.New("tds: NewReconciler: db is nil")
+		errs = append(errs, errors.New("tdsreconcile: New: db is nil"))
+	}
+	if proc == nil {
+		errs = append(errs, errors.New("tdsreconcile: New: proc is nil"))
+	}
+	set, err := newSettings(opts)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	st, err := store.For(db)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tdsreconcile: New: %w", err)
 	}
-	cfg, err := newConfig(forReconciler, opts)
-	if err != nil {
-		return nil, err
-	}
-	r := &Reconciler{db: db, st: st, cfg: cfg, rs: cfg.reconcile, api: api, owner: defaultWorkerID()}
-	if !r.rs.scheduleSet {
-		r.rs.interval, r.rs.fullInterval = DefaultReconcileInterval, DefaultFullReconcileInterval
-	}
-	if r.rs.lookback == 0 {
-		r.rs.lookback = DefaultReconcileLookback
-	}
-	if r.rs.lease == 0 {
-		r.rs.lease = DefaultRunLease
-	}
+	r := &Reconciler{db: db, st: st, set: set, lease: DefaultRunLease, api: api, proc: proc, reg: proc.Registry(),
+		owner: record.ProcessID()}
 	if r.api.DailyBudget == 0 {
-		r.api.DailyBudget = DefaultZohoDailyBudget
+		r.api.DailyBudget = DefaultDailyBudget
 	}
 	zc := zoho.Config{
 		ClientID: api.ClientID, ClientSecret: api.ClientSecret, RefreshToken: api.RefreshToken,
 		OrganizationID: api.OrganizationID, DataCenter: api.DataCenter, Product: zoho.Product(api.Product),
 		AccountsURL: api.AccountsURL, APIURL: api.APIURL, RequestsPerMinute: api.RequestsPerMinute,
-		HTTPClient: api.HTTPClient, Now: cfg.now,
+		HTTPClient: api.HTTPClient, Now: set.now,
 		Sleep: func(ctx context.Context, d time.Duration) error { return r.wait(ctx, d) },
-		Hooks: cfg.metrics.zohoHooks(zoho.Hooks{Request: r.beforeRequest, Response: r.countResponse, Refresh: r.countRefresh}),
+		Hooks: set.hooks.zohoHooks(r.beforeRequest),
 	}
 	if zc.RequestsPerMinute == 0 {
-		zc.RequestsPerMinute = DefaultZohoRequestsPerMinute
+		zc.RequestsPerMinute = DefaultRequestsPerMinute
 	}
 	if r.client, err = zoho.New(zc); err != nil {
-		return nil, fmt.Errorf("tds: NewReconciler: %w", err)
+		return nil, fmt.Errorf("tdsreconcile: New: %w", err)
 	}
-	r.proc = newProcessor(db, st, cfg)
-	cfg.alerting.alerter.attach(r)
 	r.runCtx, r.stopRuns = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -348,25 +201,31 @@ func (r *Reconciler) wait(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Close stops the runs started in the background (they end as failed, and
-// resume at the next start) and waits for them. It does not close db.
+// Close stops the runs started in the background (each is handed over at
+// once: the next start, in any process, resumes it where it stood) and
+// waits for them. It closes neither db nor the Processor.
 func (r *Reconciler) Close() error {
 	r.closeOnce.Do(func() {
 		r.stopRuns()
 		r.wg.Wait()
-		_ = r.proc.Close()
 	})
 	return nil
 }
 
-// Processor returns the processor that ingests the repairs.
-func (r *Reconciler) Processor() *Processor { return r.proc }
+// Source returns the source reconciled (see [WithSource]).
+func (r *Reconciler) Source() string { return r.set.source }
+
+// Schedule returns how often [Reconciler.Task] starts an incremental run and
+// a full sweep, zero when that one is off (see [WithSchedule]).
+func (r *Reconciler) Schedule() (incremental, full time.Duration) {
+	return r.set.interval, r.set.fullInterval
+}
 
 // Start begins a run in the background and returns its id at once. When a
 // run interrupted by its process's death, or paused until a time now past,
 // is waiting to be resumed, Start resumes that one instead and returns its
 // id. It fails with [ErrRunInProgress] while a run is going or paused.
-func (r *Reconciler) Start(ctx context.Context, req ReconcileRequest) (int64, error) {
+func (r *Reconciler) Start(ctx context.Context, req Request) (int64, error) {
 	run, err := r.begin(ctx, req)
 	if err != nil {
 		return 0, err
@@ -390,7 +249,7 @@ func (r *Reconciler) launch(run *runner) {
 // [SyncRun.ResumesAt] set, and an error wrapping [ErrBudgetExhausted]. Like
 // Start, it resumes an interrupted or paused run first when there is one,
 // and fails with [ErrRunInProgress] while a run is going or paused.
-func (r *Reconciler) Run(ctx context.Context, req ReconcileRequest) (*SyncRun, error) {
+func (r *Reconciler) Run(ctx context.Context, req Request) (*SyncRun, error) {
 	run, err := r.begin(ctx, req)
 	if err != nil {
 		return nil, err
@@ -410,11 +269,11 @@ func (r *Reconciler) Run(ctx context.Context, req ReconcileRequest) (*SyncRun, e
 // A paused run, or one whose process died, is cancelled at once. It fails with
 // [ErrRunNotFound] when id is not running.
 func (r *Reconciler) Cancel(ctx context.Context, id int64) error {
-	err := r.st.CancelRun(ctx, r.db, id, r.cfg.now())
+	err := r.st.CancelRun(ctx, r.db, id, r.set.now())
 	if errors.Is(err, store.ErrNoRows) {
 		return ErrRunNotFound
 	}
-	return wrapDBErr("cancelling a run", err)
+	return dberr.Wrap("cancelling a run", err)
 }
 
 // GetRun returns a run, or [ErrRunNotFound].
@@ -424,20 +283,16 @@ func (r *Reconciler) GetRun(ctx context.Context, id int64) (*SyncRun, error) {
 		return nil, ErrRunNotFound
 	}
 	if err != nil {
-		return nil, wrapDBErr("reading a run", err)
+		return nil, dberr.Wrap("reading a run", err)
 	}
 	return publicRun(rec), nil
 }
 
-// ListRuns lists up to limit runs, newest first, with ids below beforeID
-// when it is positive (keyset paging).
-func (r *Reconciler) ListRuns(ctx context.Context, beforeID int64, limit int) ([]SyncRun, error) {
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
-	rows, err := r.st.ListRuns(ctx, r.db, beforeID, limit)
+// ListRuns lists the page of runs, newest first.
+func (r *Reconciler) ListRuns(ctx context.Context, page tds.Page) ([]SyncRun, error) {
+	rows, err := r.st.ListRuns(ctx, r.db, page.BeforeID, limitOf(page))
 	if err != nil {
-		return nil, wrapDBErr("listing runs", err)
+		return nil, dberr.Wrap("listing runs", err)
 	}
 	out := make([]SyncRun, len(rows))
 	for i := range rows {
@@ -446,33 +301,35 @@ func (r *Reconciler) ListRuns(ctx context.Context, beforeID int64, limit int) ([
 	return out, nil
 }
 
-// ListDrift lists up to limit drift items of run id, newest first, with
-// ids below beforeID when it is positive (keyset paging).
-func (r *Reconciler) ListDrift(ctx context.Context, id, beforeID int64, limit int) ([]Drift, error) {
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
-	rows, err := r.st.DriftPage(ctx, r.db, id, beforeID, limit)
+// ListDrift lists the page of run id's drift items, newest first.
+func (r *Reconciler) ListDrift(ctx context.Context, id int64, page tds.Page) ([]Drift, error) {
+	rows, err := r.st.DriftPage(ctx, r.db, id, page.BeforeID, limitOf(page))
 	if err != nil {
-		return nil, wrapDBErr("listing drift", err)
+		return nil, dberr.Wrap("listing drift", err)
 	}
 	out := make([]Drift, len(rows))
-	for i, d := range rows {
-		out[i] = Drift{ID: d.ID, RunID: d.RunID, EntityType: d.EntityType, EntityID: d.EntityID, Kind: DriftKind(d.Kind),
-			LocalVersion: utcPtr(d.LocalVersion), RemoteVersion: utcPtr(d.RemoteVersion), Resolved: d.Resolved,
-			InboxEventID: d.InboxEventID, DetectedAt: d.DetectedAt.UTC()}
+	for i := range rows {
+		out[i] = publicDrift(&rows[i])
 	}
 	return out, nil
+}
+
+// limitOf is the page's limit, tds.DefaultListLimit when it names none.
+func limitOf(p tds.Page) int {
+	if p.Limit <= 0 {
+		return tds.DefaultListLimit
+	}
+	return p.Limit
 }
 
 // reconcilable returns the registered types a run covers: names, or every
 // type with an API; a full sweep takes every one, an incremental run only
 // those with a version field.
-func (r *Reconciler) reconcilable(names []string, mode ReconcileMode) ([]EntityType, error) {
-	var out []EntityType
+func (r *Reconciler) reconcilable(names []string, mode Mode) ([]tds.EntityType, error) {
+	var out []tds.EntityType
 	if len(names) == 0 {
-		for _, t := range r.cfg.registry.Types() {
-			if t.API != nil && (mode == ReconcileFull || t.VersionField != "") {
+		for _, t := range r.reg.Types() {
+			if t.API != nil && (mode == Full || t.VersionField != "") {
 				out = append(out, t)
 			}
 		}
@@ -480,13 +337,13 @@ func (r *Reconciler) reconcilable(names []string, mode ReconcileMode) ([]EntityT
 	}
 	seen := map[string]bool{}
 	for _, n := range names {
-		t, ok := r.cfg.registry.Lookup(n)
+		t, ok := r.reg.Lookup(n)
 		switch {
 		case !ok:
 			return nil, fmt.Errorf("%w: unknown entity type %q", ErrInvalidRequest, n)
 		case t.API == nil:
 			return nil, fmt.Errorf("%w: entity type %q has no API to reconcile against", ErrInvalidRequest, n)
-		case mode == ReconcileIncremental && t.VersionField == "":
+		case mode == Incremental && t.VersionField == "":
 			return nil, fmt.Errorf("%w: entity type %q has no version field; reconcile it with a full run", ErrInvalidRequest, n)
 		}
 		if !seen[n] {
@@ -500,29 +357,29 @@ func (r *Reconciler) reconcilable(names []string, mode ReconcileMode) ([]EntityT
 // resume takes over source's run that is paused until a time now past, or
 // whose process died; nil when there is none.
 func (r *Reconciler) resume(ctx context.Context) (*runner, error) {
-	now := r.cfg.now()
-	rec, err := r.st.TakeOverRun(ctx, r.db, r.cfg.source, r.owner, now, now.Add(r.rs.lease))
+	now := r.set.now()
+	rec, err := r.st.TakeOverRun(ctx, r.db, r.set.source, r.owner, now, now.Add(r.lease))
 	switch {
 	case errors.Is(err, store.ErrNoRows):
 		return nil, nil
 	case err != nil:
-		return nil, wrapDBErr("looking for a run to resume", err)
+		return nil, dberr.Wrap("looking for a run to resume", err)
 	}
-	r.cfg.logger.Info("tds: resuming a reconciliation run, paused or interrupted by its process's end", "run", rec.ID)
+	r.set.logger.Info("tdsreconcile: resuming a reconciliation run, paused or interrupted by its process's end", "run", rec.ID)
 	return r.newRunner(rec)
 }
 
 // begin resumes a paused or interrupted run, or records a new one.
-func (r *Reconciler) begin(ctx context.Context, req ReconcileRequest) (*runner, error) {
+func (r *Reconciler) begin(ctx context.Context, req Request) (*runner, error) {
 	if run, err := r.resume(ctx); run != nil || err != nil {
 		return run, err
 	}
-	now := r.cfg.now()
-	until := now.Add(r.rs.lease)
+	now := r.set.now()
+	until := now.Add(r.lease)
 	if req.Mode == "" {
-		req.Mode = ReconcileIncremental
+		req.Mode = Incremental
 	}
-	if req.Mode != ReconcileIncremental && req.Mode != ReconcileFull {
+	if req.Mode != Incremental && req.Mode != Full {
 		return nil, fmt.Errorf("%w: mode must be incremental or full, got %q", ErrInvalidRequest, req.Mode)
 	}
 	types, err := r.reconcilable(req.EntityTypes, req.Mode)
@@ -538,70 +395,61 @@ func (r *Reconciler) begin(ctx context.Context, req ReconcileRequest) (*runner, 
 	}
 	namesJSON, _ := json.Marshal(names)
 	owner := r.owner
-	rec := &store.Run{Source: r.cfg.source, Mode: string(req.Mode), EntityTypes: namesJSON, DryRun: req.DryRun,
-		StartedAt: dbTime(now), LockedBy: &owner, LockedUntil: &until}
+	rec := &store.Run{Source: r.set.source, Mode: string(req.Mode), EntityTypes: namesJSON, DryRun: req.DryRun,
+		StartedAt: record.DBTime(now), LockedBy: &owner, LockedUntil: &until}
 	if err := r.st.StartRun(ctx, r.db, rec); err != nil {
 		if errors.Is(err, store.ErrRunRunning) {
 			return nil, ErrRunInProgress
 		}
-		return nil, wrapDBErr("starting a run", err)
+		return nil, dberr.Wrap("starting a run", err)
 	}
 	return r.newRunner(rec)
 }
 
-// schedule resumes a paused or interrupted run, due or not, or else starts
-// the runs that are due; the leading Worker calls it.
-func (r *Reconciler) schedule(ctx context.Context) {
+// Task is the schedule as a leader task, for [tds.WithLeaderTask]: at
+// each round it resumes a paused or interrupted run, due or not, or else
+// starts in the background the run that is due (see [WithSchedule]), one
+// at a time. Rounds come every [tds.DefaultHousekeepingInterval]; set the
+// returned task's Interval to change that. Give the task to every Worker
+// of the deployment: the one leading housekeeping runs it.
+func (r *Reconciler) Task() tds.LeaderTask {
+	return tds.LeaderTask{Name: "reconcile", Interval: tds.DefaultHousekeepingInterval, Run: r.schedule}
+}
+
+// schedule is one round of [Reconciler.Task].
+func (r *Reconciler) schedule(ctx context.Context) error {
 	run, err := r.resume(ctx)
 	if err != nil {
-		r.cfg.logger.Error("tds: resuming a reconciliation run", "err", err)
-		return
+		return err
 	}
 	if run != nil {
 		r.launch(run)
-		return
+		return nil
 	}
-	now := r.cfg.now()
+	now := r.set.now()
 	for _, s := range []struct {
-		mode     ReconcileMode
+		mode     Mode
 		interval time.Duration
-	}{{ReconcileFull, r.rs.fullInterval}, {ReconcileIncremental, r.rs.interval}} {
+	}{{Full, r.set.fullInterval}, {Incremental, r.set.interval}} {
 		if s.interval <= 0 {
 			continue
 		}
-		last, ok, err := r.st.LastRunStart(ctx, r.db, r.cfg.source, string(s.mode))
+		last, ok, err := r.st.LastRunStart(ctx, r.db, r.set.source, string(s.mode))
 		if err != nil {
-			r.cfg.logger.Error("tds: reading the last reconciliation run", "err", err)
-			return
+			return dberr.Wrap("reading the last reconciliation run", err)
 		}
 		if ok && now.Sub(last) < s.interval {
 			continue
 		}
-		_, err = r.Start(ctx, ReconcileRequest{Mode: s.mode})
+		_, err = r.Start(ctx, Request{Mode: s.mode})
 		switch {
 		case err == nil, errors.Is(err, ErrRunInProgress):
-			return // one at a time: the other waits for the next tick
+			return nil // one at a time: the other waits for the next round
 		default:
-			r.cfg.logger.Error("tds: starting a scheduled reconciliation run", "mode", s.mode, "err", err)
-			return
+			return fmt.Errorf("tdsreconcile: starting a scheduled %s run: %w", s.mode, err)
 		}
 	}
-}
-
-func publicRun(r *store.Run) *SyncRun {
-	out := &SyncRun{ID: r.ID, Source: r.Source, Mode: ReconcileMode(r.Mode), Status: RunStatus(r.Status), DryRun: r.DryRun,
-		StartedAt: r.StartedAt.UTC(), FinishedAt: utcPtr(r.FinishedAt), APICalls: r.APICalls, Pages: r.Pages,
-		Counts:   DriftCounts{MissingLocal: r.MissingLocal, StaleLocal: r.StaleLocal, MissingRemote: r.MissingRemote, Changed: r.Changed},
-		Repaired: r.Repaired, APIError: r.APIError, CancelRequested: r.CancelRequested, EntityTypes: []string{},
-		ResumesAt: r.PausedUntil()}
-	if r.Error != nil {
-		out.Error = *r.Error
-	}
-	_ = json.Unmarshal(r.EntityTypes, &out.EntityTypes)
-	if len(out.APIError) == 0 {
-		out.APIError = nil
-	}
-	return out
+	return nil
 }
 
 // beforeRequest counts every API request against the run and the day's

@@ -1,10 +1,9 @@
-package tds
+package tdsreconcile
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/canonical"
 	"github.com/tdscore/tds/internal/zohofake"
 )
@@ -48,26 +48,18 @@ func newReconcileEnv(t *testing.T, tdb *testDB, opts ...Option) *reconcileEnv {
 	e := &reconcileEnv{workerEnv: newWorkerEnv(t, tdb), sleeps: &sleepLog{ch: make(chan time.Duration, 1024)}}
 	e.fake = zohofake.New(zohofake.Options{})
 	t.Cleanup(e.fake.Close)
-	require.NoError(t, MigrateMirror(context.Background(), e.db, ZohoRegistry()))
+	require.NoError(t, tds.MigrateMirror(context.Background(), e.db, tds.ZohoRegistry()))
 	e.rc = e.newReconciler(t, opts...)
 	return e
 }
 
 func (e *reconcileEnv) newReconciler(t *testing.T, opts ...Option) *Reconciler {
 	t.Helper()
-	base := []Option{WithClock(e.clock.Now), WithLogger(slog.New(slog.DiscardHandler))}
-	rc, err := NewReconciler(e.db, ZohoAPI{
-		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
-		AccountsURL: e.fake.URL(), APIURL: e.fake.URL(), RequestsPerMinute: -1,
-	}, append(base, opts...)...)
-	require.NoError(t, err)
-	rc.sleep = e.sleeps.sleep
-	t.Cleanup(func() { _ = rc.Close() })
-	return rc
+	return e.newReconcilerAPI(t, func(*ZohoAPI) {}, opts...)
 }
 
 // zohoTime formats t as Zoho does.
-func zohoTime(t time.Time) string { return t.UTC().Format(ZohoTimeLayout) }
+func zohoTime(t time.Time) string { return t.UTC().Format(tds.ZohoTimeLayout) }
 
 // apiRecord builds a record of entity type typ, version at.
 func apiRecord(typ, id string, at time.Time, rev int) map[string]any {
@@ -91,12 +83,12 @@ func (e *reconcileEnv) webhook(t *testing.T, typ string, rec map[string]any, eve
 	data, err := json.Marshal(rec)
 	require.NoError(t, err)
 	id := rec[mustLookup(t, typ).IDField].(string)
-	_, err = e.p.Process(context.Background(), &Event{EventType: eventType, EntityType: typ, EntityID: id, Data: data})
+	_, err = e.p.Process(context.Background(), &tds.Event{EventType: eventType, EntityType: typ, EntityID: id, Data: data})
 	require.NoError(t, err)
 }
 
 // deliverAll ingests evs from concurrent senders, which share commits.
-func (e *reconcileEnv) deliverAll(t *testing.T, evs []*Event) {
+func (e *reconcileEnv) deliverAll(t *testing.T, evs []*tds.Event) {
 	t.Helper()
 	const senders = 16
 	errs := make(chan error, senders)
@@ -114,17 +106,17 @@ func (e *reconcileEnv) deliverAll(t *testing.T, evs []*Event) {
 	}
 }
 
-func mustLookup(t *testing.T, typ string) EntityType {
+func mustLookup(t *testing.T, typ string) tds.EntityType {
 	t.Helper()
-	et, ok := ZohoRegistry().Lookup(typ)
+	et, ok := tds.ZohoRegistry().Lookup(typ)
 	require.True(t, ok, typ)
 	return et
 }
 
 // startMirror runs a Worker with a MirrorSyncer until the test ends.
-func (e *reconcileEnv) startMirror(t *testing.T, opts ...Option) {
+func (e *reconcileEnv) startMirror(t *testing.T, opts ...tds.Option) {
 	t.Helper()
-	m, err := NewMirrorSyncer()
+	m, err := tds.NewMirrorSyncer()
 	require.NoError(t, err)
 	e.start(t, m, opts...)
 }
@@ -184,7 +176,7 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 		base := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
 		counts := map[string]int{"product": 400, "customer": 300, "invoice": 300}
 		var all []struct{ typ, id string }
-		var delivered []*Event
+		var delivered []*tds.Event
 		n := 0
 		for _, typ := range []string{"product", "customer", "invoice"} {
 			for i := 0; i < counts[typ]; i++ {
@@ -194,7 +186,7 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 				if n%10 >= 3 { // 30 % never delivered
 					data, err := json.Marshal(rec)
 					require.NoError(t, err)
-					delivered = append(delivered, &Event{EventType: EventUpdate, EntityType: typ, EntityID: id, Data: data})
+					delivered = append(delivered, &tds.Event{EventType: tds.EventUpdate, EntityType: typ, EntityID: id, Data: data})
 				}
 				all = append(all, struct{ typ, id string }{typ, id})
 				n++
@@ -214,7 +206,7 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 			}
 		}
 
-		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product", "customer", "invoice"}})
+		run, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: []string{"product", "customer", "invoice"}})
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, run.Status, run.Error)
 		require.Positive(t, run.Counts.MissingLocal)
@@ -235,7 +227,7 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 			e.requireMirrorEqualsFake(t, typ)
 		}
 
-		again, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product", "customer", "invoice"}})
+		again, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: []string{"product", "customer", "invoice"}})
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, again.Status, again.Error)
 		require.Equal(t, DriftCounts{}, again.Counts)
@@ -243,11 +235,11 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 		require.Equal(t, int64(6), again.APICalls, "pages only")
 		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
 
-		runs, err := e.rc.ListRuns(ctx, 0, 10)
+		runs, err := e.rc.ListRuns(ctx, tds.Page{Limit: 10, })
 		require.NoError(t, err)
 		require.Len(t, runs, 2)
 		require.Equal(t, again.ID, runs[0].ID)
-		drift, err := e.rc.ListDrift(ctx, run.ID, 0, 1000)
+		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 1000, })
 		require.NoError(t, err)
 		require.Len(t, drift, int(drifted))
 		kinds := map[DriftKind]int{}
@@ -271,12 +263,17 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 func TestReconcileSchedule(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
-		e := newReconcileEnv(t, tdb, WithReconcileSchedule(time.Hour, 0))
+		e := newReconcileEnv(t, tdb, WithSchedule(time.Hour, 0))
 		e.fake.Put("items", apiRecord("product", "pro-1", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 0))
-		e.startMirror(t, WithReconciler(e.rc))
+		// The task's rounds as often as the housekeeping of the test Worker.
+		task := e.rc.Task()
+		require.Equal(t, "reconcile", task.Name)
+		require.Equal(t, tds.DefaultHousekeepingInterval, task.Interval)
+		task.Interval = 20 * time.Millisecond
+		e.startMirror(t, tds.WithLeaderTask(task))
 
 		runs := func() []SyncRun {
-			rs, err := e.rc.ListRuns(ctx, 0, 10)
+			rs, err := e.rc.ListRuns(ctx, tds.Page{Limit: 10, })
 			require.NoError(t, err)
 			return rs
 		}
@@ -285,7 +282,7 @@ func TestReconcileSchedule(t *testing.T) {
 			return len(rs) == 1 && rs[0].Status == RunCompleted
 		}, 30*time.Second, 5*time.Millisecond)
 		first := runs()[0]
-		require.Equal(t, ReconcileIncremental, first.Mode)
+		require.Equal(t, Incremental, first.Mode)
 		// Every type with an API and a version: the item is a product and,
 		// read from the same list, a stock record.
 		require.Equal(t, []string{"bill", "credit_note", "customer", "invoice", "product", "stock"}, first.EntityTypes)
@@ -323,7 +320,7 @@ func TestReconcileCloseHandsTheRunOver(t *testing.T) {
 				}
 			}
 		})
-		id, err := e.rc.Start(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"product"}})
+		id, err := e.rc.Start(ctx, Request{Mode: Full, EntityTypes: []string{"product"}})
 		require.NoError(t, err)
 		<-reached
 		require.NoError(t, e.rc.Close())
@@ -335,11 +332,11 @@ func TestReconcileCloseHandsTheRunOver(t *testing.T) {
 		require.Equal(t, int64(1), run.Pages)
 
 		rc := e.newReconciler(t)
-		resumed, err := rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental})
+		resumed, err := rc.Run(ctx, Request{Mode: Incremental})
 		require.NoError(t, err)
 		require.Equal(t, id, resumed.ID, "the same run, resumed")
 		require.Equal(t, RunCompleted, resumed.Status, resumed.Error)
-		require.Equal(t, ReconcileFull, resumed.Mode)
+		require.Equal(t, Full, resumed.Mode)
 		require.Equal(t, int64(2), resumed.Pages, "page 1 was not read again")
 		require.Equal(t, int64(300), resumed.Counts.MissingLocal)
 	})

@@ -1,4 +1,4 @@
-package tds
+package tdsreconcile
 
 import (
 	"context"
@@ -10,7 +10,10 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/canonical"
+	"github.com/tdscore/tds/internal/dberr"
+	"github.com/tdscore/tds/internal/record"
 	"github.com/tdscore/tds/internal/store"
 	"github.com/tdscore/tds/internal/zoho"
 )
@@ -61,7 +64,7 @@ type runCursor struct {
 type runner struct {
 	r     *Reconciler
 	rec   *store.Run
-	types []EntityType
+	types []tds.EntityType
 
 	mu    sync.Mutex // guards what the heartbeat saves
 	cur   runCursor
@@ -79,10 +82,10 @@ func (r *Reconciler) newRunner(rec *store.Run) (*runner, error) {
 	run := &runner{r: r, rec: rec, calls: rec.APICalls, pages: rec.Pages, days: map[time.Time]int64{}}
 	var names []string
 	if err := json.Unmarshal(rec.EntityTypes, &names); err != nil {
-		return nil, fmt.Errorf("tds: run %d: reading its entity types: %w", rec.ID, err)
+		return nil, fmt.Errorf("tdsreconcile: run %d: reading its entity types: %w", rec.ID, err)
 	}
 	for _, n := range names {
-		t, ok := r.cfg.registry.Lookup(n)
+		t, ok := r.reg.Lookup(n)
 		if !ok || t.API == nil {
 			return nil, r.abandon(rec, fmt.Errorf("entity type %q is no longer registered with an API", n))
 		}
@@ -101,14 +104,27 @@ func (r *Reconciler) newRunner(rec *store.Run) (*runner, error) {
 
 // abandon fails a run that cannot be resumed, and returns why.
 func (r *Reconciler) abandon(rec *store.Run, why error) error {
-	err := fmt.Errorf("tds: run %d cannot run: %w", rec.ID, why)
-	end := r.cfg.now()
-	if r.st.FinishRun(context.Background(), r.db, rec.ID, r.owner,
+	err := fmt.Errorf("tdsreconcile: run %d cannot run: %w", rec.ID, why)
+	ctx := context.Background()
+	if r.st.FinishRun(ctx, r.db, rec.ID, r.owner,
 		store.Progress{Cursor: rec.Cursor, APICalls: rec.APICalls, Pages: rec.Pages},
-		store.RunFailed, err.Error(), nil, end) == nil {
-		r.cfg.metrics.runEnded(rec, store.RunFailed, end)
+		store.RunFailed, err.Error(), nil, r.set.now()) == nil {
+		r.ended(ctx, rec.ID)
 	}
 	return err
+}
+
+// ended calls the RunEnded hooks with run id as recorded.
+func (r *Reconciler) ended(ctx context.Context, id int64) {
+	if !r.set.hooks.wantRunEnded() {
+		return
+	}
+	run, err := r.GetRun(ctx, id)
+	if err != nil {
+		r.set.logger.Warn("tdsreconcile: reading an ended run for its hooks", "run", id, "err", err)
+		return
+	}
+	r.set.hooks.runEnded(*run)
 }
 
 // execute runs to the end, or to the daily budget, and records how it
@@ -118,7 +134,7 @@ func (run *runner) execute(parent context.Context) error {
 	r := run.r
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
-	if err := run.loadBudget(ctx, utcDay(r.cfg.now())); err != nil {
+	if err := run.loadBudget(ctx, utcDay(r.set.now())); err != nil {
 		return run.finish(err)
 	}
 	r.budgetMu.Lock()
@@ -139,7 +155,7 @@ func (run *runner) execute(parent context.Context) error {
 		run.heartbeat(ctx, cancel, hbStop)
 	}()
 	var err error
-	if run.rec.Mode == string(ReconcileFull) {
+	if run.rec.Mode == string(Full) {
 		err = run.sweep(ctx)
 	} else {
 		err = run.incremental(ctx)
@@ -164,7 +180,7 @@ func utcDay(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
 func (run *runner) loadBudget(ctx context.Context, day time.Time) error {
 	all, mine, err := run.r.st.APICallsOn(ctx, run.r.db, run.rec.Source, day, run.rec.ID)
 	if err != nil {
-		return wrapDBErr("reading the day's API calls", err)
+		return dberr.Wrap("reading the day's API calls", err)
 	}
 	run.mu.Lock()
 	defer run.mu.Unlock()
@@ -177,7 +193,7 @@ func (run *runner) loadBudget(ctx context.Context, day time.Time) error {
 // with [ErrBudgetExhausted] when the budget is spent. The first call of a
 // new UTC day reads that day's calls.
 func (run *runner) countCall(ctx context.Context) error {
-	day := utcDay(run.r.cfg.now())
+	day := utcDay(run.r.set.now())
 	run.mu.Lock()
 	turned := day != run.day
 	run.mu.Unlock()
@@ -199,7 +215,7 @@ func (run *runner) countCall(ctx context.Context) error {
 // heartbeat saves the run's progress and renews its hold every third of
 // its lease, and stops the run when a cancel was asked or the hold lost.
 func (run *runner) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, stop <-chan struct{}) {
-	t := time.NewTicker(run.r.rs.lease / 3)
+	t := time.NewTicker(run.r.lease / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -213,7 +229,7 @@ func (run *runner) heartbeat(ctx context.Context, cancel context.CancelCauseFunc
 					cancel(err)
 					return
 				}
-				run.r.cfg.logger.Warn("tds: saving a reconciliation run's progress", "run", run.rec.ID, "err", err)
+				run.r.set.logger.Warn("tdsreconcile: saving a reconciliation run's progress", "run", run.rec.ID, "err", err)
 			}
 		}
 	}
@@ -239,7 +255,7 @@ func (run *runner) save(ctx context.Context) error { return run.saveIn(ctx, run.
 // saveIn is save through db.
 func (run *runner) saveIn(ctx context.Context, db bun.IDB) error {
 	r := run.r
-	cancelAsked, err := r.st.SaveRun(ctx, db, run.rec.ID, r.owner, run.progress(), r.cfg.now().Add(r.rs.lease))
+	cancelAsked, err := r.st.SaveRun(ctx, db, run.rec.ID, r.owner, run.progress(), r.set.now().Add(r.lease))
 	switch {
 	case err != nil:
 		return err
@@ -274,14 +290,14 @@ func (run *runner) finish(runErr error) error {
 	case errors.Is(runErr, errRunCancelled):
 		status = store.RunCancelled
 	case errors.Is(runErr, store.ErrLeaseLost):
-		r.cfg.logger.Warn("tds: a reconciliation run was taken over by another process", "run", run.rec.ID)
+		r.set.logger.Warn("tdsreconcile: a reconciliation run was taken over by another process", "run", run.rec.ID)
 		return runErr
 	case errors.Is(runErr, ErrBudgetExhausted):
 		return run.pause()
 	case errors.Is(runErr, context.Canceled) && r.runCtx.Err() != nil:
 		// Close: hand the run over at once to the next start.
-		if err := r.st.ReleaseRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), r.cfg.now()); err != nil {
-			r.cfg.logger.Warn("tds: releasing a reconciliation run", "run", run.rec.ID, "err", err)
+		if err := r.st.ReleaseRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), r.set.now()); err != nil {
+			r.set.logger.Warn("tdsreconcile: releasing a reconciliation run", "run", run.rec.ID, "err", err)
 		}
 		return runErr
 	default:
@@ -291,19 +307,18 @@ func (run *runner) finish(runErr error) error {
 			apiErr, _ = json.Marshal(map[string]any{"code": ae.Code, "message": ae.Message})
 		}
 	}
-	if status == store.RunCompleted && run.rec.Mode == string(ReconcileIncremental) && !run.rec.DryRun {
-		if err := r.st.SetWatermarks(ctx, r.db, run.rec.Source, run.cur.Marks, r.cfg.now()); err != nil {
+	if status == store.RunCompleted && run.rec.Mode == string(Incremental) && !run.rec.DryRun {
+		if err := r.st.SetWatermarks(ctx, r.db, run.rec.Source, run.cur.Marks, r.set.now()); err != nil {
 			status, msg = store.RunFailed, "moving the watermarks: "+err.Error()
 		}
 	}
-	end := r.cfg.now()
-	err := r.st.FinishRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), status, msg, apiErr, end)
+	err := r.st.FinishRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), status, msg, apiErr, r.set.now())
 	if err != nil {
-		return wrapDBErr("recording the end of a run", err)
+		return dberr.Wrap("recording the end of a run", err)
 	}
-	r.cfg.metrics.runEnded(run.rec, status, end)
+	r.ended(ctx, run.rec.ID)
 	if runErr != nil {
-		r.cfg.logger.Warn("tds: a reconciliation run ended", "run", run.rec.ID, "status", status, "err", runErr)
+		r.set.logger.Warn("tdsreconcile: a reconciliation run ended", "run", run.rec.ID, "status", status, "err", runErr)
 	}
 	return runErr
 }
@@ -324,16 +339,16 @@ func (run *runner) pause() error {
 	case errors.Is(err, store.ErrLeaseLost):
 		return run.finish(err)
 	case err != nil:
-		return wrapDBErr("pausing a run", err)
+		return dberr.Wrap("pausing a run", err)
 	case cancelAsked:
 		return run.finish(errRunCancelled)
 	}
-	r.cfg.logger.Info("tds: a reconciliation run paused", "run", run.rec.ID, "resumes_at", until)
-	return fmt.Errorf("tds: run %d paused until %s: %w", run.rec.ID, until.Format(time.RFC3339), ErrBudgetExhausted)
+	r.set.logger.Info("tdsreconcile: a reconciliation run paused", "run", run.rec.ID, "resumes_at", until)
+	return fmt.Errorf("tdsreconcile: run %d paused until %s: %w", run.rec.ID, until.Format(time.RFC3339), ErrBudgetExhausted)
 }
 
 // module is t's API as the client takes it.
-func module(t EntityType) zoho.Module {
+func module(t tds.EntityType) zoho.Module {
 	return zoho.Module{ListPath: t.API.ListPath, ListKey: t.API.ListKey, DetailPath: t.API.DetailPath, RecordKey: t.API.RecordKey}
 }
 
@@ -347,20 +362,20 @@ type remoteRecord struct {
 
 // parseRecord reads a record's id and, when t has a version field, its
 // version (nil when the record lacks it).
-func parseRecord(t EntityType, raw json.RawMessage) (*remoteRecord, error) {
+func parseRecord(t tds.EntityType, raw json.RawMessage) (*remoteRecord, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
-		return nil, fmt.Errorf("tds: a %s record of the API is not a JSON object", t.Name)
+		return nil, fmt.Errorf("tdsreconcile: a %s record of the API is not a JSON object", t.Name)
 	}
 	id, ok := idString(fields[t.IDField])
 	if !ok {
-		return nil, fmt.Errorf("tds: a %s record of the API has no %s", t.Name, t.IDField)
+		return nil, fmt.Errorf("tdsreconcile: a %s record of the API has no %s", t.Name, t.IDField)
 	}
 	rec := &remoteRecord{id: id, fields: fields, raw: raw}
 	if t.VersionField != "" {
-		if v, ok := fields[t.VersionField]; ok && !isNull(v) {
-			if at, err := parseModifiedTime(v); err == nil {
-				at = dbTime(at)
+		if v, ok := fields[t.VersionField]; ok && !record.IsNull(v) {
+			if at, err := record.ParseTime(v); err == nil {
+				at = record.DBTime(at)
 				rec.version = &at
 			}
 		}
@@ -370,7 +385,7 @@ func parseRecord(t EntityType, raw json.RawMessage) (*remoteRecord, error) {
 
 // idString reads an id field: a string, or a number as written.
 func idString(v json.RawMessage) (string, bool) {
-	if len(v) == 0 || isNull(v) {
+	if len(v) == 0 || record.IsNull(v) {
 		return "", false
 	}
 	var s string
@@ -405,14 +420,14 @@ func fieldsHash(rec map[string]json.RawMessage, keys map[string]json.RawMessage)
 }
 
 // list reads one page of t.
-func (run *runner) list(ctx context.Context, t EntityType, page int, sortDesc bool) ([]*remoteRecord, bool, error) {
+func (run *runner) list(ctx context.Context, t tds.EntityType, page int, sortDesc bool) ([]*remoteRecord, bool, error) {
 	req := zoho.ListRequest{Page: page, PerPage: listPageSize}
 	if sortDesc {
 		req.SortColumn, req.SortOrder = t.VersionField, "D"
 	}
 	pg, err := run.r.client.List(ctx, module(t), req)
 	if err != nil {
-		return nil, false, fmt.Errorf("tds: listing %s, page %d: %w", t.Name, page, err)
+		return nil, false, fmt.Errorf("tdsreconcile: listing %s, page %d: %w", t.Name, page, err)
 	}
 	run.mu.Lock()
 	run.pages++
@@ -456,8 +471,8 @@ func (run *runner) sweep(ctx context.Context) error {
 				return err
 			}
 		}
-		if _, err := r.st.CompareRemote(ctx, r.db, run.rec.ID, run.rec.Source, t.Name, r.cfg.now()); err != nil {
-			return wrapDBErr("comparing a listing", err)
+		if _, err := r.st.CompareRemote(ctx, r.db, run.rec.ID, run.rec.Source, t.Name, r.set.now()); err != nil {
+			return dberr.Wrap("comparing a listing", err)
 		}
 		if err := run.advance(ctx, runCursor{Type: ti + 1, Phase: phaseList}); err != nil {
 			return err
@@ -467,7 +482,7 @@ func (run *runner) sweep(ctx context.Context) error {
 }
 
 // stage stages one page of a sweep.
-func (run *runner) stage(ctx context.Context, db bun.IDB, t EntityType, recs []*remoteRecord) error {
+func (run *runner) stage(ctx context.Context, db bun.IDB, t tds.EntityType, recs []*remoteRecord) error {
 	r := run.r
 	var local map[string]*store.Applied
 	if t.VersionField == "" && len(recs) > 0 {
@@ -477,7 +492,7 @@ func (run *runner) stage(ctx context.Context, db bun.IDB, t EntityType, recs []*
 		}
 		applied, err := r.st.AppliedOf(ctx, db, run.rec.Source, t.Name, ids)
 		if err != nil {
-			return wrapDBErr("reading what was applied", err)
+			return dberr.Wrap("reading what was applied", err)
 		}
 		local = make(map[string]*store.Applied, len(applied))
 		for i := range applied {
@@ -492,20 +507,20 @@ func (run *runner) stage(ctx context.Context, db bun.IDB, t EntityType, recs []*
 		}
 		h, err := fieldsHash(rec.fields, rec.fields)
 		if err != nil {
-			return fmt.Errorf("tds: hashing a %s record: %w", t.Name, err)
+			return fmt.Errorf("tdsreconcile: hashing a %s record: %w", t.Name, err)
 		}
 		rows[i].FieldsHash = h
 		if a := local[rec.id]; a != nil && len(a.Data) > 0 {
 			var data map[string]json.RawMessage
 			if json.Unmarshal(a.Data, &data) == nil {
 				if rows[i].LocalHash, err = fieldsHash(data, rec.fields); err != nil {
-					return fmt.Errorf("tds: hashing an applied %s record: %w", t.Name, err)
+					return fmt.Errorf("tdsreconcile: hashing an applied %s record: %w", t.Name, err)
 				}
 			}
 		}
 	}
 	if err := r.st.StageRemote(ctx, db, run.rec.ID, t.Name, rows); err != nil {
-		return wrapDBErr("staging a listing", err)
+		return dberr.Wrap("staging a listing", err)
 	}
 	return nil
 }
@@ -516,7 +531,7 @@ func (run *runner) incremental(ctx context.Context) error {
 	r := run.r
 	marks, err := r.st.Watermarks(ctx, r.db, run.rec.Source)
 	if err != nil {
-		return wrapDBErr("reading the watermarks", err)
+		return dberr.Wrap("reading the watermarks", err)
 	}
 	for ti := run.cur.Type; ti < len(run.types); ti++ {
 		t := run.types[ti]
@@ -525,7 +540,7 @@ func (run *runner) incremental(ctx context.Context) error {
 			page = run.cur.Page
 		}
 		mark, hasMark := marks[t.Name]
-		stopBefore := mark.Add(-r.rs.lookback)
+		stopBefore := mark.Add(-r.set.lookback)
 		for more := true; more; {
 			page++
 			recs, hasMore, err := run.list(ctx, t, page, true)
@@ -557,7 +572,7 @@ func (run *runner) incremental(ctx context.Context) error {
 
 // compare records the drift of one page of an incremental run and the
 // newest version it read.
-func (run *runner) compare(ctx context.Context, t EntityType, recs []*remoteRecord) error {
+func (run *runner) compare(ctx context.Context, t tds.EntityType, recs []*remoteRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -568,13 +583,13 @@ func (run *runner) compare(ctx context.Context, t EntityType, recs []*remoteReco
 	}
 	applied, err := r.st.AppliedOf(ctx, r.db, run.rec.Source, t.Name, ids)
 	if err != nil {
-		return wrapDBErr("reading what was applied", err)
+		return dberr.Wrap("reading what was applied", err)
 	}
 	local := make(map[string]*store.Applied, len(applied))
 	for i := range applied {
 		local[applied[i].EntityID] = &applied[i]
 	}
-	now := r.cfg.now()
+	now := r.set.now()
 	var drift []store.Drift
 	run.mu.Lock()
 	for _, rec := range recs {
@@ -599,7 +614,7 @@ func (run *runner) compare(ctx context.Context, t EntityType, recs []*remoteReco
 	}
 	run.mu.Unlock()
 	if err := r.st.AddDrift(ctx, r.db, drift); err != nil {
-		return wrapDBErr("recording drift", err)
+		return dberr.Wrap("recording drift", err)
 	}
 	return nil
 }
@@ -611,7 +626,7 @@ func (run *runner) repair(ctx context.Context) error {
 	if err := run.advance(ctx, runCursor{Type: len(run.types), Phase: phaseRepair}); err != nil {
 		return err
 	}
-	byName := make(map[string]EntityType, len(run.types))
+	byName := make(map[string]tds.EntityType, len(run.types))
 	for _, t := range run.types {
 		byName[t.Name] = t
 	}
@@ -619,7 +634,7 @@ func (run *runner) repair(ctx context.Context) error {
 	for {
 		items, err := r.st.ListDrift(ctx, r.db, run.rec.ID, after, true, repairBatch)
 		if err != nil {
-			return wrapDBErr("reading drift", err)
+			return dberr.Wrap("reading drift", err)
 		}
 		if len(items) == 0 {
 			return nil
@@ -627,7 +642,7 @@ func (run *runner) repair(ctx context.Context) error {
 		for i := range items {
 			d := &items[i]
 			after = d.ID
-			r.cfg.metrics.driftFound(d.EntityType, d.Kind)
+			r.set.hooks.driftFound(d.EntityType, DriftKind(d.Kind))
 			if run.rec.DryRun && d.Kind != store.DriftMissingRemote {
 				continue
 			}
@@ -643,65 +658,66 @@ func (run *runner) repair(ctx context.Context) error {
 
 // repairOne fetches the drifted record whole and ingests it, or a delete
 // when the source no longer has it.
-func (run *runner) repairOne(ctx context.Context, t EntityType, d *store.Drift) error {
+func (run *runner) repairOne(ctx context.Context, t tds.EntityType, d *store.Drift) error {
 	r := run.r
 	raw, err := r.client.Get(ctx, module(t), d.EntityID)
 	if errors.Is(err, zoho.ErrNotFound) {
 		if d.Kind != store.DriftMissingRemote && (d.LocalVersion == nil || d.Kind == store.DriftMissingLocal) {
 			// Listed, then deleted before this request, and never
 			// applied (or applied as deleted): nothing to undo.
-			return wrapDBErr("dropping drift", r.st.DropDrift(ctx, r.db, d.ID))
+			return dberr.Wrap("dropping drift", r.st.DropDrift(ctx, r.db, d.ID))
 		}
-		return run.ingest(ctx, t, d, store.DriftMissingRemote, nil, EventDelete, nil)
+		return run.ingest(ctx, t, d, store.DriftMissingRemote, nil, tds.EventDelete, nil)
 	}
 	if err != nil {
-		return fmt.Errorf("tds: reading %s %s: %w", t.Name, d.EntityID, err)
+		return fmt.Errorf("tdsreconcile: reading %s %s: %w", t.Name, d.EntityID, err)
 	}
 	rec, err := parseRecord(t, raw)
 	if err != nil {
 		return err
 	}
 	if rec.id != d.EntityID {
-		return fmt.Errorf("tds: the API answered %s %s with the record of %s", t.Name, d.EntityID, rec.id)
+		return fmt.Errorf("tdsreconcile: the API answered %s %s with the record of %s", t.Name, d.EntityID, rec.id)
 	}
 	kind := d.Kind
 	if kind == store.DriftMissingRemote {
 		// The listing missed it, but it exists: drift only if newer.
 		if rec.version == nil || d.LocalVersion == nil || !rec.version.After(*d.LocalVersion) {
-			return wrapDBErr("dropping drift", r.st.DropDrift(ctx, r.db, d.ID))
+			return dberr.Wrap("dropping drift", r.st.DropDrift(ctx, r.db, d.ID))
 		}
 		kind = store.DriftStaleLocal
 		if run.rec.DryRun {
-			return wrapDBErr("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, rec.version, nil))
+			return dberr.Wrap("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, rec.version, nil))
 		}
 	}
-	return run.ingest(ctx, t, d, kind, rec.version, EventUpdate, raw)
+	return run.ingest(ctx, t, d, kind, rec.version, tds.EventUpdate, raw)
 }
 
 // ingest stores the repair of d through the Processor and resolves d with
 // its event.
-func (run *runner) ingest(ctx context.Context, t EntityType, d *store.Drift, kind string, version *time.Time,
+func (run *runner) ingest(ctx context.Context, t tds.EntityType, d *store.Drift, kind string, version *time.Time,
 	eventType string, data json.RawMessage) error {
 	r := run.r
 	if run.rec.DryRun {
-		return wrapDBErr("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, version, nil))
+		return dberr.Wrap("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, version, nil))
 	}
 	if data == nil {
 		data, _ = json.Marshal(map[string]string{t.IDField: d.EntityID})
 	}
-	ev := &Event{Source: run.rec.Source, EventType: eventType, EntityType: t.Name, EntityID: d.EntityID, Data: data,
-		DeliveryID: fmt.Sprintf("tds-reconcile-%d", run.rec.ID), syncRunID: run.rec.ID}
+	ev := &tds.Event{Source: run.rec.Source, EventType: eventType, EntityType: t.Name, EntityID: d.EntityID, Data: data,
+		DeliveryID: fmt.Sprintf("tds-reconcile-%d", run.rec.ID)}
+	ctx = store.WithSyncRun(ctx, run.rec.ID)
 	// The event and the drift's resolution commit together.
 	err := r.db.RunInTx(ctx, r.st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
 		res, err := r.proc.ProcessTx(ctx, tx, ev)
 		if err != nil {
-			return fmt.Errorf("tds: ingesting the repair of %s %s: %w", t.Name, d.EntityID, err)
+			return fmt.Errorf("tdsreconcile: ingesting the repair of %s %s: %w", t.Name, d.EntityID, err)
 		}
 		id := res.EventID
-		return wrapDBErr("resolving drift", r.st.ResolveDrift(ctx, tx, d.ID, kind, version, &id))
+		return dberr.Wrap("resolving drift", r.st.ResolveDrift(ctx, tx, d.ID, kind, version, &id))
 	})
 	if err == nil {
-		r.cfg.metrics.driftFixed(t.Name, kind)
+		r.set.hooks.driftRepaired(t.Name, DriftKind(kind))
 	}
-	return wrapDBErr("repairing drift", err)
+	return dberr.Wrap("repairing drift", err)
 }

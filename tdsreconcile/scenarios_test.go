@@ -1,10 +1,9 @@
-package tds
+package tdsreconcile
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
+
+	"github.com/tdscore/tds"
 )
 
 // Scenarios of reconciliation against the fake Zoho: the fewest calls of
@@ -24,19 +25,19 @@ import (
 // newReconcilerAPI is newReconciler with the ZohoAPI adjusted by edit.
 func (e *reconcileEnv) newReconcilerAPI(t *testing.T, edit func(*ZohoAPI), opts ...Option) *Reconciler {
 	t.Helper()
-	return e.newReconcilerOn(t, e.db, edit, opts...)
+	return e.newReconcilerOn(t, e.db, e.p, edit, opts...)
 }
 
-// newReconcilerOn is newReconcilerAPI writing to db.
-func (e *reconcileEnv) newReconcilerOn(t *testing.T, db *bun.DB, edit func(*ZohoAPI), opts ...Option) *Reconciler {
+// newReconcilerOn is newReconcilerAPI writing to db through proc.
+func (e *reconcileEnv) newReconcilerOn(t *testing.T, db *bun.DB, proc *tds.Processor, edit func(*ZohoAPI), opts ...Option) *Reconciler {
 	t.Helper()
 	api := ZohoAPI{
 		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
 		AccountsURL: e.fake.URL(), APIURL: e.fake.URL(), RequestsPerMinute: -1,
 	}
 	edit(&api)
-	base := []Option{WithClock(e.clock.Now), WithLogger(slog.New(slog.DiscardHandler))}
-	rc, err := NewReconciler(db, api, append(base, opts...)...)
+	base := []Option{WithClock(e.clock.Now), WithLogger(quietLogger)}
+	rc, err := New(db, proc, api, append(base, opts...)...)
 	require.NoError(t, err)
 	rc.sleep = e.sleeps.sleep
 	t.Cleanup(func() { _ = rc.Close() })
@@ -81,7 +82,7 @@ func (e *reconcileEnv) mirrorRev(t *testing.T, typ, id string) int {
 // watermarks reads the watermarks of the default source.
 func (e *reconcileEnv) watermarks(t *testing.T) map[string]time.Time {
 	t.Helper()
-	marks, err := mustStore(t, e.db).Watermarks(context.Background(), e.db, DefaultSource)
+	marks, err := mustStore(t, e.db).Watermarks(context.Background(), e.db, tds.DefaultSource)
 	require.NoError(t, err)
 	return marks
 }
@@ -110,14 +111,14 @@ func (e *reconcileEnv) syncRunEvents(t *testing.T) int {
 func (e *reconcileEnv) putProducts(t *testing.T, n int, base time.Time, step time.Duration, deliver bool) []string {
 	t.Helper()
 	ids := make([]string, n)
-	evs := make([]*Event, n)
+	evs := make([]*tds.Event, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("pro-%04d", i)
 		rec := apiRecord("product", ids[i], base.Add(time.Duration(i)*step), 0)
 		e.fake.Put("items", rec)
 		data, err := json.Marshal(rec)
 		require.NoError(t, err)
-		evs[i] = &Event{EventType: EventUpdate, EntityType: "product", EntityID: ids[i], Data: data}
+		evs[i] = &tds.Event{EventType: tds.EventUpdate, EntityType: "product", EntityID: ids[i], Data: data}
 	}
 	if !deliver {
 		return ids
@@ -138,7 +139,7 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		m, err := NewMirrorSyncer()
+		m, err := tds.NewMirrorSyncer()
 		require.NoError(t, err)
 
 		// 600 products a minute apart, all delivered.
@@ -147,7 +148,7 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 		e.start(t, m)
 		e.drain(t)
 
-		first, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly})
+		first, err := e.rc.Run(ctx, Request{Mode: Incremental, EntityTypes: productsOnly})
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, first.Status, first.Error)
 		require.Equal(t, int64(3), first.Pages, "no watermark yet: every page")
@@ -168,11 +169,11 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 			e.fake.Put("items", apiRecord("product", id, later.Add(time.Duration(10+i)*time.Second), 1))
 		}
 		inWindow, outOfWindow := ids[100], ids[200]
-		e.fake.Put("items", apiRecord("product", inWindow, mark.Add(-DefaultReconcileLookback/2), 1))
-		e.fake.Put("items", apiRecord("product", outOfWindow, mark.Add(-2*DefaultReconcileLookback), 1))
+		e.fake.Put("items", apiRecord("product", inWindow, mark.Add(-DefaultLookback/2), 1))
+		e.fake.Put("items", apiRecord("product", outOfWindow, mark.Add(-2*DefaultLookback), 1))
 
 		before := e.fake.Stats()
-		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly})
+		run, err := e.rc.Run(ctx, Request{Mode: Incremental, EntityTypes: productsOnly})
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, run.Status, run.Error)
 		require.Equal(t, DriftCounts{StaleLocal: 4, MissingLocal: 2}, run.Counts)
@@ -185,7 +186,7 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 		require.Equal(t, int64(1+6), run.APICalls)
 		require.Equal(t, before.TokenRefreshes, after.TokenRefreshes, "the token is reused")
 
-		drift, err := e.rc.ListDrift(ctx, run.ID, 0, 100)
+		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 100, })
 		require.NoError(t, err)
 		got := map[string]DriftKind{}
 		for _, d := range drift {
@@ -229,7 +230,7 @@ func TestReconcileRateLimited(t *testing.T) {
 				e.fake.Fail(2, http.StatusTooManyRequests, "7")
 			}
 		})
-		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+		run, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, run.Status, run.Error)
 		require.Equal(t, int64(5), run.Repaired)
@@ -266,7 +267,7 @@ func TestReconcileDailyBudget(t *testing.T) {
 
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 		ids := e.putProducts(t, 10, base, time.Minute, false)
-		req := ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly}
+		req := Request{Mode: Full, EntityTypes: productsOnly}
 
 		// 1 page + 10 details: within the budget.
 		first, err := rc.Run(ctx, req)
@@ -324,7 +325,7 @@ func (e *reconcileEnv) callsPerDay(t *testing.T, from time.Time, n int) []int64 
 	t.Helper()
 	out := make([]int64, n)
 	for i := range out {
-		all, _, err := mustStore(t, e.db).APICallsOn(context.Background(), e.db, DefaultSource, from.Add(time.Duration(i)*24*time.Hour), 0)
+		all, _, err := mustStore(t, e.db).APICallsOn(context.Background(), e.db, tds.DefaultSource, from.Add(time.Duration(i)*24*time.Hour), 0)
 		require.NoError(t, err)
 		out[i] = all
 	}
@@ -396,11 +397,11 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		const budget = 10
 		calls, drifted := e.driftedSweep(t)
 		rc := e.newReconcilerAPI(t, budgetOf(budget))
-		db2, err := Open(ctx, tdb.url)
+		db2, err := tds.Open(ctx, tdb.url)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = db2.Close() })
-		other := e.newReconcilerOn(t, db2, budgetOf(budget))
-		req := ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly}
+		other := e.newReconcilerOn(t, db2, e.newProcessor(t, db2), budgetOf(budget))
+		req := Request{Mode: Full, EntityTypes: productsOnly}
 		day1 := e.clock.Now()
 
 		run, err := rc.Run(ctx, req)
@@ -416,7 +417,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		// The same day: refused in both processes, without a call.
 		_, err = rc.Start(ctx, req)
 		require.ErrorIs(t, err, ErrRunInProgress)
-		_, err = other.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental})
+		_, err = other.Run(ctx, Request{Mode: Incremental})
 		require.ErrorIs(t, err, ErrRunInProgress)
 		seen, err := other.GetRun(ctx, run.ID)
 		require.NoError(t, err)
@@ -425,7 +426,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 
 		// Day 2, in the other process.
 		e.clock.Advance(24 * time.Hour)
-		again, err := other.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental})
+		again, err := other.Run(ctx, Request{Mode: Incremental})
 		require.ErrorIs(t, err, ErrBudgetExhausted)
 		require.Equal(t, run.ID, again.ID, "the paused run resumed, whatever was asked")
 		require.Equal(t, RunRunning, again.Status)
@@ -450,7 +451,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		require.Equal(t, 3, stats.ListCalls, "no page read twice")
 		require.Equal(t, drifted, stats.DetailCalls, "no record fetched twice")
 		require.Equal(t, calls, stats.APICalls)
-		runs, err := rc.ListRuns(ctx, 0, 10)
+		runs, err := rc.ListRuns(ctx, tds.Page{Limit: 10, })
 		require.NoError(t, err)
 		require.Len(t, runs, 1, "one run, resumed twice")
 		e.requireSweptOverThreeDays(t, run.ID, day1, budget)
@@ -469,7 +470,7 @@ func TestReconcileCancelPaused(t *testing.T) {
 		rc := e.newReconcilerAPI(t, budgetOf(2))
 		day1 := e.clock.Now()
 
-		sweep, err := rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+		sweep, err := rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
 		require.ErrorIs(t, err, ErrBudgetExhausted)
 		require.NotNil(t, sweep.ResumesAt)
 		require.Equal(t, int64(2), sweep.Pages, "paused before page 3")
@@ -484,7 +485,7 @@ func TestReconcileCancelPaused(t *testing.T) {
 		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
 		require.ErrorIs(t, rc.Cancel(ctx, sweep.ID), ErrRunNotFound)
 
-		req := ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly, DryRun: true}
+		req := Request{Mode: Incremental, EntityTypes: productsOnly, DryRun: true}
 		dry, err := rc.Run(ctx, req)
 		require.ErrorIs(t, err, ErrBudgetExhausted)
 		require.NotEqual(t, sweep.ID, dry.ID)
@@ -518,7 +519,7 @@ func TestReconcileSourcesRunApart(t *testing.T) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second, false)
-		req := ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly}
+		req := Request{Mode: Full, EntityTypes: productsOnly}
 
 		paused, err := e.newReconcilerAPI(t, budgetOf(2)).Run(ctx, req)
 		require.ErrorIs(t, err, ErrBudgetExhausted)
@@ -553,13 +554,14 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 		const budget = 10
 		calls, _ := e.driftedSweep(t)
 		// A registry of products alone: the schedule's runs take every type.
-		products, err := NewRegistry(mustLookup(t, "product"))
+		products, err := tds.NewRegistry(mustLookup(t, "product"))
 		require.NoError(t, err)
-		rc := e.newReconcilerAPI(t, budgetOf(budget), WithReconcileSchedule(0, 7*24*time.Hour), WithRegistry(products))
+		rc := e.newReconcilerOn(t, e.db, e.newProcessor(t, e.db, tds.WithRegistry(products)), budgetOf(budget),
+			WithSchedule(0, 7*24*time.Hour))
 		day1 := e.clock.Now()
 
 		runs := func() []SyncRun {
-			rs, err := rc.ListRuns(ctx, 0, 10)
+			rs, err := rc.ListRuns(ctx, tds.Page{Limit: 10, })
 			require.NoError(t, err)
 			return rs
 		}
@@ -573,24 +575,24 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 			}, 60*time.Second, 5*time.Millisecond)
 			return runs()[0]
 		}
-		rc.schedule(ctx)
+		require.NoError(t, rc.Task().Run(ctx))
 		run := settled(budget)
-		require.Equal(t, ReconcileFull, run.Mode)
+		require.Equal(t, Full, run.Mode)
 		require.Equal(t, RunRunning, run.Status)
-		rc.schedule(ctx)
+		require.NoError(t, rc.Task().Run(ctx))
 		require.Equal(t, run, runs()[0], "left paused the same day")
 
 		e.clock.Advance(24 * time.Hour)
-		rc.schedule(ctx)
+		require.NoError(t, rc.Task().Run(ctx))
 		run = settled(2 * budget)
 		require.Len(t, runs(), 1)
 		requireSameTime(t, utcDay(day1).Add(48*time.Hour), *run.ResumesAt)
 
 		e.clock.Advance(24 * time.Hour)
-		rc.schedule(ctx)
+		require.NoError(t, rc.Task().Run(ctx))
 		run = settled(int64(calls))
 		require.Equal(t, RunCompleted, run.Status, run.Error)
-		rc.schedule(ctx)
+		require.NoError(t, rc.Task().Run(ctx))
 		require.Len(t, runs(), 1, "no run due: the week has not passed")
 		e.requireSweptOverThreeDays(t, run.ID, day1, budget)
 	})
@@ -611,7 +613,7 @@ func TestReconcileTokenExpiresMidRun(t *testing.T) {
 				e.fake.ExpireTokens()
 			}
 		})
-		run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+		run, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, run.Status, run.Error)
 		require.Equal(t, int64(5), run.Repaired)
@@ -638,7 +640,7 @@ func TestReconcileAPIDown(t *testing.T) {
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 		ids := e.putProducts(t, 8, base, time.Minute, true)
 		e.drain(t)
-		req := ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly}
+		req := Request{Mode: Incremental, EntityTypes: productsOnly}
 		first, err := e.rc.Run(ctx, req)
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, first.Status, first.Error)
@@ -697,7 +699,7 @@ func TestReconcileNewerWebhookWins(t *testing.T) {
 			eachDB(t, func(t *testing.T, tdb *testDB) {
 				ctx := context.Background()
 				e := newReconcileEnv(t, tdb)
-				m, err := NewMirrorSyncer()
+				m, err := tds.NewMirrorSyncer()
 				require.NoError(t, err)
 				stop := e.start(t, m)
 				base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
@@ -718,7 +720,7 @@ func TestReconcileNewerWebhookWins(t *testing.T) {
 							once.Do(func() {
 								data, _ := json.Marshal(newer)
 								_, err := e.p.Process(context.Background(),
-									&Event{EventType: EventUpdate, EntityType: "product", EntityID: x, Data: data})
+									&tds.Event{EventType: tds.EventUpdate, EntityType: "product", EntityID: x, Data: data})
 								hookEv <- err
 							})
 						}
@@ -726,7 +728,7 @@ func TestReconcileNewerWebhookWins(t *testing.T) {
 				} else {
 					stop()
 				}
-				run, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+				run, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
 				require.NoError(t, err)
 				require.Equal(t, RunCompleted, run.Status, run.Error)
 				require.Equal(t, DriftCounts{StaleLocal: 1}, run.Counts)
@@ -734,12 +736,12 @@ func TestReconcileNewerWebhookWins(t *testing.T) {
 				if tc.webhookFirst {
 					require.NoError(t, <-hookEv)
 				} else {
-					e.webhook(t, "product", newer, EventUpdate)
+					e.webhook(t, "product", newer, tds.EventUpdate)
 					e.start(t, m)
 				}
 				e.drain(t)
 				require.Equal(t, 2, e.mirrorRev(t, "product", x), "the webhook's version")
-				applied, err := mustStore(t, e.db).AppliedOf(ctx, e.db, DefaultSource, "product", []string{x})
+				applied, err := mustStore(t, e.db).AppliedOf(ctx, e.db, tds.DefaultSource, "product", []string{x})
 				require.NoError(t, err)
 				require.Len(t, applied, 1)
 				requireSameTime(t, base.Add(2*time.Hour), applied[0].Version)
@@ -759,7 +761,7 @@ func TestReconcileDryRun(t *testing.T) {
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 		ids := e.putProducts(t, 10, base, time.Minute, true)
 		e.drain(t)
-		first, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly})
+		first, err := e.rc.Run(ctx, Request{Mode: Incremental, EntityTypes: productsOnly})
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, first.Status, first.Error)
 		marks := e.watermarks(t)
@@ -774,14 +776,14 @@ func TestReconcileDryRun(t *testing.T) {
 		mirror := e.mirrorRows(t, "product")
 		before := e.fake.Stats()
 
-		full, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly, DryRun: true})
+		full, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly, DryRun: true})
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, full.Status, full.Error)
 		require.True(t, full.DryRun)
 		require.Equal(t, DriftCounts{StaleLocal: 3, MissingLocal: 1, MissingRemote: 2}, full.Counts)
 		require.Zero(t, full.Repaired)
 		require.Equal(t, 1+2, e.fake.Stats().APICalls-before.APICalls, "the page, and a confirmation per missing record")
-		drift, err := e.rc.ListDrift(ctx, full.ID, 0, 100)
+		drift, err := e.rc.ListDrift(ctx, full.ID, tds.Page{Limit: 100, })
 		require.NoError(t, err)
 		require.Len(t, drift, 6)
 		for _, d := range drift {
@@ -789,7 +791,7 @@ func TestReconcileDryRun(t *testing.T) {
 			require.Equal(t, d.Kind == DriftMissingRemote, d.Resolved, "%s %s", d.EntityID, d.Kind)
 		}
 
-		inc, err := e.rc.Run(ctx, ReconcileRequest{Mode: ReconcileIncremental, EntityTypes: productsOnly, DryRun: true})
+		inc, err := e.rc.Run(ctx, Request{Mode: Incremental, EntityTypes: productsOnly, DryRun: true})
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, inc.Status, inc.Error)
 		require.Equal(t, DriftCounts{StaleLocal: 3, MissingLocal: 1}, inc.Counts)
@@ -827,7 +829,7 @@ func TestReconcileCancel(t *testing.T) {
 				}
 			})
 		})
-		id, err := e.rc.Start(ctx, ReconcileRequest{Mode: ReconcileFull, EntityTypes: productsOnly})
+		id, err := e.rc.Start(ctx, Request{Mode: Full, EntityTypes: productsOnly})
 		require.NoError(t, err)
 		ids <- id
 		require.NoError(t, <-cancelled)
@@ -869,10 +871,10 @@ func TestReconcileWithoutVersionField(t *testing.T) {
 		for i := range 4 {
 			rec := book(fmt.Sprintf("pb-%d", i), fmt.Sprintf("Book %d", i), 2)
 			e.fake.Put("pricebooks", rec)
-			e.webhook(t, "price_list", rec, EventUpdate)
+			e.webhook(t, "price_list", rec, tds.EventUpdate)
 		}
 		e.drain(t)
-		req := ReconcileRequest{Mode: ReconcileFull, EntityTypes: []string{"price_list"}}
+		req := Request{Mode: Full, EntityTypes: []string{"price_list"}}
 		clean, err := e.rc.Run(ctx, req)
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, clean.Status, clean.Error)
@@ -887,7 +889,7 @@ func TestReconcileWithoutVersionField(t *testing.T) {
 		require.Equal(t, DriftCounts{Changed: 1}, run.Counts)
 		require.Equal(t, int64(1), run.Repaired)
 		require.Equal(t, int64(1+1), run.APICalls)
-		drift, err := e.rc.ListDrift(ctx, run.ID, 0, 10)
+		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 10, })
 		require.NoError(t, err)
 		require.Len(t, drift, 1)
 		require.Equal(t, "pb-2", drift[0].EntityID)

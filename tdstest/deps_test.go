@@ -55,3 +55,25 @@ func TestImportingTDSBuildsNoContainers(t *testing.T) {
 	kit := containerPackages(listDeps(t, "github.com/tdscore/tds/tdstest"))
 	require.Contains(t, kit, "github.com/testcontainers/testcontainers-go")
 }
+
+// The root package is the webhook product alone: a program that imports
+// only tds builds no Prometheus, no YAML, no browser driver and no
+// containers; the optional packages bring theirs.
+func TestRootBuildsNoOptionalDependency(t *testing.T) {
+	t.Parallel()
+	heavy := func(deps []string) []string {
+		var found []string
+		for _, p := range deps {
+			for _, h := range []string{"prometheus", "yaml", "chromedp", "testcontainers"} {
+				if strings.Contains(p, h) {
+					found = append(found, p)
+					break
+				}
+			}
+		}
+		return found
+	}
+	require.Empty(t, heavy(listDeps(t, "github.com/tdscore/tds")))
+	// The check sees them where they are.
+	require.Contains(t, heavy(listDeps(t, "github.com/tdscore/tds/tdsprom")), "github.com/prometheus/client_golang/prometheus")
+}

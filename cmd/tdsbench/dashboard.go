@@ -16,6 +16,8 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/tdsalert"
+	"github.com/tdscore/tds/tdsui"
 )
 
 // The dashboard scenario: each /ui/ page's render time on a database of
@@ -137,17 +139,16 @@ func runDashboard(ctx context.Context, db *bun.DB, c config, r *report) error {
 	seeded := time.Since(start)
 
 	log := slog.New(slog.DiscardHandler)
-	alerter, err := tds.NewAlerter(db, tds.WithLogger(log))
+	alerter, err := tdsalert.New(db, tdsalert.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	defer func() { _ = alerter.Close(context.Background()) }()
-	h, err := tds.NewHandler(db, tds.WithRegistry(tds.ZohoRegistry()), tds.WithLogger(log),
-		tds.WithWebhookKeys("tdsbench-dashboard-webhook-key"), tds.WithAdminToken(dashboardToken), tds.WithAlerter(alerter))
+	h, err := tdsui.New(db, tdsui.WithRegistry(tds.ZohoRegistry()), tdsui.WithLogger(log),
+		tdsui.WithAdminToken(dashboardToken), tdsui.WithAlerter(alerter))
 	if err != nil {
 		return err
 	}
-	defer h.Close()
 	cookie, csrf, err := dashboardSignIn(h)
 	if err != nil {
 		return err

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/tdsalert"
+	"github.com/tdscore/tds/tdsreconcile"
 )
 
 // version is the server's version, set at build time with
@@ -85,15 +87,15 @@ var table = []setting{
 	{"zoho-product", "TDS_ZOHO_PRODUCT", "books", "Zoho product: books or inventory", oneOf([]string{"books", "inventory"}, func(s *settings) *string { return &s.zoho.product })},
 	{"zoho-accounts-url", "TDS_ZOHO_ACCOUNTS_URL", "", "Zoho accounts host, overriding the data centre's", text(func(s *settings) *string { return &s.zoho.accountsURL })},
 	{"zoho-api-url", "TDS_ZOHO_API_URL", "", "Zoho API host, overriding the data centre's", text(func(s *settings) *string { return &s.zoho.apiURL })},
-	{"zoho-rate", "TDS_ZOHO_RATE", strconv.Itoa(tds.DefaultZohoRequestsPerMinute), "Zoho API requests a minute", number(1, func(s *settings) *int { return &s.zoho.rate })},
-	{"zoho-daily-budget", "TDS_ZOHO_DAILY_BUDGET", strconv.Itoa(tds.DefaultZohoDailyBudget), "Zoho API requests a day for reconciliation", number(1, func(s *settings) *int { return &s.zoho.dailyBudget })},
-	{"reconcile-interval", "TDS_RECONCILE_INTERVAL", shortDuration(tds.DefaultReconcileInterval), "incremental reconciliation every; 0 turns it off", duration(func(s *settings) *time.Duration { return &s.zoho.interval })},
-	{"reconcile-full-interval", "TDS_RECONCILE_FULL_INTERVAL", shortDuration(tds.DefaultFullReconcileInterval), "full reconciliation every; 0 turns it off", duration(func(s *settings) *time.Duration { return &s.zoho.fullInterval })},
+	{"zoho-rate", "TDS_ZOHO_RATE", strconv.Itoa(tdsreconcile.DefaultRequestsPerMinute), "Zoho API requests a minute", number(1, func(s *settings) *int { return &s.zoho.rate })},
+	{"zoho-daily-budget", "TDS_ZOHO_DAILY_BUDGET", strconv.Itoa(tdsreconcile.DefaultDailyBudget), "Zoho API requests a day for reconciliation", number(1, func(s *settings) *int { return &s.zoho.dailyBudget })},
+	{"reconcile-interval", "TDS_RECONCILE_INTERVAL", shortDuration(tdsreconcile.DefaultInterval), "incremental reconciliation every; 0 turns it off", duration(func(s *settings) *time.Duration { return &s.zoho.interval })},
+	{"reconcile-full-interval", "TDS_RECONCILE_FULL_INTERVAL", shortDuration(tdsreconcile.DefaultFullInterval), "full reconciliation every; 0 turns it off", duration(func(s *settings) *time.Duration { return &s.zoho.fullInterval })},
 	{"alert-rules", "TDS_ALERT_RULES", "", "YAML file configuring the built-in alert rules", text(func(s *settings) *string { return &s.alert.rules })},
 	{"alert-webhook-url", "TDS_ALERT_WEBHOOK_URL", "", "receiver of alerts as Alertmanager webhook payloads", text(func(s *settings) *string { return &s.alert.webhookURL })},
 	{"alert-webhook-secret", "TDS_ALERT_WEBHOOK_SECRET", "", "Standard Webhooks secret, whsec_…, signing the alert webhooks", text(func(s *settings) *string { return &s.alert.webhookSecret })},
 	{"alert-slack-url", "TDS_ALERT_SLACK_URL", "", "Slack incoming webhook receiving alerts", text(func(s *settings) *string { return &s.alert.slackURL })},
-	{"alert-eval-interval", "TDS_ALERT_EVAL_INTERVAL", shortDuration(tds.DefaultAlertEvalInterval), "alert rules evaluated every", positiveDuration(func(s *settings) *time.Duration { return &s.alert.interval })},
+	{"alert-eval-interval", "TDS_ALERT_EVAL_INTERVAL", shortDuration(tdsalert.DefaultEvalInterval), "alert rules evaluated every", positiveDuration(func(s *settings) *time.Duration { return &s.alert.interval })},
 }
 
 func text(field func(*settings) *string) func(*settings, string) error {

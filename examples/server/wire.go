@@ -74,7 +74,7 @@ func build(s *settings, db *bun.DB, reg *tds.Registry, log *slog.Logger) (c *com
 		// to the next start.
 		c.closers = append([]func(*slog.Logger){func(*slog.Logger) { _ = c.reconciler.Close() }}, c.closers...)
 	}
-	if err = c.metrics.WatchDatabase(db, reg, log); err != nil {
+	if err = c.metrics.WatchDatabase(db, tdsprom.WithRegistry(reg), tdsprom.WithLogger(log)); err != nil {
 		return c, err
 	}
 	if c.worker, err = c.newWorker(s, db, reg, log); err != nil {

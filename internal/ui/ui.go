@@ -1,8 +1,8 @@
 // Package ui holds the operator dashboard's machinery: its templates and
 // assets (embedded, so the dashboard works offline), the signed session
 // cookie and its CSRF token, and the server-rendered SVG charts. The
-// handlers live in the root package (dashboard.go), where they call the
-// same methods as the JSON admin API.
+// handlers live in package tdsui (dashboard.go), where they call the same
+// methods as the JSON admin API.
 package ui
 
 import (

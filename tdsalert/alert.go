@@ -1,0 +1,104 @@
+package tdsalert
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/tdscore/tds/internal/alert"
+	"github.com/tdscore/tds/internal/record"
+	"github.com/tdscore/tds/internal/store"
+)
+
+// The states of an [Alert].
+const (
+	// StatePending: the rule breaches, not yet for its "for" duration.
+	StatePending = alert.StatePending
+	// StateFiring: the rule has breached for its "for" duration; the alert
+	// is notified.
+	StateFiring = alert.StateFiring
+	// StateResolved: the rule no longer breaches; the alert is history.
+	StateResolved = alert.StateResolved
+)
+
+// Alert is one built-in rule's alert for one label set, from its first
+// breaching evaluation to its resolution.
+type Alert struct {
+	// ID identifies the alert in tds_alerts.
+	ID int64 `json:"id"`
+	// Rule is the rule's name, such as "queue_oldest_pending".
+	Rule string `json:"rule"`
+	// State is [StatePending], [StateFiring] or [StateResolved].
+	State string `json:"state"`
+	// Severity is the rule's: "info", "warning" or "critical".
+	Severity string `json:"severity"`
+	// Labels tell apart the alerts of one rule (entity_type, say); empty
+	// for a rule with one series.
+	Labels map[string]string `json:"labels"`
+	// Value is the rule's measure at the last evaluation.
+	Value float64 `json:"value"`
+	// StartedAt is when the rule first breached; FiringAt when the alert
+	// fired (nil while pending); ResolvedAt when it resolved.
+	StartedAt  time.Time  `json:"started_at"`
+	FiringAt   *time.Time `json:"firing_at,omitempty"`
+	ResolvedAt *time.Time `json:"resolved_at"`
+	// AcknowledgedAt is set by [Alerter.Ack], SilencedUntil by
+	// [Alerter.Silence].
+	AcknowledgedAt *time.Time `json:"acknowledged_at"`
+	SilencedUntil  *time.Time `json:"silenced_until"`
+	// LastNotifiedAt is when a notification of the alert was last claimed
+	// for sending.
+	LastNotifiedAt *time.Time `json:"last_notified_at,omitempty"`
+}
+
+func fromAlertRow(r store.Alert) alert.Alert {
+	a := alert.Alert{
+		ID: r.ID, Rule: r.Rule, Fingerprint: r.Fingerprint, State: r.State, Severity: r.Severity,
+		Value: r.Value, StartedAt: r.StartedAt.UTC(), ResolvedAt: record.UTCPtr(r.ResolvedAt),
+		AcknowledgedAt: record.UTCPtr(r.AcknowledgedAt), SilencedUntil: record.UTCPtr(r.SilencedUntil),
+		LastNotifiedAt: record.UTCPtr(r.LastNotifiedAt),
+	}
+	if r.FiringAt != nil {
+		a.FiringAt = r.FiringAt.UTC()
+	}
+	if len(r.Labels) > 0 {
+		_ = json.Unmarshal(r.Labels, &a.Labels)
+		if len(a.Labels) == 0 {
+			a.Labels = nil
+		}
+	}
+	return a
+}
+
+func toAlertRow(a alert.Alert, now time.Time) store.Alert {
+	r := store.Alert{
+		ID: a.ID, Rule: a.Rule, Fingerprint: a.Fingerprint, State: a.State, Severity: a.Severity,
+		Value: a.Value, StartedAt: a.StartedAt, ResolvedAt: a.ResolvedAt, LastNotifiedAt: a.LastNotifiedAt,
+		UpdatedAt: now,
+	}
+	if !a.FiringAt.IsZero() {
+		f := a.FiringAt
+		r.FiringAt = &f
+	}
+	r.Labels, _ = json.Marshal(a.Labels)
+	if a.Labels == nil {
+		r.Labels = json.RawMessage(`{}`)
+	}
+	return r
+}
+
+func publicAlert(r store.Alert) Alert {
+	a := fromAlertRow(r)
+	out := Alert{
+		ID: a.ID, Rule: a.Rule, State: a.State, Severity: a.Severity, Labels: a.Labels, Value: a.Value,
+		StartedAt: a.StartedAt, ResolvedAt: a.ResolvedAt, AcknowledgedAt: a.AcknowledgedAt,
+		SilencedUntil: a.SilencedUntil, LastNotifiedAt: a.LastNotifiedAt,
+	}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	if !a.FiringAt.IsZero() {
+		f := a.FiringAt
+		out.FiringAt = &f
+	}
+	return out
+}
