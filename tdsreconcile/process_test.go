@@ -244,7 +244,7 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 
 	// The dead child's run, as it left it.
 	var runs []SyncRun
-	runs, err = e.rc.ListRuns(ctx, tds.Page{Limit: 10, })
+	runs, err = e.rc.ListRuns(ctx, tds.Page{Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, runs, 1)
 	dead := runs[0]
@@ -293,7 +293,7 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 	require.Positive(t, run.Counts.MissingRemote)
 	require.Equal(t, drifted, run.Repaired)
 	require.Equal(t, int(drifted)-doneBefore, int(parentDetails.Load()), "one detail request per repair not done")
-	runs, err = e.rc.ListRuns(ctx, tds.Page{Limit: 10, })
+	runs, err = e.rc.ListRuns(ctx, tds.Page{Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, runs, 1, "no second run")
 

@@ -235,11 +235,11 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 		require.Equal(t, int64(6), again.APICalls, "pages only")
 		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
 
-		runs, err := e.rc.ListRuns(ctx, tds.Page{Limit: 10, })
+		runs, err := e.rc.ListRuns(ctx, tds.Page{Limit: 10})
 		require.NoError(t, err)
 		require.Len(t, runs, 2)
 		require.Equal(t, again.ID, runs[0].ID)
-		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 1000, })
+		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 1000})
 		require.NoError(t, err)
 		require.Len(t, drift, int(drifted))
 		kinds := map[DriftKind]int{}
@@ -273,7 +273,7 @@ func TestReconcileSchedule(t *testing.T) {
 		e.startMirror(t, tds.WithLeaderTask(task))
 
 		runs := func() []SyncRun {
-			rs, err := e.rc.ListRuns(ctx, tds.Page{Limit: 10, })
+			rs, err := e.rc.ListRuns(ctx, tds.Page{Limit: 10})
 			require.NoError(t, err)
 			return rs
 		}

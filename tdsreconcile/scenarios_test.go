@@ -186,7 +186,7 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 		require.Equal(t, int64(1+6), run.APICalls)
 		require.Equal(t, before.TokenRefreshes, after.TokenRefreshes, "the token is reused")
 
-		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 100, })
+		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 100})
 		require.NoError(t, err)
 		got := map[string]DriftKind{}
 		for _, d := range drift {
@@ -451,7 +451,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		require.Equal(t, 3, stats.ListCalls, "no page read twice")
 		require.Equal(t, drifted, stats.DetailCalls, "no record fetched twice")
 		require.Equal(t, calls, stats.APICalls)
-		runs, err := rc.ListRuns(ctx, tds.Page{Limit: 10, })
+		runs, err := rc.ListRuns(ctx, tds.Page{Limit: 10})
 		require.NoError(t, err)
 		require.Len(t, runs, 1, "one run, resumed twice")
 		e.requireSweptOverThreeDays(t, run.ID, day1, budget)
@@ -561,7 +561,7 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 		day1 := e.clock.Now()
 
 		runs := func() []SyncRun {
-			rs, err := rc.ListRuns(ctx, tds.Page{Limit: 10, })
+			rs, err := rc.ListRuns(ctx, tds.Page{Limit: 10})
 			require.NoError(t, err)
 			return rs
 		}
@@ -783,7 +783,7 @@ func TestReconcileDryRun(t *testing.T) {
 		require.Equal(t, DriftCounts{StaleLocal: 3, MissingLocal: 1, MissingRemote: 2}, full.Counts)
 		require.Zero(t, full.Repaired)
 		require.Equal(t, 1+2, e.fake.Stats().APICalls-before.APICalls, "the page, and a confirmation per missing record")
-		drift, err := e.rc.ListDrift(ctx, full.ID, tds.Page{Limit: 100, })
+		drift, err := e.rc.ListDrift(ctx, full.ID, tds.Page{Limit: 100})
 		require.NoError(t, err)
 		require.Len(t, drift, 6)
 		for _, d := range drift {
@@ -889,7 +889,7 @@ func TestReconcileWithoutVersionField(t *testing.T) {
 		require.Equal(t, DriftCounts{Changed: 1}, run.Counts)
 		require.Equal(t, int64(1), run.Repaired)
 		require.Equal(t, int64(1+1), run.APICalls)
-		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 10, })
+		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 10})
 		require.NoError(t, err)
 		require.Len(t, drift, 1)
 		require.Equal(t, "pb-2", drift[0].EntityID)
