@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/tdscore/tds/internal/canonical"
+	"github.com/tdscore/tds/internal/httpx"
 )
 
 // Envelope is the JSON body of a webhook:
@@ -43,7 +43,7 @@ func ParseEnvelope(body []byte) (*Event, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("%w: malformed JSON: %s", ErrInvalidEvent, jsonErrText(err))
+		return nil, fmt.Errorf("%w: malformed JSON: %s", ErrInvalidEvent, httpx.JSONErrText(err))
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: malformed JSON: data after the envelope", ErrInvalidEvent)
@@ -101,20 +101,4 @@ func envelopeString(raw json.RawMessage, allowNumber bool) (string, error) {
 		return "", errors.New("is required")
 	}
 	return s, nil
-}
-
-// jsonErrText keeps decoder errors short and free of Go type names.
-func jsonErrText(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return "the body must be a JSON object"
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return "unexpected end of input"
-	}
-	return err.Error()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -289,17 +288,9 @@ type httpError struct {
 
 // readBody reads at most limit bytes of the body.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *httpError) {
-	tooLarge := &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", limit)}
-	if r.ContentLength > limit {
-		return nil, tooLarge
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, tooLarge
-		}
-		return nil, &httpError{http.StatusBadRequest, "could not read the body"}
+	body, status, msg := httpx.ReadBody(w, r, limit)
+	if status != 0 {
+		return nil, &httpError{status, msg}
 	}
 	return body, nil
 }

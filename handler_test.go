@@ -476,14 +476,14 @@ func TestWebhookWithoutAuthentication(t *testing.T) {
 func TestWithoutAuthenticationWarns(t *testing.T) {
 	tdb := openTestDB(t, "sqlite")
 	var logs logBuffer
-	h, err := NewHandler(tdb.db, WithLogger(logs.logger()), WithoutAuthentication())
+	h, err := NewHandler(tdb.db, WithLogger(logs.Logger()), WithoutAuthentication())
 	require.NoError(t, err)
 	require.NoError(t, h.Close())
 	require.Contains(t, logs.String(), "level=WARN")
 	require.Contains(t, logs.String(), "WithoutAuthentication")
 
 	var quiet logBuffer
-	h, err = NewHandler(tdb.db, WithLogger(quiet.logger()), WithWebhookKeys(testWebhookKey))
+	h, err = NewHandler(tdb.db, WithLogger(quiet.Logger()), WithWebhookKeys(testWebhookKey))
 	require.NoError(t, err)
 	require.NoError(t, h.Close())
 	require.NotContains(t, quiet.String(), "WithoutAuthentication")

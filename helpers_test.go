@@ -1,16 +1,10 @@
 package tds
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -102,26 +97,12 @@ func eachDB(t *testing.T, fn func(t *testing.T, tdb *testDB)) {
 }
 
 // testClock is a settable clock.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type testClock = testkit.Clock
 
-func newTestClock() *testClock {
-	return &testClock{now: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)}
-}
+func newTestClock() *testClock { return testkit.NewClock() }
 
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// logBuffer is a logger whose output tests can read.
+type logBuffer = testkit.LogBuffer
 
 // fixture reads testdata/envelope/name and parses it.
 func fixture(t testing.TB, name string) *Event {
@@ -146,16 +127,14 @@ AND NOT EXISTS (SELECT 1 FROM tds_sync_queue AS q WHERE q.inbox_event_id = e.id 
 
 func count(t *testing.T, db bun.IDB, query string, args ...any) int {
 	t.Helper()
-	var n int
-	require.NoError(t, db.QueryRowContext(context.Background(), query, args...).Scan(&n))
-	return n
+	return testkit.Count(t, db, query, args...)
 }
 
 // requireSameTime asserts two times are the same instant (databases give
 // back times in their own location).
 func requireSameTime(t *testing.T, want, got time.Time, msgAndArgs ...any) {
 	t.Helper()
-	require.True(t, want.Equal(got), append([]any{"want %s, got %s", want, got}, msgAndArgs...)...)
+	testkit.RequireSameTime(t, want, got, msgAndArgs...)
 }
 
 // mustStore is the Store of db's dialect.
@@ -164,59 +143,6 @@ func mustStore(t testing.TB, db bun.IDB) store.Store {
 	st, err := store.For(db)
 	require.NoError(t, err)
 	return st
-}
-
-// logBuffer is a logger whose output tests can read, safe for concurrent
-// use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	return len(p), nil
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
-
-func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
-
-// testChild is this test binary started as a child process, talking with
-// the test through lines on its stdin and stdout.
-type testChild struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-	stderr *strings.Builder
-}
-
-// startTestChild starts this test binary as a child process with env added to
-// the environment (a TestMain mode); it is killed when the test ends.
-func startTestChild(t *testing.T, env ...string) *testChild {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), env...)
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	c := &testChild{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(stdout), stderr: new(strings.Builder)}
-	cmd.Stderr = c.stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	return c
 }
 
 // jobVersion is a job's outcome with its event's version.

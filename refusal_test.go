@@ -58,7 +58,7 @@ func TestRefusalLimit(t *testing.T) {
 		clock := newTestClock()
 		var logs logBuffer
 		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithZohoSecret(zohoSecret),
-			WithClock(clock.Now), WithLogger(logs.logger()), WithTrustedProxies("10.0.0.1"))
+			WithClock(clock.Now), WithLogger(logs.Logger()), WithTrustedProxies("10.0.0.1"))
 		product := fixtureBytes(t, "product.json")
 		const attacker = "192.0.2.1:4000"
 		badKey := []string{HeaderWebhookKey, "not-the-key"}

@@ -164,7 +164,7 @@ func TestWorkerKilledMidSyncIsRescuedAndSyncedOnce(t *testing.T) {
 		return mirror.Sync(ctx, tx, job)
 	})
 	e := &workerEnv{tdb: tdb, db: tdb.db, q: q, clock: newTestClock()}
-	e.clock.now = time.Now().Add(time.Minute)
+	e.clock.Set(time.Now().Add(time.Minute))
 	e.start(t, s)
 	j = e.waitStatus(t, res.JobID, StatusCompleted)
 	require.Equal(t, 2, j.Attempt, "the killed attempt counts")

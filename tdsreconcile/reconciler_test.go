@@ -16,6 +16,7 @@ import (
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/canonical"
 	"github.com/tdscore/tds/internal/zohofake"
+	"github.com/tdscore/tds/tdstest"
 )
 
 // reconcileEnv is a database, a fake Zoho, a Reconciler and a Worker
@@ -341,3 +342,7 @@ func TestReconcileCloseHandsTheRunOver(t *testing.T) {
 		require.Equal(t, int64(300), resumed.Counts.MissingLocal)
 	})
 }
+
+// tdstest.Zoho.API() is assignable to a ZohoAPI: the two shapes stay equal
+// (tdstest cannot name this package's type; see tdstest.ZohoAPI).
+var _ ZohoAPI = tdstest.ZohoAPI{}

@@ -2,7 +2,7 @@
 // for each test, webhooks sent through a [tds.Handler] signed as a sender
 // would sign them, a [tds.Worker] run until its queue is empty, a check
 // of a [tds.Syncer] against the Syncer contract, and a fake Zoho API for a
-// [tds.Reconciler]. tds tests itself with it.
+// reconciler (package tdsreconcile). tds tests itself with it.
 //
 // # Databases
 //
@@ -49,12 +49,12 @@
 // # A fake Zoho
 //
 // [NewZoho] starts a fake of Zoho's token endpoint and Books/Inventory API
-// for a test; [Zoho.API] is the [tds.ZohoAPI] that reaches it:
+// for a test; [Zoho.API] is the tdsreconcile.ZohoAPI that reaches it:
 //
 //	zoho := tdstest.NewZoho(t)
 //	zoho.Put("items", map[string]any{"item_id": "4600", "name": "Pump",
 //		"last_modified_time": "2026-11-02T10:00:00+0100"})
-//	rc, err := tds.NewReconciler(db, zoho.API())
+//	rc, err := tdsreconcile.New(db, proc, zoho.API()) // proc: your *tds.Processor
 //
 // A run then finds the item missing locally and queues it, and [Drain]
 // applies it. [Zoho.Fail], [Zoho.SetDown] and [Zoho.ExpireTokens] inject

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/tdsreconcile"
 	"github.com/tdscore/tds/tdstest"
 )
 
@@ -35,13 +36,18 @@ func ExampleZoho() {
 	if err := tds.Migrate(ctx, db); err != nil {
 		log.Fatal(err)
 	}
-	rc, err := tds.NewReconciler(db, zoho.API(), tds.WithLogger(slog.New(slog.DiscardHandler)))
+	proc, err := tds.NewProcessor(db) // repairs are ingested through it
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer proc.Close()
+	rc, err := tdsreconcile.New(db, proc, zoho.API(), tdsreconcile.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer rc.Close()
 
-	req := tds.ReconcileRequest{Mode: tds.ReconcileFull, EntityTypes: []string{"customer"}, DryRun: true}
+	req := tdsreconcile.Request{Mode: tdsreconcile.Full, EntityTypes: []string{"customer"}, DryRun: true}
 	if _, err := rc.Run(ctx, req); err != nil { // the Reconciler now holds a token
 		log.Fatal(err)
 	}

@@ -20,7 +20,7 @@ const (
 
 // Zoho is a fake of Zoho's OAuth token endpoint and of the Zoho Books and
 // Zoho Inventory REST APIs, served in-process on a loopback HTTP server, for
-// testing a [tds.Reconciler] without a Zoho account. Point a Reconciler at
+// testing a reconciler (package tdsreconcile) without a Zoho account. Point a Reconciler at
 // it with [Zoho.API]; give it records with [Zoho.Put]; make it fail with
 // [Zoho.Fail], [Zoho.SetDown] and [Zoho.ExpireTokens]; count the calls with
 // [Zoho.Stats]. Its methods are safe for concurrent use.
@@ -114,10 +114,10 @@ func StartZoho(opts ...ZohoOption) *Zoho {
 func (z *Zoho) Close() { z.srv.Close() }
 
 // URL is the base URL of both its token endpoint and its API, for
-// [tds.ZohoAPI]'s AccountsURL and APIURL.
+// tdsreconcile.ZohoAPI's AccountsURL and APIURL.
 func (z *Zoho) URL() string { return z.srv.URL() }
 
-// API returns the [tds.ZohoAPI] that reaches this fake: the credentials
+// API returns the ZohoAPI that reaches this fake: the credentials
 // and organisation it accepts, AccountsURL and APIURL set to [Zoho.URL],
 // the Books API (the fake serves Inventory's too: set Product to
 // "inventory"), and RequestsPerMinute -1, so that a test does not wait for the client's
@@ -132,9 +132,11 @@ func (z *Zoho) API() ZohoAPI {
 	}
 }
 
-// ZohoAPI has the fields of tdsreconcile.ZohoAPI, in order, so that a value
-// of it is assignable to one.
-// TODO(redesign): return tdsreconcile.ZohoAPI once it compiles.
+// ZohoAPI is the shape of tdsreconcile.ZohoAPI: the same fields in the
+// same order, so that a value of it is assignable to one
+// (tdsreconcile.New(db, proc, zoho.API())). It is not that type because
+// tdsreconcile's own tests use this package, which therefore cannot import
+// tdsreconcile. A test in tdsreconcile keeps the two shapes equal.
 type ZohoAPI = struct {
 	ClientID, ClientSecret, RefreshToken string
 	OrganizationID                       string

@@ -11,6 +11,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/tdsreconcile"
 	"github.com/tdscore/tds/tdstest"
 )
 
@@ -33,7 +34,10 @@ func TestZohoReconcile(t *testing.T) {
 		require.NoError(t, err)
 		w, err := tds.NewWorker(db, mirror, tds.WithPollInterval(10*time.Millisecond), tds.WithLogger(quiet))
 		require.NoError(t, err)
-		rc, err := tds.NewReconciler(db, zoho.API(), tds.WithLogger(quiet))
+		proc, err := tds.NewProcessor(db)
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, proc.Close()) })
+		rc, err := tdsreconcile.New(db, proc, zoho.API(), tdsreconcile.WithLogger(quiet))
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, rc.Close()) })
 
@@ -41,15 +45,15 @@ func TestZohoReconcile(t *testing.T) {
 		zoho.Put("items", zohoItem("4600", 1))
 		zoho.Put("items", zohoItem("4601", 1))
 		ev := product("4601", "Pump 4601", 1)
-		_, err = rc.Processor().Process(ctx, &ev)
+		_, err = proc.Process(ctx, &ev)
 		require.NoError(t, err)
 		require.Len(t, tdstest.Drain(t, db, w).Synced, 1)
 
-		full := tds.ReconcileRequest{Mode: tds.ReconcileFull, EntityTypes: []string{"product"}}
+		full := tdsreconcile.Request{Mode: tdsreconcile.Full, EntityTypes: []string{"product"}}
 		run, err := rc.Run(ctx, full)
 		require.NoError(t, err)
-		require.Equal(t, tds.RunCompleted, run.Status, run.Error)
-		require.Equal(t, tds.DriftCounts{MissingLocal: 1}, run.Counts)
+		require.Equal(t, tdsreconcile.RunCompleted, run.Status, run.Error)
+		require.Equal(t, tdsreconcile.DriftCounts{MissingLocal: 1}, run.Counts)
 		require.EqualValues(t, 1, run.Repaired)
 		require.EqualValues(t, 2, run.APICalls, "a list page and the detail of 4600")
 		require.Len(t, tdstest.Drain(t, db, w).Synced, 1)
@@ -76,8 +80,8 @@ func TestZohoReconcile(t *testing.T) {
 		zoho.Fail(1, http.StatusTooManyRequests, "0")
 		run, err = rc.Run(ctx, full)
 		require.NoError(t, err)
-		require.Equal(t, tds.RunCompleted, run.Status, run.Error)
-		require.Equal(t, tds.DriftCounts{MissingRemote: 1}, run.Counts)
+		require.Equal(t, tdsreconcile.RunCompleted, run.Status, run.Error)
+		require.Equal(t, tdsreconcile.DriftCounts{MissingRemote: 1}, run.Counts)
 		require.EqualValues(t, 1, run.Repaired)
 		require.Len(t, tdstest.Drain(t, db, w).Synced, 1)
 		read()
@@ -266,14 +270,17 @@ func TestZohoClock(t *testing.T) {
 	// A Reconciler on the same clock agrees on when its token expires: it
 	// keeps it for 20 minutes, then refreshes before the fake refuses it.
 	db := tdstest.SQLite(t)
-	rc, err := tds.NewReconciler(db, z.API(), tds.WithClock(clk.Now), tds.WithLogger(quiet))
+	proc, err := tds.NewProcessor(db, tds.WithClock(clk.Now))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, proc.Close()) })
+	rc, err := tdsreconcile.New(db, proc, z.API(), tdsreconcile.WithClock(clk.Now), tdsreconcile.WithLogger(quiet))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, rc.Close()) })
 	for range 3 {
-		run, err := rc.Run(t.Context(), tds.ReconcileRequest{Mode: tds.ReconcileFull, EntityTypes: []string{"bill"}})
+		run, err := rc.Run(t.Context(), tdsreconcile.Request{Mode: tdsreconcile.Full, EntityTypes: []string{"bill"}})
 		require.NoError(t, err)
-		require.Equal(t, tds.RunCompleted, run.Status, run.Error)
-		require.Equal(t, tds.DriftCounts{MissingLocal: 1}, run.Counts, "no Worker applies the repair, so each run finds it again")
+		require.Equal(t, tdsreconcile.RunCompleted, run.Status, run.Error)
+		require.Equal(t, tdsreconcile.DriftCounts{MissingLocal: 1}, run.Counts, "no Worker applies the repair, so each run finds it again")
 		clk.Advance(20 * time.Minute)
 	}
 	st := z.Stats()

@@ -1,4 +1,4 @@
-package tds
+package tdsui
 
 import (
 	"context"
@@ -12,10 +12,12 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/httpx"
 )
 
 // MaxListLimit is the largest page the admin API lists.
@@ -23,42 +25,6 @@ const MaxListLimit = 1000
 
 // maxAdminBodyBytes bounds the JSON body of an admin request.
 const maxAdminBodyBytes = 64 << 10
-
-// WithAdminToken enables the admin API (and GET /queue/stats) for requests
-// carrying "Authorization: Bearer <token>" with any of tokens, each compared
-// in constant time. Several tokens are accepted at once so one can be
-// rotated without downtime; each call adds to the list. No token may equal
-// a webhook key, and each must be at least [MinSecretBytes] long.
-// Applies to [NewHandler].
-// Defaults to none: the admin API answers 401.
-func WithAdminToken(tokens ...string) Option {
-	return newOption("WithAdminToken", forHandler, func(c *config) error {
-		if len(tokens) == 0 {
-			return optErr("WithAdminToken", "no token given")
-		}
-		for _, t := range tokens {
-			if strings.TrimSpace(t) == "" {
-				return optErr("WithAdminToken", "empty token")
-			}
-			if len(t) < MinSecretBytes {
-				return optErr("WithAdminToken", "a token of %d bytes is too short: at least %d", len(t), MinSecretBytes)
-			}
-			c.handler.adminTokens = append(c.handler.adminTokens, t)
-		}
-		return nil
-	})
-}
-
-// checkAdminTokens refuses an admin token that is also a webhook key: a
-// sender would hold the keys of the admin API.
-func (s *handlerSettings) checkAdminTokens() error {
-	for _, t := range s.adminTokens {
-		if slices.Contains(s.keys, t) {
-			return errors.New("tds: WithAdminToken: an admin token must differ from every webhook key")
-		}
-	}
-	return nil
-}
 
 // adminDigests are the SHA-256 digests of the admin tokens: comparing
 // digests of equal length keeps the comparison's time independent of the
@@ -94,11 +60,11 @@ func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
 		scheme, got, ok := strings.Cut(auth, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || !validAdminToken(h.admins, strings.TrimSpace(got)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tds"`)
-			writeError(w, http.StatusUnauthorized, adminUnauthorized)
+			httpx.WriteError(w, http.StatusUnauthorized, adminUnauthorized)
 			return
 		}
 		if r.Method == http.MethodPost && !isAdminJSON(r.Header.Get("Content-Type")) {
-			writeError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
+			httpx.WriteError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
 			return
 		}
 		next(w, r)
@@ -117,15 +83,23 @@ func isAdminJSON(ct string) bool {
 // adminError answers an error of the core: 404, 503 or, logged, 500.
 func (h *Handler) adminError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, ErrNotFound):
-		writeError(w, http.StatusNotFound, publicError(err))
-	case errors.Is(err, ErrDatabaseUnavailable):
-		h.writeUnavailable(w)
+	case errors.Is(err, tds.ErrNotFound):
+		httpx.WriteError(w, http.StatusNotFound, httpx.PublicError(err))
+	case errors.Is(err, tds.ErrDatabaseUnavailable):
+		httpx.WriteUnavailable(w, h.retryAfter)
 	default:
-		h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: admin request failed",
+		h.logger.LogAttrs(r.Context(), slog.LevelError, "tds: admin request failed",
 			slog.String("path", r.URL.Path), slog.Any("error", err))
-		writeError(w, http.StatusInternalServerError, "internal error")
+		httpx.WriteError(w, http.StatusInternalServerError, "internal error")
 	}
+}
+
+// statsResponse is the answer of GET /queue/stats: the queue's statistics
+// and, under the name the first version of tds gave it, the number of
+// jobs, so a client written against it reads the answer unchanged.
+type statsResponse struct {
+	*tds.QueueStats
+	TotalEvents int64 `json:"total_events"`
 }
 
 func (h *Handler) serveQueueStats(w http.ResponseWriter, r *http.Request) {
@@ -134,21 +108,21 @@ func (h *Handler) serveQueueStats(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s)
+	httpx.WriteJSON(w, http.StatusOK, statsResponse{QueueStats: s, TotalEvents: s.TotalJobs})
 }
 
 // eventsResponse is a page of inbox events; NextBeforeID, when set, is the
 // before_id of the next page.
 type eventsResponse struct {
-	Success      bool         `json:"success"`
-	Events       []InboxEvent `json:"events"`
-	NextBeforeID int64        `json:"next_before_id,omitempty"`
+	Success      bool             `json:"success"`
+	Events       []tds.InboxEvent `json:"events"`
+	NextBeforeID int64            `json:"next_before_id,omitempty"`
 }
 
 // throughputResponse is the answer of GET /queue/throughput.
 type throughputResponse struct {
-	Success bool               `json:"success"`
-	Minutes []ThroughputMinute `json:"minutes"`
+	Success bool                   `json:"success"`
+	Minutes []tds.ThroughputMinute `json:"minutes"`
 }
 
 func (h *Handler) serveThroughput(w http.ResponseWriter, r *http.Request) {
@@ -157,13 +131,13 @@ func (h *Handler) serveThroughput(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, throughputResponse{Success: true, Minutes: m})
+	httpx.WriteJSON(w, http.StatusOK, throughputResponse{Success: true, Minutes: m})
 }
 
 func (h *Handler) serveListEvents(w http.ResponseWriter, r *http.Request) {
 	f, err := eventFilterOf(r.URL.Query())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	evs, err := h.inbox.List(r.Context(), f)
@@ -175,14 +149,14 @@ func (h *Handler) serveListEvents(w http.ResponseWriter, r *http.Request) {
 	if len(evs) == f.Limit {
 		resp.NextBeforeID = evs[len(evs)-1].ID
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpx.WriteJSON(w, http.StatusOK, resp)
 }
 
 // eventFilterOf reads the filter of GET /admin/events (and the
 // dashboard's events page).
-func eventFilterOf(v url.Values) (InboxFilter, error) {
+func eventFilterOf(v url.Values) (tds.InboxFilter, error) {
 	q := queryParams{v: v}
-	f := InboxFilter{
+	f := tds.InboxFilter{
 		Source:     q.v.Get("source"),
 		EntityType: q.v.Get("entity_type"),
 		EntityID:   q.v.Get("entity_id"),
@@ -192,8 +166,7 @@ func eventFilterOf(v url.Values) (InboxFilter, error) {
 		Processed:  q.boolean("processed"),
 		Since:      q.time("since"),
 		Until:      q.time("until"),
-		Limit:      q.limit(),
-		BeforeID:   q.id("before_id"),
+		Page:       q.page(),
 	}
 	return f, q.err
 }
@@ -201,10 +174,10 @@ func eventFilterOf(v url.Values) (InboxFilter, error) {
 // eventResponse is one inbox event with its queue entry, if it was queued,
 // and every failed attempt.
 type eventResponse struct {
-	Success  bool        `json:"success"`
-	Event    *InboxEvent `json:"event"`
-	Job      *Job        `json:"job"`
-	Attempts []Attempt   `json:"attempts"`
+	Success  bool            `json:"success"`
+	Event    *tds.InboxEvent `json:"event"`
+	Job      *tds.Job        `json:"job"`
+	Attempts []tds.Attempt   `json:"attempts"`
 }
 
 func (h *Handler) serveEvent(w http.ResponseWriter, r *http.Request) {
@@ -217,7 +190,7 @@ func (h *Handler) serveEvent(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpx.WriteJSON(w, http.StatusOK, resp)
 }
 
 // eventDetail reads event id, its job if it was queued, and the job's
@@ -227,10 +200,10 @@ func (h *Handler) eventDetail(ctx context.Context, id int64) (*eventResponse, er
 	if err != nil {
 		return nil, err
 	}
-	resp := &eventResponse{Success: true, Event: ev, Attempts: []Attempt{}}
+	resp := &eventResponse{Success: true, Event: ev, Attempts: []tds.Attempt{}}
 	job, err := h.queue.GetByInboxEvent(ctx, id)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, tds.ErrNotFound):
 	case err != nil:
 		return nil, err
 	default:
@@ -247,22 +220,21 @@ func (h *Handler) eventDetail(ctx context.Context, id int64) (*eventResponse, er
 }
 
 type deadLettersResponse struct {
-	Success      bool  `json:"success"`
-	DeadLetters  []Job `json:"dead_letters"`
-	NextBeforeID int64 `json:"next_before_id,omitempty"`
+	Success      bool      `json:"success"`
+	DeadLetters  []tds.Job `json:"dead_letters"`
+	NextBeforeID int64     `json:"next_before_id,omitempty"`
 }
 
 // deadLetterFilterOf reads the filter of GET /admin/dead-letters (and the
 // dashboard's dead letters page).
-func deadLetterFilterOf(v url.Values) (DeadLetterFilter, error) {
+func deadLetterFilterOf(v url.Values) (tds.DeadLetterFilter, error) {
 	q := queryParams{v: v}
-	f := DeadLetterFilter{
+	f := tds.DeadLetterFilter{
 		EntityType: q.v.Get("entity_type"),
 		ErrorCode:  q.v.Get("error_code"),
 		Since:      q.time("since"),
 		Until:      q.time("until"),
-		Limit:      q.limit(),
-		BeforeID:   q.id("before_id"),
+		Page:       q.page(),
 	}
 	return f, q.err
 }
@@ -270,7 +242,7 @@ func deadLetterFilterOf(v url.Values) (DeadLetterFilter, error) {
 func (h *Handler) serveListDeadLetters(w http.ResponseWriter, r *http.Request) {
 	f, err := deadLetterFilterOf(r.URL.Query())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	jobs, err := h.queue.ListDeadLetters(r.Context(), f)
@@ -280,18 +252,18 @@ func (h *Handler) serveListDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := deadLettersResponse{Success: true, DeadLetters: jobs}
 	if resp.DeadLetters == nil {
-		resp.DeadLetters = []Job{}
+		resp.DeadLetters = []tds.Job{}
 	}
 	if len(jobs) == f.Limit {
 		resp.NextBeforeID = jobs[len(jobs)-1].ID
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpx.WriteJSON(w, http.StatusOK, resp)
 }
 
 type jobResponse struct {
-	Success bool   `json:"success"`
-	Message string `json:"message"`
-	Job     *Job   `json:"job"`
+	Success bool     `json:"success"`
+	Message string   `json:"message"`
+	Job     *tds.Job `json:"job"`
 }
 
 func (h *Handler) serveRetryDeadLetter(w http.ResponseWriter, r *http.Request) {
@@ -304,8 +276,8 @@ func (h *Handler) serveRetryDeadLetter(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id))
-	writeJSON(w, http.StatusOK, jobResponse{Success: true, Message: "dead letter queued again", Job: job})
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id))
+	httpx.WriteJSON(w, http.StatusOK, jobResponse{Success: true, Message: "dead letter queued again", Job: job})
 }
 
 // retryRequest is the body of POST /admin/dead-letters/retry. It names a
@@ -340,20 +312,20 @@ func (h *Handler) serveRetryDeadLetters(w http.ResponseWriter, r *http.Request) 
 	if dry := r.URL.Query().Get("dry_run"); dry != "" {
 		b, err := strconv.ParseBool(dry)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "dry_run must be true or false")
+			httpx.WriteError(w, http.StatusBadRequest, "dry_run must be true or false")
 			return
 		}
 		req.DryRun = req.DryRun || b
 	}
 	switch {
 	case !req.All && !req.hasFilter():
-		writeError(w, http.StatusBadRequest, `name a filter (entity_type, error_code, since, until) or say "all": true`)
+		httpx.WriteError(w, http.StatusBadRequest, `name a filter (entity_type, error_code, since, until) or say "all": true`)
 		return
 	case req.All && req.hasFilter():
-		writeError(w, http.StatusBadRequest, `"all": true retries every dead letter: give it without a filter`)
+		httpx.WriteError(w, http.StatusBadRequest, `"all": true retries every dead letter: give it without a filter`)
 		return
 	}
-	f := DeadLetterFilter{EntityType: req.EntityType, ErrorCode: req.ErrorCode, Since: req.Since, Until: req.Until}
+	f := tds.DeadLetterFilter{EntityType: req.EntityType, ErrorCode: req.ErrorCode, Since: req.Since, Until: req.Until}
 	n, err := h.queue.RetryDeadLetters(r.Context(), f, req.DryRun)
 	if err != nil {
 		h.adminError(w, r, err)
@@ -363,9 +335,9 @@ func (h *Handler) serveRetryDeadLetters(w http.ResponseWriter, r *http.Request) 
 	if req.DryRun {
 		msg = fmt.Sprintf("dry run: %d dead letters would be queued again", n)
 	} else {
-		h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
+		h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
 	}
-	writeJSON(w, http.StatusOK, retryResponse{Success: true, DryRun: req.DryRun, Count: n, Message: msg})
+	httpx.WriteJSON(w, http.StatusOK, retryResponse{Success: true, DryRun: req.DryRun, Count: n, Message: msg})
 }
 
 // discardRequest is the body of POST /admin/dead-letters/{id}/discard.
@@ -383,7 +355,7 @@ func (h *Handler) serveDiscardDeadLetter(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	if strings.TrimSpace(req.Reason) == "" {
-		writeError(w, http.StatusBadRequest, `a reason is required: {"reason": "..."}`)
+		httpx.WriteError(w, http.StatusBadRequest, `a reason is required: {"reason": "..."}`)
 		return
 	}
 	if err := h.queue.DiscardDeadLetter(r.Context(), id, req.Reason); err != nil {
@@ -395,9 +367,9 @@ func (h *Handler) serveDiscardDeadLetter(w http.ResponseWriter, r *http.Request)
 		h.adminError(w, r, err)
 		return
 	}
-	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter discarded",
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter discarded",
 		slog.Int64("job_id", id), slog.String("reason", req.Reason))
-	writeJSON(w, http.StatusOK, jobResponse{Success: true, Message: "dead letter discarded", Job: job})
+	httpx.WriteJSON(w, http.StatusOK, jobResponse{Success: true, Message: "dead letter discarded", Job: job})
 }
 
 // pathID parses the {id} path value, answering 400 when it is not a
@@ -405,7 +377,7 @@ func (h *Handler) serveDiscardDeadLetter(w http.ResponseWriter, r *http.Request)
 func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		writeError(w, http.StatusBadRequest, "id must be a positive integer")
+		httpx.WriteError(w, http.StatusBadRequest, "id must be a positive integer")
 		return 0, false
 	}
 	return id, true
@@ -414,9 +386,12 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 // readJSONBody decodes an optional JSON body into v, answering 400 or 413
 // when it cannot.
 func readJSONBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, herr := readBody(w, r, maxAdminBodyBytes)
-	if herr != nil {
-		writeError(w, herr.status, herr.msg)
+	body, status, msg := httpx.ReadBody(w, r, maxAdminBodyBytes)
+	ok := status == 0
+	if !ok {
+		httpx.WriteError(w, status, msg)
+	}
+	if !ok {
 		return false
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
@@ -425,11 +400,11 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "malformed JSON body: "+jsonErrText(err))
+		httpx.WriteError(w, http.StatusBadRequest, "malformed JSON body: "+httpx.JSONErrText(err))
 		return false
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		writeError(w, http.StatusBadRequest, "malformed JSON body: data after the object")
+		httpx.WriteError(w, http.StatusBadRequest, "malformed JSON body: data after the object")
 		return false
 	}
 	return true
@@ -472,6 +447,11 @@ func (q *queryParams) time(name string) time.Time {
 	return t
 }
 
+// page is the page named by limit and before_id.
+func (q *queryParams) page() tds.Page {
+	return tds.Page{Limit: q.limit(), BeforeID: q.id("before_id")}
+}
+
 func (q *queryParams) id(name string) int64 {
 	s := q.v.Get(name)
 	if s == "" {
@@ -484,17 +464,17 @@ func (q *queryParams) id(name string) int64 {
 	return n
 }
 
-// limit is the page size: limit, or [DefaultListLimit], at most
+// limit is the page size: limit, or [tds.DefaultListLimit], at most
 // [MaxListLimit].
 func (q *queryParams) limit() int {
 	s := q.v.Get("limit")
 	if s == "" {
-		return DefaultListLimit
+		return tds.DefaultListLimit
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > MaxListLimit {
 		q.fail("limit must be an integer from 1 to %d", MaxListLimit)
-		return DefaultListLimit
+		return tds.DefaultListLimit
 	}
 	return n
 }

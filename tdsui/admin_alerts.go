@@ -1,23 +1,28 @@
-package tds
+package tdsui
 
 import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/tdscore/tds/internal/httpx"
+	"github.com/tdscore/tds/tdsalert"
 )
 
+// The alert routes of the admin API; see [WithAlerter].
+
 // alerterOf answers 501 when the Handler has no Alerter.
-func (h *Handler) alerterOf(w http.ResponseWriter) *Alerter {
-	a := h.cfg.alerting.alerter
+func (h *Handler) alerterOf(w http.ResponseWriter) *tdsalert.Alerter {
+	a := h.alerter
 	if a == nil {
-		writeError(w, http.StatusNotImplemented, "alerting is not configured")
+		httpx.WriteError(w, http.StatusNotImplemented, "alerting is not configured")
 	}
 	return a
 }
 
 type alertsResponse struct {
-	Success bool    `json:"success"`
-	Alerts  []Alert `json:"alerts"`
+	Success bool             `json:"success"`
+	Alerts  []tdsalert.Alert `json:"alerts"`
 }
 
 type alertActionResponse struct {
@@ -33,9 +38,9 @@ func (h *Handler) serveListAlerts(w http.ResponseWriter, r *http.Request) {
 	}
 	state := r.URL.Query().Get("state")
 	switch state {
-	case "", AlertPending, AlertFiring, AlertResolved:
+	case "", tdsalert.StatePending, tdsalert.StateFiring, tdsalert.StateResolved:
 	default:
-		writeError(w, http.StatusBadRequest, "state must be pending, firing or resolved")
+		httpx.WriteError(w, http.StatusBadRequest, "state must be pending, firing or resolved")
 		return
 	}
 	alerts, err := a.Alerts(r.Context(), state)
@@ -43,7 +48,7 @@ func (h *Handler) serveListAlerts(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, alertsResponse{Success: true, Alerts: alerts})
+	httpx.WriteJSON(w, http.StatusOK, alertsResponse{Success: true, Alerts: alerts})
 }
 
 // serveAckAlert answers POST /admin/alerts/{id}/ack.
@@ -60,8 +65,8 @@ func (h *Handler) serveAckAlert(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert acknowledged", slog.Int64("alert_id", id))
-	writeJSON(w, http.StatusOK, alertActionResponse{Success: true, Message: "acknowledged"})
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert acknowledged", slog.Int64("alert_id", id))
+	httpx.WriteJSON(w, http.StatusOK, alertActionResponse{Success: true, Message: "acknowledged"})
 }
 
 // serveSilenceAlert answers POST /admin/alerts/{id}/silence with
@@ -83,18 +88,18 @@ func (h *Handler) serveSilenceAlert(w http.ResponseWriter, r *http.Request) {
 	}
 	until, err := time.Parse(time.RFC3339, req.Until)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, `"until" must be an RFC 3339 time`)
+		httpx.WriteError(w, http.StatusBadRequest, `"until" must be an RFC 3339 time`)
 		return
 	}
-	if !until.After(a.now()) {
-		writeError(w, http.StatusBadRequest, `"until" must be in the future`)
+	if !until.After(h.now()) {
+		httpx.WriteError(w, http.StatusBadRequest, `"until" must be in the future`)
 		return
 	}
 	if err := a.Silence(r.Context(), id, until); err != nil {
 		h.adminError(w, r, err)
 		return
 	}
-	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert silenced", slog.Int64("alert_id", id),
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert silenced", slog.Int64("alert_id", id),
 		slog.Time("until", until))
-	writeJSON(w, http.StatusOK, alertActionResponse{Success: true, Message: "silenced until " + until.UTC().Format(time.RFC3339)})
+	httpx.WriteJSON(w, http.StatusOK, alertActionResponse{Success: true, Message: "silenced until " + until.UTC().Format(time.RFC3339)})
 }

@@ -1,9 +1,13 @@
-package tds
+package tdsui
 
 import (
 	"errors"
 	"log/slog"
 	"net/http"
+
+	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/httpx"
+	"github.com/tdscore/tds/tdsreconcile"
 )
 
 // The reconciliation routes of the admin API; see [WithReconciler].
@@ -14,23 +18,23 @@ type reconcileResponse struct {
 }
 
 type runsResponse struct {
-	Success      bool      `json:"success"`
-	Runs         []SyncRun `json:"runs"`
-	NextBeforeID int64     `json:"next_before_id,omitempty"`
+	Success      bool                   `json:"success"`
+	Runs         []tdsreconcile.SyncRun `json:"runs"`
+	NextBeforeID int64                  `json:"next_before_id,omitempty"`
 }
 
 type runResponse struct {
-	Success      bool     `json:"success"`
-	Run          *SyncRun `json:"run"`
-	Drift        []Drift  `json:"drift"`
-	NextBeforeID int64    `json:"next_before_id,omitempty"`
+	Success      bool                  `json:"success"`
+	Run          *tdsreconcile.SyncRun `json:"run"`
+	Drift        []tdsreconcile.Drift  `json:"drift"`
+	NextBeforeID int64                 `json:"next_before_id,omitempty"`
 }
 
 // reconcilerOf answers 501 when the Handler has no Reconciler.
-func (h *Handler) reconcilerOf(w http.ResponseWriter) *Reconciler {
-	r := h.cfg.reconciler
+func (h *Handler) reconcilerOf(w http.ResponseWriter) *tdsreconcile.Reconciler {
+	r := h.reconciler
 	if r == nil {
-		writeError(w, http.StatusNotImplemented, "reconciliation is not configured: no Zoho API credentials")
+		httpx.WriteError(w, http.StatusNotImplemented, "reconciliation is not configured: no Zoho API credentials")
 	}
 	return r
 }
@@ -42,25 +46,25 @@ func (h *Handler) serveReconcile(w http.ResponseWriter, r *http.Request) {
 	if rc == nil {
 		return
 	}
-	var req ReconcileRequest
+	var req tdsreconcile.Request
 	if !readJSONBody(w, r, &req) {
 		return
 	}
 	id, err := rc.Start(r.Context(), req)
 	switch {
-	case errors.Is(err, ErrRunInProgress):
-		writeError(w, http.StatusConflict, publicError(err))
+	case errors.Is(err, tdsreconcile.ErrRunInProgress):
+		httpx.WriteError(w, http.StatusConflict, httpx.PublicError(err))
 		return
-	case errors.Is(err, ErrInvalidRequest):
-		writeError(w, http.StatusBadRequest, publicError(err))
+	case errors.Is(err, tdsreconcile.ErrInvalidRequest):
+		httpx.WriteError(w, http.StatusBadRequest, httpx.PublicError(err))
 		return
 	case err != nil:
 		h.adminError(w, r, err)
 		return
 	}
-	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run started", slog.Int64("run_id", id),
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run started", slog.Int64("run_id", id),
 		slog.String("mode", string(req.Mode)), slog.Bool("dry_run", req.DryRun))
-	writeJSON(w, http.StatusAccepted, reconcileResponse{Success: true, RunID: id})
+	httpx.WriteJSON(w, http.StatusAccepted, reconcileResponse{Success: true, RunID: id})
 }
 
 // serveListRuns lists runs newest first: GET /admin/sync-runs?before_id=&limit=.
@@ -69,20 +73,20 @@ func (h *Handler) serveListRuns(w http.ResponseWriter, r *http.Request) {
 	if rc == nil {
 		return
 	}
-	before, limit, ok := pageParams(w, r)
+	page, ok := pageParams(w, r)
 	if !ok {
 		return
 	}
-	runs, err := rc.ListRuns(r.Context(), before, limit)
+	runs, err := rc.ListRuns(r.Context(), page)
 	if err != nil {
 		h.adminError(w, r, err)
 		return
 	}
 	resp := runsResponse{Success: true, Runs: runs}
-	if len(runs) == limit {
+	if len(runs) == page.Limit {
 		resp.NextBeforeID = runs[len(runs)-1].ID
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpx.WriteJSON(w, http.StatusOK, resp)
 }
 
 // serveRun shows a run and a page of its drift, newest first:
@@ -96,7 +100,7 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	before, limit, ok := pageParams(w, r)
+	page, ok := pageParams(w, r)
 	if !ok {
 		return
 	}
@@ -105,16 +109,16 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	drift, err := rc.ListDrift(r.Context(), id, before, limit)
+	drift, err := rc.ListDrift(r.Context(), id, page)
 	if err != nil {
 		h.adminError(w, r, err)
 		return
 	}
 	resp := runResponse{Success: true, Run: run, Drift: drift}
-	if len(drift) == limit {
+	if len(drift) == page.Limit {
 		resp.NextBeforeID = drift[len(drift)-1].ID
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpx.WriteJSON(w, http.StatusOK, resp)
 }
 
 // serveCancelRun asks a run to stop: POST /admin/sync-runs/{id}/cancel.
@@ -131,18 +135,18 @@ func (h *Handler) serveCancelRun(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run cancel asked", slog.Int64("run_id", id))
-	writeJSON(w, http.StatusOK, jobResponse{Success: true, Message: "cancel requested"})
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run cancel asked", slog.Int64("run_id", id))
+	httpx.WriteJSON(w, http.StatusOK, jobResponse{Success: true, Message: "cancel requested"})
 }
 
 // pageParams reads a keyset page's before_id and limit, answering 400 when
 // they are malformed.
-func pageParams(w http.ResponseWriter, r *http.Request) (before int64, limit int, ok bool) {
+func pageParams(w http.ResponseWriter, r *http.Request) (tds.Page, bool) {
 	q := queryParams{v: r.URL.Query()}
-	before, limit = q.id("before_id"), q.limit()
+	page := q.page()
 	if q.err != nil {
-		writeError(w, http.StatusBadRequest, q.err.Error())
-		return 0, 0, false
+		httpx.WriteError(w, http.StatusBadRequest, q.err.Error())
+		return tds.Page{}, false
 	}
-	return before, limit, true
+	return page, true
 }

@@ -1,4 +1,4 @@
-package tds
+package tdsui
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/testkit"
 )
 
 var bearer = []string{"Authorization", "Bearer " + testAdminToken}
@@ -33,8 +35,8 @@ func adminPost(t *testing.T, h http.Handler, path, body string) answer {
 
 func TestAdminAuthentication(t *testing.T) {
 	tdb := openTestDB(t, "sqlite")
-	h := newTestHandler(t, tdb)
-	noAdmin := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey))
+	h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
+	noAdmin := newTestHandler(t, tdb)
 	// Every 401 is the same answer: it does not say whether a token is
 	// configured, nor whether one was sent.
 	refused := func(a answer) {
@@ -48,7 +50,7 @@ func TestAdminAuthentication(t *testing.T) {
 		refused(serve(t, h, "GET", path, nil, "Authorization", "Bearer wrong"))
 		refused(serve(t, h, "GET", path, nil, "Authorization", "Bearer "+testWebhookKey))
 		refused(serve(t, h, "GET", path, nil, "Authorization", "Basic "+testAdminToken))
-		refused(serve(t, h, "GET", path, nil, HeaderWebhookKey, testWebhookKey))
+		refused(serve(t, h, "GET", path, nil, tds.HeaderWebhookKey, testWebhookKey))
 		refused(serve(t, noAdmin, "GET", path, nil, bearer...))
 		refused(serve(t, noAdmin, "GET", path, nil))
 		refused(serve(t, noAdmin, "GET", path, nil, "Authorization", "Bearer "))
@@ -65,7 +67,7 @@ func TestAdminAuthentication(t *testing.T) {
 // so one can be rotated without downtime.
 func TestAdminTokenRotation(t *testing.T) {
 	tdb := openTestDB(t, "sqlite")
-	h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken("old-admin-token-01", "new-admin-token-02"), WithAdminToken("third-admin-token-03"))
+	h := newTestHandler(t, tdb, WithAdminToken("old-admin-token-01", "new-admin-token-02"), WithAdminToken("third-admin-token-03"))
 	for _, tok := range []string{"old-admin-token-01", "new-admin-token-02", "third-admin-token-03"} {
 		a := serve(t, h, "GET", "/queue/stats", nil, "Authorization", "Bearer "+tok)
 		require.Equal(t, http.StatusOK, a.status, a.raw)
@@ -75,11 +77,15 @@ func TestAdminTokenRotation(t *testing.T) {
 	}
 }
 
+// TestQueueStatsOverHTTP also keeps the seed's shape of the answer
+// (total_events, by_status, by_entity, by_priority, oldest_pending,
+// processing_rate), which clients of the first version read.
 func TestQueueStatsOverHTTP(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
-		h := newTestHandler(t, tdb)
+		hooks := newWebhooks(t, tdb)
+		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
 		for _, f := range []struct{ route, file string }{{"products", "product.json"}, {"invoices", "invoice.json"}, {"stock", "stock.json"}} {
-			require.Equal(t, http.StatusOK, webhook(t, h, f.route, fixtureBytes(t, f.file)).status)
+			require.Equal(t, http.StatusOK, webhook(t, hooks, f.route, fixtureBytes(t, f.file)).status)
 		}
 		a := adminGet(t, h, "/queue/stats")
 		require.Equal(t, http.StatusOK, a.status, a.raw)
@@ -87,6 +93,10 @@ func TestQueueStatsOverHTTP(t *testing.T) {
 			require.Contains(t, a.body, k)
 		}
 		require.EqualValues(t, 3, a.body["total_jobs"])
+		for _, k := range []string{"total_events", "by_status", "by_entity", "by_priority", "oldest_pending", "processing_rate"} {
+			require.Contains(t, a.body, k, "the seed's shape")
+		}
+		require.EqualValues(t, 3, a.body["total_events"])
 		require.Equal(t, map[string]any{"pending": 3.0, "processing": 0.0, "retry": 0.0, "completed": 0.0, "dead_letter": 0.0}, a.body["by_status"])
 		require.Equal(t, map[string]any{"product": 1.0, "invoice": 1.0, "stock": 1.0}, a.body["by_entity"])
 		require.Equal(t, map[string]any{"2": 1.0, "5": 1.0, "8": 1.0}, a.body["by_priority"])
@@ -96,14 +106,15 @@ func TestQueueStatsOverHTTP(t *testing.T) {
 
 func TestAdminEvents(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
-		clock := newTestClock()
-		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken), WithClock(clock.Now))
+		clock := testkit.NewClock()
+		hooks := newWebhooks(t, tdb, tds.WithClock(clock.Now))
+		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithClock(clock.Now))
 		var ids []float64
 		for _, f := range []struct{ route, file string }{
 			{"products", "product.json"}, {"customers", "customer.json"},
 			{"products", "invalid_product_missing_name.json"}, {"invoices", "invoice.json"},
 		} {
-			a := webhook(t, h, f.route, fixtureBytes(t, f.file))
+			a := webhook(t, hooks, f.route, fixtureBytes(t, f.file))
 			require.Contains(t, []int{200, 422}, a.status, a.raw)
 			ids = append(ids, a.body["event_id"].(float64))
 			clock.Advance(time.Hour)
@@ -190,7 +201,7 @@ func failJob(t *testing.T, tdb *testDB, jobID int64, code string, errs ...string
 			FailedAt: time.Now().UTC()}).Exec(ctx)
 		require.NoError(t, err)
 	}
-	_, err := tdb.db.NewUpdate().Model((*store.Job)(nil)).Set("status = ?", StatusDeadLetter).
+	_, err := tdb.db.NewUpdate().Model((*store.Job)(nil)).Set("status = ?", tds.StatusDeadLetter).
 		Set("attempt_count = ?", len(errs)).Set("last_error = ?", errs[len(errs)-1]).
 		Set("last_error_code = ?", code).Where("id = ?", jobID).Exec(ctx)
 	require.NoError(t, err)
@@ -198,12 +209,13 @@ func failJob(t *testing.T, tdb *testDB, jobID int64, code string, errs ...string
 
 func TestAdminDeadLetters(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
-		h := newTestHandler(t, tdb)
+		hooks := newWebhooks(t, tdb)
+		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
 		var jobs []int64
 		for i, f := range []struct{ route, file string }{
 			{"products", "product.json"}, {"invoices", "invoice.json"}, {"customers", "customer.json"}, {"bills", "bill.json"},
 		} {
-			a := webhook(t, h, f.route, fixtureBytes(t, f.file))
+			a := webhook(t, hooks, f.route, fixtureBytes(t, f.file))
 			require.Equal(t, http.StatusOK, a.status, a.raw)
 			ev := adminGet(t, h, fmt.Sprintf("/admin/events/%.0f", a.body["event_id"]))
 			id := int64(ev.body["job"].(map[string]any)["id"].(float64))
@@ -290,7 +302,7 @@ func TestAdminDeadLetters(t *testing.T) {
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 		job := a.body["job"].(map[string]any)
 		require.Equal(t, "completed", job["status"])
-		require.Equal(t, OutcomeDiscarded, job["outcome"])
+		require.Equal(t, string(tds.OutcomeDiscarded), job["outcome"])
 		require.Equal(t, "customer deleted upstream", job["outcome_detail"])
 		requireError(t, adminPost(t, h, discard, `{"reason": "again"}`), 404, "not found")
 		require.Equal(t, []int64{}, jobIDs(adminGet(t, h, "/admin/dead-letters")))

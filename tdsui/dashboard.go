@@ -1,4 +1,4 @@
-package tds
+package tdsui
 
 import (
 	"context"
@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/dberr"
+	"github.com/tdscore/tds/internal/httpx"
 	"github.com/tdscore/tds/internal/ui"
 )
 
@@ -31,8 +32,20 @@ const maxFormBytes = 64 << 10
 type dashboard struct {
 	h        *Handler
 	pages    *ui.Renderer
+	assets   http.Handler
 	sessions *ui.Sessions
+	on       bool // an admin token is configured
 	overview overviewCache
+}
+
+// newDashboard returns h's dashboard, whose sessions are signed with keys
+// derived from the admin tokens.
+func newDashboard(h *Handler, tokens []string) (*dashboard, error) {
+	pages, err := ui.NewRenderer()
+	if err != nil {
+		return nil, err
+	}
+	return &dashboard{h: h, pages: pages, assets: ui.Assets(), sessions: ui.NewSessions(tokens), on: len(tokens) > 0}, nil
 }
 
 // overviewMaxAge is how old the overview's queue counts and charts may
@@ -46,12 +59,12 @@ const overviewMaxAge = 10 * time.Second
 type overviewCache struct {
 	mu      sync.Mutex
 	at      time.Time
-	stats   *QueueStats
-	minutes []ThroughputMinute
+	stats   *tds.QueueStats
+	minutes []tds.ThroughputMinute
 }
 
 // get returns counts at most overviewMaxAge old, reading them if needed.
-func (c *overviewCache) get(ctx context.Context, q *Queue) (*QueueStats, []ThroughputMinute, time.Time, error) {
+func (c *overviewCache) get(ctx context.Context, q *tds.Queue) (*tds.QueueStats, []tds.ThroughputMinute, time.Time, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stats != nil && time.Since(c.at) < overviewMaxAge {
@@ -61,8 +74,8 @@ func (c *overviewCache) get(ctx context.Context, q *Queue) (*QueueStats, []Throu
 	// The two reads are independent: side by side, on two connections
 	// where the pool has them, a refresh costs the slower one.
 	var (
-		stats           *QueueStats
-		minutes         []ThroughputMinute
+		stats           *tds.QueueStats
+		minutes         []tds.ThroughputMinute
 		statsErr, tpErr error
 		wg              sync.WaitGroup
 	)
@@ -74,38 +87,6 @@ func (c *overviewCache) get(ctx context.Context, q *Queue) (*QueueStats, []Throu
 	}
 	c.stats, c.minutes, c.at = stats, minutes, at
 	return stats, minutes, at, nil
-}
-
-// mountDashboard registers the dashboard's routes on h's mux.
-func (h *Handler) mountDashboard() error {
-	pages, err := ui.NewRenderer()
-	if err != nil {
-		return err
-	}
-	d := &dashboard{h: h, pages: pages, sessions: ui.NewSessions(h.cfg.handler.adminTokens)}
-	m := h.mux
-	m.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) {
-		seeOther(w, "ui/")
-	})
-	m.Handle("GET /ui/assets/", http.StripPrefix("/ui/assets/", ui.Assets()))
-	m.HandleFunc("GET /ui/login", d.serveLoginForm)
-	m.HandleFunc("POST /ui/login", d.serveLogin)
-	m.HandleFunc("POST /ui/logout", d.post(d.serveLogout))
-	m.HandleFunc("GET /ui/{$}", d.get(d.serveOverview))
-	m.HandleFunc("GET /ui/events", d.get(d.serveEvents))
-	m.HandleFunc("GET /ui/events/{id}", d.get(d.serveEvent))
-	m.HandleFunc("GET /ui/dead-letters", d.get(d.serveDeadLetters))
-	m.HandleFunc("POST /ui/dead-letters/retry", d.post(d.serveRetrySelected))
-	m.HandleFunc("POST /ui/dead-letters/retry-filter", d.post(d.serveRetryFilter))
-	m.HandleFunc("POST /ui/dead-letters/{id}/retry", d.post(d.serveRetryOne))
-	m.HandleFunc("POST /ui/dead-letters/{id}/discard", d.post(d.serveDiscard))
-	m.HandleFunc("GET /ui/alerts", d.get(d.serveAlerts))
-	m.HandleFunc("POST /ui/alerts/{id}/ack", d.post(d.serveAck))
-	m.HandleFunc("POST /ui/alerts/{id}/silence", d.post(d.serveSilence))
-	m.HandleFunc("GET /ui/reconcile", d.get(d.serveRuns))
-	m.HandleFunc("GET /ui/reconcile/{id}", d.get(d.serveRun))
-	m.HandleFunc("POST /ui/reconcile", d.post(d.serveStartRun))
-	return nil
 }
 
 // base is the relative path from r's page to the dashboard's root, so
@@ -127,12 +108,7 @@ func (d *dashboard) secure(r *http.Request) bool {
 	if !strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
 		return false
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && inPrefixes(d.h.cfg.handler.trustedProxies, addr.Unmap())
+	return httpx.FromTrustedProxy(r, d.h.trusted)
 }
 
 // session reads and checks the request's session cookie: its signature,
@@ -142,13 +118,13 @@ func (d *dashboard) session(r *http.Request) (ui.Session, bool, error) {
 	if err != nil {
 		return ui.Session{}, false, nil
 	}
-	s, ok := d.sessions.Parse(c.Value, d.h.cfg.now())
+	s, ok := d.sessions.Parse(c.Value, d.h.now())
 	if !ok {
 		return ui.Session{}, false, nil
 	}
 	revoked, err := d.h.st.SessionRevoked(r.Context(), d.h.db, s.ID)
 	if err != nil {
-		return ui.Session{}, false, wrapDBErr("reading the dashboard's sessions", err)
+		return ui.Session{}, false, dbErr("reading the dashboard's sessions", err)
 	}
 	return s, !revoked, nil
 }
@@ -207,7 +183,7 @@ func (d *dashboard) post(next pageFunc) http.HandlerFunc {
 
 func (d *dashboard) render(w http.ResponseWriter, r *http.Request, status int, name string, p *ui.Page) {
 	if err := d.pages.Render(w, status, name, p); err != nil {
-		d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: dashboard page failed",
+		d.h.logger.LogAttrs(r.Context(), slog.LevelError, "tds: dashboard page failed",
 			slog.String("path", r.URL.Path), slog.Any("error", err))
 		http.Error(w, "internal error", http.StatusInternalServerError)
 	}
@@ -217,13 +193,13 @@ func (d *dashboard) render(w http.ResponseWriter, r *http.Request, status int, n
 func (d *dashboard) fail(w http.ResponseWriter, r *http.Request, p *ui.Page, err error) {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrNotFound):
-		status, p.Title, p.Error = http.StatusNotFound, "Not found", publicError(err)+"."
-	case errors.Is(err, ErrDatabaseUnavailable):
+	case errors.Is(err, tds.ErrNotFound):
+		status, p.Title, p.Error = http.StatusNotFound, "Not found", httpx.PublicError(err)+"."
+	case errors.Is(err, tds.ErrDatabaseUnavailable):
 		status, p.Title, p.Error = http.StatusServiceUnavailable, "Database unavailable",
 			"The database is unavailable: try again in a moment."
 	default:
-		d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelError, "tds: dashboard request failed",
+		d.h.logger.LogAttrs(r.Context(), slog.LevelError, "tds: dashboard request failed",
 			slog.String("path", r.URL.Path), slog.Any("error", err))
 		p.Title, p.Error = "Error", "Something went wrong: the server's log says what."
 	}
@@ -271,18 +247,19 @@ func notice(q url.Values) string {
 
 func (d *dashboard) serveLoginForm(w http.ResponseWriter, r *http.Request) {
 	p := &ui.Page{Title: "Sign in", Base: base(r)}
-	if len(d.h.cfg.handler.adminTokens) == 0 {
+	if !d.on {
 		p.Error = "The dashboard is off: the server has no admin token (WithAdminToken)."
 	}
 	d.render(w, r, http.StatusOK, "login", p)
 }
 
 // serveLogin exchanges the admin token for a session cookie. Failures are
-// counted against the client address like refused webhooks.
+// counted against the client address ([WithSignInLimit]) and told to the
+// Alerter, which counts them with the refused webhooks.
 func (d *dashboard) serveLogin(w http.ResponseWriter, r *http.Request) {
 	p := &ui.Page{Title: "Sign in", Base: base(r)}
-	ip := d.h.clientIP(r)
-	if _, limited := d.h.refusals.limited(ip); limited {
+	ip := httpx.ClientIP(r, d.h.trusted)
+	if _, limited := d.h.signIns.Limited(ip); limited {
 		p.Error = "Too many failed sign-ins from this address: wait a minute."
 		d.render(w, r, http.StatusTooManyRequests, "login", p)
 		return
@@ -293,27 +270,29 @@ func (d *dashboard) serveLogin(w http.ResponseWriter, r *http.Request) {
 		token = strings.TrimSpace(r.PostForm.Get("token"))
 	}
 	if !validAdminToken(d.h.admins, token) {
-		d.h.cfg.alerting.alerter.count(counterRefused)
-		d.h.refusals.refuse(ip)
-		d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: dashboard sign-in refused", slog.String("client_ip", ip))
+		if a := d.h.alerter; a != nil {
+			a.Refused()
+		}
+		d.h.signIns.Refuse(ip)
+		d.h.logger.LogAttrs(r.Context(), slog.LevelWarn, "tds: dashboard sign-in refused", slog.String("client_ip", ip))
 		p.Error = "That is not an admin token."
 		d.render(w, r, http.StatusUnauthorized, "login", p)
 		return
 	}
-	s, value, _ := d.sessions.Issue(d.h.cfg.now())
+	s, value, _ := d.sessions.Issue(d.h.now())
 	// No Path: the browser scopes the cookie to the directory of this
 	// URL, the dashboard's root under whatever prefix it is mounted.
 	http.SetCookie(w, &http.Cookie{Name: ui.CookieName, Value: value, Expires: s.Expires,
 		MaxAge: int(ui.SessionTTL / time.Second), HttpOnly: true, Secure: d.secure(r), SameSite: http.SameSiteStrictMode})
-	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dashboard signed in", slog.String("client_ip", ip))
+	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dashboard signed in", slog.String("client_ip", ip))
 	seeOther(w, "./")
 }
 
 // serveLogout records the session as signed out, so that its cookie is
 // refused by every process even if the browser kept a copy.
 func (d *dashboard) serveLogout(w http.ResponseWriter, r *http.Request, p *ui.Page, s ui.Session) {
-	if err := d.h.st.RevokeSession(r.Context(), d.h.db, s.ID, s.Expires, d.h.cfg.now()); err != nil {
-		d.fail(w, r, p, wrapDBErr("signing out", err))
+	if err := d.h.st.RevokeSession(r.Context(), d.h.db, s.ID, s.Expires, d.h.now()); err != nil {
+		d.fail(w, r, p, dbErr("signing out", err))
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: ui.CookieName, Value: "", MaxAge: -1, HttpOnly: true,
@@ -325,13 +304,11 @@ func (d *dashboard) serveLogout(w http.ResponseWriter, r *http.Request, p *ui.Pa
 type overviewData struct {
 	Now                 time.Time
 	At                  time.Time // when Stats and the charts were read
-	Stats               *QueueStats
+	Stats               *tds.QueueStats
 	ByStatus            []ui.KV
 	Throughput, Latency ui.Chart
-	AlertsOn            bool
-	Firing              []Alert
-	ReconcileOn         bool
-	LastRun             *SyncRun
+	overviewAlerts      // dashboard_alerts.go
+	overviewReconcile   // dashboard_reconcile.go
 }
 
 func (d *dashboard) serveOverview(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
@@ -341,8 +318,8 @@ func (d *dashboard) serveOverview(w http.ResponseWriter, r *http.Request, p *ui.
 		d.fail(w, r, p, err)
 		return
 	}
-	data := &overviewData{Now: d.h.cfg.now(), Stats: stats, At: readAt}
-	for _, st := range Statuses {
+	data := &overviewData{Now: d.h.now(), Stats: stats, At: readAt}
+	for _, st := range tds.Statuses {
 		data.ByStatus = append(data.ByStatus, ui.KV{Key: string(st), Value: stats.ByStatus[st]})
 	}
 	counts, lat := make([]float64, len(minutes)), make([]float64, len(minutes))
@@ -357,23 +334,13 @@ func (d *dashboard) serveOverview(w http.ResponseWriter, r *http.Request, p *ui.
 		func(i int, v float64) string {
 			return fmt.Sprintf("%s: average %s, max %s", at(i), seconds(v), seconds(minutes[i].LatencyMaxSeconds))
 		}, seconds)
-	if a := d.h.cfg.alerting.alerter; a != nil {
-		data.AlertsOn = true
-		if data.Firing, err = a.Alerts(ctx, AlertFiring); err != nil {
-			d.fail(w, r, p, err)
-			return
-		}
+	if err := d.firingAlerts(ctx, &data.overviewAlerts); err != nil {
+		d.fail(w, r, p, err)
+		return
 	}
-	if rc := d.h.cfg.reconciler; rc != nil {
-		data.ReconcileOn = true
-		runs, err := rc.ListRuns(ctx, 0, 1)
-		if err != nil {
-			d.fail(w, r, p, err)
-			return
-		}
-		if len(runs) > 0 {
-			data.LastRun = &runs[0]
-		}
+	if err := d.lastRun(ctx, &data.overviewReconcile); err != nil {
+		d.fail(w, r, p, err)
+		return
 	}
 	p.Title, p.Nav, p.Data = "Overview", "overview", data
 	d.render(w, r, http.StatusOK, "overview", p)
@@ -409,7 +376,7 @@ func nextQuery(q url.Values, lastID int64) string {
 
 type eventsData struct {
 	Q      url.Values
-	Events []InboxEvent
+	Events []tds.InboxEvent
 	Next   string
 }
 
@@ -438,7 +405,7 @@ func (d *dashboard) serveEvent(w http.ResponseWriter, r *http.Request, p *ui.Pag
 	p.Nav = "events"
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		d.fail(w, r, p, fmt.Errorf("%w: no event %q", ErrNotFound, r.PathValue("id")))
+		d.fail(w, r, p, fmt.Errorf("%w: no event %q", tds.ErrNotFound, r.PathValue("id")))
 		return
 	}
 	ev, err := d.h.eventDetail(r.Context(), id)
@@ -453,7 +420,7 @@ func (d *dashboard) serveEvent(w http.ResponseWriter, r *http.Request, p *ui.Pag
 type deadLettersData struct {
 	Q        url.Values
 	Filtered bool
-	Jobs     []Job
+	Jobs     []tds.Job
 	Next     string
 }
 
@@ -488,7 +455,7 @@ func (d *dashboard) serveRetryOne(w http.ResponseWriter, r *http.Request, p *ui.
 		d.fail(w, r, p, err)
 		return
 	}
-	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id))
+	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id))
 	done(w, p.Base+"dead-letters", "retried", id)
 }
 
@@ -508,7 +475,7 @@ func (d *dashboard) serveRetrySelected(w http.ResponseWriter, r *http.Request, p
 		}
 		_, err = d.h.queue.RetryDeadLetter(r.Context(), id)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, tds.ErrNotFound):
 		case err != nil:
 			d.fail(w, r, p, err)
 			return
@@ -516,7 +483,7 @@ func (d *dashboard) serveRetrySelected(w http.ResponseWriter, r *http.Request, p
 			n++
 		}
 	}
-	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
+	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
 	done(w, p.Base+"dead-letters", "retried-many", n)
 }
 
@@ -534,7 +501,7 @@ func (d *dashboard) serveRetryFilter(w http.ResponseWriter, r *http.Request, p *
 	c := &confirmData{EntityType: form.Get("entity_type"), ErrorCode: form.Get("error_code"),
 		Since: form.Get("since"), Until: form.Get("until")}
 	q := queryParams{v: form}
-	f := DeadLetterFilter{EntityType: c.EntityType, ErrorCode: c.ErrorCode, Since: q.time("since"), Until: q.time("until")}
+	f := tds.DeadLetterFilter{EntityType: c.EntityType, ErrorCode: c.ErrorCode, Since: q.time("since"), Until: q.time("until")}
 	if q.err != nil {
 		d.refuse(w, r, p, http.StatusBadRequest, "Nothing retried", "The filter is not valid: "+q.err.Error()+".")
 		return
@@ -547,7 +514,7 @@ func (d *dashboard) serveRetryFilter(w http.ResponseWriter, r *http.Request, p *
 		return
 	}
 	if confirmed {
-		d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
+		d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
 		done(w, p.Base+"dead-letters", "retried-many", n)
 		return
 	}
@@ -559,7 +526,7 @@ func (d *dashboard) serveRetryFilter(w http.ResponseWriter, r *http.Request, p *
 func (d *dashboard) serveDiscard(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
-		d.fail(w, r, p, fmt.Errorf("%w: dead letter %q", ErrNotFound, r.PathValue("id")))
+		d.fail(w, r, p, fmt.Errorf("%w: dead letter %q", tds.ErrNotFound, r.PathValue("id")))
 		return
 	}
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))
@@ -571,174 +538,16 @@ func (d *dashboard) serveDiscard(w http.ResponseWriter, r *http.Request, p *ui.P
 		d.fail(w, r, p, err)
 		return
 	}
-	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter discarded",
+	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter discarded",
 		slog.Int64("job_id", id), slog.String("reason", reason))
 	done(w, p.Base+"dead-letters", "discarded", id)
 }
 
-type alertsData struct {
-	On             bool
-	Open, Resolved []Alert
-}
-
-func (d *dashboard) serveAlerts(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
-	data := &alertsData{}
-	p.Title, p.Nav, p.Data = "Alerts", "alerts", data
-	if a := d.h.cfg.alerting.alerter; a != nil {
-		data.On = true
-		all, err := a.Alerts(r.Context(), "")
-		if err != nil {
-			d.fail(w, r, p, err)
-			return
-		}
-		for _, al := range all {
-			if al.State == AlertResolved {
-				data.Resolved = append(data.Resolved, al)
-			} else {
-				data.Open = append(data.Open, al)
-			}
-		}
+// dbErr wraps an error of the database with what tdsui was doing; an
+// error of an unreachable database matches [tds.ErrDatabaseUnavailable].
+func dbErr(doing string, err error) error {
+	if dberr.IsUnavailable(err) {
+		return fmt.Errorf("tdsui: %s: %w: %w", doing, tds.ErrDatabaseUnavailable, err)
 	}
-	d.render(w, r, http.StatusOK, "alerts", p)
-}
-
-// alertAction reads the alert id and the Alerter, answering when either
-// is missing.
-func (d *dashboard) alertAction(w http.ResponseWriter, r *http.Request, p *ui.Page) (*Alerter, int64, bool) {
-	a := d.h.cfg.alerting.alerter
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	switch {
-	case a == nil:
-		d.refuse(w, r, p, http.StatusNotImplemented, "Alerting is off", "Alerting is not configured.")
-		return nil, 0, false
-	case err != nil:
-		d.fail(w, r, p, fmt.Errorf("%w: alert %q", ErrNotFound, r.PathValue("id")))
-		return nil, 0, false
-	}
-	return a, id, true
-}
-
-func (d *dashboard) serveAck(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
-	a, id, ok := d.alertAction(w, r, p)
-	if !ok {
-		return
-	}
-	if err := a.Ack(r.Context(), id); err != nil {
-		d.fail(w, r, p, err)
-		return
-	}
-	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert acknowledged", slog.Int64("alert_id", id))
-	done(w, p.Base+"alerts", "acked", id)
-}
-
-// serveSilence silences an alert until a local time given with the
-// browser's UTC offset in minutes (0 without the page's script: UTC).
-func (d *dashboard) serveSilence(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
-	a, id, ok := d.alertAction(w, r, p)
-	if !ok {
-		return
-	}
-	offset, err := strconv.Atoi(r.PostForm.Get("tz_offset"))
-	if err != nil || offset < -14*60 || offset > 14*60 {
-		offset = 0
-	}
-	until, err := time.ParseInLocation("2006-01-02T15:04", r.PostForm.Get("until"), time.FixedZone("", offset*60))
-	switch {
-	case err != nil:
-		d.refuse(w, r, p, http.StatusBadRequest, "Not silenced", "Give the time until which to silence the alert.")
-		return
-	case !until.After(a.now()):
-		d.refuse(w, r, p, http.StatusBadRequest, "Not silenced", "The time to silence the alert until must be in the future.")
-		return
-	}
-	if err := a.Silence(r.Context(), id, until); err != nil {
-		d.fail(w, r, p, err)
-		return
-	}
-	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert silenced", slog.Int64("alert_id", id),
-		slog.Time("until", until))
-	done(w, p.Base+"alerts", "silenced", id)
-}
-
-type runsData struct {
-	On   bool
-	Runs []SyncRun
-	Next int64
-}
-
-func (d *dashboard) serveRuns(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
-	data := &runsData{}
-	p.Title, p.Nav, p.Data = "Reconciliation", "reconcile", data
-	if rc := d.h.cfg.reconciler; rc != nil {
-		data.On = true
-		q := queryParams{v: r.URL.Query()}
-		before := q.id("before_id")
-		runs, err := rc.ListRuns(r.Context(), before, dashboardPageSize)
-		if err != nil {
-			d.fail(w, r, p, err)
-			return
-		}
-		data.Runs = runs
-		if len(runs) == dashboardPageSize {
-			data.Next = runs[len(runs)-1].ID
-		}
-	}
-	d.render(w, r, http.StatusOK, "runs", p)
-}
-
-type runData struct {
-	Run   *SyncRun
-	Drift []Drift
-	Next  int64
-}
-
-func (d *dashboard) serveRun(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
-	p.Nav = "reconcile"
-	rc := d.h.cfg.reconciler
-	if rc == nil {
-		d.refuse(w, r, p, http.StatusNotImplemented, "Reconciliation is off", "Reconciliation is not configured: no Zoho API credentials.")
-		return
-	}
-	q := queryParams{v: r.URL.Query()}
-	before := q.id("before_id")
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		d.fail(w, r, p, fmt.Errorf("%w: run %q", ErrNotFound, r.PathValue("id")))
-		return
-	}
-	data := &runData{}
-	if data.Run, err = rc.GetRun(r.Context(), id); err != nil {
-		d.fail(w, r, p, err)
-		return
-	}
-	if data.Drift, err = rc.ListDrift(r.Context(), id, before, dashboardPageSize); err != nil {
-		d.fail(w, r, p, err)
-		return
-	}
-	if len(data.Drift) == dashboardPageSize {
-		data.Next = data.Drift[len(data.Drift)-1].ID
-	}
-	p.Title, p.Data = fmt.Sprintf("Run %d", id), data
-	d.render(w, r, http.StatusOK, "run", p)
-}
-
-func (d *dashboard) serveStartRun(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
-	rc := d.h.cfg.reconciler
-	if rc == nil {
-		d.refuse(w, r, p, http.StatusNotImplemented, "Reconciliation is off", "Reconciliation is not configured: no Zoho API credentials.")
-		return
-	}
-	req := ReconcileRequest{Mode: ReconcileMode(r.PostForm.Get("mode")), DryRun: r.PostForm.Get("dry_run") == "true"}
-	id, err := rc.Start(r.Context(), req)
-	switch {
-	case errors.Is(err, ErrRunInProgress), errors.Is(err, ErrInvalidRequest):
-		d.refuse(w, r, p, http.StatusConflict, "Not started", publicError(err)+".")
-		return
-	case err != nil:
-		d.fail(w, r, p, err)
-		return
-	}
-	d.h.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run started", slog.Int64("run_id", id),
-		slog.String("mode", string(req.Mode)), slog.Bool("dry_run", req.DryRun))
-	done(w, p.Base+"reconcile", "started", id)
+	return fmt.Errorf("tdsui: %s: %w", doing, err)
 }

@@ -1,4 +1,4 @@
-package tds
+package tdsui
 
 import (
 	"context"
@@ -207,7 +207,7 @@ func (e *dashboardEnv) shoot(t *testing.T, ctx context.Context, name string) {
 	}
 	dir := t.TempDir()
 	if *updateScreenshots {
-		dir = filepath.Join("docs", "screenshots")
+		dir = filepath.Join("..", "docs", "screenshots")
 	}
 	for _, w := range []int64{1280, 390} {
 		do(t, ctx, chromedp.EmulateViewport(w, 800))

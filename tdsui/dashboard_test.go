@@ -1,4 +1,4 @@
-package tds
+package tdsui
 
 import (
 	"context"
@@ -16,22 +16,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/ui"
 	"github.com/tdscore/tds/internal/zohofake"
+	"github.com/tdscore/tds/tdsalert"
+	"github.com/tdscore/tds/tdsreconcile"
 )
 
-// dashboardEnv is a Handler built with the reference server's options
-// (examples/server: the Zoho registry, webhook keys, admin token, trusted
-// proxies, metrics, an Alerter and a Reconciler against a fake Zoho), a
-// Worker syncing into the mirror tables, and an HTTP server mounting the
-// Handler at the root and under /ops.
+// dashboardEnv is the reference server's console (examples/server: the
+// Zoho registry, admin token, trusted proxies, an Alerter and a Reconciler
+// against a fake Zoho) beside its webhook Handler, a Worker syncing into
+// the mirror tables, and an HTTP server mounting the console at the root
+// and under /ops.
 type dashboardEnv struct {
 	tdb     *testDB
 	h       *Handler
+	hooks   *tds.Handler
 	srv     *httptest.Server
 	fake    *zohofake.Server
 	failing sync.Map // entity ids the Syncer fails permanently
@@ -40,37 +43,39 @@ type dashboardEnv struct {
 func newDashboardEnv(t *testing.T, tdb *testDB) *dashboardEnv {
 	t.Helper()
 	ctx := context.Background()
-	reg := ZohoRegistry()
-	require.NoError(t, MigrateMirror(ctx, tdb.db, reg))
+	reg := tds.ZohoRegistry()
+	require.NoError(t, tds.MigrateMirror(ctx, tdb.db, reg))
 	log := slog.New(slog.DiscardHandler)
 	fake := zohofake.New(zohofake.Options{})
 	t.Cleanup(fake.Close)
-	alerter, err := NewAlerter(tdb.db, WithLogger(log))
+	alerter, err := tdsalert.New(tdb.db, tdsalert.WithLogger(log))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = alerter.Close(context.Background()) })
-	rc, err := NewReconciler(tdb.db, ZohoAPI{
+	e := &dashboardEnv{tdb: tdb, fake: fake}
+	e.hooks, err = tds.NewHandler(tdb.db, tds.WithRegistry(reg), tds.WithLogger(log), tds.WithWebhookKeys(testWebhookKey),
+		tds.WithTrustedProxies("10.0.0.0/8"), tds.WithWebhookObserver(alerter.ObserveWebhook))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.hooks.Close()) })
+	rc, err := tdsreconcile.New(tdb.db, e.hooks.Processor(), tdsreconcile.ZohoAPI{
 		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
 		AccountsURL: fake.URL(), APIURL: fake.URL(), RequestsPerMinute: -1,
-	}, WithRegistry(reg), WithLogger(log), WithReconcileSchedule(0, 0), WithAlerter(alerter))
+	}, tdsreconcile.WithLogger(log), tdsreconcile.WithSchedule(0, 0), tdsreconcile.WithHooks(alerter.ReconcileHooks()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rc.Close() })
-	e := &dashboardEnv{tdb: tdb, fake: fake}
-	e.h, err = NewHandler(tdb.db, WithRegistry(reg), WithLogger(log), WithWebhookKeys(testWebhookKey),
-		WithAdminToken(testAdminToken), WithTrustedProxies("10.0.0.0/8"), WithMetrics(prometheus.NewRegistry()),
-		WithAlerter(alerter), WithReconciler(rc))
+	e.h, err = New(tdb.db, WithRegistry(reg), WithLogger(log), WithAdminToken(testAdminToken),
+		WithTrustedProxies("10.0.0.0/8"), WithAlerter(alerter), WithReconciler(rc))
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, e.h.Close()) })
 
-	mirror, err := NewMirrorSyncer(WithRegistry(reg))
+	mirror, err := tds.NewMirrorSyncer(tds.WithRegistry(reg))
 	require.NoError(t, err)
-	syncer := SyncFunc(func(ctx context.Context, tx bun.Tx, job *SyncJob) error {
+	syncer := tds.SyncFunc(func(ctx context.Context, tx bun.Tx, job *tds.SyncJob) error {
 		if _, bad := e.failing.Load(job.EntityID); bad {
-			return Permanent(errors.New("the test refuses " + job.EntityID))
+			return tds.Permanent(errors.New("the test refuses " + job.EntityID))
 		}
 		return mirror.Sync(ctx, tx, job)
 	})
-	w, err := NewWorker(tdb.db, syncer, WithLogger(log), WithPollInterval(10*time.Millisecond),
-		WithShutdownTimeout(5*time.Second))
+	w, err := tds.NewWorker(tdb.db, syncer, tds.WithLogger(log), tds.WithPollInterval(10*time.Millisecond),
+		tds.WithShutdownTimeout(5*time.Second))
 	require.NoError(t, err)
 	wctx, stop := context.WithCancel(ctx)
 	errc := make(chan error, 1)
@@ -79,6 +84,7 @@ func newDashboardEnv(t *testing.T, tdb *testDB) *dashboardEnv {
 
 	mux := http.NewServeMux()
 	mux.Handle("/ops/", http.StripPrefix("/ops", e.h))
+	mux.Handle("/webhooks/", e.hooks)
 	mux.Handle("/", e.h)
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
@@ -94,7 +100,7 @@ func (e *dashboardEnv) seed(t *testing.T, ids []string, fail ...string) {
 	}
 	for _, id := range ids {
 		body := fmt.Sprintf(`{"source":"zoho","event_type":"update","entity_type":"product","entity_id":%q,"data":{"item_id":%q,"name":"Product %s","last_modified_time":"2026-11-20T10:00:00+0000"}}`, id, id, id)
-		require.Equal(t, http.StatusOK, webhook(t, e.h, "products", []byte(body)).status)
+		require.Equal(t, http.StatusOK, webhook(t, e.hooks, "products", []byte(body)).status)
 	}
 	e.waitIdle(t)
 }
@@ -105,7 +111,7 @@ func (e *dashboardEnv) waitIdle(t *testing.T) {
 	require.Eventually(t, func() bool {
 		s, err := e.h.queue.Stats(context.Background())
 		require.NoError(t, err)
-		return s.ByStatus[StatusPending]+s.ByStatus[StatusProcessing]+s.ByStatus[StatusRetry] == 0
+		return s.ByStatus[tds.StatusPending]+s.ByStatus[tds.StatusProcessing]+s.ByStatus[tds.StatusRetry] == 0
 	}, 20*time.Second, 20*time.Millisecond)
 }
 

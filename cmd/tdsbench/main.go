@@ -214,11 +214,14 @@ func runIngest(ctx context.Context, db *bun.DB, c config, r *report) error {
 				return err
 			}
 		}
-		opts, stop := withMetrics(on)
+		opts, stop, err := withMetrics(on, db)
+		if err != nil {
+			return err
+		}
 		if i == 0 {
 			rssReset = resetPeakRSS()
 		}
-		t, err := ingest(ctx, db, c.senders, c.duration, opts...)
+		t, err := ingest(ctx, db, c.senders, c.duration, opts.handler...)
 		stop()
 		if err != nil {
 			return err
@@ -248,8 +251,11 @@ func runBurnDown(ctx context.Context, db *bun.DB, c config, r *report) error {
 	// syncer's rates, off then on.
 	rates := map[string][]float64{}
 	one := func(name string, s tds.Syncer, on bool, notes func(t throughput) string) error {
-		mopts, stop := withMetrics(on)
-		t, err := burnDown(ctx, db, c.burnDownN, s, append(append([]tds.Option{}, base...), mopts...)...)
+		mopts, stop, err := withMetrics(on, db)
+		if err != nil {
+			return err
+		}
+		t, err := burnDown(ctx, db, c.burnDownN, s, append(append([]tds.Option{}, base...), mopts.worker...)...)
 		stop()
 		if err != nil {
 			return err

@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/tdsprom"
 )
 
 // scrapeEvery is how often a run with metrics on gathers them, more often
@@ -28,14 +30,30 @@ func metricsModes(m string) ([]bool, error) {
 	return nil, fmt.Errorf("-metrics must be off, on or both, got %q", m)
 }
 
-// withMetrics returns, when on, the option recording tds's metrics on a
-// fresh registry, which a goroutine gathers every scrapeEvery as a scraper
-// would, until stop is called.
-func withMetrics(on bool) (opts []tds.Option, stop func()) {
+// metricsOptions are the options recording tds's metrics (package tdsprom)
+// through the Handler's and the Worker's observers.
+type metricsOptions struct {
+	handler, worker []tds.Option
+}
+
+// withMetrics returns, when on, the options recording tds's metrics on a
+// fresh registry, with the database-derived metrics of db, which a
+// goroutine gathers every scrapeEvery as a scraper would, until stop is
+// called.
+func withMetrics(on bool, db *bun.DB) (opts metricsOptions, stop func(), err error) {
 	if !on {
-		return nil, func() {}
+		return opts, func() {}, nil
 	}
 	reg := prometheus.NewRegistry()
+	m, err := tdsprom.New(reg)
+	if err != nil {
+		return opts, nil, err
+	}
+	if err := m.WatchDatabase(db); err != nil {
+		return opts, nil, err
+	}
+	opts.handler = []tds.Option{tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch)}
+	opts.worker = []tds.Option{tds.WithObserver(m.ObserveJob)}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -50,10 +68,10 @@ func withMetrics(on bool) (opts []tds.Option, stop func()) {
 			}
 		}
 	})
-	return []tds.Option{tds.WithMetrics(reg)}, func() {
+	return opts, func() {
 		close(done)
 		wg.Wait()
-	}
+	}, nil
 }
 
 // metricsSuffix names a row's metrics mode when it is on.

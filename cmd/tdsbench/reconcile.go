@@ -18,6 +18,7 @@ import (
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/store"
 	"github.com/tdscore/tds/internal/zohofake"
+	"github.com/tdscore/tds/tdsreconcile"
 )
 
 // fakeZohoEnv makes the process a fake Zoho holding the benchmark's
@@ -141,9 +142,14 @@ func runReconcile(ctx context.Context, db *bun.DB, c config, r *report) error {
 		return err
 	}
 	defer stop()
-	rc, err := tds.NewReconciler(db, tds.ZohoAPI{ClientID: "client-id", ClientSecret: "client-secret",
+	proc, err := tds.NewProcessor(db)
+	if err != nil {
+		return err
+	}
+	defer proc.Close()
+	rc, err := tdsreconcile.New(db, proc, tdsreconcile.ZohoAPI{ClientID: "client-id", ClientSecret: "client-secret",
 		RefreshToken: "refresh-token", OrganizationID: "org-1", AccountsURL: url, APIURL: url,
-		RequestsPerMinute: -1, DailyBudget: -1}, tds.WithLogger(slog.New(slog.DiscardHandler)))
+		RequestsPerMinute: -1, DailyBudget: -1}, tdsreconcile.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return err
 	}
@@ -151,13 +157,13 @@ func runReconcile(ctx context.Context, db *bun.DB, c config, r *report) error {
 
 	rssReset := resetPeakRSS()
 	start := time.Now()
-	run, err := rc.Run(ctx, tds.ReconcileRequest{Mode: tds.ReconcileFull, EntityTypes: []string{"product"}})
+	run, err := rc.Run(ctx, tdsreconcile.Request{Mode: tdsreconcile.Full, EntityTypes: []string{"product"}})
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
 	rss := peakRSS()
-	if run.Status != tds.RunCompleted {
+	if run.Status != tdsreconcile.RunCompleted {
 		return fmt.Errorf("run %d ended %s: %s", run.ID, run.Status, run.Error)
 	}
 	drift := run.Counts.MissingLocal + run.Counts.StaleLocal + run.Counts.MissingRemote + run.Counts.Changed

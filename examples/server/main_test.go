@@ -30,6 +30,8 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/zohofake"
+	"github.com/tdscore/tds/tdsalert"
+	"github.com/tdscore/tds/tdsreconcile"
 	"github.com/tdscore/tds/tdstest"
 	"github.com/tdscore/tds/tdsui"
 )
@@ -88,9 +90,9 @@ func TestParseSettings(t *testing.T) {
 	require.True(t, s.zoho.enabled())
 	require.Equal(t, "eu", s.zoho.dc)
 	require.Equal(t, 5*time.Minute, s.zoho.interval)
-	require.Equal(t, tds.DefaultFullReconcileInterval, s.zoho.fullInterval)
+	require.Equal(t, tdsreconcile.DefaultFullInterval, s.zoho.fullInterval)
 	require.Equal(t, 500, s.zoho.dailyBudget)
-	require.Equal(t, tds.DefaultZohoRequestsPerMinute, s.zoho.rate)
+	require.Equal(t, tdsreconcile.DefaultRequestsPerMinute, s.zoho.rate)
 	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_ZOHO_CLIENT_ID": "id"}[k] }, io.Discard)
 	require.ErrorContains(t, err, "TDS_ZOHO_REFRESH_TOKEN")
 	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_RECONCILE_INTERVAL": "often"}[k] }, io.Discard)
@@ -115,7 +117,7 @@ func TestParseSettings(t *testing.T) {
 		webhookSecret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", slackURL: "https://hooks.example/x", interval: 30 * time.Second}, s.alert)
 	s, err = parseSettings(nil, func(string) string { return "" }, io.Discard)
 	require.NoError(t, err)
-	require.Equal(t, tds.DefaultAlertEvalInterval, s.alert.interval)
+	require.Equal(t, tdsalert.DefaultEvalInterval, s.alert.interval)
 	_, err = parseSettings([]string{"-workers", "-1"}, func(string) string { return "" }, io.Discard)
 	require.ErrorContains(t, err, "-workers")
 	_, err = parseSettings(nil, func(k string) string { return map[string]string{"TDS_ALERT_EVAL_INTERVAL": "often"}[k] }, io.Discard)
@@ -359,13 +361,13 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 			}
 			defer resp.Body.Close()
 			var got struct {
-				Run tds.SyncRun `json:"run"`
+				Run tdsreconcile.SyncRun `json:"run"`
 			}
 			if json.NewDecoder(resp.Body).Decode(&got) != nil {
 				return false
 			}
-			require.NotEqual(t, tds.RunFailed, got.Run.Status, got.Run.Error)
-			return got.Run.Status == tds.RunCompleted
+			require.NotEqual(t, tdsreconcile.RunFailed, got.Run.Status, got.Run.Error)
+			return got.Run.Status == tdsreconcile.RunCompleted
 		}, 60*time.Second, 20*time.Millisecond)
 		require.Eventually(t, func() bool {
 			var n int

@@ -5,6 +5,9 @@ package httpx
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -50,10 +53,15 @@ func SetRetryAfter(h http.Header, d time.Duration) {
 	h.Set("Retry-After", strconv.Itoa(secs))
 }
 
-// PublicError is err's message without the package prefix. Only errors
-// that describe the request itself are shown to clients.
+// PublicError is err's message without its package prefix ("tds: ",
+// "tdsreconcile: ", ...). Only errors that describe the request itself are
+// shown to clients.
 func PublicError(err error) string {
-	return strings.TrimPrefix(err.Error(), "tds: ")
+	msg := err.Error()
+	if pkg, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(pkg, "tds") && !strings.ContainsAny(pkg, " :") {
+		return rest
+	}
+	return msg
 }
 
 // ServeMux serves r with mux, its own 404 and 405 answers (Allow header
@@ -175,4 +183,36 @@ func InPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// ReadBody reads at most limit bytes of r's body. On failure it returns
+// the answer refusing the request: 413 for a larger body, 400 for one that
+// could not be read.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, status int, msg string) {
+	tooLarge := fmt.Sprintf("body larger than %d bytes", limit)
+	if r.ContentLength > limit {
+		return nil, http.StatusRequestEntityTooLarge, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, http.StatusRequestEntityTooLarge, tooLarge
+		}
+		return nil, http.StatusBadRequest, "could not read the body"
+	}
+	return body, 0, ""
+}
+
+// JSONErrText is a JSON decoder's error, short and free of Go type names.
+func JSONErrText(err error) string {
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
+	}
+	if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return "the body must be a JSON object"
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return "unexpected end of input"
+	}
+	return err.Error()
 }

@@ -45,6 +45,13 @@ func (c *Clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
 // LogBuffer is a log destination whose output tests can read, safe for
 // concurrent use.
 type LogBuffer struct {

@@ -1,15 +1,10 @@
-//go:build ignore
-
-// TestAlertAdminAPI tests the admin API's /admin/alerts routes, which moved
-// to package tdsui (tdsui/admin_alerts.go) with the rest of the console.
-// It was alerts_test.go's; it moves to tdsui's tests, adapted to tdsui's
-// constructor, once tdsui compiles. Its assertions are unchanged here.
-
-package tdsalert
+package tdsui
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,15 +12,66 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/alert"
+	"github.com/tdscore/tds/internal/testkit"
+	"github.com/tdscore/tds/tdsalert"
 )
+
+// alertEnv is a database, a frozen clock, a Processor and an Alerter on
+// them.
+type alertEnv struct {
+	tdb   *testDB
+	clock *testkit.Clock
+	proc  *tds.Processor
+	a     *tdsalert.Alerter
+}
+
+func newAlertEnv(t *testing.T, tdb *testDB, opts ...tdsalert.Option) *alertEnv {
+	t.Helper()
+	e := &alertEnv{tdb: tdb, clock: testkit.NewClock()}
+	var err error
+	e.proc, err = tds.NewProcessor(tdb.db, tds.WithClock(e.clock.Now), tds.WithLogger(quietLogger))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.proc.Close() })
+	base := []tdsalert.Option{tdsalert.WithClock(e.clock.Now), tdsalert.WithLogger(quietLogger)}
+	e.a, err = tdsalert.New(tdb.db, append(base, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.a.Close(context.Background()) })
+	return e
+}
+
+// ingest stores and queues a product event.
+func (e *alertEnv) ingest(t *testing.T, id, name string) {
+	t.Helper()
+	data, err := json.Marshal(map[string]any{"item_id": id, "name": name})
+	require.NoError(t, err)
+	res, err := e.proc.Process(context.Background(),
+		&tds.Event{EventType: tds.EventUpdate, EntityType: "product", EntityID: id, Data: data})
+	require.NoError(t, err)
+	require.True(t, res.Queued)
+}
+
+// onlyRule is a rules document enabling rule alone, with fields such as
+// "threshold: 0".
+func onlyRule(rule, fields string) io.Reader {
+	var b strings.Builder
+	b.WriteString("rules:\n")
+	for _, r := range alert.DefaultRules() {
+		if r.Name == rule {
+			fmt.Fprintf(&b, "  - {name: %s, enabled: true, %s}\n", r.Name, fields)
+		} else {
+			fmt.Fprintf(&b, "  - {name: %s, enabled: false}\n", r.Name)
+		}
+	}
+	return strings.NewReader(b.String())
+}
 
 func TestAlertAdminAPI(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
-		e := newAlertEnv(t, tdb, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")))
-		h, err := NewHandler(e.db, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken),
-			WithClock(e.clock.Now), WithLogger(quietLogger), WithAlerter(e.a))
-		require.NoError(t, err)
+		e := newAlertEnv(t, tdb, tdsalert.WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")))
+		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithClock(e.clock.Now), WithAlerter(e.a))
 		e.ingest(t, "1", "a")
 		require.NoError(t, e.a.Evaluate(t.Context()))
 
@@ -69,14 +115,13 @@ func TestAlertAdminAPI(t *testing.T) {
 		code, _ = do(http.MethodPost, fmt.Sprintf("/admin/alerts/%d/silence", id), `{"until": "tomorrow"}`)
 		require.Equal(t, http.StatusBadRequest, code)
 
-		got, err := e.a.Alerts(t.Context(), StateFiring)
+		got, err := e.a.Alerts(t.Context(), tdsalert.StateFiring)
 		require.NoError(t, err)
 		require.NotNil(t, got[0].AcknowledgedAt)
 		require.NotNil(t, got[0].SilencedUntil)
 
 		// Without an Alerter: 501.
-		h2, err := NewHandler(e.db, WithWebhookKeys(testWebhookKey), WithAdminToken(testAdminToken), WithLogger(quietLogger))
-		require.NoError(t, err)
+		h2 := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
 		req := httptest.NewRequest(http.MethodGet, "/admin/alerts", nil)
 		req.Header.Set("Authorization", "Bearer "+testAdminToken)
 		rec := httptest.NewRecorder()
