@@ -87,7 +87,7 @@ func FuzzParseEnvelope(f *testing.F) {
 		_ = DefaultValidator(ZohoRegistry()).Validate(t.Context(), ev)
 		cfg, err := newConfig(forProcessor, nil)
 		require.NoError(t, err)
-		if row, err := cfg.newInboxEvent(ev); err == nil {
+		if row, err := cfg.newInboxEvent(ev, cfg.typeOf(ev)); err == nil {
 			require.NotEmpty(t, row.IdempotencyKey)
 		}
 	})

@@ -267,13 +267,13 @@ func checkIdentity(ev *Event) error {
 	return nil
 }
 
-// newInboxEvent builds the row for ev: hash, key, version, redacted
-// metadata. It fails with ErrInvalidEvent when ev lacks its identity.
-func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
+// newInboxEvent builds the row for ev of type et (nil when unknown): hash,
+// key, version, redacted metadata. It fails with ErrInvalidEvent when ev
+// lacks its identity.
+func (c *config) newInboxEvent(ev *Event, et *EntityType) (*store.Event, error) {
 	if err := checkIdentity(ev); err != nil {
 		return nil, err
 	}
-	et := c.typeOf(ev)
 	data := ev.Data
 	if len(data) == 0 {
 		data = []byte("null")
@@ -334,7 +334,7 @@ func (c *config) newInboxEvent(ev *Event) (*store.Event, error) {
 // deliveries are told apart by the table's unique constraint, so exactly one
 // of them stores a row.
 func (in *Inbox) Store(ctx context.Context, ev *Event) (stored *InboxEvent, duplicate bool, err error) {
-	row, err := in.cfg.newInboxEvent(ev)
+	row, err := in.cfg.newInboxEvent(ev, in.cfg.typeOf(ev))
 	if err != nil {
 		return nil, false, err
 	}

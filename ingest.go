@@ -77,7 +77,8 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 	// and the caller's may be in use elsewhere.
 	e := *ev
 	ev = &e
-	row, err := p.cfg.newInboxEvent(ev)
+	et := p.cfg.typeOf(ev) // once: the Validator and Prioritizer find it on ev
+	row, err := p.cfg.newInboxEvent(ev, et)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 		row.QueuedAt = &now
 		r.job = &store.NewJob{
 			Priority:    clampPriority(p.cfg.prioritizer.Priority(ctx, ev)),
-			MaxAttempts: p.cfg.maxAttemptsFor(p.cfg.typeOf(ev)),
+			MaxAttempts: p.cfg.maxAttemptsFor(et),
 		}
 	}
 	row.ValidatedAt = &now

@@ -3,7 +3,6 @@ package tds
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -354,79 +353,4 @@ func splitBatches(jobs []*store.Job, n int) [][]*store.Job {
 		out = append(out, jobs[lo:hi])
 	}
 	return out
-}
-
-func callSync(ctx context.Context, s Syncer, tx bun.Tx, job *SyncJob) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = WithCode(CodePanic, fmt.Errorf("tds: syncer panicked: %v", r))
-		}
-	}()
-	return s.Sync(ctx, tx, job)
-}
-
-// callSyncBatch runs s.SyncBatch, turning a panic into an error.
-func callSyncBatch(ctx context.Context, s BatchSyncer, tx bun.Tx, jobs []*SyncJob) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = WithCode(CodePanic, fmt.Errorf("tds: syncer panicked in SyncBatch: %v", r))
-		}
-	}()
-	return s.SyncBatch(ctx, tx, jobs)
-}
-
-// cleanupCtx bounds the writes a worker makes after a sync, which must not
-// depend on the (possibly cancelled) sync context.
-func cleanupCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 10*time.Second)
-}
-
-// recordFailure is where every failed attempt is handled: it classifies
-// syncErr (retry or dead letter, and when), records the attempt in tx
-// under the job's lease (errLeaseLost when lost) and logs it. It returns
-// the job's new status.
-func (w *Worker) recordFailure(ctx context.Context, tx bun.IDB, job *store.Job, syncErr error, started time.Time) (Status, error) {
-	f := classify(syncErr, job.Attempt, job.MaxAttempts, w.ws.retryPolicy)
-	now := w.now()
-	err := w.st.RecordFailure(ctx, tx, store.Failure{
-		Job: job, Owner: w.ws.workerID, DeadLetter: f.deadLetter, RetryAt: now.Add(f.delay),
-		Error: f.msg, Code: f.code, StartedAt: &started,
-	}, now)
-	if err != nil {
-		return "", err
-	}
-	if f.deadLetter {
-		w.log.Warn("tds: job dead-lettered", "job", job.ID, "entity_type", job.EntityType,
-			"entity_id", job.EntityID, "attempt", job.Attempt, "err", syncErr)
-		return StatusDeadLetter, nil
-	}
-	w.log.Info("tds: job failed; will retry", "job", job.ID, "attempt", job.Attempt,
-		"delay", f.delay, "err", syncErr)
-	return StatusRetry, nil
-}
-
-// fail records a failed attempt of job in a transaction of its own and
-// reports it; a dead letter hands its entity on to the next job.
-func (w *Worker) fail(job *store.Job, syncErr error, started time.Time) {
-	ctx, cancel := cleanupCtx()
-	defer cancel()
-	var status Status
-	err := w.db.RunInTx(ctx, w.st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
-		var err error
-		if status, err = w.recordFailure(ctx, tx, job, syncErr, started); err != nil || status != StatusDeadLetter {
-			return err
-		}
-		return w.st.FinishDeadLetter(ctx, tx, job, w.now())
-	})
-	switch {
-	case errors.Is(err, errLeaseLost):
-		w.log.Warn("tds: lost the lease of a failed job", "job", job.ID)
-		return
-	case err != nil:
-		w.log.Error("tds: recording a failed attempt; the job returns when its lease expires", "job", job.ID, "err", err)
-		return
-	}
-	r := resultOf(job, nil, status, "", syncErr)
-	r.CommittedAt, r.StartedAt = w.cfg.now(), started
-	w.report([]JobResult{r})
 }
