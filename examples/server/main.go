@@ -7,7 +7,7 @@
 // starts it on :8001 with the SQLite file tds.db in the working directory;
 // nothing else needs installing. Every flag has an environment equivalent
 // (TDS_…): `server -h` lists them, generated from the one table of
-// settings in settings.go, which the README's table matches (a test checks
+// settings in settings.go, which docs/server.md's table matches (a test checks
 // it). `server migrate` applies the migrations and exits, for a rollout
 // that migrates before it starts the new version; `server healthcheck`
 // GETs /health/ready and exits 0 or 1, for an image without a shell;

@@ -64,7 +64,7 @@ type setting struct {
 
 // table is every setting of the server, the one place they are listed:
 // the flag set, the environment lookup and the -h usage are built from
-// it, and a test checks it against the README's table.
+// it, and a test checks it against the table in docs/server.md.
 var table = []setting{
 	{"addr", "TDS_ADDR", ":8001", "listen address", text(func(s *settings) *string { return &s.addr })},
 	{"database", "TDS_DATABASE_URL", "sqlite:tds.db", "database URL: postgres://… or sqlite:PATH", text(func(s *settings) *string { return &s.database })},

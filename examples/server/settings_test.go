@@ -25,24 +25,24 @@ import (
 
 func noEnv(string) string { return "" }
 
-// TestSettingsTableMatchesREADME: every setting of the table is a row of
-// the README's table with the same flag, variable and default, and every
-// row of the README is a setting.
-func TestSettingsTableMatchesREADME(t *testing.T) {
-	f, err := os.Open(filepath.Join("..", "..", "README.md"))
+// TestSettingsTableMatchesDocs: every setting of the table is a row of
+// the settings table in docs/server.md with the same flag, variable and
+// default, and every row of that table is a setting.
+func TestSettingsTableMatchesDocs(t *testing.T) {
+	f, err := os.Open(filepath.Join("..", "..", "docs", "server.md"))
 	require.NoError(t, err)
 	defer f.Close()
 	row := regexp.MustCompile("^\\| `-([a-z-]+)` \\| `(TDS_[A-Z_]+)` \\|([^|]*)\\|")
-	readme := map[string]string{}
+	docs := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		m := row.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
-		_, dup := readme[m[1]]
-		require.False(t, dup, "README lists -%s twice", m[1])
-		readme[m[1]] = m[2] + " " + strings.Trim(strings.TrimSpace(m[3]), "`")
+		_, dup := docs[m[1]]
+		require.False(t, dup, "docs/server.md lists -%s twice", m[1])
+		docs[m[1]] = m[2] + " " + strings.Trim(strings.TrimSpace(m[3]), "`")
 	}
 	require.NoError(t, sc.Err())
 
@@ -51,13 +51,13 @@ func TestSettingsTableMatchesREADME(t *testing.T) {
 		code[st.flag] = st.env + " " + st.def
 	}
 	for flag, want := range code {
-		got, ok := readme[flag]
-		require.True(t, ok, "-%s (%s) is missing from the README's settings table", flag, want)
-		require.Equal(t, want, got, "-%s: the README's variable and default differ from settings.go", flag)
+		got, ok := docs[flag]
+		require.True(t, ok, "-%s (%s) is missing from the settings table of docs/server.md", flag, want)
+		require.Equal(t, want, got, "-%s: the variable and default in docs/server.md differ from settings.go", flag)
 	}
-	for flag := range readme {
+	for flag := range docs {
 		_, ok := code[flag]
-		require.True(t, ok, "the README lists -%s, which the server does not have", flag)
+		require.True(t, ok, "docs/server.md lists -%s, which the server does not have", flag)
 	}
 }
 
