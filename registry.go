@@ -46,7 +46,7 @@ type EntityType struct {
 	// is read from last_modified_time when the record has one.
 	VersionField string
 	// API says where the source's REST API lists and returns records of
-	// this type, for reconciliation ([Reconciler]). Nil means the type is
+	// this type, for reconciliation (package tdsreconcile). Nil means the type is
 	// not reconciled.
 	API *EntityAPI
 }
