@@ -19,6 +19,7 @@ import (
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/alert"
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/verify"
 )
 
@@ -27,10 +28,10 @@ type alertEnv struct {
 	a *Alerter
 }
 
-func newAlertEnv(t *testing.T, tdb *testDB, opts ...Option) *alertEnv {
+func newAlertEnv(t *testing.T, tdb *testdb.DB, opts ...Option) *alertEnv {
 	t.Helper()
 	e := &alertEnv{workerEnv: newWorkerEnv(t, tdb)}
-	e.a = e.alerter(t, tdb.db, opts...)
+	e.a = e.alerter(t, tdb.DB, opts...)
 	return e
 }
 
@@ -38,7 +39,7 @@ func newAlertEnv(t *testing.T, tdb *testDB, opts ...Option) *alertEnv {
 // end of the test.
 func (e *alertEnv) alerter(t *testing.T, db *bun.DB, opts ...Option) *Alerter {
 	t.Helper()
-	base := []Option{WithClock(e.clock.Now), WithLogger(quietLogger)}
+	base := []Option{WithClock(e.clock.Now), WithLogger(testdb.QuietLogger)}
 	a, err := New(db, append(base, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
@@ -62,7 +63,7 @@ func (e *alertEnv) state(t *testing.T, rule string) string {
 // runJobs runs a Worker with s until every job in ids has status st.
 func (e *alertEnv) runJobs(t *testing.T, s tds.Syncer, st tds.Status, ids ...int64) {
 	t.Helper()
-	stop := e.start(t, s)
+	stop := testdb.StartWorker(t, e.db, e.clock.Now, s)
 	for _, id := range ids {
 		e.waitStatus(t, id, st)
 	}
@@ -120,10 +121,8 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 			func(t *testing.T, e *alertEnv) { e.clock.Advance(6 * time.Minute) }},
 		{alert.RuleAuthFailures, "threshold: 2",
 			func(t *testing.T, e *alertEnv) {
-				h, err := tds.NewHandler(e.db, tds.WithWebhookKeys(testWebhookKey), tds.WithClock(e.clock.Now),
-					tds.WithLogger(quietLogger), tds.WithWebhookObserver(e.a.ObserveWebhook))
-				require.NoError(t, err)
-				t.Cleanup(func() { require.NoError(t, h.Close()) })
+				h := testdb.Handler(t, e.db, tds.WithWebhookKeys(testdb.WebhookKey), tds.WithClock(e.clock.Now),
+					tds.WithWebhookObserver(e.a.ObserveWebhook))
 				for range 3 {
 					req := httptest.NewRequest(http.MethodPost, "/webhooks/products", strings.NewReader(`{}`))
 					req.Header.Set("X-Webhook-Key", "wrong")
@@ -143,7 +142,7 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 		{alert.RuleReconcileStale, "",
 			func(t *testing.T, e *alertEnv) {
 				// Reconciliation scheduled every hour.
-				e.a = e.alerter(t, e.db, WithRules(onlyRule(alert.RuleReconcileStale, "")), WithReconcileInterval(time.Hour))
+				e.a = e.alerter(t, e.db, WithRules(testdb.OnlyRule(alert.RuleReconcileStale, "")), WithReconcileInterval(time.Hour))
 				require.Equal(t, "", e.state(t, alert.RuleReconcileStale))
 				e.clock.Advance(2*time.Hour + time.Second)
 			},
@@ -181,8 +180,8 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.rule, func(t *testing.T) {
 			t.Parallel()
-			eachDB(t, func(t *testing.T, tdb *testDB) {
-				e := newAlertEnv(t, tdb, WithRules(onlyRule(tc.rule, tc.fields)))
+			testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+				e := newAlertEnv(t, tdb, WithRules(testdb.OnlyRule(tc.rule, tc.fields)))
 				tc.fire(t, e)
 				require.Equal(t, StateFiring, e.state(t, tc.rule))
 				tc.resolve(t, e)
@@ -249,9 +248,9 @@ func (r *receiver) count() int {
 }
 
 func TestAlertWebhookFiringThenResolved(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		rcv := newReceiver(t)
-		e := newAlertEnv(t, tdb, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+		e := newAlertEnv(t, tdb, WithRules(testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
 			WithWebhook(rcv.URL, testAlertSecret))
 		e.ingest(t, "1", "a")
 		require.NoError(t, e.a.Evaluate(t.Context()))
@@ -271,14 +270,14 @@ func TestAlertWebhookFiringThenResolved(t *testing.T) {
 }
 
 func TestAlertTwoAlertersSendOneNotification(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		rcv := newReceiver(t)
-		e := newAlertEnv(t, tdb, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+		e := newAlertEnv(t, tdb, WithRules(testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
 			WithWebhook(rcv.URL, testAlertSecret))
-		db2, err := tds.Open(t.Context(), tdb.url)
+		db2, err := tds.Open(t.Context(), tdb.URL)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = db2.Close() })
-		a2 := e.alerter(t, db2, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+		a2 := e.alerter(t, db2, WithRules(testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
 			WithWebhook(rcv.URL, testAlertSecret))
 		e.ingest(t, "1", "a")
 
@@ -307,11 +306,11 @@ func TestAlertTwoAlertersSendOneNotification(t *testing.T) {
 }
 
 func TestAlertRestartDoesNotResendBeforeRepeat(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		rcv := newReceiver(t)
 		// A reader is read once: each Alerter gets its own.
 		opts := func() []Option {
-			return []Option{WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+			return []Option{WithRules(testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
 				WithWebhook(rcv.URL, testAlertSecret), WithRepeat(4 * time.Hour)}
 		}
 		e := newAlertEnv(t, tdb, opts()...)
@@ -323,7 +322,7 @@ func TestAlertRestartDoesNotResendBeforeRepeat(t *testing.T) {
 
 		// A new process, an hour later: the alert is firing and was sent.
 		e.clock.Advance(time.Hour)
-		a2 := e.alerter(t, tdb.db, opts()...)
+		a2 := e.alerter(t, tdb.DB, opts()...)
 		require.NoError(t, a2.Evaluate(t.Context()))
 		e.clock.Advance(2 * time.Hour)
 		require.NoError(t, a2.Evaluate(t.Context()))
@@ -331,7 +330,7 @@ func TestAlertRestartDoesNotResendBeforeRepeat(t *testing.T) {
 		require.Equal(t, 1, rcv.count())
 
 		// Past the repeat interval it is sent again.
-		a3 := e.alerter(t, tdb.db, opts()...)
+		a3 := e.alerter(t, tdb.DB, opts()...)
 		e.clock.Advance(time.Hour)
 		require.NoError(t, a3.Evaluate(t.Context()))
 		require.NoError(t, a3.Close(t.Context()))
@@ -340,7 +339,7 @@ func TestAlertRestartDoesNotResendBeforeRepeat(t *testing.T) {
 }
 
 func TestAlertSlowNotifierDelaysNothing(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		release := make(chan struct{})
 		stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
@@ -354,7 +353,7 @@ func TestAlertSlowNotifierDelaysNothing(t *testing.T) {
 		fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { slack <- struct{}{} }))
 		t.Cleanup(fast.Close)
 
-		e := newAlertEnv(t, tdb, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+		e := newAlertEnv(t, tdb, WithRules(testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
 			WithWebhook(stuck.URL, ""), WithSlack(fast.URL), WithNotifyTimeout(time.Hour))
 		e.ingest(t, "1", "a")
 		begin := time.Now()
@@ -378,11 +377,11 @@ func TestAlertSlowNotifierDelaysNothing(t *testing.T) {
 // TestAlertWorkerLeaderEvaluates: a Worker given the Alerter's Task
 // evaluates the rules in its housekeeping, without anyone calling Evaluate.
 func TestAlertWorkerLeaderEvaluates(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
-		e := newAlertEnv(t, tdb, WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		e := newAlertEnv(t, tdb, WithRules(testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
 			WithEvalInterval(10*time.Millisecond))
 		e.ingest(t, "1", "a")
-		e.start(t, succeeding, tds.WithLeaderTask(e.a.Task()))
+		testdb.StartWorker(t, e.db, e.clock.Now, succeeding, tds.WithLeaderTask(e.a.Task()))
 		require.Eventually(t, func() bool {
 			firing, err := e.a.Alerts(t.Context(), StateFiring)
 			require.NoError(t, err)

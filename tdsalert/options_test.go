@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/tdstest"
 )
 
@@ -32,7 +33,7 @@ func sampleOptions() map[string]Option {
 		"WithRepeat":            WithRepeat(time.Hour),
 		"WithNotifyTimeout":     WithNotifyTimeout(time.Second),
 		"WithClock":             WithClock(time.Now),
-		"WithLogger":            WithLogger(quietLogger),
+		"WithLogger":            WithLogger(testdb.QuietLogger),
 		"WithSource":            WithSource("erp"),
 		"WithReconcileInterval": WithReconcileInterval(time.Hour),
 	}
@@ -139,7 +140,7 @@ func TestOptionErrors(t *testing.T) {
 // count towards auth_failures; sign-ins refused by the console too.
 func TestObserveWebhookCountsRefusals(t *testing.T) {
 	clock := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
-	a, err := New(tdstest.SQLite(t), WithClock(func() time.Time { return clock }), WithLogger(quietLogger))
+	a, err := New(tdstest.SQLite(t), WithClock(func() time.Time { return clock }), WithLogger(testdb.QuietLogger))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	for _, status := range []int{0, http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound,
@@ -154,7 +155,7 @@ func TestObserveWebhookCountsRefusals(t *testing.T) {
 
 // TestTask: the leader task evaluates at the Alerter's interval.
 func TestTask(t *testing.T) {
-	a, err := New(tdstest.SQLite(t), WithEvalInterval(time.Minute), WithLogger(quietLogger))
+	a, err := New(tdstest.SQLite(t), WithEvalInterval(time.Minute), WithLogger(testdb.QuietLogger))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	task := a.Task()

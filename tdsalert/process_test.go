@@ -14,6 +14,7 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/alert"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/testkit"
 )
 
@@ -21,7 +22,7 @@ import (
 // zoho_daily_webhooks, breaching from the first webhook of the day and
 // firing at once.
 func processAlertRules() io.Reader {
-	return onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0, for: 0s")
+	return testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0, for: 0s")
 }
 
 // childAlert is the body of an alerting process started by a
@@ -91,24 +92,16 @@ func startAlertChild(t *testing.T, dbURL, receiverURL string, now time.Time) *te
 // firing notification, and tds_alerts holds one firing alert whose
 // notification is recorded.
 func TestAlertTwoProcessesSendOneNotification(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		rcv := newReceiver(t)
 		e := newWorkerEnv(t, tdb)
 		e.ingest(t, "1", "a") // one webhook today: above the threshold of 0
 
 		children := []*testkit.Child{
-			startAlertChild(t, tdb.url, rcv.URL, e.clock.Now()),
-			startAlertChild(t, tdb.url, rcv.URL, e.clock.Now()),
+			startAlertChild(t, tdb.URL, rcv.URL, e.clock.Now()),
+			startAlertChild(t, tdb.URL, rcv.URL, e.clock.Now()),
 		}
-		for _, c := range children {
-			line, err := c.Stdout.ReadString('\n')
-			require.NoError(t, err, "child stderr: %s", c.Stderr)
-			require.Equal(t, "READY\n", line)
-		}
-		for _, c := range children {
-			_, err := io.WriteString(c.Stdin, "GO\n")
-			require.NoError(t, err)
-		}
+		testkit.Release(t, children...)
 		for _, c := range children {
 			out, _ := io.ReadAll(c.Stdout)
 			require.NoError(t, c.Cmd.Wait(), "child stderr: %s", c.Stderr)
@@ -122,8 +115,8 @@ func TestAlertTwoProcessesSendOneNotification(t *testing.T) {
 		require.Len(t, m.Alerts, 1)
 		require.Equal(t, alert.RuleZohoDailyWebhooks, m.Alerts[0].Labels["alertname"])
 
-		require.Equal(t, 1, testkit.Count(t, tdb.db, "SELECT COUNT(*) FROM tds_alerts"), "one alert")
-		require.Equal(t, 1, testkit.Count(t, tdb.db, "SELECT COUNT(*) FROM tds_alerts WHERE rule = ? AND state = ? AND last_notified_at IS NOT NULL",
+		require.Equal(t, 1, testkit.Count(t, tdb.DB, "SELECT COUNT(*) FROM tds_alerts"), "one alert")
+		require.Equal(t, 1, testkit.Count(t, tdb.DB, "SELECT COUNT(*) FROM tds_alerts WHERE rule = ? AND state = ? AND last_notified_at IS NOT NULL",
 			alert.RuleZohoDailyWebhooks, StateFiring), "firing, its notification recorded")
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/testkit"
 	"github.com/tdscore/tds/tdsreconcile"
 	"github.com/tdscore/tds/tdstest"
@@ -53,31 +54,31 @@ func histogramCount(t *testing.T, g prometheus.Gatherer, name string, labels map
 // TestMetricsAfterWorkload runs a known workload through a Handler, a
 // Worker and a Reconciler sharing one registry, and checks every metric.
 func TestMetricsAfterWorkload(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		reg := prometheus.NewRegistry()
 		m, err := New(reg)
 		require.NoError(t, err)
 		e := newReconcileEnv(t, tdb, tdsreconcile.WithHooks(m.ReconcileHooks()))
-		require.NoError(t, m.WatchDatabase(e.db, WithClock(e.clock.Now), WithLogger(quietLogger)))
-		h := newTestHandler(t, tdb, tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch),
-			tds.WithClock(e.clock.Now), tds.WithWebhookKeys(testWebhookKey), tds.WithMaxBodyBytes(4096))
+		require.NoError(t, m.WatchDatabase(e.db, WithClock(e.clock.Now), WithLogger(testdb.QuietLogger)))
+		h := testdb.Handler(t, tdb.DB, tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch),
+			tds.WithClock(e.clock.Now), tds.WithWebhookKeys(testdb.WebhookKey), tds.WithMaxBodyBytes(4096))
 
 		// Ingest: 4 accepted, 2 duplicates, 1 invalid, 1 unauthorized, 1
 		// too large, 1 unsupported type, 1 malformed, 1 unknown route.
 		for route, f := range map[string]string{"products": "product.json", "customers": "customer.json",
 			"invoices": "invoice.json", "bills": "bill.json"} {
-			require.Equal(t, http.StatusOK, webhook(t, h, route, fixtureBytes(t, f)).Status)
+			require.Equal(t, http.StatusOK, testdb.Webhook(t, h, route, testdb.Fixture(t, f)).Status)
 		}
 		for range 2 {
-			require.Equal(t, true, webhook(t, h, "products", fixtureBytes(t, "product.json")).Duplicate)
+			require.Equal(t, true, testdb.Webhook(t, h, "products", testdb.Fixture(t, "product.json")).Duplicate)
 		}
-		require.Equal(t, http.StatusUnprocessableEntity, webhook(t, h, "products", fixtureBytes(t, "invalid_product_missing_name.json")).Status)
-		require.Equal(t, http.StatusUnauthorized, webhook(t, h, "products", fixtureBytes(t, "product.json"), tdstest.WebhookKey("wrong-key")).Status)
-		require.Equal(t, http.StatusRequestEntityTooLarge, webhook(t, h, "products", []byte(`{"x":"`+strings.Repeat("a", 5000)+`"}`)).Status)
-		require.Equal(t, http.StatusUnsupportedMediaType, webhook(t, h, "products", nil, tdstest.Body("text/plain", []byte("x"))).Status)
-		require.Equal(t, http.StatusBadRequest, webhook(t, h, "products", []byte("{")).Status)
-		require.Equal(t, http.StatusNotFound, webhook(t, h, "nowhere", fixtureBytes(t, "product.json")).Status)
+		require.Equal(t, http.StatusUnprocessableEntity, testdb.Webhook(t, h, "products", testdb.Fixture(t, "invalid_product_missing_name.json")).Status)
+		require.Equal(t, http.StatusUnauthorized, testdb.Webhook(t, h, "products", testdb.Fixture(t, "product.json"), tdstest.WebhookKey("wrong-key")).Status)
+		require.Equal(t, http.StatusRequestEntityTooLarge, testdb.Webhook(t, h, "products", []byte(`{"x":"`+strings.Repeat("a", 5000)+`"}`)).Status)
+		require.Equal(t, http.StatusUnsupportedMediaType, testdb.Webhook(t, h, "products", nil, tdstest.Body("text/plain", []byte("x"))).Status)
+		require.Equal(t, http.StatusBadRequest, testdb.Webhook(t, h, "products", []byte("{")).Status)
+		require.Equal(t, http.StatusNotFound, testdb.Webhook(t, h, "nowhere", testdb.Fixture(t, "product.json")).Status)
 
 		// Sync: the product synced, the bill superseded, the customer
 		// dead-lettered, the invoice failed once (its retry is not due:
@@ -94,14 +95,14 @@ func TestMetricsAfterWorkload(t *testing.T) {
 			}
 			return nil
 		})
-		stop := e.start(t, syncer, tds.WithObserver(m.ObserveJob), tds.WithObserver(func(tds.JobResult) { seen.Add(1) }))
+		stop := testdb.StartWorker(t, e.db, e.clock.Now, syncer, tds.WithObserver(m.ObserveJob), tds.WithObserver(func(tds.JobResult) { seen.Add(1) }))
 		require.Eventually(t, func() bool { return seen.Load() == 4 }, 30*time.Second, 5*time.Millisecond)
 		stop()
 
 		// Reconciliation: Zoho has two products tds never got, and not the
 		// one it did.
-		e.fake.Put("items", productRecord("p-1", e.clock.Now().Add(-time.Hour), 0))
-		e.fake.Put("items", productRecord("p-2", e.clock.Now().Add(-time.Hour), 0))
+		e.fake.Put("items", testdb.ProductRecord("p-1", e.clock.Now().Add(-time.Hour), 0))
+		e.fake.Put("items", testdb.ProductRecord("p-2", e.clock.Now().Add(-time.Hour), 0))
 		run, err := e.rc.Run(ctx, tdsreconcile.Request{Mode: tdsreconcile.Full, EntityTypes: []string{"product"}})
 		require.NoError(t, err)
 		require.Equal(t, tdsreconcile.RunCompleted, run.Status, run.Error)
@@ -187,7 +188,7 @@ tds_zoho_api_requests_total{code="4xx",endpoint="GET /items/{id}"} 1
 # HELP tds_zoho_token_refreshes_total Zoho OAuth token refreshes, by outcome (success, failure).
 # TYPE tds_zoho_token_refreshes_total counter
 tds_zoho_token_refreshes_total{outcome="success"} 1
-`, mustLookup(t, "customer").Priority, mustLookup(t, "product").Priority, mustLookup(t, "invoice").Priority, end.Unix())
+`, testdb.EntityType(t, "customer").Priority, testdb.EntityType(t, "product").Priority, testdb.EntityType(t, "invoice").Priority, end.Unix())
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(expected),
 			"tds_ingest_requests_total", "tds_ingest_batch_size", "tds_sync_attempts_total",
 			"tds_queue_blocked_jobs", "tds_queue_jobs", "tds_queue_oldest_pending_age_seconds", "tds_zoho_webhooks_today",
@@ -233,14 +234,14 @@ tds_zoho_token_refreshes_total{outcome="success"} 1
 // TestMetricsReconcilePaused: a run paused at the daily budget shows as
 // tds_reconcile_paused 1, with the day's calls equal to the budget.
 func TestMetricsReconcilePaused(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		reg := prometheus.NewRegistry()
 		m, err := New(reg)
 		require.NoError(t, err)
 		e := newReconcileEnv(t, tdb)
-		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second)
+		testdb.PutProducts(e.fake, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second)
 		rc := e.newReconcilerAPI(t, budgetOf(3), tdsreconcile.WithHooks(m.ReconcileHooks()))
-		require.NoError(t, m.WatchDatabase(e.db, WithClock(e.clock.Now), WithLogger(quietLogger)))
+		require.NoError(t, m.WatchDatabase(e.db, WithClock(e.clock.Now), WithLogger(testdb.QuietLogger)))
 		_, err = rc.Run(context.Background(), tdsreconcile.Request{Mode: tdsreconcile.Full, EntityTypes: productsOnly})
 		require.ErrorIs(t, err, tdsreconcile.ErrBudgetExhausted)
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
@@ -257,24 +258,24 @@ tds_reconcile_paused 1
 // TestMetricsIngestRefusedAndUnavailable: the gate's 429 and a database
 // that is gone.
 func TestMetricsIngestRefusedAndUnavailable(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		reg := prometheus.NewRegistry()
 		m, err := New(reg)
 		require.NoError(t, err)
-		h := newTestHandler(t, tdb, tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch),
-			tds.WithWebhookKeys(testWebhookKey), tds.WithRefusalLimit(1, time.Minute))
+		h := testdb.Handler(t, tdb.DB, tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch),
+			tds.WithWebhookKeys(testdb.WebhookKey), tds.WithRefusalLimit(1, time.Minute))
 		for _, want := range []int{http.StatusUnauthorized, http.StatusTooManyRequests, http.StatusTooManyRequests} {
-			require.Equal(t, want, webhook(t, h, "products", fixtureBytes(t, "product.json"), tdstest.WebhookKey("wrong-key")).Status)
+			require.Equal(t, want, testdb.Webhook(t, h, "products", testdb.Fixture(t, "product.json"), tdstest.WebhookKey("wrong-key")).Status)
 		}
 
-		db, err := tds.Open(context.Background(), tdb.url)
+		db, err := tds.Open(context.Background(), tdb.URL)
 		require.NoError(t, err)
-		down, err := tds.NewHandler(db, tds.WithWebhookKeys(testWebhookKey), tds.WithLogger(quietLogger),
+		down, err := tds.NewHandler(db, tds.WithWebhookKeys(testdb.WebhookKey), tds.WithLogger(testdb.QuietLogger),
 			tds.WithWebhookObserver(m.ObserveWebhook), tds.WithBatchObserver(m.ObserveBatch))
 		require.NoError(t, err)
 		defer down.Close()
 		require.NoError(t, db.Close())
-		require.Equal(t, http.StatusServiceUnavailable, webhook(t, down, "products", fixtureBytes(t, "product.json")).Status)
+		require.Equal(t, http.StatusServiceUnavailable, testdb.Webhook(t, down, "products", testdb.Fixture(t, "product.json")).Status)
 
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP tds_ingest_requests_total Webhook requests answered, by route and outcome.
@@ -317,10 +318,10 @@ func (c *metricsReadCounter) AfterQuery(context.Context, *bun.QueryEvent) {}
 // TestMetricsDatabaseReadOncePerWindow: ten concurrent scrapes, again and
 // again within DatabaseMaxAge, read the database once.
 func TestMetricsDatabaseReadOncePerWindow(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		reads := &metricsReadCounter{}
-		db := tdb.db.WithQueryHook(reads)
-		c := newDBCollector(db, mustStore(t, db), &dbSettings{registry: tds.ZohoRegistry(), now: time.Now, logger: quietLogger})
+		db := tdb.DB.WithQueryHook(reads)
+		c := newDBCollector(db, testdb.Store(t, db), &dbSettings{registry: tds.ZohoRegistry(), now: time.Now, logger: testdb.QuietLogger})
 		wall := testkit.NewClock()
 		c.wall = wall.Now
 		reg := prometheus.NewRegistry()
@@ -352,24 +353,24 @@ func TestMetricsDatabaseReadOncePerWindow(t *testing.T) {
 // whichever components they are given to, and the database metrics are
 // registered once.
 func TestNewSharesOneSet(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		reg := prometheus.NewRegistry()
 		m1, err := New(reg)
 		require.NoError(t, err)
 		m2, err := New(reg)
 		require.NoError(t, err)
-		newTestHandler(t, tdb, tds.WithWebhookObserver(m1.ObserveWebhook), tds.WithBatchObserver(m1.ObserveBatch),
-			tds.WithWebhookKeys(testWebhookKey))
-		p, err := tds.NewProcessor(tdb.db, tds.WithBatchObserver(m2.ObserveBatch))
+		testdb.Handler(t, tdb.DB, tds.WithWebhookObserver(m1.ObserveWebhook), tds.WithBatchObserver(m1.ObserveBatch),
+			tds.WithWebhookKeys(testdb.WebhookKey))
+		p, err := tds.NewProcessor(tdb.DB, tds.WithBatchObserver(m2.ObserveBatch))
 		require.NoError(t, err)
 		defer p.Close()
-		_, err = tds.NewWorker(tdb.db, tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil }),
+		_, err = tds.NewWorker(tdb.DB, tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil }),
 			tds.WithObserver(m2.ObserveJob))
 		require.NoError(t, err)
 		require.Same(t, m1.syncAttempts, m2.syncAttempts)
 		require.Same(t, m1.ingestBatch, m2.ingestBatch)
-		require.NoError(t, m1.WatchDatabase(tdb.db))
-		require.NoError(t, m2.WatchDatabase(tdb.db))
+		require.NoError(t, m1.WatchDatabase(tdb.DB))
+		require.NoError(t, m2.WatchDatabase(tdb.DB))
 		n, err := testutil.GatherAndCount(reg, "tds_queue_blocked_jobs")
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
@@ -389,5 +390,5 @@ func TestWatchDatabaseOptions(t *testing.T) {
 	require.EqualError(t, m.WatchDatabase(db, WithRegistry(nil), WithClock(nil), WithLogger(nil)),
 		"tdsprom: WithRegistry: registry is nil\ntdsprom: WithClock: clock is nil\ntdsprom: WithLogger: logger is nil")
 	require.NoError(t, m.WatchDatabase(db, DatabaseOption{}, WithRegistry(tds.ZohoRegistry()), WithClock(time.Now),
-		WithLogger(quietLogger)))
+		WithLogger(testdb.QuietLogger)))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tdscore/tds/internal/testdb"
 )
 
 // hookLog records what the hooks were called with.
@@ -53,7 +54,7 @@ func (l *hookLog) hooks() Hooks {
 // (a 429 retried included) and the token refresh, each drift item found
 // and repaired, and the run as ended.
 func TestHooks(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		a, b := &hookLog{}, &hookLog{}

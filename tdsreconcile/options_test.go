@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/tdstest"
 )
 
@@ -56,7 +57,7 @@ func TestOptionsRefuseBadValues(t *testing.T) {
 	})
 
 	t.Run("good values", func(t *testing.T) {
-		rc, err := New(db, proc, offlineZoho, Option{}, WithSource("zoho-eu"), WithClock(time.Now), WithLogger(quietLogger),
+		rc, err := New(db, proc, offlineZoho, Option{}, WithSource("zoho-eu"), WithClock(time.Now), WithLogger(testdb.QuietLogger),
 			WithSchedule(0, 0), WithLookback(0), WithHooks(Hooks{}), WithHooks(Hooks{TokenRefresh: func(error) {}}))
 		require.NoError(t, err)
 		require.Equal(t, "zoho-eu", rc.Source())

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/testkit"
 	"github.com/tdscore/tds/internal/zohofake"
 )
@@ -49,7 +50,6 @@ func childReconcile(mode string) int {
 		return 2
 	}
 	defer db.Close()
-	zurl := os.Getenv("TDS_TEST_ZOHO")
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	proc, err := tds.NewProcessor(db, tds.WithLogger(logger))
 	if err != nil {
@@ -57,10 +57,9 @@ func childReconcile(mode string) int {
 		return 2
 	}
 	defer proc.Close()
-	rc, err := New(db, proc, ZohoAPI{
-		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
-		AccountsURL: zurl, APIURL: zurl, RequestsPerMinute: -1, DailyBudget: -1,
-	}, WithLogger(logger))
+	api := ZohoAPI(testdb.ZohoAPI(os.Getenv("TDS_TEST_ZOHO")))
+	api.DailyBudget = -1
+	rc, err := New(db, proc, api, WithLogger(logger))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -133,24 +132,24 @@ func TestReconcileKilledMidRunResumes(t *testing.T) {
 	for _, phase := range []string{"list", "repair"} {
 		t.Run(phase, func(t *testing.T) {
 			t.Parallel()
-			eachDB(t, func(t *testing.T, tdb *testDB) { testKilledMidRun(t, tdb, phase) })
+			testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) { testKilledMidRun(t, tdb, phase) })
 		})
 	}
 }
 
-func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
+func testKilledMidRun(t *testing.T, tdb *testdb.DB, phase string) {
 	ctx := context.Background()
 	e := newReconcileEnv(t, tdb)
 	mirror, err := tds.NewMirrorSyncer()
 	require.NoError(t, err)
 	syncer := &countingSyncer{m: mirror, n: map[int64]int{}}
-	e.start(t, syncer)
+	testdb.StartWorker(t, e.db, e.clock.Now, syncer)
 
 	// 5 pages of 200 on PostgreSQL; 2 on SQLite, whose pure-Go driver is
 	// slow under the race detector. The child is stopped on the page
 	// after its first saved one.
 	items, stopPage := 1000, 3
-	if tdb.name == "sqlite" {
+	if tdb.Name == "sqlite" {
 		items, stopPage = 400, 2
 	}
 	pages := int64(items / listPageSize)
@@ -223,7 +222,7 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 		}
 	})
 
-	child := startReconcileChild(t, "sweep", tdb.url, e.fake.URL())
+	child := startReconcileChild(t, "sweep", tdb.URL, e.fake.URL())
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
@@ -254,7 +253,7 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 		ID      int64 `bun:"id"`
 		EventID int64 `bun:"inbox_event_id"`
 	}
-	doneBefore := count(t, e.db, "SELECT COUNT(*) FROM tds_sync_drift WHERE run_id = ? AND inbox_event_id IS NOT NULL", dead.ID)
+	doneBefore := testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_sync_drift WHERE run_id = ? AND inbox_event_id IS NOT NULL", dead.ID)
 	switch phase {
 	case "list":
 		require.Equal(t, int64(stopPage-1), dead.Pages, "the pages before the stop saved")
@@ -299,7 +298,7 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 
 	e.drain(t)
 	e.requireMirrorEqualsFake(t, "product")
-	require.Equal(t, int(drifted), count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ?", run.ID))
+	require.Equal(t, int(drifted), testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ?", run.ID))
 	var twice []struct {
 		EntityType string `bun:"entity_type"`
 		EntityID   string `bun:"source_entity_id"`
@@ -309,7 +308,7 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 	WHERE sync_run_id = ? GROUP BY 1, 2 HAVING count(*) > 1`, run.ID).Scan(ctx, &twice))
 	require.Empty(t, twice, "entities repaired twice")
 	if phase == "repair" {
-		require.Equal(t, int(last.EventID), count(t, e.db, "SELECT inbox_event_id FROM tds_sync_drift WHERE id = ?", last.ID),
+		require.Equal(t, int(last.EventID), testkit.Count(t, e.db, "SELECT inbox_event_id FROM tds_sync_drift WHERE id = ?", last.ID),
 			"resolved with the event ingested before the kill")
 	}
 	syncer.mu.Lock()
@@ -326,7 +325,7 @@ func testKilledMidRun(t *testing.T, tdb *testDB, phase string) {
 // same moment, released together by a line on their stdin: one gets the
 // run, the other ErrRunInProgress, and tds_sync_runs holds one row.
 func TestReconcileTwoProcessesStartOneRun(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		fake := zohofake.New(zohofake.Options{})
 		t.Cleanup(fake.Close)
 		// The run never ends while the test looks: its first request
@@ -336,18 +335,10 @@ func TestReconcileTwoProcessesStartOneRun(t *testing.T) {
 		fake.OnRequest(func(*http.Request) { <-hold })
 
 		children := []*testkit.Child{
-			startReconcileChild(t, "start", tdb.url, fake.URL()),
-			startReconcileChild(t, "start", tdb.url, fake.URL()),
+			startReconcileChild(t, "start", tdb.URL, fake.URL()),
+			startReconcileChild(t, "start", tdb.URL, fake.URL()),
 		}
-		for _, c := range children {
-			line, err := c.Stdout.ReadString('\n')
-			require.NoError(t, err, "child stderr: %s", c.Stderr)
-			require.Equal(t, "READY\n", line)
-		}
-		for _, c := range children {
-			_, err := io.WriteString(c.Stdin, "GO\n")
-			require.NoError(t, err)
-		}
+		testkit.Release(t, children...)
 		var ids []string
 		refused := 0
 		for _, c := range children {
@@ -365,9 +356,9 @@ func TestReconcileTwoProcessesStartOneRun(t *testing.T) {
 		}
 		require.Len(t, ids, 1, "exactly one run started")
 		require.Equal(t, 1, refused, "exactly one refused")
-		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_runs"))
+		require.Equal(t, 1, testkit.Count(t, tdb.DB, "SELECT COUNT(*) FROM tds_sync_runs"))
 		var id int64
-		require.NoError(t, tdb.db.QueryRowContext(context.Background(), "SELECT id FROM tds_sync_runs").Scan(&id))
+		require.NoError(t, tdb.DB.QueryRowContext(context.Background(), "SELECT id FROM tds_sync_runs").Scan(&id))
 		require.Equal(t, fmt.Sprintf("STARTED %d", id), ids[0])
 	})
 }
@@ -377,15 +368,15 @@ func TestReconcileTwoProcessesStartOneRun(t *testing.T) {
 // this one: it would read the run's entities through the wrong API, find
 // them gone, and ingest deletes for them.
 func TestReconcileTakeOverKeepsToItsSource(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		st := mustStore(t, tdb.db)
+		st := testdb.Store(t, tdb.DB)
 		owner := "dead-process"
 		until := e.clock.Now().Add(DefaultRunLease)
 		dead := &store.Run{Source: tds.DefaultSource, Mode: string(Full), EntityTypes: []byte(`["product"]`),
 			StartedAt: e.clock.Now(), LockedBy: &owner, LockedUntil: &until}
-		require.NoError(t, st.StartRun(ctx, tdb.db, dead))
+		require.NoError(t, st.StartRun(ctx, tdb.DB, dead))
 		e.clock.Advance(2 * DefaultRunLease)
 
 		other := e.newReconciler(t, WithSource("zoho-other"))
@@ -394,7 +385,7 @@ func TestReconcileTakeOverKeepsToItsSource(t *testing.T) {
 		require.NotEqual(t, dead.ID, own.ID, "never another source's run")
 		require.Equal(t, "zoho-other", own.Source)
 		require.Equal(t, RunCompleted, own.Status, own.Error)
-		got, err := st.GetRun(ctx, tdb.db, dead.ID)
+		got, err := st.GetRun(ctx, tdb.DB, dead.ID)
 		require.NoError(t, err)
 		require.Equal(t, store.RunRunning, got.Status)
 		require.Equal(t, owner, *got.LockedBy, "not taken over")

@@ -15,6 +15,8 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/canonical"
+	"github.com/tdscore/tds/internal/testdb"
+	"github.com/tdscore/tds/internal/testkit"
 	"github.com/tdscore/tds/internal/zohofake"
 	"github.com/tdscore/tds/tdstest"
 )
@@ -44,12 +46,10 @@ func (s *sleepLog) sleep(ctx context.Context, d time.Duration) error {
 // zohoModules are the fake's modules of the three types the tests use.
 var zohoModules = map[string]string{"product": "items", "customer": "contacts", "invoice": "invoices"}
 
-func newReconcileEnv(t *testing.T, tdb *testDB, opts ...Option) *reconcileEnv {
+func newReconcileEnv(t *testing.T, tdb *testdb.DB, opts ...Option) *reconcileEnv {
 	t.Helper()
 	e := &reconcileEnv{workerEnv: newWorkerEnv(t, tdb), sleeps: &sleepLog{ch: make(chan time.Duration, 1024)}}
-	e.fake = zohofake.New(zohofake.Options{})
-	t.Cleanup(e.fake.Close)
-	require.NoError(t, tds.MigrateMirror(context.Background(), e.db, tds.ZohoRegistry()))
+	e.fake = testdb.Zoho(t, e.db)
 	e.rc = e.newReconciler(t, opts...)
 	return e
 }
@@ -83,7 +83,7 @@ func (e *reconcileEnv) webhook(t *testing.T, typ string, rec map[string]any, eve
 	t.Helper()
 	data, err := json.Marshal(rec)
 	require.NoError(t, err)
-	id := rec[mustLookup(t, typ).IDField].(string)
+	id := rec[testdb.EntityType(t, typ).IDField].(string)
 	_, err = e.p.Process(context.Background(), &tds.Event{EventType: eventType, EntityType: typ, EntityID: id, Data: data})
 	require.NoError(t, err)
 }
@@ -107,27 +107,16 @@ func (e *reconcileEnv) deliverAll(t *testing.T, evs []*tds.Event) {
 	}
 }
 
-func mustLookup(t *testing.T, typ string) tds.EntityType {
-	t.Helper()
-	et, ok := tds.ZohoRegistry().Lookup(typ)
-	require.True(t, ok, typ)
-	return et
-}
-
 // startMirror runs a Worker with a MirrorSyncer until the test ends.
 func (e *reconcileEnv) startMirror(t *testing.T, opts ...tds.Option) {
 	t.Helper()
-	m, err := tds.NewMirrorSyncer()
-	require.NoError(t, err)
-	e.start(t, m, opts...)
+	testdb.StartMirror(t, e.db, e.clock.Now, opts...)
 }
 
 // drain waits until no job is left unfinished.
 func (e *reconcileEnv) drain(t *testing.T) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		return count(t, e.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status <> 'completed'") == 0
-	}, 60*time.Second, 5*time.Millisecond)
+	testdb.Drain(t, e.db)
 }
 
 // requireMirrorEqualsFake checks the mirror of typ record for record
@@ -135,7 +124,7 @@ func (e *reconcileEnv) drain(t *testing.T) {
 // other row of the mirror deleted.
 func (e *reconcileEnv) requireMirrorEqualsFake(t *testing.T, typ string) {
 	t.Helper()
-	et := mustLookup(t, typ)
+	et := testdb.EntityType(t, typ)
 	want := map[string]string{}
 	for _, rec := range e.fake.All(zohoModules[typ]) {
 		b, err := json.Marshal(rec)
@@ -169,7 +158,7 @@ func (e *reconcileEnv) requireMirrorEqualsFake(t *testing.T, typ string) {
 // afterwards without a webhook: one full run repairs everything, the mirror
 // then equals Zoho record for record, and a second run finds no drift.
 func TestReconcileFullRepairsEverything(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
@@ -221,7 +210,7 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 		require.Equal(t, int64(2+2+2), run.Pages)
 		require.Equal(t, int(run.Pages+drifted), stats.APICalls)
 		require.Equal(t, int64(stats.APICalls), run.APICalls)
-		require.Equal(t, int(drifted), count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ?", run.ID))
+		require.Equal(t, int(drifted), testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ?", run.ID))
 
 		e.drain(t)
 		for typ := range counts {
@@ -234,7 +223,7 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 		require.Equal(t, DriftCounts{}, again.Counts)
 		require.Zero(t, again.Repaired)
 		require.Equal(t, int64(6), again.APICalls, "pages only")
-		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
+		require.Zero(t, testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
 
 		runs, err := e.rc.ListRuns(ctx, tds.Page{Limit: 10})
 		require.NoError(t, err)
@@ -262,7 +251,7 @@ func TestReconcileFullRepairsEverything(t *testing.T) {
 // incremental run when none ran within the interval, and not again before
 // the interval has passed on the clock.
 func TestReconcileSchedule(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb, WithSchedule(time.Hour, 0))
 		e.fake.Put("items", apiRecord("product", "pro-1", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 0))
@@ -301,7 +290,7 @@ func TestReconcileSchedule(t *testing.T) {
 // TestReconcileCloseHandsTheRunOver: a run stopped by Close is not failed:
 // its hold is released at once, and the next start resumes it.
 func TestReconcileCloseHandsTheRunOver(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)

@@ -15,6 +15,8 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/testdb"
+	"github.com/tdscore/tds/internal/testkit"
 )
 
 // Scenarios of reconciliation against the fake Zoho: the fewest calls of
@@ -31,12 +33,9 @@ func (e *reconcileEnv) newReconcilerAPI(t *testing.T, edit func(*ZohoAPI), opts 
 // newReconcilerOn is newReconcilerAPI writing to db through proc.
 func (e *reconcileEnv) newReconcilerOn(t *testing.T, db *bun.DB, proc *tds.Processor, edit func(*ZohoAPI), opts ...Option) *Reconciler {
 	t.Helper()
-	api := ZohoAPI{
-		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
-		AccountsURL: e.fake.URL(), APIURL: e.fake.URL(), RequestsPerMinute: -1,
-	}
+	api := ZohoAPI(testdb.ZohoAPI(e.fake.URL()))
 	edit(&api)
-	base := []Option{WithClock(e.clock.Now), WithLogger(quietLogger)}
+	base := []Option{WithClock(e.clock.Now), WithLogger(testdb.QuietLogger)}
 	rc, err := New(db, proc, api, append(base, opts...)...)
 	require.NoError(t, err)
 	rc.sleep = e.sleeps.sleep
@@ -58,7 +57,7 @@ func (e *reconcileEnv) mirrorRows(t *testing.T, typ string) map[string]mirrorRow
 		Data      string     `bun:"data"`
 		DeletedAt *time.Time `bun:"deleted_at"`
 	}
-	require.NoError(t, e.db.NewRaw("SELECT entity_id, data, deleted_at FROM ?", bun.Ident(mustLookup(t, typ).MirrorTable)).
+	require.NoError(t, e.db.NewRaw("SELECT entity_id, data, deleted_at FROM ?", bun.Ident(testdb.EntityType(t, typ).MirrorTable)).
 		Scan(context.Background(), &rows))
 	out := make(map[string]mirrorRow, len(rows))
 	for _, r := range rows {
@@ -82,7 +81,7 @@ func (e *reconcileEnv) mirrorRev(t *testing.T, typ, id string) int {
 // watermarks reads the watermarks of the default source.
 func (e *reconcileEnv) watermarks(t *testing.T) map[string]time.Time {
 	t.Helper()
-	marks, err := mustStore(t, e.db).Watermarks(context.Background(), e.db, tds.DefaultSource)
+	marks, err := testdb.Store(t, e.db).Watermarks(context.Background(), e.db, tds.DefaultSource)
 	require.NoError(t, err)
 	return marks
 }
@@ -103,7 +102,7 @@ func (e *reconcileEnv) takeSleeps() []time.Duration {
 // syncRunEvents counts the inbox events a run ingested.
 func (e *reconcileEnv) syncRunEvents(t *testing.T) int {
 	t.Helper()
-	return count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id IS NOT NULL")
+	return testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id IS NOT NULL")
 }
 
 // putProducts puts n products into the fake, product i at base+i*step, and
@@ -136,7 +135,7 @@ var productsOnly = []string{"product"}
 // lookback window included: one list call plus one detail call per
 // drifted record, nothing more.
 func TestReconcileIncrementalFewestCalls(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		m, err := tds.NewMirrorSyncer()
@@ -145,7 +144,7 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 		// 600 products a minute apart, all delivered.
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 		ids := e.putProducts(t, 600, base, time.Minute, true)
-		e.start(t, m)
+		testdb.StartWorker(t, e.db, e.clock.Now, m)
 		e.drain(t)
 
 		first, err := e.rc.Run(ctx, Request{Mode: Incremental, EntityTypes: productsOnly})
@@ -154,7 +153,7 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 		require.Equal(t, int64(3), first.Pages, "no watermark yet: every page")
 		require.Equal(t, DriftCounts{}, first.Counts)
 		mark := base.Add(599 * time.Minute)
-		requireSameTime(t, mark, e.watermarks(t)["product"])
+		testkit.RequireSameTime(t, mark, e.watermarks(t)["product"])
 
 		// In Zoho, without webhooks: three records updated, two created,
 		// one edited with a version inside the lookback window (skew: it
@@ -207,7 +206,7 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 		// Older than the watermark less the lookback: an incremental run
 		// does not read it (a full sweep would).
 		require.Equal(t, 0, e.mirrorRev(t, "product", outOfWindow))
-		requireSameTime(t, later.Add(11*time.Second), e.watermarks(t)["product"])
+		testkit.RequireSameTime(t, later.Add(11*time.Second), e.watermarks(t)["product"])
 	})
 }
 
@@ -215,7 +214,7 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 // when Zoho sends one and after the jittered backoff otherwise; the run
 // completes, and each retry is an API call of the run.
 func TestReconcileRateLimited(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
@@ -258,7 +257,7 @@ func TestReconcileRateLimited(t *testing.T) {
 // it pauses, naming the budget, no run starts the same day, and the next
 // day the paused run resumes where it stood, with a new budget.
 func TestReconcileDailyBudget(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
@@ -287,7 +286,7 @@ func TestReconcileDailyBudget(t *testing.T) {
 		require.Equal(t, RunRunning, second.Status, "paused, not failed")
 		midnight := utcDay(e.clock.Now()).Add(24 * time.Hour)
 		require.NotNil(t, second.ResumesAt)
-		requireSameTime(t, midnight, *second.ResumesAt)
+		testkit.RequireSameTime(t, midnight, *second.ResumesAt)
 		require.True(t, strings.HasPrefix(second.Error, fmt.Sprintf("paused: the daily budget of %d Zoho API calls is spent", budget)), second.Error)
 		require.Equal(t, int64(budget-11), second.APICalls)
 		require.Equal(t, int64(1), second.Repaired, "the page (after two retries) and one detail")
@@ -325,7 +324,7 @@ func (e *reconcileEnv) callsPerDay(t *testing.T, from time.Time, n int) []int64 
 	t.Helper()
 	out := make([]int64, n)
 	for i := range out {
-		all, _, err := mustStore(t, e.db).APICallsOn(context.Background(), e.db, tds.DefaultSource, from.Add(time.Duration(i)*24*time.Hour), 0)
+		all, _, err := testdb.Store(t, e.db).APICallsOn(context.Background(), e.db, tds.DefaultSource, from.Add(time.Duration(i)*24*time.Hour), 0)
 		require.NoError(t, err)
 		out[i] = all
 	}
@@ -366,8 +365,8 @@ const (
 // one event.
 func (e *reconcileEnv) requireRepairedOnce(t *testing.T, runID int64, drifted int) {
 	t.Helper()
-	require.Equal(t, drifted, count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ?", runID))
-	require.Equal(t, drifted, count(t, e.db, `SELECT COUNT(*) FROM (SELECT DISTINCT entity_type, source_entity_id
+	require.Equal(t, drifted, testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ?", runID))
+	require.Equal(t, drifted, testkit.Count(t, e.db, `SELECT COUNT(*) FROM (SELECT DISTINCT entity_type, source_entity_id
 	FROM tds_inbox_events WHERE sync_run_id = ?) AS x`, runID), "an entity repaired twice")
 }
 
@@ -390,17 +389,17 @@ func (e *reconcileEnv) requireSweptOverThreeDays(t *testing.T, runID int64, day1
 // on day 3 it completes. No page is read twice, each drifted entity is
 // repaired once, the mirror equals Zoho, and no day goes over the budget.
 func TestReconcileSweepSpansDays(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
 		const budget = 10
 		calls, drifted := e.driftedSweep(t)
 		rc := e.newReconcilerAPI(t, budgetOf(budget))
-		db2, err := tds.Open(ctx, tdb.url)
+		db2, err := tds.Open(ctx, tdb.URL)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = db2.Close() })
-		other := e.newReconcilerOn(t, db2, e.newProcessor(t, db2), budgetOf(budget))
+		other := e.newReconcilerOn(t, db2, testdb.Processor(t, db2, e.clock.Now), budgetOf(budget))
 		req := Request{Mode: Full, EntityTypes: productsOnly}
 		day1 := e.clock.Now()
 
@@ -408,7 +407,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		require.ErrorIs(t, err, ErrBudgetExhausted)
 		require.Equal(t, RunRunning, run.Status)
 		require.NotNil(t, run.ResumesAt)
-		requireSameTime(t, utcDay(day1).Add(24*time.Hour), *run.ResumesAt)
+		testkit.RequireSameTime(t, utcDay(day1).Add(24*time.Hour), *run.ResumesAt)
 		require.Equal(t, int64(budget), run.APICalls)
 		require.Equal(t, int64(3), run.Pages)
 		require.Equal(t, int64(budget-3), run.Repaired)
@@ -430,7 +429,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		require.ErrorIs(t, err, ErrBudgetExhausted)
 		require.Equal(t, run.ID, again.ID, "the paused run resumed, whatever was asked")
 		require.Equal(t, RunRunning, again.Status)
-		requireSameTime(t, utcDay(day1).Add(48*time.Hour), *again.ResumesAt)
+		testkit.RequireSameTime(t, utcDay(day1).Add(48*time.Hour), *again.ResumesAt)
 		require.Equal(t, int64(2*budget), again.APICalls)
 		require.Equal(t, int64(3), again.Pages)
 
@@ -463,7 +462,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 // day's budget is spent (here an incremental dry run) pauses before its
 // first call, and resumes day after day until it completes.
 func TestReconcileCancelPaused(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.putProducts(t, 420, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second, false)
@@ -474,7 +473,7 @@ func TestReconcileCancelPaused(t *testing.T) {
 		require.ErrorIs(t, err, ErrBudgetExhausted)
 		require.NotNil(t, sweep.ResumesAt)
 		require.Equal(t, int64(2), sweep.Pages, "paused before page 3")
-		require.Equal(t, 400, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"))
+		require.Equal(t, 400, testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"))
 
 		require.NoError(t, rc.Cancel(ctx, sweep.ID))
 		cancelled, err := rc.GetRun(ctx, sweep.ID)
@@ -482,7 +481,7 @@ func TestReconcileCancelPaused(t *testing.T) {
 		require.Equal(t, RunCancelled, cancelled.Status, "at once")
 		require.NotNil(t, cancelled.FinishedAt)
 		require.Nil(t, cancelled.ResumesAt)
-		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
+		require.Zero(t, testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
 		require.ErrorIs(t, rc.Cancel(ctx, sweep.ID), ErrRunNotFound)
 
 		req := Request{Mode: Incremental, EntityTypes: productsOnly, DryRun: true}
@@ -515,7 +514,7 @@ func TestReconcileCancelPaused(t *testing.T) {
 // off that source's runs only; another organisation (another source, with
 // a budget of its own) runs beside it and completes.
 func TestReconcileSourcesRunApart(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.putProducts(t, 5, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second, false)
@@ -547,16 +546,16 @@ func TestReconcileSourcesRunApart(t *testing.T) {
 // paused the same day, resumes it each following day although no run is
 // due, and starts no other run meanwhile.
 func TestReconcileScheduleResumesPaused(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
 		const budget = 10
 		calls, _ := e.driftedSweep(t)
 		// A registry of products alone: the schedule's runs take every type.
-		products, err := tds.NewRegistry(mustLookup(t, "product"))
+		products, err := tds.NewRegistry(testdb.EntityType(t, "product"))
 		require.NoError(t, err)
-		rc := e.newReconcilerOn(t, e.db, e.newProcessor(t, e.db, tds.WithRegistry(products)), budgetOf(budget),
+		rc := e.newReconcilerOn(t, e.db, testdb.Processor(t, e.db, e.clock.Now, tds.WithRegistry(products)), budgetOf(budget),
 			WithSchedule(0, 7*24*time.Hour))
 		day1 := e.clock.Now()
 
@@ -586,7 +585,7 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 		require.NoError(t, rc.Task().Run(ctx))
 		run = settled(2 * budget)
 		require.Len(t, runs(), 1)
-		requireSameTime(t, utcDay(day1).Add(48*time.Hour), *run.ResumesAt)
+		testkit.RequireSameTime(t, utcDay(day1).Add(48*time.Hour), *run.ResumesAt)
 
 		e.clock.Advance(24 * time.Hour)
 		require.NoError(t, rc.Task().Run(ctx))
@@ -601,7 +600,7 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 // TestReconcileTokenExpiresMidRun: an access token revoked in the middle
 // of a run costs one refresh and one repeated call; the run completes.
 func TestReconcileTokenExpiresMidRun(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
@@ -633,7 +632,7 @@ func TestReconcileTokenExpiresMidRun(t *testing.T) {
 // was; once Zoho is back, the next incremental run repairs everything
 // that changed since the last completed one.
 func TestReconcileAPIDown(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
@@ -645,7 +644,7 @@ func TestReconcileAPIDown(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, first.Status, first.Error)
 		mark := e.watermarks(t)["product"]
-		requireSameTime(t, base.Add(7*time.Minute), mark)
+		testkit.RequireSameTime(t, base.Add(7*time.Minute), mark)
 
 		later := base.Add(time.Hour)
 		for i, id := range ids[:3] {
@@ -665,7 +664,7 @@ func TestReconcileAPIDown(t *testing.T) {
 		require.JSONEq(t, `{"code":503,"message":"Service temporarily unavailable."}`, string(failed.APIError))
 		require.Equal(t, int64(1), failed.Repaired, "the first repair was made")
 		require.Len(t, e.takeSleeps(), 5, "the failing call was retried")
-		requireSameTime(t, mark, e.watermarks(t)["product"], "a failed run does not move the watermark")
+		testkit.RequireSameTime(t, mark, e.watermarks(t)["product"], "a failed run does not move the watermark")
 
 		// While Zoho is down, another record changes: the gap.
 		e.fake.OnRequest(nil)
@@ -680,7 +679,7 @@ func TestReconcileAPIDown(t *testing.T) {
 		require.Equal(t, int64(3), again.Repaired)
 		e.drain(t)
 		e.requireMirrorEqualsFake(t, "product")
-		requireSameTime(t, later.Add(time.Hour), e.watermarks(t)["product"])
+		testkit.RequireSameTime(t, later.Add(time.Hour), e.watermarks(t)["product"])
 	})
 }
 
@@ -696,12 +695,12 @@ func TestReconcileNewerWebhookWins(t *testing.T) {
 		webhookFirst bool
 	}{{"webhook during the repair", true}, {"webhook after the repair", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			eachDB(t, func(t *testing.T, tdb *testDB) {
+			testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 				ctx := context.Background()
 				e := newReconcileEnv(t, tdb)
 				m, err := tds.NewMirrorSyncer()
 				require.NoError(t, err)
-				stop := e.start(t, m)
+				stop := testdb.StartWorker(t, e.db, e.clock.Now, m)
 				base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 				ids := e.putProducts(t, 3, base, time.Minute, true)
 				e.drain(t)
@@ -737,14 +736,14 @@ func TestReconcileNewerWebhookWins(t *testing.T) {
 					require.NoError(t, <-hookEv)
 				} else {
 					e.webhook(t, "product", newer, tds.EventUpdate)
-					e.start(t, m)
+					testdb.StartWorker(t, e.db, e.clock.Now, m)
 				}
 				e.drain(t)
 				require.Equal(t, 2, e.mirrorRev(t, "product", x), "the webhook's version")
-				applied, err := mustStore(t, e.db).AppliedOf(ctx, e.db, tds.DefaultSource, "product", []string{x})
+				applied, err := testdb.Store(t, e.db).AppliedOf(ctx, e.db, tds.DefaultSource, "product", []string{x})
 				require.NoError(t, err)
 				require.Len(t, applied, 1)
-				requireSameTime(t, base.Add(2*time.Hour), applied[0].Version)
+				testkit.RequireSameTime(t, base.Add(2*time.Hour), applied[0].Version)
 			})
 		})
 	}
@@ -754,7 +753,7 @@ func TestReconcileNewerWebhookWins(t *testing.T) {
 // missing from the listing (and nothing else), and changes nothing: no
 // event ingested, the mirror and the watermark as they were.
 func TestReconcileDryRun(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
@@ -801,14 +800,14 @@ func TestReconcileDryRun(t *testing.T) {
 		e.drain(t)
 		require.Equal(t, mirror, e.mirrorRows(t, "product"), "the mirror as it was")
 		require.Equal(t, len(marks), len(e.watermarks(t)))
-		requireSameTime(t, marks["product"], e.watermarks(t)["product"], "the watermark as it was")
+		testkit.RequireSameTime(t, marks["product"], e.watermarks(t)["product"], "the watermark as it was")
 	})
 }
 
 // TestReconcileCancel: a run started in the background and cancelled
 // while it lists stops after the page it is reading, as cancelled.
 func TestReconcileCancel(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.putProducts(t, 600, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Second, false)
@@ -845,8 +844,8 @@ func TestReconcileCancel(t *testing.T) {
 		require.NotNil(t, run.FinishedAt)
 		require.Equal(t, int64(1), run.Pages, "stopped after the page being read")
 		require.Equal(t, 1, e.fake.Stats().APICalls)
-		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
-		require.Zero(t, count(t, e.db, "SELECT COUNT(*) FROM tds_sync_drift"))
+		require.Zero(t, testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_sync_remote"), "the staged listing is dropped")
+		require.Zero(t, testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_sync_drift"))
 		require.ErrorIs(t, e.rc.Cancel(ctx, id), ErrRunNotFound, "no longer running")
 	})
 }
@@ -855,7 +854,7 @@ func TestReconcileCancel(t *testing.T) {
 // sweep compares the list fields with what was applied, finds a changed
 // one, repairs it, and then finds nothing.
 func TestReconcileWithoutVersionField(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)

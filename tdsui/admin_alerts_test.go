@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/alert"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/testkit"
 	"github.com/tdscore/tds/tdsalert"
 )
@@ -22,57 +22,28 @@ import (
 // alertEnv is a database, a frozen clock, a Processor and an Alerter on
 // them.
 type alertEnv struct {
-	tdb   *testDB
 	clock *testkit.Clock
 	proc  *tds.Processor
 	a     *tdsalert.Alerter
 }
 
-func newAlertEnv(t *testing.T, tdb *testDB, opts ...tdsalert.Option) *alertEnv {
+func newAlertEnv(t *testing.T, tdb *testdb.DB, opts ...tdsalert.Option) *alertEnv {
 	t.Helper()
-	e := &alertEnv{tdb: tdb, clock: testkit.NewClock()}
+	e := &alertEnv{clock: testkit.NewClock()}
+	e.proc = testdb.Processor(t, tdb.DB, e.clock.Now)
+	base := []tdsalert.Option{tdsalert.WithClock(e.clock.Now), tdsalert.WithLogger(testdb.QuietLogger)}
 	var err error
-	e.proc, err = tds.NewProcessor(tdb.db, tds.WithClock(e.clock.Now), tds.WithLogger(quietLogger))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = e.proc.Close() })
-	base := []tdsalert.Option{tdsalert.WithClock(e.clock.Now), tdsalert.WithLogger(quietLogger)}
-	e.a, err = tdsalert.New(tdb.db, append(base, opts...)...)
+	e.a, err = tdsalert.New(tdb.DB, append(base, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.a.Close(context.Background()) })
 	return e
 }
 
-// ingest stores and queues a product event.
-func (e *alertEnv) ingest(t *testing.T, id, name string) {
-	t.Helper()
-	data, err := json.Marshal(map[string]any{"item_id": id, "name": name})
-	require.NoError(t, err)
-	res, err := e.proc.Process(context.Background(),
-		&tds.Event{EventType: tds.EventUpdate, EntityType: "product", EntityID: id, Data: data})
-	require.NoError(t, err)
-	require.True(t, res.Queued)
-}
-
-// onlyRule is a rules document enabling rule alone, with fields such as
-// "threshold: 0".
-func onlyRule(rule, fields string) io.Reader {
-	var b strings.Builder
-	b.WriteString("rules:\n")
-	for _, r := range alert.DefaultRules() {
-		if r.Name == rule {
-			fmt.Fprintf(&b, "  - {name: %s, enabled: true, %s}\n", r.Name, fields)
-		} else {
-			fmt.Fprintf(&b, "  - {name: %s, enabled: false}\n", r.Name)
-		}
-	}
-	return strings.NewReader(b.String())
-}
-
 func TestAlertAdminAPI(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
-		e := newAlertEnv(t, tdb, tdsalert.WithRules(onlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")))
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		e := newAlertEnv(t, tdb, tdsalert.WithRules(testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")))
 		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithClock(e.clock.Now), WithAlerter(e.a))
-		e.ingest(t, "1", "a")
+		testdb.Ingest(t, e.proc, "1", "a")
 		require.NoError(t, e.a.Evaluate(t.Context()))
 
 		do := func(method, path, body string) (int, map[string]any) {

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/testkit"
 	"github.com/tdscore/tds/internal/zohofake"
 	"github.com/tdscore/tds/tdsreconcile"
@@ -22,23 +24,17 @@ import (
 // reconcileEnv is a database, a frozen clock, a Processor, a fake Zoho
 // and a Reconciler on them.
 type reconcileEnv struct {
-	db    *testDB
+	db    *bun.DB
 	clock *testkit.Clock
 	proc  *tds.Processor
 	fake  *zohofake.Server
 	rc    *tdsreconcile.Reconciler
 }
 
-func newReconcileEnv(t *testing.T, tdb *testDB) *reconcileEnv {
+func newReconcileEnv(t *testing.T, tdb *testdb.DB) *reconcileEnv {
 	t.Helper()
-	e := &reconcileEnv{db: tdb, clock: testkit.NewClock()}
-	var err error
-	e.proc, err = tds.NewProcessor(tdb.db, tds.WithClock(e.clock.Now), tds.WithLogger(quietLogger))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = e.proc.Close() })
-	e.fake = zohofake.New(zohofake.Options{})
-	t.Cleanup(e.fake.Close)
-	require.NoError(t, tds.MigrateMirror(context.Background(), tdb.db, tds.ZohoRegistry()))
+	clock := testkit.NewClock()
+	e := &reconcileEnv{db: tdb.DB, clock: clock, proc: testdb.Processor(t, tdb.DB, clock.Now), fake: testdb.Zoho(t, tdb.DB)}
 	e.rc = e.newReconcilerAPI(t, func(*tdsreconcile.ZohoAPI) {})
 	return e
 }
@@ -47,12 +43,9 @@ func newReconcileEnv(t *testing.T, tdb *testDB) *reconcileEnv {
 // by edit, closed when the test ends.
 func (e *reconcileEnv) newReconcilerAPI(t *testing.T, edit func(*tdsreconcile.ZohoAPI)) *tdsreconcile.Reconciler {
 	t.Helper()
-	api := tdsreconcile.ZohoAPI{
-		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
-		AccountsURL: e.fake.URL(), APIURL: e.fake.URL(), RequestsPerMinute: -1,
-	}
+	api := tdsreconcile.ZohoAPI(testdb.ZohoAPI(e.fake.URL()))
 	edit(&api)
-	rc, err := tdsreconcile.New(e.db.db, e.proc, api, tdsreconcile.WithClock(e.clock.Now), tdsreconcile.WithLogger(quietLogger))
+	rc, err := tdsreconcile.New(e.db, e.proc, api, tdsreconcile.WithClock(e.clock.Now), tdsreconcile.WithLogger(testdb.QuietLogger))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rc.Close() })
 	return rc
@@ -61,13 +54,6 @@ func (e *reconcileEnv) newReconcilerAPI(t *testing.T, edit func(*tdsreconcile.Zo
 // budgetOf sets a daily budget of n API calls.
 func budgetOf(n int) func(*tdsreconcile.ZohoAPI) {
 	return func(api *tdsreconcile.ZohoAPI) { api.DailyBudget = n }
-}
-
-// apiRecord is a product as Zoho holds it, version at.
-func apiRecord(id string, at time.Time, rev int) map[string]any {
-	zohoTime := at.UTC().Format(tds.ZohoTimeLayout)
-	return map[string]any{"last_modified_time": zohoTime, "created_time": zohoTime, "rev": rev,
-		"item_id": id, "name": fmt.Sprintf("Item %s r%d", id, rev), "rate": 10 + rev}
 }
 
 // webhook ingests the product rec as Zoho's webhook for it would.
@@ -80,36 +66,6 @@ func (e *reconcileEnv) webhook(t *testing.T, rec map[string]any, eventType strin
 	require.NoError(t, err)
 }
 
-// putProducts puts n products into the fake, product i at base+i*step.
-func (e *reconcileEnv) putProducts(n int, base time.Time, step time.Duration) {
-	for i := range n {
-		e.fake.Put("items", apiRecord(fmt.Sprintf("pro-%04d", i), base.Add(time.Duration(i)*step), 0))
-	}
-}
-
-// startMirror runs a Worker with a MirrorSyncer, on the frozen clock,
-// until the test ends.
-func (e *reconcileEnv) startMirror(t *testing.T) {
-	t.Helper()
-	m, err := tds.NewMirrorSyncer()
-	require.NoError(t, err)
-	w, err := tds.NewWorker(e.db.db, m, tds.WithClock(e.clock.Now), tds.WithLogger(quietLogger),
-		tds.WithPollInterval(10*time.Millisecond), tds.WithShutdownTimeout(5*time.Second))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-errc) })
-}
-
-// drain waits until no job is left unfinished.
-func (e *reconcileEnv) drain(t *testing.T) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		return count(t, e.db.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status <> 'completed'") == 0
-	}, 60*time.Second, 5*time.Millisecond)
-}
-
 // runKeys are the documented keys of a run in the admin API.
 var runKeys = []string{"id", "mode", "status", "dry_run", "entity_types", "started_at", "finished_at", "api_calls",
 	"counts", "repaired"}
@@ -118,20 +74,20 @@ var runKeys = []string{"id", "mode", "status", "dry_run", "entity_types", "start
 // conflict while a run is held open, cancel, a failed and a completed run,
 // the list with paging, one run with its drift, and the refusals.
 func TestAdminReconcileRoutes(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithReconciler(e.rc))
 		base := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
 		for i := range 3 {
-			rec := apiRecord(fmt.Sprintf("item-%d", i), base.Add(time.Duration(i)*time.Minute), 0)
+			rec := testdb.ProductRecord(fmt.Sprintf("item-%d", i), base.Add(time.Duration(i)*time.Minute), 0)
 			e.fake.Put("items", rec)
 			if i > 0 {
 				e.webhook(t, rec, tds.EventUpdate) // item-0 never delivered
 			}
 		}
-		e.startMirror(t)
-		e.drain(t)
+		testdb.StartMirror(t, e.db, e.clock.Now)
+		testdb.Drain(t, e.db)
 
 		// A run held open: its first API request waits for gate.
 		var (
@@ -293,12 +249,12 @@ func waitRun(t *testing.T, rc *tdsreconcile.Reconciler, id int64, st tdsreconcil
 // admin API as running with its resumes_at, and on the dashboard as paused
 // until then; a start meanwhile answers 409, and a cancel ends it at once.
 func TestAdminReconcilePaused(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		rc := e.newReconcilerAPI(t, budgetOf(1))
 		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithReconciler(rc))
-		e.putProducts(2, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Minute)
+		testdb.PutProducts(e.fake, 2, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Minute)
 
 		a := adminPost(t, h, "/admin/reconcile", `{"mode":"full","entity_types":["product"]}`)
 		require.Equal(t, http.StatusAccepted, a.status, a.raw)

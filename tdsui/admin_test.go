@@ -13,6 +13,7 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/store"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/testkit"
 )
 
@@ -34,7 +35,7 @@ func adminPost(t *testing.T, h http.Handler, path, body string) answer {
 }
 
 func TestAdminAuthentication(t *testing.T) {
-	tdb := openTestDB(t, "sqlite")
+	tdb := testdb.Open(t, "sqlite")
 	h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
 	noAdmin := newTestHandler(t, tdb)
 	// Every 401 is the same answer: it does not say whether a token is
@@ -48,9 +49,9 @@ func TestAdminAuthentication(t *testing.T) {
 	for _, path := range []string{"/queue/stats", "/admin/events", "/admin/events/1", "/admin/dead-letters"} {
 		refused(serve(t, h, "GET", path, nil))
 		refused(serve(t, h, "GET", path, nil, "Authorization", "Bearer wrong"))
-		refused(serve(t, h, "GET", path, nil, "Authorization", "Bearer "+testWebhookKey))
+		refused(serve(t, h, "GET", path, nil, "Authorization", "Bearer "+testdb.WebhookKey))
 		refused(serve(t, h, "GET", path, nil, "Authorization", "Basic "+testAdminToken))
-		refused(serve(t, h, "GET", path, nil, tds.HeaderWebhookKey, testWebhookKey))
+		refused(serve(t, h, "GET", path, nil, tds.HeaderWebhookKey, testdb.WebhookKey))
 		refused(serve(t, noAdmin, "GET", path, nil, bearer...))
 		refused(serve(t, noAdmin, "GET", path, nil))
 		refused(serve(t, noAdmin, "GET", path, nil, "Authorization", "Bearer "))
@@ -66,13 +67,13 @@ func TestAdminAuthentication(t *testing.T) {
 // Several admin tokens are accepted at once, given in one call or several,
 // so one can be rotated without downtime.
 func TestAdminTokenRotation(t *testing.T) {
-	tdb := openTestDB(t, "sqlite")
+	tdb := testdb.Open(t, "sqlite")
 	h := newTestHandler(t, tdb, WithAdminToken("old-admin-token-01", "new-admin-token-02"), WithAdminToken("third-admin-token-03"))
 	for _, tok := range []string{"old-admin-token-01", "new-admin-token-02", "third-admin-token-03"} {
 		a := serve(t, h, "GET", "/queue/stats", nil, "Authorization", "Bearer "+tok)
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 	}
-	for _, tok := range []string{"old-admin-token-0", "new-admin-token-020", "", testWebhookKey} {
+	for _, tok := range []string{"old-admin-token-0", "new-admin-token-020", "", testdb.WebhookKey} {
 		requireError(t, serve(t, h, "GET", "/queue/stats", nil, "Authorization", "Bearer "+tok), 401, adminUnauthorized)
 	}
 }
@@ -81,11 +82,11 @@ func TestAdminTokenRotation(t *testing.T) {
 // (total_events, by_status, by_entity, by_priority, oldest_pending,
 // processing_rate), which clients of the first version read.
 func TestQueueStatsOverHTTP(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		hooks := newWebhooks(t, tdb)
 		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
 		for _, f := range []struct{ route, file string }{{"products", "product.json"}, {"invoices", "invoice.json"}, {"stock", "stock.json"}} {
-			require.Equal(t, http.StatusOK, webhook(t, hooks, f.route, fixtureBytes(t, f.file)).status)
+			require.Equal(t, http.StatusOK, webhook(t, hooks, f.route, testdb.Fixture(t, f.file)).status)
 		}
 		a := adminGet(t, h, "/queue/stats")
 		require.Equal(t, http.StatusOK, a.status, a.raw)
@@ -105,7 +106,7 @@ func TestQueueStatsOverHTTP(t *testing.T) {
 }
 
 func TestAdminEvents(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		clock := testkit.NewClock()
 		hooks := newWebhooks(t, tdb, tds.WithClock(clock.Now))
 		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithClock(clock.Now))
@@ -114,7 +115,7 @@ func TestAdminEvents(t *testing.T) {
 			{"products", "product.json"}, {"customers", "customer.json"},
 			{"products", "invalid_product_missing_name.json"}, {"invoices", "invoice.json"},
 		} {
-			a := webhook(t, hooks, f.route, fixtureBytes(t, f.file))
+			a := webhook(t, hooks, f.route, testdb.Fixture(t, f.file))
 			require.Contains(t, []int{200, 422}, a.status, a.raw)
 			ids = append(ids, a.body["event_id"].(float64))
 			clock.Advance(time.Hour)
@@ -193,29 +194,29 @@ func eventIDs(a answer) []float64 {
 
 // failJob does what a worker does when it gives up on a job: one attempt
 // row per error, then dead_letter with the last error's code.
-func failJob(t *testing.T, tdb *testDB, jobID int64, code string, errs ...string) {
+func failJob(t *testing.T, tdb *testdb.DB, jobID int64, code string, errs ...string) {
 	t.Helper()
 	ctx := context.Background()
 	for i, e := range errs {
-		_, err := tdb.db.NewInsert().Model(&store.Attempt{JobID: jobID, Attempt: i + 1, Error: e, ErrorCode: &code,
+		_, err := tdb.DB.NewInsert().Model(&store.Attempt{JobID: jobID, Attempt: i + 1, Error: e, ErrorCode: &code,
 			FailedAt: time.Now().UTC()}).Exec(ctx)
 		require.NoError(t, err)
 	}
-	_, err := tdb.db.NewUpdate().Model((*store.Job)(nil)).Set("status = ?", tds.StatusDeadLetter).
+	_, err := tdb.DB.NewUpdate().Model((*store.Job)(nil)).Set("status = ?", tds.StatusDeadLetter).
 		Set("attempt_count = ?", len(errs)).Set("last_error = ?", errs[len(errs)-1]).
 		Set("last_error_code = ?", code).Where("id = ?", jobID).Exec(ctx)
 	require.NoError(t, err)
 }
 
 func TestAdminDeadLetters(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		hooks := newWebhooks(t, tdb)
 		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
 		var jobs []int64
 		for i, f := range []struct{ route, file string }{
 			{"products", "product.json"}, {"invoices", "invoice.json"}, {"customers", "customer.json"}, {"bills", "bill.json"},
 		} {
-			a := webhook(t, hooks, f.route, fixtureBytes(t, f.file))
+			a := webhook(t, hooks, f.route, testdb.Fixture(t, f.file))
 			require.Equal(t, http.StatusOK, a.status, a.raw)
 			ev := adminGet(t, h, fmt.Sprintf("/admin/events/%.0f", a.body["event_id"]))
 			id := int64(ev.body["job"].(map[string]any)["id"].(float64))
@@ -251,14 +252,14 @@ func TestAdminDeadLetters(t *testing.T) {
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 		require.Equal(t, map[string]any{"success": true, "dry_run": true, "count": 2.0,
 			"message": "dry run: 2 dead letters would be queued again"}, a.body)
-		require.Equal(t, 3, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+		require.Equal(t, 3, testkit.Count(t, tdb.DB, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
 		a = adminPost(t, h, "/admin/dead-letters/retry?dry_run=true", `{"entity_type": "bill"}`)
 		require.Equal(t, 1.0, a.body["count"], a.raw)
 		a = adminPost(t, h, "/admin/dead-letters/retry", `{"error_code": "http_500"}`)
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 		require.Equal(t, false, a.body["dry_run"])
 		require.Equal(t, 2.0, a.body["count"])
-		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+		require.Equal(t, 1, testkit.Count(t, tdb.DB, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
 		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"error_code": 5}`), 400, "malformed JSON")
 		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"errorcode": "x"}`), 400, "malformed JSON")
 		requireError(t, adminPost(t, h, "/admin/dead-letters/retry?dry_run=perhaps", ""), 400, "dry_run")
@@ -269,11 +270,11 @@ func TestAdminDeadLetters(t *testing.T) {
 			requireError(t, adminPost(t, h, "/admin/dead-letters/retry", body), 400, `"all": true`)
 		}
 		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"all": true, "entity_type": "bill"}`), 400, "without a filter")
-		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+		require.Equal(t, 1, testkit.Count(t, tdb.DB, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
 		a = adminPost(t, h, "/admin/dead-letters/retry", `{"all": true, "dry_run": true}`)
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 		require.Equal(t, 1.0, a.body["count"], a.raw)
-		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+		require.Equal(t, 1, testkit.Count(t, tdb.DB, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
 
 		// Every admin POST is declared JSON, even one without a body.
 		for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"} {
@@ -288,7 +289,7 @@ func TestAdminDeadLetters(t *testing.T) {
 				requireError(t, decodeAnswer(t, w.Code, w.Header(), w.Body.Bytes()), 415, "application/json")
 			}
 		}
-		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
+		require.Equal(t, 1, testkit.Count(t, tdb.DB, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'dead_letter'"))
 		a = adminPost(t, h, "/admin/dead-letters/retry", `{"all": true, "dry_run": true}`)
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 		a = serve(t, h, "POST", "/admin/dead-letters/retry", []byte(`{"all": true, "dry_run": true}`), append([]string{"Content-Type", "application/json; charset=utf-8"}, bearer...)...)

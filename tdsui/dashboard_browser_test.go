@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+	"github.com/tdscore/tds/internal/testdb"
 )
 
 var updateScreenshots = flag.Bool("screenshots", false, "write the dashboard's screenshots to docs/screenshots")
@@ -75,7 +76,7 @@ func nodes(t *testing.T, ctx context.Context, sel string) int {
 // /ops, on the reference server's Handler.
 func TestDashboardBrowser(t *testing.T) {
 	chromiumPath(t)
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		e := newDashboardEnv(t, tdb)
 		e.fake.Put("items", map[string]any{"item_id": "only-in-zoho", "name": "Only in Zoho",
 			"last_modified_time": "2026-11-02T10:00:00+0000"})
@@ -202,7 +203,7 @@ func TestDashboardBrowser(t *testing.T) {
 // docs/screenshots with -screenshots, else in a temporary directory.
 func (e *dashboardEnv) shoot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	if e.tdb.name != "sqlite" {
+	if e.tdb.Name != "sqlite" {
 		return
 	}
 	dir := t.TempDir()
@@ -222,7 +223,7 @@ func (e *dashboardEnv) shoot(t *testing.T, ctx context.Context, name string) {
 func (e *dashboardEnv) fireAlert(t *testing.T) {
 	t.Helper()
 	now := time.Now().UTC()
-	_, err := e.tdb.db.NewRaw(`INSERT INTO tds_alerts (rule, fingerprint, labels, state, severity, value, started_at,
+	_, err := e.tdb.DB.NewRaw(`INSERT INTO tds_alerts (rule, fingerprint, labels, state, severity, value, started_at,
 firing_at, updated_at) VALUES ('dead_letters', 'fp-dashboard', '{"entity_type":"product"}', 'firing', 'warning', 3, ?, ?, ?)`,
 		now.Add(-5*time.Minute), now.Add(-4*time.Minute), now).Exec(context.Background())
 	require.NoError(t, err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -20,6 +19,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/ui"
 	"github.com/tdscore/tds/internal/zohofake"
 	"github.com/tdscore/tds/tdsalert"
@@ -32,7 +32,7 @@ import (
 // the mirror tables, and an HTTP server mounting the console at the root
 // and under /ops.
 type dashboardEnv struct {
-	tdb     *testDB
+	tdb     *testdb.DB
 	h       *Handler
 	hooks   *tds.Handler
 	srv     *httptest.Server
@@ -40,29 +40,22 @@ type dashboardEnv struct {
 	failing sync.Map // entity ids the Syncer fails permanently
 }
 
-func newDashboardEnv(t *testing.T, tdb *testDB) *dashboardEnv {
+func newDashboardEnv(t *testing.T, tdb *testdb.DB) *dashboardEnv {
 	t.Helper()
-	ctx := context.Background()
 	reg := tds.ZohoRegistry()
-	require.NoError(t, tds.MigrateMirror(ctx, tdb.db, reg))
-	log := slog.New(slog.DiscardHandler)
-	fake := zohofake.New(zohofake.Options{})
-	t.Cleanup(fake.Close)
-	alerter, err := tdsalert.New(tdb.db, tdsalert.WithLogger(log))
+	log := testdb.QuietLogger
+	fake := testdb.Zoho(t, tdb.DB)
+	alerter, err := tdsalert.New(tdb.DB, tdsalert.WithLogger(log))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = alerter.Close(context.Background()) })
 	e := &dashboardEnv{tdb: tdb, fake: fake}
-	e.hooks, err = tds.NewHandler(tdb.db, tds.WithRegistry(reg), tds.WithLogger(log), tds.WithWebhookKeys(testWebhookKey),
+	e.hooks = testdb.Handler(t, tdb.DB, tds.WithRegistry(reg), tds.WithWebhookKeys(testdb.WebhookKey),
 		tds.WithTrustedProxies("10.0.0.0/8"), tds.WithWebhookObserver(alerter.ObserveWebhook))
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, e.hooks.Close()) })
-	rc, err := tdsreconcile.New(tdb.db, e.hooks.Processor(), tdsreconcile.ZohoAPI{
-		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "org-1",
-		AccountsURL: fake.URL(), APIURL: fake.URL(), RequestsPerMinute: -1,
-	}, tdsreconcile.WithLogger(log), tdsreconcile.WithSchedule(0, 0), tdsreconcile.WithHooks(alerter.ReconcileHooks()))
+	rc, err := tdsreconcile.New(tdb.DB, e.hooks.Processor(), tdsreconcile.ZohoAPI(testdb.ZohoAPI(fake.URL())),
+		tdsreconcile.WithLogger(log), tdsreconcile.WithSchedule(0, 0), tdsreconcile.WithHooks(alerter.ReconcileHooks()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rc.Close() })
-	e.h, err = New(tdb.db, WithRegistry(reg), WithLogger(log), WithAdminToken(testAdminToken),
+	e.h, err = New(tdb.DB, WithRegistry(reg), WithLogger(log), WithAdminToken(testAdminToken),
 		WithTrustedProxies("10.0.0.0/8"), WithAlerter(alerter), WithReconciler(rc))
 	require.NoError(t, err)
 
@@ -74,13 +67,7 @@ func newDashboardEnv(t *testing.T, tdb *testDB) *dashboardEnv {
 		}
 		return mirror.Sync(ctx, tx, job)
 	})
-	w, err := tds.NewWorker(tdb.db, syncer, tds.WithLogger(log), tds.WithPollInterval(10*time.Millisecond),
-		tds.WithShutdownTimeout(5*time.Second))
-	require.NoError(t, err)
-	wctx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- w.Run(wctx) }()
-	t.Cleanup(func() { stop(); require.NoError(t, <-errc) })
+	testdb.StartWorker(t, tdb.DB, time.Now, syncer)
 
 	mux := http.NewServeMux()
 	mux.Handle("/ops/", http.StripPrefix("/ops", e.h))
@@ -147,7 +134,7 @@ var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // TestDashboardSession checks sign-in, CSRF and sign-out over plain HTTP;
 // the browser test drives the pages themselves.
 func TestDashboardSession(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		e := newDashboardEnv(t, tdb)
 		c := browserClient(t)
 		root := e.srv.URL + "/ops/ui/"
@@ -163,7 +150,7 @@ func TestDashboardSession(t *testing.T) {
 		require.NotContains(t, body, "<script>")
 
 		// A webhook key is not an admin token.
-		status, _, body = fetchPage(t, c, "POST", root+"login", url.Values{"token": {testWebhookKey}})
+		status, _, body = fetchPage(t, c, "POST", root+"login", url.Values{"token": {testdb.WebhookKey}})
 		require.Equal(t, http.StatusUnauthorized, status)
 		require.Contains(t, body, "not an admin token")
 
@@ -218,7 +205,7 @@ func TestDashboardSession(t *testing.T) {
 }
 
 func TestThroughputAPI(t *testing.T) {
-	tdb := openTestDB(t, "sqlite")
+	tdb := testdb.Open(t, "sqlite")
 	e := newDashboardEnv(t, tdb)
 	e.seed(t, []string{"p1", "p2", "p3"})
 	a := adminGet(t, e.h, "/queue/throughput")

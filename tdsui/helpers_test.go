@@ -3,88 +3,35 @@ package tdsui
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds"
-	"github.com/tdscore/tds/internal/testkit"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/tdstest"
 )
 
 func TestMain(m *testing.M) { tdstest.Main(m) }
 
-const (
-	testWebhookKey = "test-webhook-key-0123456789"
-	testAdminToken = "test-admin-token-9876543210"
-)
-
-// quietLogger keeps expected refusals out of the test output.
-var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// testDB is one migrated database of one dialect.
-type testDB struct {
-	name string // "postgres" or "sqlite"
-	db   *bun.DB
-}
-
-// openTestDB opens a fresh migrated database of the dialect.
-func openTestDB(t testing.TB, dialect string) *testDB {
-	t.Helper()
-	switch dialect {
-	case "postgres":
-		return &testDB{name: dialect, db: tdstest.Postgres(t)}
-	case "sqlite":
-		return &testDB{name: dialect, db: tdstest.SQLite(t)}
-	}
-	t.Fatalf("unknown dialect %q", dialect)
-	return nil
-}
-
-// eachDB runs fn as a parallel subtest against a fresh database of each
-// dialect.
-func eachDB(t *testing.T, fn func(t *testing.T, tdb *testDB)) {
-	t.Helper()
-	for _, d := range []string{"postgres", "sqlite"} {
-		t.Run(d, func(t *testing.T) {
-			t.Parallel()
-			fn(t, openTestDB(t, d))
-		})
-	}
-}
+const testAdminToken = "test-admin-token-9876543210"
 
 // newTestHandler returns the console on tdb with a silent logger and
 // opts (no admin token unless they give one).
-func newTestHandler(t *testing.T, tdb *testDB, opts ...Option) *Handler {
+func newTestHandler(t *testing.T, tdb *testdb.DB, opts ...Option) *Handler {
 	t.Helper()
-	h, err := New(tdb.db, append([]Option{WithLogger(quietLogger)}, opts...)...)
+	h, err := New(tdb.DB, append([]Option{WithLogger(testdb.QuietLogger)}, opts...)...)
 	require.NoError(t, err)
 	return h
 }
 
-// newWebhooks returns the webhook Handler on tdb with the test key, a
-// silent logger and opts.
-func newWebhooks(t *testing.T, tdb *testDB, opts ...tds.Option) *tds.Handler {
+// newWebhooks returns the webhook Handler on tdb with the test key and
+// opts.
+func newWebhooks(t *testing.T, tdb *testdb.DB, opts ...tds.Option) *tds.Handler {
 	t.Helper()
-	h, err := tds.NewHandler(tdb.db, append([]tds.Option{tds.WithLogger(quietLogger), tds.WithWebhookKeys(testWebhookKey)}, opts...)...)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, h.Close()) })
-	return h
-}
-
-// fixtureBytes reads testdata/envelope/name of the module.
-func fixtureBytes(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "envelope", name))
-	require.NoError(t, err)
-	return b
+	return testdb.Handler(t, tdb.DB, append([]tds.Option{tds.WithWebhookKeys(testdb.WebhookKey)}, opts...)...)
 }
 
 // answer is a decoded response.
@@ -123,7 +70,7 @@ func decodeAnswer(t *testing.T, status int, header http.Header, raw []byte) answ
 // with the test key.
 func webhook(t *testing.T, h http.Handler, route string, body []byte) answer {
 	t.Helper()
-	a := tdstest.Send(t, h, route, tds.Event{}, tdstest.WebhookKey(testWebhookKey), tdstest.Body("application/json", body))
+	a := testdb.Webhook(t, h, route, body)
 	return decodeAnswer(t, a.Status, a.Header, a.Body)
 }
 
@@ -139,10 +86,4 @@ func requireError(t *testing.T, a answer, status int, contains string) {
 	for _, leak := range []string{"tds:", "tdsui:", "tdsreconcile:", "tdsalert:", "sql", "SQL", "pgdriver", "goroutine"} {
 		require.NotContains(t, msg, leak)
 	}
-}
-
-// count runs a COUNT query.
-func count(t *testing.T, db bun.IDB, query string, args ...any) int {
-	t.Helper()
-	return testkit.Count(t, db, query, args...)
 }

@@ -19,13 +19,14 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/alert"
+	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/testkit"
 	"github.com/tdscore/tds/tdsalert"
 	"github.com/tdscore/tds/tdsreconcile"
 )
 
 func TestNewOptions(t *testing.T) {
-	tdb := openTestDB(t, "sqlite")
+	tdb := testdb.Open(t, "sqlite")
 	for _, tc := range []struct {
 		name string
 		opts []Option
@@ -47,21 +48,21 @@ func TestNewOptions(t *testing.T) {
 		{"nil clock", []Option{WithClock(nil)}, "tdsui: WithClock: clock is nil"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(tdb.db, tc.opts...)
+			_, err := New(tdb.DB, tc.opts...)
 			require.ErrorContains(t, err, tc.err)
 		})
 	}
 	// Every bad option is reported at once.
-	_, err := New(tdb.db, WithAdminToken("short"), WithRetryAfter(0), WithLogger(nil))
+	_, err := New(tdb.DB, WithAdminToken("short"), WithRetryAfter(0), WithLogger(nil))
 	require.EqualError(t, err, "tdsui: WithAdminToken: a token of 5 bytes is too short: at least 16\n"+
 		"tdsui: WithRetryAfter: must be >= 1s, got 0s\ntdsui: WithLogger: logger is nil")
 	_, err = New(nil, WithAdminToken(testAdminToken))
 	require.EqualError(t, err, "tdsui: New: db is nil")
 
 	// The zero Option does nothing; the good ones all go together.
-	_, err = New(tdb.db, Option{}, WithAdminToken("sixteen-bytes-ok", testAdminToken), WithRegistry(tds.ZohoRegistry()),
+	_, err = New(tdb.DB, Option{}, WithAdminToken("sixteen-bytes-ok", testAdminToken), WithRegistry(tds.ZohoRegistry()),
 		WithTrustedProxies("10.0.0.0/8", "192.0.2.1", "2001:db8::/32"), WithSignInLimit(0, 0), WithRetryAfter(time.Minute),
-		WithLogger(quietLogger), WithClock(time.Now), WithReconciler(&tdsreconcile.Reconciler{}), WithAlerter(&tdsalert.Alerter{}))
+		WithLogger(testdb.QuietLogger), WithClock(time.Now), WithReconciler(&tdsreconcile.Reconciler{}), WithAlerter(&tdsalert.Alerter{}))
 	require.NoError(t, err)
 }
 
@@ -106,7 +107,7 @@ func TestOptionDocs(t *testing.T) {
 // The console mounts beside the webhook Handler under any prefix, in the
 // standard mux and in chi.
 func TestMountedBesideWebhooks(t *testing.T) {
-	tdb := openTestDB(t, "sqlite")
+	tdb := testdb.Open(t, "sqlite")
 	hooks := newWebhooks(t, tdb)
 	console := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
 
@@ -114,7 +115,7 @@ func TestMountedBesideWebhooks(t *testing.T) {
 	mux.Handle("/sync/webhooks/", http.StripPrefix("/sync", hooks))
 	mux.Handle("/sync/", http.StripPrefix("/sync", console))
 	mux.HandleFunc("GET /app", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "app") })
-	a := serve(t, mux, "POST", "/sync/webhooks/products", fixtureBytes(t, "product.json"), tds.HeaderWebhookKey, testWebhookKey)
+	a := serve(t, mux, "POST", "/sync/webhooks/products", testdb.Fixture(t, "product.json"), tds.HeaderWebhookKey, testdb.WebhookKey)
 	require.Equal(t, http.StatusOK, a.status, a.raw)
 	requireError(t, serve(t, mux, "GET", "/sync/admin/events", nil), 401, "bearer")
 	events := serve(t, mux, "GET", "/sync/admin/events", nil, "Authorization", "Bearer "+testAdminToken)
@@ -127,21 +128,21 @@ func TestMountedBesideWebhooks(t *testing.T) {
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "home") })
 	r.Mount("/integrations/zoho/webhooks", http.StripPrefix("/integrations/zoho", hooks))
 	r.Mount("/integrations/zoho", http.StripPrefix("/integrations/zoho", console))
-	a = serve(t, r, "POST", "/integrations/zoho/webhooks/invoices", fixtureBytes(t, "invoice.json"), tds.HeaderWebhookKey, testWebhookKey)
+	a = serve(t, r, "POST", "/integrations/zoho/webhooks/invoices", testdb.Fixture(t, "invoice.json"), tds.HeaderWebhookKey, testdb.WebhookKey)
 	require.Equal(t, http.StatusOK, a.status, a.raw)
 	stats := serve(t, r, "GET", "/integrations/zoho/queue/stats", nil, "Authorization", "Bearer "+testAdminToken)
 	require.Equal(t, http.StatusOK, stats.status, stats.raw)
 	require.EqualValues(t, 2, stats.body["total_jobs"])
 	require.EqualValues(t, 2, stats.body["total_events"])
 	// The console serves no webhook, nor health.
-	requireError(t, serve(t, console, "POST", "/webhooks/products", fixtureBytes(t, "product.json"), tds.HeaderWebhookKey, testWebhookKey), 404, "not found")
+	requireError(t, serve(t, console, "POST", "/webhooks/products", testdb.Fixture(t, "product.json"), tds.HeaderWebhookKey, testdb.WebhookKey), 404, "not found")
 	requireError(t, serve(t, console, "GET", "/health", nil), 404, "not found")
 }
 
 // RequireAdmin puts another handler (the reference server's /metrics)
 // behind the admin API's authentication.
 func TestRequireAdmin(t *testing.T) {
-	tdb := openTestDB(t, "sqlite")
+	tdb := testdb.Open(t, "sqlite")
 	h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "metrics") })
 	guarded := h.RequireAdmin(next)
@@ -176,11 +177,11 @@ func signIn(h http.Handler, remote, xff, token string) *httptest.ResponseRecorde
 // TestSignInLimit: failed sign-ins are limited per client address, by
 // the console's own limiter, and told to the Alerter.
 func TestSignInLimit(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		clock := testkit.NewClock()
 		var logs testkit.LogBuffer
-		a, err := tdsalert.New(tdb.db, tdsalert.WithClock(clock.Now), tdsalert.WithLogger(quietLogger),
-			tdsalert.WithRules(onlyRule(alert.RuleAuthFailures, "threshold: 100")))
+		a, err := tdsalert.New(tdb.DB, tdsalert.WithClock(clock.Now), tdsalert.WithLogger(testdb.QuietLogger),
+			tdsalert.WithRules(testdb.OnlyRule(alert.RuleAuthFailures, "threshold: 100")))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = a.Close(t.Context()) })
 		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithClock(clock.Now), WithLogger(logs.Logger()),
@@ -230,7 +231,7 @@ func TestSignInLimit(t *testing.T) {
 
 // Without an admin token the dashboard says it is off and signs no one in.
 func TestDashboardOff(t *testing.T) {
-	tdb := openTestDB(t, "sqlite")
+	tdb := testdb.Open(t, "sqlite")
 	h := newTestHandler(t, tdb)
 	r := httptest.NewRequest("GET", "/ui/login", nil)
 	w := httptest.NewRecorder()

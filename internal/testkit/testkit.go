@@ -123,3 +123,19 @@ func StartChild(t testing.TB, env ...string) *Child {
 	})
 	return c
 }
+
+// Release is a barrier across processes: it waits for a "READY" line from
+// each child, then writes a "GO" line to each, so that they go on
+// together.
+func Release(t testing.TB, children ...*Child) {
+	t.Helper()
+	for _, c := range children {
+		line, err := c.Stdout.ReadString('\n')
+		require.NoError(t, err, "child stderr: %s", c.Stderr)
+		require.Equal(t, "READY\n", line)
+	}
+	for _, c := range children {
+		_, err := io.WriteString(c.Stdin, "GO\n")
+		require.NoError(t, err)
+	}
+}
