@@ -34,6 +34,9 @@ func chromiumPath(t *testing.T) string {
 	return p
 }
 
+// browserTimeout bounds one test's whole browser session.
+const browserTimeout = 5 * time.Minute
+
 // browser starts a headless Chromium for the test; it is closed, its
 // process waited for, when the test ends.
 func browser(t *testing.T) context.Context {
@@ -47,7 +50,10 @@ func browser(t *testing.T) context.Context {
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	// A guard against a hung browser, not a measure of speed: under load
+	// (two dialects' browsers, another test run beside) a pass that takes
+	// 20 s alone has taken over a minute.
+	ctx, cancelTimeout := context.WithTimeout(ctx, browserTimeout)
 	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
 	return ctx
 }

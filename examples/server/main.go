@@ -207,17 +207,9 @@ func serve(s *settings, log *slog.Logger) error {
 	}
 	ln = newLimitListener(ln, s.maxConns)
 	srv := newHTTPServer(c.routes(), log)
-	// The metrics listener, when asked for, serves /metrics alone without
-	// authentication, for a scraper on a private network.
-	var metricsSrv *http.Server
-	var metricsLn net.Listener
-	if s.metricsAddr != "" {
-		if metricsLn, err = net.Listen("tcp", s.metricsAddr); err != nil {
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", c.scrape)
-		metricsSrv = newHTTPServer(mux, log)
+	metricsSrv, metricsLn, err := listenMetrics(s.metricsAddr, c.scrape, log)
+	if err != nil {
+		return err
 	}
 
 	// Workers run on their own context: they are stopped only after the
@@ -266,6 +258,22 @@ func serve(s *settings, log *slog.Logger) error {
 		log.Info("stopped")
 	}
 	return failure
+}
+
+// listenMetrics is the metrics listener, when addr asks for one: it
+// serves /metrics alone without authentication, for a scraper on a private
+// network.
+func listenMetrics(addr string, scrape http.Handler, log *slog.Logger) (*http.Server, net.Listener, error) {
+	if addr == "" {
+		return nil, nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", scrape)
+	return newHTTPServer(mux, log), ln, nil
 }
 
 // openMigrated opens the database and brings its schema and the mirror
