@@ -9,6 +9,11 @@
 # scripts/image builds the same image without pulling a builder (the binary
 # is built on the host), with docker or buildah.
 
+# The builder is named by tag, which moves. For a reproducible build pin it
+# by digest (docs/deploy.md, "The image"):
+#   FROM golang:1.26-bookworm@sha256:<digest> AS build
+# .dockerignore keeps .git, local databases, .env files and test output out
+# of the context that COPY . . takes.
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./

@@ -54,7 +54,8 @@ type handlerSettings struct {
 // [http.ServeMux], so it can be mounted in any router and under any prefix
 // (with [http.StripPrefix]):
 //
-//	POST /webhooks/{route}   a webhook for the registry's route
+//	POST /webhooks/{route}   a webhook for the registry's route (an unknown
+//	                         route is 404 only once authenticated)
 //	GET  /health             database ping and cached queue counts, no auth
 //	GET  /health/live        the process answers (no database), no auth
 //	GET  /health/ready       database reachable and schema current, no auth
@@ -74,6 +75,10 @@ type Handler struct {
 	db       *bun.DB         // pinged by GET /health
 	st       store.Store     // its schema read by GET /health/ready
 	counts   *countsCache    // the queue counts of GET /health
+
+	// limitedReads holds a slot per body being read for an address past
+	// its refusal limit; see gate.
+	limitedReads chan struct{}
 }
 
 // NewHandler returns a Handler on db. opts are the options that apply to
@@ -124,6 +129,7 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 			verifiers:        vs,
 			deliveryIDHeader: s.deliveryIDHeader,
 			now:              cfg.now,
+			reg:              cfg.registry,
 		},
 		mux:      http.NewServeMux(),
 		refusals: httpx.NewRefusals(s.refusalLimit, s.refusalPeriod, cfg.now),
@@ -131,6 +137,7 @@ func NewHandler(db *bun.DB, opts ...Option) (*Handler, error) {
 		st:       st,
 	}
 	h.counts = newCountsCache(h.healthCountsOf)
+	h.limitedReads = make(chan struct{}, maxLimitedBodyReads)
 	h.mux.HandleFunc("POST /webhooks/{route}", h.serveWebhook)
 	h.mux.HandleFunc("GET /health", h.serveHealth)
 	h.mux.HandleFunc("GET /health/live", serveLive)
@@ -192,26 +199,41 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 // stored. The entity type is resolved once, from the route, and travels
 // with the event.
 func (h *Handler) receive(w http.ResponseWriter, r *http.Request, res *WebhookResult) (int, any) {
-	et, ok := h.cfg.registry.ByRoute(res.Route)
-	if !ok {
-		return http.StatusNotFound, errorBody(fmt.Sprintf("unknown webhook route %q", res.Route))
+	// An unknown route is answered 404 only once the request is
+	// authenticated, so routes cannot be enumerated (refusal.go).
+	et, known := h.cfg.registry.ByRoute(res.Route)
+	if !known && len(h.dec.verifiers) == 0 {
+		return unknownRoute(res.Route)
 	}
 	res.EntityType = et.Name
 	ip := httpx.ClientIP(r, h.cfg.handler.trustedProxies)
-	verified, herr := h.gate(w, r, res.Route, ip) // refusal.go: before the body is read
+	verified, held, herr := h.gate(w, r, res.Route, ip) // refusal.go: before the body is read
 	if herr != nil {
 		return herr.status, errorBody(herr.msg)
+	}
+	if !known && verified != "" {
+		return unknownRoute(res.Route)
 	}
 	body, herr := readBody(w, r, h.cfg.handler.maxBodyBytes)
 	if herr != nil {
+		h.releaseRead(held)
 		return herr.status, errorBody(herr.msg)
 	}
-	ev, herr := h.dec.decode(r.Header, r.URL.Query(), body, &et, verified)
+	var ev *Event
+	if known {
+		ev, herr = h.dec.decode(r.Header, r.URL.Query(), body, &et, verified)
+	} else {
+		herr = h.dec.authenticate(r.Header, r.URL.Query(), body)
+	}
+	h.releaseRead(held) // the signature is checked
 	if herr != nil {
 		if herr.status == http.StatusUnauthorized {
 			h.refused(r, res.Route, ip, herr.msg)
 		}
 		return herr.status, errorBody(herr.msg)
+	}
+	if !known {
+		return unknownRoute(res.Route)
 	}
 	ev.et, ev.etReg = &et, h.cfg.registry // resolved once, from the route
 	ev.Metadata.Headers = r.Header.Clone()
@@ -301,13 +323,14 @@ type webhookDecoder struct {
 	verifiers        []verify.Verifier
 	deliveryIDHeader string
 	now              func() time.Time
+	reg              *Registry // the routes, for checkRoute
 }
 
 // decode checks, in order, the content type (415), the form's syntax
 // (400), the key or signature on the raw bytes and the parameters (401,
 // unless the gate verified the key already: verified names its verifier),
-// then the payload and its entity type (400). See payload.go for the
-// formats.
+// then the payload, its entity type and its route (400, see checkRoute).
+// See payload.go for the formats.
 func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et *EntityType, verified string) (*Event, *httpError) {
 	kind := bodyKindOf(h.Get("Content-Type"))
 	if kind == bodyUnsupported {
@@ -346,6 +369,9 @@ func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et
 		return nil, &httpError{http.StatusBadRequest,
 			fmt.Sprintf("entity_type %q does not match the route %q, which takes %q", ev.EntityType, et.Route, et.Name)}
 	}
+	if err := checkRoute(d.reg, et, query, form, body, kind, meta.Verifier == VerifierZoho); err != nil {
+		return nil, &httpError{http.StatusBadRequest, httpx.PublicError(err)}
+	}
 	ev.DeliveryID = d.deliveryID(h, meta.Verifier)
 	if len(ev.DeliveryID) > maxDeliveryIDBytes {
 		return nil, &httpError{http.StatusBadRequest, fmt.Sprintf("delivery id longer than %d bytes", maxDeliveryIDBytes)}
@@ -360,7 +386,8 @@ func (d *webhookDecoder) decode(h http.Header, query url.Values, body []byte, et
 // deliveryID is the sender's delivery id when it may key the event. A
 // delivery id counts only if the accepted signature covers it, or else a
 // captured delivery re-sent with a fresh id would be stored and queued
-// again: only Standard Webhooks signs its webhook-id. Under the key or Zoho
+// again: only Standard Webhooks signs its webhook-id, which then alone keys
+// the event (see idempotencyKey). Under the key or Zoho
 // verifier the content hash is the key. With no verifier nothing is signed,
 // and the header of WithDeliveryIDHeader is the operator's explicit choice.
 func (d *webhookDecoder) deliveryID(h http.Header, verifier string) string {

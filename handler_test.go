@@ -508,6 +508,7 @@ func FuzzWebhookDecode(f *testing.F) {
 		},
 		deliveryIDHeader: "X-Delivery-Id",
 		now:              func() time.Time { return now },
+		reg:              ZohoRegistry(),
 	}
 	products, _ := ZohoRegistry().ByRoute("products")
 	const form = "application/x-www-form-urlencoded"

@@ -21,24 +21,43 @@ import (
 	"github.com/tdscore/tds/internal/store"
 )
 
-// Redacted replaces the value of a secret header in stored request metadata.
+// Redacted replaces, in stored request metadata, the value of every header
+// not stored in clear (see [WithRedactHeaders]) and of every secret query
+// parameter of the URL.
 const Redacted = "[REDACTED]"
 
-// defaultRedactedHeaders never reach the database. Headers whose names
-// contain one of secretHeaderWords are redacted too.
+// storedHeaders are the only headers whose values are stored in clear,
+// known to carry no credential; every other header is stored with its
+// name and the value [Redacted]. An allowlist, because no list of words
+// finds every credential (Cf-Access-Jwt-Assertion, X-Amzn-Oidc-Data,
+// X-Ms-Client-Principal, X-Otp, ...). The header of WithDeliveryIDHeader
+// is stored in clear too.
+var storedHeaders = map[string]bool{
+	"Accept": true, "Accept-Encoding": true, "Accept-Language": true,
+	"Content-Encoding": true, "Content-Length": true, "Content-Type": true,
+	"User-Agent": true, "Via": true, "Forwarded": true, "X-Forwarded-For": true,
+	"X-Forwarded-Host": true, "X-Forwarded-Port": true, "X-Forwarded-Proto": true,
+	"X-Real-Ip": true, "X-Request-Id": true, "X-Correlation-Id": true,
+	"Traceparent": true, "Tracestate": true,
+	"Webhook-Id": true, "Webhook-Timestamp": true, // Standard Webhooks' id and time, signed
+}
+
+// defaultRedactedHeaders never reach the database, even were one added to
+// storedHeaders.
 var defaultRedactedHeaders = []string{
 	"X-Webhook-Key", "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
 	"X-Api-Key", "X-Zoho-Webhook-Signature", "Webhook-Signature", "X-Hub-Signature",
 	"X-Hub-Signature-256",
 }
 
-// secretHeaderWords mark a header or query parameter as secret when its
-// name contains one, in any case: Api-Key, X-Auth-Key,
-// Ocp-Apim-Subscription-Key, X-Forwarded-Authorization, ?access_token=.
-// The rule is broad on purpose: a header redacted wrongly costs a little
-// debugging, a secret stored in clear text costs a rotation.
+// secretHeaderWords mark a query parameter as secret when its name
+// contains one, in any case: ?access_token=, ?api_key=, ?sig=, ?hmac=,
+// ?pass=. The rule is broad on purpose: a parameter redacted wrongly costs
+// a little debugging, a secret stored in clear text costs a rotation.
+// (Headers are stored by an allowlist instead: storedHeaders.)
 var secretHeaderWords = []string{
-	"key", "auth", "token", "secret", "signature", "password", "credential", "session", "cookie",
+	"key", "auth", "token", "secret", "sig", "hmac", "pass", "pwd", "credential", "session", "cookie",
+	"jwt", "bearer", "otp", "sid",
 }
 
 // isSecretName reports whether name contains one of secretHeaderWords.
@@ -137,13 +156,23 @@ func (in *Inbox) WithTx(tx bun.Tx) *Inbox {
 // delivery: source:entity_type:entity_id:event_type, then "d:" and the
 // sender's delivery id when ev has one, else "h:" and the content hash. So
 // a redelivery (same delivery id, or same content) is a duplicate while a
-// changed payload for the same entity is a new event. Colons and percent
-// signs inside the parts are escaped, so different events never share a key.
+// changed payload for the same entity is a new event. A Standard Webhooks
+// message is keyed source:d:webhook-id alone: its signature covers the id
+// and the body but not the URL, which gives the entity and event types, so
+// the message re-sent to another route or with another ?event= is the same
+// event. Colons and percent signs inside the parts are escaped, so
+// different events never share a key.
 func idempotencyKey(source string, ev *Event, contentHash string) string {
 	if ev.Source != "" {
 		source = ev.Source
 	}
 	var b strings.Builder
+	if ev.DeliveryID != "" && ev.Metadata.Verifier == VerifierStandardWebhooks {
+		b.WriteString(escapeKeyPart(source))
+		b.WriteString(":d:")
+		b.WriteString(escapeKeyPart(ev.DeliveryID))
+		return b.String()
+	}
 	for _, p := range []string{source, ev.EntityType, ev.EntityID, ev.EventType} {
 		b.WriteString(escapeKeyPart(p))
 		b.WriteByte(':')
@@ -162,8 +191,8 @@ var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 func escapeKeyPart(s string) string { return keyEscaper.Replace(s) }
 
-// redactHeaders copies h with the values of secret headers replaced by
-// [Redacted].
+// redactHeaders copies h with the values of the headers not stored in
+// clear (see isSecretHeader) replaced by [Redacted], their names kept.
 func (c *config) redactHeaders(h map[string][]string) map[string][]string {
 	if len(h) == 0 {
 		return nil
@@ -180,11 +209,14 @@ func (c *config) redactHeaders(h map[string][]string) map[string][]string {
 	return out
 }
 
+// isSecretHeader reports whether a header's value is kept out of the
+// database: every header but storedHeaders and the delivery id header,
+// and those named by WithRedactHeaders in any case.
 func (c *config) isSecretHeader(canonical string) bool {
 	if c.redact[canonical] {
 		return true
 	}
-	return isSecretName(canonical)
+	return !storedHeaders[canonical] && canonical != c.handler.deliveryIDHeader
 }
 
 // maxStoredHeaderBytes bounds the request headers stored with an event:

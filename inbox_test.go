@@ -140,7 +140,8 @@ func TestIdempotencyKeyEscapesSeparators(t *testing.T) {
 }
 
 // The stored headers are capped at maxStoredHeaderBytes: the largest go
-// first, and their names are recorded.
+// first, and their names are recorded. (Only allowlisted headers keep
+// their values, so only they can be large.)
 func TestInboxCapsStoredHeaders(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
@@ -148,10 +149,11 @@ func TestInboxCapsStoredHeaders(t *testing.T) {
 		ev := fixture(t, "product.json")
 		headers := map[string][]string{
 			"User-Agent":    {"Zoho-Webhook/1.0"},
-			"X-Large":       {strings.Repeat("a", 3000), strings.Repeat("b", 2000)},
-			"X-Larger":      {strings.Repeat("c", 6000)},
+			"Tracestate":    {strings.Repeat("a", 3000), strings.Repeat("b", 2000)},
+			"Traceparent":   {strings.Repeat("c", 6000)},
 			"X-Webhook-Key": {strings.Repeat("k", 9000)}, // redacted first, so small
-			"X-Medium":      {strings.Repeat("d", 2500)},
+			"X-Request-Id":  {strings.Repeat("d", 2500)},
+			"X-Other":       {strings.Repeat("o", 9000)}, // not allowlisted: redacted, so small
 		}
 		ev.Metadata = RequestMetadata{Headers: headers}
 		res, err := p.Process(ctx, ev)
@@ -159,14 +161,15 @@ func TestInboxCapsStoredHeaders(t *testing.T) {
 		got, err := NewInboxOrFail(t, tdb).Get(ctx, res.EventID)
 		require.NoError(t, err)
 		md := got.RequestMetadata
-		require.Equal(t, []string{"X-Larger"}, md.DroppedHeaders)
-		require.Equal(t, []string{"User-Agent", "X-Large", "X-Medium", "X-Webhook-Key"}, slices.Sorted(maps.Keys(md.Headers)))
+		require.Equal(t, []string{"Traceparent"}, md.DroppedHeaders)
+		require.Equal(t, []string{"Tracestate", "User-Agent", "X-Other", "X-Request-Id", "X-Webhook-Key"}, slices.Sorted(maps.Keys(md.Headers)))
 		require.Equal(t, []string{Redacted}, md.Headers["X-Webhook-Key"])
-		require.Len(t, headers, 5, "the caller's headers are not modified")
+		require.Equal(t, []string{Redacted}, md.Headers["X-Other"])
+		require.Len(t, headers, 6, "the caller's headers are not modified")
 
 		// Small headers are all kept, and nothing is said to be dropped.
 		ev = fixture(t, "customer.json")
-		ev.Metadata = RequestMetadata{Headers: map[string][]string{"X-A": {strings.Repeat("a", maxStoredHeaderBytes-3)}}}
+		ev.Metadata = RequestMetadata{Headers: map[string][]string{"Accept": {strings.Repeat("a", maxStoredHeaderBytes-6)}}}
 		res, err = p.Process(ctx, ev)
 		require.NoError(t, err)
 		got, err = NewInboxOrFail(t, tdb).Get(ctx, res.EventID)
@@ -187,9 +190,10 @@ func TestCapHeaders(t *testing.T) {
 	require.Nil(t, dropped)
 }
 
-// TestRedaction: every header whose name contains a secret word, in any
-// case, is redacted on top of the explicit list, and so is every secret
-// query parameter of the stored URL.
+// TestRedaction: only the allowlisted headers keep their values; every
+// other header's value is redacted (its name kept), and an allowlisted
+// header named by WithRedactHeaders too. Every secret query parameter of
+// the stored URL is redacted.
 func TestRedaction(t *testing.T) {
 	t.Parallel()
 	cfg, err := newConfig(forHandler, []Option{WithRedactHeaders("X-Internal")})
@@ -215,12 +219,28 @@ func TestRedaction(t *testing.T) {
 		{"Cookie", true},
 		{"Set-Cookie", true},
 		{"X-Internal", true}, // the explicit list
+		// Identity proxies' assertions and other credentials no word finds:
+		// only the allowlist is stored in clear.
+		{"Cf-Access-Jwt-Assertion", true},
+		{"X-Goog-Iap-Jwt-Assertion", true},
+		{"X-Amzn-Oidc-Data", true},
+		{"X-Ms-Client-Principal", true},
+		{"X-Pwd", true},
+		{"X-Pass", true},
+		{"X-Otp", true},
+		{"X-Sid", true},
+		{"X-Jwt", true},
+		{"X-Bearer", true},
+		{"X-Anything-Else", true},
 		{"Content-Type", false},
 		{"User-Agent", false},
 		{"X-Forwarded-For", false},
 		{"Webhook-Id", false},
 		{"Webhook-Timestamp", false},
 		{"Content-Length", false},
+		{"Accept", false},
+		{"accept-encoding", false},
+		{"X-Request-Id", false},
 	} {
 		t.Run("header "+tc.header, func(t *testing.T) {
 			got := cfg.redactHeaders(map[string][]string{tc.header: {"value-XYZ"}})
@@ -232,6 +252,11 @@ func TestRedaction(t *testing.T) {
 			}
 		})
 	}
+	// WithRedactHeaders redacts an allowlisted header too.
+	forced, err := newConfig(forHandler, []Option{WithRedactHeaders("x-forwarded-for")})
+	require.NoError(t, err)
+	got := forced.redactHeaders(map[string][]string{"X-Forwarded-For": {"198.51.100.7"}, "Accept": {"*/*"}})
+	require.Equal(t, map[string][]string{"X-Forwarded-For": {Redacted}, "Accept": {"*/*"}}, got)
 	for _, tc := range []struct{ in, want string }{
 		{"/webhooks/products", "/webhooks/products"},
 		{"/webhooks/products?token=abc", "/webhooks/products?token=[REDACTED]"},
@@ -239,7 +264,9 @@ func TestRedaction(t *testing.T) {
 		{"/webhooks/products?Access_Token=abc", "/webhooks/products?Access_Token=[REDACTED]"},
 		{"/webhooks/products?%74oken=abc", "/webhooks/products?%74oken=[REDACTED]"},
 		{"/webhooks/products?sig=1&signature=abc&auth=x&password=p&sessionid=s&client_secret=c&credential=z",
-			"/webhooks/products?sig=1&signature=[REDACTED]&auth=[REDACTED]&password=[REDACTED]&sessionid=[REDACTED]&client_secret=[REDACTED]&credential=[REDACTED]"},
+			"/webhooks/products?sig=[REDACTED]&signature=[REDACTED]&auth=[REDACTED]&password=[REDACTED]&sessionid=[REDACTED]&client_secret=[REDACTED]&credential=[REDACTED]"},
+		{"/webhooks/products?event=update&hmac=abc&pass=p&SIG=x&pwd=q&jwt=j&otp=1",
+			"/webhooks/products?event=update&hmac=[REDACTED]&pass=[REDACTED]&SIG=[REDACTED]&pwd=[REDACTED]&jwt=[REDACTED]&otp=[REDACTED]"},
 		{"/webhooks/products?a=1;token=abc", "/webhooks/products?a=1;token=[REDACTED]"},
 		{"/webhooks/products?token", "/webhooks/products?token=[REDACTED]"},
 		{"/webhooks/products?page=2&sort=name", "/webhooks/products?page=2&sort=name"},
@@ -258,12 +285,15 @@ func TestWebhookRedactsStoredRequest(t *testing.T) {
 	eachDB(t, func(t *testing.T, tdb *testDB) {
 		ctx := context.Background()
 		h := newTestHandler(t, tdb)
-		a := webhook(t, h, "products?token=SECRET1&page=2&x-api-key=SECRET2", fixtureBytes(t, "product.json"),
+		a := webhook(t, h, "products?token=SECRET1&page=2&x-api-key=SECRET2&hmac=SECRET11", fixtureBytes(t, "product.json"),
 			"Api-Key", "SECRET3",
 			"X-Auth-Key", "SECRET4",
 			"Ocp-Apim-Subscription-Key", "SECRET5",
 			"X-Forwarded-Authorization", "Bearer SECRET6",
 			"X-Session-Id", "SECRET7",
+			"Cf-Access-Jwt-Assertion", "SECRET8",
+			"X-Amzn-Oidc-Data", "SECRET9",
+			"X-Pwd", "SECRET10",
 			"User-Agent", "Zoho-Webhook/1.0")
 		require.Equal(t, http.StatusOK, a.status, a.raw)
 		var raw string
@@ -273,9 +303,11 @@ func TestWebhookRedactsStoredRequest(t *testing.T) {
 		require.NotContains(t, raw, testWebhookKey)
 		var md RequestMetadata
 		require.NoError(t, json.Unmarshal([]byte(raw), &md))
-		require.Equal(t, "/webhooks/products?token=[REDACTED]&page=2&x-api-key=[REDACTED]", md.URL)
+		require.Equal(t, "/webhooks/products?token=[REDACTED]&page=2&x-api-key=[REDACTED]&hmac=[REDACTED]", md.URL)
 		require.Equal(t, []string{"Zoho-Webhook/1.0"}, md.Headers["User-Agent"])
 		require.Equal(t, []string{Redacted}, md.Headers["Ocp-Apim-Subscription-Key"])
+		require.Equal(t, []string{Redacted}, md.Headers["Cf-Access-Jwt-Assertion"], "the name is kept")
+		require.Equal(t, []string{"application/json"}, md.Headers["Content-Type"])
 	})
 }
 

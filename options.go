@@ -179,11 +179,14 @@ func WithSource(source string) Option {
 }
 
 // WithRedactHeaders adds header names whose values never reach the
-// database, on top of the built-in list (X-Webhook-Key, Authorization,
-// Cookie, ...) and of every header whose name contains key, auth, token,
-// secret, signature, password, credential, session or cookie, in any case.
+// database, even those stored in clear by default. Only known-harmless
+// headers are stored in clear (Accept, Accept-Encoding, Content-Type,
+// Content-Length, User-Agent, X-Forwarded-For and the other forwarding
+// headers, X-Request-Id, Traceparent, Standard Webhooks' Webhook-Id and
+// Webhook-Timestamp, and the header of [WithDeliveryIDHeader]); every
+// other header is stored with its name and the value [Redacted].
 // Applies to [NewProcessor], [NewInbox] and [NewHandler].
-// Defaults to the built-in list alone.
+// Defaults to none: the allowlist alone decides.
 func WithRedactHeaders(names ...string) Option {
 	return newOption("WithRedactHeaders", forProcessor|forInbox|forHandler, func(c *config) error {
 		for _, n := range names {

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tdscore/tds/internal/canonical"
 )
 
 // The webhook body formats. A body is, by its content type:
@@ -28,6 +30,14 @@ import (
 // QueryEvent is the query parameter that gives the event type of a Default
 // Payload or form webhook, such as POST /webhooks/products?event=delete.
 const QueryEvent = "event"
+
+// QueryRoute is the query parameter that binds a webhook to its route, as
+// in POST /webhooks/stock?route=stock. Zoho signs the query and the body
+// but not the path, so where two routes take the same record (product and
+// stock both take {"item":…} in [ZohoRegistry]) a Zoho-signed delivery
+// must carry it, or it is refused (400); see [WithZohoSecret]. When given,
+// under any verifier, it must name the route the webhook was sent to.
+const QueryRoute = "route"
 
 // FormJSONField is the form field whose value is the webhook's JSON, as
 // Zoho sends it in a form body.
@@ -134,6 +144,11 @@ func parseJSONPayload(body []byte, query url.Values, et EntityType) (*Event, err
 			return ParseEnvelope(body)
 		}
 	}
+	// Decode kept the last of a repeated key: {"item":{…},"item":{…}}
+	// would store a record other than the one a reader of the body sees.
+	if err := canonical.CheckObjectKeys(body); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
 	for _, k := range et.ModuleKeys {
 		if rec, ok := top[k]; ok {
 			return parseDefaultPayload(k, rec, query, et)
@@ -165,4 +180,74 @@ func queryEvent(query url.Values) string {
 		return ev
 	}
 	return EventUpdate
+}
+
+// checkRoute binds a delivery to the route it was sent to: a ?route= must
+// name that route, and under Zoho's signature (zoho) a body that another
+// route would also take must carry one. Otherwise a delivery captured on
+// one route could be re-sent, its signature still valid, to the other and
+// stored as a new event of the other type. The body was parsed for et
+// already.
+func checkRoute(reg *Registry, et *EntityType, query, form url.Values, body []byte, kind bodyKind, zoho bool) error {
+	switch vs := query[QueryRoute]; {
+	case len(vs) > 1:
+		return fmt.Errorf("query parameter %s given %d times", QueryRoute, len(vs))
+	case len(vs) == 1 && vs[0] != et.Route:
+		return fmt.Errorf("query parameter %s %q does not match the route %q the webhook was sent to", QueryRoute, vs[0], et.Route)
+	case len(vs) == 1 || !zoho:
+		return nil
+	}
+	other, err := otherRouteTaking(reg, et, form, body, kind)
+	if err != nil {
+		return err
+	}
+	if other != "" {
+		return fmt.Errorf("routes %q and %q both take this record, and Zoho's signature does not cover the URL's path: add ?%s=%s to the webhook's URL in Zoho",
+			et.Route, other, QueryRoute, et.Route)
+	}
+	return nil
+}
+
+// otherRouteTaking names a route other than et's that would take the same
+// body, or "": for a Default Payload, one with a module key among the
+// body's top-level keys; for a flat form, one whose id field the form has.
+// An envelope names its entity type itself.
+func otherRouteTaking(reg *Registry, et *EntityType, form url.Values, body []byte, kind bodyKind) (string, error) {
+	var has func(string) bool
+	flat := kind == bodyForm && !form.Has(FormJSONField)
+	switch {
+	case flat:
+		has = form.Has
+	default:
+		if kind == bodyForm {
+			body = []byte(form.Get(FormJSONField))
+		}
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(body, &top); err != nil {
+			return "", fmt.Errorf("%w: the body is not a JSON object", ErrInvalidEvent)
+		}
+		for _, k := range envelopeKeys {
+			if _, ok := top[k]; ok {
+				return "", nil
+			}
+		}
+		has = func(k string) bool { _, ok := top[k]; return ok }
+	}
+	for _, t := range reg.Types() {
+		if t.Name == et.Name || t.Route == "" {
+			continue
+		}
+		if flat {
+			if t.IDField != "" && has(t.IDField) {
+				return t.Route, nil
+			}
+			continue
+		}
+		for _, k := range t.ModuleKeys {
+			if has(k) {
+				return t.Route, nil
+			}
+		}
+	}
+	return "", nil
 }

@@ -91,6 +91,31 @@ func TestParsePayloads(t *testing.T) {
 	require.ErrorContains(t, err, "event_type is required")
 }
 
+// TestDefaultPayloadRepeatedModuleKey: a Default Payload with its module
+// key twice is ambiguous (encoding/json would keep the last record), so it
+// is refused, as a JSON body or a form's JSONString, over HTTP too.
+func TestDefaultPayloadRepeatedModuleKey(t *testing.T) {
+	t.Parallel()
+	products, _ := ZohoRegistry().ByRoute("products")
+	for _, body := range []string{
+		`{"item":{"item_id":"1","name":"a"},"item":{"item_id":"2","name":"b"}}`,
+		`{"item":{"item_id":"1","name":"a"},"ITEM":{"item_id":"2","name":"b"}}`,
+	} {
+		_, err := parseJSONPayload([]byte(body), nil, products)
+		require.ErrorIs(t, err, ErrInvalidEvent, body)
+		require.ErrorContains(t, err, "item", body)
+		form, err := parseForm([]byte(url.Values{FormJSONField: {body}}.Encode()))
+		require.NoError(t, err)
+		_, err = parseFormPayload(form, nil, products)
+		require.ErrorIs(t, err, ErrInvalidEvent, body)
+	}
+	tdb := openTestDB(t, "sqlite")
+	h := newTestHandler(t, tdb)
+	requireError(t, webhook(t, h, "products", []byte(`{"item":{"item_id":"1","name":"a"},"item":{"item_id":"2","name":"b"}}`)),
+		http.StatusBadRequest, `"item" appears twice`)
+	require.Equal(t, 0, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+}
+
 func TestBodyKindOf(t *testing.T) {
 	t.Parallel()
 	for ct, want := range map[string]bodyKind{
@@ -203,6 +228,18 @@ func zohoBody(t testing.TB, shape, module string, rec map[string]any) ([]byte, b
 // documents: the query's and the form's parameters sorted by key, as
 // keyvalue, then the raw body.
 func zohoPost(t *testing.T, h http.Handler, route, query string, body []byte, form bool, headers ...string) answer {
+	t.Helper()
+	// As the README asks, the Zoho webhook's URL names its route.
+	q, err := url.ParseQuery(query)
+	require.NoError(t, err)
+	if !q.Has(QueryRoute) {
+		query = strings.TrimPrefix(query+"&"+QueryRoute+"="+url.QueryEscape(route), "&")
+	}
+	return zohoPostQuery(t, h, route, query, body, form, headers...)
+}
+
+// zohoPostQuery is zohoPost with the query as given: no route added.
+func zohoPostQuery(t *testing.T, h http.Handler, route, query string, body []byte, form bool, headers ...string) answer {
 	t.Helper()
 	params, err := url.ParseQuery(query)
 	require.NoError(t, err)

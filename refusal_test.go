@@ -72,8 +72,9 @@ func TestRefusalLimit(t *testing.T) {
 			require.Empty(t, a.header.Get("Retry-After"))
 		}
 		// The 21st is a 429 with Retry-After, body unread; so is a request
-		// with no credential, or one signed over its body.
-		for _, headers := range [][]string{badKey, nil, {HeaderZohoSignature, zohoSignature(zohoSecret, product)}} {
+		// with no credential. (One signed over its body is verified: see
+		// TestRefusalLimitAdmitsVerifiedSignature.)
+		for _, headers := range [][]string{badKey, nil} {
 			a, read := from(t, h, attacker, product, headers...)
 			requireError(t, a, 429, "too many refused requests")
 			require.Equal(t, "3", a.header.Get("Retry-After"), "20 a minute: one every 3s")
@@ -116,7 +117,7 @@ func TestRefusalLimit(t *testing.T) {
 		a, _ = from(t, h, attacker, product, badKey...)
 		requireError(t, a, 401, "invalid")
 		require.Len(t, lines("192.0.2.1"), 2)
-		require.Contains(t, lines("192.0.2.1")[1], "refused=26", "the 25 refusals since the first line, and this one")
+		require.Contains(t, lines("192.0.2.1")[1], "refused=25", "the 24 refusals since the first line, and this one")
 
 		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
 	})
@@ -136,10 +137,13 @@ func TestRefusalLimitSignatures(t *testing.T) {
 		require.True(t, read)
 	}
 	// The whole /64 is limited; the wait is a whole allowance, 30 minutes.
-	a, read := from(t, h, "[2001:db8::2]:443", product, HeaderZohoSignature, zohoSignature(zohoSecret, product))
+	a, read := from(t, h, "[2001:db8::2]:443", product)
 	requireError(t, a, 429, "too many")
 	require.Equal(t, "1800", a.header.Get("Retry-After"))
 	require.False(t, read)
+	// A valid signature from the limited /64 is still verified and admitted.
+	a, _ = from(t, h, "[2001:db8::2]:443", product, HeaderZohoSignature, zohoSignature(zohoSecret, product))
+	require.Equal(t, http.StatusOK, a.status, a.raw)
 	a, _ = from(t, h, "[2001:db8:0:1::1]:443", product, HeaderZohoSignature, zohoSignature(zohoSecret, product))
 	require.Equal(t, http.StatusOK, a.status, a.raw)
 
@@ -149,6 +153,106 @@ func TestRefusalLimitSignatures(t *testing.T) {
 		a, _ := from(t, off, "192.0.2.9:1", product)
 		requireError(t, a, 401, "missing")
 	}
+}
+
+// TestRefusalLimitAdmitsVerifiedSignature: others' refusals never turn
+// away a delivery whose body signature verifies, since senders such as
+// Zoho share egress addresses across customers. A bad signature from the
+// limited address is read, refused and counted.
+func TestRefusalLimitAdmitsVerifiedSignature(t *testing.T) {
+	const zohoSecret = "refusalTestZohoSecret0123456789abcdef"
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithZohoSecret(zohoSecret))
+		product := fixtureBytes(t, "product.json")
+		const shared = "192.0.2.1:4000"
+		for range DefaultRefusalLimit {
+			a, _ := from(t, h, shared, product, HeaderWebhookKey, "not-the-key")
+			requireError(t, a, 401, "invalid webhook key")
+		}
+		a, read := from(t, h, shared, product, HeaderWebhookKey, "not-the-key")
+		requireError(t, a, 429, "too many refused requests")
+		require.False(t, read)
+
+		a, read = from(t, h, shared, product, HeaderZohoSignature, strings.Repeat("0", 64))
+		requireError(t, a, 401, "invalid")
+		require.True(t, read, "a signature needs the body")
+
+		a, read = from(t, h, shared, product, HeaderZohoSignature, zohoSignature(zohoSecret, product))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		require.True(t, read)
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+	})
+}
+
+// blockingBody is a request body whose first Read reports on started and
+// then waits for release.
+type blockingBody struct {
+	r        io.Reader
+	started  chan<- struct{}
+	release  <-chan struct{}
+	reported bool
+}
+
+func (b *blockingBody) Read(p []byte) (int, error) {
+	if !b.reported {
+		b.reported = true
+		b.started <- struct{}{}
+		<-b.release
+	}
+	return b.r.Read(p)
+}
+
+func (b *blockingBody) Close() error { return nil }
+
+// TestRefusalLimitBoundsBodyReads: the bodies read for limited addresses
+// are bounded by maxLimitedBodyReads concurrent reads; past that, a
+// limited address is answered 429 without its body being read, while
+// other addresses are not affected.
+func TestRefusalLimitBoundsBodyReads(t *testing.T) {
+	const zohoSecret = "refusalTestZohoSecret0123456789abcdef"
+	tdb := openTestDB(t, "sqlite")
+	h := newTestHandler(t, tdb, WithZohoSecret(zohoSecret), WithRefusalLimit(1, time.Hour))
+	product := fixtureBytes(t, "product.json")
+	sig := []string{HeaderZohoSignature, zohoSignature(zohoSecret, product)}
+	const limited = "192.0.2.1:4000"
+	a, _ := from(t, h, limited, product)
+	requireError(t, a, 401, "missing")
+
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan int, maxLimitedBodyReads)
+	for range maxLimitedBodyReads {
+		go func() {
+			r := httptest.NewRequest("POST", "/webhooks/products", nil)
+			r.Body = &blockingBody{r: bytes.NewReader(product), started: started, release: release}
+			r.ContentLength = int64(len(product))
+			r.RemoteAddr = limited
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set(sig[0], sig[1])
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			done <- w.Code
+		}()
+	}
+	for range maxLimitedBodyReads {
+		select {
+		case <-started:
+		case code := <-done:
+			t.Fatalf("a delivery from the limited address was answered %d without its body being read", code)
+		}
+	}
+	a, read := from(t, h, limited, product, sig...)
+	requireError(t, a, 429, "too many")
+	require.NotEmpty(t, a.header.Get("Retry-After"))
+	require.False(t, read, "the bound is full: the body is not read")
+	a, _ = from(t, h, "192.0.2.2:4000", product, sig...)
+	require.Equal(t, http.StatusOK, a.status, "an address that is not limited is not bounded")
+
+	close(release)
+	for range maxLimitedBodyReads {
+		require.Equal(t, http.StatusOK, <-done)
+	}
+	a, _ = from(t, h, limited, product, sig...)
+	require.Equal(t, http.StatusOK, a.status, "the reads are over: the bound is free again")
 }
 
 func TestRefusalLimitOption(t *testing.T) {
@@ -196,4 +300,48 @@ func BenchmarkRefusal(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestUnknownRouteAuthenticatesFirst: a route's existence is not revealed
+// before authentication. Without valid credentials an unknown route gets
+// exactly the answer a known one gets (401, or the 415/400 that come
+// before the signature check on the body); with valid ones it gets 404. A
+// signature over the body is checked on an unknown route as on a known
+// one, so its body is read.
+func TestUnknownRouteAuthenticatesFirst(t *testing.T) {
+	const zohoSecret = "refusalTestZohoSecret0123456789abcdef"
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb, WithWebhookKeys(testWebhookKey), WithZohoSecret(zohoSecret), WithRefusalLimit(0, 0))
+		product := fixtureBytes(t, "product.json")
+		for _, tc := range []struct {
+			name    string
+			headers []string
+		}{
+			{"no credential", nil},
+			{"bad key", []string{HeaderWebhookKey, "not-the-key"}},
+			{"bad signature", []string{HeaderZohoSignature, strings.Repeat("0", 64)}},
+			{"bad signature, text", []string{HeaderZohoSignature, strings.Repeat("0", 64), "Content-Type", "text/plain"}},
+			{"bad signature, bad form", []string{HeaderZohoSignature, strings.Repeat("0", 64), "Content-Type", "application/x-www-form-urlencoded"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				body := product
+				if strings.Contains(strings.Join(tc.headers, " "), "form") {
+					body = []byte("a=%zz")
+				}
+				known := serve(t, h, "POST", "/webhooks/products", body, tc.headers...)
+				unknown := serve(t, h, "POST", "/webhooks/widgets", body, tc.headers...)
+				require.GreaterOrEqual(t, known.status, 400, known.raw)
+				require.NotEqual(t, http.StatusNotFound, unknown.status, unknown.raw)
+				require.Equal(t, known.status, unknown.status, unknown.raw)
+				require.Equal(t, known.body, unknown.body)
+			})
+		}
+		requireError(t, serve(t, h, "POST", "/webhooks/widgets", product, HeaderWebhookKey, testWebhookKey),
+			404, `unknown webhook route "widgets"`)
+		requireError(t, serve(t, h, "POST", "/webhooks/widgets", product, HeaderZohoSignature, zohoSignature(zohoSecret, product)),
+			404, `unknown webhook route "widgets"`)
+
+		open := newTestHandler(t, tdb, WithoutAuthentication())
+		requireError(t, serve(t, open, "POST", "/webhooks/widgets", product), 404, "unknown webhook route")
+	})
 }

@@ -93,16 +93,17 @@ type Event struct {
 
 // RequestMetadata describes the request that carried an event.
 type RequestMetadata struct {
-	// Headers of the request. Secret headers are redacted before they are
-	// stored (see [WithRedactHeaders]).
+	// Headers of the request. Only known-harmless headers keep their
+	// values when stored; every other header keeps its name, with the
+	// value [Redacted] (see [WithRedactHeaders]).
 	Headers map[string][]string `json:"headers,omitempty"`
 	// DroppedHeaders names the headers left out because the headers
 	// exceeded 8 KiB; the largest go first.
 	DroppedHeaders []string `json:"dropped_headers,omitempty"`
 	// URL is the request's path and query as received. The values of
-	// query parameters whose names look secret (key, auth, token, secret,
-	// signature, password, credential, session, cookie) are redacted
-	// before it is stored.
+	// query parameters whose names look secret (containing key, auth,
+	// token, secret, sig, hmac, pass, pwd, credential, session, cookie,
+	// jwt, bearer, otp or sid) are redacted before it is stored.
 	URL string `json:"url,omitempty"`
 	// ClientIP is the address the request came from.
 	ClientIP string `json:"client_ip,omitempty"`

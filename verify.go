@@ -75,7 +75,11 @@ func WithWebhookKeys(keys ...string) Option {
 // built from the content hash, and a Webhook-Id or [WithDeliveryIDHeader]
 // header is ignored: a captured delivery re-sent with a fresh id is a
 // duplicate. An event of a type with a [EntityType.VersionField] must carry
-// that field, or it is stored invalid (422) and not queued.
+// that field, or it is stored invalid (422) and not queued. Zoho does not
+// sign the path either, so a record that two routes take (a module key
+// they share, or a flat form with both id fields) must name its route in
+// the signed query, [QueryRoute] (?route=stock), or it is refused (400):
+// a delivery re-sent to another route is never a new event of that route.
 // Applies to [NewHandler]. Defaults to no secret.
 func WithZohoSecret(secret string) Option {
 	return newOption("WithZohoSecret", forHandler, func(c *config) error {
@@ -93,7 +97,10 @@ func WithZohoSecret(secret string) Option {
 // [StandardWebhooksTolerance] from now. Each secret must decode to at least
 // [MinSecretBytes]. The webhook-id, which the signature covers, becomes the
 // delivery id, so a redelivery is a duplicate; it is the only verifier whose
-// delivery id counts. Each call adds to the list.
+// delivery id counts. The signature does not cover the URL, so the event is
+// keyed by its source and webhook-id alone: the message re-sent to another
+// route or with another ?event= is a duplicate of the first delivery.
+// Each call adds to the list.
 // Applies to [NewHandler]. Defaults to no secret.
 func WithStandardWebhooksSecrets(secrets ...string) Option {
 	return newOption("WithStandardWebhooksSecrets", forHandler, func(c *config) error {

@@ -104,7 +104,7 @@ func TestWebhookSignedOverHTTP(t *testing.T) {
 		a = serve(t, h, "POST", "/webhooks/customers", cust,
 			"webhook-id", "msg_42", "webhook-timestamp", ts, "webhook-signature", swSign(t, swExampleSecret, "msg_42", ts, cust))
 		require.Equal(t, http.StatusOK, a.status, a.raw)
-		require.Equal(t, "zoho:customer:460000000026049:create:d:msg_42", a.body["idempotency_key"])
+		require.Equal(t, "zoho:d:msg_42", a.body["idempotency_key"], "the signed message id alone, not the unsigned route or ?event=")
 		clock.Advance(time.Minute)
 		ts2 := strconv.FormatInt(clock.Now().Unix(), 10)
 		again := serve(t, h, "POST", "/webhooks/customers", cust,
@@ -292,4 +292,87 @@ func TestDeliveryIDOnlyWhenSigned(t *testing.T) {
 	})
 	_, err := NewHandler(openTestDB(t, "sqlite").db, WithWebhookKeys(testWebhookKey), WithDeliveryIDHeader("X-Delivery-Id"))
 	require.ErrorContains(t, err, "tds: WithDeliveryIDHeader: only with WithoutAuthentication")
+}
+
+// TestStandardWebhooksResentElsewhereIsDuplicate: the signature covers
+// the webhook-id and the body, not the URL, so one signed message is one
+// event whatever route or ?event= it is re-sent to: a re-send with
+// ?event=delete, or to /webhooks/stock?event=delete, is a duplicate and
+// deletes nothing.
+func TestStandardWebhooksResentElsewhereIsDuplicate(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		ctx := context.Background()
+		e := newWorkerEnv(t, tdb)
+		h := newTestHandler(t, tdb, WithStandardWebhooksSecrets(swExampleSecret), WithClock(e.clock.Now))
+		require.NoError(t, MigrateMirror(ctx, tdb.db, ZohoRegistry()))
+		m, err := NewMirrorSyncer(WithClock(e.clock.Now))
+		require.NoError(t, err)
+		e.start(t, m)
+
+		rec := zohoItem(t, "sw1", "Pump", 0)
+		rec["stock_on_hand"] = 5
+		body, _ := zohoBody(t, "default", "item", rec)
+		send := func(path string) answer {
+			t.Helper()
+			ts := strconv.FormatInt(e.clock.Now().Unix(), 10)
+			return serve(t, h, http.MethodPost, path, body, HeaderWebhookID, "msg_item_1",
+				HeaderWebhookTimestamp, ts, HeaderWebhookSignature, swSign(t, swExampleSecret, "msg_item_1", ts, body))
+		}
+		first := send("/webhooks/products")
+		require.Equal(t, http.StatusOK, first.status, first.raw)
+		require.Equal(t, false, first.body["duplicate"])
+		for _, path := range []string{"/webhooks/products?event=delete", "/webhooks/stock?event=delete", "/webhooks/stock"} {
+			e.clock.Advance(time.Minute)
+			a := send(path)
+			require.Equal(t, http.StatusOK, a.status, "%s: %s", path, a.raw)
+			require.Equal(t, true, a.body["duplicate"], "%s: %s", path, a.raw)
+			require.Equal(t, first.body["event_id"], a.body["event_id"], path)
+		}
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue"))
+		require.Eventually(t, func() bool {
+			return count(t, tdb.db, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'completed'") == 1
+		}, 30*time.Second, 10*time.Millisecond)
+		require.Equal(t, 1, count(t, tdb.db, "SELECT COUNT(*) FROM products WHERE entity_id = 'sw1' AND deleted_at IS NULL"))
+		require.Equal(t, 0, count(t, tdb.db, "SELECT COUNT(*) FROM stock"))
+	})
+}
+
+// TestZohoDeliveryBoundToItsRoute: Zoho signs the query and the body, not
+// the path. Where two routes take the same record (products and stock
+// both take {"item":…}), a delivery must name its route in the signed
+// query (?route=), so a delivery captured on /webhooks/products and
+// re-sent to /webhooks/stock is refused, never a new stock event.
+func TestZohoDeliveryBoundToItsRoute(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		h := newTestHandler(t, tdb, WithZohoSecret(testZohoSecret))
+		for _, shape := range []string{"default", "JSONString", "flat"} {
+			rec := zohoItem(t, "z-"+shape, "Pump", 0)
+			rec["stock_on_hand"] = "5"
+			body, form := zohoBody(t, shape, "item", rec)
+
+			a := zohoPost(t, h, "products", "event=update&route=products", body, form)
+			require.Equal(t, http.StatusOK, a.status, "%s: %s", shape, a.raw)
+			// Captured and re-sent to the other route that takes items.
+			requireError(t, zohoPost(t, h, "stock", "event=update&route=products", body, form),
+				http.StatusBadRequest, `route "products"`)
+			// Without the signed route, a record two routes take is refused
+			// on either, with what to configure.
+			requireError(t, zohoPostQuery(t, h, "products", "event=update", body, form),
+				http.StatusBadRequest, "route=products")
+			requireError(t, zohoPostQuery(t, h, "stock", "event=delete", body, form),
+				http.StatusBadRequest, "route=stock")
+			requireError(t, zohoPost(t, h, "stock", "route=stock&route=products", body, form),
+				http.StatusBadRequest, "route")
+		}
+		require.Equal(t, 3, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events"))
+		require.Equal(t, 0, count(t, tdb.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE entity_type = 'stock'"))
+
+		// A record only one route takes needs no ?route=; a wrong one is
+		// still refused.
+		cust, _ := zohoBody(t, "default", "contact", zohoRecord(t, "contact.json", "contact"))
+		a := zohoPostQuery(t, h, "customers", "", cust, false)
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		requireError(t, zohoPost(t, h, "customers", "route=products", cust, false), http.StatusBadRequest, `route "products"`)
+	})
 }

@@ -111,9 +111,9 @@ func TestOptionErrors(t *testing.T) {
 		{"nil reader", []Option{WithRules(nil)}, "tdsalert: WithRules: reader is nil"},
 		{"unknown rule", []Option{WithRules(strings.NewReader("rules: [{name: nope}]"))}, "tdsalert: WithRules: "},
 		{"missing file", []Option{WithRulesFile(filepath.Join("testdata", "none.yml"))}, "tdsalert: WithRulesFile: "},
-		{"webhook URL", []Option{WithWebhook("ftp://x", "")}, `tdsalert: WithWebhook: want an http or https URL, got "ftp://x"`},
+		{"webhook URL", []Option{WithWebhook("ftp://x", "")}, "tdsalert: WithWebhook: want an http or https URL (value not shown"},
 		{"webhook secret", []Option{WithWebhook("https://x.example", "secret")}, "tdsalert: WithWebhook: "},
-		{"slack URL", []Option{WithSlack("")}, `tdsalert: WithSlack: want an http or https URL, got ""`},
+		{"slack URL", []Option{WithSlack("")}, "tdsalert: WithSlack: want an http or https URL (value not shown"},
 		{"interval", []Option{WithEvalInterval(0)}, "tdsalert: WithEvalInterval: must be > 0, got 0s"},
 		{"repeat", []Option{WithRepeat(-time.Second)}, "tdsalert: WithRepeat: must be > 0, got -1s"},
 		{"timeout", []Option{WithNotifyTimeout(0)}, "tdsalert: WithNotifyTimeout: must be > 0, got 0s"},
@@ -163,4 +163,25 @@ func TestTask(t *testing.T) {
 	require.Equal(t, time.Minute, task.Interval)
 	require.NoError(t, task.Run(t.Context()))
 	require.False(t, a.lastEval.IsZero(), "the task evaluated")
+}
+
+// TestNotifyURLErrorHidesURL: a notifier URL is a credential, so the error
+// for a bad one names what is wrong without echoing it.
+func TestNotifyURLErrorHidesURL(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{
+		"hooks.slack.com/services/T0SECRET/B0SECRET/PathSecret",
+		"ftp://hooks.example/services/T0SECRET/B0SECRET/PathSecret",
+		"https:///services/T0SECRET/B0SECRET/PathSecret?token=QueryTokenSecret",
+		"https://hooks.example/services/T0SECRET\x7f/PathSecret?token=QueryTokenSecret",
+		"https://[::1/services/T0SECRET/B0SECRET/PathSecret?token=QueryTokenSecret",
+	} {
+		for _, o := range []Option{WithSlack(u), WithWebhook(u, "")} {
+			_, err := newSettings([]Option{o})
+			require.Error(t, err, u)
+			for _, secret := range []string{"T0SECRET", "PathSecret", "QueryTokenSecret", "token="} {
+				require.NotContains(t, err.Error(), secret)
+			}
+		}
+	}
 }

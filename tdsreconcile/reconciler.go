@@ -39,6 +39,17 @@ const (
 	// DefaultRunLease is how long a run is held by its process without a
 	// renewal; a run whose process died is resumed after it.
 	DefaultRunLease = time.Minute
+	// ConfirmationShare is the percentage of the daily budget one run may
+	// spend confirming, with a detail call each, that records missing
+	// from a full sweep's listing are gone (at least MinConfirmations,
+	// never more than the budget). Those records came from webhooks, so
+	// anyone holding a webhook key could otherwise spend the whole budget
+	// on ids Zoho never had; what is over the cap stays unresolved drift,
+	// found again by the next sweep. Without a budget there is no cap.
+	ConfirmationShare = 10
+	// MinConfirmations is the fewest confirmations a run may make, however
+	// small the budget.
+	MinConfirmations = 20
 )
 
 // sentinel is an error value that also matches the error it wraps.

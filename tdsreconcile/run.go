@@ -29,7 +29,9 @@ import (
 //	incremental: read each type newest first down to the watermark,
 //	             comparing page by page                             (phase read)
 //	both:        repair each unresolved drift item: detail GET, then
-//	             ingest the record (or a delete) through the Processor (phase repair)
+//	             ingest the record (or a delete) through the Processor (phase repair);
+//	             what the source listed first, then the records missing from
+//	             the listing, at most ConfirmationShare of the budget of them
 //
 // An API call the daily budget refuses ends the step being done; the run
 // then pauses (finish → pause) where it last saved, and the first start
@@ -58,6 +60,9 @@ type runCursor struct {
 	// Marks are, for an incremental run, the newest version read per type:
 	// its watermarks once it completes.
 	Marks map[string]time.Time `json:"marks,omitempty"`
+	// Confirmed counts the records missing from the listing whose absence
+	// the run confirmed with a detail call (see [ConfirmationShare]).
+	Confirmed int64 `json:"confirmed,omitempty"`
 }
 
 // runner runs one run.
@@ -76,6 +81,8 @@ type runner struct {
 	days   map[time.Time]int64
 	day    time.Time
 	others int64
+	// note says what a completed run left for the next one.
+	note string
 }
 
 func (r *Reconciler) newRunner(rec *store.Run) (*runner, error) {
@@ -273,7 +280,7 @@ func (run *runner) advance(ctx context.Context, c runCursor) error {
 // advanceIn is advance through db.
 func (run *runner) advanceIn(ctx context.Context, db bun.IDB, c runCursor) error {
 	run.mu.Lock()
-	c.Marks = run.cur.Marks
+	c.Marks, c.Confirmed = run.cur.Marks, run.cur.Confirmed
 	run.cur = c
 	run.mu.Unlock()
 	return run.saveIn(ctx, db)
@@ -287,6 +294,7 @@ func (run *runner) finish(runErr error) error {
 	var apiErr json.RawMessage
 	switch {
 	case runErr == nil:
+		msg = run.note
 	case errors.Is(runErr, errRunCancelled):
 		status = store.RunCancelled
 	case errors.Is(runErr, store.ErrLeaseLost):
@@ -620,9 +628,13 @@ func (run *runner) compare(ctx context.Context, t tds.EntityType, recs []*remote
 }
 
 // repair deals with every unresolved drift item: in a dry run it only
-// confirms that records missing from the listing are gone.
+// confirms that records missing from the listing are gone. What the
+// source listed (records missing or stale here) is repaired first; then
+// the records missing from the listing are confirmed, at most
+// confirmationCap of them a run (their ids came from webhooks, which a
+// webhook-key holder can invent): the rest stays unresolved, for the next
+// sweep, and the run says so.
 func (run *runner) repair(ctx context.Context) error {
-	r := run.r
 	if err := run.advance(ctx, runCursor{Type: len(run.types), Phase: phaseRepair}); err != nil {
 		return err
 	}
@@ -630,6 +642,66 @@ func (run *runner) repair(ctx context.Context) error {
 	for _, t := range run.types {
 		byName[t.Name] = t
 	}
+	// Listed drift first.
+	err := run.eachDrift(ctx, func(d *store.Drift) error {
+		run.r.set.hooks.driftFound(d.EntityType, DriftKind(d.Kind))
+		if d.Kind == store.DriftMissingRemote || run.rec.DryRun {
+			return nil
+		}
+		return run.repairOne(ctx, byName[d.EntityType], d)
+	})
+	if err != nil {
+		return err
+	}
+	// Then the confirmations, within the cap.
+	limit := run.confirmationCap()
+	var left int64
+	err = run.eachDrift(ctx, func(d *store.Drift) error {
+		if d.Kind != store.DriftMissingRemote {
+			return nil
+		}
+		run.mu.Lock()
+		over := limit >= 0 && run.cur.Confirmed >= limit
+		run.mu.Unlock()
+		if over {
+			left++
+			return nil
+		}
+		if err := run.repairOne(ctx, byName[d.EntityType], d); err != nil {
+			return err
+		}
+		run.mu.Lock()
+		run.cur.Confirmed++
+		run.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if left > 0 {
+		run.note = fmt.Sprintf("%d records missing from the listing left unconfirmed: a run confirms at most %d "+
+			"(%d%% of the daily budget of %d API calls, at least %d); the next full sweep finds them again",
+			left, limit, ConfirmationShare, run.r.api.DailyBudget, MinConfirmations)
+		run.r.set.logger.Warn("tdsreconcile: confirmations capped", "run", run.rec.ID, "left", left, "cap", limit)
+	}
+	return nil
+}
+
+// confirmationCap is how many records missing from the listing a run may
+// confirm: ConfirmationShare of the daily budget, at least
+// MinConfirmations but never more than the budget; -1 without a budget.
+func (run *runner) confirmationCap() int64 {
+	budget := int64(run.r.api.DailyBudget)
+	if budget <= 0 {
+		return -1
+	}
+	return max(budget*ConfirmationShare/100, min(MinConfirmations, budget))
+}
+
+// eachDrift calls fn for each unresolved drift item of the run, in id
+// order, saving the progress after each batch.
+func (run *runner) eachDrift(ctx context.Context, fn func(d *store.Drift) error) error {
+	r := run.r
 	var after int64
 	for {
 		items, err := r.st.ListDrift(ctx, r.db, run.rec.ID, after, true, repairBatch)
@@ -640,13 +712,8 @@ func (run *runner) repair(ctx context.Context) error {
 			return nil
 		}
 		for i := range items {
-			d := &items[i]
-			after = d.ID
-			r.set.hooks.driftFound(d.EntityType, DriftKind(d.Kind))
-			if run.rec.DryRun && d.Kind != store.DriftMissingRemote {
-				continue
-			}
-			if err := run.repairOne(ctx, byName[d.EntityType], d); err != nil {
+			after = items[i].ID
+			if err := fn(&items[i]); err != nil {
 				return err
 			}
 		}

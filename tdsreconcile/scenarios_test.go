@@ -908,3 +908,55 @@ func TestReconcileWithoutVersionField(t *testing.T) {
 		require.Equal(t, int64(1), again.APICalls, "the page only")
 	})
 }
+
+// TestReconcileConfirmationCap: a webhook-key holder who sends updates of
+// 50 ids Zoho never had cannot make a full sweep spend the day's budget
+// confirming them: with a budget of 200 a run confirms at most
+// MinConfirmations (20) of them, after it repaired what the listing showed
+// drifted, and completes saying what it left; the next sweep takes the
+// next share. Neither pauses.
+func TestReconcileConfirmationCap(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		e.startMirror(t)
+		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		e.putProducts(t, 10, base, time.Minute, true)
+		const fakes = 50
+		for i := range fakes {
+			e.webhook(t, "product", apiRecord("product", fmt.Sprintf("fake-%03d", i), base, 0), tds.EventUpdate)
+		}
+		for i := range 3 { // in Zoho, never delivered: repaired first
+			e.fake.Put("items", apiRecord("product", fmt.Sprintf("pro-new-%d", i), base, 0))
+		}
+		e.drain(t)
+		rc := e.newReconcilerAPI(t, budgetOf(200))
+		before := e.fake.Stats()
+
+		run, err := rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, run.Status, run.Error)
+		require.Equal(t, DriftCounts{MissingLocal: 3, MissingRemote: fakes}, run.Counts)
+		require.Equal(t, 1+3+MinConfirmations, e.fake.Stats().APICalls-before.APICalls,
+			"one page, three repairs, and the capped confirmations")
+		require.Equal(t, int64(3+MinConfirmations), run.Repaired)
+		require.Contains(t, run.Error, fmt.Sprintf("%d records missing from the listing left unconfirmed", fakes-MinConfirmations))
+		drift, err := rc.ListDrift(ctx, run.ID, tds.Page{Limit: 100})
+		require.NoError(t, err)
+		unresolved := 0
+		for _, d := range drift {
+			if !d.Resolved {
+				unresolved++
+				require.Equal(t, DriftMissingRemote, d.Kind)
+			}
+		}
+		require.Equal(t, fakes-MinConfirmations, unresolved, "left as drift for the next run")
+
+		e.drain(t)
+		next, err := rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, next.Status, next.Error)
+		require.Equal(t, DriftCounts{MissingRemote: fakes - MinConfirmations}, next.Counts)
+		require.Equal(t, int64(MinConfirmations), next.Repaired)
+	})
+}

@@ -96,7 +96,9 @@ type SyncRun struct {
 	Counts   DriftCounts `json:"counts"`
 	// Repaired counts the drifted records ingested again.
 	Repaired int64 `json:"repaired"`
-	// Error says why a run failed, or why it is paused; APIError is the
+	// Error says why a run failed, or why it is paused, or, for a
+	// completed run, what it left for the next one (records missing from
+	// the listing over the [ConfirmationShare] cap); APIError is the
 	// source API's error body ({"code", "message"}) when a call failed.
 	Error    string          `json:"error"`
 	APIError json.RawMessage `json:"api_error,omitempty"`

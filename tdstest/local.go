@@ -2,9 +2,13 @@ package tdstest
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -65,6 +69,15 @@ func isExecutable(path string) bool {
 }
 
 // localServer is a server started from local binaries in its own directory.
+//
+// On a machine others share, nothing of it is open to them: its directory
+// is under a base that only the user running the servers may enter
+// ($TMPDIR/tds-pg-<uid>, mode 0700, see privateBase), so its Unix socket
+// is closed to others too; it listens on 127.0.0.1 and asks every
+// connection for a random password (SCRAM), which only the URLs tdstest
+// hands out carry. The orphan sweep stops a server only in a directory of
+// that base owned by that user, and only when the process its
+// postmaster.pid names is PostgreSQL running on that directory.
 type localServer struct {
 	bin  binaries
 	dir  string // holds data/, server.log, owner.pid and the unix socket
@@ -98,9 +111,17 @@ func startLocal() (*server, error) {
 		asWho = " as OS user postgres"
 	}
 
-	base := os.TempDir()
-	if ls.cred != nil && !traversableByAll(base) {
-		base = "/tmp" // a TMPDIR such as /root/tmp is closed to the postgres user
+	parent := os.TempDir()
+	if ls.cred != nil && !traversableByAll(parent) {
+		parent = "/tmp" // a TMPDIR such as /root/tmp is closed to the postgres user
+	}
+	uid, gid := os.Geteuid(), os.Getegid()
+	if ls.cred != nil {
+		uid, gid = int(ls.cred.Uid), int(ls.cred.Gid)
+	}
+	base, err := privateBase(parent, uid, gid)
+	if err != nil {
+		return nil, err
 	}
 	sweepOrphans(base, bin.pgCtl, ls.cred)
 
@@ -108,7 +129,7 @@ func startLocal() (*server, error) {
 		return nil, err
 	}
 	// owner.pid lets a later run stop this server if this process dies before Main stops it.
-	if err := os.WriteFile(filepath.Join(ls.dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(ls.dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return nil, errors.Join(err, os.RemoveAll(ls.dir))
 	}
 	if ls.cred != nil {
@@ -117,11 +138,13 @@ func startLocal() (*server, error) {
 		}
 	}
 
-	port, err := ls.start()
+	password := randomPassword()
+	port, err := ls.start(password)
 	if err != nil {
 		return nil, errors.Join(err, ls.stop())
 	}
-	adminURL := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	adminURL := (&url.URL{Scheme: "postgres", User: url.UserPassword("postgres", password),
+		Host: fmt.Sprintf("127.0.0.1:%d", port), Path: "/postgres", RawQuery: "sslmode=disable"}).String()
 	binDir := filepath.Dir(bin.pgCtl)
 	if real, err := filepath.EvalSymlinks(bin.pgCtl); err == nil && filepath.Dir(real) != binDir {
 		binDir += " -> " + filepath.Dir(real)
@@ -152,17 +175,70 @@ func postgresUser() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
+// privateBase returns parent/tds-pg-<uid>, the base of the servers'
+// directories, made if missing: a directory (not a symlink) owned by uid
+// with mode 0700, so no other user can plant a directory in it, read a
+// server's files or reach its socket. Anything else at that name is an
+// error naming it.
+func privateBase(parent string, uid, gid int) (string, error) {
+	base := filepath.Join(parent, "tds-pg-"+strconv.Itoa(uid))
+	switch err := os.Mkdir(base, 0o700); {
+	case err == nil:
+		if os.Geteuid() != uid {
+			if err := os.Chown(base, uid, gid); err != nil {
+				return "", errors.Join(err, os.Remove(base))
+			}
+		}
+	case !errors.Is(err, fs.ErrExist):
+		return "", err
+	}
+	fi, err := os.Lstat(base)
+	if err != nil {
+		return "", err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != uid {
+		return "", fmt.Errorf("tdstest: %s is not a directory of uid %d (%s): another user may have planted it; remove it", base, uid, fi.Mode())
+	}
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(base, 0o700); err != nil {
+			return "", err
+		}
+	}
+	return base, nil
+}
+
+// randomPassword is the password of a throwaway server's postgres user.
+func randomPassword() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
 // start runs initdb and pg_ctl start and returns the port the server listens on.
-func (ls *localServer) start() (int, error) {
+// Every connection, over TCP or the socket, must give password.
+func (ls *localServer) start(password string) (int, error) {
 	data := filepath.Join(ls.dir, "data")
-	if _, err := ls.run(ls.bin.initdb, "-D", data, "-U", "postgres", "--auth=trust",
-		"-E", "UTF8", "--no-locale", "--no-sync"); err != nil {
+	pwFile := filepath.Join(ls.dir, "pwfile")
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		return 0, err
+	}
+	if ls.cred != nil {
+		if err := os.Chown(pwFile, int(ls.cred.Uid), int(ls.cred.Gid)); err != nil {
+			return 0, err
+		}
+	}
+	_, err := ls.run(ls.bin.initdb, "-D", data, "-U", "postgres", "--auth=scram-sha-256", "--pwfile="+pwFile,
+		"-E", "UTF8", "--no-locale", "--no-sync")
+	if rmErr := os.Remove(pwFile); err == nil {
+		err = rmErr
+	}
+	if err != nil {
 		return 0, err
 	}
 
 	logFile := filepath.Join(ls.dir, "server.log")
 	// The port is free when picked but may be taken before the server binds it: try again.
-	var err error
 	for range 3 {
 		var port int
 		if port, err = freePort(); err != nil {
@@ -220,9 +296,20 @@ func runAs(cred *syscall.Credential, dir, name string, args ...string) ([]byte, 
 
 // sweepOrphans stops the servers of earlier test binaries that died before
 // their Main could (a panic or a -timeout kills the process without cleanups).
+// It takes only directories of base owned by the user running the servers
+// (cred's, or this process's), and runs pg_ctl stop only when the process
+// named in postmaster.pid is PostgreSQL on that very directory; a directory
+// whose server is gone is removed.
 func sweepOrphans(base, pgCtl string, cred *syscall.Credential) {
+	uid := os.Geteuid()
+	if cred != nil {
+		uid = int(cred.Uid)
+	}
 	dirs, _ := filepath.Glob(filepath.Join(base, localDirPattern))
 	for _, dir := range dirs {
+		if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() || !ownedBy(fi, uid) {
+			continue
+		}
 		raw, err := os.ReadFile(filepath.Join(dir, ownerFile))
 		if err != nil {
 			continue // not ours, or still being set up
@@ -231,10 +318,66 @@ func sweepOrphans(base, pgCtl string, cred *syscall.Credential) {
 		if err != nil || pid <= 0 || processAlive(pid) {
 			continue
 		}
-		if err := stopDir(pgCtl, dir, cred); err == nil {
-			fmt.Fprintf(os.Stderr, "tdstest: stopped the orphaned server in %s (its test process %d is gone)\n", dir, pid)
+		data := filepath.Join(dir, "data")
+		running, err := serverRunning(data)
+		switch {
+		case err != nil:
+			continue // cannot tell: leave it
+		case !running:
+			if os.RemoveAll(dir) == nil {
+				fmt.Fprintf(os.Stderr, "tdstest: removed the orphaned directory %s (its test process %d and its server are gone)\n", dir, pid)
+			}
+		default:
+			if err := stopDir(pgCtl, dir, cred); err == nil {
+				fmt.Fprintf(os.Stderr, "tdstest: stopped the orphaned server in %s (its test process %d is gone)\n", dir, pid)
+			}
 		}
 	}
+}
+
+func ownedBy(fi os.FileInfo, uid int) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == uid
+}
+
+// serverRunning tells whether the process data/postmaster.pid names is a
+// PostgreSQL server on data, from its command line (/proc/PID/cmdline):
+// postgres (or postmaster) with -D data. A missing file or process, or
+// another program (a reused or planted pid), is no server; an error means
+// it cannot be told.
+func serverRunning(data string) (bool, error) {
+	raw, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return false, nil
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, statErr := os.Stat("/proc/self/cmdline"); statErr != nil {
+			return false, fmt.Errorf("no /proc to check process %d: %w", pid, statErr)
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if name := filepath.Base(args[0]); name != "postgres" && name != "postmaster" {
+		return false, nil
+	}
+	for i := 1; i+1 < len(args); i++ {
+		if args[i] == "-D" && filepath.Clean(args[i+1]) == filepath.Clean(data) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // traversableByAll reports whether every user may enter dir and each of its parents.

@@ -68,7 +68,9 @@ func WebhookKey(key string) SendOption {
 // ZohoSignature signs the request as Zoho does ([tds.WithZohoSecret]): the
 // X-Zoho-Webhook-Signature header is the hex HMAC-SHA256 under secret of
 // the query and form parameters, sorted by key and written as keyvalue,
-// followed by the raw body.
+// followed by the raw body. Zoho does not sign the path: a record that two
+// routes take (an "item" is a product and a stock record) must name its
+// route in the query too, Query(url.Values{tds.QueryRoute: {route}}).
 func ZohoSignature(secret string) SendOption {
 	return func(s *sendSettings) { s.zohoSecret = secret }
 }

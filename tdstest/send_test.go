@@ -65,13 +65,17 @@ func TestSend(t *testing.T) {
 
 	t.Run("raw body", func(t *testing.T) {
 		body := []byte(`{"item":{"item_id":"raw1","name":"Raw","last_modified_time":"2026-11-20T10:00:00+0000"}}`)
-		a := tdstest.Send(t, h, "products", tds.Event{}, tdstest.ZohoSignature(testZoho), tdstest.Body("application/json", body))
+		a := tdstest.Send(t, h, "products", tds.Event{}, tdstest.ZohoSignature(testZoho), tdstest.Body("application/json", body),
+			tdstest.Query(url.Values{tds.QueryRoute: {"products"}})) // stock takes items too
 		require.Equal(t, http.StatusOK, a.Status, "%s", a.Body)
+		// Zoho does not sign the path: without the signed route, refused.
+		a = tdstest.Send(t, h, "stock", tds.Event{}, tdstest.ZohoSignature(testZoho), tdstest.Body("application/json", body))
+		require.Equal(t, http.StatusBadRequest, a.Status, "%s", a.Body)
 	})
 	t.Run("form body", func(t *testing.T) {
 		form := url.Values{tds.FormJSONField: {`{"item":{"item_id":"form1","name":"Form","last_modified_time":"2026-11-20T10:00:00+0000"}}`}}
 		a := tdstest.Send(t, h, "products", tds.Event{}, tdstest.ZohoSignature(testZoho),
-			tdstest.Body("application/x-www-form-urlencoded", []byte(form.Encode())))
+			tdstest.Body("application/x-www-form-urlencoded", []byte(form.Encode())), tdstest.Query(url.Values{tds.QueryRoute: {"products"}}))
 		require.Equal(t, http.StatusOK, a.Status, "%s", a.Body)
 	})
 	t.Run("redelivery", func(t *testing.T) {

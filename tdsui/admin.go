@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/httpx"
@@ -40,12 +42,21 @@ func adminDigests(tokens []string) [][sha256.Size]byte {
 // validAdminToken compares got with every token, without stopping at a
 // match, so the time taken does not tell which token matched.
 func validAdminToken(digests [][sha256.Size]byte, got string) bool {
+	_, ok := adminTokenIndex(digests, got)
+	return ok
+}
+
+// adminTokenIndex is the index of the token got among the digests', for
+// the log lines of what its holder does; like validAdminToken it compares
+// with every token.
+func adminTokenIndex(digests [][sha256.Size]byte, got string) (int, bool) {
 	sum := sha256.Sum256([]byte(got))
-	match := 0
+	index := -1
 	for i := range digests {
-		match |= subtle.ConstantTimeCompare(sum[:], digests[i][:])
+		eq := subtle.ConstantTimeCompare(sum[:], digests[i][:])
+		index = subtle.ConstantTimeSelect(eq, i, index)
 	}
-	return match == 1
+	return index, index >= 0
 }
 
 // adminUnauthorized is the one answer to every refused admin request: it
@@ -53,22 +64,62 @@ func validAdminToken(digests [][sha256.Size]byte, got string) bool {
 // has a token at all.
 const adminUnauthorized = "missing or invalid admin bearer token"
 
-// admin guards an admin route with the bearer token.
+// bearerToken is the token of r's "Authorization: Bearer" header; found
+// is false without one.
+func bearerToken(r *http.Request) (token string, found bool) {
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(got), true
+}
+
+// adminLimited is the answer to an address past its refused admin
+// requests ([WithAdminRefusalLimit]).
+const adminLimited = "too many refused requests from this address: retry later"
+
+// admin guards an admin route with the bearer token. A request without a
+// valid one is counted against its address, logged (at most once per
+// address and period) and told to the Alerter; past the limit it is
+// answered 429. A valid token is never limited, and its index and the
+// client address name the actor of what the request changes.
 func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		scheme, got, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || !validAdminToken(h.admins, strings.TrimSpace(got)) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tds"`)
-			httpx.WriteError(w, http.StatusUnauthorized, adminUnauthorized)
+		ip := httpx.ClientIP(r, h.trusted)
+		index, ok := -1, false
+		if got, found := bearerToken(r); found {
+			index, ok = adminTokenIndex(h.admins, got)
+		}
+		if !ok {
+			h.refuseAdmin(w, r, ip)
 			return
 		}
 		if r.Method == http.MethodPost && !isAdminJSON(r.Header.Get("Content-Type")) {
 			httpx.WriteError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
 			return
 		}
-		next(w, r)
+		next(w, withActor(r, slog.String("client_ip", ip), slog.Int("token", index)))
 	}
+}
+
+// refuseAdmin answers a request without a valid admin token: 401, or 429
+// once its address has used up its refusals; both count as a refusal.
+func (h *Handler) refuseAdmin(w http.ResponseWriter, r *http.Request, ip string) {
+	wait, limited := h.refusals.Limited(ip)
+	if a := h.alerter; a != nil {
+		a.Refused()
+	}
+	if logIt, n := h.refusals.Refuse(ip); logIt {
+		h.logger.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelWarn, "tds: admin request refused",
+			slog.String("client_ip", ip), slog.String("path", r.URL.Path), slog.Int("refused", n))
+	}
+	if limited {
+		w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(wait.Seconds())), 1)))
+		httpx.WriteError(w, http.StatusTooManyRequests, adminLimited)
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="tds"`)
+	httpx.WriteError(w, http.StatusUnauthorized, adminUnauthorized)
 }
 
 // isAdminJSON tells whether an admin POST is declared JSON. Every admin
@@ -157,10 +208,10 @@ func (h *Handler) serveListEvents(w http.ResponseWriter, r *http.Request) {
 func eventFilterOf(v url.Values) (tds.InboxFilter, error) {
 	q := queryParams{v: v}
 	f := tds.InboxFilter{
-		Source:     q.v.Get("source"),
-		EntityType: q.v.Get("entity_type"),
-		EntityID:   q.v.Get("entity_id"),
-		EventType:  q.v.Get("event_type"),
+		Source:     q.text("source"),
+		EntityType: q.text("entity_type"),
+		EntityID:   q.text("entity_id"),
+		EventType:  q.text("event_type"),
 		Valid:      q.boolean("valid"),
 		Queued:     q.boolean("queued"),
 		Processed:  q.boolean("processed"),
@@ -230,8 +281,8 @@ type deadLettersResponse struct {
 func deadLetterFilterOf(v url.Values) (tds.DeadLetterFilter, error) {
 	q := queryParams{v: v}
 	f := tds.DeadLetterFilter{
-		EntityType: q.v.Get("entity_type"),
-		ErrorCode:  q.v.Get("error_code"),
+		EntityType: q.text("entity_type"),
+		ErrorCode:  q.text("error_code"),
 		Since:      q.time("since"),
 		Until:      q.time("until"),
 		Page:       q.page(),
@@ -276,7 +327,7 @@ func (h *Handler) serveRetryDeadLetter(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id))
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id), actor(r))
 	httpx.WriteJSON(w, http.StatusOK, jobResponse{Success: true, Message: "dead letter queued again", Job: job})
 }
 
@@ -325,6 +376,11 @@ func (h *Handler) serveRetryDeadLetters(w http.ResponseWriter, r *http.Request) 
 		httpx.WriteError(w, http.StatusBadRequest, `"all": true retries every dead letter: give it without a filter`)
 		return
 	}
+	if err := errors.Join(checkFilterText("entity_type", req.EntityType), checkFilterText("error_code", req.ErrorCode),
+		checkFilterTime("since", req.Since), checkFilterTime("until", req.Until)); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	f := tds.DeadLetterFilter{EntityType: req.EntityType, ErrorCode: req.ErrorCode, Since: req.Since, Until: req.Until}
 	n, err := h.queue.RetryDeadLetters(r.Context(), f, req.DryRun)
 	if err != nil {
@@ -335,7 +391,7 @@ func (h *Handler) serveRetryDeadLetters(w http.ResponseWriter, r *http.Request) 
 	if req.DryRun {
 		msg = fmt.Sprintf("dry run: %d dead letters would be queued again", n)
 	} else {
-		h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
+		h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n), actor(r))
 	}
 	httpx.WriteJSON(w, http.StatusOK, retryResponse{Success: true, DryRun: req.DryRun, Count: n, Message: msg})
 }
@@ -368,7 +424,7 @@ func (h *Handler) serveDiscardDeadLetter(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter discarded",
-		slog.Int64("job_id", id), slog.String("reason", req.Reason))
+		slog.Int64("job_id", id), slog.String("reason", req.Reason), actor(r))
 	httpx.WriteJSON(w, http.StatusOK, jobResponse{Success: true, Message: "dead letter discarded", Job: job})
 }
 
@@ -443,8 +499,50 @@ func (q *queryParams) time(name string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		q.fail("%s must be an RFC 3339 time such as 2026-11-20T10:00:00Z", name)
+		return time.Time{}
+	}
+	if err := checkFilterTime(name, t); err != nil {
+		q.fail("%s", err)
 	}
 	return t
+}
+
+// text is a string parameter, which must be one the databases can hold.
+func (q *queryParams) text(name string) string {
+	s := q.v.Get(name)
+	if err := checkFilterText(name, s); err != nil {
+		q.fail("%s", err)
+	}
+	return s
+}
+
+// The range of a filter's times: what both databases hold (PostgreSQL has
+// no year 0, and a time is compared in UTC), so that a filter outside it is
+// the client's 400, not the database's 500. Nothing tds stores is outside.
+var (
+	minFilterTime = time.Date(1, time.January, 1, 0, 0, 0, 0, time.UTC)
+	maxFilterTime = time.Date(10000, time.January, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// checkFilterTime refuses a filter time outside years 1 to 9999 in UTC.
+// The zero time means no bound.
+func checkFilterTime(name string, t time.Time) error {
+	if t.IsZero() || (!t.Before(minFilterTime) && t.Before(maxFilterTime)) {
+		return nil
+	}
+	return fmt.Errorf("%s must be a time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z", name)
+}
+
+// checkFilterText refuses a filter string no database column holds: one
+// with a NUL byte (PostgreSQL's text cannot) or that is not UTF-8.
+func checkFilterText(name, s string) error {
+	switch {
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Errorf("%s must not contain a NUL byte", name)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s must be UTF-8 text", name)
+	}
+	return nil
 }
 
 // page is the page named by limit and before_id.

@@ -65,7 +65,7 @@ func (h *Handler) serveAckAlert(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert acknowledged", slog.Int64("alert_id", id))
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert acknowledged", slog.Int64("alert_id", id), actor(r))
 	httpx.WriteJSON(w, http.StatusOK, alertActionResponse{Success: true, Message: "acknowledged"})
 }
 
@@ -100,6 +100,6 @@ func (h *Handler) serveSilenceAlert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert silenced", slog.Int64("alert_id", id),
-		slog.Time("until", until))
+		slog.Time("until", until), actor(r))
 	httpx.WriteJSON(w, http.StatusOK, alertActionResponse{Success: true, Message: "silenced until " + until.UTC().Format(time.RFC3339)})
 }

@@ -42,7 +42,8 @@ func newAlertEnv(t *testing.T, tdb *testdb.DB, opts ...tdsalert.Option) *alertEn
 func TestAlertAdminAPI(t *testing.T) {
 	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		e := newAlertEnv(t, tdb, tdsalert.WithRules(testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")))
-		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithClock(e.clock.Now), WithAlerter(e.a))
+		var logs testkit.LogBuffer
+		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithClock(e.clock.Now), WithAlerter(e.a), WithLogger(logs.Logger()))
 		testdb.Ingest(t, e.proc, "1", "a")
 		require.NoError(t, e.a.Evaluate(t.Context()))
 
@@ -90,6 +91,8 @@ func TestAlertAdminAPI(t *testing.T) {
 		require.NoError(t, err)
 		require.NotNil(t, got[0].AcknowledgedAt)
 		require.NotNil(t, got[0].SilencedUntil)
+		requireLogLine(t, &logs, "alert acknowledged", "actor.client_ip=192.0.2.1 actor.token=0")
+		requireLogLine(t, &logs, "alert silenced", "actor.client_ip=192.0.2.1 actor.token=0")
 
 		// Without an Alerter: 501.
 		h2 := newTestHandler(t, tdb, WithAdminToken(testAdminToken))

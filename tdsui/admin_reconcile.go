@@ -63,7 +63,7 @@ func (h *Handler) serveReconcile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run started", slog.Int64("run_id", id),
-		slog.String("mode", string(req.Mode)), slog.Bool("dry_run", req.DryRun))
+		slog.String("mode", string(req.Mode)), slog.Bool("dry_run", req.DryRun), actor(r))
 	httpx.WriteJSON(w, http.StatusAccepted, reconcileResponse{Success: true, RunID: id})
 }
 
@@ -135,7 +135,7 @@ func (h *Handler) serveCancelRun(w http.ResponseWriter, r *http.Request) {
 		h.adminError(w, r, err)
 		return
 	}
-	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run cancel asked", slog.Int64("run_id", id))
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run cancel asked", slog.Int64("run_id", id), actor(r))
 	httpx.WriteJSON(w, http.StatusOK, jobResponse{Success: true, Message: "cancel requested"})
 }
 

@@ -77,7 +77,8 @@ func TestAdminReconcileRoutes(t *testing.T) {
 	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
-		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithReconciler(e.rc))
+		var logs testkit.LogBuffer
+		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithReconciler(e.rc), WithLogger(logs.Logger()))
 		base := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
 		for i := range 3 {
 			rec := testdb.ProductRecord(fmt.Sprintf("item-%d", i), base.Add(time.Duration(i)*time.Minute), 0)
@@ -133,6 +134,9 @@ func TestAdminReconcileRoutes(t *testing.T) {
 		open()
 		waitRun(t, e.rc, cancelled, tdsreconcile.RunCancelled)
 		requireError(t, adminPost(t, h, fmt.Sprintf("/admin/sync-runs/%d/cancel", cancelled), ""), http.StatusNotFound, "not found")
+		// Who started and who cancelled is on the log lines.
+		requireLogLine(t, &logs, "reconciliation run started", "actor.client_ip=192.0.2.1 actor.token=0")
+		requireLogLine(t, &logs, "reconciliation run cancel asked", "actor.client_ip=192.0.2.1 actor.token=0")
 
 		// A failed run: Zoho refuses the listing. (A 400, which the client
 		// does not retry: Zoho down, a 503, would be retried with the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +13,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/alert"
 	"github.com/tdscore/tds/internal/store"
 	"github.com/tdscore/tds/internal/testdb"
 	"github.com/tdscore/tds/internal/testkit"
+	"github.com/tdscore/tds/internal/ui"
+	"github.com/tdscore/tds/tdsalert"
 )
 
 var bearer = []string{"Authorization", "Bearer " + testAdminToken}
@@ -36,8 +40,9 @@ func adminPost(t *testing.T, h http.Handler, path, body string) answer {
 
 func TestAdminAuthentication(t *testing.T) {
 	tdb := testdb.Open(t, "sqlite")
-	h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
-	noAdmin := newTestHandler(t, tdb)
+	// Without a refusal limit: these are many refusals from one address.
+	h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithAdminRefusalLimit(0, 0))
+	noAdmin := newTestHandler(t, tdb, WithAdminRefusalLimit(0, 0))
 	// Every 401 is the same answer: it does not say whether a token is
 	// configured, nor whether one was sent.
 	refused := func(a answer) {
@@ -317,4 +322,153 @@ func jobIDs(a answer) []int64 {
 		out = append(out, int64(j.(map[string]any)["id"].(float64)))
 	}
 	return out
+}
+
+// A filter the databases cannot hold (a NUL byte, text that is not UTF-8,
+// a time outside years 1 to 9999) is the client's error, 400 on both
+// dialects, never a logged 500.
+func TestAdminFilterOutOfRange(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
+		for _, query := range []string{
+			"since=0000-01-01T00:00:00Z", "until=0000-12-31T23:59:59Z", "since=0001-01-01T00:30:00%2B01:00",
+			"until=9999-12-31T23:00:00-01:00", "entity_id=%00", "source=a%00b", "entity_type=%00",
+			"event_type=%00", "entity_id=%ff",
+		} {
+			requireError(t, adminGet(t, h, "/admin/events?"+query), 400, "")
+		}
+		for _, query := range []string{"since=0000-01-01T00:00:00Z", "until=0000-01-01T00:00:00Z", "error_code=%00", "entity_type=%00"} {
+			requireError(t, adminGet(t, h, "/admin/dead-letters?"+query), 400, "")
+		}
+		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"since":"0000-01-01T00:00:00Z","dry_run":true}`), 400, "")
+		requireError(t, adminPost(t, h, "/admin/dead-letters/retry", `{"entity_type":"a\u0000b","dry_run":true}`), 400, "")
+		// The edges of the range are accepted.
+		for _, query := range []string{"since=0001-01-01T00:00:00Z", "until=9999-12-31T23:59:59.999999Z"} {
+			a := adminGet(t, h, "/admin/events?"+query)
+			require.Equal(t, http.StatusOK, a.status, "%s: %s", query, a.raw)
+			a = adminGet(t, h, "/admin/dead-letters?"+query)
+			require.Equal(t, http.StatusOK, a.status, "%s: %s", query, a.raw)
+		}
+	})
+}
+
+// requireLogLine checks that logs has a line of message "tds: "+msg
+// containing attrs.
+func requireLogLine(t *testing.T, logs *testkit.LogBuffer, msg, attrs string) {
+	t.Helper()
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `msg="tds: `+msg+`"`) && strings.Contains(line, attrs) {
+			return
+		}
+	}
+	require.Fail(t, "no such log line", "%q with %q in:\n%s", msg, attrs, logs.String())
+}
+
+// TestAdminRefusalLimit: refused admin requests are counted per address
+// in their own bucket, logged at most once per address and period, told
+// to the Alerter, and answered 429 past the limit; a valid token is never
+// limited.
+func TestAdminRefusalLimit(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		clock := testkit.NewClock()
+		var logs testkit.LogBuffer
+		a, err := tdsalert.New(tdb.DB, tdsalert.WithClock(clock.Now), tdsalert.WithLogger(testdb.QuietLogger),
+			tdsalert.WithRules(testdb.OnlyRule(alert.RuleAuthFailures, "threshold: 4")))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = a.Close(t.Context()) })
+		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithClock(clock.Now), WithLogger(logs.Logger()),
+			WithAdminRefusalLimit(3, time.Minute), WithSignInLimit(3, time.Minute), WithAlerter(a))
+		get := func(remote, token string) answer {
+			t.Helper()
+			r := httptest.NewRequest("GET", "/admin/events", nil)
+			r.RemoteAddr = remote
+			if token != "" {
+				r.Header.Set("Authorization", "Bearer "+token)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return decodeAnswer(t, w.Code, w.Header(), w.Body.Bytes())
+		}
+		const attacker = "192.0.2.1:4000"
+		for range 3 {
+			requireError(t, get(attacker, "wrong-token-guess-000"), 401, adminUnauthorized)
+		}
+		limited := get(attacker, "wrong-token-guess-001")
+		requireError(t, limited, 429, "too many refused requests")
+		require.Equal(t, "20", limited.header.Get("Retry-After"))
+		requireError(t, get(attacker, ""), 429, "too many refused requests")
+		require.Equal(t, http.StatusOK, get(attacker, testAdminToken).status, "a valid token is never limited")
+		requireError(t, get("192.0.2.2:4000", "wrong"), 401, adminUnauthorized)
+
+		// The dashboard's sign-in has its own bucket.
+		require.Equal(t, http.StatusSeeOther, signIn(h, attacker, "", testAdminToken).Code)
+
+		// One log line per address and period, saying how many it stands for.
+		require.Equal(t, 2, strings.Count(logs.String(), "admin request refused"), logs.String())
+		requireLogLine(t, &logs, "admin request refused", "client_ip=192.0.2.1")
+		clock.Advance(time.Minute)
+		requireError(t, get(attacker, "wrong"), 401, adminUnauthorized)
+		requireLogLine(t, &logs, "admin request refused", "client_ip=192.0.2.1 path=/admin/events refused=5")
+
+		// The Alerter counted every refusal: 3 + 2 + 1 + 1.
+		require.NoError(t, a.Evaluate(t.Context()))
+		alerts, err := a.Alerts(t.Context(), "")
+		require.NoError(t, err)
+		require.Len(t, alerts, 1)
+		require.Equal(t, alert.RuleAuthFailures, alerts[0].Rule)
+		require.Equal(t, 7.0, alerts[0].Value)
+	})
+}
+
+// TestAdminActorLogged: every change made through the admin API or the
+// dashboard is logged with who made it: the client address and the
+// token's index, or the dashboard session.
+func TestAdminActorLogged(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		var logs testkit.LogBuffer
+		hooks := newWebhooks(t, tdb)
+		h := newTestHandler(t, tdb, WithAdminToken("first-admin-token-0123", testAdminToken), WithLogger(logs.Logger()))
+		var jobs []int64
+		for _, id := range []string{"9001", "9002", "9003", "9004"} {
+			body := fmt.Sprintf(`{"source":"zoho","event_type":"update","entity_type":"product","entity_id":%q,"data":{"item_id":%q,"name":"P","last_modified_time":"2026-11-20T10:00:00+0000"}}`, id, id)
+			a := webhook(t, hooks, "products", []byte(body))
+			require.Equal(t, http.StatusOK, a.status, a.raw)
+			job, err := h.queue.GetByInboxEvent(t.Context(), int64(a.body["event_id"].(float64)))
+			require.NoError(t, err)
+			failJob(t, tdb, job.ID, "timeout", "upstream timed out")
+			jobs = append(jobs, job.ID)
+		}
+		const api = "actor.client_ip=192.0.2.1 actor.token=1"
+		require.Equal(t, http.StatusOK, adminPost(t, h, fmt.Sprintf("/admin/dead-letters/%d/retry", jobs[0]), "").status)
+		requireLogLine(t, &logs, "dead letter retried", api)
+		require.Equal(t, http.StatusOK, adminPost(t, h, fmt.Sprintf("/admin/dead-letters/%d/discard", jobs[1]), `{"reason":"gone"}`).status)
+		requireLogLine(t, &logs, "dead letter discarded", api)
+		require.Equal(t, http.StatusOK, adminPost(t, h, "/admin/dead-letters/retry", `{"entity_type":"nothing"}`).status)
+		requireLogLine(t, &logs, "dead letters retried", api)
+
+		// The dashboard: the session's id and the client address.
+		sessions, err := h.dash.sessions(t.Context())
+		require.NoError(t, err)
+		s, cookie, ok := sessions.Issue(time.Now())
+		require.True(t, ok)
+		post := func(path string, form url.Values) int {
+			t.Helper()
+			form.Set("csrf", s.CSRF())
+			r := httptest.NewRequest("POST", path, strings.NewReader(form.Encode()))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.RemoteAddr = "198.51.100.4:5000"
+			r.AddCookie(&http.Cookie{Name: ui.CookieName, Value: cookie})
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w.Code
+		}
+		dash := "actor.client_ip=198.51.100.4 actor.session=" + s.ID
+		require.Equal(t, http.StatusSeeOther, post(fmt.Sprintf("/ui/dead-letters/%d/retry", jobs[2]), url.Values{}))
+		requireLogLine(t, &logs, "dead letter retried", dash)
+		require.Equal(t, http.StatusSeeOther, post(fmt.Sprintf("/ui/dead-letters/%d/discard", jobs[3]), url.Values{"reason": {"gone"}}))
+		requireLogLine(t, &logs, "dead letter discarded", dash)
+		require.Equal(t, http.StatusSeeOther, post("/ui/dead-letters/retry", url.Values{"id": {"1"}}))
+		require.Equal(t, http.StatusSeeOther, post("/ui/dead-letters/retry-filter", url.Values{"entity_type": {"x"}, "confirm": {"yes"}}))
+		require.Equal(t, 2, strings.Count(logs.String(), `msg="tds: dead letters retried" count=0 `+dash), logs.String())
+	})
 }

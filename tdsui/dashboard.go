@@ -2,6 +2,7 @@ package tdsui
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,19 +34,44 @@ type dashboard struct {
 	h        *Handler
 	pages    *ui.Renderer
 	assets   http.Handler
-	sessions *ui.Sessions
-	on       bool // an admin token is configured
+	tokens   []string // the admin tokens, which key the sessions with the secret
+	keysMu   sync.Mutex
+	keys     *ui.Sessions // nil until first read from the database (sessions)
+	on       bool         // an admin token is configured
 	overview overviewCache
 }
 
 // newDashboard returns h's dashboard, whose sessions are signed with keys
-// derived from the admin tokens.
+// derived from the deployment's session secret and the admin tokens.
 func newDashboard(h *Handler, tokens []string) (*dashboard, error) {
 	pages, err := ui.NewRenderer()
 	if err != nil {
 		return nil, err
 	}
-	return &dashboard{h: h, pages: pages, assets: ui.Assets(), sessions: ui.NewSessions(tokens), on: len(tokens) > 0}, nil
+	return &dashboard{h: h, pages: pages, assets: ui.Assets(), tokens: tokens, on: len(tokens) > 0}, nil
+}
+
+// sessions returns the session signer, reading the deployment's random
+// secret from the database the first time, or storing a new one if the
+// database has none (whichever process stores first wins; the others
+// read its secret). The secret never changes, so it is read once.
+func (d *dashboard) sessions(ctx context.Context) (*ui.Sessions, error) {
+	d.keysMu.Lock()
+	defer d.keysMu.Unlock()
+	if d.keys != nil {
+		return d.keys, nil
+	}
+	candidate := make([]byte, ui.SecretBytes)
+	_, _ = rand.Read(candidate) // never fails (crypto/rand)
+	secret, err := d.h.st.SessionKey(ctx, d.h.db, candidate, d.h.now())
+	if err != nil {
+		return nil, dbErr("reading the dashboard's session key", err)
+	}
+	if len(secret) < ui.SecretBytes {
+		return nil, fmt.Errorf("tdsui: the dashboard's session key in tds_ui_keys is %d bytes: want %d", len(secret), ui.SecretBytes)
+	}
+	d.keys = ui.NewSessions(secret, d.tokens)
+	return d.keys, nil
 }
 
 // overviewMaxAge is how old the overview's queue counts and charts may
@@ -118,7 +144,11 @@ func (d *dashboard) session(r *http.Request) (ui.Session, bool, error) {
 	if err != nil {
 		return ui.Session{}, false, nil
 	}
-	s, ok := d.sessions.Parse(c.Value, d.h.now())
+	sessions, err := d.sessions(r.Context())
+	if err != nil {
+		return ui.Session{}, false, err
+	}
+	s, ok := sessions.Parse(c.Value, d.h.now())
 	if !ok {
 		return ui.Session{}, false, nil
 	}
@@ -177,7 +207,7 @@ func (d *dashboard) post(next pageFunc) http.HandlerFunc {
 			d.render(w, r, http.StatusForbidden, "error", p)
 			return
 		}
-		next(w, r, p, s)
+		next(w, withActor(r, slog.String("client_ip", httpx.ClientIP(r, d.h.trusted)), slog.String("session", s.ID)), p, s)
 	}
 }
 
@@ -255,21 +285,26 @@ func (d *dashboard) serveLoginForm(w http.ResponseWriter, r *http.Request) {
 
 // serveLogin exchanges the admin token for a session cookie. Failures are
 // counted against the client address ([WithSignInLimit]) and told to the
-// Alerter, which counts them with the refused webhooks.
+// Alerter, which counts them with the refused webhooks. The limit is
+// checked after the token, so that others' failures from a shared address
+// never keep out an operator with the right token; a wrong token from a
+// limited address is answered 429 and counted again.
 func (d *dashboard) serveLogin(w http.ResponseWriter, r *http.Request) {
 	p := &ui.Page{Title: "Sign in", Base: base(r)}
 	ip := httpx.ClientIP(r, d.h.trusted)
-	if _, limited := d.h.signIns.Limited(ip); limited {
-		p.Error = "Too many failed sign-ins from this address: wait a minute."
-		d.render(w, r, http.StatusTooManyRequests, "login", p)
-		return
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	token := ""
 	if err := r.ParseForm(); err == nil {
 		token = strings.TrimSpace(r.PostForm.Get("token"))
 	}
-	if !validAdminToken(d.h.admins, token) {
+	valid := validAdminToken(d.h.admins, token)
+	if _, limited := d.h.signIns.Limited(ip); limited && !valid {
+		d.h.signIns.Refuse(ip)
+		p.Error = "Too many failed sign-ins from this address: wait a minute."
+		d.render(w, r, http.StatusTooManyRequests, "login", p)
+		return
+	}
+	if !valid {
 		if a := d.h.alerter; a != nil {
 			a.Refused()
 		}
@@ -279,7 +314,12 @@ func (d *dashboard) serveLogin(w http.ResponseWriter, r *http.Request) {
 		d.render(w, r, http.StatusUnauthorized, "login", p)
 		return
 	}
-	s, value, _ := d.sessions.Issue(d.h.now())
+	sessions, err := d.sessions(r.Context())
+	if err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	s, value, _ := sessions.Issue(d.h.now())
 	// No Path: the browser scopes the cookie to the directory of this
 	// URL, the dashboard's root under whatever prefix it is mounted.
 	http.SetCookie(w, &http.Cookie{Name: ui.CookieName, Value: value, Expires: s.Expires,
@@ -455,7 +495,7 @@ func (d *dashboard) serveRetryOne(w http.ResponseWriter, r *http.Request, p *ui.
 		d.fail(w, r, p, err)
 		return
 	}
-	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id))
+	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter retried", slog.Int64("job_id", id), actor(r))
 	done(w, p.Base+"dead-letters", "retried", id)
 }
 
@@ -483,7 +523,7 @@ func (d *dashboard) serveRetrySelected(w http.ResponseWriter, r *http.Request, p
 			n++
 		}
 	}
-	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
+	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n), actor(r))
 	done(w, p.Base+"dead-letters", "retried-many", n)
 }
 
@@ -501,7 +541,7 @@ func (d *dashboard) serveRetryFilter(w http.ResponseWriter, r *http.Request, p *
 	c := &confirmData{EntityType: form.Get("entity_type"), ErrorCode: form.Get("error_code"),
 		Since: form.Get("since"), Until: form.Get("until")}
 	q := queryParams{v: form}
-	f := tds.DeadLetterFilter{EntityType: c.EntityType, ErrorCode: c.ErrorCode, Since: q.time("since"), Until: q.time("until")}
+	f := tds.DeadLetterFilter{EntityType: q.text("entity_type"), ErrorCode: q.text("error_code"), Since: q.time("since"), Until: q.time("until")}
 	if q.err != nil {
 		d.refuse(w, r, p, http.StatusBadRequest, "Nothing retried", "The filter is not valid: "+q.err.Error()+".")
 		return
@@ -514,7 +554,7 @@ func (d *dashboard) serveRetryFilter(w http.ResponseWriter, r *http.Request, p *
 		return
 	}
 	if confirmed {
-		d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n))
+		d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letters retried", slog.Int64("count", n), actor(r))
 		done(w, p.Base+"dead-letters", "retried-many", n)
 		return
 	}
@@ -539,7 +579,7 @@ func (d *dashboard) serveDiscard(w http.ResponseWriter, r *http.Request, p *ui.P
 		return
 	}
 	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: dead letter discarded",
-		slog.Int64("job_id", id), slog.String("reason", reason))
+		slog.Int64("job_id", id), slog.String("reason", reason), actor(r))
 	done(w, p.Base+"dead-letters", "discarded", id)
 }
 

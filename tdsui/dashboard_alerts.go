@@ -85,7 +85,7 @@ func (d *dashboard) serveAck(w http.ResponseWriter, r *http.Request, p *ui.Page,
 		d.fail(w, r, p, err)
 		return
 	}
-	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert acknowledged", slog.Int64("alert_id", id))
+	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert acknowledged", slog.Int64("alert_id", id), actor(r))
 	done(w, p.Base+"alerts", "acked", id)
 }
 
@@ -114,6 +114,6 @@ func (d *dashboard) serveSilence(w http.ResponseWriter, r *http.Request, p *ui.P
 		return
 	}
 	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: alert silenced", slog.Int64("alert_id", id),
-		slog.Time("until", until))
+		slog.Time("until", until), actor(r))
 	done(w, p.Base+"alerts", "silenced", id)
 }

@@ -119,6 +119,6 @@ func (d *dashboard) serveStartRun(w http.ResponseWriter, r *http.Request, p *ui.
 		return
 	}
 	d.h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run started", slog.Int64("run_id", id),
-		slog.String("mode", string(req.Mode)), slog.Bool("dry_run", req.DryRun))
+		slog.String("mode", string(req.Mode)), slog.Bool("dry_run", req.DryRun), actor(r))
 	done(w, p.Base+"reconcile", "started", id)
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,10 +19,17 @@ import (
 // Defaults of the options.
 const (
 	// DefaultSignInLimit is how many failed dashboard sign-ins one client
-	// address may have per [DefaultSignInPeriod] before it is answered 429.
+	// address may have per [DefaultSignInPeriod] before a wrong token from
+	// it is answered 429.
 	DefaultSignInLimit = 20
 	// DefaultSignInPeriod is the period of [DefaultSignInLimit].
 	DefaultSignInPeriod = time.Minute
+	// DefaultAdminRefusalLimit is how many refused admin requests (no
+	// valid bearer token) one client address may have per
+	// [DefaultAdminRefusalPeriod] before it is answered 429.
+	DefaultAdminRefusalLimit = 20
+	// DefaultAdminRefusalPeriod is the period of [DefaultAdminRefusalLimit].
+	DefaultAdminRefusalPeriod = time.Minute
 	// DefaultRetryAfter is what a 503 answer's Retry-After header asks the
 	// client to wait when the database is unavailable.
 	DefaultRetryAfter = 30 * time.Second
@@ -36,12 +45,15 @@ type Option struct {
 // settings holds what the options set.
 type settings struct {
 	tokens       []string
+	metrics      []string // WithMetricsToken
 	registry     *tds.Registry
 	reconciler   *tdsreconcile.Reconciler
 	alerter      *tdsalert.Alerter
 	trusted      []netip.Prefix
 	signInLimit  int
 	signInPeriod time.Duration
+	refuseLimit  int
+	refusePeriod time.Duration
 	retryAfter   time.Duration
 	logger       *slog.Logger
 	now          func() time.Time
@@ -52,6 +64,8 @@ func newSettings(opts []Option) (*settings, error) {
 	s := &settings{
 		signInLimit:  DefaultSignInLimit,
 		signInPeriod: DefaultSignInPeriod,
+		refuseLimit:  DefaultAdminRefusalLimit,
+		refusePeriod: DefaultAdminRefusalPeriod,
 		retryAfter:   DefaultRetryAfter,
 		logger:       slog.Default(),
 		now:          time.Now,
@@ -67,6 +81,11 @@ func newSettings(opts []Option) (*settings, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	for _, m := range s.metrics {
+		if slices.Contains(s.tokens, m) {
+			return nil, optErr("WithMetricsToken", "a metrics token must differ from every admin token")
+		}
 	}
 	if s.registry == nil {
 		s.registry = tds.ZohoRegistry()
@@ -84,26 +103,82 @@ func optErr(name, format string, args ...any) error {
 // <token>" (or, on the dashboard, signing in) with any of tokens, each
 // compared in constant time. Several tokens are accepted at once so one
 // can be rotated without downtime; each call adds to the list. Each must
-// be at least [tds.MinSecretBytes] long, and none should equal a webhook
-// key (tdsui does not know them: the host checks).
+// be at least [tds.MinSecretBytes] long and not made by hand: one with
+// fewer than 8 distinct characters, or under 48 bits by the frequencies of
+// its characters (aaaaaaaaaaaaaaaa, abababab…), is refused. None should
+// equal a webhook key (tdsui does not know them: the host checks).
 // Defaults to none: every admin route answers 401 and the dashboard says
 // it is off.
 func WithAdminToken(tokens ...string) Option {
 	return Option{func(s *settings) error {
-		if len(tokens) == 0 {
-			return optErr("WithAdminToken", "no token given")
-		}
-		for _, t := range tokens {
-			if strings.TrimSpace(t) == "" {
-				return optErr("WithAdminToken", "empty token")
-			}
-			if len(t) < tds.MinSecretBytes {
-				return optErr("WithAdminToken", "a token of %d bytes is too short: at least %d", len(t), tds.MinSecretBytes)
-			}
-			s.tokens = append(s.tokens, t)
-		}
-		return nil
+		return addTokens("WithAdminToken", &s.tokens, tokens)
 	}}
+}
+
+// WithMetricsToken gives read-only access to what [Handler.RequireMetrics]
+// guards (the reference server's GET /metrics) to requests carrying
+// "Authorization: Bearer <token>" with any of tokens, so a Prometheus
+// scraper need not hold an admin token, which can retry dead letters and
+// spend the Zoho budget. A metrics token opens no admin route and no
+// dashboard; an admin token opens /metrics too. Several tokens are
+// accepted at once (rotation); each call adds to the list. Each must pass
+// the checks of [WithAdminToken] and differ from every admin token.
+// Defaults to none: only an admin token opens /metrics.
+func WithMetricsToken(tokens ...string) Option {
+	return Option{func(s *settings) error {
+		return addTokens("WithMetricsToken", &s.metrics, tokens)
+	}}
+}
+
+// The least a token must have to be accepted: a cheap check against
+// tokens made by hand (aaaaaaaaaaaaaaaa, abababab…), not a measure of
+// randomness. A random 16-character token from 62 characters passes it
+// (about 64 bits); tokens should be generated, as the reference server
+// does.
+const (
+	minTokenDistinct = 8
+	minTokenBits     = 48
+)
+
+// tokenStrength counts t's distinct bytes and estimates its bits as its
+// length times the Shannon entropy of its bytes' frequencies.
+func tokenStrength(t string) (distinct int, bits float64) {
+	var counts [256]int
+	for i := 0; i < len(t); i++ {
+		counts[t[i]]++
+	}
+	n := float64(len(t))
+	for _, c := range counts {
+		if c > 0 {
+			distinct++
+			p := float64(c) / n
+			bits -= float64(c) * math.Log2(p)
+		}
+	}
+	return distinct, bits
+}
+
+// addTokens checks the bearer tokens of option name and appends them to
+// list.
+func addTokens(name string, list *[]string, tokens []string) error {
+	if len(tokens) == 0 {
+		return optErr(name, "no token given")
+	}
+	for _, t := range tokens {
+		if strings.TrimSpace(t) == "" {
+			return optErr(name, "empty token")
+		}
+		if len(t) < tds.MinSecretBytes {
+			return optErr(name, "a token of %d bytes is too short: at least %d", len(t), tds.MinSecretBytes)
+		}
+		if distinct, bits := tokenStrength(t); distinct < minTokenDistinct || bits < minTokenBits {
+			return optErr(name, "a token of %d bytes with %d distinct characters is too easy to guess: "+
+				"use a random one (at least %d distinct characters and %d bits by their frequencies)",
+				len(t), distinct, minTokenDistinct, minTokenBits)
+		}
+		*list = append(*list, t)
+	}
+	return nil
 }
 
 // WithRegistry sets the entity types the console's queue knows (their
@@ -134,8 +209,8 @@ func WithReconciler(r *tdsreconcile.Reconciler) Option {
 }
 
 // WithAlerter serves the alert routes (/admin/alerts) and the dashboard's
-// alerts with a, and tells it of every failed dashboard sign-in (the
-// refused-requests rule counts them).
+// alerts with a, and tells it of every failed dashboard sign-in and every
+// refused admin request (the auth_failures rule counts them).
 // Defaults to none: those routes answer 501 and the pages say alerting is
 // not configured.
 func WithAlerter(a *tdsalert.Alerter) Option {
@@ -165,8 +240,11 @@ func WithTrustedProxies(proxies ...string) Option {
 }
 
 // WithSignInLimit sets how many failed dashboard sign-ins one client
-// address may have in the period per. Past that, the address is answered
-// 429 until the allowance refills (n per per, continuously). IPv6
+// address may have in the period per. Past that, a wrong token from the
+// address is answered 429 until the allowance refills (n per per,
+// continuously); the token is checked first, so the right one is always
+// admitted, even from an address others have used up. The limit slows no
+// guessing: that is what the token's entropy is for. IPv6
 // addresses are counted by their /64. Behind a reverse proxy, give
 // [WithTrustedProxies], or every client shares the proxy's address.
 // n = 0 turns the limit off.
@@ -180,6 +258,31 @@ func WithSignInLimit(n int, per time.Duration) Option {
 			return optErr("WithSignInLimit", "per must be >= 1s, got %s", per)
 		}
 		s.signInLimit, s.signInPeriod = n, per
+		return nil
+	}}
+}
+
+// WithAdminRefusalLimit sets how many refused admin requests (a missing
+// or wrong bearer token, on the admin API, /queue/ and what
+// [Handler.RequireAdmin] guards) one client address may have in the
+// period per. Past that, a request from the address without a valid token
+// is answered 429 with Retry-After until the allowance refills (n per per,
+// continuously); a request with a valid token is never limited. Refusals
+// are logged at most once per address and period, with their count. IPv6
+// addresses are counted by their /64; behind a reverse proxy, give
+// [WithTrustedProxies]. The dashboard's sign-in has its own limit
+// ([WithSignInLimit]). n = 0 turns the limit off (every refusal is still
+// logged, and told to the [WithAlerter] Alerter).
+// Defaults to [DefaultAdminRefusalLimit] per [DefaultAdminRefusalPeriod].
+func WithAdminRefusalLimit(n int, per time.Duration) Option {
+	return Option{func(s *settings) error {
+		switch {
+		case n < 0:
+			return optErr("WithAdminRefusalLimit", "n must be >= 0, got %d", n)
+		case n > 0 && per < time.Second:
+			return optErr("WithAdminRefusalLimit", "per must be >= 1s, got %s", per)
+		}
+		s.refuseLimit, s.refusePeriod = n, per
 		return nil
 	}}
 }

@@ -15,7 +15,7 @@
 //	mux.Handle("/health", webhooks)
 //	mux.Handle("/health/", webhooks)
 //	mux.Handle("/", console) // /admin/, /queue/, /ui/
-//	mux.Handle("GET /metrics", console.RequireAdmin(metrics))
+//	mux.Handle("GET /metrics", console.RequireMetrics(metrics))
 package tdsui
 
 import (
@@ -68,8 +68,10 @@ type Handler struct {
 	reconciler *tdsreconcile.Reconciler // nil: the reconciliation routes answer 501
 	alerter    *tdsalert.Alerter        // nil: the alert routes answer 501
 	admins     [][sha256.Size]byte      // digests of the admin tokens (adminDigests)
+	metrics    [][sha256.Size]byte      // digests of the metrics tokens
 	trusted    []netip.Prefix
 	signIns    *httpx.Refusals // failed sign-ins per address; nil: no limit
+	refusals   *httpx.Refusals // refused admin requests per address; nil: no limit
 	retryAfter time.Duration
 	logger     *slog.Logger
 	now        func() time.Time
@@ -108,8 +110,10 @@ func New(db *bun.DB, opts ...Option) (*Handler, error) {
 		reconciler: s.reconciler,
 		alerter:    s.alerter,
 		admins:     adminDigests(s.tokens),
+		metrics:    adminDigests(s.metrics),
 		trusted:    s.trusted,
 		signIns:    httpx.NewRefusals(s.signInLimit, s.signInPeriod, s.now),
+		refusals:   httpx.NewRefusals(s.refuseLimit, s.refusePeriod, s.now),
 		retryAfter: s.retryAfter,
 		logger:     s.logger,
 		now:        s.now,
@@ -170,8 +174,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // RequireAdmin returns next behind the admin API's authentication: a
 // request without one of the [WithAdminToken] tokens as its bearer token
-// is answered 401, a POST not declared application/json 415. The
-// reference server serves /metrics through it.
+// is answered 401 (429 past [WithAdminRefusalLimit]), a POST not declared
+// application/json 415. The reference server serves /metrics through it.
 func (h *Handler) RequireAdmin(next http.Handler) http.Handler {
 	return h.admin(next.ServeHTTP)
+}
+
+// RequireMetrics returns next behind a read-only check: a request whose
+// bearer token is one of the [WithMetricsToken] tokens or one of the
+// [WithAdminToken] tokens is served, any other is refused as the admin
+// API refuses it (401, or 429 past [WithAdminRefusalLimit]). The reference
+// server serves GET /metrics through it, so Prometheus scrapes with a
+// metrics token.
+func (h *Handler) RequireMetrics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ := bearerToken(r)
+		_, metrics := adminTokenIndex(h.metrics, got)
+		_, admin := adminTokenIndex(h.admins, got)
+		if !metrics && !admin {
+			h.refuseAdmin(w, r, httpx.ClientIP(r, h.trusted))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -43,6 +43,15 @@ func TestNewOptions(t *testing.T) {
 		{"bad proxy", []Option{WithTrustedProxies("10.0.0.0/99")}, `tdsui: WithTrustedProxies: "10.0.0.0/99" is not an address or CIDR prefix`},
 		{"negative sign-in limit", []Option{WithSignInLimit(-1, time.Minute)}, "tdsui: WithSignInLimit: n must be >= 0"},
 		{"short sign-in period", []Option{WithSignInLimit(5, time.Millisecond)}, "tdsui: WithSignInLimit: per must be >= 1s"},
+		{"negative admin refusal limit", []Option{WithAdminRefusalLimit(-1, time.Minute)}, "tdsui: WithAdminRefusalLimit: n must be >= 0"},
+		{"short admin refusal period", []Option{WithAdminRefusalLimit(5, time.Millisecond)}, "tdsui: WithAdminRefusalLimit: per must be >= 1s"},
+		{"no metrics token", []Option{WithMetricsToken()}, "tdsui: WithMetricsToken: no token given"},
+		{"short metrics token", []Option{WithMetricsToken("short")}, "tdsui: WithMetricsToken: a token of 5 bytes is too short: at least 16"},
+		{"metrics token is an admin token", []Option{WithAdminToken(testAdminToken), WithMetricsToken(testAdminToken)},
+			"tdsui: WithMetricsToken: a metrics token must differ from every admin token"},
+		{"weak admin token", []Option{WithAdminToken("aaaaaaaaaaaaaaaa")}, "tdsui: WithAdminToken: a token of 16 bytes with 1 distinct characters is too easy to guess"},
+		{"repetitive admin token", []Option{WithAdminToken("abababababababababababab")}, "tdsui: WithAdminToken: a token of 24 bytes with 2 distinct characters is too easy to guess"},
+		{"weak metrics token", []Option{WithMetricsToken("1111111111111111")}, "tdsui: WithMetricsToken: a token of 16 bytes with 1 distinct characters is too easy to guess"},
 		{"short retry after", []Option{WithRetryAfter(0)}, "tdsui: WithRetryAfter: must be >= 1s"},
 		{"nil logger", []Option{WithLogger(nil)}, "tdsui: WithLogger: logger is nil"},
 		{"nil clock", []Option{WithClock(nil)}, "tdsui: WithClock: clock is nil"},
@@ -101,7 +110,7 @@ func TestOptionDocs(t *testing.T) {
 		}
 	}
 	require.ElementsMatch(t, []string{"WithAdminToken", "WithRegistry", "WithReconciler", "WithAlerter", "WithTrustedProxies",
-		"WithSignInLimit", "WithRetryAfter", "WithLogger", "WithClock"}, found)
+		"WithSignInLimit", "WithAdminRefusalLimit", "WithMetricsToken", "WithRetryAfter", "WithLogger", "WithClock"}, found)
 }
 
 // The console mounts beside the webhook Handler under any prefix, in the
@@ -160,6 +169,73 @@ func TestRequireAdmin(t *testing.T) {
 	requireError(t, serve(t, off, "GET", "/metrics", nil, "Authorization", "Bearer "+testAdminToken), 401, adminUnauthorized)
 }
 
+// RequireMetrics admits a metrics token or an admin token; a metrics
+// token opens no admin route and no dashboard.
+func TestRequireMetrics(t *testing.T) {
+	tdb := testdb.Open(t, "sqlite")
+	const metricsToken = "metrics-token-0123456789"
+	h := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithMetricsToken("old-metrics-token-0123", metricsToken))
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "metrics") })
+	guarded := h.RequireMetrics(next)
+	for _, tok := range []string{metricsToken, "old-metrics-token-0123", testAdminToken} {
+		r := httptest.NewRequest("GET", "/metrics", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		guarded.ServeHTTP(w, r)
+		require.Equal(t, http.StatusOK, w.Code, tok)
+		require.Equal(t, "metrics", w.Body.String())
+	}
+	requireError(t, serve(t, guarded, "GET", "/metrics", nil), 401, adminUnauthorized)
+	requireError(t, serve(t, guarded, "GET", "/metrics", nil, "Authorization", "Bearer wrong"), 401, adminUnauthorized)
+
+	// Every admin route refuses it, and so do RequireAdmin and the sign-in.
+	metricsBearer := []string{"Authorization", "Bearer " + metricsToken}
+	for _, path := range []string{"/queue/stats", "/queue/throughput", "/admin/events", "/admin/events/1", "/admin/dead-letters",
+		"/admin/sync-runs", "/admin/sync-runs/1", "/admin/alerts"} {
+		requireError(t, serve(t, h, "GET", path, nil, metricsBearer...), 401, adminUnauthorized)
+	}
+	for _, path := range []string{"/admin/dead-letters/retry", "/admin/dead-letters/1/retry", "/admin/dead-letters/1/discard",
+		"/admin/reconcile", "/admin/sync-runs/1/cancel", "/admin/alerts/1/ack", "/admin/alerts/1/silence"} {
+		requireError(t, serve(t, h, "POST", path, []byte(`{}`), metricsBearer...), 401, adminUnauthorized)
+	}
+	requireError(t, serve(t, h.RequireAdmin(next), "GET", "/metrics", nil, metricsBearer...), 401, adminUnauthorized)
+	require.Equal(t, http.StatusUnauthorized, signIn(h, "192.0.2.7:4000", "", metricsToken).Code)
+
+	// Without an admin token, a metrics token still opens /metrics alone.
+	only := newTestHandler(t, tdb, WithMetricsToken(metricsToken))
+	r := httptest.NewRequest("GET", "/metrics", nil)
+	r.Header.Set("Authorization", "Bearer "+metricsToken)
+	w := httptest.NewRecorder()
+	only.RequireMetrics(next).ServeHTTP(w, r)
+	require.Equal(t, http.StatusOK, w.Code)
+	requireError(t, serve(t, only, "GET", "/queue/stats", nil, metricsBearer...), 401, adminUnauthorized)
+}
+
+// TestSessionKeyPerDeployment: the dashboard signs sessions with a
+// random key kept in the database, so every process on it accepts a
+// cookie, and another deployment with the same admin token does not.
+func TestSessionKeyPerDeployment(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		h1 := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
+		h2 := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
+		other := newTestHandler(t, testdb.Open(t, tdb.Name), WithAdminToken(testAdminToken))
+		w := signIn(h1, "192.0.2.1:4000", "", testAdminToken)
+		require.Equal(t, http.StatusSeeOther, w.Code)
+		cookies := w.Result().Cookies()
+		require.Len(t, cookies, 1)
+		page := func(h http.Handler) int {
+			r := httptest.NewRequest("GET", "/ui/events", nil)
+			r.AddCookie(cookies[0])
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w.Code
+		}
+		require.Equal(t, http.StatusOK, page(h1))
+		require.Equal(t, http.StatusOK, page(h2), "another process on the same database")
+		require.Equal(t, http.StatusSeeOther, page(other), "another deployment with the same token")
+	})
+}
+
 // signIn posts token to the sign-in form from the address remote, with
 // X-Forwarded-For xff when it is not "".
 func signIn(h http.Handler, remote, xff, token string) *httptest.ResponseRecorder {
@@ -197,25 +273,27 @@ func TestSignInLimit(t *testing.T) {
 		require.Equal(t, http.StatusTooManyRequests, w.Code)
 		require.Contains(t, w.Body.String(), "Too many failed sign-ins from this address: wait a minute.")
 		w = signIn(h, attacker, "", testAdminToken)
-		require.Equal(t, http.StatusTooManyRequests, w.Code, "the right token waits too")
-		require.Empty(t, w.Result().Cookies())
+		require.Equal(t, http.StatusSeeOther, w.Code, "the right token is checked first, and never waits")
+		require.NotEmpty(t, w.Result().Cookies())
 
 		// Other addresses are not affected; behind the trusted proxy, the
 		// forwarded address counts.
-		require.Equal(t, http.StatusSeeOther, signIn(h, "192.0.2.2:4000", "", testAdminToken).Code)
-		require.Equal(t, http.StatusSeeOther, signIn(h, "10.0.0.1:4000", "198.51.100.7", testAdminToken).Code)
-		require.Equal(t, http.StatusTooManyRequests, signIn(h, "10.0.0.1:4000", "192.0.2.1", testAdminToken).Code)
+		require.Equal(t, http.StatusUnauthorized, signIn(h, "192.0.2.2:4000", "", "not-the-token").Code)
+		require.Equal(t, http.StatusUnauthorized, signIn(h, "10.0.0.1:4000", "198.51.100.7", "not-the-token").Code)
+		require.Equal(t, http.StatusTooManyRequests, signIn(h, "10.0.0.1:4000", "192.0.2.1", "not-the-token").Code)
 
 		// The allowance refills: 3 a minute, one every 20 s.
 		clock.Advance(20 * time.Second)
-		require.Equal(t, http.StatusSeeOther, signIn(h, attacker, "", testAdminToken).Code)
-		require.Equal(t, 3, strings.Count(logs.String(), "dashboard sign-in refused"), logs.String())
+		require.Equal(t, http.StatusUnauthorized, signIn(h, attacker, "", "not-the-token").Code)
+		require.Equal(t, http.StatusTooManyRequests, signIn(h, attacker, "", "not-the-token").Code)
+		clock.Advance(20 * time.Second)
+		require.Equal(t, 6, strings.Count(logs.String(), "dashboard sign-in refused"), logs.String())
 
 		// The Alerter counted the three failures.
 		require.NoError(t, a.Evaluate(t.Context()))
 		alerts, err := a.Alerts(t.Context(), "")
 		require.NoError(t, err)
-		require.Empty(t, alerts, "3 is below the threshold")
+		require.Empty(t, alerts, "6 is below the threshold")
 		h2 := newTestHandler(t, tdb, WithAdminToken(testAdminToken), WithClock(clock.Now), WithAlerter(a), WithSignInLimit(0, 0))
 		for range 100 {
 			require.Equal(t, http.StatusUnauthorized, signIn(h2, attacker, "", "not-the-token").Code, "no limit")
@@ -225,7 +303,25 @@ func TestSignInLimit(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, alerts, 1)
 		require.Equal(t, alert.RuleAuthFailures, alerts[0].Rule)
-		require.Equal(t, 103.0, alerts[0].Value)
+		require.Equal(t, 106.0, alerts[0].Value)
+	})
+}
+
+// TestSignInRightTokenAfterFailures: others' failed sign-ins from an
+// address never keep an operator with the right token out; wrong tokens
+// from it go on being limited.
+func TestSignInRightTokenAfterFailures(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		h := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
+		const shared = "192.0.2.1:4000"
+		for range DefaultSignInLimit {
+			require.Equal(t, http.StatusUnauthorized, signIn(h, shared, "", "not-the-token").Code)
+		}
+		require.Equal(t, http.StatusTooManyRequests, signIn(h, shared, "", "not-the-token").Code)
+		w := signIn(h, shared, "", testAdminToken)
+		require.Equal(t, http.StatusSeeOther, w.Code, w.Body.String())
+		require.NotEmpty(t, w.Result().Cookies())
+		require.Equal(t, http.StatusTooManyRequests, signIn(h, shared, "", "not-the-token").Code)
 	})
 }
 

@@ -220,7 +220,15 @@ func runServer(t *testing.T, bin, dbURL string, withFlags bool) {
 	base := "http://" + addr
 
 	if !withFlags {
+		// stdout is a pipe, not a terminal: the generated key and token
+		// are in a 0600 file, never in the output.
 		out := s.output()
+		m := regexp.MustCompile(`written to (\S+) \(mode 0600\)`).FindStringSubmatch(out)
+		require.NotNil(t, m, "no notice of the generated secrets in\n%s", out)
+		require.NotContains(t, out, "export TDS_")
+		file, err := os.ReadFile(m[1])
+		require.NoError(t, err)
+		out = string(file)
 		key = exported(t, out, "TDS_WEBHOOK_KEYS")
 		token = exported(t, out, "TDS_ADMIN_TOKEN")
 	}
@@ -430,6 +438,7 @@ func TestCredentialLists(t *testing.T) {
 		zohoSecret:     " " + zoho[0] + " , " + zoho[1] + ",",
 		standardSecret: "whsec_" + base64.StdEncoding.EncodeToString(std[0]) + ",whsec_" + base64.StdEncoding.EncodeToString(std[1]),
 		adminToken:     "adm-old-0123456789abcdef, adm-new-0123456789abcdef",
+		metricsToken:   "met-old-0123456789abcdef, met-new-0123456789abcdef",
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	webhooks, err := tds.NewHandler(db, s.handlerOptions(tds.ZohoRegistry(), quiet)...)
@@ -437,7 +446,8 @@ func TestCredentialLists(t *testing.T) {
 	t.Cleanup(func() { _ = webhooks.Close() })
 	console, err := tdsui.New(db, s.consoleOptions(tds.ZohoRegistry(), quiet, nil, nil)...)
 	require.NoError(t, err)
-	h := routes(webhooks, console, http.NotFoundHandler())
+	scrape := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "metrics") })
+	h := routes(webhooks, console, scrape)
 
 	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "envelope", "product.json"))
 	require.NoError(t, err)
@@ -470,6 +480,20 @@ func TestCredentialLists(t *testing.T) {
 		require.Equal(t, http.StatusOK, send("GET", "/queue/stats", nil, "Authorization", "Bearer "+tok))
 	}
 	require.Equal(t, http.StatusUnauthorized, send("GET", "/queue/stats", nil, "Authorization", "Bearer adm-old-0123456789abcdef, adm-new-0123456789abcdef"))
+
+	// The metrics tokens open GET /metrics and nothing else; an admin token opens it too.
+	for _, tok := range []string{"met-old-0123456789abcdef", "met-new-0123456789abcdef", "adm-new-0123456789abcdef"} {
+		require.Equal(t, http.StatusOK, send("GET", "/metrics", nil, "Authorization", "Bearer "+tok), tok)
+	}
+	require.Equal(t, http.StatusUnauthorized, send("GET", "/metrics", nil))
+	for _, tok := range []string{"met-old-0123456789abcdef", "met-new-0123456789abcdef"} {
+		for _, path := range []string{"/queue/stats", "/admin/events", "/admin/dead-letters", "/admin/alerts", "/admin/sync-runs"} {
+			require.Equal(t, http.StatusUnauthorized, send("GET", path, nil, "Authorization", "Bearer "+tok), path)
+		}
+		for _, path := range []string{"/admin/dead-letters/retry", "/admin/reconcile", "/admin/alerts/1/ack"} {
+			require.Equal(t, http.StatusUnauthorized, send("POST", path, []byte(`{"all":true}`), "Authorization", "Bearer "+tok), path)
+		}
+	}
 }
 
 // TestLimitListener: past n open connections, the next is accepted only

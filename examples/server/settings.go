@@ -28,7 +28,7 @@ var version string
 // variables and flags.
 type settings struct {
 	addr, database, webhookKeys, zohoSecret, standardSecret, adminToken string
-	trustedProxies, metricsAddr                                         string
+	trustedProxies, metricsAddr, metricsToken                           string
 	workers, maxConns, dbMaxConns                                       int
 	logFormat                                                           string
 	logLevel                                                            slog.Level
@@ -72,9 +72,10 @@ var table = []setting{
 	{"zoho-secret", "TDS_ZOHO_SECRET", "", "Zoho webhook secrets, comma-separated, checked against X-Zoho-Webhook-Signature", text(func(s *settings) *string { return &s.zohoSecret })},
 	{"standard-webhooks-secret", "TDS_STANDARD_WEBHOOKS_SECRET", "", "Standard Webhooks secrets, whsec_…, comma-separated", text(func(s *settings) *string { return &s.standardSecret })},
 	{"admin-token", "TDS_ADMIN_TOKEN", "", "bearer tokens of the admin API, comma-separated; with none one is generated and printed", text(func(s *settings) *string { return &s.adminToken })},
+	{"metrics-token", "TDS_METRICS_TOKEN", "", "read-only bearer tokens of GET /metrics on the main listener, comma-separated; they open nothing else", text(func(s *settings) *string { return &s.metricsToken })},
 	{"workers", "TDS_WORKERS", strconv.Itoa(tds.DefaultConcurrency), "jobs synced at once; 0 runs ingest without workers", number(0, func(s *settings) *int { return &s.workers })},
 	{"db-max-conns", "TDS_DB_MAX_CONNS", strconv.Itoa(defaultDBMaxConns), "PostgreSQL connections the process opens at most, plus one for LISTEN (SQLite has one)", number(2, func(s *settings) *int { return &s.dbMaxConns })},
-	{"max-conns", "TDS_MAX_CONNS", strconv.Itoa(defaultMaxConns), "connections served at once; more wait to be accepted", number(1, func(s *settings) *int { return &s.maxConns })},
+	{"max-conns", "TDS_MAX_CONNS", strconv.Itoa(defaultMaxConns), "connections served at once; when full, the one idle longest is closed for a new one", number(1, func(s *settings) *int { return &s.maxConns })},
 	{"trusted-proxies", "TDS_TRUSTED_PROXIES", "", "proxies (addresses or CIDR prefixes), comma-separated, whose X-Forwarded-For gives the client address", text(func(s *settings) *string { return &s.trustedProxies })},
 	{"metrics-addr", "TDS_METRICS_ADDR", "", "a second listen address serving only GET /metrics, without authentication: keep it private", text(func(s *settings) *string { return &s.metricsAddr })},
 	{"log-format", "TDS_LOG_FORMAT", "text", "log format: text or json", oneOf([]string{"text", "json"}, func(s *settings) *string { return &s.logFormat })},
@@ -251,7 +252,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 }
 
 // checkAdminTokens refuses an admin token that is also a webhook key: a
-// sender would hold the keys of the console. (The webhook Handler and the
+// sender would hold the keys of the console; and a metrics token that is
+// either, which would not be read-only. (The webhook Handler and the
 // console are separate handlers, neither knowing the other's secrets, so
 // the composition root checks it.)
 func (s *settings) checkAdminTokens() error {
@@ -259,6 +261,12 @@ func (s *settings) checkAdminTokens() error {
 	for _, t := range splitList(s.adminToken) {
 		if slices.Contains(keys, t) {
 			return errors.New("-admin-token (TDS_ADMIN_TOKEN): an admin token must differ from every webhook key (-webhook-keys, TDS_WEBHOOK_KEYS)")
+		}
+	}
+	admins := splitList(s.adminToken)
+	for _, t := range splitList(s.metricsToken) {
+		if slices.Contains(keys, t) || slices.Contains(admins, t) {
+			return errors.New("-metrics-token (TDS_METRICS_TOKEN): a metrics token must differ from every webhook key and admin token")
 		}
 	}
 	return nil

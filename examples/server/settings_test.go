@@ -129,6 +129,11 @@ func TestSettingsErrors(t *testing.T) {
 		_, err = parseSettings(args, noEnv, io.Discard)
 		require.ErrorContains(t, err, "-admin-token (TDS_ADMIN_TOKEN): an admin token must differ from every webhook key")
 	}
+	// A metrics token that is also a webhook key or an admin token.
+	_, err = parseSettings([]string{"-webhook-keys", "key-one-0123456789abcdef", "-metrics-token", "met-0123456789abcdef,key-one-0123456789abcdef"}, noEnv, io.Discard)
+	require.ErrorContains(t, err, "-metrics-token (TDS_METRICS_TOKEN): a metrics token must differ from every webhook key and admin token")
+	_, err = parseSettings([]string{"-admin-token", "adm-0123456789abcdef", "-metrics-token", "adm-0123456789abcdef"}, noEnv, io.Discard)
+	require.ErrorContains(t, err, "-metrics-token (TDS_METRICS_TOKEN): a metrics token must differ from every webhook key and admin token")
 }
 
 // TestVersionAndLogging: -version prints the version; TDS_LOG_FORMAT=json

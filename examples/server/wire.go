@@ -119,15 +119,16 @@ func (c *components) close(log *slog.Logger) {
 }
 
 // routes is the main listener's handler: the console's routes, GET
-// /metrics behind the admin token (Prometheus scrapes with it as its
-// bearer token), and the webhook Handler for everything else.
+// /metrics behind a metrics or admin token (Prometheus scrapes with a
+// -metrics-token as its bearer token), and the webhook Handler for
+// everything else.
 func (c *components) routes() http.Handler {
 	return routes(c.handler, c.console, c.scrape)
 }
 
 func routes(webhooks *tds.Handler, console *tdsui.Handler, scrape http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", console.RequireAdmin(scrape))
+	mux.Handle("GET /metrics", console.RequireMetrics(scrape))
 	for _, prefix := range []string{"/admin/", "/queue/", "/ui/", "/ui"} {
 		mux.Handle(prefix, console)
 	}
@@ -162,6 +163,9 @@ func (s *settings) consoleOptions(reg *tds.Registry, log *slog.Logger, rc *tdsre
 	}
 	if tokens := splitList(s.adminToken); len(tokens) > 0 {
 		opts = append(opts, tdsui.WithAdminToken(tokens...))
+	}
+	if tokens := splitList(s.metricsToken); len(tokens) > 0 {
+		opts = append(opts, tdsui.WithMetricsToken(tokens...))
 	}
 	if proxies := splitList(s.trustedProxies); len(proxies) > 0 {
 		opts = append(opts, tdsui.WithTrustedProxies(proxies...))

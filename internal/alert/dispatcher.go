@@ -216,11 +216,13 @@ func (d *Dispatcher) run(t *target) {
 }
 
 // deliver tries msg up to MaxAttempts times, each within Timeout, waiting
-// a jittered exponential backoff between attempts.
+// a jittered exponential backoff between attempts. Every attempt carries
+// the same [MessageID].
 func (d *Dispatcher) deliver(t *target, msg []Alert) error {
 	var err error
+	base := WithMessageID(d.ctx, NewMessageID())
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(base, d.cfg.Timeout)
 		err = t.notifier.Notify(ctx, msg)
 		cancel()
 		if err == nil {

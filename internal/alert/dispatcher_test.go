@@ -195,3 +195,37 @@ func TestNewDispatcherErrors(t *testing.T) {
 	require.ErrorContains(t, err, "Timeout")
 	require.ErrorContains(t, err, `notifier "nil" is nil`)
 }
+
+// TestWebhookIDKeptAcrossRetries: the retries of one notification carry
+// the same webhook-id (with a fresh timestamp and signature), so that a
+// receiver can de-duplicate them; the next notification has another.
+func TestWebhookIDKeptAcrossRetries(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	ids := make(chan string, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ids <- r.Header.Get("webhook-id")
+		if hits.Add(1)%3 != 0 { // two failures, then a success, per message
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	d, results := newDispatcher(t, DispatcherConfig{BackoffBase: time.Millisecond, BackoffMax: time.Millisecond},
+		map[string]Notifier{"webhook": NewWebhook(srv.URL, testSecret, srv.Client())})
+	var first []string
+	d.Enqueue(testAlerts())
+	require.NoError(t, within(t, results).err)
+	for range 3 {
+		first = append(first, within(t, ids))
+	}
+	d.Enqueue(testAlerts())
+	require.NoError(t, within(t, results).err)
+	second := within(t, ids)
+	require.NoError(t, d.Close(context.Background()))
+
+	require.Regexp(t, `^msg_\w+$`, first[0])
+	require.Equal(t, []string{first[0], first[0], first[0]}, first, "one id across the retries")
+	require.NotEqual(t, first[0], second, "a new id per notification")
+}

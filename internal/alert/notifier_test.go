@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tdscore/tds/internal/testkit"
 	"github.com/tdscore/tds/internal/verify"
 )
 
@@ -172,4 +175,83 @@ func TestSlackMessage(t *testing.T) {
 
 	srv500, _ := receiver(t, http.StatusBadRequest)
 	require.ErrorContains(t, NewSlack(srv500.URL, nil).Notify(context.Background(), testAlerts()), "slack: receiver answered 400")
+}
+
+// Parts of the notifier URLs in TestNotifierSecretsNotLogged that must never
+// reach a log line or an error.
+var urlSecrets = []string{"T0SECRET", "B0SECRET", "SlackPathSecret", "QueryTokenSecret", "UserPassSecret", "token="}
+
+// TestNotifierSecretsNotLogged: a notifier's URL is a credential (a Slack
+// incoming-webhook path, a ?token=), so a failing attempt logs and returns
+// its scheme and host only, whether the transport failed (Go's *url.Error
+// quotes the URL) or the receiver answered with the URL echoed back.
+func TestNotifierSecretsNotLogged(t *testing.T) {
+	t.Parallel()
+	const secretPath = "/services/T0SECRET/B0SECRET/SlackPathSecret"
+	const secretQuery = "?token=QueryTokenSecret"
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, "no route for "+r.URL.RequestURI())
+	}))
+	defer echo.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close() // connection refused: a *url.Error
+	withUser := func(base string) string {
+		return strings.Replace(base, "http://", "http://ops:UserPassSecret@", 1)
+	}
+
+	var logs testkit.LogBuffer
+	results := make(chan error, 16)
+	d, err := NewDispatcher(DispatcherConfig{
+		MaxAttempts: 2, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond,
+		Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		OnResult: func(_ string, _ []Alert, err error) { results <- err },
+	}, map[string]Notifier{
+		"webhook-echo":   NewWebhook(withUser(echo.URL)+secretPath+secretQuery, testSecret, nil),
+		"slack-echo":     NewSlack(echo.URL+secretPath+secretQuery, nil),
+		"webhook-closed": NewWebhook(withUser(closed.URL)+secretPath+secretQuery, "", nil),
+		"slack-closed":   NewSlack(closed.URL+secretPath, nil),
+		"slack-bad":      NewSlack("http://[::1"+secretPath+secretQuery, nil),
+	})
+	require.NoError(t, err)
+	d.Enqueue(testAlerts())
+	for range 5 {
+		err := within(t, results)
+		require.Error(t, err)
+		for _, s := range urlSecrets {
+			require.NotContains(t, err.Error(), s)
+		}
+	}
+	require.NoError(t, d.Close(context.Background()))
+	out := logs.String()
+	require.Contains(t, out, "notification attempt failed")
+	require.Contains(t, out, strings.TrimPrefix(echo.URL, "http://"), "the host stays, to tell receivers apart")
+	for _, s := range urlSecrets {
+		require.NotContains(t, out, s)
+	}
+}
+
+// TestNotifiersFollowNoRedirect: a 307 would re-POST the signed message to
+// an address nobody configured; it is a failed attempt instead.
+func TestNotifiersFollowNoRedirect(t *testing.T) {
+	t.Parallel()
+	elsewhere, got := receiver(t, http.StatusOK)
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/stolen", http.StatusTemporaryRedirect)
+	}))
+	defer redirect.Close()
+	for name, n := range map[string]Notifier{
+		"webhook":               NewWebhook(redirect.URL, testSecret, nil),
+		"webhook, own client":   NewWebhook(redirect.URL, testSecret, redirect.Client()),
+		"slack":                 NewSlack(redirect.URL, nil),
+		"slack, default client": NewSlack(redirect.URL, http.DefaultClient),
+	} {
+		err := n.Notify(context.Background(), testAlerts())
+		require.ErrorContains(t, err, "receiver answered 307", name)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("the redirect was followed: %s", r.body)
+	default:
+	}
 }

@@ -42,7 +42,9 @@ type slack struct {
 
 // NewSlack returns a notifier that posts one Slack incoming-webhook
 // message per call, listing the alerts. client nil means
-// http.DefaultClient; the timeout comes from the context.
+// http.DefaultClient; either way no redirect is followed (a 3xx is a
+// failure), and errors name the URL's scheme and host only, as its path is
+// the credential. The timeout comes from the context.
 func NewSlack(url string, client *http.Client) Notifier {
 	if client == nil {
 		client = http.DefaultClient

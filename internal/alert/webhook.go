@@ -2,7 +2,6 @@ package alert
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -81,9 +80,11 @@ type webhook struct {
 // Standard Webhooks form), each request carries webhook-id,
 // webhook-timestamp and webhook-signature headers; a secret that does not
 // decode makes every Notify fail with an error saying so (check it at
-// start with verify.DecodeStandardSecret). The message id is new on every
-// call, retries included. client nil means http.DefaultClient; the
-// timeout comes from the context.
+// start with verify.DecodeStandardSecret). The webhook-id is ctx's
+// [MessageID], the same across the retries of one notification, or new
+// when ctx carries none. client nil means http.DefaultClient; either way
+// no redirect is followed (a 3xx is a failure), and errors name the URL's
+// scheme and host only. The timeout comes from the context.
 func NewWebhook(url, secret string, client *http.Client, opts ...WebhookOption) Notifier {
 	w := &webhook{url: url, receiver: DefaultReceiver, client: client}
 	if w.client == nil {
@@ -111,7 +112,10 @@ func (w *webhook) Notify(ctx context.Context, alerts []Alert) error {
 	}
 	h := http.Header{}
 	if w.key != nil {
-		id := "msg_" + rand.Text()
+		id := MessageID(ctx)
+		if id == "" {
+			id = NewMessageID()
+		}
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
 		h.Set(verify.HeaderID, id)
 		h.Set(verify.HeaderTimestamp, ts)

@@ -1,12 +1,14 @@
 package store_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -1597,5 +1599,34 @@ func TestSessionRevoked(t *testing.T) {
 		require.NoError(t, st.RevokeSession(s.ctx, db, "s2", t0.Add(3*time.Hour), t0.Add(2*time.Hour)))
 		require.False(t, revoked("s1"))
 		require.True(t, revoked("s2"))
+	})
+}
+
+// TestSessionKey: the dashboard's session key is created once per
+// database, by whichever process asks first; every caller, concurrent
+// ones included, gets that one.
+func TestSessionKey(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		s := newSuite(t, db, st)
+		const n = 8
+		got := make([][]byte, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				got[i], errs[i] = st.SessionKey(s.ctx, db, bytes.Repeat([]byte{byte(i + 1)}, 32), t0)
+			})
+		}
+		wg.Wait()
+		for i := range n {
+			require.NoError(t, errs[i])
+			require.Equal(t, got[0], got[i], "every caller gets the same key")
+		}
+		require.Len(t, got[0], 32)
+		require.Equal(t, bytes.Repeat(got[0][:1], 32), got[0], "one of the candidates, whole")
+		again, err := st.SessionKey(s.ctx, db, bytes.Repeat([]byte{0xee}, 32), t0.Add(time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, got[0], again, "kept: a later candidate does not replace it")
+		require.Equal(t, 1, s.count(`SELECT COUNT(*) FROM tds_ui_keys`))
 	})
 }

@@ -384,6 +384,10 @@ type Store interface {
 	RevokeSession(ctx context.Context, db bun.IDB, id string, expiresAt, now time.Time) error
 	// SessionRevoked reports whether dashboard session id is signed out.
 	SessionRevoked(ctx context.Context, db bun.IDB, id string) (bool, error)
+	// SessionKey returns the dashboard's session key, storing candidate
+	// (made at now) as that key if the database has none yet. Concurrent
+	// callers, in any process, all get the one key stored first.
+	SessionKey(ctx context.Context, db bun.IDB, candidate []byte, now time.Time) ([]byte, error)
 	// DeleteCompleted deletes up to limit jobs completed before cutoff,
 	// first copying their completion time into their events' processed_at.
 	// db must be a transaction.

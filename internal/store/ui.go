@@ -34,7 +34,16 @@ GROUP BY 1 ORDER BY 1`
 ON CONFLICT (session_id) DO NOTHING`
 	dropExpiredSessionsSQL = `DELETE FROM tds_ui_revoked WHERE expires_at < ?`
 	sessionRevokedSQL      = `SELECT EXISTS (SELECT 1 FROM tds_ui_revoked WHERE session_id = ?)`
+
+	// insertSessionKeySQL stores a candidate key unless one is there: the
+	// first insert wins, in any process, and the others read its key.
+	insertSessionKeySQL = `INSERT INTO tds_ui_keys (name, secret, created_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO NOTHING`
+	sessionKeySQL = `SELECT secret FROM tds_ui_keys WHERE name = ?`
 )
+
+// sessionKeyName is the row of the dashboard's session key in tds_ui_keys.
+const sessionKeyName = "session"
 
 // MinuteCount is one minute of [Store.Throughput].
 type MinuteCount struct {
@@ -67,6 +76,21 @@ func (c common) RevokeSession(ctx context.Context, db bun.IDB, id string, expire
 		_, err := tx.ExecContext(ctx, revokeSessionSQL, id, expiresAt.UTC())
 		return err
 	})
+}
+
+// SessionKey implements [Store.SessionKey]. The insert and the read are
+// separate statements: the insert either stores the candidate or waits for
+// the winner's commit (PostgreSQL) or the write lock (SQLite), so the read
+// always finds the row.
+func (c common) SessionKey(ctx context.Context, db bun.IDB, candidate []byte, now time.Time) ([]byte, error) {
+	if _, err := db.ExecContext(ctx, insertSessionKeySQL, sessionKeyName, candidate, now.UTC()); err != nil {
+		return nil, err
+	}
+	var key []byte
+	if err := db.QueryRowContext(ctx, sessionKeySQL, sessionKeyName).Scan(&key); err != nil {
+		return nil, err
+	}
+	return key, nil
 }
 
 // SessionRevoked implements [Store.SessionRevoked].

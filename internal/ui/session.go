@@ -18,10 +18,13 @@ const SessionTTL = 12 * time.Hour
 const CookieName = "tds_session"
 
 // Sessions signs and checks session cookies. A session is a random id and
-// an expiry, signed with HMAC-SHA-256 under a key derived from an admin
-// token: any process with the same tokens accepts it, with no table, and
-// removing a token from the configuration ends the sessions it signed.
-// Signing out is recorded by id in the database (the caller's part).
+// an expiry, signed with HMAC-SHA-256 under a key derived from the
+// deployment's random secret (kept in the database, the caller's part)
+// and an admin token: any process of the deployment with the same tokens
+// accepts it, removing a token from the configuration ends the sessions it
+// signed, and a cookie tells nothing about a token to one without the
+// secret (no offline guessing). Signing out is recorded by id in the
+// database (the caller's part).
 type Sessions struct {
 	keys [][]byte // keys[0] signs; every key verifies
 }
@@ -34,12 +37,18 @@ type Session struct {
 	key     []byte
 }
 
-// NewSessions derives a signing key from each admin token.
-func NewSessions(tokens []string) *Sessions {
+// SecretBytes is the length of a deployment's session secret.
+const SecretBytes = 32
+
+// NewSessions derives a signing key from secret, the deployment's random
+// session secret, and each admin token.
+func NewSessions(secret []byte, tokens []string) *Sessions {
 	s := &Sessions{}
 	for _, t := range tokens {
-		m := hmac.New(sha256.New, []byte(t))
-		m.Write([]byte("tds dashboard session key v1"))
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte("tds dashboard session key v2"))
+		m.Write([]byte{0})
+		m.Write([]byte(t))
 		s.keys = append(s.keys, m.Sum(nil))
 	}
 	return s

@@ -101,15 +101,32 @@ func SecurityHeaders(h http.Header) {
 }
 
 // Assets serves the embedded CSS and JavaScript; mount it with the path
-// up to "assets/" stripped.
+// up to "assets/" stripped. A directory is not found, never listed.
 func Assets() http.Handler {
 	sub, _ := fs.Sub(assetFS, "assets")
-	files := http.FileServerFS(sub)
+	files := http.FileServerFS(filesOnly{sub})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		files.ServeHTTP(w, r)
 	})
+}
+
+// filesOnly is an FS whose directories do not exist, so that
+// http.FileServerFS answers 404 where it would list one.
+type filesOnly struct{ fsys fs.FS }
+
+// Open opens name unless it is a directory.
+func (f filesOnly) Open(name string) (fs.File, error) {
+	file, err := f.fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := file.Stat(); err != nil || st.IsDir() {
+		_ = file.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return file, nil
 }
 
 var funcs = template.FuncMap{

@@ -1,6 +1,12 @@
 package ui
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"io/fs"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -23,9 +29,12 @@ func TestTemplatesParse(t *testing.T) {
 	require.Equal(t, ContentSecurityPolicy, w.Header().Get("Content-Security-Policy"))
 }
 
+// testSecret is a deployment's session secret.
+var testSecret = bytes.Repeat([]byte{7}, 32)
+
 func TestSessions(t *testing.T) {
 	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
-	s := NewSessions([]string{"token-one-0123456789", "token-two-0123456789"})
+	s := NewSessions(testSecret, []string{"token-one-0123456789", "token-two-0123456789"})
 	sess, value, ok := s.Issue(now)
 	require.True(t, ok)
 	got, ok := s.Parse(value, now.Add(SessionTTL-time.Second))
@@ -38,10 +47,10 @@ func TestSessions(t *testing.T) {
 
 	// Signed with the first token, accepted while any configured token
 	// is; refused once the signing token is removed.
-	rotated := NewSessions([]string{"token-new-0123456789", "token-one-0123456789"})
+	rotated := NewSessions(testSecret, []string{"token-new-0123456789", "token-one-0123456789"})
 	_, ok = rotated.Parse(value, now)
 	require.True(t, ok)
-	_, ok = NewSessions([]string{"token-two-0123456789"}).Parse(value, now)
+	_, ok = NewSessions(testSecret, []string{"token-two-0123456789"}).Parse(value, now)
 	require.False(t, ok)
 
 	// Any change to the cookie breaks its signature.
@@ -52,8 +61,30 @@ func TestSessions(t *testing.T) {
 	require.False(t, ok)
 	_, ok = s.Parse("garbage", now)
 	require.False(t, ok)
-	_, _, ok = NewSessions(nil).Issue(now)
+	_, _, ok = NewSessions(testSecret, nil).Issue(now)
 	require.False(t, ok, "no admin token, no session")
+}
+
+// A cookie is no offline oracle for the admin token: its signature
+// depends on the deployment's random secret, which the token alone does
+// not give, so another deployment with the same token refuses it and a
+// guess of the token cannot be checked against it.
+func TestSessionsNotAnOracle(t *testing.T) {
+	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	const token = "token-one-0123456789"
+	s := NewSessions(testSecret, []string{token})
+	_, value, ok := s.Issue(now)
+	require.True(t, ok)
+	_, ok = NewSessions(bytes.Repeat([]byte{8}, 32), []string{token}).Parse(value, now)
+	require.False(t, ok, "another deployment's secret")
+
+	// The guesser's check: the key derived from the token alone.
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("tds dashboard session key v1"))
+	body, mac64, _ := strings.Cut(value, ".")
+	mac, err := base64.RawURLEncoding.DecodeString(mac64)
+	require.NoError(t, err)
+	require.False(t, hmac.Equal(mac, sign(m.Sum(nil), "session", body)), "the token alone verifies the cookie")
 }
 
 func TestChart(t *testing.T) {
@@ -65,4 +96,29 @@ func TestChart(t *testing.T) {
 	require.Equal(t, 60.0, c.Bars[1].H)
 	require.Zero(t, c.Bars[0].H)
 	require.True(t, NewChart("t", []float64{0, 0}, func(int, float64) string { return "" }, Count).Empty)
+}
+
+// The assets are served file by file; their directory is not listed.
+func TestAssetsNoListing(t *testing.T) {
+	h := http.StripPrefix("/ui/assets/", Assets())
+	for _, path := range []string{"/ui/assets/", "/ui/assets/./", "/ui/assets//"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		require.Equal(t, http.StatusNotFound, w.Code, path)
+		require.NotContains(t, w.Body.String(), "<a href", path)
+	}
+	names, err := fs.ReadDir(assetFS, "assets")
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	for _, n := range names {
+		if n.IsDir() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/ui/assets/"+n.Name()+"/", nil))
+			require.Equal(t, http.StatusNotFound, w.Code, n.Name())
+			continue
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/ui/assets/"+n.Name(), nil))
+		require.Equal(t, http.StatusOK, w.Code, n.Name())
+	}
 }

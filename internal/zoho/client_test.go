@@ -71,7 +71,7 @@ func setup(t *testing.T, opts zohofake.Options, edit func(*Config)) bundle {
 	t.Cleanup(fake.Close)
 	cfg := Config{
 		ClientID: "client-id", ClientSecret: "client-secret", RefreshToken: "refresh-token",
-		OrganizationID: "org-1", AccountsURL: fake.URL(),
+		OrganizationID: "org-1", AccountsURL: fake.URL(), APIURL: fake.URL(),
 		RequestsPerMinute: -1, Now: clk.Now, Sleep: clk.Sleep,
 	}
 	if edit != nil {
@@ -161,19 +161,16 @@ func TestDataCenterPresets(t *testing.T) {
 	}
 }
 
-// TestBasePrecedence: APIURL > the token's api_domain > the preset.
+// TestBasePrecedence: APIURL > the token's api_domain (a known API host,
+// see TestAPIDomainAccepted) > the preset.
 func TestBasePrecedence(t *testing.T) {
 	t.Parallel()
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = fmt.Fprintf(w, `{"code":0,"message":"success","item":{"item_id":"1","path":%q}}`, r.URL.EscapedPath())
-	}))
-	t.Cleanup(api.Close)
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = fmt.Fprint(w, `{"code":0,"message":"success","item":{"item_id":"1","from":"other"}}`)
+		_, _ = fmt.Fprintf(w, `{"code":0,"message":"success","item":{"item_id":"1","path":%q}}`, r.URL.EscapedPath())
 	}))
 	t.Cleanup(other.Close)
 	accounts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = fmt.Fprintf(w, `{"access_token":"tok-1","expires_in":3600,"api_domain":%q,"token_type":"Bearer"}`, api.URL)
+		_, _ = fmt.Fprint(w, `{"access_token":"tok-1","expires_in":3600,"api_domain":"https://www.zohoapis.eu","token_type":"Bearer"}`)
 	}))
 	t.Cleanup(accounts.Close)
 
@@ -183,10 +180,9 @@ func TestBasePrecedence(t *testing.T) {
 	c, err := New(base)
 	require.NoError(t, err)
 	require.Equal(t, "https://www.zohoapis.com/books/v3", c.APIBase())
-	rec, err := c.Get(t.Context(), items, "a b/c")
+	_, err = c.accessToken(t.Context(), "")
 	require.NoError(t, err)
-	require.JSONEq(t, `{"item_id":"1","path":"/books/v3/items/a%20b%2Fc"}`, string(rec))
-	require.Equal(t, api.URL+"/books/v3", c.APIBase())
+	require.Equal(t, "https://www.zohoapis.eu/books/v3", c.APIBase())
 
 	// APIURL beats api_domain.
 	cfg := base
@@ -194,9 +190,9 @@ func TestBasePrecedence(t *testing.T) {
 	cfg.Product = Inventory
 	c, err = New(cfg)
 	require.NoError(t, err)
-	rec, err = c.Get(t.Context(), items, "1")
+	rec, err := c.Get(t.Context(), items, "a b/c")
 	require.NoError(t, err)
-	require.JSONEq(t, `{"item_id":"1","from":"other"}`, string(rec))
+	require.JSONEq(t, `{"item_id":"1","path":"/inventory/v1/items/a%20b%2Fc"}`, string(rec))
 	require.Equal(t, other.URL+"/inventory/v1", c.APIBase())
 }
 
@@ -689,4 +685,78 @@ func TestDefaultSleep(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	require.ErrorIs(t, sleep(ctx, time.Hour), context.Canceled)
+}
+
+// TestNoRedirects: a 307 from the accounts host would re-POST the client
+// secret and the refresh token, and one from the API host the access token,
+// to an address nobody configured. Neither is followed, with the default
+// HTTP client or the caller's.
+func TestNoRedirects(t *testing.T) {
+	t.Parallel()
+	var stolen sync.Map
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		stolen.Store(r.URL.Path, r.Form.Encode()+" "+r.Header.Get("Authorization"))
+		_, _ = fmt.Fprint(w, `{"access_token":"tok-x","expires_in":3600,"code":0,"item":{"item_id":"1"}}`)
+	}))
+	t.Cleanup(elsewhere.Close)
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirect.Close)
+	accounts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprint(w, `{"access_token":"tok-1","expires_in":3600,"token_type":"Bearer"}`)
+	}))
+	t.Cleanup(accounts.Close)
+
+	for _, hc := range []*http.Client{nil, http.DefaultClient} {
+		cfg := Config{ClientID: "a", ClientSecret: "client-secret", RefreshToken: "refresh-token", OrganizationID: "d",
+			AccountsURL: redirect.URL, APIURL: redirect.URL, RequestsPerMinute: -1, MaxRetries: -1, HTTPClient: hc}
+		c, err := New(cfg)
+		require.NoError(t, err)
+		_, err = c.Get(t.Context(), items, "1")
+		require.ErrorContains(t, err, "refreshing token: HTTP 307")
+
+		cfg.AccountsURL = accounts.URL
+		c, err = New(cfg)
+		require.NoError(t, err)
+		_, err = c.Get(t.Context(), items, "1")
+		var apiErr *APIError
+		require.ErrorAs(t, err, &apiErr)
+		require.Equal(t, http.StatusTemporaryRedirect, apiErr.StatusCode)
+	}
+	stolen.Range(func(k, v any) bool {
+		t.Errorf("a redirect was followed: %v %v", k, v)
+		return true
+	})
+}
+
+// TestAPIDomainAccepted: a token answer's api_domain is adopted only when
+// it is a data centre's API host over https (or the configured APIURL); a
+// tampered answer cannot send the access token to plain http or elsewhere.
+func TestAPIDomainAccepted(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		domain string
+		want   string
+	}{
+		{"https://www.zohoapis.eu", "https://www.zohoapis.eu/books/v3"},
+		{"https://www.zohoapis.com.au/", "https://www.zohoapis.com.au/books/v3"},
+		{"http://localhost", "https://www.zohoapis.com/books/v3"},
+		{"http://www.zohoapis.eu", "https://www.zohoapis.com/books/v3"},
+		{"https://www.zohoapis.eu.evil.example", "https://www.zohoapis.com/books/v3"},
+		{"https://www.zohoapis.eu:8443", "https://www.zohoapis.com/books/v3"},
+		{"https://127.0.0.1", "https://www.zohoapis.com/books/v3"},
+	} {
+		accounts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = fmt.Fprintf(w, `{"access_token":"tok-1","expires_in":3600,"api_domain":%q,"token_type":"Bearer"}`, tc.domain)
+		}))
+		c, err := New(Config{ClientID: "a", ClientSecret: "b", RefreshToken: "c", OrganizationID: "d",
+			AccountsURL: accounts.URL, RequestsPerMinute: -1})
+		require.NoError(t, err)
+		_, err = c.accessToken(t.Context(), "")
+		accounts.Close()
+		require.NoError(t, err)
+		require.Equal(t, tc.want, c.APIBase(), tc.domain)
+	}
 }

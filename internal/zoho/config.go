@@ -33,6 +33,16 @@ var dataCenters = map[string]struct{ accounts, api string }{
 	"sa":     {"https://accounts.zoho.sa", "https://www.zohoapis.sa"},
 }
 
+// isAPIHost reports whether base is one of the data centres' API hosts.
+func isAPIHost(base string) bool {
+	for _, dc := range dataCenters {
+		if dc.api == base {
+			return true
+		}
+	}
+	return false
+}
+
 // DataCenters returns the data centres Config.DataCenter accepts, sorted.
 func DataCenters() []string {
 	out := make([]string, 0, len(dataCenters))
@@ -96,7 +106,9 @@ type Config struct {
 	// host[:port], no path).
 	AccountsURL string
 	// APIURL overrides the API host (scheme and host[:port], no path). It
-	// wins over the token's api_domain, which wins over the data centre.
+	// wins over the token's api_domain, which wins over the data centre;
+	// api_domain is adopted only when it is a data centre's API host over
+	// https.
 	APIURL string
 	// RequestsPerMinute paces API requests (burst 1). Negative disables the
 	// limiter. Defaults to 100.
@@ -107,7 +119,10 @@ type Config struct {
 	// RetryBase and RetryMax shape the jittered exponential backoff used
 	// when no Retry-After header says otherwise. Default to 1s and 60s.
 	RetryBase, RetryMax time.Duration
-	// HTTPClient sends every request. Defaults to a client with a 30 s timeout.
+	// HTTPClient sends every request. Redirects are never followed (New
+	// uses a copy whose CheckRedirect stops at the 3xx, a failure): a 307
+	// would re-send the client secret and refresh token, or the access
+	// token, to another address. Defaults to a client with a 30 s timeout.
 	HTTPClient *http.Client
 	// Now tells the time for token expiry and the refresh limit. Defaults to
 	// time.Now.
@@ -185,6 +200,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout}
 	}
+	hc := *cfg.HTTPClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.HTTPClient = &hc
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

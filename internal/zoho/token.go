@@ -109,7 +109,7 @@ func (c *Client) accessToken(ctx context.Context, stale string) (string, error) 
 		if err == nil {
 			c.token = ans.AccessToken
 			c.expiry = c.cfg.Now().Add(ans.ttl())
-			if d, ok := apiDomain(ans.APIDomain); ok {
+			if d, ok := c.apiDomainOf(ans.APIDomain); ok {
 				c.apiDomain = d
 			}
 		}
@@ -137,13 +137,19 @@ func (a tokenAnswer) ttl() time.Duration {
 	return defaultTokenTTL
 }
 
-// apiDomain accepts the token's api_domain when it is a plain base URL.
-func apiDomain(s string) (string, bool) {
+// apiDomainOf accepts the token's api_domain only when it is one of the
+// data centres' API hosts over https, or the configured APIURL: the access
+// token goes there, so an answer tampered with (or a fake accounts host)
+// must not send it over plain http or to another host.
+func (c *Client) apiDomainOf(s string) (string, bool) {
 	if s == "" {
 		return "", false
 	}
 	base, err := parseBase(s)
-	return base, err == nil
+	if err != nil {
+		return "", false
+	}
+	return base, isAPIHost(base) || base == c.cfg.APIURL
 }
 
 // refresh sends one refresh request. Its errors never carry the
