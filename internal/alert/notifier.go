@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/tdscore/tds/internal/httpx"
 )
 
 // Notifier delivers alerts somewhere. Notify sends alerts as one message
@@ -123,28 +125,9 @@ func redactErr(err error, rawURL string) error {
 	}
 	msg := err.Error()
 	if clean := scrubURL(msg, rawURL); clean != msg {
-		return &scrubbedError{msg: clean, ctx: contextErr(err)}
+		return httpx.Scrubbed(clean, err)
 	}
 	return err
-}
-
-// scrubbedError is an error whose text lost the secret parts of a URL.
-type scrubbedError struct {
-	msg string
-	ctx error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.ctx }
-
-func contextErr(err error) error {
-	switch {
-	case errors.Is(err, context.Canceled):
-		return context.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return context.DeadlineExceeded
-	}
-	return nil
 }
 
 // minSecretPart is the shortest path segment or query value scrubbed on

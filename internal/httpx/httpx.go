@@ -4,6 +4,7 @@
 package httpx
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -215,4 +216,31 @@ func JSONErrText(err error) string {
 		return "unexpected end of input"
 	}
 	return err.Error()
+}
+
+// Scrubbed is err with its text replaced by msg, a copy with the secret
+// parts of a URL removed; it still matches context.Canceled and
+// context.DeadlineExceeded when err did, and nothing else of err.
+func Scrubbed(msg string, err error) error {
+	return &scrubbedError{msg: msg, ctx: contextErr(err)}
+}
+
+// scrubbedError is an error whose text lost the secret parts of a URL.
+type scrubbedError struct {
+	msg string
+	ctx error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.ctx }
+
+// contextErr is the context error err matches, or nil.
+func contextErr(err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return context.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return context.DeadlineExceeded
+	}
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tdscore/tds/internal/backoff"
+	"github.com/tdscore/tds/internal/httpx"
 )
 
 const (
@@ -396,25 +397,7 @@ func (c *Client) scrubErr(err error) error {
 	if clean == msg {
 		return err
 	}
-	return &scrubbed{msg: clean, ctx: contextErr(err)}
-}
-
-type scrubbed struct {
-	msg string
-	ctx error
-}
-
-func (e *scrubbed) Error() string { return e.msg }
-func (e *scrubbed) Unwrap() error { return e.ctx }
-
-func contextErr(err error) error {
-	switch {
-	case errors.Is(err, context.Canceled):
-		return context.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return context.DeadlineExceeded
-	}
-	return nil
+	return httpx.Scrubbed(clean, err)
 }
 
 // truncate caps a server message.
