@@ -50,6 +50,13 @@ const (
 	// MinConfirmations is the fewest confirmations a run may make, however
 	// small the budget.
 	MinConfirmations = 20
+	// IncrementalShare is the percentage of the daily budget a full sweep
+	// leaves to incremental runs: a sweep pauses when the day's calls reach
+	// the rest, and incremental runs, which may run beside a sweep, spend
+	// up to the whole budget. A sweep too big for one day (or one made to
+	// pause by ids a webhook-key holder invented) so never stops the
+	// incremental runs that catch what webhooks missed.
+	IncrementalShare = 20
 )
 
 // sentinel is an error value that also matches the error it wraps.
@@ -63,10 +70,11 @@ func (e *sentinel) Unwrap() error { return e.wrap }
 
 var (
 	// ErrRunInProgress refuses to start a run while another run of the
-	// same source runs, in any process, or is paused until the next UTC
-	// day. Runs of different sources (organisations, see [WithSource]) do
-	// not hold each other off.
-	ErrRunInProgress = errors.New("tdsreconcile: a reconciliation run of this source is already running (or paused at the daily budget)")
+	// same source and mode runs, in any process, or is paused until the
+	// next UTC day. An incremental run and a full sweep do not hold each
+	// other off (see [IncrementalShare]), nor do runs of different sources
+	// (organisations, see [WithSource]).
+	ErrRunInProgress = errors.New("tdsreconcile: a reconciliation run of this source and mode is already running (or paused at the daily budget)")
 	// ErrRunNotFound reports an unknown run id (or, for a cancel, a run
 	// that is not running). It wraps [tds.ErrNotFound].
 	ErrRunNotFound error = &sentinel{msg: "tdsreconcile: reconciliation run not found", wrap: tds.ErrNotFound}
@@ -141,10 +149,6 @@ type Reconciler struct {
 	stopRuns  context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
-
-	// budgetMu guards the day's calls made before the current run.
-	budgetMu sync.Mutex
-	cur      *runner
 
 	// sleep replaces the client's waits in tests.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -454,8 +458,10 @@ func (r *Reconciler) schedule(ctx context.Context) error {
 		}
 		_, err = r.Start(ctx, Request{Mode: s.mode})
 		switch {
-		case err == nil, errors.Is(err, ErrRunInProgress):
-			return nil // one at a time: the other waits for the next round
+		case err == nil:
+			return nil // one start a round: the other waits for the next
+		case errors.Is(err, ErrRunInProgress):
+			continue // its mode's run is going or paused: the other mode may start
 		default:
 			return fmt.Errorf("tdsreconcile: starting a scheduled %s run: %w", s.mode, err)
 		}
@@ -463,14 +469,16 @@ func (r *Reconciler) schedule(ctx context.Context) error {
 	return nil
 }
 
-// beforeRequest counts every API request against the run and the day's
-// budget.
+// beforeRequest counts every API request against the run making it (the
+// one in ctx) and the day's budget.
 func (r *Reconciler) beforeRequest(ctx context.Context, _ string) error {
-	r.budgetMu.Lock()
-	run := r.cur
-	r.budgetMu.Unlock()
+	run, _ := ctx.Value(runnerKey{}).(*runner)
 	if run == nil {
 		return nil
 	}
 	return run.countCall(ctx)
 }
+
+// runnerKey is the context key of the runner making an API request: runs of
+// both modes may go at once in one Reconciler.
+type runnerKey struct{}

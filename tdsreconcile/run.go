@@ -139,21 +139,11 @@ func (r *Reconciler) ended(ctx context.Context, id int64) {
 // any.
 func (run *runner) execute(parent context.Context) error {
 	r := run.r
-	ctx, cancel := context.WithCancelCause(parent)
+	ctx, cancel := context.WithCancelCause(context.WithValue(parent, runnerKey{}, run))
 	defer cancel(nil)
 	if err := run.loadBudget(ctx, utcDay(r.set.now())); err != nil {
 		return run.finish(err)
 	}
-	r.budgetMu.Lock()
-	r.cur = run
-	r.budgetMu.Unlock()
-	defer func() {
-		r.budgetMu.Lock()
-		if r.cur == run {
-			r.cur = nil
-		}
-		r.budgetMu.Unlock()
-	}()
 
 	hbDone := make(chan struct{})
 	hbStop := make(chan struct{})
@@ -211,12 +201,23 @@ func (run *runner) countCall(ctx context.Context) error {
 	}
 	run.mu.Lock()
 	defer run.mu.Unlock()
-	if b := int64(run.r.api.DailyBudget); b > 0 && run.others+run.days[day] >= b {
+	if b := run.budget(); b > 0 && run.others+run.days[day] >= b {
 		return ErrBudgetExhausted
 	}
 	run.calls++
 	run.days[day]++
 	return nil
+}
+
+// budget is the day's calls (of all the source's runs) at which this run
+// stops: the whole daily budget for an incremental run, less
+// [IncrementalShare] of it for a full sweep; 0 when there is no budget.
+func (run *runner) budget() int64 {
+	b := int64(run.r.api.DailyBudget)
+	if b > 0 && run.rec.Mode == string(Full) {
+		b -= b * IncrementalShare / 100
+	}
+	return b
 }
 
 // heartbeat saves the run's progress and renews its hold every third of
@@ -342,6 +343,10 @@ func (run *runner) pause() error {
 	run.mu.Unlock()
 	why := fmt.Sprintf("paused: the daily budget of %d Zoho API calls is spent; resumes at %s",
 		r.api.DailyBudget, until.Format(time.RFC3339))
+	if b := run.budget(); b != int64(r.api.DailyBudget) {
+		why = fmt.Sprintf("paused: the %d of the daily budget of %d Zoho API calls a full sweep may spend are spent "+
+			"(the rest is kept for incremental runs); resumes at %s", b, r.api.DailyBudget, until.Format(time.RFC3339))
+	}
 	cancelAsked, err := r.st.PauseRun(context.Background(), r.db, run.rec.ID, r.owner, run.progress(), until, why)
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):

@@ -261,14 +261,14 @@ func TestReconcileDailyBudget(t *testing.T) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
-		const budget = 15
+		const budget, sweep = 18, 15 // a full sweep leaves IncrementalShare of the budget
 		rc := e.newReconcilerAPI(t, func(api *ZohoAPI) { api.DailyBudget = budget })
 
 		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 		ids := e.putProducts(t, 10, base, time.Minute, false)
 		req := Request{Mode: Full, EntityTypes: productsOnly}
 
-		// 1 page + 10 details: within the budget.
+		// 1 page + 10 details: within the sweep's share of the budget.
 		first, err := rc.Run(ctx, req)
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, first.Status, first.Error)
@@ -287,16 +287,16 @@ func TestReconcileDailyBudget(t *testing.T) {
 		midnight := utcDay(e.clock.Now()).Add(24 * time.Hour)
 		require.NotNil(t, second.ResumesAt)
 		testkit.RequireSameTime(t, midnight, *second.ResumesAt)
-		require.True(t, strings.HasPrefix(second.Error, fmt.Sprintf("paused: the daily budget of %d Zoho API calls is spent", budget)), second.Error)
-		require.Equal(t, int64(budget-11), second.APICalls)
+		require.True(t, strings.HasPrefix(second.Error, fmt.Sprintf("paused: the %d of the daily budget of %d Zoho API calls a full sweep may spend are spent", sweep, budget)), second.Error)
+		require.Equal(t, int64(sweep-11), second.APICalls)
 		require.Equal(t, int64(1), second.Repaired, "the page (after two retries) and one detail")
 		require.Len(t, e.takeSleeps(), 2)
-		require.Equal(t, budget, e.fake.Stats().APICalls, "the fake saw the budget, not one call more")
+		require.Equal(t, sweep, e.fake.Stats().APICalls, "the fake saw the sweep's share, not one call more")
 
 		// The same day, no run starts, and no call is made.
 		_, err = rc.Run(ctx, req)
 		require.ErrorIs(t, err, ErrRunInProgress)
-		require.Equal(t, budget, e.fake.Stats().APICalls)
+		require.Equal(t, sweep, e.fake.Stats().APICalls)
 
 		// The next UTC day has a new budget: the paused run resumes, and
 		// repairs the nine records it had not, without reading its page
@@ -309,10 +309,10 @@ func TestReconcileDailyBudget(t *testing.T) {
 		require.Equal(t, RunCompleted, resumed.Status, resumed.Error)
 		require.Empty(t, resumed.Error)
 		require.Nil(t, resumed.ResumesAt)
-		require.Equal(t, int64(budget-11+9), resumed.APICalls)
+		require.Equal(t, int64(sweep-11+9), resumed.APICalls)
 		require.Equal(t, int64(10), resumed.Repaired)
 		require.Equal(t, 1+1, e.fake.Stats().ListCalls)
-		require.Equal(t, []int64{budget, 9}, e.callsPerDay(t, e.clock.Now().Add(-24*time.Hour), 2))
+		require.Equal(t, []int64{sweep, 9}, e.callsPerDay(t, e.clock.Now().Add(-24*time.Hour), 2))
 		e.drain(t)
 		e.requireMirrorEqualsFake(t, "product")
 	})
@@ -371,12 +371,12 @@ func (e *reconcileEnv) requireRepairedOnce(t *testing.T, runID int64, drifted in
 }
 
 // requireSweptOverThreeDays checks the end of driftedSweep's run runID
-// under a daily budget from day1 on: the budget spent on days 1 and 2, the
-// rest on day 3; once drained, the mirror equals the fake, and each drifted
+// from day1 on, a sweep's share of the daily budget being perDay: perDay
+// spent on days 1 and 2, the rest on day 3; once drained, the mirror equals the fake, and each drifted
 // entity was repaired once.
-func (e *reconcileEnv) requireSweptOverThreeDays(t *testing.T, runID int64, day1 time.Time, budget int64) {
+func (e *reconcileEnv) requireSweptOverThreeDays(t *testing.T, runID int64, day1 time.Time, perDay int64) {
 	t.Helper()
-	require.Equal(t, []int64{budget, budget, driftedSweepCalls - 2*budget}, e.callsPerDay(t, day1, 3))
+	require.Equal(t, []int64{perDay, perDay, driftedSweepCalls - 2*perDay}, e.callsPerDay(t, day1, 3))
 	e.drain(t)
 	e.requireMirrorEqualsFake(t, "product")
 	e.requireRepairedOnce(t, runID, driftedSweepDrifted)
@@ -393,7 +393,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
-		const budget = 10
+		const budget, sweep = 12, 10 // a full sweep leaves IncrementalShare of the budget
 		calls, drifted := e.driftedSweep(t)
 		rc := e.newReconcilerAPI(t, budgetOf(budget))
 		db2, err := tds.Open(ctx, tdb.URL)
@@ -408,20 +408,20 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		require.Equal(t, RunRunning, run.Status)
 		require.NotNil(t, run.ResumesAt)
 		testkit.RequireSameTime(t, utcDay(day1).Add(24*time.Hour), *run.ResumesAt)
-		require.Equal(t, int64(budget), run.APICalls)
+		require.Equal(t, int64(sweep), run.APICalls)
 		require.Equal(t, int64(3), run.Pages)
-		require.Equal(t, int64(budget-3), run.Repaired)
-		require.Equal(t, budget, e.fake.Stats().APICalls)
+		require.Equal(t, int64(sweep-3), run.Repaired)
+		require.Equal(t, sweep, e.fake.Stats().APICalls)
 
 		// The same day: refused in both processes, without a call.
 		_, err = rc.Start(ctx, req)
 		require.ErrorIs(t, err, ErrRunInProgress)
-		_, err = other.Run(ctx, Request{Mode: Incremental})
+		_, err = other.Run(ctx, req)
 		require.ErrorIs(t, err, ErrRunInProgress)
 		seen, err := other.GetRun(ctx, run.ID)
 		require.NoError(t, err)
 		require.Equal(t, run.ResumesAt, seen.ResumesAt, "the other process sees the pause")
-		require.Equal(t, budget, e.fake.Stats().APICalls)
+		require.Equal(t, sweep, e.fake.Stats().APICalls)
 
 		// Day 2, in the other process.
 		e.clock.Advance(24 * time.Hour)
@@ -430,7 +430,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		require.Equal(t, run.ID, again.ID, "the paused run resumed, whatever was asked")
 		require.Equal(t, RunRunning, again.Status)
 		testkit.RequireSameTime(t, utcDay(day1).Add(48*time.Hour), *again.ResumesAt)
-		require.Equal(t, int64(2*budget), again.APICalls)
+		require.Equal(t, int64(2*sweep), again.APICalls)
 		require.Equal(t, int64(3), again.Pages)
 
 		// Day 3: the rest.
@@ -453,7 +453,7 @@ func TestReconcileSweepSpansDays(t *testing.T) {
 		runs, err := rc.ListRuns(ctx, tds.Page{Limit: 10})
 		require.NoError(t, err)
 		require.Len(t, runs, 1, "one run, resumed twice")
-		e.requireSweptOverThreeDays(t, run.ID, day1, budget)
+		e.requireSweptOverThreeDays(t, run.ID, day1, sweep)
 	})
 }
 
@@ -524,12 +524,12 @@ func TestReconcileSourcesRunApart(t *testing.T) {
 		require.ErrorIs(t, err, ErrBudgetExhausted)
 		require.NotNil(t, paused.ResumesAt)
 
-		eu := e.newReconcilerAPI(t, budgetOf(6), WithSource("zoho-eu"))
+		eu := e.newReconcilerAPI(t, budgetOf(7), WithSource("zoho-eu")) // a sweep may spend 6
 		run, err := eu.Run(ctx, req)
 		require.NoError(t, err)
 		require.Equal(t, RunCompleted, run.Status, run.Error)
 		require.Equal(t, "zoho-eu", run.Source)
-		require.Equal(t, int64(6), run.APICalls, "one page and five details: its own budget, whole")
+		require.Equal(t, int64(6), run.APICalls, "one page and five details: a sweep's share of its own budget, whole")
 		require.Equal(t, int64(5), run.Repaired)
 
 		_, err = e.newReconcilerAPI(t, budgetOf(2)).Start(ctx, req)
@@ -538,6 +538,64 @@ func TestReconcileSourcesRunApart(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, RunRunning, still.Status)
 		require.Equal(t, paused.ResumesAt, still.ResumesAt)
+	})
+}
+
+// TestReconcileIncrementalBesidePausedSweep: a full sweep too big for the
+// day's budget pauses at its share of it (IncrementalShare is left), and
+// the same day an incremental run goes on beside it: it repairs a record
+// changed in Zoho within the budget's rest, while another full sweep is
+// still refused and the paused one keeps its cursor and its resume time.
+func TestReconcileIncrementalBesidePausedSweep(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		e.startMirror(t)
+		const budget, sweepShare = 20, 16
+		rc := e.newReconcilerAPI(t, budgetOf(budget))
+		now := e.clock.Now()
+
+		// Five delivered records, and a first incremental run to set the
+		// watermark: one list call.
+		ids := e.putProducts(t, 5, now.Add(-time.Hour), time.Second, true)
+		e.drain(t)
+		first, err := rc.Run(ctx, Request{Mode: Incremental, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, first.Status, first.Error)
+		require.Equal(t, int64(1), first.APICalls)
+
+		// 400 old records webhooks never brought: the sweep lists three
+		// pages and pauses repairing them, at its share of the budget.
+		for i := range 400 {
+			e.fake.Put("items", apiRecord("product", fmt.Sprintf("old-%04d", i), now.Add(-30*24*time.Hour+time.Duration(i)*time.Second), 0))
+		}
+		sweep, err := rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
+		require.ErrorIs(t, err, ErrBudgetExhausted)
+		require.Equal(t, RunRunning, sweep.Status)
+		require.NotNil(t, sweep.ResumesAt)
+		require.Equal(t, int64(sweepShare-1), sweep.APICalls, "the day's calls reach the sweep's share")
+		require.Equal(t, sweepShare, e.fake.Stats().APICalls)
+
+		// A record changed in Zoho: an incremental run reads one page and
+		// the record, beside the paused sweep, within the rest.
+		e.fake.Put("items", apiRecord("product", ids[2], now.Add(time.Minute), 1))
+		inc, err := rc.Run(ctx, Request{Mode: Incremental, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.NotEqual(t, sweep.ID, inc.ID)
+		require.Equal(t, RunCompleted, inc.Status, inc.Error)
+		require.Equal(t, int64(2), inc.APICalls)
+		require.Equal(t, int64(1), inc.Repaired)
+		require.Equal(t, []int64{sweepShare + 2}, e.callsPerDay(t, now, 1), "within the budget")
+		e.drain(t)
+		require.Equal(t, 1, testkit.Count(t, e.db, "SELECT COUNT(*) FROM tds_inbox_events WHERE source_entity_id = ? AND sync_run_id = ?", ids[2], inc.ID))
+
+		_, err = rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
+		require.ErrorIs(t, err, ErrRunInProgress, "one sweep at a time")
+		still, err := rc.GetRun(ctx, sweep.ID)
+		require.NoError(t, err)
+		require.Equal(t, RunRunning, still.Status)
+		require.Equal(t, sweep.ResumesAt, still.ResumesAt)
+		require.Equal(t, sweep.Pages, still.Pages)
 	})
 }
 
@@ -550,7 +608,7 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 		ctx := context.Background()
 		e := newReconcileEnv(t, tdb)
 		e.startMirror(t)
-		const budget = 10
+		const budget, sweep = 12, 10 // a full sweep leaves IncrementalShare of the budget
 		calls, _ := e.driftedSweep(t)
 		// A registry of products alone: the schedule's runs take every type.
 		products, err := tds.NewRegistry(testdb.EntityType(t, "product"))
@@ -575,7 +633,7 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 			return runs()[0]
 		}
 		require.NoError(t, rc.Task().Run(ctx))
-		run := settled(budget)
+		run := settled(sweep)
 		require.Equal(t, Full, run.Mode)
 		require.Equal(t, RunRunning, run.Status)
 		require.NoError(t, rc.Task().Run(ctx))
@@ -583,7 +641,7 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 
 		e.clock.Advance(24 * time.Hour)
 		require.NoError(t, rc.Task().Run(ctx))
-		run = settled(2 * budget)
+		run = settled(2 * sweep)
 		require.Len(t, runs(), 1)
 		testkit.RequireSameTime(t, utcDay(day1).Add(48*time.Hour), *run.ResumesAt)
 
@@ -593,7 +651,7 @@ func TestReconcileScheduleResumesPaused(t *testing.T) {
 		require.Equal(t, RunCompleted, run.Status, run.Error)
 		require.NoError(t, rc.Task().Run(ctx))
 		require.Len(t, runs(), 1, "no run due: the week has not passed")
-		e.requireSweptOverThreeDays(t, run.ID, day1, budget)
+		e.requireSweptOverThreeDays(t, run.ID, day1, sweep)
 	})
 }
 

@@ -26,9 +26,9 @@ const (
 	DriftChanged       = "changed"
 )
 
-// ErrRunRunning refuses to start a run while another run of its source is
-// running (or paused).
-var ErrRunRunning = errors.New("tds: a reconciliation run of this source is already running")
+// ErrRunRunning refuses to start a run while another run of its source and
+// mode is running (or paused).
+var ErrRunRunning = errors.New("tds: a reconciliation run of this source and mode is already running")
 
 // Applied is a row of tds_applied: what tds has applied of one entity.
 type Applied struct {
@@ -158,11 +158,11 @@ type Runs interface {
 	// with its calls per day into the budget's ledger, tds_sync_calls.
 
 	// StartRun inserts r as running, held by r.LockedBy until
-	// r.LockedUntil, and sets its id; ErrRunRunning when a run of r.Source is
-	// running.
+	// r.LockedUntil, and sets its id; ErrRunRunning when a run of r.Source
+	// and r.Mode is running.
 	StartRun(ctx context.Context, db bun.IDB, r *Run) error
-	// TakeOverRun gives owner, until until, source's running run whose
-	// hold expired before at (interrupted, or paused until before at), and
+	// TakeOverRun gives owner, until until, the oldest of source's running
+	// runs whose hold expired before at (interrupted, or paused until before at), and
 	// returns it, its pause's message cleared; ErrNoRows when there is
 	// none. A run of another source is never taken: it reads another API.
 	TakeOverRun(ctx context.Context, db bun.IDB, source, owner string, at, until time.Time) (*Run, error)
@@ -304,8 +304,12 @@ VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
 RETURNING id`
 
+	// takeOverRunSQL takes one run (the oldest) of a source, as a source
+	// may have a run of each mode waiting; the outer conditions are checked
+	// again on the row, so two processes never both take it.
 	takeOverRunSQL = `UPDATE tds_sync_runs SET locked_by = ?, locked_until = ?, error = NULL
-WHERE source = ? AND status = 'running' AND locked_until < ?
+WHERE id = (SELECT id FROM tds_sync_runs WHERE source = ? AND status = 'running' AND locked_until < ? ORDER BY id LIMIT 1)
+	AND status = 'running' AND locked_until < ?
 RETURNING *`
 
 	listRunsSQL = `SELECT * FROM tds_sync_runs WHERE (? <= 0 OR id < ?) ORDER BY id DESC LIMIT ?`
@@ -468,7 +472,7 @@ func (c common) StartRun(ctx context.Context, db bun.IDB, r *Run) error {
 // TakeOverRun implements [Runs.TakeOverRun].
 func (c common) TakeOverRun(ctx context.Context, db bun.IDB, source, owner string, at, until time.Time) (*Run, error) {
 	r := new(Run)
-	if err := db.NewRaw(takeOverRunSQL, owner, until.UTC(), source, at.UTC()).Scan(ctx, r); err != nil {
+	if err := db.NewRaw(takeOverRunSQL, owner, until.UTC(), source, at.UTC(), at.UTC()).Scan(ctx, r); err != nil {
 		return nil, err
 	}
 	return r, nil

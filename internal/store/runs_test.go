@@ -47,7 +47,7 @@ func TestRunsRecordAppliedKeepsNewest(t *testing.T) {
 	})
 }
 
-func TestRunsOneRunningAtATimePerSource(t *testing.T) {
+func TestRunsOneRunningAtATimePerSourceAndMode(t *testing.T) {
 	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
 		ctx := t.Context()
 		r, err := newRun(t, db, st, "a", t0, t0.Add(time.Minute))
@@ -107,6 +107,26 @@ func TestRunsOneRunningAtATimePerSource(t *testing.T) {
 		again := *other
 		again.ID = 0
 		require.ErrorIs(t, st.StartRun(ctx, db, &again), store.ErrRunRunning)
+
+		// One running run per source and mode: an incremental run starts
+		// beside the source's full one; a second incremental is refused.
+		inc := again
+		inc.Mode = "incremental"
+		require.NoError(t, st.StartRun(ctx, db, &inc))
+		inc2 := again
+		inc2.Mode = "incremental"
+		require.ErrorIs(t, st.StartRun(ctx, db, &inc2), store.ErrRunRunning)
+		// With both holds expired, TakeOverRun takes one run at a time,
+		// the oldest first.
+		late := t0.Add(3 * time.Hour)
+		got, err = st.TakeOverRun(ctx, db, "zoho-eu", "e", late, late.Add(time.Minute))
+		require.NoError(t, err)
+		require.Equal(t, other.ID, got.ID)
+		got, err = st.TakeOverRun(ctx, db, "zoho-eu", "e", late, late.Add(time.Minute))
+		require.NoError(t, err)
+		require.Equal(t, inc.ID, got.ID)
+		_, err = st.TakeOverRun(ctx, db, "zoho-eu", "e", late, late.Add(time.Minute))
+		require.ErrorIs(t, err, store.ErrNoRows, "both are held again")
 
 		// CancelRun on a dead holder cancels at once.
 		require.NoError(t, st.CancelRun(ctx, db, r2.ID, t0.Add(2*time.Hour)))
