@@ -2,6 +2,11 @@ package tds
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -17,7 +22,26 @@ const (
 	// DefaultRetention is how long completed jobs and processed inbox
 	// events are kept.
 	DefaultRetention = 7 * 24 * time.Hour
+	// DefaultLeaderLease is how long the lead of housekeeping and the
+	// leader tasks stays with a Worker that stopped renewing it (it died
+	// or lost the database) before another Worker takes it over.
+	DefaultLeaderLease = 15 * time.Second
 )
+
+// WithLeaderLease sets how long the lead of housekeeping and the leader
+// tasks stays with a Worker that stopped renewing it before another takes
+// it over. The leader renews it every third of it, and gives the lead up
+// when a renewal fails, so that two Workers never act as leader at once.
+// Applies to [NewWorker]. Defaults to [DefaultLeaderLease].
+func WithLeaderLease(d time.Duration) Option {
+	return newOption("WithLeaderLease", forWorker, func(c *config) error {
+		if d < 300*time.Millisecond {
+			return optErr("WithLeaderLease", "must be >= 300ms, got %s", d)
+		}
+		c.worker.leaderLease = d
+		return nil
+	})
+}
 
 // WithHousekeepingInterval sets how often housekeeping (lease rescue,
 // retention cleanup) runs.
@@ -85,47 +109,141 @@ func WithLeaderTask(t LeaderTask) Option {
 }
 
 // housekeep runs the leader tasks until ctx is done, each at its interval,
-// while this process leads: on PostgreSQL one Worker across all processes,
-// elected through a session advisory lock on a dedicated connection, so a
-// process that dies hands the role on as soon as the server notices the
-// connection is gone; on SQLite every Worker of the process, the single
-// writer keeping them apart. Every task is due at the start.
+// while this Worker leads: one Worker among all that share the database,
+// elected through a lease row (see election). A Worker that takes the lead
+// runs every task at once; one that loses it has its running task's
+// context cancelled.
 func (w *Worker) housekeep(ctx context.Context) {
-	leader := w.st.NewLeader(w.db, w.log)
-	defer leader.Release()
+	e := newElection(w.st.NewLeader(w.db, w.log, leaderHolder(w.ws.workerID), w.ws.leaderLease), w.ws.leaderLease, w.log)
+	var wg sync.WaitGroup
+	wg.Go(func() { e.run(ctx) })
+	defer wg.Wait()
+
 	tasks := append([]LeaderTask{{Name: "housekeeping", Interval: w.ws.housekeepingInterval, Run: w.runHousekeeping}},
 		w.ws.tasks...)
 	next := make([]time.Time, len(tasks))
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	for {
+		term := e.current()
+		if term == nil {
+			timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.gained:
+			clear(next) // a new leader runs every task at once
+			term = e.current()
+		case <-timer.C:
+		}
+		if term == nil || term.Err() != nil {
+			continue
+		}
+		now := time.Now()
+		for i, t := range tasks {
+			if next[i].After(now) || term.Err() != nil {
+				continue
+			}
+			next[i] = now.Add(t.Interval)
+			if err := t.Run(term); err != nil && term.Err() == nil {
+				w.log.Error("tds: leader task failed", "task", t.Name, "err", err)
+			}
+		}
+		timer.Reset(time.Until(slices.MinFunc(next, time.Time.Compare)))
+	}
+}
+
+// leaderHolder names a Worker in tds_leader: its ID, unique among running
+// Workers unless WithWorkerID gave two the same, and a suffix of its own.
+func leaderHolder(workerID string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return workerID + "/" + hex.EncodeToString(b)
+}
+
+// election keeps a Worker's part in the lead: it renews the lease every
+// third of its length and reports each term it leads as a context,
+// cancelled when a renewal fails or the lease is given up. A renewal has a
+// third of the lease to answer, so a Worker gives the lead up before its
+// lease can expire and another take it.
+type election struct {
+	leader store.Leader
+	ttl    time.Duration
+	log    *slog.Logger
+	gained chan struct{} // a term began
+
+	mu     sync.Mutex
+	term   context.Context // nil while not leading
+	cancel context.CancelFunc
+}
+
+func newElection(l store.Leader, ttl time.Duration, log *slog.Logger) *election {
+	return &election{leader: l, ttl: ttl, log: log, gained: make(chan struct{}, 1)}
+}
+
+// current returns the context of the term this Worker leads, or nil.
+func (e *election) current() context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.term
+}
+
+// run takes or renews the lead until ctx is done, then gives it up.
+func (e *election) run(ctx context.Context) {
+	defer func() {
+		e.set(ctx, false)
+		// A fresh context: the lead must go even though ctx is done, or
+		// the others wait for the lease to expire.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.ttl/3)
+		defer cancel()
+		if err := e.leader.Release(rctx); err != nil {
+			e.log.Warn("tds: giving the lead up failed; another Worker takes it when the lease expires", "err", err)
+		}
+	}()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C:
+		case <-t.C:
 		}
-		now := time.Now()
-		lead := false
-		for i, t := range tasks {
-			if next[i].After(now) {
-				continue
-			}
-			next[i] = now.Add(t.Interval)
-			if !lead && !leader.Lead(ctx) {
-				continue // not leading: the other due tasks are skipped too
-			}
-			lead = true
-			if err := t.Run(ctx); err != nil && ctx.Err() == nil {
-				w.log.Error("tds: leader task failed", "task", t.Name, "err", err)
-			}
+		lctx, cancel := context.WithTimeout(ctx, e.ttl/3)
+		ok, err := e.leader.Lead(lctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
 		}
-		earliest := next[0]
-		for _, n := range next[1:] {
-			if n.Before(earliest) {
-				earliest = n
-			}
+		switch {
+		case err != nil && !failing:
+			e.log.Warn("tds: renewing the lead failed; not leading until it succeeds", "err", err)
+		case err == nil && failing:
+			e.log.Info("tds: the lead can be renewed again")
 		}
-		timer.Reset(time.Until(earliest))
+		failing = err != nil
+		e.set(ctx, ok)
+		t.Reset(e.ttl / 3)
+	}
+}
+
+// set starts or ends a term.
+func (e *election) set(ctx context.Context, leading bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case leading && e.term == nil:
+		e.term, e.cancel = context.WithCancel(ctx)
+		e.log.Info("tds: leading housekeeping and the leader tasks")
+		select {
+		case e.gained <- struct{}{}:
+		default:
+		}
+	case !leading && e.term != nil:
+		e.cancel()
+		e.term, e.cancel = nil, nil
+		e.log.Info("tds: no longer leading housekeeping and the leader tasks")
 	}
 }
 

@@ -2,12 +2,11 @@ package tds
 
 import (
 	"context"
-	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/tdscore/tds/internal/store"
 )
 
 func TestHousekeepingDeletesOnlyOldFinishedRows(t *testing.T) {
@@ -39,19 +38,36 @@ func TestHousekeepingDeletesOnlyOldFinishedRows(t *testing.T) {
 	})
 }
 
-func TestHousekeepingHasOneLeader(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	tdb := openTestDB(t, "postgres")
-	st := store.NewPostgres()
-	a := st.NewLeader(tdb.db, slog.Default())
-	b := st.NewLeader(tdb.db, slog.Default())
-	require.True(t, a.Lead(ctx))
-	require.False(t, b.Lead(ctx), "the lock is taken")
-	require.True(t, a.Lead(ctx), "the leader stays leader")
-	a.Release() // the leader's session ends
-	require.True(t, b.Lead(ctx), "the role passes on")
-	b.Release()
+func TestLeaderTasksRunOnOneWorker(t *testing.T) {
+	eachDB(t, func(t *testing.T, tdb *testDB) {
+		e := newWorkerEnv(t, tdb)
+		var mu sync.Mutex
+		runs := map[string]int{}
+		task := func(name string) Option {
+			return WithLeaderTask(LeaderTask{Name: "count", Interval: 5 * time.Millisecond, Run: func(context.Context) error {
+				mu.Lock()
+				defer mu.Unlock()
+				runs[name]++
+				return nil
+			}})
+		}
+		count := func(name string) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return runs[name]
+		}
+		stopA := e.start(t, &flaky{}, task("a"), WithLeaderLease(1500*time.Millisecond))
+		require.Eventually(t, func() bool { return count("a") > 0 }, 10*time.Second, 5*time.Millisecond)
+		e.start(t, &flaky{}, task("b"), WithLeaderLease(1500*time.Millisecond))
+		// While a leads, b's turns come and go without running the task.
+		before := count("a")
+		require.Eventually(t, func() bool { return count("a") >= before+20 }, 10*time.Second, 5*time.Millisecond)
+		require.Zero(t, count("b"), "only the leader runs leader tasks")
+		// a stops and gives the lead up: b takes it at its next renewal,
+		// a third of the lease, not when the lease expires.
+		stopA()
+		require.Eventually(t, func() bool { return count("b") > 0 }, 10*time.Second, 5*time.Millisecond)
+	})
 }
 
 func TestWorkerWakesOnEnqueue(t *testing.T) {

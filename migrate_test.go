@@ -134,14 +134,9 @@ func requireMigratedOnce(t *testing.T, url string) {
 	require.Equal(t, 0, count(t, db, "SELECT COUNT(*) FROM tds_sync_queue"))
 }
 
-// applyMigrations applies fsys on one connection of db.
+// applyMigrations applies fsys to db.
 func applyMigrations(ctx context.Context, db *bun.DB, fsys fs.FS, table string) error {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return store.ApplyMigrations(ctx, conn, fsys, table)
+	return store.ApplyMigrations(ctx, db, fsys, table, nil)
 }
 
 // migrationFS is the embedded schema of db's dialect.

@@ -72,6 +72,8 @@ type config struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	ingestBatch int
+	// pollOnly: no NOTIFY after ingest (WithPollOnly).
+	pollOnly bool
 	// onBatch are the WithBatchObserver functions; see observer.go.
 	onBatch []func(events int)
 

@@ -64,6 +64,9 @@ func NewProcessor(db *bun.DB, opts ...Option) (*Processor, error) {
 // share with others (see NewHandler).
 func newProcessor(db *bun.DB, st store.Store, cfg *config) *Processor {
 	p := &Processor{db: db, st: st, cfg: cfg, wake: st.NewWaker(db, cfg.logger)}
+	if cfg.pollOnly && st.ConcurrentWriters() {
+		p.wake = noWaker{}
+	}
 	inflight := 1 // one writer
 	if st.ConcurrentWriters() {
 		inflight = 4 // transactions in flight: one commits while the next fills
@@ -137,3 +140,9 @@ func (p *Processor) ProcessTx(ctx context.Context, tx bun.Tx, ev *Event) (*Resul
 }
 
 var errNilEvent = fmt.Errorf("%w: event is nil", ErrInvalidEvent)
+
+// noWaker is the Waker under WithPollOnly: the Workers poll.
+type noWaker struct{}
+
+func (noWaker) Poke()  {}
+func (noWaker) Close() {}

@@ -24,6 +24,11 @@ const (
 	// DefaultPollInterval is how often an idle Worker looks for work when
 	// no wake-up arrives.
 	DefaultPollInterval = time.Second
+	// DefaultPollOnlyInterval is how often an idle Worker looks for work
+	// under [WithPollOnly], where no wake-up arrives: a job waits half of
+	// it on average. An idle Worker then costs its database ten claim
+	// queries a second, each an index probe that finds nothing.
+	DefaultPollOnlyInterval = 100 * time.Millisecond
 	// DefaultLeaseDuration is how long a claimed job stays with its worker
 	// without a heartbeat; the worker renews it every third of it.
 	DefaultLeaseDuration = time.Minute
@@ -44,6 +49,9 @@ type workerSettings struct {
 	retention            time.Duration
 	retryPolicy          RetryPolicy
 	workerID             string
+	leaderLease          time.Duration
+	pollOnly             bool
+	listenDB             *bun.DB
 	observers            []func(JobResult)
 	tasks                []LeaderTask
 }
@@ -58,6 +66,12 @@ func (s *workerSettings) withDefaults() workerSettings {
 	}
 	if out.pollInterval == 0 {
 		out.pollInterval = DefaultPollInterval
+		if out.pollOnly {
+			out.pollInterval = DefaultPollOnlyInterval
+		}
+	}
+	if out.leaderLease == 0 {
+		out.leaderLease = DefaultLeaderLease
 	}
 	if out.leaseDuration == 0 {
 		out.leaseDuration = DefaultLeaseDuration
@@ -115,13 +129,46 @@ func WithBatchSize(n int) Option {
 
 // WithPollInterval sets how often an idle Worker looks for work when no
 // wake-up arrives.
-// Applies to [NewWorker]. Defaults to [DefaultPollInterval].
+// Applies to [NewWorker]. Defaults to [DefaultPollInterval], or to
+// [DefaultPollOnlyInterval] under [WithPollOnly].
 func WithPollInterval(d time.Duration) Option {
 	return newOption("WithPollInterval", forWorker, func(c *config) error {
 		if d <= 0 {
 			return optErr("WithPollInterval", "must be > 0, got %s", d)
 		}
 		c.worker.pollInterval = d
+		return nil
+	})
+}
+
+// WithPollOnly turns wake-ups through PostgreSQL's LISTEN/NOTIFY off: a
+// Worker finds work by polling (see [WithPollInterval]) and a Processor or
+// Handler sends no NOTIFY. Use it behind a transaction pooler (PgBouncer in
+// transaction mode, RDS Proxy, Supavisor), which loses notifications when
+// it hands the listening server connection to another client; or give the
+// Worker a direct connection for LISTEN alone with [WithListenDB]. On
+// SQLite, where wake-ups never leave the process, it changes nothing.
+// Applies to [NewWorker], [NewProcessor] and [NewHandler]. Defaults to off.
+func WithPollOnly() Option {
+	return newOption("WithPollOnly", forWorker|forProcessor|forHandler, func(c *config) error {
+		c.pollOnly = true
+		c.worker.pollOnly = true
+		return nil
+	})
+}
+
+// WithListenDB gives a Worker a second pool, connected to PostgreSQL
+// directly rather than through a transaction pooler, that it uses only to
+// LISTEN for wake-ups; everything else goes through the Worker's db. Its
+// one connection stays open while the Worker runs. It does nothing under
+// [WithPollOnly] or on SQLite.
+// Applies to [NewWorker]. Defaults to listening on the Worker's db.
+func WithListenDB(db *bun.DB) Option {
+	return newOption("WithListenDB", forWorker, func(c *config) error {
+		if db == nil {
+			return optErr("WithListenDB", "db is nil")
+		}
+		c.worker.listenDB = db
 		return nil
 	})
 }
@@ -238,8 +285,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	wake := make(chan struct{}, 1)
-	stopWake := w.st.Subscribe(ctx, w.db, w.log, wake)
-	defer stopWake()
+	if !w.ws.pollOnly {
+		listenDB := w.db
+		if w.ws.listenDB != nil {
+			listenDB = w.ws.listenDB
+		}
+		stopWake := w.st.Subscribe(ctx, listenDB, w.log, wake)
+		defer stopWake()
+	}
 
 	var bg sync.WaitGroup
 	bg.Go(func() { w.housekeep(ctx) })

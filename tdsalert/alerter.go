@@ -213,12 +213,19 @@ func (a *Alerter) flushLoop() {
 // [Alerter.Task] instead, and do not call Run in the same process, whose
 // leader it would compete with.
 func (a *Alerter) Run(ctx context.Context) error {
-	leader := a.st.NewLeader(a.db, a.log)
-	defer leader.Release()
+	// The lease is the Workers' (tds.DefaultLeaderLease), renewed at
+	// every evaluation: with an interval longer than a third of it, the
+	// lead may pass to a Worker between evaluations, which then evaluates.
+	leader := a.st.NewLeader(a.db, a.log, "tdsalert/"+record.ProcessID(), tds.DefaultLeaderLease)
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = leader.Release(rctx)
+	}()
 	t := time.NewTicker(a.interval)
 	defer t.Stop()
 	for {
-		if leader.Lead(ctx) {
+		if ok, _ := leader.Lead(ctx); ok {
 			a.evaluateLogged(ctx)
 		}
 		select {

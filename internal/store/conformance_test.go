@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -1538,13 +1540,13 @@ func TestSchemaStatus(t *testing.T) {
 		require.NoError(t, err)
 		defer conn.Close()
 		partial := fstest.MapFS{"0001_first.up.sql": {Data: []byte("SELECT 1")}}
-		require.NoError(t, store.ApplyMigrations(ctx, conn, partial, "tds_test_partial"))
+		require.NoError(t, store.ApplyMigrations(ctx, conn, partial, "tds_test_partial", nil))
 		sc, err = st.SchemaStatus(ctx, conn, "tds_test_partial")
 		require.NoError(t, err)
 		require.Equal(t, []int64{1}, sc.Applied)
 		require.Equal(t, names[1:], sc.Missing)
 		partial["9999_future.up.sql"] = &fstest.MapFile{Data: []byte("SELECT 1")}
-		require.NoError(t, store.ApplyMigrations(ctx, conn, partial, "tds_test_partial"))
+		require.NoError(t, store.ApplyMigrations(ctx, conn, partial, "tds_test_partial", nil))
 		sc, err = st.SchemaStatus(ctx, conn, "tds_test_partial")
 		require.NoError(t, err)
 		require.Equal(t, []int64{9999}, sc.Unknown)
@@ -1628,5 +1630,51 @@ func TestSessionKey(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, got[0], again, "kept: a later candidate does not replace it")
 		require.Equal(t, 1, s.count(`SELECT COUNT(*) FROM tds_ui_keys`))
+	})
+}
+
+func TestLeaderLease(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		ctx := t.Context()
+		lead := func(l store.Leader) bool {
+			ok, err := l.Lead(ctx)
+			require.NoError(t, err)
+			return ok
+		}
+		a := st.NewLeader(db, slog.Default(), "a", time.Hour)
+		b := st.NewLeader(db, slog.Default(), "b", time.Hour)
+		require.True(t, lead(a))
+		require.False(t, lead(b), "the lease is held")
+		require.True(t, lead(a), "the holder renews it")
+		require.NoError(t, a.Release(ctx))
+		require.NoError(t, a.Release(ctx), "releasing twice is harmless")
+		require.True(t, lead(b), "a released lease passes on at once")
+		require.False(t, lead(a))
+		require.NoError(t, a.Release(ctx), "a non-holder's release leaves the lease alone")
+		require.False(t, lead(a), "b still leads")
+		require.NoError(t, b.Release(ctx))
+
+		// A lease nobody renews expires and passes on.
+		short := st.NewLeader(db, slog.Default(), "short", 50*time.Millisecond)
+		require.True(t, lead(short))
+		require.Eventually(t, func() bool { return lead(b) }, 10*time.Second, 10*time.Millisecond)
+		require.False(t, lead(short), "the expired holder has lost the lead")
+		require.NoError(t, b.Release(ctx))
+
+		// Contenders racing for a free lease: exactly one wins.
+		const n = 8
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := range n {
+			l := st.NewLeader(db, slog.Default(), fmt.Sprintf("c%d", i), time.Hour)
+			wg.Go(func() {
+				ok, err := l.Lead(ctx)
+				if err == nil && ok {
+					wins.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		require.EqualValues(t, 1, wins.Load())
 	})
 }

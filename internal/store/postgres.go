@@ -41,9 +41,6 @@ func (Postgres) ConcurrentWriters() bool { return true }
 const (
 	// MigrateLockKey serialises Migrate across processes: "tds.migr".
 	MigrateLockKey = 0x7464732e6d696772
-	// HousekeepingLockKey is held by the process that runs housekeeping:
-	// "tds.hous".
-	HousekeepingLockKey = 0x7464732e686f7573
 )
 
 // NotifyChannel is the LISTEN/NOTIFY channel on which enqueues wake idle
@@ -301,10 +298,17 @@ RETURNING tds_sync_queue.id, tds_sync_queue.attempt_count, tds_sync_queue.status
 	inbox_event_id     BIGINT      NOT NULL
 )`
 	pgMigrateXactLockSQL = `SELECT pg_advisory_xact_lock(?)`
-	pgLockSQLSession     = `SELECT pg_advisory_lock(?)`
-	pgUnlockSQL          = `SELECT pg_advisory_unlock(?)`
-	pgTryLockSQL         = `SELECT pg_try_advisory_lock(?)`
-	pgTableExistsSQL     = `SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = ? AND schemaname = ANY (current_schemas(false))`
+	// pgLeadSQL takes the lease when it is free or expired, or renews it
+	// for its holder; it returns the holder's row only when it leads.
+	pgLeadSQL = `INSERT INTO tds_leader AS l (name, holder, elected_at, expires_at)
+VALUES (?, ?, now(), now() + make_interval(secs => ?))
+ON CONFLICT (name) DO UPDATE SET
+	holder = EXCLUDED.holder,
+	elected_at = CASE WHEN l.holder = EXCLUDED.holder THEN l.elected_at ELSE EXCLUDED.elected_at END,
+	expires_at = EXCLUDED.expires_at
+WHERE l.holder = EXCLUDED.holder OR l.expires_at < now()
+RETURNING holder`
+	pgTableExistsSQL = `SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = ? AND schemaname = ANY (current_schemas(false))`
 )
 
 func (pgSQL) txOptions() *sql.TxOptions { return &sql.TxOptions{Isolation: sql.LevelReadCommitted} }
@@ -381,34 +385,34 @@ func (pgSQL) notify(ctx context.Context, db bun.IDB) error {
 	return err
 }
 
-// Migrate applies the schema under a session advisory lock, so that
-// concurrent callers take turns, then defines tds_busy_entities from
-// headRule.
+// Migrate applies the schema one migration per transaction, each taking
+// the migration lock at transaction level first, so that concurrent
+// callers take turns and no lock outlives its transaction (a session lock
+// would stay on whichever server connection a transaction pooler lent),
+// then defines tds_busy_entities from headRule.
 func (p Postgres) Migrate(ctx context.Context, db *bun.DB, table string) error {
 	fsys, err := p.dialect.migrations()
 	if err != nil {
 		return err
 	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
+	lock := func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.ExecContext(ctx, pgMigrateXactLockSQL, int64(MigrateLockKey)); err != nil {
+			return fmt.Errorf("taking the migration lock: %w", err)
+		}
+		return nil
+	}
+	if err := ApplyMigrations(ctx, db, fsys, table, lock); err != nil {
 		return err
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, pgLockSQLSession, int64(MigrateLockKey)); err != nil {
-		return fmt.Errorf("taking the migration lock: %w", err)
-	}
-	defer func() {
-		// A fresh context: the lock must go even if ctx is done; closing
-		// the connection would release it too.
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), pgUnlockSQL, int64(MigrateLockKey))
-	}()
-	if err := ApplyMigrations(ctx, conn, fsys, table); err != nil {
-		return err
-	}
-	if _, err := conn.ExecContext(ctx, busyEntitiesPG); err != nil {
-		return fmt.Errorf("defining tds_busy_entities: %w", err)
-	}
-	return nil
+	return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := lock(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, busyEntitiesPG); err != nil {
+			return fmt.Errorf("defining tds_busy_entities: %w", err)
+		}
+		return nil
+	})
 }
 
 // MigrateMirror creates the mirror tables under the migration lock.
@@ -730,47 +734,28 @@ func (w *pgWaker) send() {
 // Close implements [Waker.Close].
 func (w *pgWaker) Close() { w.wg.Wait() }
 
-// pgLeader holds the housekeeping lock, a session advisory lock on a
-// dedicated connection, so that a process that dies hands the role on as
-// soon as the server notices the connection is gone.
+// pgLeader holds the housekeeping lease, timed by the database's clock so
+// that the processes' clocks need not agree.
 type pgLeader struct {
-	db   *bun.DB
-	log  *slog.Logger
-	conn *bun.Conn
+	db     *bun.DB
+	holder string
+	ttl    time.Duration
 }
 
-// NewLeader returns the housekeeping election through an advisory lock.
-func (p Postgres) NewLeader(db *bun.DB, log *slog.Logger) Leader { return &pgLeader{db: db, log: log} }
+// NewLeader returns holder's part in the housekeeping election.
+func (p Postgres) NewLeader(db *bun.DB, _ *slog.Logger, holder string, ttl time.Duration) Leader {
+	return &pgLeader{db: db, holder: holder, ttl: ttl}
+}
 
 // Lead implements [Leader.Lead].
-func (l *pgLeader) Lead(ctx context.Context) bool {
-	if l.conn != nil {
-		if err := l.conn.PingContext(ctx); err == nil {
-			return true
-		}
-		_ = l.conn.Close() // the lock went with the session
-		l.conn = nil
-	}
-	c, err := l.db.Conn(ctx)
-	if err != nil {
-		return false
-	}
-	var ok bool
-	if err := c.QueryRowContext(ctx, pgTryLockSQL, int64(HousekeepingLockKey)).Scan(&ok); err != nil || !ok {
-		_ = c.Close()
-		return false
-	}
-	l.conn = &c
-	l.log.Debug("tds: leading housekeeping")
-	return true
+func (l *pgLeader) Lead(ctx context.Context) (bool, error) {
+	var got []string
+	err := l.db.NewRaw(pgLeadSQL, LeaderName, l.holder, l.ttl.Seconds()).Scan(ctx, &got)
+	return err == nil && len(got) == 1, err
 }
 
 // Release implements [Leader.Release].
-func (l *pgLeader) Release() {
-	if l.conn == nil {
-		return
-	}
-	_, _ = l.conn.ExecContext(context.Background(), pgUnlockSQL, int64(HousekeepingLockKey))
-	_ = l.conn.Close()
-	l.conn = nil
+func (l *pgLeader) Release(ctx context.Context) error {
+	_, err := l.db.ExecContext(ctx, leaderReleaseSQL, LeaderName, l.holder)
+	return err
 }

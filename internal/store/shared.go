@@ -859,19 +859,36 @@ func ReadMigrations(fsys fs.FS) ([]migrationFile, error) {
 	return out, nil
 }
 
+// leaderReleaseSQL gives the housekeeping lease up.
+const leaderReleaseSQL = `DELETE FROM tds_leader WHERE name = ? AND holder = ?`
+
 // ApplyMigrations applies the *.up.sql files of fsys not yet recorded in
-// table, in version order, on conn, each in a transaction with the row
-// that records it.
-func ApplyMigrations(ctx context.Context, conn bun.Conn, fsys fs.FS, table string) error {
+// table, in version order, each in a transaction with the row that
+// records it; lock, when not nil, runs first in each of those
+// transactions (and in the one that creates table).
+func ApplyMigrations(ctx context.Context, db bun.IDB, fsys fs.FS, table string, lock func(context.Context, bun.Tx) error) error {
 	files, err := ReadMigrations(fsys)
 	if err != nil {
 		return err
 	}
-	if _, err := conn.ExecContext(ctx, migrationsTableSQL, bun.Ident(table)); err != nil {
+	if lock == nil {
+		lock = func(context.Context, bun.Tx) error { return nil }
+	}
+	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := lock(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, migrationsTableSQL, bun.Ident(table))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("creating %s: %w", table, err)
 	}
 	for _, m := range files {
-		err := conn.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if err := lock(ctx, tx); err != nil {
+				return err
+			}
 			var n int
 			if err := tx.QueryRowContext(ctx, migrationAppliedSQL, bun.Ident(table), m.version).Scan(&n); err != nil {
 				return err

@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds/internal/notify"
+	"github.com/tdscore/tds/internal/record"
 	"github.com/tdscore/tds/migrations"
 )
 
@@ -238,19 +239,14 @@ func (sqliteSQL) notify(_ context.Context, db bun.IDB) error {
 	return nil
 }
 
-// Migrate applies the schema on one connection; concurrent processes take
-// turns through the database's write lock.
+// Migrate applies the schema one migration per transaction; concurrent
+// processes take turns through the database's write lock.
 func (s SQLite) Migrate(ctx context.Context, db *bun.DB, table string) error {
 	fsys, err := s.dialect.migrations()
 	if err != nil {
 		return err
 	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return ApplyMigrations(ctx, conn, fsys, table)
+	return ApplyMigrations(ctx, db, fsys, table, nil)
 }
 
 // MigrateMirror creates the mirror tables in one transaction.
@@ -525,12 +521,39 @@ func (w sqWaker) Poke() { notify.Default.Signal(w.db.Dialect()) }
 // Close implements [Waker.Close].
 func (w sqWaker) Close() {}
 
-// sqLeader always leads: every Worker of the process runs housekeeping,
-// and the single writer keeps them apart.
-type sqLeader struct{}
+// sqLeader holds the housekeeping lease, timed by the process's clock:
+// the processes sharing a database file share a machine.
+type sqLeader struct {
+	db     *bun.DB
+	holder string
+	ttl    time.Duration
+}
 
-// NewLeader returns an election every process wins.
-func (s SQLite) NewLeader(*bun.DB, *slog.Logger) Leader { return sqLeader{} }
+// NewLeader returns holder's part in the housekeeping election.
+func (s SQLite) NewLeader(db *bun.DB, _ *slog.Logger, holder string, ttl time.Duration) Leader {
+	return &sqLeader{db: db, holder: holder, ttl: ttl}
+}
 
-func (sqLeader) Lead(context.Context) bool { return true }
-func (sqLeader) Release()                  {}
+// Lead implements [Leader.Lead].
+func (l *sqLeader) Lead(ctx context.Context) (bool, error) {
+	now := record.DBTime(time.Now())
+	var got []string
+	err := l.db.NewRaw(sqLeadSQL, LeaderName, l.holder, now, now.Add(l.ttl), now).Scan(ctx, &got)
+	return err == nil && len(got) == 1, err
+}
+
+// Release implements [Leader.Release].
+func (l *sqLeader) Release(ctx context.Context) error {
+	_, err := l.db.ExecContext(ctx, leaderReleaseSQL, LeaderName, l.holder)
+	return err
+}
+
+// sqLeadSQL is pgLeadSQL with the times given.
+const sqLeadSQL = `INSERT INTO tds_leader AS l (name, holder, elected_at, expires_at)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET
+	holder = excluded.holder,
+	elected_at = CASE WHEN l.holder = excluded.holder THEN l.elected_at ELSE excluded.elected_at END,
+	expires_at = excluded.expires_at
+WHERE l.holder = excluded.holder OR l.expires_at < ?
+RETURNING holder`

@@ -468,9 +468,10 @@ type Store interface {
 	// NewWaker returns a [Waker] that notifies from outside the ingest
 	// transactions.
 	NewWaker(db *bun.DB, log *slog.Logger) Waker
-	// NewLeader returns the election of the one process that runs
-	// housekeeping.
-	NewLeader(db *bun.DB, log *slog.Logger) Leader
+	// NewLeader returns holder's part in the election of the one Worker
+	// that runs housekeeping and the leader tasks: a lease row, valid for
+	// ttl after each renewal.
+	NewLeader(db *bun.DB, log *slog.Logger, holder string, ttl time.Duration) Leader
 
 	Runs
 	Alerts
@@ -484,14 +485,23 @@ type Waker interface {
 	Close()
 }
 
-// Leader is the election of the process that runs housekeeping.
+// Leader is one Worker's part in the election of the one that runs
+// housekeeping. The lead is a lease row (tds_leader): its holder renews it;
+// once it has expired any other takes it. Nothing is held on a
+// connection, so the election works through a transaction pooler.
 type Leader interface {
-	// Lead reports whether this process leads now, taking the lead if it
-	// is free.
-	Lead(ctx context.Context) bool
-	// Release gives the lead up.
-	Release()
+	// Lead takes the lead if it is free or expired, or renews it if this
+	// holder has it, and reports whether this holder leads until the
+	// lease's ttl from now. An error (the database unreachable) reports
+	// false: the lead is not known to be held.
+	Lead(ctx context.Context) (bool, error)
+	// Release gives the lead up at once, so that another takes it without
+	// waiting for the lease to expire.
+	Release(ctx context.Context) error
 }
+
+// LeaderName is the name of the housekeeping lease in tds_leader.
+const LeaderName = "housekeeping"
 
 // The Stores hold no state: one of each serves every caller, and For,
 // which MirrorSyncer calls for every job, allocates nothing.
