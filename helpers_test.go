@@ -38,9 +38,10 @@ func TestMain(m *testing.M) {
 // init) runs before TestMain. Exported only to the tests: this is a _test file.
 var TestKit struct {
 	Main func(m *testing.M)
-	// PostgresURL and SQLiteURL return a fresh migrated database, or an
-	// empty one when empty is true.
-	PostgresURL, SQLiteURL func(t testing.TB, empty bool) string
+	// PostgresURL, PgBouncerURL (PostgreSQL through PgBouncer in
+	// transaction pooling mode) and SQLiteURL return a fresh migrated
+	// database, or an empty one when empty is true.
+	PostgresURL, PgBouncerURL, SQLiteURL func(t testing.TB, empty bool) string
 }
 
 func childMigrate(url string) int {
@@ -73,6 +74,8 @@ func openTestDB(t testing.TB, dialect string) *testDB {
 	switch dialect {
 	case "postgres":
 		url = TestKit.PostgresURL(t, false)
+	case "pgbouncer":
+		url = TestKit.PgBouncerURL(t, false)
 	case "sqlite":
 		url = TestKit.SQLiteURL(t, false)
 	default:
@@ -88,7 +91,19 @@ func openTestDB(t testing.TB, dialect string) *testDB {
 // dialect: the conformance suite.
 func eachDB(t *testing.T, fn func(t *testing.T, tdb *testDB)) {
 	t.Helper()
-	for _, d := range []string{"postgres", "sqlite"} {
+	eachOf(t, []string{"postgres", "sqlite"}, fn)
+}
+
+// eachDBAndPooler is eachDB and PostgreSQL through PgBouncer in transaction
+// pooling mode ("pgbouncer"), for what a pooler could break.
+func eachDBAndPooler(t *testing.T, fn func(t *testing.T, tdb *testDB)) {
+	t.Helper()
+	eachOf(t, []string{"postgres", "pgbouncer", "sqlite"}, fn)
+}
+
+func eachOf(t *testing.T, dialects []string, fn func(t *testing.T, tdb *testDB)) {
+	t.Helper()
+	for _, d := range dialects {
 		t.Run(d, func(t *testing.T) {
 			t.Parallel()
 			fn(t, openTestDB(t, d))

@@ -39,7 +39,7 @@ func TestHousekeepingDeletesOnlyOldFinishedRows(t *testing.T) {
 }
 
 func TestLeaderTasksRunOnOneWorker(t *testing.T) {
-	eachDB(t, func(t *testing.T, tdb *testDB) {
+	eachDBAndPooler(t, func(t *testing.T, tdb *testDB) {
 		e := newWorkerEnv(t, tdb)
 		var mu sync.Mutex
 		runs := map[string]int{}

@@ -12,6 +12,9 @@ import (
 func init() {
 	tds.TestKit.Main = func(m *testing.M) { tdstest.Main(m) }
 	tds.TestKit.PostgresURL = func(t testing.TB, empty bool) string { return tdstest.PostgresURL(t, kitOptions(empty)...) }
+	tds.TestKit.PgBouncerURL = func(t testing.TB, empty bool) string {
+		return tdstest.PostgresURL(t, append(kitOptions(empty), tdstest.ThroughPgBouncer())...)
+	}
 	tds.TestKit.SQLiteURL = func(t testing.TB, empty bool) string { return tdstest.SQLiteURL(t, kitOptions(empty)...) }
 }
 

@@ -36,7 +36,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 }
 
 func TestMigrateConcurrently(t *testing.T) {
-	for _, dialect := range []string{"postgres", "sqlite"} {
+	for _, dialect := range []string{"postgres", "pgbouncer", "sqlite"} {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
@@ -67,8 +67,15 @@ func TestMigrateConcurrently(t *testing.T) {
 }
 
 func TestMigrateFromTwoProcesses(t *testing.T) {
-	t.Parallel()
-	url := freshURL(t, "postgres")
+	for _, dialect := range []string{"postgres", "pgbouncer"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			migrateFromTwoProcesses(t, freshURL(t, dialect))
+		})
+	}
+}
+
+func migrateFromTwoProcesses(t *testing.T, url string) {
 	cmds := make([]*exec.Cmd, 2)
 	outs := make([]strings.Builder, 2)
 	for i := range cmds {
@@ -115,8 +122,11 @@ func TestReadMigrationsRejectsBadNames(t *testing.T) {
 
 // freshURL is an empty, unmigrated database of the dialect.
 func freshURL(t *testing.T, dialect string) string {
-	if dialect == "postgres" {
+	switch dialect {
+	case "postgres":
 		return TestKit.PostgresURL(t, true)
+	case "pgbouncer":
+		return TestKit.PgBouncerURL(t, true)
 	}
 	return TestKit.SQLiteURL(t, true)
 }

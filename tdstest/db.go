@@ -57,6 +57,7 @@ type DBOption func(*dbSettings)
 
 type dbSettings struct {
 	unmigrated bool
+	pgbouncer  bool
 }
 
 // Unmigrated returns an empty database, without the tds schema, for tests
@@ -115,6 +116,20 @@ func PostgresURL(t testing.TB, opts ...DBOption) string {
 			t.Errorf("tdstest: %v", err)
 		}
 	})
+	if set.pgbouncer {
+		b, err := getBouncer(s)
+		if errors.Is(err, errNoBouncer) {
+			msg := fmt.Sprintf("tdstest: %v; install PgBouncer (Debian's pgbouncer)", err)
+			if os.Getenv("CI") != "" {
+				t.Fatal(msg + " (failing rather than skipping because CI is set)")
+			}
+			t.Skip(msg)
+		}
+		if err != nil {
+			t.Fatalf("tdstest: %v", err)
+		}
+		return b.viaBouncer(s.dbURL(name))
+	}
 	return s.dbURL(name)
 }
 
@@ -130,6 +145,9 @@ func Postgres(t testing.TB, opts ...DBOption) *bun.DB {
 // ends. With [Unmigrated] the file does not exist yet.
 func SQLiteURL(t testing.TB, opts ...DBOption) string {
 	t.Helper()
+	if dbSettingsOf(opts).pgbouncer {
+		t.Fatal("tdstest: ThroughPgBouncer applies to PostgreSQL databases only")
+	}
 	u := "sqlite:" + filepath.Join(t.TempDir(), "test.db")
 	if !dbSettingsOf(opts).unmigrated {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -190,7 +190,7 @@ func shutdown() error {
 	if s == nil {
 		return nil
 	}
-	var errs []error
+	errs := []error{stopBouncer()}
 	if s.external && s.tplName != "" && s.tplErr == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		errs = append(errs, s.drop(ctx, s.tplName))

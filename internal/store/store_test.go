@@ -59,6 +59,8 @@ func openDB(t *testing.T, dialect string) *bun.DB {
 	switch dialect {
 	case "postgres":
 		db = openPostgres(tdstest.PostgresURL(t))
+	case "pgbouncer":
+		db = openPostgres(tdstest.PostgresURL(t, tdstest.ThroughPgBouncer()))
 	case "sqlite":
 		path, ok := strings.CutPrefix(tdstest.SQLiteURL(t), "sqlite:")
 		require.True(t, ok, "tdstest.SQLiteURL returns sqlite:PATH")
@@ -73,17 +75,18 @@ func openDB(t *testing.T, dialect string) *bun.DB {
 	return db
 }
 
-// eachStore runs fn as parallel subtests "postgres" and "sqlite", each on
-// a fresh migrated database with its Store: the conformance suite.
+// eachStore runs fn as parallel subtests "postgres", "pgbouncer" (PostgreSQL
+// through PgBouncer in transaction pooling mode) and "sqlite", each on a
+// fresh migrated database with its Store: the conformance suite.
 func eachStore(t *testing.T, fn func(t *testing.T, db *bun.DB, st store.Store)) {
 	t.Helper()
-	for _, d := range []string{"postgres", "sqlite"} {
+	for _, d := range []string{"postgres", "pgbouncer", "sqlite"} {
 		t.Run(d, func(t *testing.T) {
 			t.Parallel()
 			db := openDB(t, d)
 			st, err := store.For(db)
 			require.NoError(t, err)
-			require.Equal(t, d, st.Name())
+			require.Equal(t, strings.Replace(d, "pgbouncer", "postgres", 1), st.Name())
 			fn(t, db, st)
 		})
 	}
