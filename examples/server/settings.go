@@ -30,6 +30,9 @@ type settings struct {
 	addr, database, webhookKeys, zohoSecret, standardSecret, adminToken string
 	trustedProxies, metricsAddr, metricsToken                           string
 	workers, maxConns, dbMaxConns                                       int
+	pollOnly                                                            bool
+	pollInterval, leaderLease, leaseDuration, housekeeping              time.Duration
+	listenDatabase                                                      string
 	logFormat                                                           string
 	logLevel                                                            slog.Level
 	zoho                                                                zohoSettings
@@ -75,6 +78,12 @@ var table = []setting{
 	{"metrics-token", "TDS_METRICS_TOKEN", "", "read-only bearer tokens of GET /metrics on the main listener, comma-separated; they open nothing else", text(func(s *settings) *string { return &s.metricsToken })},
 	{"workers", "TDS_WORKERS", strconv.Itoa(tds.DefaultConcurrency), "jobs synced at once; 0 runs ingest without workers", number(0, func(s *settings) *int { return &s.workers })},
 	{"db-max-conns", "TDS_DB_MAX_CONNS", strconv.Itoa(defaultDBMaxConns), "PostgreSQL connections the process opens at most, plus one for LISTEN (SQLite has one)", number(2, func(s *settings) *int { return &s.dbMaxConns })},
+	{"poll-only", "TDS_POLL_ONLY", "false", "find work by polling, without LISTEN/NOTIFY: behind a transaction pooler (PgBouncer in transaction mode, RDS Proxy, Supavisor)", boolean(func(s *settings) *bool { return &s.pollOnly })},
+	{"poll-interval", "TDS_POLL_INTERVAL", "", "how often an idle worker looks for work; default " + shortDuration(tds.DefaultPollInterval) + ", or " + tds.DefaultPollOnlyInterval.String() + " with -poll-only", optionalDuration(func(s *settings) *time.Duration { return &s.pollInterval })},
+	{"listen-database", "TDS_LISTEN_DATABASE_URL", "", "a direct PostgreSQL URL used only for LISTEN, when -database goes through a transaction pooler", text(func(s *settings) *string { return &s.listenDatabase })},
+	{"leader-lease", "TDS_LEADER_LEASE", shortDuration(tds.DefaultLeaderLease), "how long the lead of housekeeping, alerts and the reconciliation schedule stays with a replica that stopped renewing it", positiveDuration(func(s *settings) *time.Duration { return &s.leaderLease })},
+	{"lease-duration", "TDS_LEASE_DURATION", shortDuration(tds.DefaultLeaseDuration), "how long a claimed job stays with a worker that stopped renewing it (killed) before housekeeping hands it to another", positiveDuration(func(s *settings) *time.Duration { return &s.leaseDuration })},
+	{"housekeeping-interval", "TDS_HOUSEKEEPING_INTERVAL", shortDuration(tds.DefaultHousekeepingInterval), "how often the leader rescues jobs whose lease expired and deletes rows past retention", positiveDuration(func(s *settings) *time.Duration { return &s.housekeeping })},
 	{"max-conns", "TDS_MAX_CONNS", strconv.Itoa(defaultMaxConns), "connections served at once; when full, the one idle longest is closed for a new one", number(1, func(s *settings) *int { return &s.maxConns })},
 	{"trusted-proxies", "TDS_TRUSTED_PROXIES", "", "proxies (addresses or CIDR prefixes), comma-separated, whose X-Forwarded-For gives the client address", text(func(s *settings) *string { return &s.trustedProxies })},
 	{"metrics-addr", "TDS_METRICS_ADDR", "", "a second listen address serving only GET /metrics, without authentication: keep it private", text(func(s *settings) *string { return &s.metricsAddr })},
@@ -117,6 +126,17 @@ func number(minimum int, field func(*settings) *int) func(*settings, string) err
 	}
 }
 
+func boolean(field func(*settings) *bool) func(*settings, string) error {
+	return func(s *settings, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*field(s) = b
+		return nil
+	}
+}
+
 func duration(field func(*settings) *time.Duration) func(*settings, string) error {
 	return func(s *settings, v string) error {
 		d, err := time.ParseDuration(strings.TrimSpace(v))
@@ -128,6 +148,19 @@ func duration(field func(*settings) *time.Duration) func(*settings, string) erro
 		}
 		*field(s) = d
 		return nil
+	}
+}
+
+// optionalDuration is a positive duration, or none ("", 0) for the
+// library's default.
+func optionalDuration(field func(*settings) *time.Duration) func(*settings, string) error {
+	parse := duration(field)
+	return func(s *settings, v string) error {
+		if strings.TrimSpace(v) == "" {
+			*field(s) = 0
+			return nil
+		}
+		return parse(s, v)
 	}
 }
 

@@ -73,8 +73,8 @@ func TestSettingsTable(t *testing.T) {
 		require.False(t, envs[st.env], st.env)
 		flags[st.flag], envs[st.env] = true, true
 		want := "TDS_" + strings.ToUpper(strings.ReplaceAll(st.flag, "-", "_"))
-		if st.flag == "database" {
-			want = "TDS_DATABASE_URL"
+		if st.flag == "database" || st.flag == "listen-database" {
+			want += "_URL" // the database URLs, as the issue and the ecosystem name them
 		}
 		require.Equal(t, want, st.env, "the variable is named after the flag")
 		require.NoError(t, st.set(&settings{}, st.def), "the default of -%s", st.flag)

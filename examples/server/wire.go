@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/tdsalert"
@@ -93,9 +96,30 @@ func (c *components) newWorker(s *settings, db *bun.DB, reg *tds.Registry, log *
 		return nil, err
 	}
 	opts := []tds.Option{tds.WithLogger(log), tds.WithConcurrency(max(s.workers, 1)),
-		tds.WithObserver(c.metrics.ObserveJob), tds.WithLeaderTask(c.alerter.Task())}
+		tds.WithObserver(c.metrics.ObserveJob), tds.WithLeaderTask(c.alerter.Task()),
+		tds.WithLeaderLease(s.leaderLease), tds.WithLeaseDuration(s.leaseDuration),
+		tds.WithHousekeepingInterval(s.housekeeping)}
 	if c.reconciler != nil {
 		opts = append(opts, tds.WithLeaderTask(c.reconciler.Task()))
+	}
+	if s.pollOnly {
+		opts = append(opts, tds.WithPollOnly())
+	}
+	if s.pollInterval > 0 {
+		opts = append(opts, tds.WithPollInterval(s.pollInterval))
+	}
+	if s.listenDatabase != "" && !s.pollOnly && db.Dialect().Name() == dialect.PG {
+		listen, err := tds.Open(context.Background(), s.listenDatabase)
+		if err != nil {
+			return nil, fmt.Errorf("-listen-database: %w", err)
+		}
+		if listen.Dialect().Name() != dialect.PG {
+			_ = listen.Close()
+			return nil, errors.New("-listen-database: must be a postgres:// URL")
+		}
+		listen.SetMaxOpenConns(2) // the listener's connection, and a spare while it reconnects
+		c.closers = append(c.closers, func(*slog.Logger) { _ = listen.Close() })
+		opts = append(opts, tds.WithListenDB(listen))
 	}
 	return tds.NewWorker(db, syncer, opts...)
 }
@@ -151,6 +175,9 @@ func (s *settings) handlerOptions(reg *tds.Registry, log *slog.Logger) []tds.Opt
 	}
 	if proxies := splitList(s.trustedProxies); len(proxies) > 0 {
 		opts = append(opts, tds.WithTrustedProxies(proxies...))
+	}
+	if s.pollOnly {
+		opts = append(opts, tds.WithPollOnly())
 	}
 	return opts
 }
