@@ -39,7 +39,7 @@ type spans struct {
 
 // latency posts webhooks at a fixed rate and measures, per event, the time
 // from the start of its POST to the commit of its mirror row, split.
-func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, workers, batch int) (sp spans, err error) {
+func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, workers, batch int, pollOnly bool) (sp spans, err error) {
 	var (
 		mu        sync.Mutex
 		sent      = map[string]time.Time{}
@@ -65,14 +65,19 @@ func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, worke
 	if err != nil {
 		return sp, err
 	}
-	w, err := tds.NewWorker(db, mirror, tds.WithConcurrency(workers), tds.WithBatchSize(batch), tds.WithObserver(observer))
+	wopts := []tds.Option{tds.WithConcurrency(workers), tds.WithBatchSize(batch), tds.WithObserver(observer)}
+	hopts := []tds.Option{tds.WithWebhookKeys(benchKey)}
+	if pollOnly {
+		wopts, hopts = append(wopts, tds.WithPollOnly()), append(hopts, tds.WithPollOnly())
+	}
+	w, err := tds.NewWorker(db, mirror, wopts...)
 	if err != nil {
 		return sp, err
 	}
 	stop := runWorker(ctx, w)
 	defer func() { _ = stop() }()
 
-	h, err := tds.NewHandler(db, tds.WithWebhookKeys(benchKey))
+	h, err := tds.NewHandler(db, hopts...)
 	if err != nil {
 		return sp, err
 	}
@@ -147,7 +152,7 @@ func runLatency(ctx context.Context, db *bun.DB, c config, r *report) error {
 			}
 		}
 		rssReset := resetPeakRSS()
-		sp, err := latency(ctx, db, rate, c.latencyDur, c.workers, c.batch)
+		sp, err := latency(ctx, db, rate, c.latencyDur, c.workers, c.batch, c.pollOnly)
 		if err != nil {
 			return err
 		}
@@ -156,7 +161,7 @@ func runLatency(ctx context.Context, db *bun.DB, c config, r *report) error {
 			rss += " (whole run: could not reset it)"
 		}
 		r.row(fmt.Sprintf("latency at %d events/s: POST to mirror row committed", rate), percentiles(sp.total),
-			fmt.Sprintf("%d events over %s; worker poll interval %s; %s", len(sp.total), c.latencyDur, tds.DefaultPollInterval, rss))
+			fmt.Sprintf("%d events over %s; %s; %s", len(sp.total), c.latencyDur, wakeUps(c.pollOnly), rss))
 		r.row(fmt.Sprintf("latency at %d events/s: of which the POST (inbox committed, 200 received)", rate),
 			percentiles(sp.acked), "the rest is wake-up, claim, sync and the batch's commit")
 		r.row(fmt.Sprintf("latency at %d events/s: of which 200 received to the attempt's start", rate),
@@ -240,4 +245,12 @@ func runBacklog(ctx context.Context, db *bun.DB, c config, r *report) error {
 	r.row(fmt.Sprintf("backlog: claim of %d with %d waiting", c.backlogBatch, c.backlogLarge), ms(large), "")
 	r.row("backlog: ratio large / small", fmt.Sprintf("%.2fx", float64(large)/float64(small)), "target <= 1.5x")
 	return nil
+}
+
+// wakeUps says how the latency run's workers learn of new jobs.
+func wakeUps(pollOnly bool) string {
+	if pollOnly {
+		return fmt.Sprintf("poll-only, every %s", tds.DefaultPollOnlyInterval)
+	}
+	return fmt.Sprintf("LISTEN wake-ups, worker poll interval %s", tds.DefaultPollInterval)
 }

@@ -47,11 +47,20 @@ type config struct {
 	reconcileN   int
 	dashboardN   int
 	metrics      []bool // runs of ingest and burn-down: metrics off and/or on
+	pollOnly     bool   // tds.WithPollOnly in latency and processes
+	processes    []int  // processes: worker processes per run
 }
 
 func main() {
 	if n, err := strconv.Atoi(os.Getenv(fakeZohoEnv)); err == nil {
 		os.Exit(serveFakeZoho(n))
+	}
+	if url := os.Getenv(childEnv); url != "" {
+		if err := childWorker(url); err != nil {
+			fmt.Fprintln(os.Stderr, "tdsbench worker process:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "tdsbench:", err)
@@ -65,7 +74,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var scenarios string
 	var short bool
 	fs.StringVar(&c.database, "database", "", "database URL: postgres://... or sqlite:PATH (default: a SQLite file in a temp dir)")
-	fs.StringVar(&scenarios, "scenarios", "ingest,burndown,latency,backlog,reconcile", "comma-separated scenarios to run (also: dashboard, the /ui/ pages on 1,000,000 events)")
+	fs.StringVar(&scenarios, "scenarios", "ingest,burndown,latency,backlog,reconcile", "comma-separated scenarios to run (also: dashboard, the /ui/ pages on 1,000,000 events; processes, burn-down by several worker processes)")
 	fs.IntVar(&c.reconcileN, "reconcile-n", 100000, "reconcile: remote entities swept")
 	fs.IntVar(&c.dashboardN, "dashboard-events", 1000000, "dashboard: inbox events seeded (10,000 of them dead letters)")
 	fs.IntVar(&c.senders, "senders", 64, "ingest: concurrent HTTP senders (and baseline writers)")
@@ -79,6 +88,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&c.backlogSmall, "backlog-small", 10000, "backlog: the small backlog")
 	fs.IntVar(&c.backlogLarge, "backlog-large", 1000000, "backlog: the large backlog")
 	fs.IntVar(&c.backlogBatch, "backlog-batch", tds.DefaultBatchSize, "backlog: jobs per claim (the Worker's default batch size)")
+	fs.BoolVar(&c.pollOnly, "poll-only", false, "latency and processes: workers poll (tds.WithPollOnly), as behind a transaction pooler")
+	procs := fs.String("processes", "1,2,4", "processes: worker processes on the database, comma-separated (one run each, -n events)")
 	fs.BoolVar(&short, "short", false, "tiny sizes, to check the tool works (CI)")
 	metricsMode := fs.String("metrics", "off", "ingest and burn-down: Prometheus metrics off, on (scraped every second) or both (off then on, with their ratio)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -107,6 +118,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("-rates: %q is not a positive number", v)
 		}
 		c.rates = append(c.rates, n)
+	}
+	for _, v := range strings.Split(*procs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-processes: %q is not a positive number", v)
+		}
+		c.processes = append(c.processes, n)
 	}
 	var err error
 	if c.metrics, err = metricsModes(*metricsMode); err != nil {
@@ -159,6 +177,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		{"backlog", runBacklog},
 		{"reconcile", runReconcile},
 		{"dashboard", runDashboard},
+		{"processes", runProcesses},
 	} {
 		if !c.scenarios[sc.name] {
 			continue

@@ -17,6 +17,14 @@ func TestMain(m *testing.M) {
 	if n, err := strconv.Atoi(os.Getenv(fakeZohoEnv)); err == nil {
 		os.Exit(serveFakeZoho(n))
 	}
+	// So are the worker processes of the processes scenario.
+	if url := os.Getenv(childEnv); url != "" {
+		if err := childWorker(url); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	tdstest.Main(m)
 }
 
@@ -57,4 +65,29 @@ func TestShortRunMetrics(t *testing.T) {
 	}
 	require.Error(t, run(context.Background(), []string{"-short", "-metrics", "maybe"}, &out))
 	t.Log("\n" + out.String())
+}
+
+// TestShortRunProcesses: the processes scenario runs worker processes on
+// one PostgreSQL, directly and, poll-only, through PgBouncer in
+// transaction mode; and the latency scenario runs poll-only.
+func TestShortRunProcesses(t *testing.T) {
+	for _, via := range []string{"postgres", "pgbouncer"} {
+		t.Run(via, func(t *testing.T) {
+			t.Parallel()
+			opts := []tdstest.DBOption{tdstest.Unmigrated()}
+			args := []string{"-short", "-scenarios", "processes", "-processes", "1,2"}
+			if via == "pgbouncer" {
+				opts = append(opts, tdstest.ThroughPgBouncer())
+				args = append(args, "-poll-only", "-scenarios", "processes,latency")
+			}
+			var out bytes.Buffer
+			require.NoError(t, run(context.Background(), append(args, "-database", tdstest.PostgresURL(t, opts...)), &out))
+			require.Contains(t, out.String(), "| burn-down: no-op Syncer, 1 processes |")
+			require.Contains(t, out.String(), "| burn-down: no-op Syncer, 2 processes |")
+			if via == "pgbouncer" {
+				require.Contains(t, out.String(), "poll-only, every 100ms")
+			}
+			t.Log("\n" + out.String())
+		})
+	}
 }
