@@ -2,6 +2,7 @@ package tds
 
 import (
 	"context"
+	neturl "net/url"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +87,46 @@ func TestWorkerWakesOnEnqueue(t *testing.T) {
 		require.NoError(t, err)
 		e.waitStatus(t, id, StatusCompleted)
 	})
+}
+
+// Through a transaction pooler a Worker either polls (WithPollOnly) or
+// listens on a direct connection (WithListenDB); either way a job enqueued
+// while it idles is synced. The first job is synced by the Worker's first
+// claim; the second only by a wake-up (a poll an hour away) or a poll.
+func TestWorkerBehindPooler(t *testing.T) {
+	for _, mode := range []string{"poll-only", "listen-db"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			tdb := openTestDB(t, "pgbouncer")
+			e := newWorkerEnv(t, tdb)
+			opts := []Option{WithPollOnly()}
+			if mode == "listen-db" {
+				listen, err := Open(t.Context(), directURL(t, tdb.url))
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = listen.Close() })
+				opts = []Option{WithPollInterval(time.Hour), WithListenDB(listen)}
+			}
+			// newWorkerEnv's Processor sends NOTIFY through the pooler,
+			// which a direct LISTEN receives.
+			e.start(t, &flaky{}, opts...)
+			first := e.ingest(t, "1", "Pump")
+			e.waitStatus(t, first, StatusCompleted)
+			second := e.ingest(t, "2", "Valve")
+			e.waitStatus(t, second, StatusCompleted)
+		})
+	}
+}
+
+// directURL is url (through PgBouncer) with the host and port of the test
+// PostgreSQL server itself.
+func directURL(t *testing.T, url string) string {
+	t.Helper()
+	direct, err := neturl.Parse(TestKit.PostgresURL(t, true))
+	require.NoError(t, err)
+	u, err := neturl.Parse(url)
+	require.NoError(t, err)
+	u.Host = direct.Host
+	return u.String()
 }
 
 // A completed job marks its inbox event processed without writing to it;

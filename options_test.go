@@ -34,6 +34,9 @@ func sampleOptions() map[string]Option {
 		"WithBatchSize":               WithBatchSize(10),
 		"WithPollInterval":            WithPollInterval(time.Second),
 		"WithLeaseDuration":           WithLeaseDuration(time.Minute),
+		"WithLeaderLease":             WithLeaderLease(time.Minute),
+		"WithPollOnly":                WithPollOnly(),
+		"WithListenDB":                WithListenDB(&bun.DB{}),
 		"WithShutdownTimeout":         WithShutdownTimeout(time.Second),
 		"WithWorkerID":                WithWorkerID("w1"),
 		"WithHousekeepingInterval":    WithHousekeepingInterval(time.Minute),
@@ -189,6 +192,10 @@ func TestForeignOptionIsAnError(t *testing.T) {
 			_, err := NewWorker(db, noop, WithConcurrency(0), WithSource("erp"))
 			return err
 		}, "tds: WithConcurrency: must be >= 1, got 0\ntds: WithSource does not apply to NewWorker"},
+		{"bad leader lease and listen db", func() error {
+			_, err := NewWorker(db, noop, WithLeaderLease(time.Millisecond), WithListenDB(nil))
+			return err
+		}, "tds: WithLeaderLease: must be >= 300ms, got 1ms\ntds: WithListenDB: db is nil"},
 		{"a foreign option is reported even with a bad value", func() error {
 			_, err := NewInbox(db, WithMaxBodyBytes(0))
 			return err

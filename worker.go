@@ -148,7 +148,7 @@ func WithPollInterval(d time.Duration) Option {
 // it hands the listening server connection to another client; or give the
 // Worker a direct connection for LISTEN alone with [WithListenDB]. On
 // SQLite, where wake-ups never leave the process, it changes nothing.
-// Applies to [NewWorker], [NewProcessor] and [NewHandler]. Defaults to off.
+// Applies to [NewProcessor], [NewWorker] and [NewHandler]. Defaults to off.
 func WithPollOnly() Option {
 	return newOption("WithPollOnly", forWorker|forProcessor|forHandler, func(c *config) error {
 		c.pollOnly = true
