@@ -16,7 +16,8 @@ const MigrationsTable = "tds_schema_migrations"
 
 // Migrate brings the tds schema of db up to date. It is idempotent and safe
 // to call from several processes at once: on PostgreSQL they take turns
-// through an advisory lock, on SQLite through the database's write lock.
+// through a transaction-level advisory lock (so it works through a
+// transaction pooler), on SQLite through the database's write lock.
 // Each migration runs in its own transaction together with the row that
 // records it, so a migration that fails leaves nothing behind and is not
 // recorded as applied.
