@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -287,6 +291,152 @@ func drained(t *testing.T, db *bun.DB, within time.Duration, r *replicas) {
 				t.Logf("replica %d:\n%s", i, r.procs[i].output())
 			}
 			t.Fatalf("%d jobs unfinished after %s", n, within)
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// alertLog records the alerts a receiver was sent, per fingerprint.
+type alertLog struct {
+	mu   sync.Mutex
+	sent map[string][]string // "rule{entity_type}" → statuses in order
+}
+
+func (l *alertLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var msg struct {
+		Alerts []struct {
+			Status string            `json:"status"`
+			Labels map[string]string `json:"labels"`
+		} `json:"alerts"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range msg.Alerts {
+		k := a.Labels["alertname"] + "{" + a.Labels["entity_type"] + "}"
+		l.sent[k] = append(l.sent[k], a.Status)
+	}
+}
+
+func (l *alertLog) of(k string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.sent[k])
+}
+
+// TestReplicasAlertFailover: with three replicas evaluating one rule
+// (dead_letters), a dead letter is notified firing once and resolved once,
+// although the leader that notified it and the next one are killed with
+// SIGKILL before it resolves; each new leader takes the lead within the
+// lease and evaluates at once, and finds the alert already notified.
+func TestReplicasAlertFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs three server processes")
+	}
+	bin := buildServer(t)
+	for _, mode := range []string{"postgres", "pgbouncer"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			var dbURL string
+			var extra []string
+			if mode == "pgbouncer" {
+				dbURL = tdstest.PostgresURL(t, tdstest.ThroughPgBouncer())
+				extra = []string{"TDS_POLL_ONLY=true"}
+			} else {
+				dbURL = tdstest.PostgresURL(t)
+			}
+			alertFailover(t, bin, dbURL, extra...)
+		})
+	}
+}
+
+func alertFailover(t *testing.T, bin, dbURL string, extra ...string) {
+	ctx := context.Background()
+	log := &alertLog{sent: map[string][]string{}}
+	receiver := httptest.NewServer(log)
+	defer receiver.Close()
+	r := startReplicas(t, bin, 3, replicaEnv(dbURL, append(extra,
+		"TDS_ALERT_WEBHOOK_URL="+receiver.URL, "TDS_ALERT_EVAL_INTERVAL=100ms")...)...)
+	db, err := tds.Open(ctx, dbURL)
+	require.NoError(t, err)
+	defer db.Close()
+
+	// deadLetter stores a webhook of route for id, waits for its job to
+	// complete, and turns the job into a dead letter as a failed sync would.
+	deadLetter := func(route, idField, id, extraFields string) int64 {
+		body := fmt.Sprintf(`{"event_type":"update","entity_type":%q,"entity_id":%q,"data":{%q:%q%s}}`,
+			strings.TrimSuffix(route, "s"), id, idField, id, extraFields)
+		req, _ := http.NewRequest(http.MethodPost, r.addr()+"/webhooks/"+route, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Webhook-Key", replicaKey)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var job int64
+		waitFor(t, "the job to complete", func() bool {
+			err := db.QueryRowContext(ctx, "SELECT id FROM tds_sync_queue WHERE entity_id = ? AND status = 'completed'", id).Scan(&job)
+			return err == nil
+		})
+		_, err = db.ExecContext(ctx, "UPDATE tds_sync_queue SET status = 'dead_letter', last_error = 'failed for the test', last_error_code = 'TEST' WHERE id = ?", job)
+		require.NoError(t, err)
+		return job
+	}
+	leader := func() (holder string, replica int) {
+		err := db.QueryRowContext(ctx, "SELECT holder FROM tds_leader WHERE name = 'housekeeping'").Scan(&holder)
+		require.NoError(t, err)
+		for i := range 3 {
+			if strings.Contains(holder, fmt.Sprintf(":%d:", r.pid(i))) {
+				return holder, i
+			}
+		}
+		t.Fatalf("leader %q is none of the replicas", holder)
+		return "", -1
+	}
+	// killLeader kills the leading replica, restarts it, and waits until
+	// another holder leads.
+	killLeader := func() {
+		old, i := leader()
+		r.kill(i)
+		r.start(i)
+		waitFor(t, "a new leader", func() bool {
+			var h string
+			err := db.QueryRowContext(ctx, "SELECT holder FROM tds_leader WHERE name = 'housekeeping' AND expires_at > now()").Scan(&h)
+			return err == nil && h != old
+		})
+	}
+
+	const product = "dead_letters{product}"
+	job := deadLetter("products", "item_id", "AF1", `,"name":"Pump"`)
+	waitFor(t, "the firing notification", func() bool { return len(log.of(product)) == 1 })
+	killLeader()
+	killLeader()
+	// The dead letter is retried through the console of any replica.
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/admin/dead-letters/%d/retry", r.addr(), job), nil)
+	req.Header.Set("Authorization", "Bearer replicas-test-admin-token")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	waitFor(t, "the resolved notification", func() bool { return len(log.of(product)) == 2 })
+	// A barrier: another entity type's dead letter fires, so the leader has
+	// evaluated after the resolution; a repeated notification of the first
+	// alert would have been sent by then.
+	deadLetter("customers", "contact_id", "AF2", `,"contact_name":"Ann"`)
+	waitFor(t, "the barrier's notification", func() bool { return len(log.of("dead_letters{customer}")) == 1 })
+	require.Equal(t, []string{"firing", "resolved"}, log.of(product))
+}
+
+// waitFor polls cond every 20 ms for up to a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}
