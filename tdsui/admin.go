@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -215,6 +216,7 @@ func eventFilterOf(v url.Values) (tds.InboxFilter, error) {
 		Valid:      q.boolean("valid"),
 		Queued:     q.boolean("queued"),
 		Processed:  q.boolean("processed"),
+		Status:     q.eventStatus("status"),
 		Since:      q.time("since"),
 		Until:      q.time("until"),
 		Page:       q.page(),
@@ -505,6 +507,20 @@ func (q *queryParams) time(name string) time.Time {
 		q.fail("%s", err)
 	}
 	return t
+}
+
+// eventStatus is an event status parameter: one of [tds.EventStatuses].
+func (q *queryParams) eventStatus(name string) tds.EventStatus {
+	s := tds.EventStatus(q.v.Get(name))
+	if s != "" && !slices.Contains(tds.EventStatuses, s) {
+		names := make([]string, len(tds.EventStatuses))
+		for i, st := range tds.EventStatuses {
+			names[i] = string(st)
+		}
+		q.fail("%s must be one of %s", name, strings.Join(names, ", "))
+		return ""
+	}
+	return s
 }
 
 // text is a string parameter, which must be one the databases can hold.

@@ -38,6 +38,7 @@ type dashboardEnv struct {
 	srv     *httptest.Server
 	fake    *zohofake.Server
 	failing sync.Map // entity ids the Syncer fails permanently
+	later   sync.Map // entity ids the Syncer puts off for an hour
 }
 
 func newDashboardEnv(t *testing.T, tdb *testdb.DB) *dashboardEnv {
@@ -64,6 +65,9 @@ func newDashboardEnv(t *testing.T, tdb *testdb.DB) *dashboardEnv {
 	syncer := tds.SyncFunc(func(ctx context.Context, tx bun.Tx, job *tds.SyncJob) error {
 		if _, bad := e.failing.Load(job.EntityID); bad {
 			return tds.Permanent(errors.New("the test refuses " + job.EntityID))
+		}
+		if _, wait := e.later.Load(job.EntityID); wait {
+			return tds.RetryAfter(time.Hour, errors.New("the test puts off "+job.EntityID))
 		}
 		return mirror.Sync(ctx, tx, job)
 	})

@@ -51,6 +51,16 @@ const (
 // OutcomeDiscarded is the outcome of a discarded dead letter.
 const OutcomeDiscarded = "discarded"
 
+// Event statuses, as eventStatus reads them; a completed job's outcome
+// (synced, superseded, discarded) is one too.
+const (
+	EventReceived   = "received"
+	EventInvalid    = "invalid"
+	EventWaiting    = "waiting"
+	EventDeadLetter = "dead_letter"
+	EventClosed     = "closed"
+)
+
 // MaxErrorLen caps a recorded error message, in bytes.
 const MaxErrorLen = 4000
 
@@ -103,6 +113,9 @@ type Event struct {
 	QueuedAt         *time.Time      `bun:"queued_at"`
 	ProcessedAt      *time.Time      `bun:"processed_at"`
 	ReceivedAt       time.Time       `bun:"received_at,notnull"`
+	// Status is where the event stands (one of the Event* statuses),
+	// read from the event and its job; it is no column.
+	Status string `bun:"status,scanonly"`
 	// SyncRunID is the reconciliation run whose repair stored the event.
 	SyncRunID *int64 `bun:"sync_run_id"`
 }
@@ -238,9 +251,11 @@ type Payload struct {
 type EventFilter struct {
 	Source, EntityType, EntityID, EventType string
 	Valid, Queued, Processed                *bool
-	Since, Until                            time.Time
-	BeforeID                                int64
-	Limit                                   int
+	// Status keeps events with this status (see Event.Status).
+	Status       string
+	Since, Until time.Time
+	BeforeID     int64
+	Limit        int
 	// Oldest lists oldest first (else newest first).
 	Oldest bool
 }
