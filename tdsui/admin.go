@@ -313,6 +313,23 @@ func (h *Handler) serveListDeadLetters(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, resp)
 }
 
+// errorCodesResponse is the answer of GET /admin/dead-letters/error-codes.
+type errorCodesResponse struct {
+	Success    bool                 `json:"success"`
+	ErrorCodes []tds.ErrorCodeCount `json:"error_codes"`
+}
+
+// serveDeadLetterCodes lists the error codes of the dead letters there,
+// with their counts: the values the error_code filter can take.
+func (h *Handler) serveDeadLetterCodes(w http.ResponseWriter, r *http.Request) {
+	codes, err := h.queue.DeadLetterErrorCodes(r.Context())
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, errorCodesResponse{Success: true, ErrorCodes: codes})
+}
+
 type jobResponse struct {
 	Success bool     `json:"success"`
 	Message string   `json:"message"`

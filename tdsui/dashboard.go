@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -587,6 +588,10 @@ type deadLettersData struct {
 	Filtered bool
 	Jobs     []tds.Job
 	Next     string
+	// Codes are the error codes of the dead letters there, the filter's
+	// choices; Code is the one asked for, listed even when none has it.
+	Codes []tds.ErrorCodeCount
+	Code  string
 }
 
 func (d *dashboard) serveDeadLetters(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
@@ -604,6 +609,14 @@ func (d *dashboard) serveDeadLetters(w http.ResponseWriter, r *http.Request, p *
 	if data.Jobs, err = d.h.queue.ListDeadLetters(r.Context(), f); err != nil {
 		d.fail(w, r, p, err)
 		return
+	}
+	if data.Codes, err = d.h.queue.DeadLetterErrorCodes(r.Context()); err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	data.Code = f.ErrorCode
+	if f.ErrorCode != "" && !slices.ContainsFunc(data.Codes, func(c tds.ErrorCodeCount) bool { return c.Code == f.ErrorCode }) {
+		data.Codes = append(data.Codes, tds.ErrorCodeCount{Code: f.ErrorCode})
 	}
 	if len(data.Jobs) == f.Limit {
 		data.Next = nextQuery(q, data.Jobs[len(data.Jobs)-1].ID)

@@ -151,7 +151,10 @@ AND (? = '' OR d.entity_type = ?) AND (? = '' OR d.last_error_code = ?)
 AND (? IS NULL OR d.updated_at >= ?) AND (? IS NULL OR d.updated_at < ?)`
 	listDeadSQL = `SELECT d.* FROM tds_sync_queue AS d WHERE ` + deadLettersWhere + `
 AND (? = 0 OR d.id < ?) ORDER BY d.id DESC LIMIT ?`
-	countDeadSQL  = `SELECT COUNT(*) FROM tds_sync_queue AS d WHERE ` + deadLettersWhere
+	countDeadSQL = `SELECT COUNT(*) FROM tds_sync_queue AS d WHERE ` + deadLettersWhere
+	deadCodesSQL = `SELECT d.last_error_code AS code, COUNT(*) AS n FROM tds_sync_queue AS d
+WHERE d.status = 'dead_letter' AND d.last_error_code IS NOT NULL AND d.last_error_code <> ''
+GROUP BY d.last_error_code ORDER BY d.last_error_code`
 	selectDeadSQL = `SELECT d.id, d.source, d.entity_type, d.source_entity_id FROM tds_sync_queue AS d
 WHERE ` + deadLettersWhere + ` ORDER BY d.id`
 
@@ -565,6 +568,13 @@ func (c common) CountDeadLetters(ctx context.Context, db bun.IDB, f DeadLetterFi
 	var n int64
 	err := db.QueryRowContext(ctx, countDeadSQL, deadArgs(f)...).Scan(&n)
 	return n, err
+}
+
+// DeadLetterCodes implements [Store.DeadLetterCodes].
+func (c common) DeadLetterCodes(ctx context.Context, db bun.IDB) ([]CodeCount, error) {
+	out := []CodeCount{}
+	err := db.NewRaw(deadCodesSQL).Scan(ctx, &out)
+	return out, err
 }
 
 // DiscardDeadLetter implements [Store.DiscardDeadLetter].

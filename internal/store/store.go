@@ -271,6 +271,12 @@ type DeadLetterFilter struct {
 	Limit        int
 }
 
+// CodeCount is one error code of [Store.DeadLetterCodes].
+type CodeCount struct {
+	Code string `bun:"code"`
+	N    int64  `bun:"n"`
+}
+
 // QueueCounts is what [Store.QueueStats] counts.
 type QueueCounts struct {
 	ByStatus map[string]int64
@@ -417,6 +423,9 @@ type Store interface {
 	ListDeadLetters(ctx context.Context, db bun.IDB, f DeadLetterFilter) ([]Job, error)
 	// CountDeadLetters counts the dead letters f selects (f.Limit aside).
 	CountDeadLetters(ctx context.Context, db bun.IDB, f DeadLetterFilter) (int64, error)
+	// DeadLetterCodes counts the dead letters by the code of their last
+	// error, codes in order; dead letters without a code are left out.
+	DeadLetterCodes(ctx context.Context, db bun.IDB) ([]CodeCount, error)
 	// RetryDeadLetters puts the dead letters f selects (f.Limit aside)
 	// back in the queue with a fresh set of attempts, each behind its
 	// entity's head, and makes their events unprocessed. It returns how
