@@ -368,13 +368,13 @@ func (d *dashboard) serveOverview(w http.ResponseWriter, r *http.Request, p *ui.
 		counts[i], lat[i] = float64(m.Completed), m.LatencyAvgSeconds
 	}
 	at := func(i int) string { return minutes[i].Start.Format("15:04 UTC") }
+	tick := func(i int) string { return minutes[i].Start.Format("15:04") }
 	data.Throughput = ui.NewChart("Jobs completed per minute", counts,
-		func(i int, v float64) string { return fmt.Sprintf("%s: %.0f completed", at(i), v) },
-		func(v float64) string { return ui.Count(v) + " a minute" })
+		func(i int, v float64) string { return fmt.Sprintf("%s: %.0f completed", at(i), v) }, ui.Count, tick)
 	data.Latency = ui.NewChart("End-to-end latency (average)", lat,
 		func(i int, v float64) string {
 			return fmt.Sprintf("%s: average %s, max %s", at(i), seconds(v), seconds(minutes[i].LatencyMaxSeconds))
-		}, seconds)
+		}, seconds, tick)
 	if err := d.firingAlerts(ctx, &data.overviewAlerts); err != nil {
 		d.fail(w, r, p, err)
 		return

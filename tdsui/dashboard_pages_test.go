@@ -3,6 +3,7 @@ package tdsui
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -112,4 +113,22 @@ func TestDashboardDeadLetterPage(t *testing.T) {
 		require.Contains(t, none, "No dead letter matches these filters.")
 		require.NotContains(t, none, `id="retry-filter"`)
 	})
+}
+
+// TestDashboardReconcileOff: without a Reconciler the pages say which
+// settings turn reconciliation on.
+func TestDashboardReconcileOff(t *testing.T) {
+	tdb := testdb.Open(t, "sqlite")
+	srv := httptest.NewServer(newTestHandler(t, tdb, WithAdminToken(testAdminToken)))
+	t.Cleanup(srv.Close)
+	c := browserClient(t)
+	status, _, _ := fetchPage(t, c, "POST", srv.URL+"/ui/login", url.Values{"token": {testAdminToken}})
+	require.Equal(t, http.StatusSeeOther, status)
+	for _, path := range []string{"/ui/", "/ui/reconcile"} {
+		body := page(t, c, srv.URL+path)
+		for _, setting := range []string{"TDS_ZOHO_CLIENT_ID", "TDS_ZOHO_CLIENT_SECRET", "TDS_ZOHO_REFRESH_TOKEN",
+			"TDS_ZOHO_ORGANIZATION_ID", "-zoho-client-id", "tdsui.WithReconciler"} {
+			require.Contains(t, body, setting, path)
+		}
+	}
 }
