@@ -74,7 +74,7 @@ func TestDashboardEventStates(t *testing.T) {
 		// Completed by its second attempt: the outcome is shown, and the
 		// first attempt's error only as that attempt's.
 		ev = page(t, c, fmt.Sprintf("%sevents/%d", root, e.eventOf(t, "flaky-1")))
-		require.Contains(t, ev, `<td id="job-outcome"><span class="badge synced">synced</span></td>`)
+		require.Contains(t, ev, `<td id="job-outcome" data-label="Outcome"><span class="badge synced">synced</span></td>`)
 		require.NotContains(t, ev, "Last error")
 		failed := strings.Index(ev, "attempt 1 failed (flaky):")
 		succeeded := strings.Index(ev, "attempt 2 succeeded: synced")
