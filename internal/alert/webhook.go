@@ -197,9 +197,14 @@ func annotations(a Alert) map[string]string {
 	if desc == "" {
 		desc = "Rule " + a.Rule + "."
 	}
+	desc += " Value: " + v + "."
+	if id := a.Labels["run_id"]; a.Rule == RuleReconcileNeedsConfirmation && id != "" {
+		desc += " Review and confirm it on the dashboard's run page, /ui/reconcile/" + id +
+			", or with POST /admin/sync-runs/" + id + "/confirm."
+	}
 	return map[string]string{
 		"summary":     summary,
-		"description": desc + " Value: " + v + ".",
+		"description": desc,
 	}
 }
 
