@@ -68,6 +68,27 @@ func (q *Queue) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]Job,
 	return jobsOf(rows), nil
 }
 
+// ErrorCodeCount is how many dead letters have an error code.
+type ErrorCodeCount struct {
+	Code  string `json:"code"`
+	Count int64  `json:"count"`
+}
+
+// DeadLetterErrorCodes counts the dead letters by the code of their last
+// error ([DeadLetterFilter.ErrorCode]), codes in order; dead letters
+// whose error has no code are not counted.
+func (q *Queue) DeadLetterErrorCodes(ctx context.Context) ([]ErrorCodeCount, error) {
+	rows, err := q.st.DeadLetterCodes(ctx, q.db)
+	if err != nil {
+		return nil, wrapDBErr("counting dead letters by error code", err)
+	}
+	out := make([]ErrorCodeCount, len(rows))
+	for i, r := range rows {
+		out[i] = ErrorCodeCount{Code: r.Code, Count: r.N}
+	}
+	return out, nil
+}
+
 // RetryDeadLetter puts dead letter id back in the queue with a fresh set
 // of attempts; its history of failed attempts is kept. It fails with an
 // error wrapping [ErrNotFound] when id is not a dead letter.

@@ -2,6 +2,8 @@ package tds
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tdscore/tds/internal/store"
@@ -35,9 +37,13 @@ type InboxFilter struct {
 	// Source, EntityType, EntityID and EventType keep events with exactly
 	// these values.
 	Source, EntityType, EntityID, EventType string
+	// Status, when set, keeps events with this status.
+	Status EventStatus
 	// Valid, Queued and Processed, when set, keep events that passed
-	// validation, were queued, or were processed (or the opposite); see
-	// [InboxEvent.ProcessedAt] for what processed means.
+	// validation, were queued, or were processed (or the opposite).
+	// Processed is kept for compatibility: it means finished whatever the
+	// outcome, a dead letter included (see [InboxEvent.ProcessedAt]);
+	// Status tells the outcomes apart.
 	Valid, Queued, Processed *bool
 	// Since and Until keep events received in [Since, Until).
 	Since, Until time.Time
@@ -45,11 +51,15 @@ type InboxFilter struct {
 	Page
 }
 
-// List returns the events f selects, newest first.
+// List returns the events f selects, newest first. An unknown Status is
+// an error.
 func (in *Inbox) List(ctx context.Context, f InboxFilter) ([]InboxEvent, error) {
+	if f.Status != "" && !slices.Contains(EventStatuses, f.Status) {
+		return nil, fmt.Errorf("tds: listing inbox events: unknown status %q", f.Status)
+	}
 	rows, err := in.st.ListEvents(ctx, in.db, store.EventFilter{
 		Source: f.Source, EntityType: f.EntityType, EntityID: f.EntityID, EventType: f.EventType,
-		Valid: f.Valid, Queued: f.Queued, Processed: f.Processed,
+		Valid: f.Valid, Queued: f.Queued, Processed: f.Processed, Status: string(f.Status),
 		Since: dbTimeOrZero(f.Since), Until: dbTimeOrZero(f.Until), BeforeID: f.BeforeID, Limit: f.limit(),
 	})
 	if err != nil {

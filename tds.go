@@ -34,6 +34,43 @@ const (
 // Statuses lists every job status in lifecycle order.
 var Statuses = []Status{StatusPending, StatusProcessing, StatusRetry, StatusCompleted, StatusDeadLetter}
 
+// EventStatus is where an inbox event stands: read from the event and its
+// job, never stored. Each says one thing; in particular only
+// [EventStatusSynced] means the Syncer applied the event.
+type EventStatus string
+
+// Event statuses.
+const (
+	// EventStatusReceived: stored, neither refused by validation nor
+	// queued (an [Inbox] used directly, before MarkValidated/Enqueue).
+	EventStatusReceived EventStatus = "received"
+	// EventStatusInvalid: refused by validation; never queued.
+	EventStatusInvalid EventStatus = "invalid"
+	// EventStatusWaiting: its job is pending, running, or waiting to be
+	// retried after a failed attempt.
+	EventStatusWaiting EventStatus = "waiting"
+	// EventStatusSynced: its job completed and the Syncer applied it
+	// (outcome [OutcomeSynced]).
+	EventStatusSynced EventStatus = "synced"
+	// EventStatusSuperseded: its job completed without a change, a newer
+	// version being applied already ([OutcomeSuperseded]).
+	EventStatusSuperseded EventStatus = "superseded"
+	// EventStatusDeadLetter: its job ran out of attempts or failed
+	// permanently; it waits for an operator to retry or discard it.
+	EventStatusDeadLetter EventStatus = "dead_letter"
+	// EventStatusDiscarded: an operator discarded its dead letter
+	// ([OutcomeDiscarded]).
+	EventStatusDiscarded EventStatus = "discarded"
+	// EventStatusClosed: marked processed without a job to say how
+	// ([Inbox.MarkProcessed]), or its completed job was deleted
+	// ([Queue.DeleteCompleted]) and its outcome is no longer known.
+	EventStatusClosed EventStatus = "closed"
+)
+
+// EventStatuses lists every event status, the unfinished first.
+var EventStatuses = []EventStatus{EventStatusReceived, EventStatusWaiting, EventStatusDeadLetter, EventStatusInvalid,
+	EventStatusSynced, EventStatusSuperseded, EventStatusDiscarded, EventStatusClosed}
+
 // DefaultSource is the source recorded for events that do not name one.
 const DefaultSource = "zoho"
 
@@ -150,9 +187,12 @@ func (ve ValidationErrors) Error() string {
 
 // InboxEvent is a stored webhook event: a row of tds_inbox_events.
 //
-// ProcessedAt is when the event was done with, nil until then: when its
-// job completed, or when it was marked processed explicitly
-// ([Inbox.MarkProcessed], a dead letter, a discarded dead letter).
+// Status says where the event stands (synced, dead letter, ...).
+// ProcessedAt is when no worker would touch the event again unless an
+// operator acts, nil until then, whatever the outcome: when its job
+// completed (synced, superseded, discarded) or was dead-lettered, or when
+// it was marked processed ([Inbox.MarkProcessed]). It does not say the
+// event was applied: Status does.
 type InboxEvent struct {
 	ID             int64   `json:"id"`
 	Source         string  `json:"source"`
@@ -176,6 +216,7 @@ type InboxEvent struct {
 	QueuedAt         *time.Time       `json:"queued_at,omitempty"`
 	ProcessedAt      *time.Time       `json:"processed_at,omitempty"`
 	ReceivedAt       time.Time        `json:"received_at"`
+	Status           EventStatus      `json:"status"`
 }
 
 // Job is an entry of the sync queue: a row of tds_sync_queue.
@@ -241,7 +282,7 @@ func eventOf(r *store.Event) (*InboxEvent, error) {
 		IdempotencyKey: r.IdempotencyKey, DeliveryID: r.DeliveryID, ContentHash: r.ContentHash,
 		Payload: r.Payload, Version: r.Version.UTC(), IsValid: r.IsValid, ValidatedAt: record.UTCPtr(r.ValidatedAt),
 		MovedToQueue: r.MovedToQueue, QueuedAt: record.UTCPtr(r.QueuedAt), ProcessedAt: record.UTCPtr(r.ProcessedAt),
-		ReceivedAt: r.ReceivedAt.UTC(),
+		ReceivedAt: r.ReceivedAt.UTC(), Status: EventStatus(r.Status),
 	}
 	if len(r.Metadata) > 0 {
 		if err := json.Unmarshal(r.Metadata, &ev.RequestMetadata); err != nil {

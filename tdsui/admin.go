@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -215,6 +216,7 @@ func eventFilterOf(v url.Values) (tds.InboxFilter, error) {
 		Valid:      q.boolean("valid"),
 		Queued:     q.boolean("queued"),
 		Processed:  q.boolean("processed"),
+		Status:     q.eventStatus("status"),
 		Since:      q.time("since"),
 		Until:      q.time("until"),
 		Page:       q.page(),
@@ -309,6 +311,23 @@ func (h *Handler) serveListDeadLetters(w http.ResponseWriter, r *http.Request) {
 		resp.NextBeforeID = jobs[len(jobs)-1].ID
 	}
 	httpx.WriteJSON(w, http.StatusOK, resp)
+}
+
+// errorCodesResponse is the answer of GET /admin/dead-letters/error-codes.
+type errorCodesResponse struct {
+	Success    bool                 `json:"success"`
+	ErrorCodes []tds.ErrorCodeCount `json:"error_codes"`
+}
+
+// serveDeadLetterCodes lists the error codes of the dead letters there,
+// with their counts: the values the error_code filter can take.
+func (h *Handler) serveDeadLetterCodes(w http.ResponseWriter, r *http.Request) {
+	codes, err := h.queue.DeadLetterErrorCodes(r.Context())
+	if err != nil {
+		h.adminError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, errorCodesResponse{Success: true, ErrorCodes: codes})
 }
 
 type jobResponse struct {
@@ -505,6 +524,20 @@ func (q *queryParams) time(name string) time.Time {
 		q.fail("%s", err)
 	}
 	return t
+}
+
+// eventStatus is an event status parameter: one of [tds.EventStatuses].
+func (q *queryParams) eventStatus(name string) tds.EventStatus {
+	s := tds.EventStatus(q.v.Get(name))
+	if s != "" && !slices.Contains(tds.EventStatuses, s) {
+		names := make([]string, len(tds.EventStatuses))
+		for i, st := range tds.EventStatuses {
+			names[i] = string(st)
+		}
+		q.fail("%s must be one of %s", name, strings.Join(names, ", "))
+		return ""
+	}
+	return s
 }
 
 // text is a string parameter, which must be one the databases can hold.

@@ -472,3 +472,69 @@ func TestAdminActorLogged(t *testing.T) {
 		require.Equal(t, 2, strings.Count(logs.String(), `msg="tds: dead letters retried" count=0 `+dash), logs.String())
 	})
 }
+
+// TestAdminEventStatus: every event says where it stands, in one field
+// and one filter, on both databases; a dead letter is not "synced", and
+// processed=true keeps its documented meaning (finished, whatever the
+// outcome).
+func TestAdminEventStatus(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		e := newDashboardEnv(t, tdb)
+		ctx := context.Background()
+		e.failing.Store("dead", true)
+		e.failing.Store("gone", true)
+		e.later.Store("later", true)
+		post := func(id, name, modified string) float64 {
+			body := fmt.Sprintf(`{"source":"zoho","event_type":"update","entity_type":"product","entity_id":%q,"data":{"item_id":%q,"name":%q,"last_modified_time":%q}}`,
+				id, id, name, modified)
+			a := webhook(t, e.hooks, "products", []byte(body))
+			require.Contains(t, []int{200, 422}, a.status, a.raw)
+			return a.body["event_id"].(float64)
+		}
+		synced := post("p1", "New", "2026-11-20T10:00:00+0000")
+		superseded := post("p1", "Old", "2026-11-20T09:00:00+0000")
+		dead := post("dead", "Dead", "2026-11-20T10:00:00+0000")
+		discarded := post("gone", "Gone", "2026-11-20T10:00:00+0000")
+		waiting := post("later", "Later", "2026-11-20T10:00:00+0000")
+		invalid := webhook(t, e.hooks, "products", testdb.Fixture(t, "invalid_product_missing_name.json")).body["event_id"].(float64)
+		inbox, err := tds.NewInbox(tdb.DB)
+		require.NoError(t, err)
+		store := func(id string) float64 {
+			ev, dup, err := inbox.Store(ctx, &tds.Event{EventType: "update", EntityType: "product", EntityID: id, Data: []byte(`{}`)})
+			require.NoError(t, err)
+			require.False(t, dup)
+			require.Equal(t, tds.EventStatusReceived, ev.Status)
+			return float64(ev.ID)
+		}
+		received, closed := store("r1"), store("r2")
+		require.NoError(t, inbox.MarkProcessed(ctx, int64(closed)))
+		require.Eventually(t, func() bool {
+			s, err := e.h.queue.Stats(ctx)
+			require.NoError(t, err)
+			return s.ByStatus[tds.StatusPending]+s.ByStatus[tds.StatusProcessing] == 0 &&
+				s.ByStatus[tds.StatusRetry] == 1 && s.ByStatus[tds.StatusDeadLetter] == 2
+		}, 20*time.Second, 20*time.Millisecond)
+		gone := adminGet(t, e.h, fmt.Sprintf("/admin/events/%.0f", discarded)).body["job"].(map[string]any)["id"].(float64)
+		require.Equal(t, http.StatusOK, adminPost(t, e.h, fmt.Sprintf("/admin/dead-letters/%.0f/discard", gone), `{"reason":"not ours"}`).status)
+
+		want := map[float64]string{synced: "synced", superseded: "superseded", dead: "dead_letter", discarded: "discarded",
+			waiting: "waiting", invalid: "invalid", received: "received", closed: "closed"}
+		all := adminGet(t, e.h, "/admin/events")
+		got := map[float64]string{}
+		for _, ev := range all.body["events"].([]any) {
+			m := ev.(map[string]any)
+			got[m["id"].(float64)] = m["status"].(string)
+		}
+		require.Equal(t, want, got)
+		for id, st := range want {
+			require.Equal(t, []float64{id}, eventIDs(adminGet(t, e.h, "/admin/events?status="+st)), st)
+			one := adminGet(t, e.h, fmt.Sprintf("/admin/events/%.0f", id))
+			require.Equal(t, st, one.body["event"].(map[string]any)["status"], "GET /admin/events/{id}")
+		}
+		require.Equal(t, []float64{closed, discarded, dead, superseded, synced}, eventIDs(adminGet(t, e.h, "/admin/events?processed=true")),
+			"processed: finished, whatever the outcome")
+		require.Equal(t, []float64{received, invalid, waiting}, eventIDs(adminGet(t, e.h, "/admin/events?processed=false")))
+		require.Equal(t, []float64{dead}, eventIDs(adminGet(t, e.h, "/admin/events?processed=true&status=dead_letter")))
+		requireError(t, adminGet(t, e.h, "/admin/events?status=processed"), 400, "status must be one of received, waiting")
+	})
+}

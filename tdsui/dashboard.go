@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -367,13 +368,13 @@ func (d *dashboard) serveOverview(w http.ResponseWriter, r *http.Request, p *ui.
 		counts[i], lat[i] = float64(m.Completed), m.LatencyAvgSeconds
 	}
 	at := func(i int) string { return minutes[i].Start.Format("15:04 UTC") }
+	tick := func(i int) string { return minutes[i].Start.Format("15:04") }
 	data.Throughput = ui.NewChart("Jobs completed per minute", counts,
-		func(i int, v float64) string { return fmt.Sprintf("%s: %.0f completed", at(i), v) },
-		func(v float64) string { return ui.Count(v) + " a minute" })
+		func(i int, v float64) string { return fmt.Sprintf("%s: %.0f completed", at(i), v) }, ui.Count, tick)
 	data.Latency = ui.NewChart("End-to-end latency (average)", lat,
 		func(i int, v float64) string {
 			return fmt.Sprintf("%s: average %s, max %s", at(i), seconds(v), seconds(minutes[i].LatencyMaxSeconds))
-		}, seconds)
+		}, seconds, tick)
 	if err := d.firingAlerts(ctx, &data.overviewAlerts); err != nil {
 		d.fail(w, r, p, err)
 		return
@@ -415,15 +416,16 @@ func nextQuery(q url.Values, lastID int64) string {
 }
 
 type eventsData struct {
-	Q      url.Values
-	Events []tds.InboxEvent
-	Next   string
+	Q        url.Values
+	Statuses []tds.EventStatus
+	Events   []tds.InboxEvent
+	Next     string
 }
 
 func (d *dashboard) serveEvents(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
 	q := pageQuery(r.URL.Query())
 	p.Title, p.Nav = "Events", "events"
-	data := &eventsData{Q: q}
+	data := &eventsData{Q: q, Statuses: tds.EventStatuses}
 	p.Data = data
 	f, err := eventFilterOf(q)
 	if err != nil {
@@ -453,8 +455,132 @@ func (d *dashboard) serveEvent(w http.ResponseWriter, r *http.Request, p *ui.Pag
 		d.fail(w, r, p, err)
 		return
 	}
-	p.Title, p.Data = fmt.Sprintf("Event %d", id), ev
+	p.Title, p.Data = fmt.Sprintf("Event %d", id), newEventPage(ev)
 	d.render(w, r, http.StatusOK, "event", p)
+}
+
+// eventPage is an event's page: the API's answer, the times that apply
+// to the event's status, and its job's attempts told in order.
+type eventPage struct {
+	*eventResponse
+	Times   []timeFact
+	History []historyLine
+}
+
+// timeFact is one time of an event, named for what happened then.
+type timeFact struct {
+	Label string
+	At    *time.Time
+}
+
+// historyLine is one step of a job's story: an attempt that failed (with
+// its error), an operator's retry, or how the job stands or ended.
+type historyLine struct {
+	Text  string
+	At    *time.Time
+	Class string // the badge: failed, succeeded, waiting, ...
+}
+
+// newEventPage says what happened to the event, and when, from its status:
+// a dead letter has a dead-lettered time, not a "processed" one.
+func newEventPage(resp *eventResponse) *eventPage {
+	ev, job := resp.Event, resp.Job
+	pg := &eventPage{eventResponse: resp}
+	add := func(label string, at *time.Time) {
+		if at != nil {
+			pg.Times = append(pg.Times, timeFact{label, at})
+		}
+	}
+	add("Received", &ev.ReceivedAt)
+	if ev.Status == tds.EventStatusInvalid {
+		add("Refused by validation", ev.ValidatedAt)
+	}
+	add("Queued", ev.QueuedAt)
+	switch ev.Status {
+	case tds.EventStatusSynced:
+		add("Synced", ev.ProcessedAt)
+	case tds.EventStatusSuperseded:
+		add("Superseded", ev.ProcessedAt)
+	case tds.EventStatusDiscarded:
+		add("Discarded", ev.ProcessedAt)
+	case tds.EventStatusDeadLetter:
+		add("Dead-lettered", ev.ProcessedAt)
+	case tds.EventStatusClosed:
+		add("Closed", ev.ProcessedAt)
+	case tds.EventStatusWaiting:
+		if job != nil && job.Status != tds.StatusProcessing {
+			add("Next attempt", &job.NextRetryAt)
+		}
+	}
+	if job != nil {
+		pg.History = jobHistory(job, resp.Attempts)
+	}
+	return pg
+}
+
+// jobHistory tells a job's attempts in order, each failure with its own
+// attempt's error, then how the job stands. A dead letter retried by an
+// operator starts its attempts again from 1: the retry is said where the
+// numbers start again.
+func jobHistory(job *tds.Job, attempts []tds.Attempt) []historyLine {
+	var out []historyLine
+	last := 0
+	requeued := historyLine{Text: "queued again from the dead letters", Class: "pending"}
+	for _, a := range attempts {
+		if a.Attempt <= last {
+			out = append(out, requeued)
+		}
+		last = a.Attempt
+		text := fmt.Sprintf("attempt %d failed: %s", a.Attempt, a.Error)
+		if a.ErrorCode != nil {
+			text = fmt.Sprintf("attempt %d failed (%s): %s", a.Attempt, *a.ErrorCode, a.Error)
+		}
+		out = append(out, historyLine{Text: text, At: &a.FailedAt, Class: "failed"})
+	}
+	// An attempt that is not one of the failures (a success, a run in
+	// progress, the next one due) numbered no higher than the last
+	// failure belongs to a new round. A job in retry is due its next
+	// attempt, a dead letter and a discarded one have none.
+	discarded := job.Outcome != nil && *job.Outcome == tds.OutcomeDiscarded
+	switch job.Status {
+	case tds.StatusCompleted, tds.StatusProcessing, tds.StatusPending:
+		if !discarded && len(attempts) > 0 && job.Attempt <= last {
+			out = append(out, requeued)
+		}
+	}
+	switch job.Status {
+	case tds.StatusCompleted:
+		outcome := tds.OutcomeSynced
+		if job.Outcome != nil {
+			outcome = *job.Outcome
+		}
+		switch outcome {
+		case tds.OutcomeDiscarded:
+			out = append(out, historyLine{Text: "discarded by an operator: " + deref(job.OutcomeDetail), At: job.CompletedAt, Class: "discarded"})
+		default:
+			text := fmt.Sprintf("attempt %d succeeded: %s", job.Attempt, outcome)
+			if job.OutcomeDetail != nil {
+				text += " (" + *job.OutcomeDetail + ")"
+			}
+			out = append(out, historyLine{Text: text, At: job.CompletedAt, Class: "succeeded"})
+		}
+	case tds.StatusDeadLetter:
+		out = append(out, historyLine{Text: fmt.Sprintf("dead-lettered after attempt %d of %d", job.Attempt, job.MaxAttempts),
+			At: &job.UpdatedAt, Class: "dead_letter"})
+	case tds.StatusProcessing:
+		out = append(out, historyLine{Text: fmt.Sprintf("attempt %d running", job.Attempt), Class: "pending"})
+	default: // pending, retry
+		out = append(out, historyLine{Text: fmt.Sprintf("attempt %d of %d due", job.Attempt+1, job.MaxAttempts),
+			At: &job.NextRetryAt, Class: "pending"})
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 type deadLettersData struct {
@@ -462,6 +588,10 @@ type deadLettersData struct {
 	Filtered bool
 	Jobs     []tds.Job
 	Next     string
+	// Codes are the error codes of the dead letters there, the filter's
+	// choices; Code is the one asked for, listed even when none has it.
+	Codes []tds.ErrorCodeCount
+	Code  string
 }
 
 func (d *dashboard) serveDeadLetters(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
@@ -479,6 +609,14 @@ func (d *dashboard) serveDeadLetters(w http.ResponseWriter, r *http.Request, p *
 	if data.Jobs, err = d.h.queue.ListDeadLetters(r.Context(), f); err != nil {
 		d.fail(w, r, p, err)
 		return
+	}
+	if data.Codes, err = d.h.queue.DeadLetterErrorCodes(r.Context()); err != nil {
+		d.fail(w, r, p, err)
+		return
+	}
+	data.Code = f.ErrorCode
+	if f.ErrorCode != "" && !slices.ContainsFunc(data.Codes, func(c tds.ErrorCodeCount) bool { return c.Code == f.ErrorCode }) {
+		data.Codes = append(data.Codes, tds.ErrorCodeCount{Code: f.ErrorCode})
 	}
 	if len(data.Jobs) == f.Limit {
 		data.Next = nextQuery(q, data.Jobs[len(data.Jobs)-1].ID)

@@ -38,6 +38,8 @@ type dashboardEnv struct {
 	srv     *httptest.Server
 	fake    *zohofake.Server
 	failing sync.Map // entity ids the Syncer fails permanently
+	later   sync.Map // entity ids the Syncer puts off for an hour
+	flaky   sync.Map // entity ids the Syncer fails once, then syncs
 }
 
 func newDashboardEnv(t *testing.T, tdb *testdb.DB) *dashboardEnv {
@@ -63,7 +65,13 @@ func newDashboardEnv(t *testing.T, tdb *testdb.DB) *dashboardEnv {
 	require.NoError(t, err)
 	syncer := tds.SyncFunc(func(ctx context.Context, tx bun.Tx, job *tds.SyncJob) error {
 		if _, bad := e.failing.Load(job.EntityID); bad {
-			return tds.Permanent(errors.New("the test refuses " + job.EntityID))
+			return tds.Permanent(tds.WithCode("refused", errors.New("the test refuses "+job.EntityID)))
+		}
+		if _, once := e.flaky.LoadAndDelete(job.EntityID); once {
+			return tds.RetryAfter(0, tds.WithCode("flaky", errors.New("the test fails "+job.EntityID+" once")))
+		}
+		if _, wait := e.later.Load(job.EntityID); wait {
+			return tds.RetryAfter(time.Hour, errors.New("the test puts off "+job.EntityID))
 		}
 		return mirror.Sync(ctx, tx, job)
 	})

@@ -134,6 +134,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /admin/events", h.admin(h.serveListEvents))
 	m.HandleFunc("GET /admin/events/{id}", h.admin(h.serveEvent))
 	m.HandleFunc("GET /admin/dead-letters", h.admin(h.serveListDeadLetters))
+	m.HandleFunc("GET /admin/dead-letters/error-codes", h.admin(h.serveDeadLetterCodes))
 	m.HandleFunc("POST /admin/dead-letters/retry", h.admin(h.serveRetryDeadLetters))
 	m.HandleFunc("POST /admin/dead-letters/{id}/retry", h.admin(h.serveRetryDeadLetter))
 	m.HandleFunc("POST /admin/dead-letters/{id}/discard", h.admin(h.serveDiscardDeadLetter))

@@ -1630,3 +1630,33 @@ func TestSessionKey(t *testing.T) {
 		require.Equal(t, 1, s.count(`SELECT COUNT(*) FROM tds_ui_keys`))
 	})
 }
+
+// TestEventStatusAndDeadLetterCodes: an event's status is read from its
+// job, the same on both dialects, and dead letters are counted by code.
+func TestEventStatusAndDeadLetterCodes(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *bun.DB, st store.Store) {
+		s := newSuite(t, db, st)
+		status := func(j *store.Job) string {
+			t.Helper()
+			ev, err := st.GetEvent(s.ctx, db, j.InboxEventID)
+			require.NoError(t, err)
+			return ev.Status
+		}
+		waiting := s.queue(ent("w"), 5, 3)
+		done := s.queue(ent("s"), 5, 3)
+		s.completeJob(done.ID, t0)
+		a := s.deadLetter(s.queue(ent("a"), 5, 3).ID, "A", t0)
+		s.deadLetter(s.queue(ent("b"), 5, 3).ID, "A", t0)
+		s.deadLetter(s.queue(ent("c"), 5, 3).ID, "B", t0)
+		require.Equal(t, store.EventWaiting, status(waiting))
+		require.Equal(t, "synced", status(done))
+		require.Equal(t, store.EventDeadLetter, status(a))
+		evs, err := st.ListEvents(s.ctx, db, store.EventFilter{Status: store.EventDeadLetter, Limit: 10})
+		require.NoError(t, err)
+		require.Len(t, evs, 3)
+
+		codes, err := st.DeadLetterCodes(s.ctx, db)
+		require.NoError(t, err)
+		require.Equal(t, []store.CodeCount{{Code: "A", N: 2}, {Code: "B", N: 1}}, codes)
+	})
+}

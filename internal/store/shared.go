@@ -78,7 +78,19 @@ const (
 	e.delivery_id, e.content_hash, e.payload, e.source_modified_at, e.request_metadata, e.is_valid,
 	e.validation_errors, e.validated_at, e.moved_to_queue, e.queued_at, e.received_at,
 	COALESCE(e.processed_at, (SELECT q.completed_at FROM tds_sync_queue AS q
-		WHERE q.inbox_event_id = e.id AND q.status = 'completed')) AS processed_at`
+		WHERE q.inbox_event_id = e.id AND q.status = 'completed')) AS processed_at,
+	` + eventStatus + ` AS status`
+	// eventStatus is where the event e stands, from its own columns and
+	// its job's: one of the Event* statuses. An invalid event never has a
+	// job; a completed job's outcome names how it ended (a row completed
+	// before outcomes were recorded was synced); an event without a job
+	// that is processed was marked so by its host, or its completed job
+	// is gone (retention), and its outcome is no longer known.
+	eventStatus = `(CASE WHEN e.validated_at IS NOT NULL AND NOT e.is_valid THEN 'invalid'
+	ELSE COALESCE((SELECT CASE WHEN q.status = 'completed' THEN COALESCE(q.outcome, 'synced')
+			WHEN q.status = 'dead_letter' THEN 'dead_letter' ELSE 'waiting' END
+		FROM tds_sync_queue AS q WHERE q.inbox_event_id = e.id),
+		CASE WHEN e.processed_at IS NULL THEN 'received' ELSE 'closed' END) END)`
 	// isUnprocessed holds when the event e is not processed.
 	isUnprocessed = `(e.processed_at IS NULL AND NOT EXISTS (SELECT 1 FROM tds_sync_queue AS q
 		WHERE q.inbox_event_id = e.id AND q.status = 'completed'))`
@@ -111,7 +123,7 @@ FROM tds_inbox_events AS e`
 WHERE (? = '' OR e.source = ?) AND (? = '' OR e.entity_type = ?)
 AND (? = '' OR e.source_entity_id = ?) AND (? = '' OR e.event_type = ?)
 AND (? IS NULL OR e.is_valid = ?) AND (? IS NULL OR e.moved_to_queue = ?)
-AND (? IS NULL OR ? = NOT ` + isUnprocessed + `)
+AND (? IS NULL OR ? = NOT ` + isUnprocessed + `) AND (? = '' OR ` + eventStatus + ` = ?)
 AND (? IS NULL OR e.received_at >= ?) AND (? IS NULL OR e.received_at < ?)
 AND (? = 0 OR e.id < ?)`
 	listEventsNewestSQL = listEventsSQL + ` ORDER BY e.id DESC LIMIT ?`
@@ -139,7 +151,10 @@ AND (? = '' OR d.entity_type = ?) AND (? = '' OR d.last_error_code = ?)
 AND (? IS NULL OR d.updated_at >= ?) AND (? IS NULL OR d.updated_at < ?)`
 	listDeadSQL = `SELECT d.* FROM tds_sync_queue AS d WHERE ` + deadLettersWhere + `
 AND (? = 0 OR d.id < ?) ORDER BY d.id DESC LIMIT ?`
-	countDeadSQL  = `SELECT COUNT(*) FROM tds_sync_queue AS d WHERE ` + deadLettersWhere
+	countDeadSQL = `SELECT COUNT(*) FROM tds_sync_queue AS d WHERE ` + deadLettersWhere
+	deadCodesSQL = `SELECT d.last_error_code AS code, COUNT(*) AS n FROM tds_sync_queue AS d
+WHERE d.status = 'dead_letter' AND d.last_error_code IS NOT NULL AND d.last_error_code <> ''
+GROUP BY d.last_error_code ORDER BY d.last_error_code`
 	selectDeadSQL = `SELECT d.id, d.source, d.entity_type, d.source_entity_id FROM tds_sync_queue AS d
 WHERE ` + deadLettersWhere + ` ORDER BY d.id`
 
@@ -380,6 +395,7 @@ func (c common) InsertEvent(ctx context.Context, db bun.IDB, ev *Event) (*Event,
 		ev.ReceivedAt).Scan(&id)
 	if err == nil {
 		ev.ID = id
+		ev.Status = jobless(ev)
 		return ev, true, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
@@ -390,6 +406,17 @@ func (c common) InsertEvent(ctx context.Context, db bun.IDB, ev *Event) (*Event,
 		return nil, false, err
 	}
 	return existing, false, nil
+}
+
+// jobless is eventStatus for an event that has no job, as a new one has.
+func jobless(ev *Event) string {
+	switch {
+	case ev.ValidatedAt != nil && !ev.IsValid:
+		return EventInvalid
+	case ev.ProcessedAt != nil:
+		return EventClosed
+	}
+	return EventReceived
 }
 
 // GetEvent implements [Store.GetEvent].
@@ -438,7 +465,7 @@ func (c common) ListEvents(ctx context.Context, db bun.IDB, f EventFilter) ([]Ev
 	out := []Event{}
 	err := db.NewRaw(q, f.Source, f.Source, f.EntityType, f.EntityType, f.EntityID, f.EntityID,
 		f.EventType, f.EventType, nullBool(f.Valid), nullBool(f.Valid), nullBool(f.Queued), nullBool(f.Queued),
-		nullBool(f.Processed), nullBool(f.Processed), since, since, until, until, f.BeforeID, f.BeforeID,
+		nullBool(f.Processed), nullBool(f.Processed), f.Status, f.Status, since, since, until, until, f.BeforeID, f.BeforeID,
 		f.Limit).Scan(ctx, &out)
 	return out, err
 }
@@ -541,6 +568,13 @@ func (c common) CountDeadLetters(ctx context.Context, db bun.IDB, f DeadLetterFi
 	var n int64
 	err := db.QueryRowContext(ctx, countDeadSQL, deadArgs(f)...).Scan(&n)
 	return n, err
+}
+
+// DeadLetterCodes implements [Store.DeadLetterCodes].
+func (c common) DeadLetterCodes(ctx context.Context, db bun.IDB) ([]CodeCount, error) {
+	out := []CodeCount{}
+	err := db.NewRaw(deadCodesSQL).Scan(ctx, &out)
+	return out, err
 }
 
 // DiscardDeadLetter implements [Store.DiscardDeadLetter].

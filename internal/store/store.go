@@ -51,6 +51,16 @@ const (
 // OutcomeDiscarded is the outcome of a discarded dead letter.
 const OutcomeDiscarded = "discarded"
 
+// Event statuses, as eventStatus reads them; a completed job's outcome
+// (synced, superseded, discarded) is one too.
+const (
+	EventReceived   = "received"
+	EventInvalid    = "invalid"
+	EventWaiting    = "waiting"
+	EventDeadLetter = "dead_letter"
+	EventClosed     = "closed"
+)
+
 // MaxErrorLen caps a recorded error message, in bytes.
 const MaxErrorLen = 4000
 
@@ -103,6 +113,9 @@ type Event struct {
 	QueuedAt         *time.Time      `bun:"queued_at"`
 	ProcessedAt      *time.Time      `bun:"processed_at"`
 	ReceivedAt       time.Time       `bun:"received_at,notnull"`
+	// Status is where the event stands (one of the Event* statuses),
+	// read from the event and its job; it is no column.
+	Status string `bun:"status,scanonly"`
 	// SyncRunID is the reconciliation run whose repair stored the event.
 	SyncRunID *int64 `bun:"sync_run_id"`
 }
@@ -238,9 +251,11 @@ type Payload struct {
 type EventFilter struct {
 	Source, EntityType, EntityID, EventType string
 	Valid, Queued, Processed                *bool
-	Since, Until                            time.Time
-	BeforeID                                int64
-	Limit                                   int
+	// Status keeps events with this status (see Event.Status).
+	Status       string
+	Since, Until time.Time
+	BeforeID     int64
+	Limit        int
 	// Oldest lists oldest first (else newest first).
 	Oldest bool
 }
@@ -254,6 +269,12 @@ type DeadLetterFilter struct {
 	Since, Until time.Time
 	BeforeID     int64
 	Limit        int
+}
+
+// CodeCount is one error code of [Store.DeadLetterCodes].
+type CodeCount struct {
+	Code string `bun:"code"`
+	N    int64  `bun:"n"`
 }
 
 // QueueCounts is what [Store.QueueStats] counts.
@@ -402,6 +423,9 @@ type Store interface {
 	ListDeadLetters(ctx context.Context, db bun.IDB, f DeadLetterFilter) ([]Job, error)
 	// CountDeadLetters counts the dead letters f selects (f.Limit aside).
 	CountDeadLetters(ctx context.Context, db bun.IDB, f DeadLetterFilter) (int64, error)
+	// DeadLetterCodes counts the dead letters by the code of their last
+	// error, codes in order; dead letters without a code are left out.
+	DeadLetterCodes(ctx context.Context, db bun.IDB) ([]CodeCount, error)
 	// RetryDeadLetters puts the dead letters f selects (f.Limit aside)
 	// back in the queue with a fresh set of attempts, each behind its
 	// entity's head, and makes their events unprocessed. It returns how

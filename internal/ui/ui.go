@@ -136,6 +136,12 @@ var funcs = template.FuncMap{
 	"deref":  deref,
 	"sorted": sorted,
 	"fmtf":   func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
+	// The charts' geometry (chart.go), for the template that draws them.
+	"chartWidth":  func() float64 { return ChartWidth },
+	"chartHeight": func() float64 { return ChartHeight },
+	"plotLeft":    func() float64 { return PlotLeft },
+	"plotRight":   func() float64 { return PlotRight },
+	"plotBottom":  func() float64 { return PlotBottom },
 	"secs": func(f float64) string {
 		return (time.Duration(f * float64(time.Second))).Round(time.Millisecond).String()
 	},

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -88,14 +89,34 @@ func TestSessionsNotAnOracle(t *testing.T) {
 }
 
 func TestChart(t *testing.T) {
-	c := NewChart("t", []float64{0, 5, 10}, func(i int, v float64) string { return "" }, Count)
+	noLabel := func(int, float64) string { return "" }
+	at := func(i int) string { return fmt.Sprintf("t%d", i) }
+	c := NewChart("t", []float64{0, 5, 10}, noLabel, Count, at)
 	require.False(t, c.Empty)
 	require.Equal(t, "10", c.Max)
 	require.Len(t, c.Bars, 3)
-	require.Equal(t, 120.0, c.Bars[2].H)
-	require.Equal(t, 60.0, c.Bars[1].H)
+	require.Equal(t, PlotBottom-plotTop, c.Bars[2].H)
+	require.Equal(t, (PlotBottom-plotTop)/2, c.Bars[1].H)
 	require.Zero(t, c.Bars[0].H)
-	require.True(t, NewChart("t", []float64{0, 0}, func(int, float64) string { return "" }, Count).Empty)
+	require.Equal(t, PlotLeft, c.Bars[0].X, "the bars start right of the value axis")
+	require.True(t, NewChart("t", []float64{0, 0}, noLabel, Count, at).Empty)
+
+	// The value axis says 0, half and the top; the time axis labels the
+	// newest bar and every 15th before it.
+	var ys []string
+	for _, tk := range c.YTicks {
+		ys = append(ys, tk.Label)
+	}
+	require.Equal(t, []string{"0", "5", "10"}, ys)
+	require.Equal(t, PlotBottom, c.YTicks[0].Y)
+	require.Equal(t, plotTop, c.YTicks[2].Y)
+	hour := make([]float64, 60)
+	hour[59] = 1
+	var xs []string
+	for _, tk := range NewChart("t", hour, noLabel, Count, at).XTicks {
+		xs = append(xs, tk.Label)
+	}
+	require.Equal(t, []string{"t14", "t29", "t44", "t59"}, xs)
 }
 
 // The assets are served file by file; their directory is not listed.
