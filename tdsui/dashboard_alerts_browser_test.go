@@ -29,7 +29,6 @@ func TestDashboardBrowserAlertRecord(t *testing.T) {
 		e.seed(t, []string{"bad-2"}, "bad-2")
 		require.NoError(t, a.Evaluate(t.Context()))
 		require.NoError(t, a.Evaluate(t.Context()))
-		t.Logf("alerts: %v", adminGet(t, e.h, "/admin/alerts").body)
 		firing := adminGet(t, e.h, "/admin/alerts?state=firing").body["alerts"].([]any)
 		require.Len(t, firing, 1, "the dead letters still wait: the alert still fires; all alerts: %v; dead letters: %v",
 			adminGet(t, e.h, "/admin/alerts").body, dead())
