@@ -378,7 +378,7 @@ func alertFailover(t *testing.T, bin, dbURL string, extra ...string) {
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		var job int64
 		waitFor(t, "the job to complete", func() bool {
-			err := db.QueryRowContext(ctx, "SELECT id FROM tds_sync_queue WHERE entity_id = ? AND status = 'completed'", id).Scan(&job)
+			err := db.QueryRowContext(ctx, "SELECT id FROM tds_sync_queue WHERE source_entity_id = ? AND status = 'completed'", id).Scan(&job)
 			return err == nil
 		})
 		_, err = db.ExecContext(ctx, "UPDATE tds_sync_queue SET status = 'dead_letter', last_error = 'failed for the test', last_error_code = 'TEST' WHERE id = ?", job)
@@ -415,7 +415,8 @@ func alertFailover(t *testing.T, bin, dbURL string, extra ...string) {
 	killLeader()
 	killLeader()
 	// The dead letter is retried through the console of any replica.
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/admin/dead-letters/%d/retry", r.addr(), job), nil)
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/admin/dead-letters/%d/retry", r.addr(), job), strings.NewReader(`{}`))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer replicas-test-admin-token")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
