@@ -915,7 +915,7 @@ func (run *runner) ingest(ctx context.Context, t tds.EntityType, d *store.Drift,
 			why = *prev.Reason
 		}
 		return run.record(ctx, r.db, d, store.Repair{Kind: kind, Remote: version, Hash: hash,
-			Reason: fmt.Sprintf("not ingested again: the same repair (event %d of run %d) is %s", *prev.InboxEventID, prev.RunID, why)})
+			Reason: fmt.Sprintf("%s: the same repair (event %d of run %d) is %s", store.ReasonNotIngestedAgain, *prev.InboxEventID, prev.RunID, why)})
 	case !errors.Is(err, store.ErrNoRows):
 		return dberr.Wrap("looking for the same repair", err)
 	}

@@ -65,6 +65,33 @@ const (
 	DriftChanged DriftKind = store.DriftChanged
 )
 
+// Why a drift item is open ([Drift].Reason starts with one of these; some
+// go on with the repair's own error).
+const (
+	// ReasonQueued: its repair is stored and queued, not applied yet.
+	ReasonQueued = store.ReasonQueued
+	// ReasonPendingDelete: a delete held for an operator's confirmation
+	// (see [RunNeedsConfirmation]).
+	ReasonPendingDelete = store.ReasonPendingDelete
+	// ReasonInvalid: its repair failed validation and was stored invalid.
+	ReasonInvalid = store.ReasonInvalid
+	// ReasonSuperseded: a newer local version won over its repair.
+	ReasonSuperseded = store.ReasonSuperseded
+	// ReasonDeadLettered: its repair's job ran out of attempts.
+	ReasonDeadLettered = store.ReasonDeadLettered
+	// ReasonDiscarded: its repair's dead letter was discarded.
+	ReasonDiscarded = store.ReasonDiscarded
+	// ReasonDryRun: a dry run records drift and repairs nothing.
+	ReasonDryRun = store.ReasonDryRun
+	// ReasonChangedLocally: a held delete skipped at its confirmation,
+	// the record having changed here after the sweep.
+	ReasonChangedLocally = store.ReasonChangedLocally
+	// ReasonNotIngestedAgain: the same repair (same content) of an
+	// earlier run is still open; it is not ingested again while nothing
+	// changed.
+	ReasonNotIngestedAgain = store.ReasonNotIngestedAgain
+)
+
 // Request asks for a run.
 type Request struct {
 	// EntityTypes to reconcile; empty means every type with an API (for an

@@ -26,14 +26,15 @@ const (
 // Reasons a drift row is open, as stored (a repair's own error is appended
 // to some).
 const (
-	ReasonQueued         = "repair queued, not yet applied"
-	ReasonPendingDelete  = "delete pending confirmation"
-	ReasonInvalid        = "repair stored invalid"
-	ReasonSuperseded     = "repair superseded by a newer local version"
-	ReasonDeadLettered   = "repair dead-lettered"
-	ReasonDiscarded      = "repair dead-lettered, then discarded"
-	ReasonDryRun         = "dry run: not repaired"
-	ReasonChangedLocally = "delete skipped at confirmation: the record changed here after the sweep"
+	ReasonQueued           = "repair queued, not yet applied"
+	ReasonPendingDelete    = "delete pending confirmation"
+	ReasonInvalid          = "repair stored invalid"
+	ReasonSuperseded       = "repair superseded by a newer local version"
+	ReasonDeadLettered     = "repair dead-lettered"
+	ReasonDiscarded        = "repair dead-lettered, then discarded"
+	ReasonDryRun           = "dry run: not repaired"
+	ReasonChangedLocally   = "delete skipped at confirmation: the record changed here after the sweep"
+	ReasonNotIngestedAgain = "not ingested again"
 )
 
 // Drift kinds, as stored.
