@@ -1004,6 +1004,8 @@ func TestReconcileConfirmationCap(t *testing.T) {
 			"one page, three repairs, and the capped confirmations")
 		require.Equal(t, int64(3+MinConfirmations), run.Repaired)
 		require.Contains(t, run.Error, fmt.Sprintf("%d records missing from the listing left unconfirmed", fakes-MinConfirmations))
+		e.drain(t) // the repairs applied, what is open is what the cap left
+		require.NoError(t, rc.Settle(ctx))
 		drift, err := rc.ListDrift(ctx, run.ID, tds.Page{Limit: 100})
 		require.NoError(t, err)
 		unresolved := 0
