@@ -164,5 +164,13 @@ func TestReconcileDriftSuperseded(t *testing.T) {
 		require.False(t, d.Resolved)
 		require.Equal(t, ReasonSuperseded, d.Reason)
 		require.Equal(t, 2, e.mirrorRev(t, "product", x))
+
+		// Zoho's version is older than the one applied: the next sweep
+		// finds no drift there, and closes the open item.
+		next, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, DriftCounts{}, next.Counts)
+		d = e.driftOf(t, e.rc, run.ID, x)
+		require.True(t, d.Resolved, d.Reason)
 	})
 }

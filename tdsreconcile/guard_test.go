@@ -241,3 +241,46 @@ func TestReconcileConfirmConcurrent(t *testing.T) {
 			"SELECT COUNT(*) FROM tds_inbox_events WHERE sync_run_id = ? AND event_type = 'delete'", run.ID))
 	})
 }
+
+// TestReconcileHeldDeletesClosedBySweep: the records were not gone (a
+// wrong organisation, now fixed): the next full sweep finds them in Zoho
+// again, closes the held deletes, and the run that held them ends
+// completed, saying why; nothing was deleted.
+func TestReconcileHeldDeletesClosedBySweep(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		ctx := context.Background()
+		e := newReconcileEnv(t, tdb)
+		e.startMirror(t)
+		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		ids := e.putProducts(t, 20, base, time.Minute, true)
+		e.drain(t)
+		all := e.fake.All("items")
+		for _, id := range ids {
+			e.fake.Delete("items", id)
+		}
+		held, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunNeedsConfirmation, held.Status)
+		require.Equal(t, int64(20), held.PendingDeletes)
+
+		for _, rec := range all {
+			e.fake.Put("items", rec)
+		}
+		next, err := e.rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, next.Status, next.Error)
+		require.Equal(t, DriftCounts{}, next.Counts)
+
+		got, err := e.rc.GetRun(ctx, held.ID)
+		require.NoError(t, err)
+		require.Equal(t, RunCompleted, got.Status)
+		require.Zero(t, got.PendingDeletes)
+		require.Contains(t, got.Error, fmt.Sprintf("full sweep %d found them in the source", next.ID))
+		_, err = e.rc.Confirm(ctx, held.ID, "late operator")
+		require.ErrorIs(t, err, ErrNotAwaitingConfirmation)
+		e.drain(t)
+		for id, row := range e.mirrorRows(t, "product") {
+			require.False(t, row.deleted, id)
+		}
+	})
+}
