@@ -173,6 +173,7 @@ func TestDashboardConfirmHeldDeletes(t *testing.T) {
 		c, root := e.signedIn(t)
 		body := page(t, c, fmt.Sprintf("%sreconcile/%d", root, id))
 		require.Contains(t, body, "12 deletes wait for your confirmation")
+		require.Contains(t, body, "<dt>Why it waits</dt><dd>deletes held for confirmation: the source no longer lists 12 product records (threshold 10)")
 		require.Contains(t, body, `id="confirm-deletes"`)
 		require.Contains(t, body, tdsreconcile.ReasonPendingDelete)
 		m := csrfField.FindStringSubmatch(body)
