@@ -34,8 +34,15 @@ type Alert struct {
 	// Labels tell apart the alerts of one rule (entity_type, say); empty
 	// for a rule with one series.
 	Labels map[string]string `json:"labels"`
-	// Value is the rule's measure at the last evaluation.
+	// Value is the rule's measure at the last evaluation; once resolved,
+	// the measure that resolved it.
 	Value float64 `json:"value"`
+	// FiredValue is the measure when the alert fired, PeakValue the
+	// highest while it was firing: what happened, which Value no longer
+	// tells after the resolution. Nil while pending, and for alerts
+	// resolved before tds recorded them.
+	FiredValue *float64 `json:"fired_value"`
+	PeakValue  *float64 `json:"peak_value"`
 	// StartedAt is when the rule first breached; FiringAt when the alert
 	// fired (nil while pending); ResolvedAt when it resolved.
 	StartedAt  time.Time  `json:"started_at"`
@@ -45,8 +52,9 @@ type Alert struct {
 	// [Alerter.Silence].
 	AcknowledgedAt *time.Time `json:"acknowledged_at"`
 	SilencedUntil  *time.Time `json:"silenced_until"`
-	// LastNotifiedAt is when a notification of the alert was last claimed
-	// for sending.
+	// LastNotifiedAt is when a receiver (webhook or Slack) last accepted a
+	// notification of the alert; nil when none did, as when no receiver
+	// is configured.
 	LastNotifiedAt *time.Time `json:"last_notified_at,omitempty"`
 }
 
@@ -55,7 +63,13 @@ func fromAlertRow(r store.Alert) alert.Alert {
 		ID: r.ID, Rule: r.Rule, Fingerprint: r.Fingerprint, State: r.State, Severity: r.Severity,
 		Value: r.Value, StartedAt: r.StartedAt.UTC(), ResolvedAt: record.UTCPtr(r.ResolvedAt),
 		AcknowledgedAt: record.UTCPtr(r.AcknowledgedAt), SilencedUntil: record.UTCPtr(r.SilencedUntil),
-		LastNotifiedAt: record.UTCPtr(r.LastNotifiedAt),
+		ClaimedAt: record.UTCPtr(r.NotifyClaimedAt),
+	}
+	if r.FiredValue != nil {
+		a.FiredValue = *r.FiredValue
+	}
+	if r.PeakValue != nil {
+		a.PeakValue = *r.PeakValue
 	}
 	if r.FiringAt != nil {
 		a.FiringAt = r.FiringAt.UTC()
@@ -72,12 +86,12 @@ func fromAlertRow(r store.Alert) alert.Alert {
 func toAlertRow(a alert.Alert, now time.Time) store.Alert {
 	r := store.Alert{
 		ID: a.ID, Rule: a.Rule, Fingerprint: a.Fingerprint, State: a.State, Severity: a.Severity,
-		Value: a.Value, StartedAt: a.StartedAt, ResolvedAt: a.ResolvedAt, LastNotifiedAt: a.LastNotifiedAt,
+		Value: a.Value, StartedAt: a.StartedAt, ResolvedAt: a.ResolvedAt, NotifyClaimedAt: a.ClaimedAt,
 		UpdatedAt: now,
 	}
 	if !a.FiringAt.IsZero() {
-		f := a.FiringAt
-		r.FiringAt = &f
+		f, fired, peak := a.FiringAt, a.FiredValue, a.PeakValue
+		r.FiringAt, r.FiredValue, r.PeakValue = &f, &fired, &peak
 	}
 	r.Labels, _ = json.Marshal(a.Labels)
 	if a.Labels == nil {
@@ -90,8 +104,9 @@ func publicAlert(r store.Alert) Alert {
 	a := fromAlertRow(r)
 	out := Alert{
 		ID: a.ID, Rule: a.Rule, State: a.State, Severity: a.Severity, Labels: a.Labels, Value: a.Value,
+		FiredValue: r.FiredValue, PeakValue: r.PeakValue,
 		StartedAt: a.StartedAt, ResolvedAt: a.ResolvedAt, AcknowledgedAt: a.AcknowledgedAt,
-		SilencedUntil: a.SilencedUntil, LastNotifiedAt: a.LastNotifiedAt,
+		SilencedUntil: a.SilencedUntil, LastNotifiedAt: record.UTCPtr(r.LastNotifiedAt),
 	}
 	if out.Labels == nil {
 		out.Labels = map[string]string{}

@@ -53,9 +53,9 @@ const listLimit = 500
 //
 // A delivery is retried with backoff in the background; one given up is
 // logged and not sent again before the repeat interval, since the claim
-// that keeps other processes from sending it stays. dead_letters counts
-// the dead letters since this Alerter's previous evaluation (since one
-// interval ago on its first).
+// that keeps other processes from sending it stays. An alert's
+// LastNotifiedAt is set once a receiver accepted a notification, never
+// by the claim: without a receiver it stays nil.
 type Alerter struct {
 	db       *bun.DB
 	st       store.Store
@@ -111,7 +111,8 @@ func New(db *bun.DB, opts ...Option) (*Alerter, error) {
 		counts: make(map[countKey]int64), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	a.started = a.now()
-	if a.disp, err = alert.NewDispatcher(alert.DispatcherConfig{Timeout: s.timeout, Logger: a.log}, s.notifiers); err != nil {
+	cfg := alert.DispatcherConfig{Timeout: s.timeout, Logger: a.log, OnResult: a.delivered}
+	if a.disp, err = alert.NewDispatcher(cfg, s.notifiers); err != nil {
 		return nil, fmt.Errorf("tdsalert: New: %w", err)
 	}
 	go a.flushLoop()
@@ -282,7 +283,7 @@ func (a *Alerter) record(ctx context.Context, rows []store.Alert, samples []aler
 	next, send := alert.Step(current, samples, a.rules, now, a.repeat)
 	// The claim to notify is written with the transition; only the
 	// process whose write wins sends.
-	alert.MarkSent(next, send, now)
+	alert.MarkClaimed(next, send, now)
 	toSend := make(map[string]bool, len(send))
 	for _, s := range send {
 		toSend[sendKey(s)] = true
@@ -317,6 +318,31 @@ func (a *Alerter) record(ctx context.Context, rows []store.Alert, samples []aler
 		}
 	}
 	return won, nil
+}
+
+// markTimeout bounds the write that records a delivery.
+const markTimeout = 10 * time.Second
+
+// delivered records, once a notifier delivered alerts, that they were
+// notified; it runs on the notifier's goroutine. A failed delivery
+// records nothing: LastNotifiedAt says what a receiver accepted.
+func (a *Alerter) delivered(notifier string, alerts []alert.Alert, err error) {
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), markTimeout)
+	defer cancel()
+	at := a.now()
+	for _, al := range alerts {
+		if al.ID == 0 {
+			continue
+		}
+		if err := a.st.MarkAlertNotified(ctx, a.db, al.ID, at); err != nil {
+			a.log.Error("tdsalert: recording a delivered notification", "notifier", notifier, "alert_id", al.ID,
+				"err", dberr.Wrap("recording a delivered notification", err))
+			return
+		}
+	}
 }
 
 func sendKey(a alert.Alert) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -73,13 +74,54 @@ func (e *alertEnv) runJobs(t *testing.T, s tds.Syncer, st tds.Status, ids ...int
 var failing = tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return tds.Permanent(errors.New("no")) })
 var succeeding = tds.SyncFunc(func(context.Context, bun.Tx, *tds.SyncJob) error { return nil })
 
-func insertRun(t *testing.T, db *bun.DB, finished time.Time, repaired int64) {
+// insertRun inserts a reconciliation run of the default source with
+// status, finished at finished, and drift drift rows, none resolved; it
+// returns the run's id.
+func insertRun(t *testing.T, db *bun.DB, status string, finished time.Time, repaired int64, drift int) int64 {
 	t.Helper()
-	_, err := db.NewInsert().Model(&store.Run{
-		Source: tds.DefaultSource, Mode: "incremental", EntityTypes: json.RawMessage(`["product"]`), Status: store.RunCompleted,
+	r := &store.Run{
+		Source: tds.DefaultSource, Mode: "incremental", EntityTypes: json.RawMessage(`["product"]`), Status: status,
 		StartedAt: finished.Add(-time.Minute), FinishedAt: &finished, Cursor: json.RawMessage(`{}`), Repaired: repaired,
-	}).ExcludeColumn("id").Exec(t.Context())
+	}
+	_, err := db.NewInsert().Model(r).ExcludeColumn("id").Returning("id").Exec(t.Context())
 	require.NoError(t, err)
+	st, err := store.For(db)
+	require.NoError(t, err)
+	rows := make([]store.Drift, drift)
+	for i := range rows {
+		rows[i] = store.Drift{RunID: r.ID, EntityType: "product", EntityID: fmt.Sprintf("p%d", i), Kind: "missing_local", DetectedAt: finished}
+	}
+	require.NoError(t, st.AddDrift(t.Context(), db, rows))
+	return r.ID
+}
+
+// runNeedsConfirmation is the status of a run waiting for an operator to
+// confirm its deletes.
+const runNeedsConfirmation = "needs_confirmation"
+
+// resolveDrift marks n unresolved drift rows (of any run) resolved, as
+// repairs applied would.
+func resolveDrift(t *testing.T, db *bun.DB, n int64) {
+	t.Helper()
+	res, err := db.NewUpdate().Model((*store.Drift)(nil)).Set("resolved = ?", true).
+		Where("id IN (?)", db.NewSelect().Model((*store.Drift)(nil)).Column("id").
+			Where("NOT resolved").Order("id").Limit(n)).Exec(t.Context())
+	require.NoError(t, err)
+	got, err := res.RowsAffected()
+	require.NoError(t, err)
+	require.EqualValues(t, n, got)
+}
+
+// deadLetters returns the ids of the dead letters.
+func (e *alertEnv) deadLetters(t *testing.T) []int64 {
+	t.Helper()
+	jobs, err := e.q.ListDeadLetters(t.Context(), tds.DeadLetterFilter{})
+	require.NoError(t, err)
+	var ids []int64
+	for _, j := range jobs {
+		ids = append(ids, j.ID)
+	}
+	return ids
 }
 
 // TestAlertRulesFireAndResolve drives each built-in rule through firing
@@ -111,12 +153,17 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 			func(t *testing.T, e *alertEnv) {
 				e.runJobs(t, failing, tds.StatusDeadLetter, e.ingest(t, "1", "a"))
 			},
-			func(t *testing.T, e *alertEnv) { e.clock.Advance(15 * time.Second) }},
+			func(t *testing.T, e *alertEnv) {
+				for _, id := range e.deadLetters(t) {
+					require.NoError(t, e.q.DiscardDeadLetter(t.Context(), id, "test"))
+				}
+			}},
 		{alert.RuleSyncFailureRatio, "min_count: 2, threshold: 0.4",
 			func(t *testing.T, e *alertEnv) {
 				e.runJobs(t, succeeding, tds.StatusCompleted, e.ingest(t, "1", "a"))
-				require.Equal(t, "", e.state(t, alert.RuleSyncFailureRatio), "one attempt is under min_count")
 				e.runJobs(t, failing, tds.StatusDeadLetter, e.ingest(t, "2", "b"))
+				require.Equal(t, "", e.state(t, alert.RuleSyncFailureRatio), "one failure is under min_count")
+				e.runJobs(t, failing, tds.StatusDeadLetter, e.ingest(t, "3", "c"))
 			},
 			func(t *testing.T, e *alertEnv) { e.clock.Advance(6 * time.Minute) }},
 		{alert.RuleAuthFailures, "threshold: 2",
@@ -146,12 +193,16 @@ func TestAlertRulesFireAndResolve(t *testing.T) {
 				require.Equal(t, "", e.state(t, alert.RuleReconcileStale))
 				e.clock.Advance(2*time.Hour + time.Second)
 			},
-			func(t *testing.T, e *alertEnv) { insertRun(t, e.db, e.clock.Now(), 0) }},
+			func(t *testing.T, e *alertEnv) { insertRun(t, e.db, store.RunCompleted, e.clock.Now(), 0, 0) }},
 		{alert.RuleDrift, "",
-			func(t *testing.T, e *alertEnv) { insertRun(t, e.db, e.clock.Now(), 11) },
+			func(t *testing.T, e *alertEnv) { insertRun(t, e.db, store.RunCompleted, e.clock.Now(), 11, 11) },
+			func(t *testing.T, e *alertEnv) { resolveDrift(t, e.db, 11) }},
+		{alert.RuleReconcileNeedsConfirmation, "",
+			func(t *testing.T, e *alertEnv) { insertRun(t, e.db, runNeedsConfirmation, e.clock.Now(), 0, 50) },
 			func(t *testing.T, e *alertEnv) {
-				e.clock.Advance(time.Minute)
-				insertRun(t, e.db, e.clock.Now(), 0)
+				_, err := e.db.NewUpdate().Model((*store.Run)(nil)).Set("status = ?", store.RunCompleted).
+					Where("status = ?", runNeedsConfirmation).Exec(t.Context())
+				require.NoError(t, err)
 			}},
 		{alert.RuleZohoRateLimited, "",
 			func(t *testing.T, e *alertEnv) {

@@ -2,6 +2,7 @@ package tdsalert
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/tdscore/tds/internal/alert"
@@ -33,6 +34,8 @@ var measurers = map[string]measurer{
 	alert.RuleZohoDailyWebhooks:  (*Alerter).measureDailyWebhooks,
 	alert.RuleReconcileStale:     (*Alerter).measureReconcileStale,
 	alert.RuleDrift:              (*Alerter).measureDrift,
+
+	alert.RuleReconcileNeedsConfirmation: (*Alerter).measureNeedsConfirmation,
 }
 
 // measure computes a sample of every enabled rule at now.
@@ -64,14 +67,11 @@ func (a *Alerter) measureOldestPending(ctx context.Context, r alert.Rule, now ti
 	return nil
 }
 
-// measureDeadLetters: the dead letters since the last evaluation, by
-// entity type.
-func (a *Alerter) measureDeadLetters(ctx context.Context, r alert.Rule, now time.Time, out *samples) error {
-	since := a.lastEval
-	if since.IsZero() {
-		since = now.Add(-a.interval)
-	}
-	dead, err := a.st.DeadLettersSince(ctx, a.db, since)
+// measureDeadLetters: the dead letters waiting for an operator, by entity
+// type. Counting those that exist, not those recorded since the last
+// evaluation, keeps the alert firing for as long as they wait.
+func (a *Alerter) measureDeadLetters(ctx context.Context, r alert.Rule, _ time.Time, out *samples) error {
+	dead, err := a.st.DeadLetters(ctx, a.db)
 	if err != nil {
 		return err
 	}
@@ -82,6 +82,10 @@ func (a *Alerter) measureDeadLetters(ctx context.Context, r alert.Rule, now time
 }
 
 // measureFailureRatio: the share of failed sync attempts in the window.
+// The minimum is on failures: with a minimum on all attempts, failures
+// under it would fire once later successes (a recovery) lifted the count
+// over it. With the minimum on failures, successes only ever lower the
+// ratio, so no sample breaches because of them.
 func (a *Alerter) measureFailureRatio(ctx context.Context, r alert.Rule, now time.Time, out *samples) error {
 	o, err := a.st.SyncOutcomesSince(ctx, a.db, now.Add(-window(r, 5*time.Minute)))
 	if err != nil {
@@ -92,7 +96,7 @@ func (a *Alerter) measureFailureRatio(ctx context.Context, r alert.Rule, now tim
 	if total > 0 {
 		ratio = float64(o.Failed) / float64(total)
 	}
-	out.add(r.Name, nil, ratio, total >= int64(r.MinCount) && total > 0 && ratio > r.Threshold)
+	out.add(r.Name, nil, ratio, o.Failed >= int64(r.MinCount) && o.Failed > 0 && ratio > r.Threshold)
 	return nil
 }
 
@@ -149,13 +153,49 @@ func (a *Alerter) measureReconcileStale(ctx context.Context, r alert.Rule, now t
 	return nil
 }
 
-// measureDrift: the records the source's last completed run repaired.
-func (a *Alerter) measureDrift(ctx context.Context, r alert.Rule, _ time.Time, out *samples) error {
-	last, err := a.st.LastCompletedRun(ctx, a.db, a.source)
-	if err != nil || last == nil {
+// measureDrift: a run of the source that finished since the last
+// evaluation (one interval ago on this Alerter's first) and found more
+// drift than the threshold breaches, with what it found as the value;
+// afterwards the alert holds, with the unresolved drift as the value,
+// while any drift of the last finished run of each mode is unresolved.
+// So the alert lasts while drift waits for its repair (or its deletes
+// for a confirmation), and ends once none does, not when a next run
+// happens to finish.
+func (a *Alerter) measureDrift(ctx context.Context, r alert.Rule, now time.Time, out *samples) error {
+	runs, err := a.st.LatestRunDrift(ctx, a.db, a.source)
+	if err != nil || len(runs) == 0 {
 		return err
 	}
-	out.add(r.Name, nil, float64(last.Repaired), float64(last.Repaired) > r.Threshold)
+	since := a.lastEval
+	if since.IsZero() {
+		since = now.Add(-a.interval)
+	}
+	var unresolved, found int64
+	for _, d := range runs {
+		unresolved += d.Unresolved
+		if d.FinishedAt != nil && d.FinishedAt.After(since) && float64(d.Found) > r.Threshold {
+			found = max(found, d.Found)
+		}
+	}
+	if found > 0 {
+		out.add(r.Name, nil, float64(found), true)
+		return nil
+	}
+	*out = append(*out, alert.Sample{Rule: r.Name, Value: float64(unresolved), Holds: unresolved > 0})
+	return nil
+}
+
+// measureNeedsConfirmation: one sample per run waiting for an operator
+// to confirm its deletes, labelled with its id so that the alert links to
+// it and ends when that run is confirmed or cancelled.
+func (a *Alerter) measureNeedsConfirmation(ctx context.Context, r alert.Rule, _ time.Time, out *samples) error {
+	ids, err := a.st.RunsNeedingConfirmation(ctx, a.db)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		out.add(r.Name, map[string]string{"run_id": strconv.FormatInt(id, 10)}, 1, 1 > r.Threshold)
+	}
 	return nil
 }
 

@@ -139,7 +139,8 @@ type dbCollector struct {
 
 var (
 	descQueueJobs = prometheus.NewDesc("tds_queue_jobs",
-		"Unfinished jobs in the queue, by status and priority.", []string{"status", "priority"}, nil)
+		"Unfinished jobs in the queue, by status and priority; 0 for each registered type's priority.",
+		[]string{"status", "priority"}, nil)
 	descOldestPending = prometheus.NewDesc("tds_queue_oldest_pending_age_seconds",
 		"Age of the oldest job waiting in the queue (pending or retry); 0 when none waits.", nil, nil)
 	descBlocked = prometheus.NewDesc("tds_queue_blocked_jobs",
@@ -153,6 +154,10 @@ var (
 	descReconcilePaused = prometheus.NewDesc("tds_reconcile_paused",
 		"1 while a reconciliation run of the zoho source is paused at the daily budget, else 0.", nil, nil)
 )
+
+// unfinished are the job statuses tds_queue_jobs counts.
+var unfinished = []string{string(tds.StatusPending), string(tds.StatusProcessing), string(tds.StatusRetry),
+	string(tds.StatusDeadLetter)}
 
 func newDBCollector(db *bun.DB, st store.Store, s *dbSettings) *dbCollector {
 	return &dbCollector{db: db, st: st, set: s, wall: time.Now, maxAge: DatabaseMaxAge}
@@ -174,8 +179,24 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	if counts == nil {
 		return
 	}
+	// Every unfinished status has a series for every registered type's
+	// priority, 0 included: an empty queue is 0, not an absent series
+	// that sum() turns into no result at all.
+	type statusPriority struct {
+		status   string
+		priority int
+	}
+	jobs := make(map[statusPriority]int64)
+	for _, t := range c.set.registry.Types() {
+		for _, st := range unfinished {
+			jobs[statusPriority{st, t.Priority}] = 0
+		}
+	}
 	for _, j := range counts.Jobs {
-		ch <- prometheus.MustNewConstMetric(descQueueJobs, prometheus.GaugeValue, float64(j.N), j.Status, strconv.Itoa(j.Priority))
+		jobs[statusPriority{j.Status, j.Priority}] = j.N
+	}
+	for k, n := range jobs {
+		ch <- prometheus.MustNewConstMetric(descQueueJobs, prometheus.GaugeValue, float64(n), k.status, strconv.Itoa(k.priority))
 	}
 	age := 0.0
 	if counts.OldestWaiting != nil {

@@ -80,7 +80,10 @@ func Example() {
 	defer resp.Body.Close()
 	lines := bufio.NewScanner(resp.Body)
 	for lines.Scan() {
-		if l := lines.Text(); strings.HasPrefix(l, "tds_ingest_requests_total") || strings.HasPrefix(l, `tds_queue_jobs{`) {
+		// tds_queue_jobs has a series, 0 included, for every status and
+		// registered priority; the non-zero ones are printed.
+		l := lines.Text()
+		if strings.HasPrefix(l, "tds_ingest_requests_total") || strings.HasPrefix(l, `tds_queue_jobs{`) && !strings.HasSuffix(l, " 0") {
 			fmt.Println(l)
 		}
 	}

@@ -149,11 +149,6 @@ tds_sync_attempts_total{entity_type="product",outcome="synced"} 1
 # HELP tds_queue_blocked_jobs Jobs blocked behind an earlier job of their entity.
 # TYPE tds_queue_blocked_jobs gauge
 tds_queue_blocked_jobs 0
-# HELP tds_queue_jobs Unfinished jobs in the queue, by status and priority.
-# TYPE tds_queue_jobs gauge
-tds_queue_jobs{priority="%d",status="dead_letter"} 1
-tds_queue_jobs{priority="%d",status="pending"} 3
-tds_queue_jobs{priority="%d",status="retry"} 1
 # HELP tds_queue_oldest_pending_age_seconds Age of the oldest job waiting in the queue (pending or retry); 0 when none waits.
 # TYPE tds_queue_oldest_pending_age_seconds gauge
 tds_queue_oldest_pending_age_seconds 90
@@ -188,13 +183,21 @@ tds_zoho_api_requests_total{code="4xx",endpoint="GET /items/{id}"} 1
 # HELP tds_zoho_token_refreshes_total Zoho OAuth token refreshes, by outcome (success, failure).
 # TYPE tds_zoho_token_refreshes_total counter
 tds_zoho_token_refreshes_total{outcome="success"} 1
-`, testdb.EntityType(t, "customer").Priority, testdb.EntityType(t, "product").Priority, testdb.EntityType(t, "invoice").Priority, end.Unix())
+`, end.Unix())
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(expected),
 			"tds_ingest_requests_total", "tds_ingest_batch_size", "tds_sync_attempts_total",
-			"tds_queue_blocked_jobs", "tds_queue_jobs", "tds_queue_oldest_pending_age_seconds", "tds_zoho_webhooks_today",
+			"tds_queue_blocked_jobs", "tds_queue_oldest_pending_age_seconds", "tds_zoho_webhooks_today",
 			"tds_zoho_api_calls_today", "tds_reconcile_paused",
 			"tds_reconcile_runs_total", "tds_reconcile_last_success_timestamp_seconds",
 			"tds_drift_detected_total", "tds_drift_repaired_total", "tds_zoho_api_requests_total", "tds_zoho_token_refreshes_total"))
+
+		// Jobs: the unfinished ones by status and priority, and 0 for
+		// every other status and registered priority.
+		wantJobs := zeroJobs(tds.ZohoRegistry())
+		wantJobs[jobKey("dead_letter", testdb.EntityType(t, "customer").Priority)] = 1
+		wantJobs[jobKey("pending", testdb.EntityType(t, "product").Priority)] = 3
+		wantJobs[jobKey("retry", testdb.EntityType(t, "invoice").Priority)] = 1
+		require.Equal(t, wantJobs, queueJobs(t, reg))
 
 		// Dead letters: every registered type has its series.
 		dead := map[string]float64{}
@@ -391,4 +394,67 @@ func TestWatchDatabaseOptions(t *testing.T) {
 		"tdsprom: WithRegistry: registry is nil\ntdsprom: WithClock: clock is nil\ntdsprom: WithLogger: logger is nil")
 	require.NoError(t, m.WatchDatabase(db, DatabaseOption{}, WithRegistry(tds.ZohoRegistry()), WithClock(time.Now),
 		WithLogger(testdb.QuietLogger)))
+}
+
+func jobKey(status string, priority int) string { return fmt.Sprintf("%s/%d", status, priority) }
+
+// zeroJobs is tds_queue_jobs of an empty queue: every unfinished status
+// at every priority of reg's types.
+func zeroJobs(reg *tds.Registry) map[string]float64 {
+	out := map[string]float64{}
+	for _, typ := range reg.Types() {
+		for _, st := range []string{"pending", "processing", "retry", "dead_letter"} {
+			out[jobKey(st, typ.Priority)] = 0
+		}
+	}
+	return out
+}
+
+// queueJobs gathers tds_queue_jobs by status and priority.
+func queueJobs(t *testing.T, g prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "tds_queue_jobs" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			out[l["status"]+"/"+l["priority"]] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// TestQueueJobsZeroWhenEmpty: with no unfinished job, tds_queue_jobs
+// still has its series, at 0, so that sum(tds_queue_jobs) is 0 and not
+// an empty result (issue 22).
+func TestQueueJobsZeroWhenEmpty(t *testing.T) {
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
+		reg := prometheus.NewRegistry()
+		m, err := New(reg)
+		require.NoError(t, err)
+		types, err := tds.NewRegistry(
+			tds.EntityType{Name: "order", Route: "orders", IDField: "id", Priority: 2},
+			tds.EntityType{Name: "note", Route: "notes", IDField: "id", Priority: 7})
+		require.NoError(t, err)
+		require.NoError(t, m.WatchDatabase(tdb.DB, WithRegistry(types), WithLogger(testdb.QuietLogger)))
+		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP tds_queue_jobs Unfinished jobs in the queue, by status and priority; 0 for each registered type's priority.
+# TYPE tds_queue_jobs gauge
+tds_queue_jobs{priority="2",status="dead_letter"} 0
+tds_queue_jobs{priority="2",status="pending"} 0
+tds_queue_jobs{priority="2",status="processing"} 0
+tds_queue_jobs{priority="2",status="retry"} 0
+tds_queue_jobs{priority="7",status="dead_letter"} 0
+tds_queue_jobs{priority="7",status="pending"} 0
+tds_queue_jobs{priority="7",status="processing"} 0
+tds_queue_jobs{priority="7",status="retry"} 0
+`), "tds_queue_jobs"))
+	})
 }

@@ -65,7 +65,8 @@ func TestAlertAdminAPI(t *testing.T) {
 		alerts := out["alerts"].([]any)
 		require.Len(t, alerts, 1)
 		first := alerts[0].(map[string]any)
-		for _, k := range []string{"id", "rule", "state", "labels", "value", "started_at", "resolved_at", "acknowledged_at", "silenced_until"} {
+		for _, k := range []string{"id", "rule", "state", "labels", "value", "fired_value", "peak_value", "started_at", "firing_at",
+			"resolved_at", "acknowledged_at", "silenced_until"} {
 			require.Contains(t, first, k)
 		}
 		id := int64(first["id"].(float64))
@@ -93,6 +94,21 @@ func TestAlertAdminAPI(t *testing.T) {
 		require.NotNil(t, got[0].SilencedUntil)
 		requireLogLine(t, &logs, "alert acknowledged", "actor.client_ip=192.0.2.1 actor.token=0")
 		requireLogLine(t, &logs, "alert silenced", "actor.client_ip=192.0.2.1 actor.token=0")
+
+		// Resolved, the alert still tells what fired, and when it resolved.
+		testdb.Ingest(t, e.proc, "2", "b")
+		require.NoError(t, e.a.Evaluate(t.Context()))
+		e.clock.Advance(24 * time.Hour)
+		require.NoError(t, e.a.Evaluate(t.Context()))
+		code, out = do(http.MethodGet, "/admin/alerts?state=resolved", "")
+		require.Equal(t, http.StatusOK, code)
+		alerts = out["alerts"].([]any)
+		require.Len(t, alerts, 1)
+		res := alerts[0].(map[string]any)
+		require.Equal(t, 1.0, res["fired_value"])
+		require.Equal(t, 2.0, res["peak_value"])
+		require.Equal(t, e.clock.Now().Format(time.RFC3339Nano), res["resolved_at"])
+		require.Nil(t, res["last_notified_at"], "no receiver: nothing was sent")
 
 		// Without an Alerter: 501.
 		h2 := newTestHandler(t, tdb, WithAdminToken(testAdminToken))

@@ -5,16 +5,18 @@
 //
 // One evaluation, as the caller runs it:
 //
-//	samples := evaluate(rules)                     // the caller's queries
+//	samples := evaluate(rules)                  // the caller's queries
 //	next, send := alert.Step(current, samples, rules, now, alert.DefaultRepeat)
-//	dispatcher.Enqueue(send)                       // asynchronous
-//	// after a successful delivery (DispatcherConfig.OnResult):
-//	alert.MarkSent(next, delivered, at)            // then persist next
+//	alert.MarkClaimed(next, send, now)          // persist next: the claim to send
+//	dispatcher.Enqueue(send)                    // asynchronous; OnResult says
+//	                                            // what was delivered
 //
 // Step marks what to send; it never records that anything was sent. The
-// caller sets LastNotifiedAt (with [MarkSent]) once a notifier succeeded,
-// so a restart does not re-send a firing alert before its repeat interval
-// and a failed delivery is tried again at the next evaluation.
+// caller claims the notifications it is about to send ([MarkClaimed]) in
+// the write that persists the step, so that a restart, or a second
+// process, does not send a firing alert again before its repeat interval;
+// when a delivery succeeded is the caller's to record apart
+// ([DispatcherConfig].OnResult).
 package alert
 
 import (
@@ -45,8 +47,15 @@ type Sample struct {
 	Labels map[string]string
 	// Value is the measure (seconds, a count, a ratio).
 	Value float64
-	// Breaching tells whether Value crosses the rule's threshold.
+	// Breaching tells whether Value crosses the rule's threshold: it
+	// starts an alert, or keeps one open.
 	Breaching bool
+	// Holds tells, for a sample that does not breach, that the condition
+	// of an alert already open still holds: it keeps the alert open (and
+	// lets a pending one fire) but starts none. drift uses it: a run that
+	// found more than the threshold starts the alert, which lasts while
+	// any of that drift is unresolved.
+	Holds bool
 }
 
 // Alert is one rule's alert for one label set, from its first breaching
@@ -64,8 +73,12 @@ type Alert struct {
 	State string
 	// Severity is the rule's severity.
 	Severity string
-	// Value is the last sample's value.
+	// Value is the last sample's value; once resolved, the value that
+	// resolved it (when the rule still had a sample).
 	Value float64
+	// FiredValue is the value at which the alert fired, PeakValue the
+	// highest value while it was firing; both 0 while FiringAt is zero.
+	FiredValue, PeakValue float64
 	// StartedAt is when the alert first breached; FiringAt when it fired
 	// (zero while pending).
 	StartedAt, FiringAt time.Time
@@ -77,9 +90,11 @@ type Alert struct {
 	// SilencedUntil, set by an operator, holds every notification of the
 	// alert until then.
 	SilencedUntil *time.Time
-	// LastNotifiedAt is when a notification of the alert last succeeded;
-	// set by the caller ([MarkSent]), never by Step.
-	LastNotifiedAt *time.Time
+	// ClaimedAt is when a notification of the alert was last claimed for
+	// sending (nil: never, or the claim was given up); set by the caller
+	// ([MarkClaimed]), never by Step. Step decides on it whether to send
+	// again.
+	ClaimedAt *time.Time
 }
 
 // Fingerprint returns a stable identifier of rule and labels: 16 hex
@@ -113,17 +128,21 @@ func Fingerprint(rule string, labels map[string]string) string {
 //     For 0 it fires at once;
 //   - a pending alert fires once it has breached for at least For;
 //   - a firing alert is sent when it fires, and again when now -
-//     LastNotifiedAt >= repeat (or LastNotifiedAt is nil: the last
+//     ClaimedAt >= repeat (or ClaimedAt is nil: the last
 //     delivery failed), unless SilencedUntil is after now or it is
 //     acknowledged;
 //   - no breaching sample (none at all, or not breaching) drops a pending
-//     alert and resolves a firing one; the resolution is sent when the
-//     firing was notified (LastNotifiedAt set), acknowledged or silenced
-//     alike, since it closes what the receiver opened;
+//     alert and resolves a firing one, unless a sample of it Holds; the
+//     resolution is sent when the firing was claimed (ClaimedAt set),
+//     acknowledged or silenced alike, since it closes what the receiver
+//     opened;
+//   - a firing alert keeps the value it fired at (FiredValue) and its
+//     highest value (PeakValue); Value follows every sample;
 //   - a rule missing from rules or disabled breaches nothing.
 //
-// Several samples of one fingerprint count as breaching when any is; the
-// value is the last breaching one's (or the last one's). Resolved alerts in
+// Several samples of one fingerprint count as breaching (or holding) when
+// any is; the value is the last breaching one's (else the last holding
+// one's, else the last one's). Resolved alerts in
 // current are kept unchanged in next, as history. repeat <= 0 means
 // DefaultRepeat. Alerts in next keep the order of current, new ones follow
 // sorted by rule and fingerprint; send is in next's order.
@@ -137,8 +156,8 @@ func Step(current []Alert, samples []Sample, rules []Rule, now time.Time, repeat
 	}
 
 	type obs struct {
-		sample    Sample
-		breaching bool
+		sample           Sample
+		breaching, holds bool
 	}
 	observed := make(map[string]*obs)
 	var order []string
@@ -152,10 +171,12 @@ func Step(current []Alert, samples []Sample, rules []Rule, now time.Time, repeat
 			observed[fp] = o
 			order = append(order, fp)
 		}
-		if breaching || !o.breaching {
+		holds := s.Holds && ok && r.Enabled
+		if breaching || (!o.breaching && (holds || !o.holds)) {
 			o.sample = s
 		}
 		o.breaching = o.breaching || breaching
+		o.holds = o.holds || holds
 	}
 
 	seen := make(map[string]bool)
@@ -175,7 +196,7 @@ func Step(current []Alert, samples []Sample, rules []Rule, now time.Time, repeat
 		if o != nil {
 			a.Value = o.sample.Value
 		}
-		if o == nil || !o.breaching {
+		if o == nil || !(o.breaching || o.holds) {
 			if a.State == StatePending {
 				continue
 			}
@@ -183,7 +204,7 @@ func Step(current []Alert, samples []Sample, rules []Rule, now time.Time, repeat
 			a.State = StateResolved
 			a.ResolvedAt = &at
 			next = append(next, a)
-			if a.LastNotifiedAt != nil {
+			if a.ClaimedAt != nil {
 				send = append(send, a)
 			}
 			continue
@@ -194,9 +215,11 @@ func Step(current []Alert, samples []Sample, rules []Rule, now time.Time, repeat
 		if a.State == StatePending && now.Sub(a.StartedAt) >= r.For {
 			a.State = StateFiring
 			a.FiringAt = now
+			a.FiredValue, a.PeakValue = a.Value, a.Value
 			notify = true
 		} else if a.State == StateFiring {
-			notify = a.LastNotifiedAt == nil || now.Sub(*a.LastNotifiedAt) >= repeat
+			a.PeakValue = max(a.PeakValue, a.Value)
+			notify = a.ClaimedAt == nil || now.Sub(*a.ClaimedAt) >= repeat
 		}
 		if notify && a.AcknowledgedAt == nil && !silenced(a, now) {
 			send = append(send, a)
@@ -223,6 +246,7 @@ func Step(current []Alert, samples []Sample, rules []Rule, now time.Time, repeat
 		if r.For <= 0 {
 			a.State = StateFiring
 			a.FiringAt = now
+			a.FiredValue, a.PeakValue = a.Value, a.Value
 		}
 		fresh = append(fresh, a)
 	}
@@ -256,12 +280,11 @@ func copyLabels(l map[string]string) map[string]string {
 	return out
 }
 
-// MarkSent records in alerts that the notification of sent succeeded at
-// at: each alert of alerts with a sent alert's fingerprint, state and
-// start gets LastNotifiedAt = at. Call it with Step's next and the alerts a
-// notifier delivered, then persist next. It returns how many alerts it
-// marked.
-func MarkSent(alerts []Alert, sent []Alert, at time.Time) int {
+// MarkClaimed records in alerts that the notification of sent was claimed
+// at at: each alert of alerts with a sent alert's fingerprint, state and
+// start gets ClaimedAt = at. Call it with Step's next and send, then
+// persist next. It returns how many alerts it marked.
+func MarkClaimed(alerts []Alert, sent []Alert, at time.Time) int {
 	type key struct {
 		fp, state string
 		start     int64
@@ -275,7 +298,7 @@ func MarkSent(alerts []Alert, sent []Alert, at time.Time) int {
 		a := &alerts[i]
 		if want[key{a.Fingerprint, a.State, a.StartedAt.UnixNano()}] {
 			t := at
-			a.LastNotifiedAt = &t
+			a.ClaimedAt = &t
 			n++
 		}
 	}

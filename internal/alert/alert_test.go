@@ -39,7 +39,7 @@ func TestStep(t *testing.T) {
 	calm := []Sample{{Rule: rule, Value: 10}}
 	pending := Alert{ID: 7, Rule: rule, Fingerprint: fp, State: StatePending, Severity: SeverityWarning, Value: 350, StartedAt: t0}
 	firing := Alert{ID: 7, Rule: rule, Fingerprint: fp, State: StateFiring, Severity: SeverityWarning, Value: 350,
-		StartedAt: t0, FiringAt: t0.Add(time.Minute), LastNotifiedAt: ptr(t0.Add(time.Minute))}
+		FiredValue: 350, PeakValue: 350, StartedAt: t0, FiringAt: t0.Add(time.Minute), ClaimedAt: ptr(t0.Add(time.Minute))}
 	resolvedOld := Alert{ID: 3, Rule: rule, Fingerprint: fp, State: StateResolved, StartedAt: t0.Add(-time.Hour), ResolvedAt: ptr(t0.Add(-30 * time.Minute))}
 	with := func(a Alert, f func(*Alert)) Alert { f(&a); return a }
 
@@ -61,8 +61,8 @@ func TestStep(t *testing.T) {
 		{
 			name: "For 0 fires at once", now: t0,
 			samples:  []Sample{{Rule: RuleDeadLetters, Labels: dlLabels, Value: 2, Breaching: true}},
-			wantNext: []Alert{{Rule: RuleDeadLetters, Fingerprint: dlFP, Labels: dlLabels, State: StateFiring, Severity: SeverityCritical, Value: 2, StartedAt: t0, FiringAt: t0}},
-			wantSend: []Alert{{Rule: RuleDeadLetters, Fingerprint: dlFP, Labels: dlLabels, State: StateFiring, Severity: SeverityCritical, Value: 2, StartedAt: t0, FiringAt: t0}},
+			wantNext: []Alert{{Rule: RuleDeadLetters, Fingerprint: dlFP, Labels: dlLabels, State: StateFiring, Severity: SeverityCritical, Value: 2, FiredValue: 2, PeakValue: 2, StartedAt: t0, FiringAt: t0}},
+			wantSend: []Alert{{Rule: RuleDeadLetters, Fingerprint: dlFP, Labels: dlLabels, State: StateFiring, Severity: SeverityCritical, Value: 2, FiredValue: 2, PeakValue: 2, StartedAt: t0, FiringAt: t0}},
 		},
 		{
 			name: "pending stays pending before For", current: []Alert{pending}, samples: breach, now: t0.Add(59 * time.Second),
@@ -70,8 +70,12 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name: "pending fires at For", current: []Alert{pending}, samples: breach, now: t0.Add(time.Minute),
-			wantNext: []Alert{with(pending, func(a *Alert) { a.Value, a.State, a.FiringAt = 400, StateFiring, t0.Add(time.Minute) })},
-			wantSend: []Alert{with(pending, func(a *Alert) { a.Value, a.State, a.FiringAt = 400, StateFiring, t0.Add(time.Minute) })},
+			wantNext: []Alert{with(pending, func(a *Alert) {
+				a.Value, a.State, a.FiringAt, a.FiredValue, a.PeakValue = 400, StateFiring, t0.Add(time.Minute), 400, 400
+			})},
+			wantSend: []Alert{with(pending, func(a *Alert) {
+				a.Value, a.State, a.FiringAt, a.FiredValue, a.PeakValue = 400, StateFiring, t0.Add(time.Minute), 400, 400
+			})},
 		},
 		{
 			name: "pending that stops breaching is dropped", current: []Alert{pending}, samples: calm, now: t0.Add(30 * time.Second),
@@ -81,35 +85,36 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name: "firing stays firing, not re-sent before repeat", current: []Alert{firing}, samples: breach, now: t0.Add(time.Hour),
-			wantNext: []Alert{with(firing, func(a *Alert) { a.Value = 400 })},
+			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.PeakValue = 400, 400 })},
 		},
 		{
 			name: "firing is re-sent after repeat", current: []Alert{firing}, samples: breach, now: t0.Add(time.Minute + 4*time.Hour),
-			wantNext: []Alert{with(firing, func(a *Alert) { a.Value = 400 })},
-			wantSend: []Alert{with(firing, func(a *Alert) { a.Value = 400 })},
+			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.PeakValue = 400, 400 })},
+			wantSend: []Alert{with(firing, func(a *Alert) { a.Value, a.PeakValue = 400, 400 })},
 		},
 		{
-			name: "firing never delivered is sent again", current: []Alert{with(firing, func(a *Alert) { a.LastNotifiedAt = nil })}, samples: breach, now: t0.Add(2 * time.Minute),
-			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.LastNotifiedAt = 400, nil })},
-			wantSend: []Alert{with(firing, func(a *Alert) { a.Value, a.LastNotifiedAt = 400, nil })},
+			name: "firing never delivered is sent again", current: []Alert{with(firing, func(a *Alert) { a.ClaimedAt = nil })}, samples: breach, now: t0.Add(2 * time.Minute),
+			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.PeakValue, a.ClaimedAt = 400, 400, nil })},
+			wantSend: []Alert{with(firing, func(a *Alert) { a.Value, a.PeakValue, a.ClaimedAt = 400, 400, nil })},
 		},
 		{
 			name: "acknowledged firing is not repeated", current: []Alert{with(firing, func(a *Alert) { a.AcknowledgedAt = ptr(t0.Add(2 * time.Minute)) })}, samples: breach, now: t0.Add(5 * time.Hour),
-			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.AcknowledgedAt = 400, ptr(t0.Add(2*time.Minute)) })},
+			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.AcknowledgedAt = 400, ptr(t0.Add(2*time.Minute)); a.PeakValue = 400 })},
 		},
 		{
 			name: "silenced firing is not repeated", current: []Alert{with(firing, func(a *Alert) { a.SilencedUntil = ptr(t0.Add(6 * time.Hour)) })}, samples: breach, now: t0.Add(5 * time.Hour),
-			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.SilencedUntil = 400, ptr(t0.Add(6*time.Hour)) })},
+			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.SilencedUntil = 400, ptr(t0.Add(6*time.Hour)); a.PeakValue = 400 })},
 		},
 		{
 			name: "an expired silence lets the repeat through", current: []Alert{with(firing, func(a *Alert) { a.SilencedUntil = ptr(t0.Add(5 * time.Hour)) })}, samples: breach, now: t0.Add(5 * time.Hour),
-			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.SilencedUntil = 400, ptr(t0.Add(5*time.Hour)) })},
-			wantSend: []Alert{with(firing, func(a *Alert) { a.Value, a.SilencedUntil = 400, ptr(t0.Add(5*time.Hour)) })},
+			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.SilencedUntil = 400, ptr(t0.Add(5*time.Hour)); a.PeakValue = 400 })},
+			wantSend: []Alert{with(firing, func(a *Alert) { a.Value, a.SilencedUntil = 400, ptr(t0.Add(5*time.Hour)); a.PeakValue = 400 })},
 		},
 		{
 			name: "pending that fires while silenced is not sent", current: []Alert{with(pending, func(a *Alert) { a.SilencedUntil = ptr(t0.Add(time.Hour)) })}, samples: breach, now: t0.Add(time.Minute),
 			wantNext: []Alert{with(pending, func(a *Alert) {
 				a.Value, a.State, a.FiringAt, a.SilencedUntil = 400, StateFiring, t0.Add(time.Minute), ptr(t0.Add(time.Hour))
+				a.FiredValue, a.PeakValue = 400, 400
 			})},
 		},
 		{
@@ -132,8 +137,52 @@ func TestStep(t *testing.T) {
 			})},
 		},
 		{
-			name: "a firing never notified resolves quietly", current: []Alert{with(firing, func(a *Alert) { a.LastNotifiedAt = nil })}, now: t0.Add(time.Hour),
-			wantNext: []Alert{with(firing, func(a *Alert) { a.LastNotifiedAt, a.State, a.ResolvedAt = nil, StateResolved, ptr(t0.Add(time.Hour)) })},
+			name:    "a resolution keeps the fired and the peak value, Value is the resolving one",
+			current: []Alert{with(firing, func(a *Alert) { a.FiredValue, a.PeakValue, a.Value = 340, 900, 500 })}, samples: calm, now: t0.Add(time.Hour),
+			wantNext: []Alert{with(firing, func(a *Alert) {
+				a.FiredValue, a.PeakValue, a.Value, a.State, a.ResolvedAt = 340, 900, 10, StateResolved, ptr(t0.Add(time.Hour))
+			})},
+			wantSend: []Alert{with(firing, func(a *Alert) {
+				a.FiredValue, a.PeakValue, a.Value, a.State, a.ResolvedAt = 340, 900, 10, StateResolved, ptr(t0.Add(time.Hour))
+			})},
+		},
+		{
+			name: "a lower value while firing keeps the peak", current: []Alert{with(firing, func(a *Alert) { a.PeakValue = 900 })},
+			samples: []Sample{{Rule: rule, Value: 310, Breaching: true}}, now: t0.Add(time.Hour),
+			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.PeakValue = 310, 900 })},
+		},
+		{
+			name: "a holding sample keeps a firing alert open, with its value", current: []Alert{firing},
+			samples: []Sample{{Rule: rule, Value: 3, Holds: true}}, now: t0.Add(time.Hour),
+			wantNext: []Alert{with(firing, func(a *Alert) { a.Value = 3 })},
+		},
+		{
+			name: "a holding sample keeps a pending alert, which fires at For", current: []Alert{pending},
+			samples: []Sample{{Rule: rule, Value: 3, Holds: true}}, now: t0.Add(time.Minute),
+			wantNext: []Alert{with(pending, func(a *Alert) {
+				a.Value, a.State, a.FiringAt, a.FiredValue, a.PeakValue = 3, StateFiring, t0.Add(time.Minute), 3, 3
+			})},
+			wantSend: []Alert{with(pending, func(a *Alert) {
+				a.Value, a.State, a.FiringAt, a.FiredValue, a.PeakValue = 3, StateFiring, t0.Add(time.Minute), 3, 3
+			})},
+		},
+		{
+			name: "a holding sample starts no alert", samples: []Sample{{Rule: rule, Value: 3, Holds: true}}, now: t0,
+		},
+		{
+			name: "a breaching sample wins over a holding one of the same fingerprint", current: []Alert{firing},
+			samples: []Sample{{Rule: rule, Value: 3, Holds: true}, {Rule: rule, Value: 450, Breaching: true}, {Rule: rule, Value: 1}}, now: t0.Add(time.Hour),
+			wantNext: []Alert{with(firing, func(a *Alert) { a.Value, a.PeakValue = 450, 450 })},
+		},
+		{
+			name:    "a holding sample of a disabled rule holds nothing",
+			current: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateFiring, StartedAt: t0, FiringAt: t0}},
+			samples: []Sample{{Rule: RuleSourceSilent, Value: 5, Holds: true}}, now: t0.Add(time.Hour),
+			wantNext: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateResolved, Value: 5, StartedAt: t0, FiringAt: t0, ResolvedAt: ptr(t0.Add(time.Hour))}},
+		},
+		{
+			name: "a firing never notified resolves quietly", current: []Alert{with(firing, func(a *Alert) { a.ClaimedAt = nil })}, now: t0.Add(time.Hour),
+			wantNext: []Alert{with(firing, func(a *Alert) { a.ClaimedAt, a.State, a.ResolvedAt = nil, StateResolved, ptr(t0.Add(time.Hour)) })},
 		},
 		{
 			name: "resolved history is kept unchanged; a new episode starts beside it", current: []Alert{resolvedOld}, samples: breach, now: t0,
@@ -149,10 +198,10 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name:    "firing of a rule since disabled resolves",
-			current: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateFiring, StartedAt: t0, FiringAt: t0, LastNotifiedAt: ptr(t0)}},
+			current: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateFiring, StartedAt: t0, FiringAt: t0, ClaimedAt: ptr(t0)}},
 			samples: []Sample{{Rule: RuleSourceSilent, Value: 1e6, Breaching: true}}, now: t0.Add(time.Hour),
-			wantNext: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateResolved, Value: 1e6, StartedAt: t0, FiringAt: t0, LastNotifiedAt: ptr(t0), ResolvedAt: ptr(t0.Add(time.Hour))}},
-			wantSend: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateResolved, Value: 1e6, StartedAt: t0, FiringAt: t0, LastNotifiedAt: ptr(t0), ResolvedAt: ptr(t0.Add(time.Hour))}},
+			wantNext: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateResolved, Value: 1e6, StartedAt: t0, FiringAt: t0, ClaimedAt: ptr(t0), ResolvedAt: ptr(t0.Add(time.Hour))}},
+			wantSend: []Alert{{Rule: RuleSourceSilent, Fingerprint: Fingerprint(RuleSourceSilent, nil), State: StateResolved, Value: 1e6, StartedAt: t0, FiringAt: t0, ClaimedAt: ptr(t0), ResolvedAt: ptr(t0.Add(time.Hour))}},
 		},
 		{
 			name: "one alert per fingerprint: duplicate samples merge, any breaching wins", now: t0,
@@ -193,6 +242,7 @@ func sortedDL(now time.Time, itemValue, invoiceValue float64) []Alert {
 	for i := range out {
 		out[i].Fingerprint = Fingerprint(out[i].Rule, out[i].Labels)
 		out[i].State, out[i].Severity, out[i].StartedAt, out[i].FiringAt = StateFiring, SeverityCritical, now, now
+		out[i].FiredValue, out[i].PeakValue = out[i].Value, out[i].Value
 	}
 	if out[0].Fingerprint > out[1].Fingerprint {
 		out[0], out[1] = out[1], out[0]
@@ -203,7 +253,7 @@ func sortedDL(now time.Time, itemValue, invoiceValue float64) []Alert {
 func TestStepRepeatArgument(t *testing.T) {
 	t.Parallel()
 	rules := []Rule{{Name: RuleDrift, Enabled: true}}
-	a := Alert{Rule: RuleDrift, Fingerprint: Fingerprint(RuleDrift, nil), State: StateFiring, StartedAt: t0, FiringAt: t0, LastNotifiedAt: ptr(t0)}
+	a := Alert{Rule: RuleDrift, Fingerprint: Fingerprint(RuleDrift, nil), State: StateFiring, StartedAt: t0, FiringAt: t0, ClaimedAt: ptr(t0)}
 	s := []Sample{{Rule: RuleDrift, Value: 20, Breaching: true}}
 	_, send := Step([]Alert{a}, s, rules, t0.Add(time.Hour), time.Hour)
 	require.Len(t, send, 1)
@@ -223,7 +273,7 @@ func TestStepDoesNotAliasInputs(t *testing.T) {
 	require.Equal(t, "invoice", send[0].Labels["entity_type"])
 }
 
-func TestMarkSentAndRestart(t *testing.T) {
+func TestMarkClaimedAndRestart(t *testing.T) {
 	t.Parallel()
 	rules := []Rule{{Name: RuleDrift, Enabled: true, Severity: SeverityWarning}}
 	s := []Sample{{Rule: RuleDrift, Value: 20, Breaching: true}}
@@ -231,22 +281,22 @@ func TestMarkSentAndRestart(t *testing.T) {
 
 	next, send := Step([]Alert{old}, s, rules, t0, 0)
 	require.Len(t, send, 1)
-	require.Equal(t, 1, MarkSent(next, send, t0.Add(time.Second)))
-	require.Nil(t, next[0].LastNotifiedAt, "history of another episode is not marked")
-	require.Equal(t, t0.Add(time.Second), *next[1].LastNotifiedAt)
+	require.Equal(t, 1, MarkClaimed(next, send, t0.Add(time.Second)))
+	require.Nil(t, next[0].ClaimedAt, "history of another episode is not marked")
+	require.Equal(t, t0.Add(time.Second), *next[1].ClaimedAt)
 
 	// A restart reads next back: nothing is sent before the repeat interval.
 	next, send = Step(next, s, rules, t0.Add(time.Hour), 0)
 	require.Empty(t, send)
 	next, send = Step(next, s, rules, t0.Add(4*time.Hour+time.Second), 0)
 	require.Len(t, send, 1)
-	MarkSent(next, send, t0.Add(4*time.Hour+2*time.Second))
+	MarkClaimed(next, send, t0.Add(4*time.Hour+2*time.Second))
 
 	// Resolution, then its delivery is marked too.
 	next, send = Step(next, nil, rules, t0.Add(5*time.Hour), 0)
 	require.Len(t, send, 1)
 	require.Equal(t, StateResolved, send[0].State)
-	require.Equal(t, 1, MarkSent(next, send, t0.Add(5*time.Hour+time.Second)))
-	require.Equal(t, t0.Add(5*time.Hour+time.Second), *next[1].LastNotifiedAt)
-	require.Equal(t, 0, MarkSent(next, nil, t0))
+	require.Equal(t, 1, MarkClaimed(next, send, t0.Add(5*time.Hour+time.Second)))
+	require.Equal(t, t0.Add(5*time.Hour+time.Second), *next[1].ClaimedAt)
+	require.Equal(t, 0, MarkClaimed(next, nil, t0))
 }

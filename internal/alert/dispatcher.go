@@ -47,7 +47,7 @@ type DispatcherConfig struct {
 	Logger *slog.Logger
 	// OnResult, when set, is called once per message and notifier, from
 	// that notifier's goroutine, with nil when it was delivered (the time
-	// to [MarkSent]) or the last attempt's error. It must not block long:
+	// to [MarkClaimed]) or the last attempt's error. It must not block long:
 	// the notifier's next message waits for it.
 	OnResult func(notifier string, alerts []Alert, err error)
 }

@@ -44,7 +44,8 @@ func testAlerts() []Alert {
 		{ID: 1, Rule: RuleDeadLetters, Fingerprint: Fingerprint(RuleDeadLetters, labels), Labels: labels, State: StateFiring,
 			Severity: SeverityCritical, Value: 3, StartedAt: t0, FiringAt: t0.Add(time.Minute)},
 		{ID: 2, Rule: RuleDeadLetters, Fingerprint: Fingerprint(RuleDeadLetters, nil), State: StateResolved,
-			Severity: SeverityCritical, Value: 0, StartedAt: t0.Add(-time.Hour), FiringAt: t0.Add(-time.Hour), ResolvedAt: ptr(t0)},
+			Severity: SeverityCritical, Value: 0, FiredValue: 2, PeakValue: 5, StartedAt: t0.Add(-time.Hour), FiringAt: t0.Add(-time.Hour),
+			ResolvedAt: ptr(t0)},
 	}
 }
 
@@ -84,7 +85,7 @@ func TestWebhookPayload(t *testing.T) {
 	require.Equal(t, map[string]string{"alertname": "dead_letters"}, m.GroupLabels)
 	require.Equal(t, `{}:{alertname="dead_letters"}`, m.GroupKey)
 	require.Equal(t, map[string]string{"alertname": "dead_letters", "severity": "critical"}, m.CommonLabels)
-	require.Equal(t, map[string]string{"description": "New dead letters since the last evaluation: jobs exhausted their retries and need an operator. Value: 3."}, map[string]string{"description": m.Alerts[0].Annotations["description"]})
+	require.Equal(t, map[string]string{"description": "Dead letters wait for an operator: jobs exhausted their retries; retry or discard them. Value: 3."}, map[string]string{"description": m.Alerts[0].Annotations["description"]})
 
 	f := m.Alerts[0]
 	require.Equal(t, "firing", f.Status)
@@ -99,6 +100,18 @@ func TestWebhookPayload(t *testing.T) {
 	require.Equal(t, "resolved", res.Status)
 	require.Equal(t, t0, res.EndsAt)
 	require.Equal(t, "dead_letters resolved: value 0", res.Annotations["summary"])
+	require.Equal(t, descriptions[RuleDeadLetters]+" Value: 0. Fired at 2, peak 5.", res.Annotations["description"],
+		"a resolution tells what fired, not only the value that resolved it")
+}
+
+// TestNeedsConfirmationAnnotation: the alert names the run and where to
+// confirm it.
+func TestNeedsConfirmationAnnotation(t *testing.T) {
+	t.Parallel()
+	a := Alert{Rule: RuleReconcileNeedsConfirmation, Labels: map[string]string{"run_id": "42"}, State: StateFiring, Value: 1}
+	require.Equal(t, "A reconciliation run waits for an operator to confirm its deletes: it would delete more than its threshold."+
+		" Value: 1. Review and confirm it on the dashboard's run page, /ui/reconcile/42, or with POST /admin/sync-runs/42/confirm.",
+		annotations(a)["description"])
 }
 
 func keys[V any](m map[string]V) []string {

@@ -18,14 +18,17 @@ const (
 	// waiting to be claimed; it breaches above Threshold (default 300 s)
 	// and fires after For (default 60 s).
 	RuleQueueOldestPending = "queue_oldest_pending"
-	// RuleDeadLetters measures the dead letters recorded since the last
-	// evaluation (labelled by entity_type); it breaches above Threshold
-	// (default 0, so any new dead letter).
+	// RuleDeadLetters measures the dead letters waiting for an operator
+	// (labelled by entity_type): jobs dead-lettered and neither retried
+	// nor discarded. It breaches above Threshold (default 0, so while any
+	// is there), whenever it was recorded.
 	RuleDeadLetters = "dead_letters"
 	// RuleSyncFailureRatio measures the share of sync attempts in Window
 	// (default 5 min) that failed (retry or dead letter); it breaches above
-	// Threshold (default 0.10) once at least MinCount (default 20) attempts
-	// were made in Window.
+	// Threshold (default 0.10) once at least MinCount (default 20) of the
+	// attempts in Window failed. The minimum counts failures, not attempts,
+	// so that successes arriving later (a retry that recovers) can only
+	// lower the ratio and never lift a sample over the minimum.
 	RuleSyncFailureRatio = "sync_failure_ratio"
 	// RuleAuthFailures measures the webhook requests refused as
 	// unauthorized in Window (default 5 min); it breaches above Threshold
@@ -40,9 +43,18 @@ const (
 	// Threshold is 0 (the default), above twice the configured
 	// reconciliation interval (see [StaleAfter]).
 	RuleReconcileStale = "reconcile_stale"
-	// RuleDrift measures the records the last reconciliation run repaired;
-	// it breaches above Threshold (default 10).
+	// RuleDrift measures the drift (differences with the source) found by
+	// the last finished reconciliation run of each mode, dry runs aside. A
+	// run that found more than Threshold (default 10) starts the alert,
+	// which lasts while any drift of those runs is unresolved (its repair
+	// not applied yet, or a delete waiting for confirmation); its value is
+	// then the unresolved drift.
 	RuleDrift = "drift"
+	// RuleReconcileNeedsConfirmation measures, per run (labelled run_id),
+	// a reconciliation run that waits for an operator to confirm its
+	// deletes (status needs_confirmation); it breaches above Threshold
+	// (default 0) and lasts until the run is confirmed or cancelled.
+	RuleReconcileNeedsConfirmation = "reconcile_needs_confirmation"
 	// RuleZohoRateLimited measures Zoho API responses with status 429 in
 	// Window (default 15 min); it breaches above Threshold (default 0, so
 	// any 429).
@@ -77,7 +89,7 @@ type Rule struct {
 	// Window is the period counts are taken over, for the rules that count
 	// (sync_failure_ratio, auth_failures, zoho_rate_limited); 0 elsewhere.
 	Window time.Duration
-	// MinCount is the least number of events in Window for a ratio to
+	// MinCount is the least number of failures in Window for a ratio to
 	// count (sync_failure_ratio); 0 elsewhere.
 	MinCount int
 	// Severity is SeverityInfo, SeverityWarning or SeverityCritical.
@@ -97,6 +109,7 @@ func DefaultRules() []Rule {
 		{Name: RuleSourceSilent, Threshold: 24 * 3600, Severity: SeverityWarning, Enabled: false},
 		{Name: RuleReconcileStale, Threshold: 0, Severity: SeverityWarning, Enabled: true},
 		{Name: RuleDrift, Threshold: 10, Severity: SeverityWarning, Enabled: true},
+		{Name: RuleReconcileNeedsConfirmation, Threshold: 0, Severity: SeverityWarning, Enabled: true},
 		{Name: RuleZohoRateLimited, Threshold: 0, Window: 15 * time.Minute, Severity: SeverityWarning, Enabled: true},
 		{Name: RuleZohoDailyWebhooks, Threshold: 900, Severity: SeverityWarning, Enabled: true},
 		{Name: RuleZohoAuth, Threshold: 0, Severity: SeverityCritical, Enabled: true},
@@ -106,16 +119,17 @@ func DefaultRules() []Rule {
 // descriptions say in a sentence what each rule means when it fires; they
 // become the notifications' description.
 var descriptions = map[string]string{
-	RuleQueueOldestPending: "The oldest job waiting in the queue is older than the threshold: workers are stuck, stopped or too few.",
-	RuleDeadLetters:        "New dead letters since the last evaluation: jobs exhausted their retries and need an operator.",
-	RuleSyncFailureRatio:   "Too large a share of sync attempts failed in the window.",
-	RuleAuthFailures:       "Many webhook requests were refused as unauthorized: a wrong key or secret, or a probe.",
-	RuleSourceSilent:       "No webhook has been received for longer than the threshold.",
-	RuleReconcileStale:     "No reconciliation run has succeeded for longer than the threshold.",
-	RuleDrift:              "The last reconciliation run repaired more records than the threshold: webhooks are being lost.",
-	RuleZohoRateLimited:    "Zoho answered 429 (rate limited) in the window.",
-	RuleZohoDailyWebhooks:  "Webhooks received today approach Zoho's cap of 1,000 a day.",
-	RuleZohoAuth:           "Refreshing the Zoho OAuth token fails: API calls (reconciliation) cannot run.",
+	RuleQueueOldestPending:         "The oldest job waiting in the queue is older than the threshold: workers are stuck, stopped or too few.",
+	RuleDeadLetters:                "Dead letters wait for an operator: jobs exhausted their retries; retry or discard them.",
+	RuleSyncFailureRatio:           "Too large a share of sync attempts failed in the window, and at least the minimum number of them.",
+	RuleAuthFailures:               "Many webhook requests were refused as unauthorized: a wrong key or secret, or a probe.",
+	RuleSourceSilent:               "No webhook has been received for longer than the threshold.",
+	RuleReconcileStale:             "No reconciliation run has succeeded for longer than the threshold.",
+	RuleDrift:                      "A reconciliation run found more drift than the threshold (webhooks are being lost); the alert lasts while any of it is unresolved.",
+	RuleReconcileNeedsConfirmation: "A reconciliation run waits for an operator to confirm its deletes: it would delete more than its threshold.",
+	RuleZohoRateLimited:            "Zoho answered 429 (rate limited) in the window.",
+	RuleZohoDailyWebhooks:          "Webhooks received today approach Zoho's cap of 1,000 a day.",
+	RuleZohoAuth:                   "Refreshing the Zoho OAuth token fails: API calls (reconciliation) cannot run.",
 }
 
 // StaleAfter returns the age of the last successful reconciliation at

@@ -11,7 +11,7 @@ import (
 func TestDefaultRules(t *testing.T) {
 	t.Parallel()
 	rules := DefaultRules()
-	require.Len(t, rules, 10)
+	require.Len(t, rules, 11)
 	byName := map[string]Rule{}
 	for _, r := range rules {
 		require.NotContains(t, byName, r.Name)
@@ -29,6 +29,7 @@ func TestDefaultRules(t *testing.T) {
 	require.Equal(t, float64(86400), byName[RuleSourceSilent].Threshold)
 	require.Equal(t, float64(900), byName[RuleZohoDailyWebhooks].Threshold)
 	require.Equal(t, float64(10), byName[RuleDrift].Threshold)
+	require.Equal(t, Rule{Name: RuleReconcileNeedsConfirmation, Severity: SeverityWarning, Enabled: true}, byName[RuleReconcileNeedsConfirmation])
 	// A fresh slice each time.
 	rules[0].Threshold = 1
 	require.Equal(t, float64(300), DefaultRules()[0].Threshold)

@@ -186,7 +186,8 @@ func alertLabels(a Alert) map[string]string {
 }
 
 // annotations are the summary (rule, state, value) and the rule's
-// description with the value.
+// description with the value (and, once resolved, the value it fired at
+// and its peak).
 func annotations(a Alert) map[string]string {
 	v := formatValue(a.Value)
 	summary := fmt.Sprintf("%s %s: value %s", a.Rule, status(a), v)
@@ -197,9 +198,18 @@ func annotations(a Alert) map[string]string {
 	if desc == "" {
 		desc = "Rule " + a.Rule + "."
 	}
+	desc += " Value: " + v + "."
+	if a.State == StateResolved && !a.FiringAt.IsZero() {
+		// The value at resolution says nothing of what happened.
+		desc += " Fired at " + formatValue(a.FiredValue) + ", peak " + formatValue(a.PeakValue) + "."
+	}
+	if id := a.Labels["run_id"]; a.Rule == RuleReconcileNeedsConfirmation && id != "" {
+		desc += " Review and confirm it on the dashboard's run page, /ui/reconcile/" + id +
+			", or with POST /admin/sync-runs/" + id + "/confirm."
+	}
 	return map[string]string{
 		"summary":     summary,
-		"description": desc + " Value: " + v + ".",
+		"description": desc,
 	}
 }
 

@@ -15,20 +15,30 @@ import (
 type Alert struct {
 	bun.BaseModel `bun:"table:tds_alerts"`
 
-	ID             int64           `bun:"id,pk,autoincrement"`
-	Rule           string          `bun:"rule"`
-	Fingerprint    string          `bun:"fingerprint"`
-	Labels         json.RawMessage `bun:"labels"`
-	State          string          `bun:"state"`
-	Severity       string          `bun:"severity"`
-	Value          float64         `bun:"value"`
-	StartedAt      time.Time       `bun:"started_at"`
-	FiringAt       *time.Time      `bun:"firing_at"`
-	ResolvedAt     *time.Time      `bun:"resolved_at"`
-	AcknowledgedAt *time.Time      `bun:"acknowledged_at"`
-	SilencedUntil  *time.Time      `bun:"silenced_until"`
-	LastNotifiedAt *time.Time      `bun:"last_notified_at"`
-	UpdatedAt      time.Time       `bun:"updated_at"`
+	ID          int64           `bun:"id,pk,autoincrement"`
+	Rule        string          `bun:"rule"`
+	Fingerprint string          `bun:"fingerprint"`
+	Labels      json.RawMessage `bun:"labels"`
+	State       string          `bun:"state"`
+	Severity    string          `bun:"severity"`
+	Value       float64         `bun:"value"`
+	// FiredValue is the value when the alert fired, PeakValue the highest
+	// while firing; nil while pending (and for alerts resolved before
+	// migration 0010 kept them).
+	FiredValue     *float64   `bun:"fired_value"`
+	PeakValue      *float64   `bun:"peak_value"`
+	StartedAt      time.Time  `bun:"started_at"`
+	FiringAt       *time.Time `bun:"firing_at"`
+	ResolvedAt     *time.Time `bun:"resolved_at"`
+	AcknowledgedAt *time.Time `bun:"acknowledged_at"`
+	SilencedUntil  *time.Time `bun:"silenced_until"`
+	// NotifyClaimedAt is when an evaluation last claimed the sending of
+	// a notification (the claim that keeps two processes from both
+	// sending); LastNotifiedAt is when a receiver last accepted one, set
+	// by MarkAlertNotified alone.
+	NotifyClaimedAt *time.Time `bun:"notify_claimed_at"`
+	LastNotifiedAt  *time.Time `bun:"last_notified_at"`
+	UpdatedAt       time.Time  `bun:"updated_at"`
 	// Revision is bumped by every change; UpdateAlert and DeleteAlert
 	// change a row only at the revision the caller read.
 	Revision int64 `bun:"revision"`
@@ -46,6 +56,16 @@ type Count struct {
 type SyncOutcomes struct {
 	Failed    int64 `bun:"failed"`
 	Completed int64 `bun:"completed"`
+}
+
+// RunDrift is the drift of one reconciliation run: the drift rows it
+// found and how many of them are not resolved.
+type RunDrift struct {
+	RunID      int64      `bun:"id"`
+	Mode       string     `bun:"mode"`
+	FinishedAt *time.Time `bun:"finished_at"`
+	Found      int64      `bun:"found"`
+	Unresolved int64      `bun:"unresolved"`
 }
 
 // LastRun is the last completed reconciliation run of a source.
@@ -67,10 +87,14 @@ type Alerts interface {
 	// InsertAlert inserts a and sets its ID, unless an open alert of its
 	// fingerprint exists already: then it returns false.
 	InsertAlert(ctx context.Context, db bun.IDB, a *Alert) (bool, error)
-	// UpdateAlert writes a's evaluation fields (state, severity, value,
-	// firing, resolution, last notification) if the row is still at
+	// UpdateAlert writes a's evaluation fields (state, severity, values,
+	// firing, resolution, notification claim) if the row is still at
 	// a.Revision, and bumps a.Revision; false when it was not.
 	UpdateAlert(ctx context.Context, db bun.IDB, a *Alert) (bool, error)
+	// MarkAlertNotified records that a notification of alert id was
+	// delivered at at (kept if a later one was recorded already). It
+	// leaves the revision alone: it is no evaluation field.
+	MarkAlertNotified(ctx context.Context, db bun.IDB, id int64, at time.Time) error
 	// DeleteAlert deletes a pending alert still at revision.
 	DeleteAlert(ctx context.Context, db bun.IDB, id, revision int64) (bool, error)
 	// AckAlert acknowledges an alert; ErrNoRows when there is none.
@@ -88,9 +112,9 @@ type Alerts interface {
 	// OldestWaiting returns when the oldest claimable job became due (nil
 	// when none waits).
 	OldestWaiting(ctx context.Context, db bun.IDB, at time.Time) (*time.Time, error)
-	// DeadLettersSince counts the jobs dead-lettered after since, by entity
-	// type.
-	DeadLettersSince(ctx context.Context, db bun.IDB, since time.Time) (map[string]int64, error)
+	// DeadLetters counts the dead letters waiting for an operator (neither
+	// retried nor discarded), by entity type.
+	DeadLetters(ctx context.Context, db bun.IDB) (map[string]int64, error)
 	// SyncOutcomesSince counts failed attempts and completed jobs after
 	// since.
 	SyncOutcomesSince(ctx context.Context, db bun.IDB, since time.Time) (SyncOutcomes, error)
@@ -102,23 +126,31 @@ type Alerts interface {
 	// LastCompletedRun returns source's last completed reconciliation run,
 	// nil when none completed.
 	LastCompletedRun(ctx context.Context, db bun.IDB, source string) (*LastRun, error)
+	// LatestRunDrift returns the drift of source's last run of each mode
+	// that is no longer running, dry runs aside, by mode.
+	LatestRunDrift(ctx context.Context, db bun.IDB, source string) ([]RunDrift, error)
+	// RunsNeedingConfirmation returns the ids of the runs (of any source)
+	// waiting for an operator to confirm their deletes, by id.
+	RunsNeedingConfirmation(ctx context.Context, db bun.IDB) ([]int64, error)
 }
 
 const (
-	alertColumns = `id, rule, fingerprint, labels, state, severity, value, started_at, firing_at, resolved_at,
-	acknowledged_at, silenced_until, last_notified_at, updated_at, revision`
+	alertColumns = `id, rule, fingerprint, labels, state, severity, value, fired_value, peak_value, started_at,
+	firing_at, resolved_at, acknowledged_at, silenced_until, notify_claimed_at, last_notified_at, updated_at, revision`
 	openAlertsSQL = `SELECT ` + alertColumns + ` FROM tds_alerts WHERE state IN ('pending', 'firing') ORDER BY id`
 	listAlertsSQL = `SELECT ` + alertColumns + ` FROM tds_alerts WHERE (? = '' OR state = ?) ORDER BY id DESC LIMIT ?`
 	getAlertSQL   = `SELECT ` + alertColumns + ` FROM tds_alerts WHERE id = ?`
 	// The partial unique index keeps one open alert per fingerprint.
-	insertAlertSQL = `INSERT INTO tds_alerts (rule, fingerprint, labels, state, severity, value, started_at, firing_at,
-	resolved_at, last_notified_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	insertAlertSQL = `INSERT INTO tds_alerts (rule, fingerprint, labels, state, severity, value, fired_value, peak_value,
+	started_at, firing_at, resolved_at, notify_claimed_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
 RETURNING id`
-	updateAlertSQL = `UPDATE tds_alerts SET state = ?, severity = ?, value = ?, firing_at = ?, resolved_at = ?,
-	last_notified_at = ?, updated_at = ?, revision = revision + 1
+	updateAlertSQL = `UPDATE tds_alerts SET state = ?, severity = ?, value = ?, fired_value = ?, peak_value = ?,
+	firing_at = ?, resolved_at = ?, notify_claimed_at = ?, updated_at = ?, revision = revision + 1
 WHERE id = ? AND revision = ?`
+	markNotifiedSQL = `UPDATE tds_alerts SET last_notified_at = ?
+WHERE id = ? AND (last_notified_at IS NULL OR last_notified_at < ?)`
 	deleteAlertSQL  = `DELETE FROM tds_alerts WHERE id = ? AND revision = ? AND state = 'pending'`
 	ackAlertSQL     = `UPDATE tds_alerts SET acknowledged_at = ?, updated_at = ?, revision = revision + 1 WHERE id = ?`
 	silenceAlertSQL = `UPDATE tds_alerts SET silenced_until = ?, updated_at = ?, revision = revision + 1 WHERE id = ?`
@@ -130,8 +162,8 @@ ON CONFLICT (name, minute, process) DO UPDATE SET n = tds_alert_counters.n + exc
 
 	oldestWaitingSQL = `SELECT MIN(next_retry_at) FROM tds_sync_queue
 WHERE status IN ('pending', 'retry') AND NOT blocked AND next_retry_at <= ?`
-	deadLettersSinceSQL = `SELECT entity_type, COUNT(*) AS n FROM tds_sync_queue
-WHERE status = 'dead_letter' AND updated_at > ? GROUP BY entity_type`
+	deadLettersSQL = `SELECT entity_type, COUNT(*) AS n FROM tds_sync_queue
+WHERE status = 'dead_letter' GROUP BY entity_type`
 	syncOutcomesSQL = `SELECT
 	(SELECT COUNT(*) FROM tds_sync_attempts WHERE failed_at > ?) AS failed,
 	(SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'completed' AND completed_at > ?
@@ -142,6 +174,15 @@ WHERE source = ? AND sync_run_id IS NULL AND received_at >= ?`
 	lastCompletedRunSQL = `SELECT finished_at, repaired FROM tds_sync_runs
 WHERE source = ? AND status = 'completed' AND NOT dry_run AND finished_at IS NOT NULL
 ORDER BY finished_at DESC, id DESC LIMIT 1`
+	// The newest run of each mode that has stopped running: a run needing
+	// confirmation has stopped too, its pending deletes unresolved drift.
+	latestRunDriftSQL = `SELECT r.id, r.mode, r.finished_at,
+	(SELECT COUNT(*) FROM tds_sync_drift d WHERE d.run_id = r.id) AS found,
+	(SELECT COUNT(*) FROM tds_sync_drift d WHERE d.run_id = r.id AND NOT d.resolved) AS unresolved
+FROM tds_sync_runs r
+WHERE r.id IN (SELECT MAX(id) FROM tds_sync_runs WHERE source = ? AND NOT dry_run AND status <> 'running' GROUP BY mode)
+ORDER BY r.mode`
+	runsNeedingConfirmationSQL = `SELECT id FROM tds_sync_runs WHERE status = 'needs_confirmation' ORDER BY id`
 )
 
 // OpenAlerts implements [Alerts.OpenAlerts].
@@ -174,8 +215,8 @@ func (c common) GetAlert(ctx context.Context, db bun.IDB, id int64) (*Alert, err
 func (c common) InsertAlert(ctx context.Context, db bun.IDB, a *Alert) (bool, error) {
 	var id int64
 	err := db.NewRaw(insertAlertSQL, a.Rule, a.Fingerprint, string(orEmptyObject(a.Labels)), a.State, a.Severity,
-		a.Value, a.StartedAt.UTC(), utcPtr(a.FiringAt), utcPtr(a.ResolvedAt), utcPtr(a.LastNotifiedAt),
-		a.UpdatedAt.UTC()).Scan(ctx, &id)
+		a.Value, a.FiredValue, a.PeakValue, a.StartedAt.UTC(), utcPtr(a.FiringAt), utcPtr(a.ResolvedAt),
+		utcPtr(a.NotifyClaimedAt), a.UpdatedAt.UTC()).Scan(ctx, &id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -188,8 +229,8 @@ func (c common) InsertAlert(ctx context.Context, db bun.IDB, a *Alert) (bool, er
 
 // UpdateAlert implements [Alerts.UpdateAlert].
 func (c common) UpdateAlert(ctx context.Context, db bun.IDB, a *Alert) (bool, error) {
-	res, err := db.ExecContext(ctx, updateAlertSQL, a.State, a.Severity, a.Value, utcPtr(a.FiringAt),
-		utcPtr(a.ResolvedAt), utcPtr(a.LastNotifiedAt), a.UpdatedAt.UTC(), a.ID, a.Revision)
+	res, err := db.ExecContext(ctx, updateAlertSQL, a.State, a.Severity, a.Value, a.FiredValue, a.PeakValue,
+		utcPtr(a.FiringAt), utcPtr(a.ResolvedAt), utcPtr(a.NotifyClaimedAt), a.UpdatedAt.UTC(), a.ID, a.Revision)
 	if err != nil {
 		return false, err
 	}
@@ -198,6 +239,12 @@ func (c common) UpdateAlert(ctx context.Context, db bun.IDB, a *Alert) (bool, er
 	}
 	a.Revision++
 	return true, nil
+}
+
+// MarkAlertNotified implements [Alerts.MarkAlertNotified].
+func (c common) MarkAlertNotified(ctx context.Context, db bun.IDB, id int64, at time.Time) error {
+	_, err := db.ExecContext(ctx, markNotifiedSQL, at.UTC(), id, at.UTC())
+	return err
 }
 
 // DeleteAlert implements [Alerts.DeleteAlert].
@@ -267,13 +314,13 @@ func (c common) OldestWaiting(ctx context.Context, db bun.IDB, at time.Time) (*t
 	return c.maybeTime(ctx, db, oldestWaitingSQL, at.UTC())
 }
 
-// DeadLettersSince implements [Alerts.DeadLettersSince].
-func (c common) DeadLettersSince(ctx context.Context, db bun.IDB, since time.Time) (map[string]int64, error) {
+// DeadLetters implements [Alerts.DeadLetters].
+func (c common) DeadLetters(ctx context.Context, db bun.IDB) (map[string]int64, error) {
 	var rows []struct {
 		EntityType string `bun:"entity_type"`
 		N          int64  `bun:"n"`
 	}
-	if err := db.NewRaw(deadLettersSinceSQL, since.UTC()).Scan(ctx, &rows); err != nil {
+	if err := db.NewRaw(deadLettersSQL).Scan(ctx, &rows); err != nil {
 		return nil, err
 	}
 	out := make(map[string]int64, len(rows))
@@ -313,6 +360,25 @@ func (c common) LastCompletedRun(ctx context.Context, db bun.IDB, source string)
 	}
 	rows[0].FinishedAt = rows[0].FinishedAt.UTC()
 	return &rows[0], nil
+}
+
+// LatestRunDrift implements [Alerts.LatestRunDrift].
+func (c common) LatestRunDrift(ctx context.Context, db bun.IDB, source string) ([]RunDrift, error) {
+	out := []RunDrift{}
+	if err := db.NewRaw(latestRunDriftSQL, source).Scan(ctx, &out); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].FinishedAt = utcPtr(out[i].FinishedAt)
+	}
+	return out, nil
+}
+
+// RunsNeedingConfirmation implements [Alerts.RunsNeedingConfirmation].
+func (c common) RunsNeedingConfirmation(ctx context.Context, db bun.IDB) ([]int64, error) {
+	out := []int64{}
+	err := db.NewRaw(runsNeedingConfirmationSQL).Scan(ctx, &out)
+	return out, err
 }
 
 // maybeTime scans one nullable time (an aggregate over no rows is NULL).
