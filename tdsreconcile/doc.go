@@ -12,6 +12,12 @@
 //
 //	w, err := tds.NewWorker(db, syncer, tds.WithLeaderTask(rc.Task()))
 //
+// Nothing is deleted quietly: a run that would delete more records of a
+// type than its threshold ([WithMaxDeletes]) holds its deletes and ends
+// [RunNeedsConfirmation] until [Reconciler.Confirm]. A drift item is
+// resolved once its repair is applied ([Reconciler.Settle]). Every run logs
+// its start and end at INFO.
+//
 // [Hooks] report runs, drift and Zoho API calls to metrics and alerting
 // (packages tdsprom and tdsalert).
 package tdsreconcile

@@ -15,7 +15,7 @@ import (
 // quick and must not call the Reconciler.
 type Hooks struct {
 	// RunEnded is called once a run has ended and its end is recorded:
-	// completed, failed or cancelled (a run that pauses at the daily budget
+	// completed, needs_confirmation, failed or cancelled (a run that pauses at the daily budget
 	// has not ended, nor one handed over by Close). run is the record as
 	// ended, as [Reconciler.GetRun] returns it: Status, Mode, DryRun,
 	// StartedAt and FinishedAt set.
@@ -24,7 +24,9 @@ type Hooks struct {
 	// with (repair, or in a dry run confirm or skip).
 	DriftFound func(entityType string, kind DriftKind)
 	// DriftRepaired is called for each drift item repaired by an ingested
-	// event, once the event and the item's resolution have committed. kind
+	// event, once the event and the item's record of it have committed
+	// (the item resolves once the event is applied; see
+	// [Reconciler.Settle]); for a held delete, when it is confirmed. kind
 	// is the kind it was repaired as: a record missing from a listing that
 	// turns out to exist but newer is repaired as [DriftStaleLocal].
 	DriftRepaired func(entityType string, kind DriftKind)
@@ -64,15 +66,6 @@ func (hs hookSet) driftRepaired(entityType string, kind DriftKind) {
 			h.DriftRepaired(entityType, kind)
 		}
 	}
-}
-
-func (hs hookSet) wantRunEnded() bool {
-	for _, h := range hs {
-		if h.RunEnded != nil {
-			return true
-		}
-	}
-	return false
 }
 
 // zohoHooks are the client's hooks: request counts against the budget

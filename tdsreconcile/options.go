@@ -24,6 +24,8 @@ type settings struct {
 	logger                           *slog.Logger
 	interval, fullInterval, lookback time.Duration
 	hooks                            hookSet
+	// maxDeletes is WithMaxDeletes's number; -1: the default share.
+	maxDeletes int
 }
 
 // newSettings applies opts over the defaults.
@@ -35,6 +37,7 @@ func newSettings(opts []Option) (*settings, error) {
 		interval:     DefaultInterval,
 		fullInterval: DefaultFullInterval,
 		lookback:     DefaultLookback,
+		maxDeletes:   -1,
 	}
 	var errs []error
 	for _, o := range opts {
@@ -128,6 +131,23 @@ func WithLookback(d time.Duration) Option {
 func WithHooks(h Hooks) Option {
 	return Option{func(s *settings) error {
 		s.hooks = append(s.hooks, h)
+		return nil
+	}}
+}
+
+// WithMaxDeletes sets how many deletes of one entity type a run may apply
+// on its own: a run that would delete more of any type applies its other
+// repairs but no delete, and ends [RunNeedsConfirmation], its deletes held
+// as drift until [Reconciler.Confirm]. 0 holds every delete for
+// confirmation.
+// Defaults to [DefaultMaxDeletesPercent] % of the type's applied records,
+// and at least [MinMaxDeletes].
+func WithMaxDeletes(n int) Option {
+	return Option{func(s *settings) error {
+		if n < 0 {
+			return optErr("WithMaxDeletes", "must be >= 0, got %d", n)
+		}
+		s.maxDeletes = n
 		return nil
 	}}
 }

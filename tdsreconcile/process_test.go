@@ -139,7 +139,7 @@ func TestReconcileKilledMidRunResumes(t *testing.T) {
 
 func testKilledMidRun(t *testing.T, tdb *testdb.DB, phase string) {
 	ctx := context.Background()
-	e := newReconcileEnv(t, tdb)
+	e := newReconcileEnv(t, tdb, WithMaxDeletes(1000))
 	mirror, err := tds.NewMirrorSyncer()
 	require.NoError(t, err)
 	syncer := &countingSyncer{m: mirror, n: map[int64]int{}}
@@ -263,9 +263,10 @@ func testKilledMidRun(t *testing.T, tdb *testdb.DB, phase string) {
 		require.Equal(t, 19, doneBefore, "the repairs before the 20th detail request")
 		// As if the kill had fallen between the last repair's ingest and
 		// its resolve: the resumed run ingests it again, a duplicate.
-		require.NoError(t, e.db.NewRaw(`SELECT id, inbox_event_id FROM tds_sync_drift WHERE run_id = ? AND resolved
+		require.NoError(t, e.db.NewRaw(`SELECT id, inbox_event_id FROM tds_sync_drift WHERE run_id = ? AND inbox_event_id IS NOT NULL
 		ORDER BY id DESC LIMIT 1`, dead.ID).Scan(ctx, &last))
-		_, err = e.db.ExecContext(ctx, "UPDATE tds_sync_drift SET resolved = FALSE, inbox_event_id = NULL WHERE id = ?", last.ID)
+		_, err = e.db.ExecContext(ctx, `UPDATE tds_sync_drift SET resolved = FALSE, inbox_event_id = NULL, reason = NULL, repair_hash = NULL
+		WHERE id = ?`, last.ID)
 		require.NoError(t, err)
 		doneBefore--
 	}

@@ -57,7 +57,22 @@ const (
 	// pause by ids a webhook-key holder invented) so never stops the
 	// incremental runs that catch what webhooks missed.
 	IncrementalShare = 20
+	// DefaultMaxDeletesPercent is the share, in percent, of a type's
+	// applied records that a run may delete without an operator's
+	// confirmation (see [WithMaxDeletes]); at least MinMaxDeletes. A wrong
+	// organisation id, or a sandbox, lists none of the records: their
+	// deletes then wait for a person.
+	DefaultMaxDeletesPercent = 1
+	// MinMaxDeletes is the fewest deletes of a type the default threshold
+	// lets a run apply on its own.
+	MinMaxDeletes = 10
 )
+
+// DefaultMaxDeletes is the default threshold of a type with applied
+// records applied: DefaultMaxDeletesPercent of them, at least MinMaxDeletes.
+func DefaultMaxDeletes(applied int64) int64 {
+	return max(applied*DefaultMaxDeletesPercent/100, MinMaxDeletes)
+}
 
 // sentinel is an error value that also matches the error it wraps.
 type sentinel struct {
@@ -84,6 +99,10 @@ var (
 	// ErrBudgetExhausted pauses a run that would exceed the daily budget
 	// of API calls (see [Reconciler.Run]).
 	ErrBudgetExhausted = errors.New("tdsreconcile: the daily budget of Zoho API calls is spent")
+	// ErrNotAwaitingConfirmation refuses to confirm a run whose status is
+	// not [RunNeedsConfirmation]: confirmed already, or never held a
+	// delete.
+	ErrNotAwaitingConfirmation = errors.New("tdsreconcile: the run is not waiting for a confirmation")
 	// errRunCancelled ends a run whose cancel was asked.
 	errRunCancelled = errors.New("tdsreconcile: the run was cancelled")
 )
@@ -381,7 +400,11 @@ func (r *Reconciler) resume(ctx context.Context) (*runner, error) {
 		return nil, dberr.Wrap("looking for a run to resume", err)
 	}
 	r.set.logger.Info("tdsreconcile: resuming a reconciliation run, paused or interrupted by its process's end", "run", rec.ID)
-	return r.newRunner(rec)
+	run, err := r.newRunner(rec)
+	if run != nil {
+		run.resumed = true
+	}
+	return run, err
 }
 
 // begin resumes a paused or interrupted run, or records a new one.
@@ -431,8 +454,12 @@ func (r *Reconciler) Task() tds.LeaderTask {
 	return tds.LeaderTask{Name: "reconcile", Interval: tds.DefaultHousekeepingInterval, Run: r.schedule}
 }
 
-// schedule is one round of [Reconciler.Task].
+// schedule is one round of [Reconciler.Task]: it first brings the open
+// drift up to date with its repairs' jobs.
 func (r *Reconciler) schedule(ctx context.Context) error {
+	if err := r.st.SettleDrift(ctx, r.db); err != nil {
+		return dberr.Wrap("settling drift", err)
+	}
 	run, err := r.resume(ctx)
 	if err != nil {
 		return err
@@ -482,3 +509,123 @@ func (r *Reconciler) beforeRequest(ctx context.Context, _ string) error {
 // runnerKey is the context key of the runner making an API request: runs of
 // both modes may go at once in one Reconciler.
 type runnerKey struct{}
+
+// Settle brings the open drift up to date with its repairs' jobs: an item
+// is resolved once its repair was applied (synced); one whose repair was
+// superseded by a newer local version or dead-lettered stays open with
+// that reason. [Reconciler.Task] settles at each round, and every run
+// before it repairs.
+func (r *Reconciler) Settle(ctx context.Context) error {
+	return dberr.Wrap("settling drift", r.st.SettleDrift(ctx, r.db))
+}
+
+// Confirmation is what [Reconciler.Confirm] did.
+type Confirmation struct {
+	RunID int64 `json:"run_id"`
+	// Deleted counts the deletes ingested.
+	Deleted int64 `json:"deleted"`
+	// Skipped counts the held deletes not applied because the record
+	// changed here after the sweep (a newer webhook arrived, or a newer
+	// version was applied); their drift stays open, saying so.
+	Skipped int64 `json:"skipped"`
+	// AlreadyDeleted counts the held deletes of records deleted here
+	// since.
+	AlreadyDeleted int64 `json:"already_deleted"`
+}
+
+// Confirm applies the deletes run id held for confirmation (see
+// [RunNeedsConfirmation]): exactly those, from its drift, without asking the
+// source again; a record that changed here after the sweep is skipped.
+// The run then ends completed, confirmed by actor (who asked, for the
+// record and the log). The deletes, their drift and the run's new status
+// commit together, so that of two confirmations at once one applies them
+// and the other fails with [ErrNotAwaitingConfirmation], as does any
+// confirmation of a run not waiting for one; [ErrRunNotFound] for an
+// unknown id.
+func (r *Reconciler) Confirm(ctx context.Context, id int64, actor string) (*Confirmation, error) {
+	out := &Confirmation{RunID: id}
+	var repaired []string
+	err := r.db.RunInTx(ctx, r.st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
+		*out, repaired = Confirmation{RunID: id}, nil
+		rec, err := r.st.ConfirmRun(ctx, tx, id, actor, r.set.now())
+		if err != nil {
+			return err
+		}
+		var after int64
+		for {
+			items, err := r.st.ListDrift(ctx, tx, id, after, true, repairBatch)
+			if err != nil {
+				return err
+			}
+			if len(items) == 0 {
+				break
+			}
+			for i := range items {
+				d := &items[i]
+				after = d.ID
+				if !d.PendingDelete {
+					continue
+				}
+				typ, err := r.confirmOne(ctx, tx, rec, d, out)
+				if err != nil {
+					return err
+				}
+				if typ != "" {
+					repaired = append(repaired, typ)
+				}
+			}
+		}
+		msg := fmt.Sprintf("held deletes confirmed by %s: %d deleted, %d skipped (changed here after the sweep), %d already deleted here",
+			actor, out.Deleted, out.Skipped, out.AlreadyDeleted)
+		return r.st.RecountRun(ctx, tx, id, msg)
+	})
+	if errors.Is(err, store.ErrNoRows) {
+		if _, gerr := r.GetRun(ctx, id); gerr != nil {
+			return nil, gerr
+		}
+		return nil, ErrNotAwaitingConfirmation
+	}
+	if err != nil {
+		return nil, dberr.Wrap("confirming a run's deletes", err)
+	}
+	for _, typ := range repaired {
+		r.set.hooks.driftRepaired(typ, DriftMissingRemote)
+	}
+	r.set.logger.Info("tdsreconcile: held deletes confirmed", "run", id, "actor", actor, "deleted", out.Deleted,
+		"skipped", out.Skipped, "already_deleted", out.AlreadyDeleted)
+	return out, nil
+}
+
+// confirmOne applies one held delete in tx, or skips it, and counts it in
+// out; it returns the entity type when it ingested a delete.
+func (r *Reconciler) confirmOne(ctx context.Context, tx bun.Tx, run *store.Run, d *store.Drift, out *Confirmation) (string, error) {
+	t, ok := r.reg.Lookup(d.EntityType)
+	if !ok {
+		out.Skipped++
+		return "", r.st.RecordRepair(ctx, tx, d.ID, store.Repair{Kind: d.Kind,
+			Reason: "delete skipped at confirmation: the entity type is no longer registered"})
+	}
+	changed, gone, err := r.st.LocalChange(ctx, tx, run.Source, d.EntityType, d.EntityID, d.DetectedAt)
+	switch {
+	case err != nil:
+		return "", err
+	case changed:
+		out.Skipped++
+		r.set.logger.Info("tdsreconcile: a held delete skipped: the record changed here after the sweep", "run", run.ID,
+			"entity_type", d.EntityType, "entity_id", d.EntityID)
+		return "", r.st.RecordRepair(ctx, tx, d.ID, store.Repair{Kind: d.Kind, Reason: store.ReasonChangedLocally})
+	case gone:
+		out.AlreadyDeleted++
+		return "", r.st.RecordRepair(ctx, tx, d.ID, store.Repair{Kind: d.Kind, Resolved: true})
+	}
+	data, _ := json.Marshal(map[string]string{t.IDField: d.EntityID})
+	hash, err := repairHash(tds.EventDelete, data)
+	if err != nil {
+		return "", err
+	}
+	if err := ingestRepairTx(ctx, tx, r, run.ID, run.Source, t, d, store.DriftMissingRemote, nil, tds.EventDelete, data, hash); err != nil {
+		return "", err
+	}
+	out.Deleted++
+	return t.Name, nil
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,8 +83,11 @@ type runner struct {
 	days   map[time.Time]int64
 	day    time.Time
 	others int64
-	// note says what a completed run left for the next one.
-	note string
+	// note says what a completed run left for the next one; held, why
+	// it holds its deletes for confirmation ("" when it does not).
+	note, held string
+	// resumed tells a run taken over from a paused or dead process.
+	resumed bool
 }
 
 func (r *Reconciler) newRunner(rec *store.Run) (*runner, error) {
@@ -121,16 +126,27 @@ func (r *Reconciler) abandon(rec *store.Run, why error) error {
 	return err
 }
 
-// ended calls the RunEnded hooks with run id as recorded.
+// ended logs the end of run id, as recorded, and calls the RunEnded hooks
+// with it.
 func (r *Reconciler) ended(ctx context.Context, id int64) {
-	if !r.set.hooks.wantRunEnded() {
-		return
-	}
 	run, err := r.GetRun(ctx, id)
 	if err != nil {
-		r.set.logger.Warn("tdsreconcile: reading an ended run for its hooks", "run", id, "err", err)
+		r.set.logger.Warn("tdsreconcile: reading an ended run", "run", id, "err", err)
 		return
 	}
+	attrs := []any{"run", run.ID, "source", run.Source, "mode", run.Mode, "dry_run", run.DryRun,
+		"types", run.EntityTypes, "status", run.Status,
+		"missing_local", run.Counts.MissingLocal, "stale_local", run.Counts.StaleLocal,
+		"missing_remote", run.Counts.MissingRemote, "changed", run.Counts.Changed,
+		"repairs", run.Repaired, "deletes", run.Deletes, "pending_deletes", run.PendingDeletes,
+		"api_calls", run.APICalls, "pages", run.Pages}
+	if run.FinishedAt != nil {
+		attrs = append(attrs, "duration", run.FinishedAt.Sub(run.StartedAt).Round(time.Millisecond))
+	}
+	if run.Error != "" {
+		attrs = append(attrs, "message", run.Error)
+	}
+	r.set.logger.Info("tdsreconcile: reconciliation run ended", attrs...)
 	r.set.hooks.runEnded(*run)
 }
 
@@ -141,6 +157,9 @@ func (run *runner) execute(parent context.Context) error {
 	r := run.r
 	ctx, cancel := context.WithCancelCause(context.WithValue(parent, runnerKey{}, run))
 	defer cancel(nil)
+	r.set.logger.Info("tdsreconcile: reconciliation run started", "run", run.rec.ID, "source", run.rec.Source,
+		"mode", run.rec.Mode, "dry_run", run.rec.DryRun, "types", run.typeNames(), "resumed", run.resumed,
+		"api_calls", run.calls)
 	if err := run.loadBudget(ctx, utcDay(r.set.now())); err != nil {
 		return run.finish(err)
 	}
@@ -166,6 +185,15 @@ func (run *runner) execute(parent context.Context) error {
 		err = cause
 	}
 	return run.finish(err)
+}
+
+// typeNames are the names of the run's types.
+func (run *runner) typeNames() []string {
+	out := make([]string, len(run.types))
+	for i, t := range run.types {
+		out[i] = t.Name
+	}
+	return out
 }
 
 // utcDay is the start of t's UTC day.
@@ -294,6 +322,8 @@ func (run *runner) finish(runErr error) error {
 	status, msg := store.RunCompleted, ""
 	var apiErr json.RawMessage
 	switch {
+	case runErr == nil && run.held != "":
+		status, msg = store.RunNeedsConfirmation, strings.TrimSuffix(run.held+"; "+run.note, "; ")
 	case runErr == nil:
 		msg = run.note
 	case errors.Is(runErr, errRunCancelled):
@@ -316,7 +346,8 @@ func (run *runner) finish(runErr error) error {
 			apiErr, _ = json.Marshal(map[string]any{"code": ae.Code, "message": ae.Message})
 		}
 	}
-	if status == store.RunCompleted && run.rec.Mode == string(Incremental) && !run.rec.DryRun {
+	swept := status != store.RunFailed && status != store.RunCancelled && !run.rec.DryRun
+	if swept && run.rec.Mode == string(Incremental) {
 		if err := r.st.SetWatermarks(ctx, r.db, run.rec.Source, run.cur.Marks, r.set.now()); err != nil {
 			status, msg = store.RunFailed, "moving the watermarks: "+err.Error()
 		}
@@ -324,6 +355,12 @@ func (run *runner) finish(runErr error) error {
 	err := r.st.FinishRun(ctx, r.db, run.rec.ID, r.owner, run.progress(), status, msg, apiErr, r.set.now())
 	if err != nil {
 		return dberr.Wrap("recording the end of a run", err)
+	}
+	if swept && status != store.RunFailed && run.rec.Mode == string(Full) {
+		// What this sweep did not find again is no longer drift.
+		if err := r.st.CloseUnfound(ctx, r.db, run.rec.ID, run.rec.Source, run.typeNames(), r.set.now()); err != nil {
+			r.set.logger.Warn("tdsreconcile: closing the drift a sweep did not find again", "run", run.rec.ID, "err", err)
+		}
 	}
 	r.ended(ctx, run.rec.ID)
 	if runErr != nil {
@@ -632,16 +669,22 @@ func (run *runner) compare(ctx context.Context, t tds.EntityType, recs []*remote
 	return nil
 }
 
-// repair deals with every unresolved drift item: in a dry run it only
-// confirms that records missing from the listing are gone. What the
-// source listed (records missing or stale here) is repaired first; then
-// the records missing from the listing are confirmed, at most
+// repair deals with every drift item the run has not dealt with yet: in a
+// dry run it only confirms that records missing from the listing are gone.
+// What the source listed (records missing or stale here) is repaired
+// first; then the records missing from the listing are confirmed, at most
 // confirmationCap of them a run (their ids came from webhooks, which a
 // webhook-key holder can invent): the rest stays unresolved, for the next
-// sweep, and the run says so.
+// sweep, and the run says so. A record confirmed gone is held as a pending
+// delete; last, the deletes are applied, unless a type's exceed its
+// threshold (see [WithMaxDeletes]): then they all wait for a confirmation.
 func (run *runner) repair(ctx context.Context) error {
 	if err := run.advance(ctx, runCursor{Type: len(run.types), Phase: phaseRepair}); err != nil {
 		return err
+	}
+	// The state of earlier repairs, for sameRepair.
+	if err := run.r.st.SettleDrift(ctx, run.r.db); err != nil {
+		return dberr.Wrap("settling drift", err)
 	}
 	byName := make(map[string]tds.EntityType, len(run.types))
 	for _, t := range run.types {
@@ -649,9 +692,15 @@ func (run *runner) repair(ctx context.Context) error {
 	}
 	// Listed drift first.
 	err := run.eachDrift(ctx, func(d *store.Drift) error {
-		run.r.set.hooks.driftFound(d.EntityType, DriftKind(d.Kind))
-		if d.Kind == store.DriftMissingRemote || run.rec.DryRun {
+		if dealt(d) {
 			return nil
+		}
+		run.r.set.hooks.driftFound(d.EntityType, DriftKind(d.Kind))
+		switch {
+		case d.Kind == store.DriftMissingRemote:
+			return nil
+		case run.rec.DryRun:
+			return run.record(ctx, run.r.db, d, store.Repair{Kind: d.Kind, Reason: store.ReasonDryRun})
 		}
 		return run.repairOne(ctx, byName[d.EntityType], d)
 	})
@@ -662,7 +711,7 @@ func (run *runner) repair(ctx context.Context) error {
 	limit := run.confirmationCap()
 	var left int64
 	err = run.eachDrift(ctx, func(d *store.Drift) error {
-		if d.Kind != store.DriftMissingRemote {
+		if d.Kind != store.DriftMissingRemote || dealt(d) {
 			return nil
 		}
 		run.mu.Lock()
@@ -689,7 +738,76 @@ func (run *runner) repair(ctx context.Context) error {
 			left, limit, ConfirmationShare, run.r.api.DailyBudget, MinConfirmations)
 		run.r.set.logger.Warn("tdsreconcile: confirmations capped", "run", run.rec.ID, "left", left, "cap", limit)
 	}
-	return nil
+	return run.applyDeletes(ctx, byName)
+}
+
+// dealt tells a drift item the run already dealt with (a run resumed in
+// its repair phase goes over its drift again): a repair ingested, or a
+// reason recorded (a delete held, a dry run, a repair not ingested again).
+func dealt(d *store.Drift) bool { return d.InboxEventID != nil || d.Reason != nil }
+
+// applyDeletes ingests the run's held deletes when no type's exceed its
+// threshold; otherwise it leaves them held, and the run ends
+// RunNeedsConfirmation.
+func (run *runner) applyDeletes(ctx context.Context, byName map[string]tds.EntityType) error {
+	r := run.r
+	pending, err := r.st.PendingDeletes(ctx, r.db, run.rec.ID)
+	if err != nil {
+		return dberr.Wrap("counting the pending deletes", err)
+	}
+	var over []string
+	for _, typ := range sortedKeys(pending) {
+		limit, err := run.deleteLimit(ctx, typ)
+		if err != nil {
+			return err
+		}
+		if pending[typ] > limit {
+			over = append(over, fmt.Sprintf("%d %s records (threshold %d)", pending[typ], typ, limit))
+		}
+	}
+	if len(over) > 0 {
+		run.held = fmt.Sprintf("deletes held for confirmation: the source no longer lists %s; "+
+			"no delete was applied: confirm them, or check the organisation id and credentials",
+			strings.Join(over, ", "))
+		r.set.logger.Warn("tdsreconcile: a reconciliation run holds its deletes for confirmation", "run", run.rec.ID,
+			"pending_deletes", sum(pending), "why", run.held)
+		return nil
+	}
+	return run.eachDrift(ctx, func(d *store.Drift) error {
+		if !d.PendingDelete {
+			return nil
+		}
+		return run.ingest(ctx, byName[d.EntityType], d, store.DriftMissingRemote, nil, tds.EventDelete, nil)
+	})
+}
+
+// deleteLimit is how many deletes of typ the run may apply on its own.
+func (run *runner) deleteLimit(ctx context.Context, typ string) (int64, error) {
+	if n := run.r.set.maxDeletes; n >= 0 {
+		return int64(n), nil
+	}
+	applied, err := run.r.st.AppliedCount(ctx, run.r.db, run.rec.Source, typ)
+	if err != nil {
+		return 0, dberr.Wrap("counting the applied records", err)
+	}
+	return DefaultMaxDeletes(applied), nil
+}
+
+func sortedKeys(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // confirmationCap is how many records missing from the listing a run may
@@ -728,8 +846,8 @@ func (run *runner) eachDrift(ctx context.Context, fn func(d *store.Drift) error)
 	}
 }
 
-// repairOne fetches the drifted record whole and ingests it, or a delete
-// when the source no longer has it.
+// repairOne fetches the drifted record whole and ingests it, or holds a
+// delete when the source no longer has it.
 func (run *runner) repairOne(ctx context.Context, t tds.EntityType, d *store.Drift) error {
 	r := run.r
 	raw, err := r.client.Get(ctx, module(t), d.EntityID)
@@ -739,7 +857,12 @@ func (run *runner) repairOne(ctx context.Context, t tds.EntityType, d *store.Dri
 			// applied (or applied as deleted): nothing to undo.
 			return dberr.Wrap("dropping drift", r.st.DropDrift(ctx, r.db, d.ID))
 		}
-		return run.ingest(ctx, t, d, store.DriftMissingRemote, nil, tds.EventDelete, nil)
+		if run.rec.DryRun {
+			return run.record(ctx, r.db, d, store.Repair{Kind: store.DriftMissingRemote, Reason: store.ReasonDryRun})
+		}
+		// Applied after the threshold is known (applyDeletes), or
+		// confirmed by an operator.
+		return dberr.Wrap("holding a delete", r.st.HoldDelete(ctx, r.db, d.ID))
 	}
 	if err != nil {
 		return fmt.Errorf("tdsreconcile: reading %s %s: %w", t.Name, d.EntityID, err)
@@ -758,38 +881,79 @@ func (run *runner) repairOne(ctx context.Context, t tds.EntityType, d *store.Dri
 			return dberr.Wrap("dropping drift", r.st.DropDrift(ctx, r.db, d.ID))
 		}
 		kind = store.DriftStaleLocal
-		if run.rec.DryRun {
-			return dberr.Wrap("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, rec.version, nil))
-		}
 	}
 	return run.ingest(ctx, t, d, kind, rec.version, tds.EventUpdate, raw)
 }
 
-// ingest stores the repair of d through the Processor and resolves d with
-// its event.
+// record records what became of d's repair.
+func (run *runner) record(ctx context.Context, db bun.IDB, d *store.Drift, rep store.Repair) error {
+	return dberr.Wrap("recording a repair", run.r.st.RecordRepair(ctx, db, d.ID, rep))
+}
+
+// ingest stores the repair of d through the Processor, unless the same
+// repair of an earlier run is still open (queued, or failed: invalid,
+// superseded, dead-lettered), and records it on d, which stays open until
+// the repair is applied (see [store.Runs.SettleDrift]).
 func (run *runner) ingest(ctx context.Context, t tds.EntityType, d *store.Drift, kind string, version *time.Time,
 	eventType string, data json.RawMessage) error {
 	r := run.r
 	if run.rec.DryRun {
-		return dberr.Wrap("resolving drift", r.st.ResolveDrift(ctx, r.db, d.ID, kind, version, nil))
+		return run.record(ctx, r.db, d, store.Repair{Kind: kind, Remote: version, Reason: store.ReasonDryRun})
 	}
 	if data == nil {
 		data, _ = json.Marshal(map[string]string{t.IDField: d.EntityID})
 	}
-	ev := &tds.Event{Source: run.rec.Source, EventType: eventType, EntityType: t.Name, EntityID: d.EntityID, Data: data,
-		DeliveryID: fmt.Sprintf("tds-reconcile-%d", run.rec.ID)}
-	ctx = store.WithSyncRun(ctx, run.rec.ID)
-	// The event and the drift's resolution commit together.
-	err := r.db.RunInTx(ctx, r.st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
-		res, err := r.proc.ProcessTx(ctx, tx, ev)
-		if err != nil {
-			return fmt.Errorf("tdsreconcile: ingesting the repair of %s %s: %w", t.Name, d.EntityID, err)
+	hash, err := repairHash(eventType, data)
+	if err != nil {
+		return fmt.Errorf("tdsreconcile: hashing the repair of %s %s: %w", t.Name, d.EntityID, err)
+	}
+	prev, err := r.st.SameRepair(ctx, r.db, run.rec.Source, t.Name, d.EntityID, hash, run.rec.ID)
+	switch {
+	case err == nil:
+		why := "open"
+		if prev.Reason != nil {
+			why = *prev.Reason
 		}
-		id := res.EventID
-		return dberr.Wrap("resolving drift", r.st.ResolveDrift(ctx, tx, d.ID, kind, version, &id))
+		return run.record(ctx, r.db, d, store.Repair{Kind: kind, Remote: version, Hash: hash,
+			Reason: fmt.Sprintf("%s: the same repair (event %d of run %d) is %s", store.ReasonNotIngestedAgain, *prev.InboxEventID, prev.RunID, why)})
+	case !errors.Is(err, store.ErrNoRows):
+		return dberr.Wrap("looking for the same repair", err)
+	}
+	// The event and the drift's record of it commit together.
+	err = r.db.RunInTx(ctx, r.st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
+		return ingestRepairTx(ctx, tx, r, run.rec.ID, run.rec.Source, t, d, kind, version, eventType, data, hash)
 	})
 	if err == nil {
 		r.set.hooks.driftRepaired(t.Name, DriftKind(kind))
 	}
 	return dberr.Wrap("repairing drift", err)
+}
+
+// ingestRepairTx ingests one repair in tx and records it on d.
+func ingestRepairTx(ctx context.Context, tx bun.Tx, r *Reconciler, runID int64, source string, t tds.EntityType,
+	d *store.Drift, kind string, version *time.Time, eventType string, data json.RawMessage, hash string) error {
+	ev := &tds.Event{Source: source, EventType: eventType, EntityType: t.Name, EntityID: d.EntityID, Data: data,
+		DeliveryID: fmt.Sprintf("tds-reconcile-%d", runID)}
+	res, err := r.proc.ProcessTx(store.WithSyncRun(ctx, runID), tx, ev)
+	if err != nil {
+		return fmt.Errorf("tdsreconcile: ingesting the repair of %s %s: %w", t.Name, d.EntityID, err)
+	}
+	id := res.EventID
+	rep := store.Repair{Kind: kind, Remote: version, EventID: &id, Hash: hash, Reason: store.ReasonQueued}
+	switch {
+	case len(res.ValidationErrors) > 0:
+		rep.Reason = store.ReasonInvalid + ": " + strings.TrimPrefix(res.ValidationErrors.Error(), "tds: invalid event: ")
+	case !res.Queued:
+		rep.Reason = "repair stored, not queued"
+	}
+	return dberr.Wrap("recording a repair", r.st.RecordRepair(ctx, tx, d.ID, rep))
+}
+
+// repairHash is the content hash of a repair: its event type and data.
+func repairHash(eventType string, data json.RawMessage) (string, error) {
+	canon, _, err := canonical.Canonicalize(data)
+	if err != nil {
+		return "", err
+	}
+	return eventType + ":" + canonical.Hash(canon), nil
 }

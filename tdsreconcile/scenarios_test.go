@@ -185,6 +185,8 @@ func TestReconcileIncrementalFewestCalls(t *testing.T) {
 		require.Equal(t, int64(1+6), run.APICalls)
 		require.Equal(t, before.TokenRefreshes, after.TokenRefreshes, "the token is reused")
 
+		// Resolved once the repairs are applied.
+		e.settle(t)
 		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 100})
 		require.NoError(t, err)
 		got := map[string]DriftKind{}
@@ -845,7 +847,9 @@ func TestReconcileDryRun(t *testing.T) {
 		require.Len(t, drift, 6)
 		for _, d := range drift {
 			require.Nil(t, d.InboxEventID, "%s", d.EntityID)
-			require.Equal(t, d.Kind == DriftMissingRemote, d.Resolved, "%s %s", d.EntityID, d.Kind)
+			require.False(t, d.Resolved, "nothing repaired: %s %s", d.EntityID, d.Kind)
+			require.Equal(t, ReasonDryRun, d.Reason, "%s %s", d.EntityID, d.Kind)
+			require.False(t, d.PendingDelete, "a dry run holds no delete")
 		}
 
 		inc, err := e.rc.Run(ctx, Request{Mode: Incremental, EntityTypes: productsOnly, DryRun: true})
@@ -946,6 +950,7 @@ func TestReconcileWithoutVersionField(t *testing.T) {
 		require.Equal(t, DriftCounts{Changed: 1}, run.Counts)
 		require.Equal(t, int64(1), run.Repaired)
 		require.Equal(t, int64(1+1), run.APICalls)
+		e.settle(t)
 		drift, err := e.rc.ListDrift(ctx, run.ID, tds.Page{Limit: 10})
 		require.NoError(t, err)
 		require.Len(t, drift, 1)
@@ -988,7 +993,7 @@ func TestReconcileConfirmationCap(t *testing.T) {
 			e.fake.Put("items", apiRecord("product", fmt.Sprintf("pro-new-%d", i), base, 0))
 		}
 		e.drain(t)
-		rc := e.newReconcilerAPI(t, budgetOf(200))
+		rc := e.newReconcilerAPI(t, budgetOf(200), WithMaxDeletes(fakes)) // the cap, not the deletion guard, is tested here
 		before := e.fake.Stats()
 
 		run, err := rc.Run(ctx, Request{Mode: Full, EntityTypes: productsOnly})
@@ -999,6 +1004,8 @@ func TestReconcileConfirmationCap(t *testing.T) {
 			"one page, three repairs, and the capped confirmations")
 		require.Equal(t, int64(3+MinConfirmations), run.Repaired)
 		require.Contains(t, run.Error, fmt.Sprintf("%d records missing from the listing left unconfirmed", fakes-MinConfirmations))
+		e.drain(t) // the repairs applied, what is open is what the cap left
+		require.NoError(t, rc.Settle(ctx))
 		drift, err := rc.ListDrift(ctx, run.ID, tds.Page{Limit: 100})
 		require.NoError(t, err)
 		unresolved := 0

@@ -38,6 +38,11 @@ const (
 	// RunCancelled: the run stopped at the cancel asked with
 	// [Reconciler.Cancel].
 	RunCancelled RunStatus = store.RunCancelled
+	// RunNeedsConfirmation: the run would have deleted more records of a
+	// type than its threshold (see [WithMaxDeletes]); it applied its other
+	// repairs, and holds its deletes as drift, pending, until
+	// [Reconciler.Confirm].
+	RunNeedsConfirmation RunStatus = store.RunNeedsConfirmation
 )
 
 // DriftKind is the kind of a difference between the source and what tds
@@ -58,6 +63,33 @@ const (
 	// source's list record differ from the same fields of what was
 	// applied.
 	DriftChanged DriftKind = store.DriftChanged
+)
+
+// Why a drift item is open ([Drift].Reason starts with one of these; some
+// go on with the repair's own error).
+const (
+	// ReasonQueued: its repair is stored and queued, not applied yet.
+	ReasonQueued = store.ReasonQueued
+	// ReasonPendingDelete: a delete held for an operator's confirmation
+	// (see [RunNeedsConfirmation]).
+	ReasonPendingDelete = store.ReasonPendingDelete
+	// ReasonInvalid: its repair failed validation and was stored invalid.
+	ReasonInvalid = store.ReasonInvalid
+	// ReasonSuperseded: a newer local version won over its repair.
+	ReasonSuperseded = store.ReasonSuperseded
+	// ReasonDeadLettered: its repair's job ran out of attempts.
+	ReasonDeadLettered = store.ReasonDeadLettered
+	// ReasonDiscarded: its repair's dead letter was discarded.
+	ReasonDiscarded = store.ReasonDiscarded
+	// ReasonDryRun: a dry run records drift and repairs nothing.
+	ReasonDryRun = store.ReasonDryRun
+	// ReasonChangedLocally: a held delete skipped at its confirmation,
+	// the record having changed here after the sweep.
+	ReasonChangedLocally = store.ReasonChangedLocally
+	// ReasonNotIngestedAgain: the same repair (same content) of an
+	// earlier run is still open; it is not ingested again while nothing
+	// changed.
+	ReasonNotIngestedAgain = store.ReasonNotIngestedAgain
 )
 
 // Request asks for a run.
@@ -94,8 +126,17 @@ type SyncRun struct {
 	APICalls int64       `json:"api_calls"`
 	Pages    int64       `json:"pages"`
 	Counts   DriftCounts `json:"counts"`
-	// Repaired counts the drifted records ingested again.
+	// Repaired counts the drifted records ingested again (repairs
+	// queued; a drift item is resolved once its repair is applied).
 	Repaired int64 `json:"repaired"`
+	// Deletes counts the deletes ingested among them; PendingDeletes the
+	// deletes held for confirmation (see [RunNeedsConfirmation]).
+	Deletes        int64 `json:"deletes"`
+	PendingDeletes int64 `json:"pending_deletes"`
+	// ConfirmedBy and ConfirmedAt tell who confirmed the held deletes, and
+	// when.
+	ConfirmedBy string     `json:"confirmed_by,omitempty"`
+	ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
 	// Error says why a run failed, or why it is paused, or, for a
 	// completed run, what it left for the next one (records missing from
 	// the listing over the [ConfirmationShare] cap); APIError is the
@@ -119,11 +160,19 @@ type Drift struct {
 	Kind          DriftKind  `json:"kind"`
 	LocalVersion  *time.Time `json:"local_version"`
 	RemoteVersion *time.Time `json:"remote_version"`
-	// Resolved tells that the run dealt with it; InboxEventID is the event
-	// it ingested to repair it (none in a dry run).
+	// Resolved tells that its repair was applied (synced);
+	// InboxEventID is the event ingested to repair it (none in a dry run,
+	// nor for a delete pending confirmation).
 	Resolved     bool      `json:"resolved"`
 	InboxEventID *int64    `json:"inbox_event_id,omitempty"`
 	DetectedAt   time.Time `json:"detected_at"`
+	// Reason says why it is open: the repair queued, stored invalid,
+	// superseded by a newer local version, dead-lettered, not ingested
+	// again (the same repair failed before), a dry run, or a delete
+	// pending confirmation.
+	Reason string `json:"reason,omitempty"`
+	// PendingDelete marks a delete held for confirmation.
+	PendingDelete bool `json:"pending_delete"`
 }
 
 // publicRun converts a stored run.
@@ -131,10 +180,14 @@ func publicRun(r *store.Run) *SyncRun {
 	out := &SyncRun{ID: r.ID, Source: r.Source, Mode: Mode(r.Mode), Status: RunStatus(r.Status), DryRun: r.DryRun,
 		StartedAt: r.StartedAt.UTC(), FinishedAt: record.UTCPtr(r.FinishedAt), APICalls: r.APICalls, Pages: r.Pages,
 		Counts:   DriftCounts{MissingLocal: r.MissingLocal, StaleLocal: r.StaleLocal, MissingRemote: r.MissingRemote, Changed: r.Changed},
-		Repaired: r.Repaired, APIError: r.APIError, CancelRequested: r.CancelRequested, EntityTypes: []string{},
+		Repaired: r.Repaired, Deletes: r.Deletes, PendingDeletes: r.PendingDeletes, ConfirmedAt: record.UTCPtr(r.ConfirmedAt),
+		APIError: r.APIError, CancelRequested: r.CancelRequested, EntityTypes: []string{},
 		ResumesAt: r.PausedUntil()}
 	if r.Error != nil {
 		out.Error = *r.Error
+	}
+	if r.ConfirmedBy != nil {
+		out.ConfirmedBy = *r.ConfirmedBy
 	}
 	_ = json.Unmarshal(r.EntityTypes, &out.EntityTypes)
 	if len(out.APIError) == 0 {
@@ -145,7 +198,11 @@ func publicRun(r *store.Run) *SyncRun {
 
 // publicDrift converts a stored drift item.
 func publicDrift(d *store.Drift) Drift {
-	return Drift{ID: d.ID, RunID: d.RunID, EntityType: d.EntityType, EntityID: d.EntityID, Kind: DriftKind(d.Kind),
+	out := Drift{ID: d.ID, RunID: d.RunID, EntityType: d.EntityType, EntityID: d.EntityID, Kind: DriftKind(d.Kind),
 		LocalVersion: record.UTCPtr(d.LocalVersion), RemoteVersion: record.UTCPtr(d.RemoteVersion), Resolved: d.Resolved,
-		InboxEventID: d.InboxEventID, DetectedAt: d.DetectedAt.UTC()}
+		InboxEventID: d.InboxEventID, DetectedAt: d.DetectedAt.UTC(), PendingDelete: d.PendingDelete}
+	if d.Reason != nil {
+		out.Reason = *d.Reason
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/httpx"
@@ -137,6 +138,64 @@ func (h *Handler) serveCancelRun(w http.ResponseWriter, r *http.Request) {
 	}
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation run cancel asked", slog.Int64("run_id", id), actor(r))
 	httpx.WriteJSON(w, http.StatusOK, jobResponse{Success: true, Message: "cancel requested"})
+}
+
+// confirmResponse is the answer of POST /admin/sync-runs/{id}/confirm.
+type confirmResponse struct {
+	Success bool `json:"success"`
+	*tdsreconcile.Confirmation
+}
+
+// serveConfirmRun applies the deletes a run held for confirmation:
+// POST /admin/sync-runs/{id}/confirm. 409 when the run does not wait for
+// one (confirmed already, or never held a delete).
+func (h *Handler) serveConfirmRun(w http.ResponseWriter, r *http.Request) {
+	rc := h.reconcilerOf(w)
+	if rc == nil {
+		return
+	}
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	c, err := h.confirmRun(r, rc, id)
+	switch {
+	case errors.Is(err, tdsreconcile.ErrNotAwaitingConfirmation):
+		httpx.WriteError(w, http.StatusConflict, httpx.PublicError(err))
+		return
+	case err != nil:
+		h.adminError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, confirmResponse{Success: true, Confirmation: c})
+}
+
+// confirmRun confirms run id's held deletes for the admin API and the
+// dashboard alike, and logs who did and what it did.
+func (h *Handler) confirmRun(r *http.Request, rc *tdsreconcile.Reconciler, id int64) (*tdsreconcile.Confirmation, error) {
+	c, err := rc.Confirm(r.Context(), id, actorString(r))
+	if err != nil {
+		return nil, err
+	}
+	h.logger.LogAttrs(r.Context(), slog.LevelInfo, "tds: reconciliation deletes confirmed", slog.Int64("run_id", id),
+		slog.Int64("deleted", c.Deleted), slog.Int64("skipped", c.Skipped), slog.Int64("already_deleted", c.AlreadyDeleted), actor(r))
+	return c, nil
+}
+
+// actorString is r's actor in words, for a record kept in the database:
+// "client=… token=…" or "session=…".
+func actorString(r *http.Request) string {
+	var b strings.Builder
+	for _, a := range actor(r).Value.Group() {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(a.String())
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
 }
 
 // pageParams reads a keyset page's before_id and limit, answering 400 when

@@ -68,7 +68,7 @@ func (e *reconcileEnv) webhook(t *testing.T, rec map[string]any, eventType strin
 
 // runKeys are the documented keys of a run in the admin API.
 var runKeys = []string{"id", "mode", "status", "dry_run", "entity_types", "started_at", "finished_at", "api_calls",
-	"counts", "repaired"}
+	"counts", "repaired", "deletes", "pending_deletes"}
 
 // TestAdminReconcileRoutes drives the four reconciliation routes: start,
 // conflict while a run is held open, cancel, a failed and a completed run,
@@ -156,6 +156,9 @@ func TestAdminReconcileRoutes(t *testing.T) {
 		done := int64(a.body["run_id"].(float64))
 		waitRun(t, e.rc, done, tdsreconcile.RunCompleted)
 		requireError(t, adminPost(t, h, fmt.Sprintf("/admin/sync-runs/%d/cancel", done), ""), http.StatusNotFound, "not found")
+		// A drift item is resolved once its repair is applied.
+		testdb.Drain(t, e.db)
+		require.NoError(t, e.rc.Settle(ctx))
 
 		// One run, with its drift and the documented keys.
 		a = adminGet(t, h, fmt.Sprintf("/admin/sync-runs/%d", done))
@@ -219,7 +222,8 @@ func TestAdminReconcileRoutes(t *testing.T) {
 			require.Equal(t, false, a.body["success"])
 		}
 		routes := [][2]string{{"POST", "/admin/reconcile"}, {"GET", "/admin/sync-runs"},
-			{"GET", fmt.Sprintf("/admin/sync-runs/%d", done)}, {"POST", fmt.Sprintf("/admin/sync-runs/%d/cancel", done)}}
+			{"GET", fmt.Sprintf("/admin/sync-runs/%d", done)}, {"POST", fmt.Sprintf("/admin/sync-runs/%d/cancel", done)},
+			{"POST", fmt.Sprintf("/admin/sync-runs/%d/confirm", done)}}
 		noRC := newTestHandler(t, tdb, WithAdminToken(testAdminToken))
 		for _, r := range routes {
 			var body []byte

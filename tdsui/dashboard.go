@@ -272,6 +272,8 @@ func notice(q url.Values) string {
 		return "Alert " + n + " is silenced."
 	case "started":
 		return "Run " + n + " has started."
+	case "confirmed":
+		return n + " held deletes are applied; the run tells what was skipped."
 	}
 	return ""
 }

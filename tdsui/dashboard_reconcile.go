@@ -122,3 +122,29 @@ func (d *dashboard) serveStartRun(w http.ResponseWriter, r *http.Request, p *ui.
 		slog.String("mode", string(req.Mode)), slog.Bool("dry_run", req.DryRun), actor(r))
 	done(w, p.Base+"reconcile", "started", id)
 }
+
+// serveConfirmRun is the run page's "Apply the held deletes" button: the
+// admin API's confirmation, through the same code path.
+func (d *dashboard) serveConfirmRun(w http.ResponseWriter, r *http.Request, p *ui.Page, _ ui.Session) {
+	p.Nav = "reconcile"
+	rc := d.h.reconciler
+	if rc == nil {
+		d.refuse(w, r, p, http.StatusNotImplemented, "Reconciliation is off", "Reconciliation is not configured: no Zoho API credentials.")
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		d.fail(w, r, p, fmt.Errorf("%w: run %q", tds.ErrNotFound, r.PathValue("id")))
+		return
+	}
+	c, err := d.h.confirmRun(r, rc, id)
+	switch {
+	case errors.Is(err, tdsreconcile.ErrNotAwaitingConfirmation):
+		d.refuse(w, r, p, http.StatusConflict, "Not confirmed", httpx.PublicError(err)+".")
+		return
+	case err != nil:
+		d.fail(w, r, p, err)
+		return
+	}
+	done(w, fmt.Sprintf("%sreconcile/%d", p.Base, id), "confirmed", c.Deleted)
+}

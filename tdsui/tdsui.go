@@ -52,6 +52,7 @@ import (
 //	GET  /admin/sync-runs                    reconciliation runs
 //	GET  /admin/sync-runs/{id}               one run and its drift
 //	POST /admin/sync-runs/{id}/cancel        stop a run
+//	POST /admin/sync-runs/{id}/confirm       apply the deletes a run held for confirmation (409 unless needs_confirmation)
 //	GET  /admin/alerts                       alerts ([WithAlerter])
 //	POST /admin/alerts/{id}/ack              acknowledge an alert
 //	POST /admin/alerts/{id}/silence          silence an alert until a time
@@ -142,6 +143,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /admin/sync-runs", h.admin(h.serveListRuns))
 	m.HandleFunc("GET /admin/sync-runs/{id}", h.admin(h.serveRun))
 	m.HandleFunc("POST /admin/sync-runs/{id}/cancel", h.admin(h.serveCancelRun))
+	m.HandleFunc("POST /admin/sync-runs/{id}/confirm", h.admin(h.serveConfirmRun))
 	m.HandleFunc("GET /admin/alerts", h.admin(h.serveListAlerts))
 	m.HandleFunc("POST /admin/alerts/{id}/ack", h.admin(h.serveAckAlert))
 	m.HandleFunc("POST /admin/alerts/{id}/silence", h.admin(h.serveSilenceAlert))
@@ -165,6 +167,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /ui/reconcile", d.get(d.serveRuns))
 	m.HandleFunc("GET /ui/reconcile/{id}", d.get(d.serveRun))
 	m.HandleFunc("POST /ui/reconcile", d.post(d.serveStartRun))
+	m.HandleFunc("POST /ui/reconcile/{id}/confirm", d.post(d.serveConfirmRun))
 }
 
 // ServeHTTP routes the request. The mux's own 404 and 405 answers are

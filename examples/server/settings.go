@@ -54,6 +54,9 @@ type zohoSettings struct {
 	dc, product, accountsURL, apiURL                     string
 	rate, dailyBudget                                    int
 	interval, fullInterval                               time.Duration
+	// maxDeletes is -reconcile-max-deletes; nil (empty): the library's
+	// default share.
+	maxDeletes *int
 }
 
 // setting is one row of the settings table: a flag, its environment
@@ -101,6 +104,7 @@ var table = []setting{
 	{"zoho-daily-budget", "TDS_ZOHO_DAILY_BUDGET", strconv.Itoa(tdsreconcile.DefaultDailyBudget), "Zoho API requests a day for reconciliation", number(1, func(s *settings) *int { return &s.zoho.dailyBudget })},
 	{"reconcile-interval", "TDS_RECONCILE_INTERVAL", shortDuration(tdsreconcile.DefaultInterval), "incremental reconciliation every; 0 turns it off", duration(func(s *settings) *time.Duration { return &s.zoho.interval })},
 	{"reconcile-full-interval", "TDS_RECONCILE_FULL_INTERVAL", shortDuration(tdsreconcile.DefaultFullInterval), "full reconciliation every; 0 turns it off", duration(func(s *settings) *time.Duration { return &s.zoho.fullInterval })},
+	{"reconcile-max-deletes", "TDS_RECONCILE_MAX_DELETES", "", "deletes of one type a reconciliation run applies without an operator's confirmation; empty: 1 % of the type's records, at least 10", optionalNumber(func(s *settings) **int { return &s.zoho.maxDeletes })},
 	{"alert-rules", "TDS_ALERT_RULES", "", "YAML file configuring the built-in alert rules", text(func(s *settings) *string { return &s.alert.rules })},
 	{"alert-webhook-url", "TDS_ALERT_WEBHOOK_URL", "", "receiver of alerts as Alertmanager webhook payloads", text(func(s *settings) *string { return &s.alert.webhookURL })},
 	{"alert-webhook-secret", "TDS_ALERT_WEBHOOK_SECRET", "", "Standard Webhooks secret, whsec_…, signing the alert webhooks", text(func(s *settings) *string { return &s.alert.webhookSecret })},
@@ -133,6 +137,23 @@ func boolean(field func(*settings) *bool) func(*settings, string) error {
 			return fmt.Errorf("%q is not true or false", v)
 		}
 		*field(s) = b
+		return nil
+	}
+}
+
+// optionalNumber is number(0, …) where an empty value leaves nil: the
+// library's own default.
+func optionalNumber(field func(*settings) **int) func(*settings, string) error {
+	return func(s *settings, v string) error {
+		*field(s) = nil
+		if strings.TrimSpace(v) == "" {
+			return nil
+		}
+		var n int
+		if err := number(0, func(*settings) *int { return &n })(s, v); err != nil {
+			return err
+		}
+		*field(s) = &n
 		return nil
 	}
 }

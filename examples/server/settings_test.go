@@ -214,3 +214,28 @@ func TestMigrateCommand(t *testing.T) {
 		require.NoError(t, db.Close())
 	}
 }
+
+// TestSettingsMaxDeletes: -reconcile-max-deletes / TDS_RECONCILE_MAX_DELETES
+// is empty by default (the library's 1 %, at least 10), a number >= 0
+// otherwise (0 holds every delete), the flag winning over the variable.
+func TestSettingsMaxDeletes(t *testing.T) {
+	t.Parallel()
+	s, err := parseSettings(nil, noEnv, io.Discard)
+	require.NoError(t, err)
+	require.Nil(t, s.zoho.maxDeletes, "empty: the library's default")
+
+	env := func(v string) func(string) string {
+		return func(k string) string { return map[string]string{"TDS_RECONCILE_MAX_DELETES": v}[k] }
+	}
+	s, err = parseSettings(nil, env("25"), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, 25, *s.zoho.maxDeletes)
+	s, err = parseSettings([]string{"-reconcile-max-deletes", "0"}, env("25"), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, 0, *s.zoho.maxDeletes, "the flag wins; 0 holds every delete")
+
+	_, err = parseSettings(nil, env("-3"), io.Discard)
+	require.ErrorContains(t, err, "TDS_RECONCILE_MAX_DELETES: must be >= 0, got -3")
+	_, err = parseSettings([]string{"-reconcile-max-deletes", "lots"}, noEnv, io.Discard)
+	require.ErrorContains(t, err, `-reconcile-max-deletes: "lots" is not a number`)
+}

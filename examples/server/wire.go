@@ -213,7 +213,16 @@ func (z *zohoSettings) reconciler(db *bun.DB, proc *tds.Processor, log *slog.Log
 		ClientID: z.clientID, ClientSecret: z.clientSecret, RefreshToken: z.refreshToken,
 		OrganizationID: z.organizationID, DataCenter: z.dc, Product: z.product,
 		AccountsURL: z.accountsURL, APIURL: z.apiURL, RequestsPerMinute: z.rate, DailyBudget: z.dailyBudget,
-	}, append([]tdsreconcile.Option{tdsreconcile.WithLogger(log), tdsreconcile.WithSchedule(z.interval, z.fullInterval)}, opts...)...)
+	}, append(z.options(log), opts...)...)
+}
+
+// options are the Reconciler's options the settings set.
+func (z *zohoSettings) options(log *slog.Logger) []tdsreconcile.Option {
+	opts := []tdsreconcile.Option{tdsreconcile.WithLogger(log), tdsreconcile.WithSchedule(z.interval, z.fullInterval)}
+	if z.maxDeletes != nil {
+		opts = append(opts, tdsreconcile.WithMaxDeletes(*z.maxDeletes))
+	}
+	return opts
 }
 
 // alertOptions are the Alerter's options. Its reconcile_stale rule

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -16,6 +18,23 @@ const (
 	RunCompleted = "completed"
 	RunFailed    = "failed"
 	RunCancelled = "cancelled"
+	// RunNeedsConfirmation: the run ended holding deletes over its
+	// threshold, waiting for an operator to confirm them.
+	RunNeedsConfirmation = "needs_confirmation"
+)
+
+// Reasons a drift row is open, as stored (a repair's own error is appended
+// to some).
+const (
+	ReasonQueued           = "repair queued, not yet applied"
+	ReasonPendingDelete    = "delete pending confirmation"
+	ReasonInvalid          = "repair stored invalid"
+	ReasonSuperseded       = "repair superseded by a newer local version"
+	ReasonDeadLettered     = "repair dead-lettered"
+	ReasonDiscarded        = "repair dead-lettered, then discarded"
+	ReasonDryRun           = "dry run: not repaired"
+	ReasonChangedLocally   = "delete skipped at confirmation: the record changed here after the sweep"
+	ReasonNotIngestedAgain = "not ingested again"
 )
 
 // Drift kinds, as stored.
@@ -80,6 +99,10 @@ type Run struct {
 	Repaired        int64           `bun:"repaired"`
 	Error           *string         `bun:"error"`
 	APIError        json.RawMessage `bun:"api_error"`
+	Deletes         int64           `bun:"deletes"`
+	PendingDeletes  int64           `bun:"pending_deletes"`
+	ConfirmedBy     *string         `bun:"confirmed_by"`
+	ConfirmedAt     *time.Time      `bun:"confirmed_at"`
 }
 
 // PausedUntil is when a paused run may be resumed; nil when r is not
@@ -105,6 +128,24 @@ type Drift struct {
 	Resolved      bool       `bun:"resolved"`
 	InboxEventID  *int64     `bun:"inbox_event_id"`
 	DetectedAt    time.Time  `bun:"detected_at"`
+	// Reason says why an unresolved row is open (see the Reason
+	// constants); PendingDelete marks a delete held for confirmation;
+	// RepairHash is the content hash of the repair ingested.
+	Reason        *string `bun:"reason"`
+	PendingDelete bool    `bun:"pending_delete"`
+	RepairHash    *string `bun:"repair_hash"`
+}
+
+// Repair is what became of a drift row's repair (see [Runs.RecordRepair]).
+type Repair struct {
+	Kind   string
+	Remote *time.Time
+	// EventID is the event ingested (nil: none); Hash its content hash.
+	EventID *int64
+	Hash    string
+	// Resolved marks the row resolved; otherwise Reason says why it is open.
+	Resolved bool
+	Reason   string
 }
 
 // Remote is one record of the source's listing, staged by a full sweep.
@@ -211,9 +252,42 @@ type Runs interface {
 	// DriftPage lists up to limit drift rows of a run, newest first, with
 	// ids below beforeID when it is positive.
 	DriftPage(ctx context.Context, db bun.IDB, runID, beforeID int64, limit int) ([]Drift, error)
-	// ResolveDrift marks drift row id resolved, as kind, with the remote
-	// version found and the event that repaired it (nil: none needed).
-	ResolveDrift(ctx context.Context, db bun.IDB, id int64, kind string, remote *time.Time, eventID *int64) error
+	// RecordRepair records what became of drift row id's repair, and
+	// clears its pending delete.
+	RecordRepair(ctx context.Context, db bun.IDB, id int64, r Repair) error
+	// HoldDelete marks drift row id as a delete pending confirmation (kind
+	// missing_remote).
+	HoldDelete(ctx context.Context, db bun.IDB, id int64) error
+	// PendingDeletes counts run runID's unresolved pending deletes per
+	// entity type.
+	PendingDeletes(ctx context.Context, db bun.IDB, runID int64) (map[string]int64, error)
+	// AppliedCount counts source's applied, not deleted, entities of
+	// entityType.
+	AppliedCount(ctx context.Context, db bun.IDB, source, entityType string) (int64, error)
+	// SameRepair returns the newest unresolved drift row of another run of
+	// source, for the same entity, whose repair (an event) had hash;
+	// ErrNoRows when there is none.
+	SameRepair(ctx context.Context, db bun.IDB, source, entityType, entityID, hash string, runID int64) (*Drift, error)
+	// SettleDrift brings the unresolved drift rows with a repair event up
+	// to date with their jobs: resolved once synced, the reason set when
+	// superseded, dead-lettered or discarded; and resolves the earlier
+	// open rows of an entity whose later repair was applied.
+	SettleDrift(ctx context.Context, db bun.IDB) error
+	// CloseUnfound resolves the open drift of source's earlier runs, of
+	// the entity types given, that full sweep runID did not find again,
+	// and ends as completed the runs needing confirmation left with no
+	// pending delete.
+	CloseUnfound(ctx context.Context, db bun.IDB, runID int64, source string, entityTypes []string, at time.Time) error
+	// ConfirmRun moves run id from needs_confirmation to completed,
+	// confirmed by by at at, and returns it; ErrNoRows when it does not
+	// need confirmation (or does not exist).
+	ConfirmRun(ctx context.Context, db bun.IDB, id int64, by string, at time.Time) (*Run, error)
+	// RecountRun counts run id's drift again and sets its message.
+	RecountRun(ctx context.Context, db bun.IDB, id int64, msg string) error
+	// LocalChange tells whether source's entity changed here after since:
+	// a webhook received, or a version applied, after it; and whether it
+	// is deleted here (or was never applied).
+	LocalChange(ctx context.Context, db bun.IDB, source, entityType, entityID string, since time.Time) (changed, gone bool, err error)
 	// DropDrift deletes drift row id: the difference turned out not to be
 	// one.
 	DropDrift(ctx context.Context, db bun.IDB, id int64) error
@@ -320,7 +394,9 @@ RETURNING *`
 	stale_local = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND kind = 'stale_local'),
 	missing_remote = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND kind = 'missing_remote'),
 	changed = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND kind = 'changed'),
-	repaired = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND inbox_event_id IS NOT NULL)`
+	repaired = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND inbox_event_id IS NOT NULL),
+	deletes = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND kind = 'missing_remote' AND inbox_event_id IS NOT NULL),
+	pending_deletes = (SELECT count(*) FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND pending_delete AND NOT resolved)`
 
 	saveRunSQL = `UPDATE tds_sync_runs SET cursor = ?, api_calls = ?, pages = ?, locked_until = ?, ` + driftCounts + `
 WHERE id = ? AND status = 'running' AND locked_by = ?
@@ -403,8 +479,76 @@ ORDER BY id LIMIT ?`
 
 	driftPageSQL = `SELECT * FROM tds_sync_drift WHERE run_id = ? AND (? <= 0 OR id < ?) ORDER BY id DESC LIMIT ?`
 
-	resolveDriftSQL = `UPDATE tds_sync_drift SET resolved = TRUE, kind = ?,
-	remote_version = COALESCE(?, remote_version), inbox_event_id = ? WHERE id = ?`
+	recordRepairSQL = `UPDATE tds_sync_drift SET resolved = ?, kind = ?, reason = ?, pending_delete = FALSE,
+	remote_version = COALESCE(?, remote_version), inbox_event_id = ?, repair_hash = ? WHERE id = ?`
+
+	holdDeleteSQL = `UPDATE tds_sync_drift SET pending_delete = TRUE, kind = 'missing_remote', reason = '` + ReasonPendingDelete + `'
+WHERE id = ?`
+
+	pendingDeletesSQL = `SELECT entity_type, count(*) AS n FROM tds_sync_drift
+WHERE run_id = ? AND pending_delete AND NOT resolved GROUP BY entity_type`
+
+	appliedCountSQL = `SELECT count(*) FROM tds_applied WHERE source = ? AND entity_type = ? AND NOT deleted`
+
+	sameRepairSQL = `SELECT d.* FROM tds_sync_drift AS d JOIN tds_sync_runs AS r ON r.id = d.run_id
+WHERE d.entity_type = ? AND d.source_entity_id = ? AND r.source = ? AND d.repair_hash = ?
+	AND NOT d.resolved AND d.inbox_event_id IS NOT NULL AND d.run_id <> ?
+ORDER BY d.id DESC LIMIT 1`
+
+	// settleDriftSQL follows each open repair's job: resolved once it
+	// synced; otherwise the reason tells where it stands. A job deleted
+	// by retention leaves its row as it was.
+	settleDriftSQL = `UPDATE tds_sync_drift SET
+	resolved = EXISTS (SELECT 1 FROM tds_sync_queue AS q WHERE q.inbox_event_id = tds_sync_drift.inbox_event_id
+		AND q.status = 'completed' AND q.outcome = 'synced'),
+	reason = (SELECT CASE
+		WHEN q.status = 'completed' AND q.outcome = 'synced' THEN NULL
+		WHEN q.status = 'completed' AND q.outcome = 'superseded' THEN '` + ReasonSuperseded + `'
+		WHEN q.status = 'completed' AND q.outcome = 'discarded' THEN '` + ReasonDiscarded + `'
+		WHEN q.status = 'completed' THEN 'repair completed as ' || COALESCE(q.outcome, 'unknown')
+		WHEN q.status = 'dead_letter' THEN '` + ReasonDeadLettered + `: ' || COALESCE(q.last_error, '')
+		ELSE '` + ReasonQueued + `' END
+		FROM tds_sync_queue AS q WHERE q.inbox_event_id = tds_sync_drift.inbox_event_id)
+WHERE NOT resolved AND inbox_event_id IS NOT NULL
+	AND EXISTS (SELECT 1 FROM tds_sync_queue AS q WHERE q.inbox_event_id = tds_sync_drift.inbox_event_id)`
+
+	// settleEarlierSQL resolves the open rows of an entity that a later
+	// row of the same source saw repaired.
+	settleEarlierSQL = `UPDATE tds_sync_drift SET resolved = TRUE, pending_delete = FALSE,
+	reason = 'resolved by a later repair'
+WHERE NOT resolved AND EXISTS (SELECT 1 FROM tds_sync_drift AS n
+	JOIN tds_sync_runs AS rn ON rn.id = n.run_id
+	JOIN tds_sync_runs AS ro ON ro.id = tds_sync_drift.run_id
+	WHERE n.entity_type = tds_sync_drift.entity_type AND n.source_entity_id = tds_sync_drift.source_entity_id
+		AND n.id > tds_sync_drift.id AND n.resolved AND n.inbox_event_id IS NOT NULL AND rn.source = ro.source)`
+
+	// closeUnfoundSQL takes the sweep's id (twice), its source and a JSON
+	// array of its types.
+	closeUnfoundSQL = `UPDATE tds_sync_drift SET resolved = TRUE, pending_delete = FALSE,
+	reason = 'not found again by full sweep ' || CAST(? AS TEXT)
+WHERE NOT resolved AND run_id < ? AND entity_type IN (%s)
+	AND run_id IN (SELECT id FROM tds_sync_runs WHERE source = ?)
+	AND NOT EXISTS (SELECT 1 FROM tds_sync_drift AS n WHERE n.run_id = ?
+		AND n.entity_type = tds_sync_drift.entity_type AND n.source_entity_id = tds_sync_drift.source_entity_id)`
+
+	// endConfirmedSQL ends the runs needing confirmation that a later
+	// sweep left no pending delete.
+	endConfirmedSQL = `UPDATE tds_sync_runs SET status = 'completed',
+	error = 'its held deletes were no longer needed: full sweep ' || CAST(? AS TEXT) || ' found them in the source', ` + driftCounts + `
+WHERE source = ? AND status = 'needs_confirmation'
+	AND NOT EXISTS (SELECT 1 FROM tds_sync_drift WHERE run_id = tds_sync_runs.id AND pending_delete AND NOT resolved)`
+
+	confirmRunSQL = `UPDATE tds_sync_runs SET status = 'completed', confirmed_by = ?, confirmed_at = ?
+WHERE id = ? AND status = 'needs_confirmation'
+RETURNING *`
+
+	recountRunSQL = `UPDATE tds_sync_runs SET error = ?, ` + driftCounts + ` WHERE id = ?`
+
+	localChangeSQL = `SELECT
+	EXISTS (SELECT 1 FROM tds_inbox_events WHERE entity_type = ? AND source_entity_id = ? AND source = ?
+		AND sync_run_id IS NULL AND received_at > ?)
+	OR EXISTS (SELECT 1 FROM tds_applied WHERE source = ? AND entity_type = ? AND source_entity_id = ? AND synced_at > ?) AS changed,
+	NOT EXISTS (SELECT 1 FROM tds_applied WHERE source = ? AND entity_type = ? AND source_entity_id = ? AND NOT deleted) AS gone`
 
 	dropDriftSQL = `DELETE FROM tds_sync_drift WHERE id = ?`
 
@@ -695,10 +839,111 @@ func (c common) DriftPage(ctx context.Context, db bun.IDB, runID, beforeID int64
 	return out, err
 }
 
-// ResolveDrift implements [Runs.ResolveDrift].
-func (c common) ResolveDrift(ctx context.Context, db bun.IDB, id int64, kind string, remote *time.Time, eventID *int64) error {
-	_, err := db.ExecContext(ctx, resolveDriftSQL, kind, utcPtr(remote), eventID, id)
+// RecordRepair implements [Runs.RecordRepair].
+func (c common) RecordRepair(ctx context.Context, db bun.IDB, id int64, r Repair) error {
+	reason := nullString(truncate(r.Reason, MaxErrorLen))
+	if r.Resolved {
+		reason = nil
+	}
+	_, err := db.ExecContext(ctx, recordRepairSQL, r.Resolved, r.Kind, reason, utcPtr(r.Remote), r.EventID,
+		nullString(r.Hash), id)
 	return err
+}
+
+// HoldDelete implements [Runs.HoldDelete].
+func (c common) HoldDelete(ctx context.Context, db bun.IDB, id int64) error {
+	_, err := db.ExecContext(ctx, holdDeleteSQL, id)
+	return err
+}
+
+// PendingDeletes implements [Runs.PendingDeletes].
+func (c common) PendingDeletes(ctx context.Context, db bun.IDB, runID int64) (map[string]int64, error) {
+	var rows []struct {
+		EntityType string `bun:"entity_type"`
+		N          int64  `bun:"n"`
+	}
+	if err := db.NewRaw(pendingDeletesSQL, runID).Scan(ctx, &rows); err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(rows))
+	for _, r := range rows {
+		out[r.EntityType] = r.N
+	}
+	return out, nil
+}
+
+// AppliedCount implements [Runs.AppliedCount].
+func (c common) AppliedCount(ctx context.Context, db bun.IDB, source, entityType string) (int64, error) {
+	var n int64
+	err := db.NewRaw(appliedCountSQL, source, entityType).Scan(ctx, &n)
+	return n, err
+}
+
+// SameRepair implements [Runs.SameRepair].
+func (c common) SameRepair(ctx context.Context, db bun.IDB, source, entityType, entityID, hash string, runID int64) (*Drift, error) {
+	d := new(Drift)
+	if err := db.NewRaw(sameRepairSQL, entityType, entityID, source, hash, runID).Scan(ctx, d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// SettleDrift implements [Runs.SettleDrift].
+func (c common) SettleDrift(ctx context.Context, db bun.IDB) error {
+	return RunInTx(ctx, c, db, func(ctx context.Context, tx bun.IDB) error {
+		if _, err := tx.ExecContext(ctx, settleDriftSQL); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, settleEarlierSQL)
+		return err
+	})
+}
+
+// CloseUnfound implements [Runs.CloseUnfound].
+func (c common) CloseUnfound(ctx context.Context, db bun.IDB, runID int64, source string, entityTypes []string, _ time.Time) error {
+	if len(entityTypes) == 0 {
+		return nil
+	}
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(entityTypes)), ", ")
+	args := []any{runID, runID}
+	for _, t := range entityTypes {
+		args = append(args, t)
+	}
+	args = append(args, source, runID)
+	return RunInTx(ctx, c, db, func(ctx context.Context, tx bun.IDB) error {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(closeUnfoundSQL, marks), args...); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, endConfirmedSQL, runID, source)
+		return err
+	})
+}
+
+// ConfirmRun implements [Runs.ConfirmRun].
+func (c common) ConfirmRun(ctx context.Context, db bun.IDB, id int64, by string, at time.Time) (*Run, error) {
+	r := new(Run)
+	if err := db.NewRaw(confirmRunSQL, by, at.UTC(), id).Scan(ctx, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// RecountRun implements [Runs.RecountRun].
+func (c common) RecountRun(ctx context.Context, db bun.IDB, id int64, msg string) error {
+	_, err := db.ExecContext(ctx, recountRunSQL, nullString(truncate(msg, MaxErrorLen)), id)
+	return err
+}
+
+// LocalChange implements [Runs.LocalChange].
+func (c common) LocalChange(ctx context.Context, db bun.IDB, source, entityType, entityID string, since time.Time) (bool, bool, error) {
+	since = since.UTC()
+	var out struct {
+		Changed bool `bun:"changed"`
+		Gone    bool `bun:"gone"`
+	}
+	err := db.NewRaw(localChangeSQL, entityType, entityID, source, since, source, entityType, entityID, since,
+		source, entityType, entityID).Scan(ctx, &out)
+	return out.Changed, out.Gone, err
 }
 
 // DropDrift implements [Runs.DropDrift].

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -37,6 +38,10 @@ type Options struct {
 	// to the agreed surface, so tests with a fake clock can move past the
 	// 10-minute window). Defaults to time.Now.
 	Now func() time.Time
+	// Addr is the address to listen on, such as "127.0.0.1:8002", so that a
+	// fake run by hand keeps its URL from one start to the next. Defaults
+	// to a free loopback port.
+	Addr string
 }
 
 // Stats counts the traffic a Server answered.
@@ -108,8 +113,18 @@ type Server struct {
 	stats     Stats
 }
 
-// New starts a Server.
+// New starts a Server. It panics when it cannot listen on opts.Addr; see
+// Listen for an error instead.
 func New(opts Options) *Server {
+	s, err := Listen(opts)
+	if err != nil {
+		panic(fmt.Sprintf("zohofake: %v", err))
+	}
+	return s
+}
+
+// Listen starts a Server, or says why it cannot listen on opts.Addr.
+func Listen(opts Options) (*Server, error) {
 	if opts.ClientID == "" {
 		opts.ClientID = "client-id"
 	}
@@ -140,8 +155,17 @@ func New(opts Options) *Server {
 	for name := range modules {
 		s.data[name] = &store{idx: map[string]int{}}
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
-	return s
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+	if opts.Addr != "" {
+		l, err := net.Listen("tcp", opts.Addr)
+		if err != nil {
+			return nil, err
+		}
+		s.srv.Listener.Close()
+		s.srv.Listener = l
+	}
+	s.srv.Start()
+	return s, nil
 }
 
 // URL is the base URL of both the token endpoint and the API.
