@@ -118,7 +118,9 @@ type failures struct {
 	errs []string
 }
 
-func (f *failures) Errorf(format string, args ...any) { f.errs = append(f.errs, fmt.Sprintf(format, args...)) }
+func (f *failures) Errorf(format string, args ...any) {
+	f.errs = append(f.errs, fmt.Sprintf(format, args...))
+}
 
 // Send goes through a host's router with Prefix; a 404 the Handler did
 // not answer (the router found nothing at the path) fails the test, while
