@@ -32,6 +32,10 @@
 // tds-secrets.env (mode 0600) beside the SQLite file, or in the working
 // directory, and prints only where.
 //
+// It listens before it opens the database: while the database cannot be
+// reached it answers /health/live 200 and everything else 503, logs each
+// attempt at WARN and tries again with backoff, instead of exiting.
+//
 // SIGINT or SIGTERM shuts it down gracefully: it stops accepting
 // connections, lets in-flight requests finish, drains the workers (no job is
 // left processing) and exits 0.
