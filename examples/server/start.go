@@ -86,7 +86,9 @@ func newSwitchHandler(h http.Handler) *switchHandler {
 
 func (s *switchHandler) set(h http.Handler) { s.h.Store(&h) }
 
-func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*s.h.Load()).ServeHTTP(w, r) }
+func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
 
 // startingHandler answers while the database is awaited: the process is
 // alive (an orchestrator must not restart it) but not ready (it must get
