@@ -596,3 +596,28 @@ func FuzzWebhookDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestWebhookLogLevels: an accepted webhook is logged at DEBUG, so a logger
+// at the default INFO level (a busy server, a host's tests) stays quiet;
+// a refusal is still logged at WARN.
+func TestWebhookLogLevels(t *testing.T) {
+	t.Parallel()
+	tdb := openTestDB(t, "sqlite")
+	var info, debug logBuffer
+	for _, c := range []struct {
+		logs  *logBuffer
+		level slog.Level
+	}{{&info, slog.LevelInfo}, {&debug, slog.LevelDebug}} {
+		h, err := NewHandler(tdb.db, WithWebhookKeys(testWebhookKey),
+			WithLogger(slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: c.level}))))
+		require.NoError(t, err)
+		a := webhook(t, h, "products", fixtureBytes(t, "product.json"))
+		require.Equal(t, http.StatusOK, a.status, a.raw)
+		refused := serve(t, h, http.MethodPost, "/webhooks/products", fixtureBytes(t, "product.json"), HeaderWebhookKey, "wrong")
+		require.Equal(t, http.StatusUnauthorized, refused.status, refused.raw)
+		require.NoError(t, h.Close())
+	}
+	require.NotContains(t, info.String(), "webhook received", "an accepted webhook is not logged at INFO")
+	require.Contains(t, info.String(), "level=WARN", "a refusal is")
+	require.Contains(t, debug.String(), `level=DEBUG msg="tds: webhook received" entity_type=product`)
+}

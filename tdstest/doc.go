@@ -39,7 +39,9 @@
 //
 // [Send] posts one webhook through a Handler, signed with a shared key
 // ([WebhookKey]), Zoho's HMAC ([ZohoSignature]) or Standard Webhooks
-// ([StandardWebhooks]), and returns the decoded [Answer]. [Drain] runs a
+// ([StandardWebhooks]), and returns the decoded [Answer]; through your own
+// router, [Prefix] names where it mounts the Handler, and a 404 that the
+// Handler did not answer fails the test. [Drain] runs a
 // Worker until no job is left to run and returns a [Report] of what became
 // of each job. [SyncerConformance] checks a Syncer: a redelivered job changes
 // nothing, an older version never overwrites a newer one, a delete is

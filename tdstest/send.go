@@ -58,6 +58,7 @@ type sendSettings struct {
 	rawBody        bool
 	query          url.Values
 	headers        http.Header
+	prefix         string
 }
 
 // WebhookKey sends key in the X-Webhook-Key header ([tds.WithWebhookKeys]).
@@ -108,6 +109,14 @@ func Query(q url.Values) SendOption {
 	}
 }
 
+// Prefix sends to prefix + "/webhooks/{route}": for a router that mounts the
+// Handler under a prefix, as http.StripPrefix("/zoho", h) on "/zoho/" does,
+// so that the test goes through the host's own routing. prefix starts with
+// a slash; a trailing slash is dropped.
+func Prefix(prefix string) SendOption {
+	return func(s *sendSettings) { s.prefix = prefix }
+}
+
 // Header sets a request header, after the signing headers (so it can
 // replace one of them, to test a bad signature).
 func Header(name, value string) SendOption {
@@ -120,17 +129,28 @@ func Header(name, value string) SendOption {
 }
 
 // Send posts one webhook to /webhooks/{route} through h, a [tds.Handler]
-// or anything that serves one at that path, and returns its answer. The body
+// or anything that serves one at that path (with [Prefix], at
+// prefix/webhooks/{route}: a host's router), and returns its answer. The body
 // is ev's JSON envelope ({"event_type", "entity_type", "entity_id", "data"})
 // unless [Body] gives another; opts sign it. With no signing option the
 // request carries no credential, for a Handler built with
-// [tds.WithoutAuthentication]. Send fails the test only when it cannot
-// build the request; a refusal is an Answer like any other.
+// [tds.WithoutAuthentication].
+//
+// A refusal is an Answer like any other, including the Handler's own 404
+// for a route it does not know. A 404 from anything else (h's router found
+// no handler at the path, typically a missing or wrong [Prefix]) fails the
+// test with t.Errorf, which is safe from any goroutine, as it would
+// otherwise pass for a refusal. Send also fails the test, with t.Fatalf,
+// when it cannot build the request.
 func Send(t testing.TB, h http.Handler, route string, ev tds.Event, opts ...SendOption) Answer {
 	t.Helper()
 	var s sendSettings
 	for _, o := range opts {
 		o(&s)
+	}
+	prefix := strings.TrimSuffix(s.prefix, "/")
+	if prefix != "" && !strings.HasPrefix(prefix, "/") {
+		t.Fatalf("tdstest: Send: Prefix(%q) must start with a slash", s.prefix)
 	}
 	body, contentType := s.body, s.contentType
 	if !s.rawBody {
@@ -142,7 +162,7 @@ func Send(t testing.TB, h http.Handler, route string, ev tds.Event, opts ...Send
 		contentType = "application/json"
 	}
 
-	target := "/webhooks/" + url.PathEscape(route)
+	target := prefix + "/webhooks/" + url.PathEscape(route)
 	if len(s.query) > 0 {
 		target += "?" + s.query.Encode()
 	}
@@ -197,8 +217,17 @@ func Send(t testing.TB, h http.Handler, route string, ev tds.Event, opts ...Send
 	h.ServeHTTP(w, r)
 	a := Answer{Status: w.Code, Header: w.Header(), Body: w.Body.Bytes()}
 	_ = json.Unmarshal(a.Body, &a) // an answer that is not JSON keeps only the raw fields
+	if a.Status == http.StatusNotFound && !strings.HasPrefix(a.Error, unknownRouteError) {
+		t.Errorf("tdstest: Send: POST %s answered 404 %q, not from a tds Handler: nothing serves that path; "+
+			"if h mounts the Handler under a prefix, say so with tdstest.Prefix(\"/the-prefix\")",
+			target, strings.TrimSpace(string(a.Body)))
+	}
 	return a
 }
+
+// unknownRouteError starts the error of the Handler's 404 for a route it
+// does not know (refusal.go), an answer a test may want to see.
+const unknownRouteError = "unknown webhook route"
 
 // isForm reports a form content type, whose fields Zoho's signature covers.
 func isForm(contentType string) bool {

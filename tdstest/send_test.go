@@ -2,6 +2,7 @@ package tdstest_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -109,4 +110,47 @@ func TestSend(t *testing.T) {
 		require.NotEmpty(t, a.ValidationErrors)
 		require.NotZero(t, a.EventID)
 	})
+}
+
+// failures records what Send reports, instead of failing the test.
+type failures struct {
+	testing.TB
+	errs []string
+}
+
+func (f *failures) Errorf(format string, args ...any) {
+	f.errs = append(f.errs, fmt.Sprintf(format, args...))
+}
+
+// Send goes through a host's router with Prefix; a 404 the Handler did
+// not answer (the router found nothing at the path) fails the test, while
+// the Handler's own 404 for an unknown route is an answer like any other.
+func TestSendPrefix(t *testing.T) {
+	t.Parallel()
+	db := tdstest.SQLite(t)
+	h, err := tds.NewHandler(db, tds.WithWebhookKeys(testKey), tds.WithLogger(quiet))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, h.Close()) })
+	mux := http.NewServeMux()
+	mux.Handle("/zoho/", http.StripPrefix("/zoho", h))
+
+	for _, prefix := range []string{"/zoho", "/zoho/"} {
+		f := &failures{TB: t}
+		a := tdstest.Send(f, mux, "products", product("px"+prefix, "Prefixed", 1), tdstest.WebhookKey(testKey), tdstest.Prefix(prefix))
+		require.Empty(t, f.errs)
+		require.Equal(t, http.StatusOK, a.Status, "%s", a.Body)
+	}
+
+	f := &failures{TB: t}
+	a := tdstest.Send(f, mux, "products", product("p404", "Lost", 1), tdstest.WebhookKey(testKey))
+	require.Equal(t, http.StatusNotFound, a.Status)
+	require.Len(t, f.errs, 1, "a router's 404 fails the test")
+	require.Contains(t, f.errs[0], "POST /webhooks/products answered 404")
+	require.Contains(t, f.errs[0], "tdstest.Prefix")
+
+	f = &failures{TB: t}
+	a = tdstest.Send(f, mux, "nowhere", product("p405", "Unknown", 1), tdstest.WebhookKey(testKey), tdstest.Prefix("/zoho"))
+	require.Equal(t, http.StatusNotFound, a.Status, "%s", a.Body)
+	require.Contains(t, a.Error, "unknown webhook route")
+	require.Empty(t, f.errs, "the Handler's own 404 is an answer")
 }

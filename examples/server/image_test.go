@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,6 +62,18 @@ func TestImage(t *testing.T) {
 	output(build)
 	t.Logf("scripts/image built %s with buildah in %s", image, time.Since(started).Round(100*time.Millisecond))
 	t.Logf("image: %s", output(buildah("images", "--format", "{{.Name}}:{{.Tag}} {{.Size}}", image)))
+	// docs/deploy.md's figure stays true, within half a megabyte.
+	size, ok := strings.CutSuffix(output(buildah("images", "--format", "{{.Size}}", image)), " MB")
+	require.True(t, ok, "buildah's size %q is not in MB", size)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "deploy.md"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`The image is ([0-9.]+) MB as buildah counts it`).FindSubmatch(doc)
+	require.NotNil(t, m, "docs/deploy.md says how large the image is")
+	built, err := strconv.ParseFloat(size, 64)
+	require.NoError(t, err)
+	documented, err := strconv.ParseFloat(string(m[1]), 64)
+	require.NoError(t, err)
+	require.InDelta(t, documented, built, 0.5, "docs/deploy.md says the image is %s MB; it is %s MB", m[1], size)
 
 	// Two containers of the image: the server's, and one for the other
 	// commands (a buildah run ending kills what else runs in its

@@ -32,6 +32,10 @@
 // tds-secrets.env (mode 0600) beside the SQLite file, or in the working
 // directory, and prints only where.
 //
+// It listens before it opens the database: while the database cannot be
+// reached it answers /health/live 200 and everything else 503, logs each
+// attempt at WARN and tries again with backoff, instead of exiting.
+//
 // SIGINT or SIGTERM shuts it down gracefully: it stops accepting
 // connections, lets in-flight requests finish, drains the workers (no job is
 // left processing) and exits 0.
@@ -62,6 +66,7 @@ import (
 	"github.com/uptrace/bun/dialect"
 
 	"github.com/tdscore/tds"
+	"github.com/tdscore/tds/internal/opendb"
 )
 
 // Timeouts of the HTTP server and of the shutdown.
@@ -88,6 +93,11 @@ const (
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is the server's main: it returns the exit code.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, getenv, stdout, stderr)
 }
 
 // enabled tells whether reconciliation is configured.
@@ -124,7 +134,8 @@ func secret(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// runContext is run, stopped when ctx ends as by SIGINT (for tests).
+func runContext(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	command := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
@@ -150,6 +161,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	}
 	log := s.logger(stderr)
+	// pgdriver and bun print their own lines (a LISTEN connection lost):
+	// through log, so that -log-format json stays JSON.
+	opendb.SetDriverLogger(log)
 	switch command {
 	case "migrate":
 		if err := migrate(s, log); err != nil {
@@ -176,7 +190,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		announceGenerated(stdout, generated, secretsDir(s.database), isTerminal(stdout))
 	}
 
-	if err := serve(s, log); err != nil {
+	if err := serve(ctx, s, log); err != nil {
 		log.Error("server stopped", "error", err)
 		return 1
 	}
@@ -257,24 +271,13 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// serve runs the server until SIGINT or SIGTERM, then shuts it down.
-func serve(s *settings, log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+// serve runs the server until SIGINT or SIGTERM (or ctx ends), then shuts
+// it down. It listens first, and answers the probes while it waits for the
+// database (openWhenReachable): alive, not ready; "listening" is logged
+// once everything is served.
+func serve(ctx context.Context, s *settings, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	reg := tds.ZohoRegistry()
-	db, err := openMigrated(startCtx, s, reg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	c, err := build(s, db, reg, log)
-	if err != nil {
-		return err
-	}
-	defer c.close(log)
 
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
@@ -282,11 +285,39 @@ func serve(s *settings, log *slog.Logger) error {
 	}
 	limited := newLimitListener(ln, s.maxConns)
 	ln = limited
-	srv := newHTTPServer(c.routes(), log)
+	handler := newSwitchHandler(startingHandler())
+	srv := newHTTPServer(handler, log)
 	srv.ConnState = limited.trackState
+	serveDone := make(chan error, 2)
+	go func() { serveDone <- srv.Serve(ln) }()
+	// shutdown stops the HTTP server before the rest was started.
+	shutdown := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		return srv.Shutdown(ctx)
+	}
+
+	reg := tds.ZohoRegistry()
+	db, err := openWhenReachable(ctx, s, reg, log, ln.Addr().String())
+	if err != nil {
+		stop()
+		err = errors.Join(err, shutdown())
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			log.Info("shutting down", "before", "the database was reachable")
+			log.Info("stopped")
+			return nil
+		}
+		return err
+	}
+	defer db.Close()
+	c, err := build(s, db, reg, log)
+	if err != nil {
+		return errors.Join(err, shutdown())
+	}
+	defer c.close(log)
 	metricsSrv, metricsLn, err := listenMetrics(s.metricsAddr, c.scrape, log)
 	if err != nil {
-		return err
+		return errors.Join(err, shutdown())
 	}
 
 	// Workers run on their own context: they are stopped only after the
@@ -295,8 +326,7 @@ func serve(s *settings, log *slog.Logger) error {
 	defer stopWorkers()
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- c.runWorkers(workerCtx, s.workers) }()
-	serveDone := make(chan error, 2)
-	go func() { serveDone <- srv.Serve(ln) }()
+	handler.set(c.routes())
 	if metricsSrv != nil {
 		go func() { serveDone <- metricsSrv.Serve(metricsLn) }()
 		log.Info("metrics listening", "addr", metricsLn.Addr().String())
