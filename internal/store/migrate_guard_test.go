@@ -45,10 +45,7 @@ func TestMigrateReconcileGuard(t *testing.T) {
 			before[p] = &fstest.MapFile{Data: b}
 			return err
 		}))
-		conn, err := db.Conn(ctx)
-		require.NoError(t, err)
-		require.NoError(t, store.ApplyMigrations(ctx, conn, before, migrationsTable))
-		require.NoError(t, conn.Close())
+		require.NoError(t, store.ApplyMigrations(ctx, db, before, migrationsTable, nil))
 
 		for _, q := range []string{
 			`INSERT INTO tds_sync_runs (source, mode, entity_types, dry_run, status, started_at, repaired)
