@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -89,30 +91,44 @@ func burnDownProcesses(ctx context.Context, db *bun.DB, c config, n int) (throug
 			return throughput{}, fmt.Errorf("a worker process did not start: %q", ch.out.Text())
 		}
 	}
+	// Each child reports the jobs it finished, by its observer, in lines
+	// of "done N": the parent sums them without asking the database.
+	finished := make(chan int, 16*n)
+	for _, ch := range children {
+		go func() {
+			for ch.out.Scan() {
+				var d int
+				if _, err := fmt.Sscanf(ch.out.Text(), "done %d", &d); err == nil {
+					finished <- d
+				}
+			}
+		}()
+	}
 	start := time.Now()
 	for _, ch := range children {
 		if _, err := io.WriteString(ch.stdin, "go\n"); err != nil {
 			return throughput{}, err
 		}
 	}
-	// Polling the count costs the database one index scan every 10 ms.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var done int
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'completed'").Scan(&done); err != nil {
-			return throughput{}, err
-		}
-		if done == k {
-			break
-		}
+	for done := 0; done < k; {
 		select {
 		case <-ctx.Done():
 			return throughput{}, ctx.Err()
-		case <-tick.C:
+		case d := <-finished:
+			done += d
+		case <-time.After(5 * time.Minute):
+			return throughput{}, fmt.Errorf("%d of %d jobs finished after 5 minutes", done, k)
 		}
 	}
-	return throughput{events: int64(k), elapsed: time.Since(start)}, nil
+	elapsed := time.Since(start)
+	var completed int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM tds_sync_queue WHERE status = 'completed'").Scan(&completed); err != nil {
+		return throughput{}, err
+	}
+	if completed != k {
+		return throughput{}, fmt.Errorf("%d of %d jobs completed", completed, k)
+	}
+	return throughput{events: int64(k), elapsed: elapsed}, nil
 }
 
 // childWorker is the child's main: a Worker with a no-op Syncer on url,
@@ -134,7 +150,31 @@ func childWorker(url string) error {
 		return err
 	}
 	defer db.Close()
-	opts := []tds.Option{tds.WithConcurrency(workers), tds.WithBatchSize(batch)}
+	// The observer counts finished jobs and reports them every 500, so the
+	// parent's clock stops without polling the database.
+	var mu sync.Mutex
+	unreported := 0
+	observe := func(r tds.JobResult) {
+		if r.Status != tds.StatusCompleted && r.Status != tds.StatusDeadLetter {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if unreported++; unreported == 500 {
+			fmt.Printf("done %d\n", unreported)
+			unreported = 0
+		}
+	}
+	flush := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if unreported > 0 {
+			fmt.Printf("done %d\n", unreported)
+			unreported = 0
+		}
+	}
+	opts := []tds.Option{tds.WithConcurrency(workers), tds.WithBatchSize(batch), tds.WithObserver(observe),
+		tds.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))}
 	if pollOnly {
 		opts = append(opts, tds.WithPollOnly())
 	}
@@ -149,7 +189,23 @@ func childWorker(url string) error {
 		return nil
 	}
 	stop := runWorker(ctx, w)
-	for in.Scan() { // until EOF
+	// The last jobs of a run are fewer than 500: flush what is left
+	// whenever the Worker idles, every 20 ms, until stdin closes.
+	eof := make(chan struct{})
+	go func() {
+		for in.Scan() {
+		}
+		close(eof)
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-eof:
+			flush()
+			return stop()
+		case <-tick.C:
+			flush()
+		}
 	}
-	return stop()
 }
