@@ -114,7 +114,7 @@ func WithLeaderTask(t LeaderTask) Option {
 // runs every task at once; one that loses it has its running task's
 // context cancelled.
 func (w *Worker) housekeep(ctx context.Context) {
-	e := newElection(w.st.NewLeader(w.db, w.log, leaderHolder(w.ws.workerID), w.ws.leaderLease), w.ws.leaderLease, w.log)
+	e := newElection(w.st.NewLeader(w.db, leaderHolder(w.ws.workerID), w.ws.leaderLease), w.ws.leaderLease, w.log)
 	var wg sync.WaitGroup
 	wg.Go(func() { e.run(ctx) })
 	defer wg.Wait()

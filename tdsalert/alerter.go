@@ -217,7 +217,7 @@ func (a *Alerter) Run(ctx context.Context) error {
 	// The lease is the Workers' (tds.DefaultLeaderLease), renewed at
 	// every evaluation: with an interval longer than a third of it, the
 	// lead may pass to a Worker between evaluations, which then evaluates.
-	leader := a.st.NewLeader(a.db, a.log, "tdsalert/"+record.ProcessID(), tds.DefaultLeaderLease)
+	leader := a.st.NewLeader(a.db, "tdsalert/"+record.ProcessID(), tds.DefaultLeaderLease)
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()

@@ -109,13 +109,9 @@ func startBouncer(s *server) (*bouncer, error) {
 	}
 	cleanup := func(err error) (*bouncer, error) { return nil, errors.Join(err, os.RemoveAll(dir)) }
 	quote := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-	files := map[string]string{
-		"userlist.txt": quote(user) + " " + quote(password) + "\n",
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			return cleanup(err)
-		}
+	userlist := filepath.Join(dir, "userlist.txt")
+	if err := os.WriteFile(userlist, []byte(quote(user)+" "+quote(password)+"\n"), 0o600); err != nil {
+		return cleanup(err)
 	}
 	for range 3 { // the port is free when picked but may be taken before pgbouncer binds it
 		listen, err := freePort()
@@ -139,13 +135,13 @@ server_login_retry = 1
 ignore_startup_parameters = extra_float_digits
 logfile = %s
 pidfile =
-`, host, port, listen, filepath.Join(dir, "userlist.txt"), filepath.Join(dir, "pgbouncer.log"))
+`, host, port, listen, userlist, filepath.Join(dir, "pgbouncer.log"))
 		iniPath := filepath.Join(dir, "pgbouncer.ini")
 		if err := os.WriteFile(iniPath, []byte(ini), 0o600); err != nil {
 			return cleanup(err)
 		}
 		if cred != nil {
-			for _, f := range []string{dir, iniPath, filepath.Join(dir, "userlist.txt")} {
+			for _, f := range []string{dir, iniPath, userlist} {
 				if err := os.Chown(f, uid, gid); err != nil {
 					return cleanup(err)
 				}
@@ -160,14 +156,14 @@ pidfile =
 		}
 		b := &bouncer{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(listen)), cmd: cmd, dir: dir, done: make(chan struct{})}
 		go func() { _ = cmd.Wait(); close(b.done) }()
-		if err := b.waitReady(30 * time.Second); err == nil {
+		err = b.waitReady(30 * time.Second)
+		if err == nil {
 			return b, nil
-		} else {
-			log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
-			_ = b.stopProcess()
-			if !strings.Contains(string(log), "Address already in use") {
-				return cleanup(fmt.Errorf("pgbouncer: %w\nits log:\n%s", err, log))
-			}
+		}
+		log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
+		b.stopProcess()
+		if !strings.Contains(string(log), "Address already in use") {
+			return cleanup(fmt.Errorf("pgbouncer: %w\nits log:\n%s", err, log))
 		}
 	}
 	return cleanup(errors.New("pgbouncer: no free port after three tries"))
@@ -192,20 +188,22 @@ func (b *bouncer) waitReady(timeout time.Duration) error {
 	}
 }
 
-func (b *bouncer) stopProcess() error {
-	_ = b.cmd.Process.Signal(syscall.SIGINT) // SIGINT: shut down at once
+// stopProcess asks pgbouncer to shut down at once (SIGINT), killing it
+// after 10 s.
+func (b *bouncer) stopProcess() {
+	_ = b.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-b.done:
 	case <-time.After(10 * time.Second):
 		_ = b.cmd.Process.Kill()
 		<-b.done
 	}
-	return nil
 }
 
 // stop stops pgbouncer and removes its directory.
 func (b *bouncer) stop() error {
-	return errors.Join(b.stopProcess(), os.RemoveAll(b.dir))
+	b.stopProcess()
+	return os.RemoveAll(b.dir)
 }
 
 // viaBouncer returns dbURL with its host and port replaced by the bouncer's.

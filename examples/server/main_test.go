@@ -132,10 +132,7 @@ func TestServerProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server binary")
 	}
-	bin := filepath.Join(t.TempDir(), "tds-server")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
+	bin := buildServer(t)
 
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()

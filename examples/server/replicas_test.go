@@ -107,19 +107,23 @@ func TestReplicasUnderKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs three server processes")
 	}
+	eachPooling(t, replicasUnderKill)
+}
+
+// eachPooling builds the server and runs fn as parallel subtests on a
+// fresh PostgreSQL database: "postgres", directly with LISTEN wake-ups,
+// and "pgbouncer", through PgBouncer in transaction mode with
+// TDS_POLL_ONLY, extra being the settings that mode adds.
+func eachPooling(t *testing.T, fn func(t *testing.T, bin, dbURL string, extra ...string)) {
 	bin := buildServer(t)
 	for _, mode := range []string{"postgres", "pgbouncer"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			var dbURL string
-			var extra []string
 			if mode == "pgbouncer" {
-				dbURL = tdstest.PostgresURL(t, tdstest.ThroughPgBouncer())
-				extra = []string{"TDS_POLL_ONLY=true"}
-			} else {
-				dbURL = tdstest.PostgresURL(t)
+				fn(t, bin, tdstest.PostgresURL(t, tdstest.ThroughPgBouncer()), "TDS_POLL_ONLY=true")
+				return
 			}
-			replicasUnderKill(t, bin, dbURL, extra...)
+			fn(t, bin, tdstest.PostgresURL(t))
 		})
 	}
 }
@@ -275,25 +279,23 @@ func replicasUnderKill(t *testing.T, bin, dbURL string, extra ...string) {
 	t.Logf("%d webhooks acked, %d versions stored, over %d entities", len(acked), len(stored), len(rows))
 }
 
-// drained waits until no job is pending, running or waiting to retry.
+// drained waits until no job is pending, running or waiting to retry,
+// showing the replicas' output if they never finish.
 func drained(t *testing.T, db *bun.DB, within time.Duration, r *replicas) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		var n int
-		require.NoError(t, db.QueryRowContext(context.Background(),
-			"SELECT COUNT(*) FROM tds_sync_queue WHERE status IN ('pending', 'processing', 'retry')").Scan(&n))
-		if n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
+	t.Cleanup(func() {
+		if t.Failed() {
 			for i := range r.procs {
 				t.Logf("replica %d:\n%s", i, r.procs[i].output())
 			}
-			t.Fatalf("%d jobs unfinished after %s", n, within)
 		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline
-	}
+	})
+	waitFor(t, within, "every job to finish", func() bool {
+		var n int
+		require.NoError(t, db.QueryRowContext(context.Background(),
+			"SELECT COUNT(*) FROM tds_sync_queue WHERE status IN ('pending', 'processing', 'retry')").Scan(&n))
+		return n == 0
+	})
 }
 
 // alertLog records the alerts a receiver was sent, per fingerprint.
@@ -336,21 +338,7 @@ func TestReplicasAlertFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs three server processes")
 	}
-	bin := buildServer(t)
-	for _, mode := range []string{"postgres", "pgbouncer"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			var dbURL string
-			var extra []string
-			if mode == "pgbouncer" {
-				dbURL = tdstest.PostgresURL(t, tdstest.ThroughPgBouncer())
-				extra = []string{"TDS_POLL_ONLY=true"}
-			} else {
-				dbURL = tdstest.PostgresURL(t)
-			}
-			alertFailover(t, bin, dbURL, extra...)
-		})
-	}
+	eachPooling(t, alertFailover)
 }
 
 func alertFailover(t *testing.T, bin, dbURL string, extra ...string) {
@@ -377,7 +365,7 @@ func alertFailover(t *testing.T, bin, dbURL string, extra ...string) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		var job int64
-		waitFor(t, "the job to complete", func() bool {
+		waitFor(t, time.Minute, "the job to complete", func() bool {
 			err := db.QueryRowContext(ctx, "SELECT id FROM tds_sync_queue WHERE source_entity_id = ? AND status = 'completed'", id).Scan(&job)
 			return err == nil
 		})
@@ -402,7 +390,7 @@ func alertFailover(t *testing.T, bin, dbURL string, extra ...string) {
 		old, i := leader()
 		r.kill(i)
 		r.start(i)
-		waitFor(t, "a new leader", func() bool {
+		waitFor(t, time.Minute, "a new leader", func() bool {
 			var h string
 			err := db.QueryRowContext(ctx, "SELECT holder FROM tds_leader WHERE name = 'housekeeping' AND expires_at > now()").Scan(&h)
 			return err == nil && h != old
@@ -411,7 +399,7 @@ func alertFailover(t *testing.T, bin, dbURL string, extra ...string) {
 
 	const product = "dead_letters{product}"
 	job := deadLetter("products", "item_id", "AF1", `,"name":"Pump"`)
-	waitFor(t, "the firing notification", func() bool { return len(log.of(product)) == 1 })
+	waitFor(t, time.Minute, "the firing notification", func() bool { return len(log.of(product)) == 1 })
 	killLeader()
 	killLeader()
 	// The dead letter is retried through the console of any replica.
@@ -422,22 +410,22 @@ func alertFailover(t *testing.T, bin, dbURL string, extra ...string) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	waitFor(t, "the resolved notification", func() bool { return len(log.of(product)) == 2 })
+	waitFor(t, time.Minute, "the resolved notification", func() bool { return len(log.of(product)) == 2 })
 	// A barrier: another entity type's dead letter fires, so the leader has
 	// evaluated after the resolution; a repeated notification of the first
 	// alert would have been sent by then.
 	deadLetter("customers", "contact_id", "AF2", `,"contact_name":"Ann"`)
-	waitFor(t, "the barrier's notification", func() bool { return len(log.of("dead_letters{customer}")) == 1 })
+	waitFor(t, time.Minute, "the barrier's notification", func() bool { return len(log.of("dead_letters{customer}")) == 1 })
 	require.Equal(t, []string{"firing", "resolved"}, log.of(product))
 }
 
-// waitFor polls cond every 20 ms for up to a minute.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor polls cond every 20 ms for up to within.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("waited a minute for %s", what)
+			t.Fatalf("waited %s for %s", within, what)
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}

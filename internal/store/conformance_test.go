@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -1641,8 +1640,8 @@ func TestLeaderLease(t *testing.T) {
 			require.NoError(t, err)
 			return ok
 		}
-		a := st.NewLeader(db, slog.Default(), "a", time.Hour)
-		b := st.NewLeader(db, slog.Default(), "b", time.Hour)
+		a := st.NewLeader(db, "a", time.Hour)
+		b := st.NewLeader(db, "b", time.Hour)
 		require.True(t, lead(a))
 		require.False(t, lead(b), "the lease is held")
 		require.True(t, lead(a), "the holder renews it")
@@ -1655,7 +1654,7 @@ func TestLeaderLease(t *testing.T) {
 		require.NoError(t, b.Release(ctx))
 
 		// A lease nobody renews expires and passes on.
-		short := st.NewLeader(db, slog.Default(), "short", 50*time.Millisecond)
+		short := st.NewLeader(db, "short", 50*time.Millisecond)
 		require.True(t, lead(short))
 		require.Eventually(t, func() bool { return lead(b) }, 10*time.Second, 10*time.Millisecond)
 		require.False(t, lead(short), "the expired holder has lost the lead")
@@ -1666,7 +1665,7 @@ func TestLeaderLease(t *testing.T) {
 		var wins atomic.Int32
 		var wg sync.WaitGroup
 		for i := range n {
-			l := st.NewLeader(db, slog.Default(), fmt.Sprintf("c%d", i), time.Hour)
+			l := st.NewLeader(db, fmt.Sprintf("c%d", i), time.Hour)
 			wg.Go(func() {
 				ok, err := l.Lead(ctx)
 				if err == nil && ok {

@@ -734,28 +734,8 @@ func (w *pgWaker) send() {
 // Close implements [Waker.Close].
 func (w *pgWaker) Close() { w.wg.Wait() }
 
-// pgLeader holds the housekeeping lease, timed by the database's clock so
-// that the processes' clocks need not agree.
-type pgLeader struct {
-	db     *bun.DB
-	holder string
-	ttl    time.Duration
-}
-
-// NewLeader returns holder's part in the housekeeping election.
-func (p Postgres) NewLeader(db *bun.DB, _ *slog.Logger, holder string, ttl time.Duration) Leader {
-	return &pgLeader{db: db, holder: holder, ttl: ttl}
-}
-
-// Lead implements [Leader.Lead].
-func (l *pgLeader) Lead(ctx context.Context) (bool, error) {
-	var got []string
-	err := l.db.NewRaw(pgLeadSQL, LeaderName, l.holder, l.ttl.Seconds()).Scan(ctx, &got)
-	return err == nil && len(got) == 1, err
-}
-
-// Release implements [Leader.Release].
-func (l *pgLeader) Release(ctx context.Context) error {
-	_, err := l.db.ExecContext(ctx, leaderReleaseSQL, LeaderName, l.holder)
-	return err
+// leadQuery implements dialectSQL: the lease timed by the database's
+// clock, so that the replicas' clocks need not agree.
+func (pgSQL) leadQuery(holder string, ttl time.Duration) (string, []any) {
+	return pgLeadSQL, []any{LeaderName, holder, ttl.Seconds()}
 }

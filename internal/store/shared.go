@@ -226,6 +226,9 @@ type dialectSQL interface {
 	// texts renders strings as one parameter.
 	texts(s []string) any
 	notify(ctx context.Context, db bun.IDB) error
+	// leadQuery is the statement and arguments that take or renew
+	// holder's lease for ttl, returning the holder's row when it leads.
+	leadQuery(holder string, ttl time.Duration) (string, []any)
 	txOptions() *sql.TxOptions
 	migrations() (fs.FS, error)
 	// tableExistsSQL counts the tables named by its one parameter.
@@ -895,6 +898,34 @@ func ReadMigrations(fsys fs.FS) ([]migrationFile, error) {
 
 // leaderReleaseSQL gives the housekeeping lease up.
 const leaderReleaseSQL = `DELETE FROM tds_leader WHERE name = ? AND holder = ?`
+
+// leaseLeader is holder's part in the housekeeping election, a lease row
+// taken and renewed by the dialect's leadQuery.
+type leaseLeader struct {
+	db      *bun.DB
+	dialect dialectSQL
+	holder  string
+	ttl     time.Duration
+}
+
+// NewLeader implements [Store.NewLeader].
+func (c common) NewLeader(db *bun.DB, holder string, ttl time.Duration) Leader {
+	return &leaseLeader{db: db, dialect: c.dialect, holder: holder, ttl: ttl}
+}
+
+// Lead implements [Leader.Lead].
+func (l *leaseLeader) Lead(ctx context.Context) (bool, error) {
+	query, args := l.dialect.leadQuery(l.holder, l.ttl)
+	var got []string
+	err := l.db.NewRaw(query, args...).Scan(ctx, &got)
+	return err == nil && len(got) == 1, err
+}
+
+// Release implements [Leader.Release].
+func (l *leaseLeader) Release(ctx context.Context) error {
+	_, err := l.db.ExecContext(ctx, leaderReleaseSQL, LeaderName, l.holder)
+	return err
+}
 
 // ApplyMigrations applies the *.up.sql files of fsys not yet recorded in
 // table, in version order, each in a transaction with the row that

@@ -521,31 +521,11 @@ func (w sqWaker) Poke() { notify.Default.Signal(w.db.Dialect()) }
 // Close implements [Waker.Close].
 func (w sqWaker) Close() {}
 
-// sqLeader holds the housekeeping lease, timed by the process's clock:
-// the processes sharing a database file share a machine.
-type sqLeader struct {
-	db     *bun.DB
-	holder string
-	ttl    time.Duration
-}
-
-// NewLeader returns holder's part in the housekeeping election.
-func (s SQLite) NewLeader(db *bun.DB, _ *slog.Logger, holder string, ttl time.Duration) Leader {
-	return &sqLeader{db: db, holder: holder, ttl: ttl}
-}
-
-// Lead implements [Leader.Lead].
-func (l *sqLeader) Lead(ctx context.Context) (bool, error) {
+// leadQuery implements dialectSQL: the lease timed by the process's
+// clock, the processes sharing a database file sharing a machine.
+func (sqliteSQL) leadQuery(holder string, ttl time.Duration) (string, []any) {
 	now := record.DBTime(time.Now())
-	var got []string
-	err := l.db.NewRaw(sqLeadSQL, LeaderName, l.holder, now, now.Add(l.ttl), now).Scan(ctx, &got)
-	return err == nil && len(got) == 1, err
-}
-
-// Release implements [Leader.Release].
-func (l *sqLeader) Release(ctx context.Context) error {
-	_, err := l.db.ExecContext(ctx, leaderReleaseSQL, LeaderName, l.holder)
-	return err
+	return sqLeadSQL, []any{LeaderName, holder, now, now.Add(ttl), now}
 }
 
 // sqLeadSQL is pgLeadSQL with the times given.

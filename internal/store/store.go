@@ -495,7 +495,7 @@ type Store interface {
 	// NewLeader returns holder's part in the election of the one Worker
 	// that runs housekeeping and the leader tasks: a lease row, valid for
 	// ttl after each renewal.
-	NewLeader(db *bun.DB, log *slog.Logger, holder string, ttl time.Duration) Leader
+	NewLeader(db *bun.DB, holder string, ttl time.Duration) Leader
 
 	Runs
 	Alerts
