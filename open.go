@@ -6,6 +6,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds/internal/dberr"
 	"github.com/tdscore/tds/internal/opendb"
 )
 
@@ -38,9 +39,28 @@ func Open(ctx context.Context, databaseURL string) (*bun.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, wrapDBErr("connecting to the database", err)
 	}
 	return db, nil
+}
+
+// ping checks db's first connection. Connections opening a new SQLite file
+// at the same moment race to switch it to WAL, a step SQLite's busy
+// handler does not wait for: the loser gets SQLITE_BUSY at once. ping
+// waits for it instead, as the busy timeout would, polling every 10 ms.
+func ping(ctx context.Context, db *bun.DB) error {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || !dberr.IsSQLiteBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

@@ -54,3 +54,10 @@ func IsUnavailable(err error) bool {
 	}
 	return strings.Contains(err.Error(), "sql: database is closed")
 }
+
+// IsSQLiteBusy reports whether err is SQLite's SQLITE_BUSY: another
+// connection holds the lock it needed.
+func IsSQLiteBusy(err error) bool {
+	var liteErr *sqlite.Error
+	return errors.As(err, &liteErr) && liteErr.Code()&0xff == sqlite3.SQLITE_BUSY
+}
