@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds/internal/dberr"
+	"github.com/tdscore/tds/internal/notify"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -194,6 +195,11 @@ func queuedNew(batch []*ingestReq) bool {
 // batch queued a job.
 func (p *Processor) afterCommit(batch []*ingestReq) {
 	if queuedNew(batch) {
+		// The workers of this process on the same pool wake at once,
+		// without the round trip of a NOTIFY and its way through the
+		// listener's connection; those of other processes by the Waker
+		// (NOTIFY on PostgreSQL) or by polling.
+		notify.Default.Signal(p.db.Dialect())
 		p.wake.Poke()
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/tdscore/tds/internal/record"
+	"github.com/tdscore/tds/internal/notify"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -285,6 +286,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	wake := make(chan struct{}, 1)
+	// In-process wake-ups from the Processors and stores on the same pool
+	// (keyed by its dialect, which its transactions share), besides the
+	// database's.
+	local, stopLocal := notify.Default.Subscribe(w.db.Dialect())
+	defer stopLocal()
 	if !w.ws.pollOnly {
 		listenDB := w.db
 		if w.ws.listenDB != nil {
@@ -337,6 +343,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-wake:
+			claimNow = true
+		case <-local:
 			claimNow = true
 		case <-done:
 			// A finished batch may unblock the next jobs of its entities.

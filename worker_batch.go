@@ -10,6 +10,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/tdscore/tds/internal/dberr"
 	"github.com/tdscore/tds/internal/store"
 )
 
@@ -180,27 +181,42 @@ func (b *batchRun) begin() error {
 	return nil
 }
 
-// load reads the events of the batch's jobs.
+// load reads the events of the batch's jobs, unless the claim read them.
 func (b *batchRun) load() error {
-	ids := make([]int64, len(b.jobs))
-	for i, j := range b.jobs {
-		ids[i] = j.InboxEventID
+	b.events = make(map[int64]*store.Payload, len(b.jobs))
+	ids := make([]int64, 0, len(b.jobs))
+	for _, j := range b.jobs {
+		ev, read := j.Event()
+		switch {
+		case !read:
+			ids = append(ids, j.InboxEventID)
+		case ev != nil:
+			b.events[ev.ID] = ev
+		}
+	}
+	if len(ids) == 0 {
+		return nil
 	}
 	evs, err := b.w.st.Payloads(b.ctx, b.tx, ids)
 	if err != nil {
 		return wrapDBErr("reading the batch's inbox events", err)
 	}
-	b.events = make(map[int64]*store.Payload, len(evs))
 	for i := range evs {
 		b.events[evs[i].ID] = &evs[i]
 	}
 	return nil
 }
 
-// sync runs one job in its lazy savepoint.
+// sync runs one job in its lazy savepoint. The only job of a batch runs
+// without one: its failure rolls the whole transaction back, which undoes
+// the same writes, and the attempt is recorded on its own (see
+// runBatch); that saves the two round trips of a savepoint.
 func (b *batchRun) sync(job *store.Job) error {
 	sp := &jobSavepoint{tx: b.tx.Tx}
-	syncCtx := context.WithValue(b.ctx, savepointKey{}, sp)
+	syncCtx := b.ctx
+	if len(b.jobs) > 1 {
+		syncCtx = context.WithValue(b.ctx, savepointKey{}, sp)
+	}
 	bj := &batchJob{job: job, sj: b.w.syncJobOf(job, b.events[job.InboxEventID]), started: b.w.now()}
 	var syncErr error
 	if bj.sj == nil {
@@ -327,6 +343,11 @@ func (b *batchRun) finish() (redo []*store.Job, err error) {
 			done[i] = store.Completion{Job: bj.job, Outcome: string(bj.sj.outcome), Detail: bj.sj.detail}
 		}
 		completed, err := b.w.st.Complete(b.ctx, b.tx, b.w.ws.workerID, done, b.dead, now)
+		if dberr.IsTxAborted(err) {
+			// Only Syncs ran in the transaction before: one without a
+			// savepoint (see sync) returned nil after a failed statement.
+			return nil, fmt.Errorf("tds: Sync returned nil but left the transaction unusable: %w", err)
+		}
 		if err != nil {
 			return nil, wrapDBErr("completing jobs", err)
 		}

@@ -61,3 +61,11 @@ func IsSQLiteBusy(err error) bool {
 	var liteErr *sqlite.Error
 	return errors.As(err, &liteErr) && liteErr.Code()&0xff == sqlite3.SQLITE_BUSY
 }
+
+// IsTxAborted reports whether err is PostgreSQL's refusal to run a
+// statement in a transaction that an earlier failed statement aborted
+// (SQLSTATE 25P02).
+func IsTxAborted(err error) bool {
+	var pgErr pgdriver.Error
+	return errors.As(err, &pgErr) && pgErr.Field('C') == "25P02"
+}

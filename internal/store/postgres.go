@@ -14,12 +14,21 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/driver/pgdriver"
 
+	"github.com/tdscore/tds/internal/notify"
 	"github.com/tdscore/tds/migrations"
 )
 
 // Postgres is the Store of PostgreSQL (bun's pgdialect and pgdriver), the
 // production store, shared by any number of processes.
-type Postgres struct{ common }
+type Postgres struct {
+	common
+	// oneMessage: the database's driver sends a statement with its
+	// arguments formatted in as one simple-protocol message, which may
+	// then hold several statements; pgdriver does. (pgx's database/sql
+	// driver, say, prepares statements, and a prepared one holds one.)
+	// The worker's transactions then take fewer round trips.
+	oneMessage bool
+}
 
 var _ Store = Postgres{}
 
@@ -29,7 +38,7 @@ type pgSQL struct{}
 var postgresCommon = common{dialect: pgSQL{}}
 
 // NewPostgres returns the PostgreSQL Store.
-func NewPostgres() Postgres { return Postgres{postgresCommon} }
+func NewPostgres() Postgres { return Postgres{common: postgresCommon} }
 
 // Name returns "postgres".
 func (Postgres) Name() string { return "postgres" }
@@ -216,6 +225,17 @@ WHERE id = ANY(ARRAY(
 	LIMIT ? FOR UPDATE SKIP LOCKED))
 RETURNING *`
 
+	// pgClaimOneTripSQL is the claim transaction in one message: the
+	// settings of pgClaimPlanSQL as SET LOCAL (a message of several
+	// statements runs as one transaction, and SET returns no rows, so the
+	// driver returns the claim's), then the claim, which also returns each
+	// job's event, so that the batch need not read them.
+	pgClaimOneTripSQL = `SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; SET LOCAL synchronous_commit = off;
+WITH c AS (` + pgClaimSQL + `)
+SELECT c.*, TRUE AS event_read, e.id AS event_id, e.payload AS event_payload, e.content_hash AS event_content_hash,
+	e.source_modified_at AS event_version, e.received_at AS event_received_at
+FROM c LEFT JOIN tds_inbox_events AS e ON e.id = c.inbox_event_id`
+
 	pgPayloadsSQL = `SELECT id, payload, content_hash, source_modified_at, received_at FROM tds_inbox_events WHERE id = ANY(?::bigint[])`
 
 	// pgCompleteLockSQL takes the entity locks of a completing batch and
@@ -270,6 +290,14 @@ RETURNING *`
 )
 SELECT id, (SELECT EXISTS (SELECT 1 FROM tds_sync_queue AS bq WHERE bq.blocked)) AS any_blocked FROM done
 WHERE (SELECT set_config('enable_nestloop', reset_val, true) FROM pg_settings WHERE name = 'enable_nestloop') IS NOT NULL`
+
+	// pgCompleteOneTripSQL is pgCompleteLockSQL and pgCompleteSQL in one
+	// message (see pgClaimOneTripSQL): the settings as SET LOCAL, the
+	// locks as a CALL, neither returning rows, and the completion, which
+	// takes its snapshot once they are granted, as a statement of its own.
+	pgCompleteOneTripSQL = `SET LOCAL enable_seqscan = off; SET LOCAL enable_nestloop = off;
+CALL tds_lock_entities(?, ?::int4[]);
+` + pgCompleteSQL
 
 	// pgLeases is the lease relation of an array pair (ids, attempts).
 	pgLeases = `unnest(?::bigint[], ?::int[]) AS lease (job_id, attempt)`
@@ -381,6 +409,7 @@ func (pgSQL) unblock(ctx context.Context, db bun.IDB, of, finishing []int64, at 
 }
 
 func (pgSQL) notify(ctx context.Context, db bun.IDB) error {
+	notify.Default.Signal(db.Dialect()) // this process's workers, at once
 	_, err := db.ExecContext(ctx, pgNotifySQL)
 	return err
 }
@@ -549,9 +578,17 @@ func (p Postgres) RetryDeadLetters(ctx context.Context, db bun.IDB, f DeadLetter
 }
 
 // Claim leases the first claimable jobs, in a transaction whose planner
-// settings keep the claim an ordered index scan.
+// settings keep the claim an ordered index scan. Through pgdriver the
+// transaction is one message, the claim statement preceded by the
+// settings (see pgClaimOneTripSQL), and the jobs come with their events;
+// through another driver it takes four round trips and the worker reads
+// the events itself.
 func (p Postgres) Claim(ctx context.Context, db *bun.DB, owner string, limit int, at, leaseUntil time.Time) ([]*Job, error) {
 	var jobs []*Job
+	if p.oneMessage {
+		err := db.NewRaw(pgClaimOneTripSQL, owner, leaseUntil, at, at, limit).Scan(ctx, &jobs)
+		return jobs, err
+	}
 	err := db.RunInTx(ctx, p.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.ExecContext(ctx, pgClaimPlanSQL); err != nil {
 			return err
@@ -580,8 +617,12 @@ type completedRow struct {
 // commit and do not keep ingestion of those entities waiting on Syncers.
 func (p Postgres) Complete(ctx context.Context, db bun.IDB, owner string, done []Completion, dead []*Job, at time.Time) (map[int64]bool, error) {
 	keys, finishing := finished(done, dead)
-	if _, err := db.ExecContext(ctx, pgCompleteLockSQL, len(done) > 0, EntityLockClass, pgdialect.Array(entityLockKeys(keys))); err != nil {
-		return nil, err
+	lockKeys := pgdialect.Array(entityLockKeys(keys))
+	oneTrip := p.oneMessage && len(done) > 0
+	if !oneTrip {
+		if _, err := db.ExecContext(ctx, pgCompleteLockSQL, len(done) > 0, EntityLockClass, lockKeys); err != nil {
+			return nil, err
+		}
 	}
 	out := make(map[int64]bool, len(done))
 	blocked := len(dead) > 0
@@ -591,9 +632,13 @@ func (p Postgres) Complete(ctx context.Context, db bun.IDB, owner string, done [
 		for i, c := range done {
 			ids[i], attempts[i], outcomes[i], details[i] = c.Job.ID, c.Job.Attempt, c.Outcome, nullString(c.Detail)
 		}
+		query, args := pgCompleteSQL, []any{at, at, pgdialect.Array(ids), pgdialect.Array(attempts),
+			pgdialect.Array(outcomes), pgdialect.Array(details), pgdialect.Array(ids), owner, at}
+		if oneTrip {
+			query, args = pgCompleteOneTripSQL, append([]any{EntityLockClass, lockKeys}, args...)
+		}
 		var rows []completedRow
-		if err := db.NewRaw(pgCompleteSQL, at, at, pgdialect.Array(ids), pgdialect.Array(attempts),
-			pgdialect.Array(outcomes), pgdialect.Array(details), pgdialect.Array(ids), owner, at).Scan(ctx, &rows); err != nil {
+		if err := db.NewRaw(query, args...).Scan(ctx, &rows); err != nil {
 			return nil, err
 		}
 		for _, r := range rows {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io/fs"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -496,30 +495,25 @@ func (s SQLite) RenewLeases(ctx context.Context, db bun.IDB, owner string, lease
 	return rowsAffected(res), nil
 }
 
-// Subscribe forwards the in-process signals of db's enqueues.
-func (s SQLite) Subscribe(ctx context.Context, db *bun.DB, _ *slog.Logger, wake chan<- struct{}) func() {
-	ch, unsubscribe := notify.Default.Subscribe(db.Dialect())
-	lctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { forward(lctx, ch, wake) })
-	return func() {
-		cancel()
-		unsubscribe()
-		wg.Wait()
-	}
+// Subscribe does nothing: processes sharing a SQLite file learn of each
+// other's enqueues by polling, and a Worker learns of its own process's at
+// once, through the in-process signal keyed by the pool's dialect (for
+// every dialect; see notify).
+func (s SQLite) Subscribe(context.Context, *bun.DB, *slog.Logger, chan<- struct{}) func() {
+	return func() {}
 }
 
-// sqWaker signals in process, at once.
-type sqWaker struct{ db *bun.DB }
+// sqWaker does nothing: see Subscribe.
+type sqWaker struct{}
 
-// NewWaker returns a Waker that signals in process.
-func (s SQLite) NewWaker(db *bun.DB, _ *slog.Logger) Waker { return sqWaker{db} }
+// NewWaker returns a Waker that does nothing: see Subscribe.
+func (s SQLite) NewWaker(*bun.DB, *slog.Logger) Waker { return sqWaker{} }
 
 // Poke implements [Waker.Poke].
-func (w sqWaker) Poke() { notify.Default.Signal(w.db.Dialect()) }
+func (sqWaker) Poke() {}
 
 // Close implements [Waker.Close].
-func (w sqWaker) Close() {}
+func (sqWaker) Close() {}
 
 // leadQuery implements dialectSQL: the lease timed by the process's
 // clock, the processes sharing a database file sharing a machine.

@@ -37,6 +37,7 @@ import (
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
+	"github.com/uptrace/bun/driver/pgdriver"
 )
 
 // Job statuses, as stored.
@@ -145,6 +146,37 @@ type Job struct {
 	CreatedAt      time.Time  `bun:"created_at,notnull"`
 	UpdatedAt      time.Time  `bun:"updated_at,notnull"`
 	CompletedAt    *time.Time `bun:"completed_at"`
+
+	// The job's event, when the claim read it too (EventRead; see
+	// [Job.Event]).
+	EventRead        bool            `bun:"event_read,scanonly"`
+	EventID          *int64          `bun:"event_id,scanonly"`
+	EventPayload     json.RawMessage `bun:"event_payload,scanonly"`
+	EventContentHash *string         `bun:"event_content_hash,scanonly"`
+	EventVersion     *time.Time      `bun:"event_version,scanonly"`
+	EventReceivedAt  *time.Time      `bun:"event_received_at,scanonly"`
+}
+
+// Event returns the job's event as the claim read it: ok is false when the
+// claim did not read it, and p is nil when it found no event.
+func (j *Job) Event() (p *Payload, ok bool) {
+	if !j.EventRead {
+		return nil, false
+	}
+	if j.EventID == nil {
+		return nil, true
+	}
+	p = &Payload{ID: *j.EventID, Payload: j.EventPayload}
+	if j.EventContentHash != nil {
+		p.ContentHash = *j.EventContentHash
+	}
+	if j.EventVersion != nil {
+		p.Version = *j.EventVersion
+	}
+	if j.EventReceivedAt != nil {
+		p.ReceivedAt = *j.EventReceivedAt
+	}
+	return p, true
 }
 
 // Entity names the entity of a job.
@@ -436,7 +468,8 @@ type Store interface {
 	// a dead letter. db must be a transaction.
 	DiscardDeadLetter(ctx context.Context, db bun.IDB, id int64, reason string, at time.Time) error
 
-	// Claim leases up to limit claimable jobs to owner until leaseUntil:
+	// Claim leases up to limit claimable jobs to owner until leaseUntil
+	// (it may also read their events: see [Job.Event]):
 	// the first in claim order (priority, then id) of those waiting, due
 	// and their entity's head. It returns them in no particular order.
 	Claim(ctx context.Context, db *bun.DB, owner string, limit int, at, leaseUntil time.Time) ([]*Job, error)
@@ -531,6 +564,7 @@ const LeaderName = "housekeeping"
 // which MirrorSyncer calls for every job, allocates nothing.
 var (
 	postgresStore Store = NewPostgres()
+	pgdriverStore Store = Postgres{common: postgresCommon, oneMessage: true}
 	sqliteStore   Store = NewSQLite()
 )
 
@@ -538,6 +572,11 @@ var (
 func For(db bun.IDB) (Store, error) {
 	switch db.Dialect().Name() {
 	case dialect.PG:
+		if d, ok := db.(*bun.DB); ok {
+			if _, ok := d.Driver().(pgdriver.Driver); ok {
+				return pgdriverStore, nil
+			}
+		}
 		return postgresStore, nil
 	case dialect.SQLite:
 		return sqliteStore, nil
