@@ -11,8 +11,8 @@ import (
 
 	"github.com/uptrace/bun"
 
-	"github.com/tdscore/tds/internal/record"
 	"github.com/tdscore/tds/internal/notify"
+	"github.com/tdscore/tds/internal/record"
 	"github.com/tdscore/tds/internal/store"
 )
 
