@@ -40,7 +40,9 @@ const (
 //   - the answer envelope {"code":0,"message":"success",…} and errors as
 //     {"code":…,"message":…};
 //   - lists paged by page and per_page (200 at most, the default), with
-//     page_context.has_more_page, sorted by sort_column created_time or
+//     page_context (page, per_page, has_more_page, applied_filter,
+//     sort_column, sort_order, and report_name on invoices, as Zoho Books'
+//     API description has it), sorted by sort_column created_time or
 //     last_modified_time and sort_order A or D (ties and unsorted lists
 //     in the order records were first put), carrying each record's
 //     top-level scalar fields only (assumed); the detail answer carries

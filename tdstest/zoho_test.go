@@ -97,6 +97,66 @@ func TestZohoReconcile(t *testing.T) {
 	})
 }
 
+// Zoho's API description types ids as integers: a record whose id is a
+// JSON number, decoded into a float64, is listed, fetched, repaired and
+// deleted by the id as JSON writes it.
+func TestZohoNumericIDsReconcile(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, db *bun.DB) {
+		ctx := t.Context()
+		zoho := tdstest.NewZoho(t)
+		require.NoError(t, tds.MigrateMirror(ctx, db, tds.ZohoRegistry()))
+		mirror, err := tds.NewMirrorSyncer()
+		require.NoError(t, err)
+		w, err := tds.NewWorker(db, mirror, tds.WithPollInterval(10*time.Millisecond), tds.WithLogger(quiet))
+		require.NoError(t, err)
+		proc, err := tds.NewProcessor(db)
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, proc.Close()) })
+		rc, err := tdsreconcile.New(db, proc, zoho.API(), tdsreconcile.WithLogger(quiet))
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, rc.Close()) })
+
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(`{"item_id":460000000026049,"name":"Pump",
+			"last_modified_time":"2026-11-20T10:01:00+0000","tags":[{"tag_id":"t1"}]}`), &rec))
+		zoho.Put("items", rec)
+		_, ok := zoho.Get("items", "460000000026049")
+		require.True(t, ok)
+
+		full := tdsreconcile.Request{Mode: tdsreconcile.Full, EntityTypes: []string{"product"}}
+		run, err := rc.Run(ctx, full)
+		require.NoError(t, err)
+		require.Equal(t, tdsreconcile.RunCompleted, run.Status, run.Error)
+		require.Equal(t, tdsreconcile.DriftCounts{MissingLocal: 1}, run.Counts)
+		require.EqualValues(t, 1, run.Repaired)
+		require.Len(t, tdstest.Drain(t, db, w).Synced, 1)
+		var row struct {
+			Data      string     `bun:"data"`
+			DeletedAt *time.Time `bun:"deleted_at"`
+		}
+		read := func() {
+			t.Helper()
+			require.NoError(t, db.NewRaw(`SELECT data, deleted_at FROM products WHERE entity_id = '460000000026049'`).Scan(ctx, &row))
+		}
+		read()
+		require.Nil(t, row.DeletedAt)
+		require.Contains(t, row.Data, `"tags"`, "repaired from the detail record")
+
+		run, err = rc.Run(ctx, full)
+		require.NoError(t, err)
+		require.Equal(t, tdsreconcile.DriftCounts{}, run.Counts, "in sync: no drift")
+
+		zoho.Delete("items", "460000000026049")
+		run, err = rc.Run(ctx, full)
+		require.NoError(t, err)
+		require.Equal(t, tdsreconcile.DriftCounts{MissingRemote: 1}, run.Counts)
+		require.Len(t, tdstest.Drain(t, db, w).Synced, 1)
+		read()
+		require.NotNil(t, row.DeletedAt, "the delete was applied")
+	})
+}
+
 // zohoClient talks to a fake Zoho as Zoho's API clients do.
 type zohoClient struct {
 	t     *testing.T

@@ -5,6 +5,7 @@
 package zoho
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -187,7 +188,9 @@ func (c *Client) List(ctx context.Context, m Module, req ListRequest) (Page, err
 }
 
 // Get fetches one record of m and returns the object under m.RecordKey. A
-// missing record is an error matching ErrNotFound.
+// missing record is an error matching ErrNotFound; anything but an object
+// under the key (such as the one-element array of Zoho's API description)
+// is an error naming what came.
 func (c *Client) Get(ctx context.Context, m Module, id string) (json.RawMessage, error) {
 	if id == "" {
 		return nil, errors.New("zoho: Get: empty id")
@@ -205,7 +208,29 @@ func (c *Client) Get(ctx context.Context, m Module, id string) (json.RawMessage,
 	if !ok || string(rec) == "null" {
 		return nil, fmt.Errorf("zoho: %s: answer has no %q", endpoint, m.RecordKey)
 	}
+	// Zoho's reference answers one object; the Ballerina-published API
+	// description has an array under the key (docs/zoho-api.md). Say which
+	// shape came rather than hand on something that is not a record.
+	if t := bytes.TrimLeft(rec, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return nil, fmt.Errorf("zoho: %s: answer's %q is %s, not an object", endpoint, m.RecordKey, jsonKind(t))
+	}
 	return rec, nil
+}
+
+// jsonKind names the kind of the JSON value v starts.
+func jsonKind(v []byte) string {
+	if len(v) == 0 {
+		return "empty"
+	}
+	switch v[0] {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	}
+	return "a number"
 }
 
 // call sends GET base+path?query with retries and returns the body of a

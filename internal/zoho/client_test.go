@@ -526,6 +526,20 @@ func TestAPIErrors(t *testing.T) {
 		_, err := c.Get(t.Context(), items, "1")
 		require.ErrorContains(t, err, `zoho: GET /items/{id}: answer has no "item"`)
 	})
+	// Zoho Books' API description (ballerina-platform/openapi-connectors)
+	// puts an array under the record key; Zoho's reference, one object.
+	for body, kind := range map[string]string{
+		`{"code":0,"message":"success","item":[{"item_id":"1"}]}`: "an array",
+		`{"code":0,"message":"success","item":"1"}`:               "a string",
+		`{"code":0,"message":"success","item":1}`:                 "a number",
+	} {
+		t.Run("record is "+kind, func(t *testing.T) {
+			t.Parallel()
+			c := scripted(t, 200, body)
+			_, err := c.Get(t.Context(), items, "1")
+			require.EqualError(t, err, `zoho: GET /items/{id}: answer's "item" is `+kind+`, not an object`)
+		})
+	}
 	t.Run("list key missing", func(t *testing.T) {
 		t.Parallel()
 		c := scripted(t, 200, `{"code":0,"message":"success"}`)

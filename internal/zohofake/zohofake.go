@@ -53,19 +53,21 @@ type Stats struct {
 	Status         map[int]int // API requests per HTTP status
 }
 
-// moduleSpec describes one Zoho module the fake serves.
+// moduleSpec describes one Zoho module the fake serves. reportName is the
+// list's page_context.report_name, sent only where Zoho's API description
+// has one (docs/zoho-api.md).
 type moduleSpec struct {
-	record, idField, noun string
+	record, idField, noun, reportName string
 }
 
 // modules the fake knows, keyed by list path without the slash.
 var modules = map[string]moduleSpec{
-	"items":       {"item", "item_id", "Item"},
-	"contacts":    {"contact", "contact_id", "Contact"},
-	"invoices":    {"invoice", "invoice_id", "Invoice"},
-	"bills":       {"bill", "bill_id", "Bill"},
-	"creditnotes": {"creditnote", "creditnote_id", "Credit Note"},
-	"pricebooks":  {"pricebook", "pricebook_id", "Price Book"},
+	"items":       {"item", "item_id", "Item", ""},
+	"contacts":    {"contact", "contact_id", "Contact", ""},
+	"invoices":    {"invoice", "invoice_id", "Invoice", "Invoices"},
+	"bills":       {"bill", "bill_id", "Bill", ""},
+	"creditnotes": {"creditnote", "creditnote_id", "Credit Note", ""},
+	"pricebooks":  {"pricebook", "pricebook_id", "Price Book", ""},
 }
 
 // Modules returns the names of the modules the fake serves (the list
@@ -86,6 +88,9 @@ const (
 	// codeInvalidToken is the JSON code of a 401; assumed (see docs/zoho-api.md).
 	codeInvalidToken = 14
 	codeNotFound     = 1002
+	// appliedFilter is page_context.applied_filter: the description has the
+	// field, Zoho's reference examples of unfiltered lists this value.
+	appliedFilter = "Status.All"
 )
 
 // store holds one module's records in insertion order.
@@ -193,7 +198,7 @@ func (s *Server) Put(module string, rec map[string]any) {
 	if !ok || idv == nil {
 		panic(fmt.Sprintf("zohofake: Put %s: record has no %s", module, modules[module].idField))
 	}
-	id := fmt.Sprint(idv)
+	id := idText(idv)
 	cp := deepCopy(rec).(map[string]any)
 	if i, ok := st.idx[id]; ok {
 		st.recs[i] = cp
@@ -202,6 +207,25 @@ func (s *Server) Put(module string, rec map[string]any) {
 		st.recs = append(st.recs, cp)
 	}
 	st.sorted = nil
+}
+
+// idText is an id as the API's paths carry it: a string as it is, a number
+// as JSON writes it. Zoho's reference examples send ids as strings, its API
+// description types them as integers; a record decoded from JSON holds
+// such a number as a float64, which fmt.Sprint would write as
+// 4.60000000026049e+14 and no detail request would find.
+func idText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case float32:
+		return strconv.FormatFloat(float64(x), 'f', -1, 32)
+	case json.Number:
+		return x.String()
+	}
+	return fmt.Sprint(v)
 }
 
 // Delete removes the record with id from module; a missing id is ignored.
@@ -217,7 +241,7 @@ func (s *Server) Delete(module, id string) {
 	st.recs = slices.Delete(st.recs, i, i+1)
 	idField := modules[module].idField
 	for j := i; j < len(st.recs); j++ {
-		st.idx[fmt.Sprint(st.recs[j][idField])] = j
+		st.idx[idText(st.recs[j][idField])] = j
 	}
 	st.sorted = nil
 }
@@ -382,10 +406,10 @@ func (s *Server) route(r *http.Request) (status int, v any, header map[string]st
 		}
 		return http.StatusOK, map[string]any{"code": 0, "message": "success", spec.record: st.recs[i]}, nil, "detail"
 	}
-	return s.list(name, st, q)
+	return s.list(name, spec, st, q)
 }
 
-func (s *Server) list(name string, st *store, q map[string][]string) (int, any, map[string]string, string) {
+func (s *Server) list(name string, spec moduleSpec, st *store, q map[string][]string) (int, any, map[string]string, string) {
 	get := func(k string) string {
 		if v := q[k]; len(v) > 0 {
 			return v[0]
@@ -428,17 +452,22 @@ func (s *Server) list(name string, st *store, q map[string][]string) (int, any, 
 	for _, r := range recs[start:end] {
 		out = append(out, summary(r))
 	}
+	pc := map[string]any{
+		"page":           page,
+		"per_page":       perPage,
+		"has_more_page":  end < len(recs),
+		"applied_filter": appliedFilter,
+		"sort_column":    col,
+		"sort_order":     order,
+	}
+	if spec.reportName != "" {
+		pc["report_name"] = spec.reportName
+	}
 	return http.StatusOK, map[string]any{
-		"code":    0,
-		"message": "success",
-		name:      out,
-		"page_context": map[string]any{
-			"page":          page,
-			"per_page":      perPage,
-			"has_more_page": end < len(recs),
-			"sort_column":   col,
-			"sort_order":    order,
-		},
+		"code":         0,
+		"message":      "success",
+		name:           out,
+		"page_context": pc,
 	}, nil, "list"
 }
 

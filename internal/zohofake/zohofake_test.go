@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net/http"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"go.yaml.in/yaml/v3"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -417,4 +422,145 @@ func TestModules(t *testing.T) {
 	require.Equal(t, "creditnote_id", f)
 	_, ok = IDField("widgets")
 	require.False(t, ok)
+}
+
+// TestNumericIDs: Zoho's API description types ids as integers (contact_id,
+// invoice_id), so a record may come with a number for its id, and from
+// JSON as a float64. Its detail path, Get and Delete use the id as JSON
+// writes it.
+func TestNumericIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{})
+	var recs []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(`[
+		{"contact_id":460000000026049,"contact_name":"A"},
+		{"contact_id":460000000026050,"contact_name":"B"}]`), &recs))
+	for _, r := range recs {
+		b.s.Put("contacts", r)
+	}
+	dec := json.NewDecoder(strings.NewReader(`{"invoice_id":460000000039129}`))
+	dec.UseNumber()
+	var inv map[string]any
+	require.NoError(t, dec.Decode(&inv))
+	b.s.Put("invoices", inv)
+	b.s.Put("items", map[string]any{"item_id": int64(460000000012345)})
+
+	for path, key := range map[string]string{
+		"/books/v3/contacts/460000000026049": "contact",
+		"/books/v3/invoices/460000000039129": "invoice",
+		"/books/v3/items/460000000012345":    "item",
+	} {
+		status, _, ans := b.get(t, path+"?organization_id=org-1")
+		require.Equal(t, 200, status, path)
+		require.Contains(t, ans, key, path)
+	}
+	_, ok := b.s.Get("contacts", "460000000026049")
+	require.True(t, ok)
+
+	recs[0]["contact_name"] = "A2"
+	b.s.Put("contacts", recs[0])
+	require.Len(t, b.s.All("contacts"), 2, "the same numeric id replaces the record")
+
+	b.s.Delete("contacts", "460000000026049")
+	require.Len(t, b.s.All("contacts"), 1)
+	status, _, ans := b.get(t, "/books/v3/contacts/460000000026050?organization_id=org-1")
+	require.Equal(t, 200, status, "ids re-indexed after a delete")
+	require.Equal(t, "B", ans["contact"].(map[string]any)["contact_name"])
+	_, _, ans = b.get(t, "/books/v3/contacts?organization_id=org-1")
+	require.Equal(t, []any{map[string]any{"contact_id": float64(460000000026050), "contact_name": "B"}}, ans["contacts"])
+}
+
+// apiDescription is the part of an OpenAPI 3.0 document the test reads.
+type apiDescription struct {
+	Paths map[string]map[string]struct {
+		OperationID string `yaml:"operationId"`
+		Parameters  []struct {
+			In, Name string
+			Required bool
+			Schema   schema
+		}
+		Responses map[int]struct {
+			Content map[string]struct{ Schema schema }
+		}
+	}
+	Components struct{ Schemas map[string]schema }
+}
+
+type schema struct {
+	Ref        string `yaml:"$ref"`
+	Type       string
+	Properties map[string]schema
+}
+
+// TestListsMatchAPIDescription holds the fake's lists to the excerpt of Zoho
+// Books' API description in testdata (see NOTICE there): every list
+// operation in it is served (under /books/v3, the path tds calls; the
+// description's own server and /api/v3 prefix are Zoho's older root), its
+// required query parameters are enforced, and the answer has exactly the
+// properties of the operation's 200 schema, page_context included, with
+// the types the description gives them.
+func TestListsMatchAPIDescription(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("testdata/zoho-books-openapi-excerpt.yaml")
+	require.NoError(t, err)
+	var desc apiDescription
+	require.NoError(t, yaml.Unmarshal(raw, &desc))
+	require.NotEmpty(t, desc.Paths)
+
+	b := setup(t, Options{OrganizationID: "460000000000001"})
+	for i := range 3 {
+		b.s.Put("contacts", map[string]any{"contact_id": fmt.Sprint(i)})
+		b.s.Put("invoices", map[string]any{"invoice_id": fmt.Sprint(i)})
+	}
+	for path, ops := range desc.Paths {
+		op, ok := ops["get"]
+		require.True(t, ok, path)
+		module, ok := strings.CutPrefix(path, "/api/v3/")
+		require.True(t, ok, path)
+		_, served := IDField(module)
+		require.True(t, served, "%s (%s) is a module the fake serves", path, op.OperationID)
+
+		query := url.Values{"per_page": {"2"}}
+		for _, p := range op.Parameters {
+			require.Equal(t, "query", p.In, "%s %s", op.OperationID, p.Name)
+			require.Equal(t, "organization_id", p.Name, "%s: a parameter the test knows", op.OperationID)
+			require.Equal(t, "integer", p.Schema.Type)
+			query.Set(p.Name, "460000000000001")
+		}
+		status, _, _ := b.get(t, "/books/v3/"+module+"?per_page=2")
+		require.Equal(t, 400, status, "%s without its required parameters", op.OperationID)
+
+		status, _, ans := b.get(t, "/books/v3/"+module+"?"+query.Encode())
+		require.Equal(t, 200, status, op.OperationID)
+		ref := op.Responses[200].Content["application/json"].Schema.Ref
+		s, ok := desc.Components.Schemas[ref[strings.LastIndex(ref, "/")+1:]]
+		require.True(t, ok, "%s: schema %s", op.OperationID, ref)
+		requireMatches(t, op.OperationID, s, ans)
+	}
+}
+
+// requireMatches checks that v has exactly the properties of s, of their
+// types, descending into objects.
+func requireMatches(t *testing.T, at string, s schema, v map[string]any) {
+	t.Helper()
+	require.ElementsMatch(t, slices.Collect(maps.Keys(s.Properties)), slices.Collect(maps.Keys(v)), at)
+	for name, ps := range s.Properties {
+		where := at + "." + name
+		switch x := v[name].(type) {
+		case float64:
+			require.Equal(t, "integer", ps.Type, where)
+			require.Equal(t, math.Trunc(x), x, where)
+		case bool:
+			require.Equal(t, "boolean", ps.Type, where)
+		case string:
+			require.Equal(t, "string", ps.Type, where)
+		case []any:
+			require.Equal(t, "array", ps.Type, where)
+		case map[string]any:
+			require.Equal(t, "object", ps.Type, where)
+			requireMatches(t, where, ps, x)
+		default:
+			t.Fatalf("%s: unexpected %T", where, x)
+		}
+	}
 }
