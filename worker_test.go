@@ -470,3 +470,60 @@ func TestNewWorkerOptionErrors(t *testing.T) {
 	_, err = NewWorker(tdb.db, nil)
 	require.Error(t, err)
 }
+
+// A Worker polling once an hour syncs a job as soon as it is enqueued: by
+// a Processor on its own pool (woken in process, the pool's own NOTIFY
+// skipped), and on PostgreSQL by one on another pool, in this process or
+// another (woken by that pool's NOTIFY, which must not be taken for its
+// own).
+func TestWorkerWakeUps(t *testing.T) {
+	for _, tc := range []struct {
+		dialect   string
+		otherPool bool
+	}{{"postgres", false}, {"postgres", true}, {"sqlite", false}} {
+		name := tc.dialect + "/own-pool"
+		if tc.otherPool {
+			name = tc.dialect + "/other-pool"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			tdb := openTestDB(t, tc.dialect)
+			p := newWorkerEnv(t, tdb).p
+			if tc.otherPool {
+				other, err := Open(t.Context(), tdb.url)
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = other.Close() })
+				p, err = NewProcessor(other)
+				require.NoError(t, err)
+			}
+			synced := make(chan string, 4)
+			w, err := NewWorker(tdb.db, &flaky{}, WithPollInterval(time.Hour), WithLogger(slog.New(slog.DiscardHandler)),
+				WithObserver(func(r JobResult) {
+					if r.Status == StatusCompleted {
+						synced <- r.EntityID
+					}
+				}))
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- w.Run(ctx) }()
+			defer func() {
+				cancel()
+				require.NoError(t, <-errc)
+			}()
+			// Once the first claim (of nothing) has run, only a wake-up
+			// can start a job within the hour.
+			require.Eventually(t, func() bool { return w.Stats().Claims > 0 }, 10*time.Second, time.Millisecond)
+			for _, id := range []string{"1", "2"} {
+				_, err := p.Process(ctx, productEvent(id, "Pump"))
+				require.NoError(t, err)
+				select {
+				case got := <-synced:
+					require.Equal(t, id, got)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("job of entity %s not synced: no wake-up", id)
+				}
+			}
+		})
+	}
+}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -32,10 +35,23 @@ func runWorker(ctx context.Context, w *tds.Worker) (stop func() error) {
 // each POST to the commit of its mirror row (total) and to its answer
 // (acked); from the answer to the start of its job's attempt (waited:
 // wake-up and claim) and from there to the commit (worked: sync,
-// completion and commit).
+// completion and commit). cold holds the totals of the events sent in the
+// run's first warmUp, steady those of the rest; events lists every event,
+// in the order sent.
 type spans struct {
 	total, acked, waited, worked []time.Duration
+	cold, steady                 []time.Duration
+	events                       []eventTimes
 }
+
+// eventTimes are one event's times, as offsets from the run's start.
+type eventTimes struct {
+	sent, answered, started, committed time.Duration
+}
+
+// warmUp is the start of a latency run reported apart, as its cold start:
+// the pool's first connections, their first plans.
+const warmUp = 2 * time.Second
 
 // latency posts webhooks at a fixed rate and measures, per event, the time
 // from the start of its POST to the commit of its mirror row, split.
@@ -97,6 +113,7 @@ func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, worke
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	modified := time.Now()
+	begin := time.Now()
 	for n := range want {
 		select {
 		case <-ctx.Done():
@@ -132,13 +149,23 @@ func latency(ctx context.Context, db *bun.DB, rate int, dur time.Duration, worke
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	for id, t0 := range sent {
-		sp.total = append(sp.total, committed[id].Sub(t0))
+	for n := range want {
+		id := fmt.Sprintf("%s-%d", run, n)
+		t0 := sent[id]
+		total := committed[id].Sub(t0)
+		sp.total = append(sp.total, total)
 		sp.acked = append(sp.acked, answered[id].Sub(t0))
 		sp.waited = append(sp.waited, started[id].Sub(answered[id]))
 		sp.worked = append(sp.worked, committed[id].Sub(started[id]))
+		if t0.Sub(begin) < warmUp {
+			sp.cold = append(sp.cold, total)
+		} else {
+			sp.steady = append(sp.steady, total)
+		}
+		sp.events = append(sp.events, eventTimes{sent: t0.Sub(begin), answered: answered[id].Sub(begin),
+			started: started[id].Sub(begin), committed: committed[id].Sub(begin)})
 	}
-	for _, d := range [][]time.Duration{sp.total, sp.acked, sp.waited, sp.worked} {
+	for _, d := range [][]time.Duration{sp.total, sp.acked, sp.waited, sp.worked, sp.cold, sp.steady} {
 		slices.Sort(d)
 	}
 	return sp, nil
@@ -168,6 +195,15 @@ func runLatency(ctx context.Context, db *bun.DB, c config, r *report) error {
 			percentiles(sp.waited), "the wake-up and the claim")
 		r.row(fmt.Sprintf("latency at %d events/s: of which the attempt's start to the commit", rate),
 			percentiles(sp.worked), "the sync, the completion and the batch's commit")
+		if len(sp.cold) > 0 && len(sp.steady) > 0 {
+			r.row(fmt.Sprintf("latency at %d events/s: POST to mirror row committed, first %s", rate, warmUp),
+				percentiles(sp.cold), "cold start: the pool's first connections and plans")
+			r.row(fmt.Sprintf("latency at %d events/s: POST to mirror row committed, after the first %s", rate, warmUp),
+				percentiles(sp.steady), "steady state")
+		}
+		if os.Getenv("TDSBENCH_SLOW") != "" {
+			printSlowest(os.Stderr, sp.events, 20)
+		}
 	}
 	return nil
 }
@@ -253,4 +289,21 @@ func wakeUps(pollOnly bool) string {
 		return fmt.Sprintf("poll-only, every %s", tds.DefaultPollOnlyInterval)
 	}
 	return fmt.Sprintf("LISTEN wake-ups, worker poll interval %s", tds.DefaultPollInterval)
+}
+
+// printSlowest writes the n slowest events of a run with their stages, to
+// find what the outliers have in common (TDSBENCH_SLOW=1).
+func printSlowest(w io.Writer, evs []eventTimes, n int) {
+	idx := make([]int, len(evs))
+	for i := range idx {
+		idx[i] = i
+	}
+	total := func(i int) time.Duration { return evs[i].committed - evs[i].sent }
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(total(b), total(a)) })
+	fmt.Fprintln(w, "slowest events: #, sent at, total, POST, 200 to start, start to commit")
+	for _, i := range idx[:min(n, len(idx))] {
+		e := evs[i]
+		fmt.Fprintf(w, "%6d %10s %10s %10s %10s %10s\n", i, e.sent.Round(time.Millisecond), ms(total(i)),
+			ms(e.answered-e.sent), ms(e.started-e.answered), ms(e.committed-e.started))
+	}
 }

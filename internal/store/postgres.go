@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -14,7 +16,6 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/driver/pgdriver"
 
-	"github.com/tdscore/tds/internal/notify"
 	"github.com/tdscore/tds/migrations"
 )
 
@@ -114,6 +115,9 @@ END
 $$`
 
 	pgNotifySQL = `SELECT pg_notify('` + NotifyChannel + `', '')`
+	// pgNotifyFromSQL is a Processor's NOTIFY, whose payload names its
+	// pool (see poolToken).
+	pgNotifyFromSQL = `SELECT pg_notify('` + NotifyChannel + `', ?)`
 
 	// pgInsertEventsSQL is the head of InsertEvents's statement: the
 	// entity locks, then the inbox rows. Joining lk makes every lock come
@@ -235,6 +239,10 @@ WITH c AS (` + pgClaimSQL + `)
 SELECT c.*, TRUE AS event_read, e.id AS event_id, e.payload AS event_payload, e.content_hash AS event_content_hash,
 	e.source_modified_at AS event_version, e.received_at AS event_received_at
 FROM c LEFT JOIN tds_inbox_events AS e ON e.id = c.inbox_event_id`
+
+	// pgWarmSQL: see Warm. The statements return no rows.
+	pgWarmSQL = `SELECT 1 FROM tds_busy_entities(0, '{}', '{}', '{}') AS b WHERE b.source IS NULL;
+SELECT 1 FROM tds_sync_queue AS q JOIN tds_inbox_events AS e ON e.id = q.inbox_event_id WHERE q.id = 0`
 
 	pgPayloadsSQL = `SELECT id, payload, content_hash, source_modified_at, received_at FROM tds_inbox_events WHERE id = ANY(?::bigint[])`
 
@@ -409,7 +417,6 @@ func (pgSQL) unblock(ctx context.Context, db bun.IDB, of, finishing []int64, at 
 }
 
 func (pgSQL) notify(ctx context.Context, db bun.IDB) error {
-	notify.Default.Signal(db.Dialect()) // this process's workers, at once
 	_, err := db.ExecContext(ctx, pgNotifySQL)
 	return err
 }
@@ -598,6 +605,13 @@ func (p Postgres) Claim(ctx context.Context, db *bun.DB, owner string, limit int
 	return jobs, err
 }
 
+// Warm implements [Store.Warm]: each connection plans a read of the queue
+// and the inbox and compiles tds_busy_entities (no row is read or
+// locked).
+func (p Postgres) Warm(ctx context.Context, db *bun.DB, n int) error {
+	return warm(ctx, db, n, pgWarmSQL)
+}
+
 // Payloads reads the events of a batch.
 func (p Postgres) Payloads(ctx context.Context, db bun.IDB, eventIDs []int64) ([]Payload, error) {
 	var out []Payload
@@ -706,7 +720,7 @@ func (p Postgres) RenewLeases(ctx context.Context, db bun.IDB, owner string, lea
 // Subscribe listens on NotifyChannel through pgdriver's listener, which
 // pings the server and reconnects on its own. With another driver it
 // logs that workers poll only.
-func (p Postgres) Subscribe(ctx context.Context, db *bun.DB, log *slog.Logger, wake chan<- struct{}) func() {
+func (p Postgres) Subscribe(ctx context.Context, db, pool *bun.DB, log *slog.Logger, wake chan<- struct{}) func() {
 	if _, ok := db.Driver().(pgdriver.Driver); !ok {
 		log.Info("tds: the database driver is not pgdriver; polling only")
 		return func() {}
@@ -720,7 +734,26 @@ func (p Postgres) Subscribe(ctx context.Context, db *bun.DB, log *slog.Logger, w
 	lctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	ch := ln.Channel(pgdriver.WithChannelSize(16))
-	wg.Go(func() { forward(lctx, ch, wake) })
+	self := poolToken(pool)
+	wg.Go(func() {
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case n, ok := <-ch:
+				if !ok {
+					return
+				}
+				if n.Payload == self {
+					continue // a Processor on pool woke this worker already
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
 	return func() {
 		cancel()
 		_ = ln.Close()
@@ -728,11 +761,29 @@ func (p Postgres) Subscribe(ctx context.Context, db *bun.DB, log *slog.Logger, w
 	}
 }
 
+// poolTokens holds a random token per pool (keyed by the pool's dialect,
+// which its transactions share): the payload of the NOTIFY a Processor
+// sends after waking its pool's workers in process, so that they skip it.
+var poolTokens sync.Map
+
+func poolToken(db *bun.DB) string {
+	key := db.Dialect()
+	if t, ok := poolTokens.Load(key); ok {
+		return t.(string)
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	t, _ := poolTokens.LoadOrStore(key, hex.EncodeToString(b))
+	return t.(string)
+}
+
 // pgWaker sends NOTIFY in a transaction of its own rather than in the
 // ingest transaction: PostgreSQL serialises the commits of notifying
 // transactions (a lock held until after the commit record is flushed),
 // which would undo group commit. At most one NOTIFY per process is in
-// flight; pokes meanwhile coalesce into one more.
+// flight; pokes meanwhile coalesce into one more. Its payload is the
+// pool's token (poolToken): the Processor has woken the workers on its own
+// pool in process already, and they skip it; it is for the others.
 type pgWaker struct {
 	db      *bun.DB
 	log     *slog.Logger
@@ -760,7 +811,7 @@ func (w *pgWaker) Poke() {
 func (w *pgWaker) send() {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if _, err := w.db.ExecContext(ctx, pgNotifySQL); err != nil {
+		if _, err := w.db.ExecContext(ctx, pgNotifyFromSQL, poolToken(w.db)); err != nil {
 			// Workers poll as well; a lost wake-up costs latency, not data.
 			w.log.Debug("tds: waking workers failed", "error", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -336,24 +337,6 @@ func entitySet(rows []entityRow, room int) map[Entity]bool {
 	return has
 }
 
-// forward passes each value from from to wake, without blocking on wake,
-// until ctx is done or from is closed.
-func forward[T any](ctx context.Context, from <-chan T, wake chan<- struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-from:
-			if !ok {
-				return
-			}
-			select {
-			case wake <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
 
 func rowsAffected(res sql.Result) int64 {
 	n, _ := res.RowsAffected()
@@ -1031,4 +1014,37 @@ func (c common) SchemaStatus(ctx context.Context, db bun.IDB, table string) (*Sc
 		}
 	}
 	return s, nil
+}
+
+// warm runs query on up to n connections of db, held at once.
+func warm(ctx context.Context, db *bun.DB, n int, query string) error {
+	conns := make([]bun.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for range n {
+		wg.Go(func() {
+			c, err := db.Conn(ctx)
+			if err == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+				_, err = c.ExecContext(ctx, query)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -426,6 +426,9 @@ func (s SQLite) Claim(ctx context.Context, db *bun.DB, owner string, limit int, 
 	return jobs, err
 }
 
+// Warm implements [Store.Warm]: SQLite has one connection, opened by then.
+func (s SQLite) Warm(context.Context, *bun.DB, int) error { return nil }
+
 // Payloads reads the events of a batch.
 func (s SQLite) Payloads(ctx context.Context, db bun.IDB, eventIDs []int64) ([]Payload, error) {
 	var out []Payload
@@ -499,7 +502,7 @@ func (s SQLite) RenewLeases(ctx context.Context, db bun.IDB, owner string, lease
 // other's enqueues by polling, and a Worker learns of its own process's at
 // once, through the in-process signal keyed by the pool's dialect (for
 // every dialect; see notify).
-func (s SQLite) Subscribe(context.Context, *bun.DB, *slog.Logger, chan<- struct{}) func() {
+func (s SQLite) Subscribe(context.Context, *bun.DB, *bun.DB, *slog.Logger, chan<- struct{}) func() {
 	return func() {}
 }
 

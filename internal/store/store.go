@@ -370,6 +370,11 @@ type Store interface {
 	// running batch needs no lease renewal, since no rescue can run before
 	// it ends.
 	ConcurrentWriters() bool
+	// Warm opens up to n of db's connections at once and has each read
+	// the queue and the inbox, so that the first jobs and webhooks do not
+	// wait for new server processes and their first plans. Errors are
+	// returned joined; nothing depends on it.
+	Warm(ctx context.Context, db *bun.DB, n int) error
 
 	// Migrate brings the tds schema up to date, recording the migrations
 	// applied in table.
@@ -520,8 +525,11 @@ type Store interface {
 	// transaction the wake-up is sent when it commits.
 	Notify(ctx context.Context, db bun.IDB) error
 	// Subscribe sends on wake when jobs are enqueued, until ctx is done or
-	// the returned function is called, which waits for its goroutines.
-	Subscribe(ctx context.Context, db *bun.DB, log *slog.Logger, wake chan<- struct{}) func()
+	// the returned function is called, which waits for its goroutines. It
+	// listens through db; pool is the pool of the subscribing worker,
+	// whose own Processors' wake-ups it skips: they woke it in process
+	// already (see NewWaker).
+	Subscribe(ctx context.Context, db, pool *bun.DB, log *slog.Logger, wake chan<- struct{}) func()
 	// NewWaker returns a [Waker] that notifies from outside the ingest
 	// transactions.
 	NewWaker(db *bun.DB, log *slog.Logger) Waker
