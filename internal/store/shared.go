@@ -337,7 +337,6 @@ func entitySet(rows []entityRow, room int) map[Entity]bool {
 	return has
 }
 
-
 func rowsAffected(res sql.Result) int64 {
 	n, _ := res.RowsAffected()
 	return n
