@@ -316,7 +316,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancelSyncs(nil)
 
 	var inflight sync.WaitGroup
-	done := make(chan struct{}, w.ws.concurrency)
+	done := make(chan bool, w.ws.concurrency) // whether the batch freed jobs
 	busy := 0
 	claimNow := true
 	timer := time.NewTimer(w.ws.pollInterval)
@@ -334,8 +334,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				for _, batch := range splitBatches(jobs, free) {
 					busy++
 					inflight.Go(func() {
-						w.processBatch(syncCtx, ctx.Done(), batch)
-						done <- struct{}{}
+						done <- w.processBatch(syncCtx, ctx.Done(), batch)
 					})
 				}
 				// A full claim means more may be waiting.
@@ -352,10 +351,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			claimNow = true
 		case <-local:
 			claimNow = true
-		case <-done:
-			// A finished batch may unblock the next jobs of its entities.
+		case freed := <-done:
+			// A batch that handed an entity on to its next job (or gave
+			// jobs back) leaves jobs to claim. One that only completed
+			// and failed its jobs does not: claimNow then stays as it was
+			// (set while all slots were busy, it claims now).
 			busy--
-			claimNow = true
+			claimNow = claimNow || freed
 		case <-timer.C:
 			claimNow = true
 		}

@@ -48,20 +48,29 @@ type batchJob struct {
 
 // processBatch runs claimed jobs to their end: completed, failed, or handed
 // back, and reports them. stopping closes when the worker stops claiming:
-// the batch then starts no further job and hands the rest back.
-func (w *Worker) processBatch(ctx context.Context, stopping <-chan struct{}, jobs []*store.Job) {
+// the batch then starts no further job and hands the rest back. It
+// reports whether the batch may have made a job claimable: it handed an
+// entity on to its next job, or a job did not complete (a retry may be due
+// at once). Completions alone do not: the worker need not claim again for
+// them.
+func (w *Worker) processBatch(ctx context.Context, stopping <-chan struct{}, jobs []*store.Job) (freed bool) {
 	for len(jobs) > 0 {
-		results, redo, err := w.runBatch(ctx, stopping, jobs)
+		results, redo, handedOn, err := w.runBatch(ctx, stopping, jobs)
 		var uf *unprotectedFailure
 		if errors.As(err, &uf) {
 			// The batch was rolled back; record the failure on its own
 			// and run the others again.
 			w.fail(uf.job, uf.err, uf.started)
 			jobs = without(jobs, []*store.Job{uf.job})
+			freed = true
 			continue
 		}
 		if err == nil {
 			w.report(results)
+			freed = freed || handedOn || redo != nil
+			for _, r := range results {
+				freed = freed || r.Status != StatusCompleted
+			}
 			jobs = redo
 			continue
 		}
@@ -81,8 +90,9 @@ func (w *Worker) processBatch(ctx context.Context, stopping <-chan struct{}, job
 		default:
 			w.fail(jobs[0], err, w.now())
 		}
-		return
+		return true
 	}
+	return freed
 }
 
 // batchRun is one run of a batch in its transaction: begin, load, sync
@@ -99,6 +109,7 @@ type batchRun struct {
 	results   []JobResult
 	done      []*batchJob  // Sync returned nil
 	dead      []*store.Job // dead-lettered: their entities need a new head
+	handedOn  bool         // the completion handed an entity on
 	lost      []*store.Job // the failure could not be recorded: lease lost
 	unstarted []*store.Job // not started: the worker is stopping
 }
@@ -116,7 +127,7 @@ type batchRun struct {
 // so that its failure is recorded on its own and the other jobs run again
 // (those that ran before it have their Sync called a second time; their
 // first writes were rolled back).
-func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs []*store.Job) (results []JobResult, redo []*store.Job, err error) {
+func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs []*store.Job) (results []JobResult, redo []*store.Job, handedOn bool, err error) {
 	b := &batchRun{w: w, jobs: jobs}
 	b.ctx, b.cancel = context.WithCancelCause(parent)
 	defer b.cancel(nil)
@@ -128,7 +139,7 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 	b.hb = w.startHeartbeat(b.ctx, b.cancel, jobs)
 	defer b.hb.stop()
 	if err := b.begin(); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	committed := false
 	defer func() {
@@ -137,13 +148,13 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 		}
 	}()
 	if err := b.load(); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	rest := jobs
 	if bs, ok := w.syncer.(BatchSyncer); ok && len(jobs) > 1 && !isClosed(stopping) {
 		applied, err := b.syncBatch(bs)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if applied {
 			rest = nil
@@ -155,7 +166,7 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 			break
 		}
 		if err := b.sync(job); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 	}
 	// From here on the batch takes row locks on its jobs: the heartbeat
@@ -163,10 +174,10 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 	b.hb.stop()
 	redo, err = b.finish()
 	if err != nil || redo != nil {
-		return nil, redo, err
+		return nil, redo, false, err
 	}
 	committed = true
-	return b.results, nil, nil
+	return b.results, nil, b.handedOn, nil
 }
 
 // begin opens the batch's transaction, which outlives a cancelled ctx so
@@ -342,7 +353,8 @@ func (b *batchRun) finish() (redo []*store.Job, err error) {
 		for i, bj := range b.done {
 			done[i] = store.Completion{Job: bj.job, Outcome: string(bj.sj.outcome), Detail: bj.sj.detail}
 		}
-		completed, err := b.w.st.Complete(b.ctx, b.tx, b.w.ws.workerID, done, b.dead, now)
+		completed, handedOn, err := b.w.st.Complete(b.ctx, b.tx, b.w.ws.workerID, done, b.dead, now)
+		b.handedOn = handedOn
 		if dberr.IsTxAborted(err) {
 			// Only Syncs ran in the transaction before: one without a
 			// savepoint (see sync) returned nil after a failed statement.

@@ -356,7 +356,7 @@ func TestWorkerOldHolderCannotComplete(t *testing.T) {
 		n, err := w.rescue(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
-		res, redo, err := w.runBatch(ctx, nil, jobs)
+		res, redo, _, err := w.runBatch(ctx, nil, jobs)
 		require.NoError(t, err)
 		require.Empty(t, res, "nothing committed")
 		require.Empty(t, redo, "the only job was lost")

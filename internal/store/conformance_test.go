@@ -426,7 +426,7 @@ func TestComplete(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				err := s.tx(func(tx bun.Tx) error {
 					done := []store.Completion{{Job: ja, Outcome: "synced"}, {Job: &tc.job, Outcome: "synced"}}
-					got, err := st.Complete(s.ctx, tx, tc.owner, done, nil, t0)
+					got, _, err := st.Complete(s.ctx, tx, tc.owner, done, nil, t0)
 					require.NoError(t, err)
 					if tc.owner == "w" {
 						require.Equal(t, map[int64]bool{ja.ID: true}, got)
@@ -445,7 +445,7 @@ func TestComplete(t *testing.T) {
 
 		at := t0.Add(time.Second)
 		require.NoError(t, s.tx(func(tx bun.Tx) error {
-			got, err := st.Complete(s.ctx, tx, "w", []store.Completion{
+			got, _, err := st.Complete(s.ctx, tx, "w", []store.Completion{
 				{Job: ja, Outcome: "synced", Detail: "v2"},
 				{Job: jb, Outcome: "superseded"},
 			}, nil, at)
@@ -492,7 +492,7 @@ func TestCompleteDeadInBatch(t *testing.T) {
 				RetryAt: t0, Error: "permanent", Code: "P"}, t0); err != nil {
 				return err
 			}
-			got, err := st.Complete(s.ctx, tx, "w", []store.Completion{{Job: byID[a1.ID], Outcome: "synced"}},
+			got, _, err := st.Complete(s.ctx, tx, "w", []store.Completion{{Job: byID[a1.ID], Outcome: "synced"}},
 				[]*store.Job{dead}, t0)
 			require.NoError(t, err)
 			require.Equal(t, map[int64]bool{a1.ID: true}, got)
@@ -508,7 +508,7 @@ func TestCompleteDeadInBatch(t *testing.T) {
 				RetryAt: t0, Error: "permanent"}, t0); err != nil {
 				return err
 			}
-			got, err := st.Complete(s.ctx, tx, "w", nil, []*store.Job{dead}, t0)
+			got, _, err := st.Complete(s.ctx, tx, "w", nil, []*store.Job{dead}, t0)
 			require.NoError(t, err)
 			require.Empty(t, got)
 			return nil

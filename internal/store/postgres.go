@@ -629,13 +629,13 @@ type completedRow struct {
 // and, when any job is blocked, the hand-on of each finished entity. The
 // locks are taken here, at the end, so that they are held only for the
 // commit and do not keep ingestion of those entities waiting on Syncers.
-func (p Postgres) Complete(ctx context.Context, db bun.IDB, owner string, done []Completion, dead []*Job, at time.Time) (map[int64]bool, error) {
+func (p Postgres) Complete(ctx context.Context, db bun.IDB, owner string, done []Completion, dead []*Job, at time.Time) (map[int64]bool, bool, error) {
 	keys, finishing := finished(done, dead)
 	lockKeys := pgdialect.Array(entityLockKeys(keys))
 	oneTrip := p.oneMessage && len(done) > 0
 	if !oneTrip {
 		if _, err := db.ExecContext(ctx, pgCompleteLockSQL, len(done) > 0, EntityLockClass, lockKeys); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	out := make(map[int64]bool, len(done))
@@ -653,24 +653,27 @@ func (p Postgres) Complete(ctx context.Context, db bun.IDB, owner string, done [
 		}
 		var rows []completedRow
 		if err := db.NewRaw(query, args...).Scan(ctx, &rows); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, r := range rows {
 			out[r.ID] = true
 			blocked = blocked || r.AnyBlocked
 		}
 		if len(rows) < len(done) {
-			return out, nil // the caller rolls back
+			return out, false, nil // the caller rolls back
 		}
 	}
 	// Most of the time no job is blocked at all, and the probe per entity
 	// is skipped.
+	handedOn := false
 	if blocked {
-		if _, err := p.dialect.unblock(ctx, db, finishing, finishing, at); err != nil {
-			return nil, err
+		n, err := p.dialect.unblock(ctx, db, finishing, finishing, at)
+		if err != nil {
+			return nil, false, err
 		}
+		handedOn = n > 0
 	}
-	return out, nil
+	return out, handedOn, nil
 }
 
 // finished returns the entities and ids of a batch's finished jobs.

@@ -280,7 +280,7 @@ func TestPostgresCompletionPlan(t *testing.T) {
 		done[i] = store.Completion{Job: j, Outcome: "synced"}
 	}
 	require.NoError(t, hooked.RunInTx(s.ctx, st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
-		got, err := st.Complete(ctx, tx, "w", done, nil, t0)
+		got, _, err := st.Complete(ctx, tx, "w", done, nil, t0)
 		require.NoError(t, err)
 		require.Len(t, got, len(done))
 		var nestloop string

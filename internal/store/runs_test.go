@@ -382,7 +382,7 @@ func TestCompleteRecordsApplied(t *testing.T) {
 		}
 		require.Len(t, done, 3)
 		require.NoError(t, s.tx(func(tx bun.Tx) error {
-			got, err := st.Complete(s.ctx, tx, "w", done, nil, t0.Add(time.Minute))
+			got, _, err := st.Complete(s.ctx, tx, "w", done, nil, t0.Add(time.Minute))
 			require.NoError(t, err)
 			require.Len(t, got, 3)
 			return err

@@ -437,7 +437,7 @@ func (s SQLite) Payloads(ctx context.Context, db bun.IDB, eventIDs []int64) ([]P
 }
 
 // Complete completes a batch and hands its entities on.
-func (s SQLite) Complete(ctx context.Context, db bun.IDB, owner string, done []Completion, dead []*Job, at time.Time) (map[int64]bool, error) {
+func (s SQLite) Complete(ctx context.Context, db bun.IDB, owner string, done []Completion, dead []*Job, at time.Time) (map[int64]bool, bool, error) {
 	_, finishing := finished(done, dead)
 	out := make(map[int64]bool, len(done))
 	if len(done) > 0 {
@@ -447,26 +447,27 @@ func (s SQLite) Complete(ctx context.Context, db bun.IDB, owner string, done []C
 		}
 		var got []completedRow
 		if err := db.NewRaw(sqCompleteSQL, at, at, jsonParam(rows), owner).Scan(ctx, &got); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, r := range got {
 			out[r.ID] = true
 		}
 		if len(got) < len(done) {
-			return out, nil // the caller rolls back
+			return out, false, nil // the caller rolls back
 		}
 		ids := make([]int64, len(got))
 		for i, r := range got {
 			ids[i] = r.ID
 		}
 		if _, err := db.ExecContext(ctx, sqRecordAppliedSQL, jsonParam(ids), sqTime(at)); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	if _, err := s.dialect.unblock(ctx, db, finishing, finishing, at); err != nil {
-		return nil, err
+	n, err := s.dialect.unblock(ctx, db, finishing, finishing, at)
+	if err != nil {
+		return nil, false, err
 	}
-	return out, nil
+	return out, n > 0, nil
 }
 
 func sqLeaseParam(leases []Lease) string {

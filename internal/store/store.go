@@ -486,8 +486,9 @@ type Store interface {
 	// entity of a finished job (done, or dead-lettered earlier in db) on to
 	// its next job, under the entities' locks. It returns the ids it
 	// completed: fewer than done means leases were lost, and the caller
-	// must roll back. db must be the batch's transaction.
-	Complete(ctx context.Context, db bun.IDB, owner string, done []Completion, dead []*Job, at time.Time) (map[int64]bool, error)
+	// must roll back; and whether it handed an entity on to a next job
+	// (which a claim may then take). db must be the batch's transaction.
+	Complete(ctx context.Context, db bun.IDB, owner string, done []Completion, dead []*Job, at time.Time) (completed map[int64]bool, handedOn bool, err error)
 	// RecordFailure records a failed attempt under the job's lease
 	// (ErrLeaseLost when lost): retry or dead letter, the attempt row, and
 	// a dead letter's event processed. It does not unblock the entity: a

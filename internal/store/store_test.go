@@ -251,7 +251,7 @@ func (s *suite) complete(owner string, at time.Time, jobs ...*store.Job) {
 		done[i] = store.Completion{Job: j, Outcome: "synced"}
 	}
 	require.NoError(s.t, s.tx(func(tx bun.Tx) error {
-		got, err := s.st.Complete(s.ctx, tx, owner, done, nil, at)
+		got, _, err := s.st.Complete(s.ctx, tx, owner, done, nil, at)
 		if err != nil {
 			return err
 		}
