@@ -255,61 +255,78 @@ func (r *recorder) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 // on for the rest of the transaction.
 func TestPostgresCompletionPlan(t *testing.T) {
 	t.Parallel()
-	db := openDB(t, "postgres")
-	st := store.NewPostgres()
-	s := newSuite(t, db, st)
-	batch := func(n int) []store.Ingest {
-		out := make([]store.Ingest, n)
-		for i := range out {
-			out[i] = withJob(s.event(ent(fmt.Sprint(s.seq))), 5)
-		}
-		return out
-	}
-	s.insert(batch(2000)...)
-	s.complete("w", t0, s.claim("w", 2000, t0)...)
-	_, err := db.ExecContext(s.ctx, "ANALYZE tds_sync_queue")
-	require.NoError(t, err)
-	s.insert(batch(1000)...)
-	jobs := s.claim("w", 1000, t0)
-	require.Len(t, jobs, 1000)
+	for _, tc := range []struct {
+		name string
+		st   func(*bun.DB) store.Store
+	}{
+		{"four-statements", func(*bun.DB) store.Store { return store.NewPostgres() }},
+		{"one-message", func(db *bun.DB) store.Store { st, _ := store.For(db); return st }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db := openDB(t, "postgres")
+			st := tc.st(db)
+			s := newSuite(t, db, st)
+			batch := func(n int) []store.Ingest {
+				out := make([]store.Ingest, n)
+				for i := range out {
+					out[i] = withJob(s.event(ent(fmt.Sprint(s.seq))), 5)
+				}
+				return out
+			}
+			s.insert(batch(2000)...)
+			s.complete("w", t0, s.claim("w", 2000, t0)...)
+			_, err := db.ExecContext(s.ctx, "ANALYZE tds_sync_queue")
+			require.NoError(t, err)
+			s.insert(batch(1000)...)
+			jobs := s.claim("w", 1000, t0)
+			require.Len(t, jobs, 1000)
 
-	rec := &recorder{}
-	hooked := db.WithQueryHook(rec)
-	done := make([]store.Completion, len(jobs))
-	for i, j := range jobs {
-		done[i] = store.Completion{Job: j, Outcome: "synced"}
-	}
-	require.NoError(t, hooked.RunInTx(s.ctx, st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
-		got, _, err := st.Complete(ctx, tx, "w", done, nil, t0)
-		require.NoError(t, err)
-		require.Len(t, got, len(done))
-		var nestloop string
-		require.NoError(t, tx.NewRaw("SHOW enable_nestloop").Scan(ctx, &nestloop))
-		require.Equal(t, "on", nestloop, "the completion turns nested loops back on")
-		return err
-	}))
+			rec := &recorder{}
+			hooked := db.WithQueryHook(rec)
+			done := make([]store.Completion, len(jobs))
+			for i, j := range jobs {
+				done[i] = store.Completion{Job: j, Outcome: "synced"}
+			}
+			require.NoError(t, hooked.RunInTx(s.ctx, st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
+				got, _, err := st.Complete(ctx, tx, "w", done, nil, t0)
+				require.NoError(t, err)
+				require.Len(t, got, len(done))
+				var nestloop string
+				require.NoError(t, tx.NewRaw("SHOW enable_nestloop").Scan(ctx, &nestloop))
+				require.Equal(t, "on", nestloop, "the completion turns nested loops back on")
+				return err
+			}))
 
-	// Replay what Complete sent, and read the completion's plan.
-	var lock, complete string
-	for _, q := range rec.queries {
-		switch {
-		case strings.Contains(q, "pg_advisory_xact_lock"):
-			lock = q
-		case strings.HasPrefix(q, "WITH done AS"):
-			complete = q
-		}
+			// Replay what Complete sent before the completion, and read
+			// the completion's plan.
+			var before, complete string
+			for _, q := range rec.queries {
+				switch {
+				case strings.Contains(q, "pg_advisory_xact_lock"):
+					before = q
+				case strings.HasPrefix(q, "WITH done AS"):
+					complete = q
+				case strings.Contains(q, "CALL tds_lock_entities"):
+					i := strings.Index(q, "WITH done AS")
+					j := strings.LastIndex(q, ";\nSET LOCAL enable_nestloop TO DEFAULT")
+					require.True(t, i > 0 && j > i, q)
+					before, complete = q[:i], q[i:j]
+				}
+			}
+			require.NotEmpty(t, before)
+			require.NotEmpty(t, complete)
+			require.NoError(t, db.RunInTx(s.ctx, st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
+				if _, err := tx.ExecContext(ctx, before); err != nil {
+					return err
+				}
+				var plan string
+				if err := tx.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) "+complete).Scan(&plan); err != nil {
+					return err
+				}
+				require.NotContains(t, plan, `"Nested Loop"`, plan)
+				return nil
+			}))
+		})
 	}
-	require.NotEmpty(t, lock)
-	require.NotEmpty(t, complete)
-	require.NoError(t, db.RunInTx(s.ctx, st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.ExecContext(ctx, lock); err != nil {
-			return err
-		}
-		var plan string
-		if err := tx.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) "+complete).Scan(&plan); err != nil {
-			return err
-		}
-		require.NotContains(t, plan, `"Nested Loop"`, plan)
-		return nil
-	}))
 }
