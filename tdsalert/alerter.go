@@ -56,6 +56,10 @@ const listLimit = 500
 // that keeps other processes from sending it stays. An alert's
 // LastNotifiedAt is set once a receiver accepted a notification, never
 // by the claim: without a receiver it stays nil.
+//
+// Alertmanager ([WithAlertmanager]) needs no claim: the evaluating
+// process sends it every firing alert, again every resend interval, and
+// Alertmanager de-duplicates them.
 type Alerter struct {
 	db       *bun.DB
 	st       store.Store
@@ -90,8 +94,8 @@ type countKey struct {
 }
 
 // New returns an Alerter over db, configured by opts. Without
-// [WithWebhook] or [WithSlack] alerts are recorded (and listed by
-// [Alerter.Alerts]) but sent nowhere.
+// [WithWebhook], [WithSlack] or [WithAlertmanager] alerts are recorded
+// (and listed by [Alerter.Alerts]) but sent nowhere.
 func New(db *bun.DB, opts ...Option) (*Alerter, error) {
 	if db == nil {
 		return nil, errors.New("tdsalert: New: db is nil")
