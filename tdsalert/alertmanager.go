@@ -73,14 +73,21 @@ func (am *amState) push(next []alert.Alert, now time.Time) {
 			fresh = append(fresh, al)
 		}
 	}
+	// A resolution is dropped once old, or once its rule and labels fire
+	// again: Alertmanager keys alerts by their labels, so it would end
+	// the new firing.
+	refired := make(map[string]bool, len(firing))
+	for _, al := range firing {
+		refired[al.Fingerprint] = true
+	}
 	am.resolved = slices.DeleteFunc(am.resolved, func(r alert.Alert) bool {
-		return now.Sub(*r.ResolvedAt) > am.validity
+		return now.Sub(*r.ResolvedAt) > am.validity || refired[r.Fingerprint]
 	})
 	if len(fresh) == 0 && !am.last.IsZero() && now.Sub(am.last) < am.resend {
 		return
 	}
 	am.last, am.pushed = now, pushed
-	am.pusher.Push(append(firing, am.resolved...), fresh)
+	am.pusher.Push(append(slices.Clone(am.resolved), firing...), fresh)
 }
 
 // amKey tells apart the firings of one rule and label set.

@@ -1,6 +1,7 @@
 package tdsalert
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -118,4 +119,72 @@ func TestAlertmanagerFiringResentResolved(t *testing.T) {
 			require.Equal(t, resolved, got[0].EndsAt, "a resolved alert ends at its resolution")
 		}
 	})
+}
+
+// amPushes returns an amState whose pushes arrive on the channel, as
+// their alerts' state and labels.
+func amPushes(t *testing.T) (*amState, <-chan []alert.Alert) {
+	t.Helper()
+	got := make(chan []alert.Alert, 16)
+	p, err := alert.NewPusher(alert.PusherConfig{Logger: testdb.QuietLogger}, map[string]alert.Notifier{
+		"am": alert.NotifierFunc(func(_ context.Context, a []alert.Alert) error {
+			got <- a
+			return nil
+		}),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close(context.Background())) })
+	return &amState{pusher: p, resend: time.Minute, validity: 4 * time.Minute, pushed: map[string]bool{}}, got
+}
+
+// A resolution is sent again with the following pushes, until its rule and
+// labels fire again: Alertmanager keys alerts by labels, and would end the
+// new firing.
+func TestAlertmanagerResolutionDroppedWhenRefiring(t *testing.T) {
+	am, got := amPushes(t)
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	labels := map[string]string{"entity_type": "invoice"}
+	fp := alert.Fingerprint(alert.RuleDeadLetters, labels)
+	firing := func(start time.Time) alert.Alert {
+		return alert.Alert{ID: 1, Rule: alert.RuleDeadLetters, Fingerprint: fp, Labels: labels, State: alert.StateFiring,
+			StartedAt: start, FiringAt: start}
+	}
+	states := func(alerts []alert.Alert) []string {
+		var out []string
+		for _, a := range alerts {
+			out = append(out, a.State)
+		}
+		return out
+	}
+	recv := func() []alert.Alert {
+		select {
+		case a := <-got:
+			return a
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing pushed")
+			return nil
+		}
+	}
+
+	am.push([]alert.Alert{firing(t0)}, t0)
+	require.Equal(t, []string{"firing"}, states(recv()))
+
+	at := t0.Add(time.Minute)
+	resolved := firing(t0)
+	resolved.State, resolved.ResolvedAt = alert.StateResolved, &at
+	am.push([]alert.Alert{resolved}, at)
+	require.Equal(t, []string{"resolved"}, states(recv()))
+
+	// Another rule fires: the resolution is sent again with it.
+	other := alert.Alert{ID: 2, Rule: alert.RuleZohoAuth, Fingerprint: alert.Fingerprint(alert.RuleZohoAuth, nil),
+		State: alert.StateFiring, StartedAt: at, FiringAt: at}
+	am.push([]alert.Alert{other}, at.Add(15*time.Second))
+	require.Equal(t, []string{"resolved", "firing"}, states(recv()))
+
+	// The first fires again: its old resolution is no longer sent.
+	again := at.Add(30 * time.Second)
+	am.push([]alert.Alert{other, firing(again)}, again)
+	sent := recv()
+	require.Equal(t, []string{"firing", "firing"}, states(sent))
+	require.Equal(t, again, sent[1].StartedAt)
 }
