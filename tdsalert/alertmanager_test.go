@@ -65,9 +65,10 @@ func (r *amReceiver) next(t *testing.T) []alert.PostableAlert {
 // failed request is retried.
 func TestAlertmanagerFiringResentResolved(t *testing.T) {
 	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) {
-		am1, am2 := newAMReceiver(t, 0), newAMReceiver(t, 1)
+		am1, am2, wh := newAMReceiver(t, 0), newAMReceiver(t, 1), newReceiver(t)
 		e := newAlertEnv(t, tdb, WithRules(testdb.OnlyRule(alert.RuleZohoDailyWebhooks, "threshold: 0")),
 			WithAlertmanager(am1.URL), WithAlertmanager(am2.URL+"/"), WithExternalURL("https://tds.example/"),
+			WithWebhook(wh.URL, testAlertSecret),
 			WithAlertmanagerResend(time.Minute), WithEvalInterval(15*time.Second))
 		e.ingest(t, "1", "a")
 		validity := 4 * time.Minute
@@ -88,6 +89,8 @@ func TestAlertmanagerFiringResentResolved(t *testing.T) {
 			require.Equal(t, fmt.Sprintf("https://tds.example/ui/alerts#alert-%d", id), got[0].GeneratorURL)
 			endsAt = got[0].EndsAt
 		}
+		// The webhook beside it links to the console too.
+		require.Equal(t, "https://tds.example", wh.next(t).ExternalURL)
 		require.Eventually(t, func() bool {
 			a, err := e.a.Alerts(t.Context(), StateFiring)
 			require.NoError(t, err)

@@ -62,8 +62,7 @@ type webhookSettings struct{ url, secret string }
 func newSettings(opts []Option) (*settings, error) {
 	s := &settings{
 		interval: DefaultEvalInterval, repeat: DefaultRepeat, timeout: DefaultNotifyTimeout,
-		amResend: DefaultAlertmanagerResend,
-		now:      time.Now, logger: slog.Default(), source: tds.DefaultSource,
+		now: time.Now, logger: slog.Default(), source: tds.DefaultSource, amResend: DefaultAlertmanagerResend,
 	}
 	var errs []error
 	for _, o := range opts {
