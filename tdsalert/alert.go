@@ -52,9 +52,10 @@ type Alert struct {
 	// [Alerter.Silence].
 	AcknowledgedAt *time.Time `json:"acknowledged_at"`
 	SilencedUntil  *time.Time `json:"silenced_until"`
-	// LastNotifiedAt is when a receiver (webhook or Slack) last accepted a
-	// notification of the alert; nil when none did, as when no receiver
-	// is configured.
+	// LastNotifiedAt is when a receiver (webhook, Slack or Alertmanager)
+	// last accepted a notification of the alert (for Alertmanager: its
+	// firing or its resolution, not the re-sends); nil when none did, as
+	// when no receiver is configured.
 	LastNotifiedAt *time.Time `json:"last_notified_at,omitempty"`
 }
 

@@ -56,6 +56,10 @@ const listLimit = 500
 // that keeps other processes from sending it stays. An alert's
 // LastNotifiedAt is set once a receiver accepted a notification, never
 // by the claim: without a receiver it stays nil.
+//
+// Alertmanager ([WithAlertmanager]) needs no claim: the evaluating
+// process sends it every firing alert, again every resend interval, and
+// Alertmanager de-duplicates them.
 type Alerter struct {
 	db       *bun.DB
 	st       store.Store
@@ -65,6 +69,7 @@ type Alerter struct {
 	interval time.Duration
 	repeat   time.Duration
 	disp     *alert.Dispatcher
+	am       *amState // nil without WithAlertmanager
 	process  string
 	started  time.Time
 
@@ -89,8 +94,8 @@ type countKey struct {
 }
 
 // New returns an Alerter over db, configured by opts. Without
-// [WithWebhook] or [WithSlack] alerts are recorded (and listed by
-// [Alerter.Alerts]) but sent nowhere.
+// [WithWebhook], [WithSlack] or [WithAlertmanager] alerts are recorded
+// (and listed by [Alerter.Alerts]) but sent nowhere.
 func New(db *bun.DB, opts ...Option) (*Alerter, error) {
 	if db == nil {
 		return nil, errors.New("tdsalert: New: db is nil")
@@ -113,6 +118,10 @@ func New(db *bun.DB, opts ...Option) (*Alerter, error) {
 	a.started = a.now()
 	cfg := alert.DispatcherConfig{Timeout: s.timeout, Logger: a.log, OnResult: a.delivered}
 	if a.disp, err = alert.NewDispatcher(cfg, s.notifiers); err != nil {
+		return nil, fmt.Errorf("tdsalert: New: %w", err)
+	}
+	if a.am, err = a.newAMState(s); err != nil {
+		_ = a.disp.Close(context.Background())
 		return nil, fmt.Errorf("tdsalert: New: %w", err)
 	}
 	go a.flushLoop()
@@ -265,12 +274,13 @@ func (a *Alerter) Evaluate(ctx context.Context) error {
 	if err != nil {
 		return dberr.Wrap("reading open alerts", err)
 	}
-	won, err := a.record(ctx, rows, samples, now)
+	won, next, err := a.record(ctx, rows, samples, now)
 	if err != nil {
 		return err
 	}
 	a.lastEval = now
 	a.disp.Enqueue(won)
+	a.am.push(next, now)
 	if _, err := a.st.DeleteCounts(ctx, a.db, now.Add(-counterRetention)); err != nil {
 		return dberr.Wrap("deleting old alert counters", err)
 	}
@@ -279,8 +289,9 @@ func (a *Alerter) Evaluate(ctx context.Context) error {
 
 // record advances the open alerts rows with samples and writes them, each
 // with the claim to notify its transition, and returns the alerts whose
-// claim this process won: those it must send.
-func (a *Alerter) record(ctx context.Context, rows []store.Alert, samples []alert.Sample, now time.Time) ([]alert.Alert, error) {
+// claim this process won: those it must send; and the alerts after the
+// step, with their ids.
+func (a *Alerter) record(ctx context.Context, rows []store.Alert, samples []alert.Sample, now time.Time) ([]alert.Alert, []alert.Alert, error) {
 	current := make([]alert.Alert, len(rows))
 	revision := make(map[int64]int64, len(rows))
 	for i, r := range rows {
@@ -311,7 +322,7 @@ func (a *Alerter) record(ctx context.Context, rows []store.Alert, samples []aler
 			ok, err = a.st.UpdateAlert(ctx, a.db, &row)
 		}
 		if err != nil {
-			return nil, dberr.Wrap("recording an alert", err)
+			return nil, nil, dberr.Wrap("recording an alert", err)
 		}
 		if ok && toSend[sendKey(*n)] {
 			won = append(won, *n)
@@ -320,11 +331,11 @@ func (a *Alerter) record(ctx context.Context, rows []store.Alert, samples []aler
 	for _, r := range rows {
 		if !kept[r.ID] {
 			if _, err := a.st.DeleteAlert(ctx, a.db, r.ID, r.Revision); err != nil {
-				return nil, dberr.Wrap("dropping a pending alert", err)
+				return nil, nil, dberr.Wrap("dropping a pending alert", err)
 			}
 		}
 	}
-	return won, nil
+	return won, next, nil
 }
 
 // markTimeout bounds the write that records a delivery.
@@ -402,7 +413,7 @@ func (a *Alerter) Close(ctx context.Context) error {
 	a.closeOnce.Do(func() {
 		close(a.stop)
 		<-a.done
-		a.closeErr = errors.Join(a.flush(ctx), a.disp.Close(ctx))
+		a.closeErr = errors.Join(a.flush(ctx), a.disp.Close(ctx), a.am.close(ctx))
 	})
 	return a.closeErr
 }

@@ -1,6 +1,7 @@
 // Package tdsalert evaluates tds's built-in alert rules against its
 // database and sends their alerts to an Alertmanager-shaped webhook
-// ([WithWebhook]) or to Slack ([WithSlack]).
+// ([WithWebhook]), to Slack ([WithSlack]), or to Alertmanager itself
+// through its API v2, as Prometheus does ([WithAlertmanager]).
 //
 // The rules (queue_oldest_pending, dead_letters, sync_failure_ratio,
 // auth_failures, source_silent, reconcile_stale, drift, zoho_rate_limited,

@@ -23,6 +23,9 @@ const (
 	DefaultRepeat = alert.DefaultRepeat
 	// DefaultNotifyTimeout bounds each attempt to deliver a notification.
 	DefaultNotifyTimeout = alert.DefaultTimeout
+	// DefaultAlertmanagerResend is how often the firing alerts are sent
+	// to Alertmanager again, as Prometheus's resend delay.
+	DefaultAlertmanagerResend = alert.DefaultAlertmanagerResend
 )
 
 // Option configures [New]. Options never panic: a bad value is reported
@@ -43,14 +46,23 @@ type settings struct {
 	logger            *slog.Logger
 	source            string
 	reconcileInterval time.Duration
+	externalURL       string
+	alertmanagers     []string
+	amResend          time.Duration
+	// webhook and slack are built once every option is applied, with
+	// the external URL.
+	webhook  *webhookSettings
+	slackURL string
 }
+
+type webhookSettings struct{ url, secret string }
 
 // newSettings applies opts over the defaults; every bad option is
 // reported, together.
 func newSettings(opts []Option) (*settings, error) {
 	s := &settings{
 		interval: DefaultEvalInterval, repeat: DefaultRepeat, timeout: DefaultNotifyTimeout,
-		now: time.Now, logger: slog.Default(), source: tds.DefaultSource,
+		now: time.Now, logger: slog.Default(), source: tds.DefaultSource, amResend: DefaultAlertmanagerResend,
 	}
 	var errs []error
 	for _, o := range opts {
@@ -66,6 +78,12 @@ func newSettings(opts []Option) (*settings, error) {
 	}
 	if s.rules == nil {
 		s.rules = alert.DefaultRules()
+	}
+	if s.webhook != nil {
+		s.addNotifier("webhook", alert.NewWebhook(s.webhook.url, s.webhook.secret, nil, alert.WithExternalURL(s.externalURL)))
+	}
+	if s.slackURL != "" {
+		s.addNotifier("slack", alert.NewSlack(s.slackURL, nil))
 	}
 	return s, nil
 }
@@ -126,7 +144,7 @@ func WithWebhook(url, secret string) Option {
 				return optErr("WithWebhook", "%v", err)
 			}
 		}
-		s.addNotifier("webhook", alert.NewWebhook(url, secret, nil))
+		s.webhook = &webhookSettings{url, secret}
 		return nil
 	}}
 }
@@ -138,7 +156,66 @@ func WithSlack(url string) Option {
 		if err := checkNotifyURL(url); err != nil {
 			return optErr("WithSlack", "%v", err)
 		}
-		s.addNotifier("slack", alert.NewSlack(url, nil))
+		s.slackURL = url
+		return nil
+	}}
+}
+
+// WithAlertmanager sends the alerts to each Alertmanager at urls (base
+// URLs such as http://alertmanager:9093; user information is sent as basic
+// authentication) through its API v2, POST /api/v2/alerts, as Prometheus
+// does: every firing alert, again every [WithAlertmanagerResend] with an
+// endsAt four resends ahead, so that Alertmanager keeps it firing while it
+// fires and resolves it on its own should tds stop sending; a resolved
+// alert with endsAt its resolution. Alertmanager routes, groups, inhibits
+// and silences them: acknowledging or silencing an alert in tds holds its
+// webhook and Slack notifications only. Several Alertmanagers (an HA pair)
+// each receive every alert. Given again, the URLs add up.
+// Defaults to no Alertmanager.
+func WithAlertmanager(urls ...string) Option {
+	return Option{func(s *settings) error {
+		if len(urls) == 0 {
+			return optErr("WithAlertmanager", "no URL")
+		}
+		for i, u := range urls {
+			if err := checkNotifyURL(u); err != nil {
+				return optErr("WithAlertmanager", "URL %d: %v", i+1, err)
+			}
+		}
+		s.alertmanagers = append(s.alertmanagers, urls...)
+		return nil
+	}}
+}
+
+// WithAlertmanagerResend sets how often the firing alerts are sent to
+// Alertmanager again ([WithAlertmanager]); the evaluation's interval
+// rounds it up, as they are sent after an evaluation. A firing alert sent
+// stays valid for four times the longer of the two.
+// Defaults to [DefaultAlertmanagerResend].
+func WithAlertmanagerResend(d time.Duration) Option {
+	return Option{func(s *settings) error {
+		if d <= 0 {
+			return optErr("WithAlertmanagerResend", "must be > 0, got %s", d)
+		}
+		s.amResend = d
+		return nil
+	}}
+}
+
+// WithExternalURL sets the address of the console (package tdsui) as
+// operators reach it, such as https://tds.example.com: the alerts sent to
+// Alertmanager link to their row on the dashboard (generatorURL
+// URL/ui/alerts#alert-ID), the webhook payloads to the admin API
+// (externalURL, and generatorURL URL/admin/alerts?state=…).
+// Defaults to empty: no links.
+func WithExternalURL(u string) Option {
+	return Option{func(s *settings) error {
+		if u != "" {
+			if err := checkNotifyURL(u); err != nil {
+				return optErr("WithExternalURL", "%v", err)
+			}
+		}
+		s.externalURL = strings.TrimRight(u, "/")
 		return nil
 	}}
 }

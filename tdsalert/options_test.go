@@ -25,17 +25,20 @@ import (
 // name. TestOptionDocs fails when an option is missing here.
 func sampleOptions() map[string]Option {
 	return map[string]Option{
-		"WithRules":             WithRules(strings.NewReader("rules: []")),
-		"WithRulesFile":         WithRulesFile(filepath.Join("testdata", "rules.yml")),
-		"WithWebhook":           WithWebhook("https://alerts.example/hook", testAlertSecret),
-		"WithSlack":             WithSlack("https://hooks.example/services/x"),
-		"WithEvalInterval":      WithEvalInterval(time.Second),
-		"WithRepeat":            WithRepeat(time.Hour),
-		"WithNotifyTimeout":     WithNotifyTimeout(time.Second),
-		"WithClock":             WithClock(time.Now),
-		"WithLogger":            WithLogger(testdb.QuietLogger),
-		"WithSource":            WithSource("erp"),
-		"WithReconcileInterval": WithReconcileInterval(time.Hour),
+		"WithRules":              WithRules(strings.NewReader("rules: []")),
+		"WithRulesFile":          WithRulesFile(filepath.Join("testdata", "rules.yml")),
+		"WithWebhook":            WithWebhook("https://alerts.example/hook", testAlertSecret),
+		"WithSlack":              WithSlack("https://hooks.example/services/x"),
+		"WithEvalInterval":       WithEvalInterval(time.Second),
+		"WithRepeat":             WithRepeat(time.Hour),
+		"WithNotifyTimeout":      WithNotifyTimeout(time.Second),
+		"WithClock":              WithClock(time.Now),
+		"WithLogger":             WithLogger(testdb.QuietLogger),
+		"WithSource":             WithSource("erp"),
+		"WithReconcileInterval":  WithReconcileInterval(time.Hour),
+		"WithAlertmanager":       WithAlertmanager("http://alertmanager.example:9093", "http://alertmanager2.example:9093"),
+		"WithAlertmanagerResend": WithAlertmanagerResend(time.Minute),
+		"WithExternalURL":        WithExternalURL("https://tds.example"),
 	}
 }
 
@@ -114,6 +117,10 @@ func TestOptionErrors(t *testing.T) {
 		{"webhook URL", []Option{WithWebhook("ftp://x", "")}, "tdsalert: WithWebhook: want an http or https URL (value not shown"},
 		{"webhook secret", []Option{WithWebhook("https://x.example", "secret")}, "tdsalert: WithWebhook: "},
 		{"slack URL", []Option{WithSlack("")}, "tdsalert: WithSlack: want an http or https URL (value not shown"},
+		{"alertmanager none", []Option{WithAlertmanager()}, "tdsalert: WithAlertmanager: no URL"},
+		{"alertmanager URL", []Option{WithAlertmanager("http://am.example", "am.example")}, "tdsalert: WithAlertmanager: URL 2: want an http or https URL (value not shown"},
+		{"alertmanager resend", []Option{WithAlertmanagerResend(0)}, "tdsalert: WithAlertmanagerResend: must be > 0"},
+		{"external URL", []Option{WithExternalURL("tds.example")}, "tdsalert: WithExternalURL: want an http or https URL"},
 		{"interval", []Option{WithEvalInterval(0)}, "tdsalert: WithEvalInterval: must be > 0, got 0s"},
 		{"repeat", []Option{WithRepeat(-time.Second)}, "tdsalert: WithRepeat: must be > 0, got -1s"},
 		{"timeout", []Option{WithNotifyTimeout(0)}, "tdsalert: WithNotifyTimeout: must be > 0, got 0s"},

@@ -109,12 +109,23 @@ func TestParseSettings(t *testing.T) {
 
 	aenv := map[string]string{"TDS_WORKERS": "0", "TDS_ALERT_RULES": "rules.yml", "TDS_ALERT_WEBHOOK_URL": "https://alerts.example/hook",
 		"TDS_ALERT_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "TDS_ALERT_SLACK_URL": "https://hooks.example/x",
-		"TDS_ALERT_EVAL_INTERVAL": "30s"}
+		"TDS_ALERT_EVAL_INTERVAL": "30s", "TDS_ALERTMANAGER_URL": "http://am1:9093, http://am2:9093",
+		"TDS_EXTERNAL_URL": "https://tds.example"}
 	s, err = parseSettings(nil, func(k string) string { return aenv[k] }, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, 0, s.workers)
 	require.Equal(t, alertSettings{rules: "rules.yml", webhookURL: "https://alerts.example/hook",
-		webhookSecret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", slackURL: "https://hooks.example/x", interval: 30 * time.Second}, s.alert)
+		webhookSecret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", slackURL: "https://hooks.example/x", interval: 30 * time.Second,
+		alertmanagerURLs: "http://am1:9093, http://am2:9093", externalURL: "https://tds.example"}, s.alert)
+	// Both Alertmanagers and the external URL reach the Alerter, which
+	// checks them.
+	am := &settings{alert: alertSettings{alertmanagerURLs: s.alert.alertmanagerURLs, externalURL: s.alert.externalURL, interval: time.Second}}
+	a, err := tdsalert.New(tdstest.SQLite(t), am.alertOptions(slog.New(slog.DiscardHandler))...)
+	require.NoError(t, err)
+	require.NoError(t, a.Close(context.Background()))
+	am.alert.alertmanagerURLs = "http://am1:9093,am2:9093"
+	_, err = tdsalert.New(tdstest.SQLite(t), am.alertOptions(slog.New(slog.DiscardHandler))...)
+	require.ErrorContains(t, err, "WithAlertmanager: URL 2")
 	s, err = parseSettings(nil, func(string) string { return "" }, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, tdsalert.DefaultEvalInterval, s.alert.interval)

@@ -45,6 +45,7 @@ type settings struct {
 // alertSettings are the alerts' settings.
 type alertSettings struct {
 	rules, webhookURL, webhookSecret, slackURL string
+	alertmanagerURLs, externalURL              string
 	interval                                   time.Duration
 }
 
@@ -109,6 +110,8 @@ var table = []setting{
 	{"alert-webhook-url", "TDS_ALERT_WEBHOOK_URL", "", "receiver of alerts as Alertmanager webhook payloads", text(func(s *settings) *string { return &s.alert.webhookURL })},
 	{"alert-webhook-secret", "TDS_ALERT_WEBHOOK_SECRET", "", "Standard Webhooks secret, whsec_…, signing the alert webhooks", text(func(s *settings) *string { return &s.alert.webhookSecret })},
 	{"alert-slack-url", "TDS_ALERT_SLACK_URL", "", "Slack incoming webhook receiving alerts", text(func(s *settings) *string { return &s.alert.slackURL })},
+	{"alertmanager-url", "TDS_ALERTMANAGER_URL", "", "Alertmanager base URLs, comma-separated, each sent every alert through its API v2", text(func(s *settings) *string { return &s.alert.alertmanagerURLs })},
+	{"external-url", "TDS_EXTERNAL_URL", "", "the console's address as operators reach it, linked from the alerts", text(func(s *settings) *string { return &s.alert.externalURL })},
 	{"alert-eval-interval", "TDS_ALERT_EVAL_INTERVAL", shortDuration(tdsalert.DefaultEvalInterval), "alert rules evaluated every", positiveDuration(func(s *settings) *time.Duration { return &s.alert.interval })},
 }
 

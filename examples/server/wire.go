@@ -242,6 +242,12 @@ func (s *settings) alertOptions(log *slog.Logger) []tdsalert.Option {
 	if a.slackURL != "" {
 		opts = append(opts, tdsalert.WithSlack(a.slackURL))
 	}
+	if urls := splitList(a.alertmanagerURLs); len(urls) > 0 {
+		opts = append(opts, tdsalert.WithAlertmanager(urls...))
+	}
+	if a.externalURL != "" {
+		opts = append(opts, tdsalert.WithExternalURL(a.externalURL))
+	}
 	return opts
 }
 

@@ -1,7 +1,9 @@
 // Package alert is tds's alert engine without a database: the built-in
 // rules and their configuration ([DefaultRules], [LoadRules]), the state
 // machine that turns evaluation results into alerts ([Step]), and the
-// notifiers that deliver them ([NewWebhook], [NewSlack], [Dispatcher]).
+// notifiers that deliver them ([NewWebhook], [NewSlack], [Dispatcher];
+// [NewAlertmanager] and [Pusher] for Alertmanager, which keeps the alerts'
+// state and is sent the whole state again and again).
 //
 // One evaluation, as the caller runs it:
 //
