@@ -250,7 +250,6 @@ func TestIngestBatchLinksItsRequests(t *testing.T) {
 	byID := map[trace.SpanID]tracetest.SpanStub{}
 	for _, b := range batches {
 		byID[b.SpanContext.SpanID()] = b
-		require.Len(t, b.Links, len(b.Links))
 		events += len(b.Links)
 	}
 	require.Equal(t, n, events, "every request is linked from its batch")
