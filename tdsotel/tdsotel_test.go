@@ -225,7 +225,10 @@ func TestSyncBatchSpanLinksEachJob(t *testing.T) {
 // Concurrent webhooks share an ingest batch: its span links to each
 // request's span, and each request's span links back to it.
 func TestIngestBatchLinksItsRequests(t *testing.T) {
-	tdb := testdb.Open(t, "postgres")
+	testdb.EachDB(t, func(t *testing.T, tdb *testdb.DB) { ingestBatchLinks(t, tdb) })
+}
+
+func ingestBatchLinks(t *testing.T, tdb *testdb.DB) {
 	p := newProcess(t, tdb.URL)
 	proc := testdb.Processor(t, p.db, time.Now, append(p.tr.HandlerOptions(), tds.WithIngestBatch(64))...)
 	tracer := p.tp.Tracer("test")
