@@ -25,7 +25,7 @@ func TestHousekeepingDeletesOnlyOldFinishedRows(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, redo)
 		require.Len(t, res, 1)
-		w.fail(jobs[1], Permanent(context.Canceled), e.clock.Now())
+		w.fail(nil, jobs[1], Permanent(context.Canceled), e.clock.Now())
 		require.Equal(t, StatusDeadLetter, e.job(t, dead).Status)
 		e.clock.Advance(25 * time.Hour)
 		fresh := e.ingest(t, "3", "fresh")

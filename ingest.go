@@ -29,6 +29,7 @@ const ingestTimeout = 30 * time.Second
 
 // ingestReq is one Process call: its event's row, and its outcome.
 type ingestReq struct {
+	ctx  context.Context // the Process call's, for the ingest hooks
 	row  *store.Event
 	job  *store.NewJob // nil for an invalid event
 	verr ValidationErrors
@@ -45,7 +46,9 @@ func (p *Processor) runBatch(ctx context.Context, batch []*ingestReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ingestTimeout)
 	defer cancel()
+	ctx, end := p.startIngest(ctx, batch)
 	err := p.storeBatch(ctx, p.db, batch)
+	defer func() { end(err) }()
 	if err == nil {
 		p.afterCommit(batch)
 		return
@@ -86,8 +89,9 @@ func (p *Processor) prepare(ctx context.Context, ev *Event) (*ingestReq, error) 
 	if run := store.SyncRunOf(ctx); run != 0 {
 		row.SyncRunID = &run // a reconciliation run's repair
 	}
+	row.TraceContext = p.cfg.traceContextOf(ctx)
 	now := row.ReceivedAt
-	r := &ingestReq{row: row}
+	r := &ingestReq{ctx: ctx, row: row}
 	var ve ValidationErrors
 	if verr := p.cfg.validator.Validate(ctx, ev); verr != nil {
 		if !errors.As(verr, &ve) || len(ve) == 0 {

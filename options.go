@@ -76,6 +76,7 @@ type config struct {
 	pollOnly bool
 	// onBatch are the WithBatchObserver functions; see observer.go.
 	onBatch []func(events int)
+	trace   traceHooks // see trace.go
 
 	worker  workerSettings  // read by NewWorker; see worker.go
 	handler handlerSettings // read by NewHandler; see handler.go

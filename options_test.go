@@ -54,7 +54,14 @@ func sampleOptions() map[string]Option {
 		"WithRefusalLimit":            WithRefusalLimit(20, time.Minute),
 		"WithWebhookObserver":         WithWebhookObserver(func(WebhookResult) {}),
 		"WithBatchObserver":           WithBatchObserver(func(int) {}),
-		"WithLeaderTask":              WithLeaderTask(LeaderTask{Name: "t", Interval: time.Minute, Run: func(context.Context) error { return nil }}),
+		"WithTraceContext":            WithTraceContext(func(context.Context) string { return "" }),
+		"WithIngestHook": WithIngestHook(func(ctx context.Context, _ []context.Context) (context.Context, func(error)) {
+			return ctx, nil
+		}),
+		"WithAttemptHook": WithAttemptHook(func(ctx context.Context, _ AttemptInfo) (context.Context, func([]JobResult, error)) {
+			return ctx, nil
+		}),
+		"WithLeaderTask": WithLeaderTask(LeaderTask{Name: "t", Interval: time.Minute, Run: func(context.Context) error { return nil }}),
 	}
 }
 

@@ -41,6 +41,7 @@ import (
 
 // batchJob is a job of a running batch.
 type batchJob struct {
+	ctx     context.Context // its attempt's (see trace.go), without the savepoint
 	job     *store.Job
 	sj      *SyncJob
 	started time.Time
@@ -60,7 +61,7 @@ func (w *Worker) processBatch(ctx context.Context, stopping <-chan struct{}, job
 		if errors.As(err, &uf) {
 			// The batch was rolled back; record the failure on its own
 			// and run the others again.
-			w.fail(uf.job, uf.err, uf.started)
+			w.fail(uf.attempt, uf.job, uf.err, uf.started)
 			jobs = without(jobs, []*store.Job{uf.job})
 			freed = true
 			continue
@@ -88,7 +89,7 @@ func (w *Worker) processBatch(ctx context.Context, stopping <-chan struct{}, job
 				w.processBatch(ctx, stopping, []*store.Job{j})
 			}
 		default:
-			w.fail(jobs[0], err, w.now())
+			w.fail(nil, jobs[0], err, w.now())
 		}
 		return true
 	}
@@ -112,6 +113,8 @@ type batchRun struct {
 	handedOn  bool         // the completion handed an entity on
 	lost      []*store.Job // the failure could not be recorded: lease lost
 	unstarted []*store.Job // not started: the worker is stopping
+
+	attempts []*runningAttempt // see trace.go
 }
 
 // runBatch runs jobs in one transaction and returns, once it has
@@ -131,6 +134,7 @@ func (w *Worker) runBatch(parent context.Context, stopping <-chan struct{}, jobs
 	b := &batchRun{w: w, jobs: jobs}
 	b.ctx, b.cancel = context.WithCancelCause(parent)
 	defer b.cancel(nil)
+	defer func() { b.endAttempts(results, err) }()
 	defer func() {
 		if cause := context.Cause(b.ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause
@@ -224,11 +228,12 @@ func (b *batchRun) load() error {
 // runBatch); that saves the two round trips of a savepoint.
 func (b *batchRun) sync(job *store.Job) error {
 	sp := &jobSavepoint{tx: b.tx.Tx}
-	syncCtx := b.ctx
+	actx, attempt := b.startAttempt(b.ctx, []*store.Job{job}, false)
+	syncCtx := actx
 	if len(b.jobs) > 1 {
-		syncCtx = context.WithValue(b.ctx, savepointKey{}, sp)
+		syncCtx = context.WithValue(actx, savepointKey{}, sp)
 	}
-	bj := &batchJob{job: job, sj: b.w.syncJobOf(job, b.events[job.InboxEventID]), started: b.w.now()}
+	bj := &batchJob{ctx: actx, job: job, sj: b.w.syncJobOf(job, b.events[job.InboxEventID]), started: b.w.now()}
 	var syncErr error
 	if bj.sj == nil {
 		syncErr = fmt.Errorf("tds: reading the job's inbox event %d: not found", job.InboxEventID)
@@ -244,7 +249,7 @@ func (b *batchRun) sync(job *store.Job) error {
 	}
 	switch {
 	case syncErr != nil && !taken:
-		return &unprotectedFailure{job: job, err: syncErr, started: bj.started}
+		return &unprotectedFailure{job: job, err: syncErr, started: bj.started, attempt: attempt}
 	case syncErr != nil:
 		return b.fail(bj, syncErr)
 	case taken:
@@ -266,7 +271,7 @@ func (b *batchRun) sync(job *store.Job) error {
 // savepoint like a job's. It reports whether they were all applied; when
 // SyncBatch fails, its writes are undone and the caller syncs the jobs one
 // at a time, so that the failing one fails alone.
-func (b *batchRun) syncBatch(bs BatchSyncer) (bool, error) {
+func (b *batchRun) syncBatch(bs BatchSyncer) (applied bool, err error) {
 	started := b.w.now()
 	bjs := make([]*batchJob, len(b.jobs))
 	sjs := make([]*SyncJob, len(b.jobs))
@@ -278,7 +283,17 @@ func (b *batchRun) syncBatch(bs BatchSyncer) (bool, error) {
 		bjs[i], sjs[i] = &batchJob{job: job, sj: sj, started: started}, sj
 	}
 	sp := &jobSavepoint{tx: b.tx.Tx}
-	syncErr := callSyncBatch(context.WithValue(b.ctx, savepointKey{}, sp), bs, b.tx, sjs)
+	actx, attempt := b.startAttempt(b.ctx, b.jobs, true)
+	for _, bj := range bjs {
+		bj.ctx = actx
+	}
+	var syncErr error
+	defer func() {
+		if !applied { // undone: the jobs are synced one at a time
+			attempt.end(nil, errors.Join(syncErr, err, errSyncBatchUndone))
+		}
+	}()
+	syncErr = callSyncBatch(context.WithValue(actx, savepointKey{}, sp), bs, b.tx, sjs)
 	if cause := context.Cause(b.ctx); cause != nil {
 		return false, cause
 	}
@@ -317,7 +332,7 @@ func (b *batchRun) fail(bj *batchJob, syncErr error) error {
 	var status Status
 	var recErr error
 	b.hb.drop(bj.job.ID, func() {
-		status, recErr = b.w.recordFailure(b.ctx, b.tx, bj.job, syncErr, bj.started)
+		status, recErr = b.w.recordFailure(bj.ctx, b.tx, bj.job, syncErr, bj.started)
 	})
 	switch {
 	case errors.Is(recErr, errLeaseLost):
@@ -580,6 +595,7 @@ type unprotectedFailure struct {
 	job     *store.Job
 	err     error
 	started time.Time
+	attempt *runningAttempt // still running, ended by Worker.fail
 }
 
 func (u *unprotectedFailure) Error() string {
@@ -677,19 +693,20 @@ func (w *Worker) recordFailure(ctx context.Context, tx bun.IDB, job *store.Job, 
 		return "", err
 	}
 	if f.deadLetter {
-		w.log.Warn("tds: job dead-lettered", "job", job.ID, "entity_type", job.EntityType,
+		w.log.WarnContext(ctx, "tds: job dead-lettered", "job", job.ID, "entity_type", job.EntityType,
 			"entity_id", job.EntityID, "attempt", job.Attempt, "err", syncErr)
 		return StatusDeadLetter, nil
 	}
-	w.log.Info("tds: job failed; will retry", "job", job.ID, "attempt", job.Attempt,
+	w.log.InfoContext(ctx, "tds: job failed; will retry", "job", job.ID, "attempt", job.Attempt,
 		"delay", f.delay, "err", syncErr)
 	return StatusRetry, nil
 }
 
 // fail records a failed attempt of job in a transaction of its own and
-// reports it; a dead letter hands its entity on to the next job.
-func (w *Worker) fail(job *store.Job, syncErr error, started time.Time) {
-	ctx, cancel := cleanupCtx()
+// reports it; a dead letter hands its entity on to the next job. a is the
+// attempt's, when it is still running, or nil.
+func (w *Worker) fail(a *runningAttempt, job *store.Job, syncErr error, started time.Time) {
+	ctx, cancel := a.cleanupCtx()
 	defer cancel()
 	var status Status
 	err := w.db.RunInTx(ctx, w.st.TxOptions(), func(ctx context.Context, tx bun.Tx) error {
@@ -701,13 +718,16 @@ func (w *Worker) fail(job *store.Job, syncErr error, started time.Time) {
 	})
 	switch {
 	case errors.Is(err, errLeaseLost):
-		w.log.Warn("tds: lost the lease of a failed job", "job", job.ID)
+		w.log.WarnContext(ctx, "tds: lost the lease of a failed job", "job", job.ID)
+		a.end(nil, errors.Join(syncErr, err))
 		return
 	case err != nil:
-		w.log.Error("tds: recording a failed attempt; the job returns when its lease expires", "job", job.ID, "err", err)
+		w.log.ErrorContext(ctx, "tds: recording a failed attempt; the job returns when its lease expires", "job", job.ID, "err", err)
+		a.end(nil, errors.Join(syncErr, err))
 		return
 	}
 	r := resultOf(job, nil, status, "", syncErr)
 	r.CommittedAt, r.StartedAt = w.cfg.now(), started
 	w.report([]JobResult{r})
+	a.end([]JobResult{r}, nil)
 }

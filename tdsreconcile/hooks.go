@@ -14,6 +14,15 @@ import (
 // started with [Reconciler.Start] runs in the background); they must be
 // quick and must not call the Reconciler.
 type Hooks struct {
+	// RunStarting is called when a run starts, or resumes, in this
+	// process, before its first step, with the run as recorded then. It
+	// returns the run's context, which must be derived from ctx: the
+	// run's Zoho API calls, the events it ingests and its log lines use
+	// it (package tdsotel starts a span here). The function it returns,
+	// if not nil, is called once the run stops in this process: with nil
+	// when it completed (or needs confirmation), else with the error that
+	// failed, cancelled, paused or handed it over.
+	RunStarting func(ctx context.Context, run SyncRun) (context.Context, func(err error))
 	// RunEnded is called once a run has ended and its end is recorded:
 	// completed, needs_confirmation, failed or cancelled (a run that pauses at the daily budget
 	// has not ended, nor one handed over by Close). run is the record as
@@ -64,6 +73,25 @@ func (hs hookSet) driftRepaired(entityType string, kind DriftKind) {
 	for _, h := range hs {
 		if h.DriftRepaired != nil {
 			h.DriftRepaired(entityType, kind)
+		}
+	}
+}
+
+// runStarting calls the RunStarting hooks; end is never nil.
+func (hs hookSet) runStarting(ctx context.Context, run SyncRun) (context.Context, func(error)) {
+	var ends []func(error)
+	for _, h := range hs {
+		if h.RunStarting == nil {
+			continue
+		}
+		var end func(error)
+		if ctx, end = h.RunStarting(ctx, run); end != nil {
+			ends = append(ends, end)
+		}
+	}
+	return ctx, func(err error) {
+		for i := len(ends) - 1; i >= 0; i-- {
+			ends[i](err)
 		}
 	}
 }

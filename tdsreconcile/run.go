@@ -153,11 +153,13 @@ func (r *Reconciler) ended(ctx context.Context, id int64) {
 // execute runs to the end, or to the daily budget, and records how it
 // ended or that it paused. It returns the error that ended or paused it, if
 // any.
-func (run *runner) execute(parent context.Context) error {
+func (run *runner) execute(parent context.Context) (err error) {
 	r := run.r
+	parent, end := r.set.hooks.runStarting(parent, *publicRun(run.rec))
+	defer func() { end(err) }()
 	ctx, cancel := context.WithCancelCause(context.WithValue(parent, runnerKey{}, run))
 	defer cancel(nil)
-	r.set.logger.Info("tdsreconcile: reconciliation run started", "run", run.rec.ID, "source", run.rec.Source,
+	r.set.logger.InfoContext(ctx, "tdsreconcile: reconciliation run started", "run", run.rec.ID, "source", run.rec.Source,
 		"mode", run.rec.Mode, "dry_run", run.rec.DryRun, "types", run.typeNames(), "resumed", run.resumed,
 		"api_calls", run.calls)
 	if err := run.loadBudget(ctx, utcDay(r.set.now())); err != nil {
@@ -170,7 +172,6 @@ func (run *runner) execute(parent context.Context) error {
 		defer close(hbDone)
 		run.heartbeat(ctx, cancel, hbStop)
 	}()
-	var err error
 	if run.rec.Mode == string(Full) {
 		err = run.sweep(ctx)
 	} else {

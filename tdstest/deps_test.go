@@ -77,3 +77,30 @@ func TestRootBuildsNoOptionalDependency(t *testing.T) {
 	// The check sees them where they are.
 	require.Contains(t, heavy(listDeps(t, "github.com/tdscore/tds/tdsprom")), "github.com/prometheus/client_golang/prometheus")
 }
+
+// otelPackages are the OpenTelemetry packages among deps.
+func otelPackages(deps []string) map[string]bool {
+	found := map[string]bool{}
+	for _, p := range deps {
+		if strings.HasPrefix(p, "go.opentelemetry.io/") {
+			found[p] = true
+		}
+	}
+	return found
+}
+
+// Tracing is package tdsotel's: the root brings no OpenTelemetry package
+// of its own. (bun's PostgreSQL driver, which the root opens databases
+// with, imports the trace API and a semantic-conventions package; those
+// are the only ones allowed.)
+func TestRootBuildsNoOpenTelemetry(t *testing.T) {
+	t.Parallel()
+	driver := otelPackages(listDeps(t, "github.com/uptrace/bun/driver/pgdriver"))
+	for p := range otelPackages(listDeps(t, "github.com/tdscore/tds")) {
+		require.True(t, driver[p], "the root builds %s, which bun's driver does not bring", p)
+	}
+	// The check sees them where they are.
+	otelDeps := otelPackages(listDeps(t, "github.com/tdscore/tds/tdsotel"))
+	require.True(t, otelDeps["go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"])
+	require.False(t, driver["go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"])
+}

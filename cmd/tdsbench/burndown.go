@@ -58,8 +58,11 @@ func enqueue(ctx context.Context, db *bun.DB, k int, entities int) error {
 }
 
 // burnDown times workers draining a backlog of k events with syncer s.
-func burnDown(ctx context.Context, db *bun.DB, k int, s tds.Syncer, opts ...tds.Option) (throughput, error) {
+func burnDown(ctx context.Context, db *bun.DB, k int, s tds.Syncer, tr *tracing, opts ...tds.Option) (throughput, error) {
 	if err := enqueue(ctx, db, k, 0); err != nil {
+		return throughput{}, err
+	}
+	if err := tr.traceEvents(ctx, db); err != nil {
 		return throughput{}, err
 	}
 	// The observer counts finished jobs, so that watching costs the

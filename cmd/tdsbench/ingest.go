@@ -124,13 +124,13 @@ func closedLoop(ctx context.Context, senders int, dur time.Duration, op func(ctx
 }
 
 // ingest posts distinct webhooks to the real Handler over loopback HTTP.
-func ingest(ctx context.Context, db *bun.DB, senders int, dur time.Duration, opts ...tds.Option) (throughput, error) {
+func ingest(ctx context.Context, db *bun.DB, senders int, dur time.Duration, tr *tracing, opts ...tds.Option) (throughput, error) {
 	h, err := tds.NewHandler(db, append([]tds.Option{tds.WithWebhookKeys(benchKey)}, opts...)...)
 	if err != nil {
 		return throughput{}, err
 	}
 	defer h.Close()
-	srv, err := serve(h)
+	srv, err := serve(tr.wrap(h))
 	if err != nil {
 		return throughput{}, err
 	}

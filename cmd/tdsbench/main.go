@@ -46,9 +46,10 @@ type config struct {
 	backlogBatch int
 	reconcileN   int
 	dashboardN   int
-	metrics      []bool // runs of ingest and burn-down: metrics off and/or on
-	pollOnly     bool   // tds.WithPollOnly in latency and processes
-	processes    []int  // processes: worker processes per run
+	metrics      []bool   // runs of ingest and burn-down: metrics off and/or on
+	pollOnly     bool     // tds.WithPollOnly in latency and processes
+	processes    []int    // processes: worker processes per run
+	trace        *tracing // -trace: tdsotel on ingest and burn-down; nil when off
 }
 
 func main() {
@@ -93,6 +94,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&short, "short", false, "tiny sizes, to check the tool works (CI)")
 	metricsMode := fs.String("metrics", "off", "ingest and burn-down: Prometheus metrics off, on (scraped every second) or both (off then on, with their ratio)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	traceOn := fs.Bool("trace", false, "ingest and burn-down: trace with tdsotel (every span sampled, a batch span processor, an exporter that discards)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -130,6 +132,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if c.metrics, err = metricsModes(*metricsMode); err != nil {
 		return err
 	}
+	if c.trace, err = startTracing(*traceOn); err != nil {
+		return err
+	}
+	defer c.trace.stop()
 	if c.work != "noop" && c.work != "upsert" && c.work != "both" {
 		return fmt.Errorf("-work must be noop, upsert or both, got %q", c.work)
 	}
@@ -240,7 +246,7 @@ func runIngest(ctx context.Context, db *bun.DB, c config, r *report) error {
 		if i == 0 {
 			rssReset = resetPeakRSS()
 		}
-		t, err := ingest(ctx, db, c.senders, c.duration, opts.handler...)
+		t, err := ingest(ctx, db, c.senders, c.duration, c.trace, append(opts.handler, c.trace.handlerOptions()...)...)
 		stop()
 		if err != nil {
 			return err
@@ -274,7 +280,8 @@ func runBurnDown(ctx context.Context, db *bun.DB, c config, r *report) error {
 		if err != nil {
 			return err
 		}
-		t, err := burnDown(ctx, db, c.burnDownN, s, append(append([]tds.Option{}, base...), mopts.worker...)...)
+		wopts := append(append(append([]tds.Option{}, base...), mopts.worker...), c.trace.workerOptions()...)
+		t, err := burnDown(ctx, db, c.burnDownN, s, c.trace, wopts...)
 		stop()
 		if err != nil {
 			return err
@@ -321,6 +328,9 @@ type report struct {
 
 func (r *report) header(db *bun.DB, c config) {
 	fmt.Fprintf(r.out, "tdsbench on %s (%s)\n\n", db.Dialect().Name(), redact(c.database))
+	if c.trace != nil {
+		fmt.Fprintf(r.out, "tracing on (-trace): ingest and burn-down with tdsotel, every span sampled, batch span processor, discarding exporter\n\n")
+	}
 	fmt.Fprintln(r.out, "| scenario | result | notes |")
 	fmt.Fprintln(r.out, "|---|---|---|")
 }

@@ -67,6 +67,18 @@ func TestShortRunMetrics(t *testing.T) {
 	t.Log("\n" + out.String())
 }
 
+// TestShortRunTrace: -trace runs ingest and burn-down traced, under the
+// same row names, and says so in the header.
+func TestShortRunTrace(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"-short", "-database", tdstest.SQLiteURL(t, tdstest.Unmigrated()),
+		"-scenarios", "ingest,burndown", "-work", "noop", "-trace"}, &out))
+	for _, row := range []string{"tracing on (-trace)", "| ingest: tds Handler over HTTP |", "| burn-down: no-op Syncer |"} {
+		require.Contains(t, out.String(), row)
+	}
+	t.Log("\n" + out.String())
+}
+
 // TestShortRunProcesses: the processes scenario runs worker processes on
 // one PostgreSQL, directly and, poll-only, through PgBouncer in
 // transaction mode; and the latency scenario runs poll-only.

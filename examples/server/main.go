@@ -67,6 +67,7 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/opendb"
+	"github.com/tdscore/tds/tdsotel"
 )
 
 // Timeouts of the HTTP server and of the shutdown.
@@ -190,7 +191,20 @@ func runContext(ctx context.Context, args []string, getenv func(string) string, 
 		announceGenerated(stdout, generated, secretsDir(s.database), isTerminal(stdout))
 	}
 
-	if err := serve(ctx, s, log); err != nil {
+	tracer, stopTracing, err := startTracing(ctx, getenv)
+	if err != nil {
+		log.Error("tracing: reading the OTEL_* environment", "error", err)
+		return 1
+	}
+	if tracer != nil {
+		// Lines logged inside a span carry its trace_id and span_id.
+		log = slog.New(tdsotel.LogHandler(log.Handler()))
+		s.tracer = tracer
+		log.Info("tracing", "exporter", "otlp/http")
+	}
+	err = serve(ctx, s, log)
+	stopTracing(log) // after the workers: their last spans go too
+	if err != nil {
 		log.Error("server stopped", "error", err)
 		return 1
 	}

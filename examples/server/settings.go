@@ -16,6 +16,7 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/tdsalert"
+	"github.com/tdscore/tds/tdsotel"
 	"github.com/tdscore/tds/tdsreconcile"
 )
 
@@ -40,6 +41,10 @@ type settings struct {
 
 	showVersion bool     // -version
 	args        []string // what follows the flags
+
+	// tracer is set from the OTEL_* environment (tracing.go), not a
+	// flag; nil when tracing is off.
+	tracer *tdsotel.Tracer
 }
 
 // alertSettings are the alerts' settings.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/tdsalert"
+	"github.com/tdscore/tds/tdsotel"
 	"github.com/tdscore/tds/tdsprom"
 	"github.com/tdscore/tds/tdsreconcile"
 	"github.com/tdscore/tds/tdsui"
@@ -37,6 +38,7 @@ type components struct {
 	scrape     http.Handler             // GET /metrics
 	metrics    *tdsprom.Metrics         // the hooks' collectors
 	registry   *prometheus.Registry     // tds's metrics, the Go runtime's and the process's
+	tracer     *tdsotel.Tracer          // nil unless the OTEL_* environment asks for traces
 	closers    []func(log *slog.Logger) // in the order they run
 }
 
@@ -61,6 +63,11 @@ func build(s *settings, db *bun.DB, reg *tds.Registry, log *slog.Logger) (c *com
 	handlerOpts := append(s.handlerOptions(reg, log),
 		tds.WithWebhookObserver(c.metrics.ObserveWebhook), tds.WithWebhookObserver(c.alerter.ObserveWebhook),
 		tds.WithBatchObserver(c.metrics.ObserveBatch))
+	rcOpts := []tdsreconcile.Option{tdsreconcile.WithHooks(c.metrics.ReconcileHooks()), tdsreconcile.WithHooks(c.alerter.ReconcileHooks())}
+	if c.tracer = s.tracer; c.tracer != nil {
+		handlerOpts = append(handlerOpts, c.tracer.HandlerOptions()...)
+		rcOpts = append(rcOpts, tdsreconcile.WithHooks(c.tracer.ReconcileHooks()))
+	}
 	if c.handler, err = tds.NewHandler(db, handlerOpts...); err != nil {
 		return c, err
 	}
@@ -68,8 +75,7 @@ func build(s *settings, db *bun.DB, reg *tds.Registry, log *slog.Logger) (c *com
 
 	// Repairs are ingested through the Handler's Processor: one group
 	// commit for webhooks and repairs.
-	if c.reconciler, err = s.zoho.reconciler(db, c.handler.Processor(), log,
-		tdsreconcile.WithHooks(c.metrics.ReconcileHooks()), tdsreconcile.WithHooks(c.alerter.ReconcileHooks())); err != nil {
+	if c.reconciler, err = s.zoho.reconciler(db, c.handler.Processor(), log, c.tracer, rcOpts...); err != nil {
 		return c, err
 	}
 	if c.reconciler != nil {
@@ -104,6 +110,9 @@ func (c *components) newWorker(s *settings, db *bun.DB, reg *tds.Registry, log *
 	}
 	if s.pollOnly {
 		opts = append(opts, tds.WithPollOnly())
+	}
+	if c.tracer != nil {
+		opts = append(opts, c.tracer.WorkerOptions()...)
 	}
 	if s.pollInterval > 0 {
 		opts = append(opts, tds.WithPollInterval(s.pollInterval))
@@ -147,10 +156,14 @@ func (c *components) close(log *slog.Logger) {
 // -metrics-token as its bearer token), and the webhook Handler for
 // everything else.
 func (c *components) routes() http.Handler {
-	return routes(c.handler, c.console, c.scrape)
+	var webhooks http.Handler = c.handler
+	if c.tracer != nil {
+		webhooks = c.tracer.Handler(webhooks) // a server span per webhook
+	}
+	return routes(webhooks, c.console, c.scrape)
 }
 
-func routes(webhooks *tds.Handler, console *tdsui.Handler, scrape http.Handler) http.Handler {
+func routes(webhooks http.Handler, console *tdsui.Handler, scrape http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", console.RequireMetrics(scrape))
 	for _, prefix := range []string{"/admin/", "/queue/", "/ui/", "/ui"} {
@@ -205,16 +218,24 @@ func (s *settings) consoleOptions(reg *tds.Registry, log *slog.Logger, rc *tdsre
 
 // reconciler returns the Reconciler the settings describe, ingesting its
 // repairs through proc, or nil when reconciliation is not configured.
-func (z *zohoSettings) reconciler(db *bun.DB, proc *tds.Processor, log *slog.Logger, opts ...tdsreconcile.Option) (*tdsreconcile.Reconciler, error) {
+func (z *zohoSettings) reconciler(db *bun.DB, proc *tds.Processor, log *slog.Logger, tr *tdsotel.Tracer, opts ...tdsreconcile.Option) (*tdsreconcile.Reconciler, error) {
 	if !z.enabled() {
 		return nil, nil
 	}
-	return tdsreconcile.New(db, proc, tdsreconcile.ZohoAPI{
+	api := tdsreconcile.ZohoAPI{
 		ClientID: z.clientID, ClientSecret: z.clientSecret, RefreshToken: z.refreshToken,
 		OrganizationID: z.organizationID, DataCenter: z.dc, Product: z.product,
 		AccountsURL: z.accountsURL, APIURL: z.apiURL, RequestsPerMinute: z.rate, DailyBudget: z.dailyBudget,
-	}, append(z.options(log), opts...)...)
+	}
+	if tr != nil { // a client span per Zoho API call
+		api.HTTPClient = &http.Client{Transport: tr.Transport(nil), Timeout: zohoHTTPTimeout}
+	}
+	return tdsreconcile.New(db, proc, api, append(z.options(log), opts...)...)
 }
+
+// zohoHTTPTimeout is the Zoho client's timeout when the server gives it a
+// client of its own (the Reconciler's default client has the same).
+const zohoHTTPTimeout = 30 * time.Second
 
 // options are the Reconciler's options the settings set.
 func (z *zohoSettings) options(log *slog.Logger) []tdsreconcile.Option {

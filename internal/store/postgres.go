@@ -128,10 +128,10 @@ $$`
 ), ins AS (
 	INSERT INTO tds_inbox_events (source, event_type, entity_type, source_entity_id, idempotency_key,
 		delivery_id, content_hash, payload, source_modified_at, request_metadata, is_valid,
-		validation_errors, validated_at, moved_to_queue, queued_at, received_at, sync_run_id)
+		validation_errors, validated_at, moved_to_queue, queued_at, received_at, sync_run_id, trace_context)
 	SELECT v.* FROM lk, unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],
 		?::jsonb[], ?::timestamptz[], ?::jsonb[], ?::boolean[], ?::jsonb[], ?::timestamptz[], ?::boolean[],
-		?::timestamptz[], ?::timestamptz[], ?::bigint[]) AS v
+		?::timestamptz[], ?::timestamptz[], ?::bigint[], ?::text[]) AS v
 	ON CONFLICT (idempotency_key) DO NOTHING
 	RETURNING id, idempotency_key, source, event_type, entity_type, source_entity_id
 )`
@@ -237,14 +237,14 @@ RETURNING *`
 	pgClaimOneTripSQL = `SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; SET LOCAL synchronous_commit = off;
 WITH c AS (` + pgClaimSQL + `)
 SELECT c.*, TRUE AS event_read, e.id AS event_id, e.payload AS event_payload, e.content_hash AS event_content_hash,
-	e.source_modified_at AS event_version, e.received_at AS event_received_at
+	e.source_modified_at AS event_version, e.received_at AS event_received_at, e.trace_context AS event_trace_context
 FROM c LEFT JOIN tds_inbox_events AS e ON e.id = c.inbox_event_id`
 
 	// pgWarmSQL: see Warm. The statements return no rows.
 	pgWarmSQL = `SELECT 1 FROM tds_busy_entities(0, '{}', '{}', '{}') AS b WHERE b.source IS NULL;
 SELECT 1 FROM tds_sync_queue AS q JOIN tds_inbox_events AS e ON e.id = q.inbox_event_id WHERE q.id = 0`
 
-	pgPayloadsSQL = `SELECT id, payload, content_hash, source_modified_at, received_at FROM tds_inbox_events WHERE id = ANY(?::bigint[])`
+	pgPayloadsSQL = `SELECT id, payload, content_hash, source_modified_at, received_at, trace_context FROM tds_inbox_events WHERE id = ANY(?::bigint[])`
 
 	// pgCompleteLockSQL takes the entity locks of a completing batch and
 	// turns sequential scans off for the rest of the transaction: the
@@ -496,6 +496,7 @@ func (p Postgres) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) 
 		modified, received                          = make([]time.Time, n), make([]time.Time, n)
 		validatedAt, queuedAt                       = make([]*time.Time, n), make([]*time.Time, n)
 		runs                                        = make([]*int64, n)
+		traces                                      = make([]*string, n)
 		keys                                        = make([]Entity, n)
 		// the jobs of the valid events
 		jobKeys                                 []string
@@ -509,7 +510,7 @@ func (p Postgres) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) 
 		idemKeys[i], hashes[i], payloads[i], metadata[i] = r.IdempotencyKey, r.ContentHash, string(r.Payload), string(r.Metadata)
 		deliveryIDs[i], verrs[i], valid[i], moved[i] = r.DeliveryID, nullJSON(r.ValidationErrors), r.IsValid, r.MovedToQueue
 		modified[i], received[i], validatedAt[i], queuedAt[i] = r.Version, r.ReceivedAt, r.ValidatedAt, r.QueuedAt
-		runs[i] = r.SyncRunID
+		runs[i], traces[i] = r.SyncRunID, r.TraceContext
 		keys[i] = Entity{r.Source, r.EntityType, r.EntityID}
 		if in.Job != nil {
 			jobKeys = append(jobKeys, r.IdempotencyKey)
@@ -523,7 +524,7 @@ func (p Postgres) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) 
 	args := []any{EntityLockClass, arr(entityLockKeys(keys)),
 		arr(sources), arr(eventTypes), arr(entityTypes), arr(entityIDs), arr(idemKeys), arr(deliveryIDs),
 		arr(hashes), arr(payloads), arr(modified), arr(metadata), arr(valid), arr(verrs), arr(validatedAt),
-		arr(moved), arr(queuedAt), arr(received), arr(runs)}
+		arr(moved), arr(queuedAt), arr(received), arr(runs), arr(traces)}
 	query := pgInsertEventsOnlySQL
 	if len(jobKeys) > 0 {
 		query = pgInsertEventsAndJobsSQL

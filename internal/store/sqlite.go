@@ -62,12 +62,12 @@ AND NOT ` + headRule
 	// upsert from a join.)
 	sqInsertEventsSQL = `INSERT INTO tds_inbox_events (source, event_type, entity_type, source_entity_id,
 	idempotency_key, delivery_id, content_hash, payload, source_modified_at, request_metadata, is_valid,
-	validation_errors, validated_at, moved_to_queue, queued_at, received_at, sync_run_id)
+	validation_errors, validated_at, moved_to_queue, queued_at, received_at, sync_run_id, trace_context)
 SELECT value ->> '$.source', value ->> '$.event_type', value ->> '$.entity_type', value ->> '$.entity_id',
 	value ->> '$.key', value ->> '$.delivery_id', value ->> '$.hash', value ->> '$.payload',
 	value ->> '$.version', value ->> '$.metadata', value ->> '$.valid', value ->> '$.errors',
 	value ->> '$.validated_at', value ->> '$.moved', value ->> '$.queued_at', value ->> '$.received_at',
-	value ->> '$.sync_run_id'
+	value ->> '$.sync_run_id', value ->> '$.trace'
 FROM json_each(?) WHERE TRUE ORDER BY key
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, idempotency_key`
@@ -118,7 +118,7 @@ WHERE id IN (
 	LIMIT ?)
 RETURNING *`
 
-	sqPayloadsSQL = `SELECT id, payload, content_hash, source_modified_at, received_at FROM tds_inbox_events
+	sqPayloadsSQL = `SELECT id, payload, content_hash, source_modified_at, received_at, trace_context FROM tds_inbox_events
 WHERE id IN (SELECT value FROM json_each(?))`
 
 	// sqCompleteSQL: see pgCompleteSQL. The probe for blocked jobs costs
@@ -289,6 +289,7 @@ type sqEvent struct {
 	QueuedAt    *string `json:"queued_at"`
 	ReceivedAt  string  `json:"received_at"`
 	SyncRunID   *int64  `json:"sync_run_id"`
+	Trace       *string `json:"trace,omitempty"` // absent, so NULL, when not traced
 }
 
 // sqJob is a job as InsertEvents sends it.
@@ -323,7 +324,7 @@ func (s SQLite) InsertEvents(ctx context.Context, db bun.IDB, batch []Ingest) ([
 				Key: r.IdempotencyKey, DeliveryID: r.DeliveryID, Hash: r.ContentHash, Payload: string(r.Payload),
 				Version: sqTime(r.Version), Metadata: string(r.Metadata), Valid: r.IsValid,
 				Errors: nullJSON(r.ValidationErrors), ValidatedAt: sqNullTime(r.ValidatedAt), Moved: r.MovedToQueue,
-				QueuedAt: sqNullTime(r.QueuedAt), ReceivedAt: sqTime(r.ReceivedAt), SyncRunID: r.SyncRunID,
+				QueuedAt: sqNullTime(r.QueuedAt), ReceivedAt: sqTime(r.ReceivedAt), SyncRunID: r.SyncRunID, Trace: r.TraceContext,
 			}
 		}
 		if err := tx.NewRaw(sqInsertEventsSQL, jsonParam(evs)).Scan(ctx, &stored); err != nil {

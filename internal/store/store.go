@@ -119,6 +119,9 @@ type Event struct {
 	Status string `bun:"status,scanonly"`
 	// SyncRunID is the reconciliation run whose repair stored the event.
 	SyncRunID *int64 `bun:"sync_run_id"`
+	// TraceContext is the trace context of the request that delivered
+	// the event (opaque here: a W3C traceparent), nil when not traced.
+	TraceContext *string `bun:"trace_context"`
 }
 
 // Job is a row of tds_sync_queue.
@@ -276,6 +279,8 @@ type Payload struct {
 	ContentHash string          `bun:"content_hash"`
 	Version     time.Time       `bun:"source_modified_at"`
 	ReceivedAt  time.Time       `bun:"received_at"`
+	// TraceContext is the event's stored trace context, if any.
+	TraceContext *string `bun:"trace_context"`
 }
 
 // EventFilter selects inbox events. Zero fields select everything, but
