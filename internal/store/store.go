@@ -152,12 +152,13 @@ type Job struct {
 
 	// The job's event, when the claim read it too (EventRead; see
 	// [Job.Event]).
-	EventRead        bool            `bun:"event_read,scanonly"`
-	EventID          *int64          `bun:"event_id,scanonly"`
-	EventPayload     json.RawMessage `bun:"event_payload,scanonly"`
-	EventContentHash *string         `bun:"event_content_hash,scanonly"`
-	EventVersion     *time.Time      `bun:"event_version,scanonly"`
-	EventReceivedAt  *time.Time      `bun:"event_received_at,scanonly"`
+	EventRead         bool            `bun:"event_read,scanonly"`
+	EventID           *int64          `bun:"event_id,scanonly"`
+	EventPayload      json.RawMessage `bun:"event_payload,scanonly"`
+	EventContentHash  *string         `bun:"event_content_hash,scanonly"`
+	EventVersion      *time.Time      `bun:"event_version,scanonly"`
+	EventReceivedAt   *time.Time      `bun:"event_received_at,scanonly"`
+	EventTraceContext *string         `bun:"event_trace_context,scanonly"`
 }
 
 // Event returns the job's event as the claim read it: ok is false when the
@@ -169,7 +170,7 @@ func (j *Job) Event() (p *Payload, ok bool) {
 	if j.EventID == nil {
 		return nil, true
 	}
-	p = &Payload{ID: *j.EventID, Payload: j.EventPayload}
+	p = &Payload{ID: *j.EventID, Payload: j.EventPayload, TraceContext: j.EventTraceContext}
 	if j.EventContentHash != nil {
 		p.ContentHash = *j.EventContentHash
 	}
