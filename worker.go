@@ -287,9 +287,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	// The connections the batches and the claims will take, opened and
 	// warmed now rather than by the first jobs (measured: the first
 	// webhooks after a start waited up to 0.5 s for them).
-	if err := w.st.Warm(ctx, w.db, w.ws.concurrency+1); err != nil {
+	warmCtx, cancelWarm := context.WithTimeout(ctx, warmTimeout)
+	if err := w.st.Warm(warmCtx, w.db, w.ws.concurrency+1); err != nil {
 		w.log.Debug("tds: warming the pool's connections", "err", err)
 	}
+	cancelWarm()
 
 	wake := make(chan struct{}, 1)
 	// In-process wake-ups from the Processors and stores on the same pool
@@ -352,10 +354,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-local:
 			claimNow = true
 		case freed := <-done:
-			// A batch that handed an entity on to its next job (or gave
-			// jobs back) leaves jobs to claim. One that only completed
-			// and failed its jobs does not: claimNow then stays as it was
-			// (set while all slots were busy, it claims now).
+			// A batch that handed an entity on to its next job, or did
+			// not complete every job, may leave jobs to claim. One that
+			// only completed its jobs does not: claimNow then stays as it
+			// was (set while all slots were busy, it claims now).
 			busy--
 			claimNow = claimNow || freed
 		case <-timer.C:
@@ -386,6 +388,10 @@ func (w *Worker) drain(inflight *sync.WaitGroup, cancelSyncs context.CancelCause
 		<-finished
 	}
 }
+
+// warmTimeout bounds the warm-up of Run's connections: while other users
+// of the pool hold its connections, Run starts without them.
+const warmTimeout = 2 * time.Second
 
 var (
 	errShutdown  = errors.New("tds: worker shutting down")

@@ -330,3 +330,17 @@ func TestPostgresCompletionPlan(t *testing.T) {
 		})
 	}
 }
+
+// Warm takes no more connections than the pool may open: asked for more,
+// it would hold every connection while the rest wait for one of them.
+func TestPostgresWarmWithinThePool(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, "postgres")
+	db.SetMaxOpenConns(2)
+	st, err := store.For(db)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, st.Warm(ctx, db, 8))
+	require.Equal(t, 2, db.Stats().OpenConnections)
+}

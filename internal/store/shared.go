@@ -1015,8 +1015,13 @@ func (c common) SchemaStatus(ctx context.Context, db bun.IDB, table string) (*Sc
 	return s, nil
 }
 
-// warm runs query on up to n connections of db, held at once.
+// warm runs query on up to n connections of db, held at once: never more
+// than the pool may open, or the last would wait for the others, which
+// are held until all are done.
 func warm(ctx context.Context, db *bun.DB, n int, query string) error {
+	if max := db.Stats().MaxOpenConnections; max > 0 {
+		n = min(n, max)
+	}
 	conns := make([]bun.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {

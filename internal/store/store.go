@@ -376,10 +376,12 @@ type Store interface {
 	// running batch needs no lease renewal, since no rescue can run before
 	// it ends.
 	ConcurrentWriters() bool
-	// Warm opens up to n of db's connections at once and has each read
-	// the queue and the inbox, so that the first jobs and webhooks do not
-	// wait for new server processes and their first plans. Errors are
-	// returned joined; nothing depends on it.
+	// Warm opens up to n of db's connections at once (no more than its
+	// pool may open) and has each read the queue and the inbox, so that
+	// the first jobs and webhooks do not wait for new server processes
+	// and their first plans. Errors are returned joined; nothing depends
+	// on it. A connection the pool cannot lend (others hold them) waits
+	// for one until ctx ends.
 	Warm(ctx context.Context, db *bun.DB, n int) error
 
 	// Migrate brings the tds schema up to date, recording the migrations
