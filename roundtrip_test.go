@@ -1,11 +1,9 @@
 package tds
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	neturl "net/url"
 	"sync"
@@ -129,35 +127,14 @@ func TestOneWebhookRoundTrips(t *testing.T) {
 	require.NoError(t, MigrateMirror(t.Context(), db, ZohoRegistry()))
 	mirror, err := NewMirrorSyncer()
 	require.NoError(t, err)
-	synced := make(chan string, 4)
-	w, err := NewWorker(db, mirror, WithPollInterval(time.Hour), WithHousekeepingInterval(time.Hour),
-		WithLeaderLease(time.Hour), WithLogger(slog.New(slog.DiscardHandler)),
-		WithObserver(func(r JobResult) {
-			if r.Status == StatusCompleted {
-				synced <- r.EntityID
-			}
-		}))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-errc)
-	}()
+	_, synced := runSyncing(t, db, mirror, WithHousekeepingInterval(time.Hour), WithLeaderLease(time.Hour))
 	// The second event is counted, the first warms the connections.
 	for i, id := range []string{"1", "2"} {
-		require.Eventually(t, func() bool { return w.Stats().Claims > int64(i) }, 10*time.Second, time.Millisecond)
 		_ = p.Close() // its NOTIFYs sent
 		before := proxy.queries.Load()
-		_, err := p.Process(ctx, productEvent(id, "Pump"))
+		_, err := p.Process(t.Context(), productEvent(id, "Pump"))
 		require.NoError(t, err)
-		select {
-		case got := <-synced:
-			require.Equal(t, id, got)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("job of entity %s not synced", id)
-		}
+		synced(id)
 		_ = p.Close()
 		if i == 1 {
 			require.Equal(t, int64(7), proxy.queries.Load()-before,

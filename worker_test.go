@@ -496,34 +496,47 @@ func TestWorkerWakeUps(t *testing.T) {
 				p, err = NewProcessor(other)
 				require.NoError(t, err)
 			}
-			synced := make(chan string, 4)
-			w, err := NewWorker(tdb.db, &flaky{}, WithPollInterval(time.Hour), WithLogger(slog.New(slog.DiscardHandler)),
-				WithObserver(func(r JobResult) {
-					if r.Status == StatusCompleted {
-						synced <- r.EntityID
-					}
-				}))
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			errc := make(chan error, 1)
-			go func() { errc <- w.Run(ctx) }()
-			defer func() {
-				cancel()
-				require.NoError(t, <-errc)
-			}()
-			// Once the first claim (of nothing) has run, only a wake-up
-			// can start a job within the hour.
-			require.Eventually(t, func() bool { return w.Stats().Claims > 0 }, 10*time.Second, time.Millisecond)
+			_, synced := runSyncing(t, tdb.db, &flaky{})
 			for _, id := range []string{"1", "2"} {
-				_, err := p.Process(ctx, productEvent(id, "Pump"))
+				_, err := p.Process(t.Context(), productEvent(id, "Pump"))
 				require.NoError(t, err)
-				select {
-				case got := <-synced:
-					require.Equal(t, id, got)
-				case <-time.After(10 * time.Second):
-					t.Fatalf("job of entity %s not synced: no wake-up", id)
-				}
+				synced(id)
 			}
 		})
+	}
+}
+
+// runSyncing runs a Worker on db, polling once an hour, until the test
+// ends (Run must then return nil), and returns it once its first claim
+// has run: from then on only a wake-up starts a job within the hour. The
+// function returned waits for the next completed job and checks that it
+// is entity id's.
+func runSyncing(t *testing.T, db *bun.DB, s Syncer, opts ...Option) (*Worker, func(id string)) {
+	t.Helper()
+	completed := make(chan string, 4)
+	base := []Option{WithPollInterval(time.Hour), WithLogger(slog.New(slog.DiscardHandler)),
+		WithObserver(func(r JobResult) {
+			if r.Status == StatusCompleted {
+				completed <- r.EntityID
+			}
+		})}
+	w, err := NewWorker(db, s, append(base, opts...)...)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-errc)
+	})
+	require.Eventually(t, func() bool { return w.Stats().Claims > 0 }, 10*time.Second, time.Millisecond)
+	return w, func(id string) {
+		t.Helper()
+		select {
+		case got := <-completed:
+			require.Equal(t, id, got)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("job of entity %s not synced: no wake-up", id)
+		}
 	}
 }
