@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/alert"
 	"github.com/tdscore/tds/internal/testdb"
+	"github.com/tdscore/tds/internal/testkit"
 )
 
 // alertmanagerBinaries are the names Alertmanager's binary goes by: Debian's
@@ -88,7 +88,7 @@ receivers:
 	cfgFile := filepath.Join(dir, "alertmanager.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
 	addr := freeAddr(t)
-	var out syncBuffer
+	var out testkit.LogBuffer
 	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=info")
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -130,25 +130,6 @@ func freeAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
 	return addr
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writers and the
-// test's reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // until returns the first notification for which ok holds, skipping

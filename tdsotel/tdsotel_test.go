@@ -1,7 +1,6 @@
 package tdsotel_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/tdscore/tds"
 	"github.com/tdscore/tds/internal/testdb"
+	"github.com/tdscore/tds/internal/testkit"
 	"github.com/tdscore/tds/tdsotel"
 	"github.com/tdscore/tds/tdstest"
 )
@@ -276,7 +276,7 @@ func ingestBatchLinks(t *testing.T, tdb *testdb.DB) {
 func TestLogLinesCarryTheSpan(t *testing.T) {
 	tdb := testdb.Open(t, "sqlite")
 	p := newProcess(t, tdb.URL)
-	var buf syncBuffer
+	var buf testkit.LogBuffer
 	log := slog.New(tdsotel.LogHandler(slog.NewJSONHandler(&buf, nil)))
 	proc := testdb.Processor(t, p.db, time.Now, p.tr.HandlerOptions()...)
 	testdb.Ingest(t, proc, "p-1", "Widget")
@@ -302,29 +302,6 @@ func TestLogLinesCarryTheSpan(t *testing.T) {
 	buf.Reset()
 	log.Info("outside")
 	require.NotContains(t, buf.String(), tdsotel.LogTraceID)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
 }
 
 func TestNewRefusesNil(t *testing.T) {

@@ -74,6 +74,13 @@ func (b *LogBuffer) String() string {
 	return string(b.buf)
 }
 
+// Reset forgets what was written.
+func (b *LogBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = b.buf[:0]
+}
+
 // Logger is a text logger writing to b.
 func (b *LogBuffer) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
