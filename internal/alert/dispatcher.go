@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,27 +86,14 @@ type target struct {
 // error naming it. Close stops the goroutines.
 func NewDispatcher(cfg DispatcherConfig, notifiers map[string]Notifier) (*Dispatcher, error) {
 	var errs []error
-	check := func(name string, bad bool) {
-		if bad {
-			errs = append(errs, fmt.Errorf("alert: DispatcherConfig.%s: must be >= 0", name))
-		}
+	if cfg.QueueSize < 0 {
+		errs = append(errs, errors.New("alert: DispatcherConfig.QueueSize: must be >= 0"))
 	}
-	check("QueueSize", cfg.QueueSize < 0)
-	check("Timeout", cfg.Timeout < 0)
-	check("MaxAttempts", cfg.MaxAttempts < 0)
-	check("BackoffBase", cfg.BackoffBase < 0)
-	check("BackoffMax", cfg.BackoffMax < 0)
-	names := make([]string, 0, len(notifiers))
-	for name, n := range notifiers {
-		if n == nil {
-			errs = append(errs, fmt.Errorf("alert: NewDispatcher: notifier %q is nil", name))
-		}
-		names = append(names, name)
-	}
-	if err := errors.Join(errs...); err != nil {
+	errs = append(errs, checkDelivery("DispatcherConfig", cfg.Timeout, cfg.MaxAttempts, cfg.BackoffBase, cfg.BackoffMax)...)
+	names, nilErrs := notifierNames("NewDispatcher", notifiers)
+	if err := errors.Join(append(errs, nilErrs...)...); err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
 	cfg.QueueSize = or(cfg.QueueSize, DefaultQueueSize)
 	cfg.Timeout = or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxAttempts = or(cfg.MaxAttempts, DefaultMaxAttempts)
@@ -182,20 +168,7 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 		}
 	}
 	d.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		d.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		d.cancel()
-		return nil
-	case <-ctx.Done():
-		d.cancel()
-		<-done
-		return ctx.Err()
-	}
+	return waitClosed(ctx, &d.wg, d.cancel)
 }
 
 // run delivers t's messages one after another until its queue closes.

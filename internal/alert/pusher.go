@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,27 +81,11 @@ type pushState struct {
 // logs and in OnResult. A nil notifier or a negative setting is an error
 // naming it. Close stops the goroutines.
 func NewPusher(cfg PusherConfig, notifiers map[string]Notifier) (*Pusher, error) {
-	var errs []error
-	check := func(name string, bad bool) {
-		if bad {
-			errs = append(errs, fmt.Errorf("alert: PusherConfig.%s: must be >= 0", name))
-		}
-	}
-	check("Timeout", cfg.Timeout < 0)
-	check("MaxAttempts", cfg.MaxAttempts < 0)
-	check("BackoffBase", cfg.BackoffBase < 0)
-	check("BackoffMax", cfg.BackoffMax < 0)
-	names := make([]string, 0, len(notifiers))
-	for name, n := range notifiers {
-		if n == nil {
-			errs = append(errs, fmt.Errorf("alert: NewPusher: notifier %q is nil", name))
-		}
-		names = append(names, name)
-	}
-	if err := errors.Join(errs...); err != nil {
+	errs := checkDelivery("PusherConfig", cfg.Timeout, cfg.MaxAttempts, cfg.BackoffBase, cfg.BackoffMax)
+	names, nilErrs := notifierNames("NewPusher", notifiers)
+	if err := errors.Join(append(errs, nilErrs...)...); err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
 	cfg.Timeout = or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxAttempts = or(cfg.MaxAttempts, DefaultMaxAttempts)
 	cfg.BackoffBase = or(cfg.BackoffBase, DefaultBackoffBase)
@@ -183,20 +166,7 @@ func (p *Pusher) Close(ctx context.Context) error {
 		t.mu.Unlock()
 		signal(t.wake)
 	}
-	done := make(chan struct{})
-	go func() {
-		p.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		p.cancel()
-		return nil
-	case <-ctx.Done():
-		p.cancel()
-		<-done
-		return ctx.Err()
-	}
+	return waitClosed(ctx, &p.wg, p.cancel)
 }
 
 // run delivers t's states until Close.
